@@ -1,0 +1,736 @@
+"""Model files: a fitted GaussianMixture as versioned, human-readable JSON.
+
+A model file is one JSON object::
+
+    {"format": "gaussmix-model", "version": 1,
+     "gaussmix_version": "0.1.0",
+     "covariance_type": "tied", "n_components": 3, "n_features": 2, "dtype": "float64",
+     "feature_names": ["eruptions", "waiting"] | null,
+     "weights": [...], "means": [[...]], "covariances": ..., "precisions_cholesky": ...,
+     "precisions": ...,
+     "training": {"converged": true, "n_iter": 7, "lower_bound": ..., "lower_bounds": [...],
+                  "n_samples": 272 | null, "reg_covar": ..., "tol": ..., "random_state": 0 | null,
+                  "degenerate": false, "degenerate_reason": null},
+     "params": {...every constructor parameter...}}
+
+Every float is written with Python's shortest round-trip representation of the float64
+value, so it reads back bit-exact (float32 models are written as the exact float64 value of
+each float32 and cast back on loading). Loading checks everything (schema, types, shapes,
+finiteness, weights, symmetric positive definite covariances, agreement of covariances and
+precisions) and raises :class:`ModelFileError` naming the field and the problem. Nothing is
+ever unpickled or evaluated.
+
+Every write goes to a temporary file in the destination directory, is flushed to disk and
+then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
+write leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "atomic_path",
+    "load_model",
+    "model_from_json",
+    "model_to_json",
+    "save_model",
+    "write_atomic",
+]
+
+FORMAT_NAME = "gaussmix-model"
+FORMAT_VERSION = 1
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+# Constructor parameters written to the file; array-valued ones are written as lists.
+_PARAM_NAMES = (
+    "n_components",
+    "covariance_type",
+    "tol",
+    "reg_covar",
+    "max_iter",
+    "n_init",
+    "init_params",
+    "weights_init",
+    "means_init",
+    "precisions_init",
+    "random_state",
+    "warm_start",
+    "verbose",
+    "verbose_interval",
+    "block_size",
+)
+_ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+
+
+class ModelFileError(ValueError):
+    """A model file is not a valid gaussmix model file.
+
+    Raised by :func:`load_model` for unreadable JSON, a wrong format or version, missing
+    or mistyped fields, wrong shapes, non-finite numbers, weights that do not sum to one or
+    covariances that are not symmetric positive definite. The message names the file, the
+    field and the problem.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _file_mode() -> int:
+    """Permission bits a plain ``open(path, "w")`` would give a new file (0o666 & ~umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flush a directory entry to disk after a rename (best effort, POSIX only)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary file lives in the destination directory (so the final ``os.replace`` is
+    atomic), is fsynced before the rename, and is removed if the block raises: either the
+    complete new file is at ``path`` or nothing changed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Final destination. Its directory must exist and be writable.
+
+    Yields
+    ------
+    tmp_path : str
+        Where to write the content (the file exists and is empty).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with atomic_path(os.path.join(d, "out.txt")) as tmp:
+    ...     with open(tmp, "w") as f:
+    ...         _ = f.write("hello")
+    >>> open(os.path.join(d, "out.txt")).read()
+    'hello'
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+    )
+    os.close(fd)
+    try:
+        os.chmod(tmp, _file_mode())
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file; its directory must exist.
+    data : str or bytes
+        Content; str is encoded as UTF-8.
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(payload)
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+
+
+def _gaussmix_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover - Python >= 3.8 always has it
+        return "unknown"
+    try:
+        return version("gaussmix")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _float_list(a: np.ndarray) -> Any:
+    """Nested lists of Python floats; float(x) of a float64 reprs as its shortest round trip."""
+    return np.asarray(a, dtype=np.float64).tolist()
+
+
+def _json_param(name: str, value: Any) -> Any:
+    """A constructor parameter as a JSON value (None for what JSON cannot hold faithfully)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if name in _ARRAY_PARAMS:
+        arr = np.asarray(value, dtype=np.float64)
+        return arr.tolist() if np.all(np.isfinite(arr)) else None
+    # e.g. a numpy RandomState or Generator as random_state: not reproducible from a file.
+    return None
+
+
+def _check_fitted(model: Any) -> None:
+    missing = [
+        a
+        for a in ("weights_", "means_", "covariances_", "precisions_cholesky_")
+        if not hasattr(model, a)
+    ]
+    if missing:
+        try:
+            from gaussmix import NotFittedError
+        except ImportError:  # pragma: no cover - only while the core is missing
+            NotFittedError = ValueError
+        raise NotFittedError(
+            f"This {type(model).__name__} instance is not fitted yet (no {missing[0]}); "
+            "call fit(X) before saving it."
+        )
+
+
+def model_to_dict(model: Any, *, n_samples: int | None = None) -> dict[str, Any]:
+    """The JSON-ready dict of a fitted model (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted gaussmix (or scikit-learn) GaussianMixture.
+    n_samples : int, optional
+        Number of training samples, if known (written to the training summary).
+
+    Returns
+    -------
+    dict
+    """
+    _check_fitted(model)
+    means = np.asarray(model.means_)
+    dtype_name = "float32" if means.dtype == np.float32 else "float64"
+    arrays = {
+        "weights": model.weights_,
+        "means": model.means_,
+        "covariances": model.covariances_,
+        "precisions_cholesky": model.precisions_cholesky_,
+    }
+    if hasattr(model, "precisions_"):
+        arrays["precisions"] = model.precisions_
+    for field, value in arrays.items():
+        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            raise ValueError(
+                f"cannot save a model whose {field} contain NaN or infinity; refit it "
+                "(increase reg_covar, or scale the input data)."
+            )
+    n_components, n_features = means.shape
+    params = {}
+    if hasattr(model, "get_params"):
+        all_params = model.get_params(deep=False)
+        params = {k: _json_param(k, all_params[k]) for k in _PARAM_NAMES if k in all_params}
+    feature_names = getattr(model, "feature_names_in_", None)
+    if feature_names is not None:
+        feature_names = [str(name) for name in feature_names]
+    if n_samples is None:
+        n_samples = getattr(model, "n_samples_fit_", None)
+
+    def finite_or_none(x: Any) -> float | None:
+        if x is None:
+            return None
+        x = float(x)
+        return x if math.isfinite(x) else None
+
+    lower_bounds = getattr(model, "lower_bounds_", None)
+    degenerate_reason = getattr(model, "degenerate_reason_", None)
+    training = {
+        "converged": bool(getattr(model, "converged_", False)),
+        "n_iter": int(getattr(model, "n_iter_", 0)),
+        "lower_bound": finite_or_none(getattr(model, "lower_bound_", None)),
+        "lower_bounds": (
+            None if lower_bounds is None else [finite_or_none(x) for x in lower_bounds]
+        ),
+        "n_samples": None if n_samples is None else int(n_samples),
+        "reg_covar": params.get("reg_covar"),
+        "tol": params.get("tol"),
+        "random_state": params.get("random_state"),
+        "degenerate": bool(getattr(model, "degenerate_", False)),
+        "degenerate_reason": None if degenerate_reason is None else str(degenerate_reason),
+    }
+    doc: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "gaussmix_version": _gaussmix_version(),
+        "covariance_type": str(model.covariance_type),
+        "n_components": int(n_components),
+        "n_features": int(n_features),
+        "dtype": dtype_name,
+        "feature_names": feature_names,
+    }
+    doc.update({field: _float_list(value) for field, value in arrays.items()})
+    doc["training"] = training
+    doc["params"] = params
+    return doc
+
+
+def model_to_json(model: Any, *, n_samples: int | None = None) -> str:
+    """The model file text of a fitted model (see :func:`save_model`)."""
+    return _dumps(model_to_dict(model, n_samples=n_samples)) + "\n"
+
+
+def _dumps(obj: Any, level: int = 0) -> str:
+    """JSON with objects indented and each innermost list of numbers on one line."""
+    pad = "  " * (level + 1)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{pad}{json.dumps(str(k))}: {_dumps(v, level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * level + "}"
+    if isinstance(obj, list) and any(isinstance(v, (list, dict)) for v in obj):
+        items = [pad + _dumps(v, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * level + "]"
+    return json.dumps(obj, allow_nan=False)
+
+
+def save_model(model: Any, path: str | os.PathLike[str], *, n_samples: int | None = None) -> None:
+    """Save a fitted GaussianMixture to a JSON model file, atomically.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model.
+    path : str or path-like
+        Destination (conventionally ``*.json``). Written to a temporary file in the same
+        directory, flushed and renamed, so a failure leaves no partial file.
+    n_samples : int, optional
+        Number of training samples, recorded in the training summary.
+
+    Raises
+    ------
+    NotFittedError
+        If the model is not fitted.
+    OSError
+        If the directory is missing or not writable.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from gaussmix import GaussianMixture
+    >>> X = np.random.default_rng(0).normal(size=(50, 2))
+    >>> gm = GaussianMixture(2, random_state=0).fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.json")
+    >>> save_model(gm, path)
+    >>> bool((load_model(path).predict(X) == gm.predict(X)).all())
+    True
+    """
+    write_atomic(path, model_to_json(model, n_samples=n_samples))
+
+
+# --------------------------------------------------------------------------------------
+# Reading and validation
+
+
+class _Checker:
+    """Field checks that raise ModelFileError with the source and the field name."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, field: str | None, problem: str) -> ModelFileError:
+        where = f" field {field!r}" if field else ""
+        return ModelFileError(f"invalid model file {self.source}:{where} {problem}")
+
+    def get(self, obj: dict[str, Any], key: str, field: str | None = None) -> Any:
+        if key not in obj:
+            raise self.fail(field or key, "is missing")
+        return obj[key]
+
+    def integer(self, value: Any, field: str, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(field, f"must be an integer, got {_describe(value)}")
+        if minimum is not None and value < minimum:
+            raise self.fail(field, f"must be >= {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, field: str, allow_none: bool = False) -> float | None:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(field, f"must be a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise self.fail(field, f"must be finite, got {value}")
+        return float(value)
+
+    def boolean(self, value: Any, field: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(field, f"must be true or false, got {_describe(value)}")
+        return value
+
+    def array(self, value: Any, field: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """A nested list of numbers of exactly ``shape``, as a finite array of ``dtype``."""
+        self._check_nesting(value, field, shape, ())
+        arr = np.array(value, dtype=np.float64)
+        if arr.shape != shape:  # pragma: no cover - _check_nesting guarantees it
+            raise self.fail(field, f"must have shape {shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise self.fail(field, f"contains a non-finite value {arr[bad]} at index {bad}")
+        out = arr.astype(dtype)
+        if not np.all(np.isfinite(out)):
+            raise self.fail(field, f"overflows {np.dtype(dtype).name}")
+        return out
+
+    def _check_nesting(
+        self, value: Any, field: str, shape: tuple[int, ...], index: tuple[int, ...]
+    ) -> None:
+        where = f" at index {index}" if index else ""
+        if not shape:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(field, f"must contain numbers, got {_describe(value)}{where}")
+            return
+        if not isinstance(value, list):
+            raise self.fail(
+                field,
+                f"must be a list of length {shape[0]} (expected shape {_shape_str(shape)}), "
+                f"got {_describe(value)}{where}",
+            )
+        if len(value) != shape[0]:
+            raise self.fail(
+                field,
+                f"has length {len(value)}{where}, expected {shape[0]} "
+                f"(expected shape {_shape_str(shape)})",
+            )
+        if len(shape) == 1:
+            for i, v in enumerate(value):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise self.fail(
+                        field, f"must contain numbers, got {_describe(v)} at index {(*index, i)}"
+                    )
+            return
+        for i, v in enumerate(value):
+            self._check_nesting(v, field, shape[1:], (*index, i))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        return f"a list of length {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    return repr(value)
+
+
+def _shape_str(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _covariance_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+def _as_full(covariance_type: str, values: np.ndarray, k: int, d: int) -> np.ndarray:
+    """Covariance-type-shaped matrices as a (k, d, d) stack (tied: (1, d, d))."""
+    if covariance_type == "full":
+        return values
+    if covariance_type == "tied":
+        return values[None]
+    if covariance_type == "diag":
+        return np.stack([np.diag(v) for v in values])
+    return values[:, None, None] * np.eye(d)[None]
+
+
+def _check_covariances(
+    chk: _Checker,
+    covariance_type: str,
+    covariances: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    precisions: np.ndarray | None,
+    k: int,
+    d: int,
+) -> None:
+    """Symmetric positive definite covariances, consistent with the stored precisions."""
+    cov = _as_full(covariance_type, covariances.astype(np.float64), k, d)
+    for j, c in enumerate(cov):
+        name = "covariances" if covariance_type == "tied" else f"covariances[{j}]"
+        scale = max(float(np.max(np.abs(c))), np.finfo(np.float64).tiny)
+        if np.max(np.abs(c - c.T)) > 1e-8 * scale:
+            raise chk.fail(name, "is not symmetric")
+        try:
+            np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            raise chk.fail(
+                name,
+                "is not positive definite (its Cholesky factorisation fails); the file is "
+                "damaged or was edited by hand",
+            ) from None
+    # The precision Cholesky factor L satisfies L Lᵀ = Σ⁻¹; check Σ L Lᵀ ≈ I.
+    pchol = precisions_cholesky.astype(np.float64)
+    if covariance_type in ("diag", "spherical"):
+        if np.any(pchol <= 0):
+            raise chk.fail("precisions_cholesky", "must be positive")
+        ok = np.abs(covariances.astype(np.float64) * pchol**2 - 1.0)
+        tol = 1e-4 if covariances.dtype == np.float32 else 1e-8
+        if np.max(ok) > tol:
+            raise chk.fail("precisions_cholesky", "does not match covariances")
+    else:
+        chol = _as_full(covariance_type, pchol, k, d)
+        eps = float(np.finfo(covariances.dtype).eps)
+        for j, (c, lc) in enumerate(zip(cov, chol, strict=True)):
+            prec = lc @ lc.T
+            eig = np.linalg.eigvalsh(c)
+            cond = float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
+            err = float(np.max(np.abs(c @ prec - np.eye(d))))
+            if not err <= 1e-6 + 1e3 * d * eps * cond:
+                name = "precisions_cholesky" + ("" if covariance_type == "tied" else f"[{j}]")
+                raise chk.fail(
+                    name,
+                    "does not match covariances (it must be the Cholesky "
+                    "factor of the inverse covariance)",
+                )
+    if precisions is not None:
+        expected = _as_full(covariance_type, pchol, k, d)
+        expected = expected @ np.swapaxes(expected, -1, -2)
+        got = _as_full(covariance_type, precisions.astype(np.float64), k, d)
+        scale = max(float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
+        tol = 1e-4 if covariances.dtype == np.float32 else 1e-10
+        if np.max(np.abs(expected - got)) > tol * scale:
+            raise chk.fail("precisions", "does not match precisions_cholesky")
+
+
+def _estimator_class() -> type:
+    from gaussmix import GaussianMixture
+
+    return GaussianMixture
+
+
+def model_from_dict(doc: Any, source: str = "<model>") -> Any:
+    """Validate a decoded model file and build the fitted GaussianMixture.
+
+    Parameters
+    ----------
+    doc : object
+        The decoded JSON document.
+    source : str
+        File name used in error messages.
+
+    Returns
+    -------
+    GaussianMixture
+        A fitted :class:`gaussmix.GaussianMixture`.
+
+    Raises
+    ------
+    ModelFileError
+        If anything in the document is invalid.
+    """
+    chk = _Checker(source)
+    if not isinstance(doc, dict):
+        raise chk.fail(None, f"the top level must be a JSON object, got {_describe(doc)}")
+    if doc.get("format") != FORMAT_NAME:
+        raise chk.fail(
+            "format",
+            f"must be {FORMAT_NAME!r}, got {_describe(doc.get('format'))}: "
+            "this is not a gaussmix model file",
+        )
+    version = chk.integer(chk.get(doc, "version"), "version", minimum=1)
+    if version > FORMAT_VERSION:
+        raise chk.fail(
+            "version",
+            f"is {version}, but this gaussmix reads model files up to version "
+            f"{FORMAT_VERSION}; upgrade gaussmix",
+        )
+    covariance_type = chk.get(doc, "covariance_type")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise chk.fail(
+            "covariance_type",
+            f"must be one of {', '.join(COVARIANCE_TYPES)}; got {_describe(covariance_type)}",
+        )
+    k = chk.integer(chk.get(doc, "n_components"), "n_components", minimum=1)
+    d = chk.integer(chk.get(doc, "n_features"), "n_features", minimum=1)
+    dtype_name = chk.get(doc, "dtype")
+    if dtype_name not in _DTYPES:
+        raise chk.fail("dtype", f"must be 'float64' or 'float32', got {_describe(dtype_name)}")
+    dtype = _DTYPES[dtype_name]
+
+    feature_names = doc.get("feature_names")
+    if feature_names is not None:
+        if (
+            not isinstance(feature_names, list)
+            or len(feature_names) != d
+            or not all(isinstance(n, str) for n in feature_names)
+        ):
+            raise chk.fail(
+                "feature_names", f"must be null or a list of {d} strings (one per feature)"
+            )
+
+    weights = chk.array(chk.get(doc, "weights"), "weights", (k,), dtype)
+    if np.any(weights < 0):
+        raise chk.fail("weights", f"must be >= 0, got {float(np.min(weights))!r}")
+    total = float(np.sum(weights, dtype=np.float64))
+    tol = 1e-4 if dtype == np.float32 else 1e-6
+    if abs(total - 1.0) > tol:
+        raise chk.fail("weights", f"must sum to 1, they sum to {total!r}")
+    means = chk.array(chk.get(doc, "means"), "means", (k, d), dtype)
+    cov_shape = _covariance_shape(covariance_type, k, d)
+    covariances = chk.array(chk.get(doc, "covariances"), "covariances", cov_shape, dtype)
+    precisions_cholesky = chk.array(
+        chk.get(doc, "precisions_cholesky"), "precisions_cholesky", cov_shape, dtype
+    )
+    precisions = None
+    if doc.get("precisions") is not None:
+        precisions = chk.array(doc["precisions"], "precisions", cov_shape, dtype)
+    _check_covariances(chk, covariance_type, covariances, precisions_cholesky, precisions, k, d)
+
+    training = doc.get("training") or {}
+    if not isinstance(training, dict):
+        raise chk.fail("training", f"must be an object, got {_describe(training)}")
+    converged = chk.boolean(training.get("converged", False), "training.converged")
+    n_iter = chk.integer(training.get("n_iter", 0), "training.n_iter", minimum=0)
+    lower_bound = chk.number(training.get("lower_bound"), "training.lower_bound", True)
+    lower_bounds = training.get("lower_bounds")
+    if lower_bounds is not None:
+        if not isinstance(lower_bounds, list):
+            raise chk.fail("training.lower_bounds", "must be a list of numbers or null")
+        lower_bounds = [
+            chk.number(x, f"training.lower_bounds[{i}]", True) for i, x in enumerate(lower_bounds)
+        ]
+    n_samples = training.get("n_samples")
+    if n_samples is not None:
+        chk.integer(n_samples, "training.n_samples", minimum=1)
+    degenerate = chk.boolean(training.get("degenerate", False), "training.degenerate")
+    degenerate_reason = training.get("degenerate_reason")
+    if degenerate_reason is not None and not isinstance(degenerate_reason, str):
+        raise chk.fail("training.degenerate_reason", "must be a string or null")
+
+    params = doc.get("params") or {}
+    if not isinstance(params, dict):
+        raise chk.fail("params", f"must be an object, got {_describe(params)}")
+    cls = _estimator_class()
+    known = set(cls().get_params(deep=False))
+    kwargs = {name: value for name, value in params.items() if name in known}
+    kwargs["n_components"] = k
+    kwargs["covariance_type"] = covariance_type
+    for name in _ARRAY_PARAMS:
+        if kwargs.get(name) is not None:
+            kwargs[name] = np.asarray(kwargs[name], dtype=np.float64)
+    try:
+        model = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise chk.fail("params", f"are not valid GaussianMixture parameters: {exc}") from None
+
+    if precisions is None:
+        full = _as_full(covariance_type, precisions_cholesky, k, d)
+        precisions = full @ np.swapaxes(full, -1, -2)
+        if covariance_type == "tied":
+            precisions = precisions[0]
+        elif covariance_type in ("diag", "spherical"):
+            precisions = precisions_cholesky**2
+    model.weights_ = weights
+    model.means_ = means
+    model.covariances_ = covariances
+    model.precisions_cholesky_ = precisions_cholesky
+    model.precisions_ = precisions
+    model.converged_ = converged
+    model.n_iter_ = n_iter
+    model.lower_bound_ = -math.inf if lower_bound is None else lower_bound
+    model.lower_bounds_ = [] if lower_bounds is None else lower_bounds
+    model.n_features_in_ = d
+    model.degenerate_ = degenerate
+    model.degenerate_reason_ = degenerate_reason
+    if feature_names is not None:
+        model.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    if n_samples is not None:
+        model.n_samples_fit_ = n_samples
+    return model
+
+
+def model_from_json(text: str | bytes, source: str = "<model>") -> Any:
+    """Parse and validate model file text; see :func:`load_model`."""
+    chk = _Checker(source)
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise chk.fail(None, f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise chk.fail(None, "the file is empty")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        raise chk.fail(
+            None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+        ) from None
+    except RecursionError:
+        raise chk.fail(None, "not valid JSON: nested too deeply") from None
+    return model_from_dict(doc, source)
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """Load a model file written by :func:`save_model` and validate it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A gaussmix JSON model file.
+
+    Returns
+    -------
+    GaussianMixture
+        A fitted :class:`gaussmix.GaussianMixture` whose ``predict``, ``predict_proba`` and
+        ``score_samples`` equal those of the saved model bit for bit.
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError
+        If the file cannot be read.
+    ModelFileError
+        If the file is not a valid model file (corrupt or truncated JSON, another format or
+        a newer version, missing or mistyped fields, wrong shapes, non-finite numbers,
+        weights that do not sum to 1, covariances that are not symmetric positive definite).
+    """
+    data = Path(path).read_bytes()
+    return model_from_json(data, source=os.fspath(path))

@@ -1,0 +1,324 @@
+"""Input and parameter validation.
+
+Every check here runs before any work, names the problem, what was received and, where
+there is one, the fix. Nothing here ever writes into the caller's arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def _is_sparse(X) -> bool:
+    module = type(X).__module__ or ""
+    return module.startswith("scipy.sparse") or (hasattr(X, "tocsr") and hasattr(X, "nnz"))
+
+
+def feature_names_of(X):
+    """Column names of a DataFrame-like ``X`` when they are all strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = list(columns)
+    if names and all(isinstance(name, str) for name in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def _first_bad_object(arr: np.ndarray):
+    """Position, value and error of the first element of an object array float() rejects."""
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim >= 1 else arr.reshape(1, 1)
+    for i, row in enumerate(flat):
+        for j, value in enumerate(row):
+            try:
+                float(value)
+            except (TypeError, ValueError) as exc:
+                return i, j, value, exc
+    return None
+
+
+def check_array(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
+    """Validate ``X`` and return it as a 2-D float64 or float32 NumPy array.
+
+    float64 and float32 keep their dtype, every other real dtype becomes float64. The
+    result may share memory with ``X``: callers must treat it as read-only.
+
+    Raises
+    ------
+    TypeError
+        For sparse matrices and values that are not numbers.
+    ValueError
+        For arrays that are not 2-D, empty, too short, complex, or not finite.
+    """
+    if _is_sparse(X):
+        raise TypeError(
+            f"{name} is a sparse matrix ({type(X).__name__}); Gaussian mixtures need dense "
+            f"data. Convert it with {name}.toarray() if it fits in memory."
+        )
+    if hasattr(X, "dask") and hasattr(X, "compute"):
+        raise TypeError(
+            f"{name} is a dask array; this method needs an in-memory NumPy array. "
+            f"Use {name}.compute(), or fit on dask arrays with the 'dask' extra."
+        )
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} cannot be read as a numeric array: {exc}") from None
+    kind = arr.dtype.kind
+    if kind in "USV":
+        raise ValueError(
+            f"{name} has dtype {arr.dtype}: it holds strings, not numbers. Convert the "
+            "columns to numeric values (or drop the text columns) before fitting."
+        )
+    if kind == "c":
+        raise ValueError(
+            f"{name} is complex ({arr.dtype}); Gaussian mixtures here are real-valued. "
+            f"Pass the real and imaginary parts as separate features."
+        )
+    if kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            bad = _first_bad_object(np.asarray(X, dtype=object))
+            where = "" if bad is None else f" at row {bad[0]}, column {bad[1]} ({bad[2]!r})"
+            raise TypeError(
+                f"{name} contains a value that is not a number{where}: {exc}. Convert or "
+                "drop non-numeric values before fitting."
+            ) from None
+    elif kind in "biu" or (kind == "f" and arr.dtype not in (np.float64, np.float32)):
+        arr = arr.astype(np.float64)
+    elif kind == "M" or kind == "m":
+        raise TypeError(f"{name} holds dates or times ({arr.dtype}), not numbers.")
+
+    if arr.ndim != 2:
+        if arr.ndim <= 1:
+            shape = arr.shape
+            raise ValueError(
+                f"Expected a 2-D array for {name}, got a {arr.ndim}-D array of shape "
+                f"{shape}. Reshape your data: {name}.reshape(-1, 1) if it has a single "
+                f"feature, or {name}.reshape(1, -1) if it is a single sample."
+            )
+        raise ValueError(
+            f"Expected a 2-D array for {name} (n_samples, n_features), got "
+            f"{arr.ndim} dimensions with shape {arr.shape}."
+        )
+    n_samples, n_features = arr.shape
+    if n_samples == 0:
+        raise ValueError(
+            f"{name} is empty: 0 samples (shape {arr.shape}); at least 1 sample is required."
+        )
+    if n_features == 0:
+        raise ValueError(
+            f"{name} has 0 features (shape {arr.shape}); at least 1 feature is required."
+        )
+    if n_samples < min_samples:
+        raise ValueError(
+            f"{name} has {n_samples} sample{'s' if n_samples != 1 else ''} (n_samples = "
+            f"{n_samples}), but fitting needs at least {min_samples}."
+        )
+    check_finite(arr, name)
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str = "X") -> None:
+    """Raise a ValueError counting the NaN and infinite values and locating the first."""
+    # Fast path: a finite sum proves every value finite (NaN and inf propagate).
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr, dtype=np.float64)):
+            return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    n_nan = int(np.isnan(arr).sum())
+    n_inf = int((~finite).sum()) - n_nan
+    first = np.argwhere(~finite)[0]
+    at = f"row {first[0]}, column {first[1]}" if arr.ndim == 2 else f"index {first[0]}"
+    parts = []
+    if n_nan:
+        parts.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''}")
+    if n_inf:
+        parts.append(f"{n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity)")
+    raise ValueError(
+        f"{name} contains {' and '.join(parts)}; the first is at {at}. Gaussian mixtures "
+        f"need finite values: drop or impute the rows that hold them."
+    )
+
+
+def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
+    """Validate ``sample_weight``: None, a scalar, or shape (n_samples,), finite, >= 0."""
+    if sample_weight is None:
+        return None
+    if _is_sparse(sample_weight):
+        raise TypeError("sample_weight must be a dense 1-D array, not a sparse matrix.")
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        weights = np.full(n_samples, sample_weight, dtype=np.float64)
+    else:
+        try:
+            weights = np.asarray(sample_weight)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"sample_weight cannot be read as numbers: {exc}") from None
+        if weights.dtype.kind not in "biuf":
+            try:
+                weights = weights.astype(np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"sample_weight must hold numbers, got dtype {weights.dtype}."
+                ) from None
+        if weights.ndim != 1:
+            raise ValueError(
+                f"sample_weight must be 1-D of shape ({n_samples},), got shape "
+                f"{weights.shape}."
+            )
+        if weights.shape[0] != n_samples:
+            raise ValueError(
+                f"sample_weight has {weights.shape[0]} values but X has {n_samples} samples; "
+                "pass one weight per row of X."
+            )
+        weights = weights.astype(np.float64)
+    check_finite(weights, "sample_weight")
+    if (weights < 0).any():
+        first = int(np.argmax(weights < 0))
+        raise ValueError(
+            f"sample_weight must be non-negative; found {int((weights < 0).sum())} negative "
+            f"value(s), the first at index {first} ({weights[first]!r})."
+        )
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight sums to zero: at least one sample needs weight > 0.")
+    return weights.astype(dtype, copy=False)
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_real(value, name, minimum=0.0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number >= {minimum}, got {value!r}.")
+    if not np.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}.")
+
+
+def check_parameters(est) -> None:
+    """Validate the constructor parameters of a GaussianMixture (not the *_init arrays)."""
+    _check_int(est.n_components, "n_components", 1)
+    if est.covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {', '.join(map(repr, COVARIANCE_TYPES))}; "
+            f"got {est.covariance_type!r}."
+        )
+    if est.init_params not in INIT_PARAMS:
+        raise ValueError(
+            f"init_params must be one of {', '.join(map(repr, INIT_PARAMS))}; "
+            f"got {est.init_params!r}."
+        )
+    _check_real(est.tol, "tol")
+    _check_real(est.reg_covar, "reg_covar")
+    _check_int(est.max_iter, "max_iter", 0)
+    _check_int(est.n_init, "n_init", 1)
+    _check_int(est.verbose, "verbose", 0)
+    _check_int(est.verbose_interval, "verbose_interval", 1)
+    if not isinstance(est.warm_start, (bool, np.bool_)):
+        raise TypeError(f"warm_start must be True or False, got {est.warm_start!r}.")
+    if est.block_size is not None:
+        _check_int(est.block_size, "block_size", 1)
+    rs = est.random_state
+    if not (
+        rs is None
+        or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))
+        or isinstance(rs, (np.random.RandomState, np.random.Generator))
+    ):
+        raise TypeError(
+            "random_state must be None, an int, a numpy RandomState or Generator; "
+            f"got {rs!r}."
+        )
+
+
+def check_random_state(seed) -> np.random.RandomState:
+    """Turn None, an int or a RandomState/Generator into a RandomState."""
+    if seed is None:
+        return np.random.mtrand._rand
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.integers(2**32, dtype=np.uint64))
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    raise TypeError(f"random_state must be None, an int or a RandomState; got {seed!r}.")
+
+
+def _as_float_array(value, name, dtype):
+    try:
+        arr = np.array(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of numbers: {exc}") from None
+    check_finite(arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1), name)
+    return arr
+
+
+def _check_shape(arr, expected, name, covariance_type=None):
+    if arr.shape != expected:
+        kind = f" for covariance_type={covariance_type!r}" if covariance_type else ""
+        raise ValueError(f"{name} must have shape {expected}{kind}, got {arr.shape}.")
+
+
+def check_weights_init(weights, n_components, dtype):
+    weights = _as_float_array(weights, "weights_init", dtype)
+    _check_shape(weights, (n_components,), "weights_init")
+    if (weights < 0).any() or (weights > 1).any():
+        raise ValueError(
+            f"weights_init must lie in [0, 1]; got min {weights.min():.6g}, "
+            f"max {weights.max():.6g}."
+        )
+    total = float(np.sum(weights, dtype=np.float64))
+    if not np.isclose(total, 1.0, rtol=0, atol=1e-6):
+        raise ValueError(
+            f"weights_init must sum to 1, but sums to {total:.10g}. Divide it by its sum."
+        )
+    return weights
+
+
+def check_means_init(means, n_components, n_features, dtype):
+    means = _as_float_array(means, "means_init", dtype)
+    _check_shape(means, (n_components, n_features), "means_init")
+    return means
+
+
+def _check_spd(matrix, name):
+    if not np.allclose(matrix, matrix.T, rtol=1e-7, atol=1e-12 * np.abs(matrix).max()):
+        raise ValueError(f"{name} must be symmetric; it is not.")
+    if np.linalg.eigvalsh(matrix.astype(np.float64)).min() <= 0:
+        raise ValueError(f"{name} must be positive definite; it has an eigenvalue <= 0.")
+
+
+def check_precisions_init(precisions, covariance_type, n_components, n_features, dtype):
+    precisions = _as_float_array(precisions, "precisions_init", dtype)
+    expected = {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+    _check_shape(precisions, expected, "precisions_init", covariance_type)
+    if covariance_type == "full":
+        for k, matrix in enumerate(precisions):
+            _check_spd(matrix, f"precisions_init[{k}] (component {k})")
+    elif covariance_type == "tied":
+        _check_spd(precisions, "precisions_init")
+    elif (precisions <= 0).any():
+        raise ValueError(
+            f"precisions_init for covariance_type={covariance_type!r} must be positive; "
+            f"found {int((precisions <= 0).sum())} value(s) <= 0."
+        )
+    return precisions

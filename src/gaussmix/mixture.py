@@ -1,0 +1,576 @@
+"""``GaussianMixture``: the scikit-learn estimator, written on gaussmix's block engine."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+
+import numpy as np
+
+from . import stats as _stats
+from ._backends import ArrayData
+from ._covariance import (
+    covariance_of_component,
+    covariances_from_precisions,
+    n_covariance_parameters,
+    precisions_from_cholesky,
+)
+from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
+from ._validation import (
+    check_array,
+    check_means_init,
+    check_parameters,
+    check_precisions_init,
+    check_random_state,
+    check_sample_weight,
+    check_weights_init,
+    feature_names_of,
+)
+from .em import run_em
+from .stats import MixtureParameters
+
+__all__ = ["GaussianMixture"]
+
+
+def _is_dask_array(X) -> bool:
+    return type(X).__module__.startswith("dask.") and hasattr(X, "chunks")
+
+
+class GaussianMixture:
+    """Gaussian mixture model fitted by Expectation-Maximization.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the same
+    parameters, fitted attributes, methods and EM semantics, on NumPy alone. Adds
+    ``sample_weight`` in :meth:`fit`, :meth:`icl`, a ``random_state`` for :meth:`sample`,
+    :meth:`save`, a degeneracy check, and fitting on Dask arrays.
+
+    The density is ``p(x) = sum_k pi_k N(x | mu_k, Sigma_k)``; see ``docs/math.md``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Structure of the covariances (mclust names: VVV, EEE, VVI, VII)::
+
+            full       each component has its own general covariance   (K, D, D)
+            tied       all components share one general covariance     (D, D)
+            diag       each component has its own diagonal covariance  (K, D)
+            spherical  each component has its own single variance      (K,)
+
+    tol : float, default=1e-3
+        EM stops when the mean per-sample log-likelihood changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance; keeps them positive definite.
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the one with the highest final lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How the initial responsibilities are chosen.
+    weights_init : array-like of shape (n_components,), optional
+    means_init : array-like of shape (n_components, n_features), optional
+    precisions_init : array-like, optional
+        Initial precisions (inverse covariances), shaped as the covariances.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (with a single initialisation).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    block_size : int, optional
+        Rows per block of the E-step (bounded memory); chosen automatically by default.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shaped by ``covariance_type`` as above.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood per sample of the best initialisation.
+    lower_bounds_ : list of float
+        Its value after every EM iteration.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when X was a DataFrame with string column names.
+    degenerate_ : bool
+        True when the fit looks like a spurious maximizer (a collapsed component).
+    degenerate_reason_ : str or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gaussmix import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(-3, 1, (200, 2)), rng.normal(3, 1, (200, 2))])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.sort(gm.means_[:, 0]).round(0)
+    array([-3.,  3.])
+    >>> gm.predict_proba(X[:1]).sum().round(6)
+    np.float64(1.0)
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        block_size=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.block_size = block_size
+
+    # ----------------------------------------------------------------------------------
+    # scikit-learn estimator protocol, without importing scikit-learn
+    # ----------------------------------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values() if p.name != "self")
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator, as a dict (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters (scikit-learn protocol); returns self."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for GaussianMixture. "
+                    f"Valid parameters are: {', '.join(valid)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            p.name: p.default
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name != "self"
+        }
+        changed = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = defaults[name]
+            if isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
+                if value is not default:
+                    changed.append(f"{name}=array(shape={np.shape(value)})")
+                continue
+            if value is not default and value != default:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            classifier_tags=None,
+            regressor_tags=None,
+            input_tags=InputTags(),
+        )
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "means_")
+
+    # ----------------------------------------------------------------------------------
+    # Fitting
+    # ----------------------------------------------------------------------------------
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with EM (``n_init`` starts, best lower bound kept).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float64 and float32 keep their dtype; other real types become float64. A
+            ``dask.array.Array`` is fitted on the cluster (needs the ``dask`` extra).
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; integer weights give the fit of repeated rows.
+
+        Returns
+        -------
+        self
+        """
+        check_parameters(self)
+        if _is_dask_array(X):
+            from ._dask import DaskData
+
+            data = DaskData(X, sample_weight, self.block_size)
+            feature_names = None
+        else:
+            feature_names = feature_names_of(X)
+            X = check_array(X, min_samples=2)
+            sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            data = ArrayData(X, sample_weight, self.block_size)
+        if data.n_samples < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components, but got n_components = "
+                f"{self.n_components} and n_samples = {data.n_samples}. Lower "
+                "n_components or provide more data."
+            )
+        self._fit(data, feature_names)
+        return self
+
+    def _check_initial_arrays(self, n_features, dtype):
+        K = self.n_components
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = check_weights_init(self.weights_init, K, dtype)
+        if self.means_init is not None:
+            means = check_means_init(self.means_init, K, n_features, dtype)
+        if self.precisions_init is not None:
+            precisions = check_precisions_init(
+                self.precisions_init, self.covariance_type, K, n_features, dtype
+            )
+        return weights, means, precisions
+
+    def _initial_parameters(self, data, random_state, inits):
+        weights_init, means_init, precisions_init = inits
+        dtype = data.dtype
+        if weights_init is not None and means_init is not None and precisions_init is not None:
+            return MixtureParameters.from_precisions(
+                self.covariance_type, weights_init, means_init, precisions_init
+            ).astype(dtype)
+        stats = data.initial_statistics(
+            self.init_params, self.n_components, random_state, self.covariance_type
+        )
+        params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
+        # As scikit-learn: initial weights are N_k / N (not renormalised).
+        weights = (stats.nk + 10 * np.finfo(dtype).eps) / stats.weight_sum
+        if weights_init is not None:
+            weights = weights_init
+        means = params.means if means_init is None else means_init
+        if precisions_init is not None:
+            return MixtureParameters.from_precisions(
+                self.covariance_type, weights, means, precisions_init
+            ).astype(dtype)
+        return MixtureParameters(
+            self.covariance_type, weights, means, params.covariances, params.precisions_cholesky
+        ).astype(dtype)
+
+    def _fit(self, data, feature_names):
+        inits = self._check_initial_arrays(data.n_features, data.dtype)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init and (
+            self.means_.shape[1] != data.n_features
+            or self.covariance_type != self._fitted_covariance_type
+        ):
+            raise ValueError(
+                "warm_start=True needs the same number of features and covariance_type as "
+                f"the previous fit ({self.means_.shape[1]} features, "
+                f"{self._fitted_covariance_type!r}); got {data.n_features} features and "
+                f"{self.covariance_type!r}. Set warm_start=False to start afresh."
+            )
+        n_init = self.n_init if do_init else 1
+        random_state = check_random_state(self.random_state)
+        best = None
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            if do_init:
+                params = self._initial_parameters(data, random_state, inits)
+                start_bound = -np.inf
+            else:
+                params = self._get_parameters().astype(data.dtype)
+                start_bound = self.lower_bound_
+            result = run_em(
+                data.statistics,
+                params,
+                reg_covar=self.reg_covar,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                lower_bound=start_bound,
+                callback=self._iteration_callback(),
+            )
+            if self.verbose:
+                state = "converged" if result.converged else "did not converge"
+                print(f"Initialization {state}. lower bound {result.lower_bound:.5f}.")
+            # As scikit-learn: keep the highest lower bound (with max_iter=0 every bound
+            # is -inf and the last initialisation is kept).
+            if best is None or result.lower_bound > best.lower_bound or (
+                best.lower_bound == -np.inf
+            ):
+                best = result
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "The best initialization did not converge: EM stopped at max_iter="
+                f"{self.max_iter} before the log-likelihood changed by less than "
+                f"tol={self.tol:g}. Increase max_iter or tol, try other init_params, or "
+                "check the data for duplicated or degenerate points.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._set_parameters(best.params)
+        self._fitted_covariance_type = self.covariance_type
+        self.converged_ = bool(best.converged)
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = float(best.lower_bound) if self.max_iter > 0 else -np.inf
+        self.lower_bounds_ = [float(b) for b in best.lower_bounds]
+        self.n_features_in_ = data.n_features
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._check_degenerate(data)
+
+    def _iteration_callback(self):
+        user_callback = getattr(self, "_callback", None)
+        if not self.verbose and user_callback is None:
+            return None
+        start = [time.perf_counter()]
+
+        def callback(n_iter, lower_bound, change):
+            if self.verbose and n_iter % self.verbose_interval == 0:
+                if self.verbose == 1:
+                    print(f"  Iteration {n_iter}")
+                else:
+                    now = time.perf_counter()
+                    print(
+                        f"  Iteration {n_iter}\t time lapse {now - start[0]:.5f}s\t "
+                        f"ll change {change:.5f}"
+                    )
+                    start[0] = now
+            if user_callback is not None:
+                user_callback(n_iter, lower_bound, change)
+
+        return callback
+
+    def _check_degenerate(self, data):
+        """Flag fits that look like spurious maximizers (see gaussmix._degeneracy)."""
+        self.degenerate_ = False
+        self.degenerate_reason_ = None
+        try:
+            from ._degeneracy import degeneracy_reason_of_estimator
+        except ImportError:  # until the degeneracy module lands
+            return
+        reason = degeneracy_reason_of_estimator(self, data)
+        if reason:
+            self.degenerate_ = True
+            self.degenerate_reason_ = reason
+            warnings.warn(
+                f"The fit looks degenerate: {reason}", DegenerateFitWarning, stacklevel=4
+            )
+
+    def _get_parameters(self) -> MixtureParameters:
+        return MixtureParameters(
+            self.covariance_type if not hasattr(self, "_fitted_covariance_type")
+            else self._fitted_covariance_type,
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        )
+
+    def _set_parameters(self, params: MixtureParameters):
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = precisions_from_cholesky(
+            params.precisions_cholesky.astype(np.float64), params.covariance_type
+        ).astype(params.dtype)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of every row.
+
+        Equals ``fit(X).predict(X)`` for any ``max_iter``, ``tol`` and ``random_state``.
+        """
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    # ----------------------------------------------------------------------------------
+    # Using a fitted model
+    # ----------------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "means_"):
+            raise NotFittedError(
+                "This GaussianMixture instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _validate_X(self, X):
+        self._check_fitted()
+        names = feature_names_of(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None:
+            if len(names) != len(fitted_names) or np.any(names != fitted_names):
+                raise ValueError(
+                    "The feature names should match those that were passed during fit. "
+                    f"Fitted with {list(fitted_names)}, got {list(names)}."
+                )
+        elif fitted_names is not None and names is None and hasattr(X, "shape"):
+            pass  # plain arrays are accepted positionally, as scikit-learn does
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but GaussianMixture is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _dask_or(self, X, method):
+        if _is_dask_array(X):
+            self._check_fitted()
+            from . import _dask
+
+            return getattr(_dask, method)(self, X)
+        return None
+
+    def score_samples(self, X):
+        """Log-density ``log p(x_n)`` of every row, shape (n_samples,)."""
+        lazy = self._dask_or(X, "score_samples")
+        if lazy is not None:
+            return lazy
+        X = self._validate_X(X)
+        return _stats.score_samples(X, self._get_parameters(), block_size=self.block_size)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample of X under the model."""
+        if _is_dask_array(X):
+            return float(self.score_samples(X).mean().compute())
+        return float(np.mean(self.score_samples(X), dtype=np.float64))
+
+    def predict_proba(self, X):
+        """Responsibilities (posterior probability of each component), (n_samples, K)."""
+        lazy = self._dask_or(X, "predict_proba")
+        if lazy is not None:
+            return lazy
+        X = self._validate_X(X)
+        return _stats.predict_proba(X, self._get_parameters(), block_size=self.block_size)
+
+    def predict(self, X):
+        """Most probable component of every row, shape (n_samples,)."""
+        lazy = self._dask_or(X, "predict")
+        if lazy is not None:
+            return lazy
+        X = self._validate_X(X)
+        return _stats.predict(X, self._get_parameters(), block_size=self.block_size)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None
+            Defaults to the estimator's ``random_state``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            The component each sample was drawn from (sorted by component).
+        """
+        self._check_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
+            raise TypeError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at "
+                "least one sample."
+            )
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        n_features = self.means_.shape[1]
+        weights = np.asarray(self.weights_, dtype=np.float64)
+        counts = rng.multinomial(n_samples, weights / weights.sum())
+        covariances = np.asarray(self.covariances_, dtype=np.float64)
+        parts = []
+        for k, count in enumerate(counts):
+            cov = covariance_of_component(covariances, self.covariance_type, k, n_features)
+            chol = np.linalg.cholesky(cov)
+            z = rng.standard_normal(size=(count, n_features))
+            parts.append(self.means_[k].astype(np.float64) + z @ chol.T)
+        X = np.vstack(parts).astype(self.means_.dtype)
+        labels = np.repeat(np.arange(self.n_components), counts)
+        return X, labels
+
+    # ----------------------------------------------------------------------------------
+    # Information criteria
+    # ----------------------------------------------------------------------------------
+    def _n_parameters(self) -> int:
+        """Number of free parameters: covariances + means + (K - 1) weights."""
+        n_components, n_features = self.means_.shape
+        return (
+            n_covariance_parameters(self.covariance_type, n_components, n_features)
+            + n_components * n_features
+            + n_components
+            - 1
+        )
+
+    def _n_rows(self, X):
+        return X.shape[0]
+
+    def bic(self, X):
+        """Bayesian information criterion, ``-2 log L + p log N``; lower is better.
+
+        mclust reports ``2 log L - p log N`` (higher is better): minus this value.
+        """
+        n = self._n_rows(X)
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion, ``-2 log L + 2 p``; lower is better."""
+        n = self._n_rows(X)
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    def icl(self, X):
+        """Integrated completed likelihood (Biernacki, Celeux & Govaert 2000); lower is better.
+
+        ``ICL = BIC - 2 sum_n log max_k gamma_nk``: the BIC plus twice the entropy of the
+        hard (MAP) assignment, which penalises overlapping components.
+        """
+        resp = self.predict_proba(X)
+        if _is_dask_array(X):
+            resp = resp.max(axis=1).compute()
+        else:
+            resp = resp.max(axis=1)
+        with np.errstate(divide="ignore"):
+            entropy = -np.sum(np.log(np.asarray(resp, dtype=np.float64)))
+        return self.bic(X) + 2.0 * entropy
+
+    # ----------------------------------------------------------------------------------
+    # Model files
+    # ----------------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted model to a versioned JSON file (atomically).
+
+        Load it back with :func:`gaussmix.load`.
+        """
+        from .io import save_model
+
+        save_model(self, path)
+
+    def _covariances_from_precisions(self):  # used by the model-file loader
+        return covariances_from_precisions(self.precisions_cholesky_, self.covariance_type)

@@ -1,0 +1,93 @@
+"""Smoke test of benchmarks/bench_em.py: ``--quick`` runs and prints a well-formed table.
+
+Nothing here asserts anything about time: the quick sizes are tiny and the numbers meaningless.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sklearn")  # the benchmark compares against scikit-learn
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_em.py"
+# one fit row in float32, one tied row, the prediction row and the memory row: every code path
+# of the harness, in 8 short subprocesses
+ROWS = ["tied-32d", "full-2d-f32", "predict", "memory"]  # in the order of the script
+N_COLUMNS = 14
+SECONDS = re.compile(r"^-?\d+(\.\d+)?(e[+-]?\d+)? m?s$")
+NUMBER_OR_NA = re.compile(r"^(-?\d+(\.\d+)?(e[+-]?\d+)?|n/a)$")
+
+
+def _cells(line):
+    assert line.startswith("|") and line.endswith("|"), line
+    return [c.strip() for c in line[1:-1].split("|")]
+
+
+def _run(*args, timeout=240):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_quick_run_prints_well_formed_table(tmp_path):
+    raw = tmp_path / "bench.json"
+    proc = _run("--quick", "--repeats", "1", "--only", ",".join(ROWS), "--json", str(raw))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+
+    # machine description
+    text = proc.stdout
+    for needle in ("- Machine:", "- Software:", "- BLAS used by NumPy", "OPENBLAS_CORETYPE",
+                   "- NumPy matmul", "- Flop model"):
+        assert needle in text, needle
+
+    # main table: header, separator, one line per requested row, in order
+    start = next(i for i, line in enumerate(lines) if line.startswith("| row |"))
+    header = _cells(lines[start])
+    assert len(header) == N_COLUMNS
+    assert header[6] == "gaussmix s/iter" and header[7] == "sklearn s/iter"
+    assert set(_cells(lines[start + 1])) == {"---"}
+    body = [_cells(line) for line in lines[start + 2 : start + 2 + len(ROWS)]]
+    assert [cells[0] for cells in body] == ROWS
+    assert not lines[start + 2 + len(ROWS)].startswith("|")  # nothing more in the table
+    for cells in body:
+        assert len(cells) == N_COLUMNS, cells
+        assert SECONDS.match(cells[6]), cells  # gaussmix s/iter
+        assert SECONDS.match(cells[7]), cells  # sklearn s/iter
+        assert re.match(r"^(-?\d+(\.\d+)?x|n/a)$", cells[8]), cells  # ratio
+        assert NUMBER_OR_NA.match(cells[10]) and cells[10] != "n/a", cells  # matmul GFLOP/s
+        assert re.match(r"^\d+ MB$", cells[11]) and re.match(r"^\d+ MB$", cells[12]), cells
+    assert body[0][4] == "tied" and body[1][5] == "f32"
+
+    # targets with verdicts
+    t0 = next(i for i, line in enumerate(lines) if line.startswith("### Targets"))
+    targets = [_cells(line) for line in lines[t0 + 4 :] if line.startswith("|")]
+    assert targets, "no targets printed"
+    assert all(t[2] in {"PASS", "FAIL", "n/a"} for t in targets), targets
+    assert any("predict_proba" in t[0] for t in targets)
+    assert any("peak RSS" in t[0] for t in targets)
+
+    # raw results
+    data = json.loads(raw.read_text())
+    assert [d["name"] for d in data["derived"]] == ROWS
+    assert data["matmul"]["f64"] > 0 and data["matmul"]["f32"] > 0
+    for name in ROWS:
+        for who in ("cand", "sk"):
+            cell = data["results"][name][who]
+            assert cell["ok"], cell
+            assert cell["data"]["peak_rss_mb"] > 0
+
+
+def test_unknown_row_is_a_clear_error():
+    proc = _run("--quick", "--only", "no-such-row", timeout=60)
+    assert proc.returncode == 2
+    assert "unknown row" in proc.stderr and "--list" in proc.stderr

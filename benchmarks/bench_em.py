@@ -668,7 +668,8 @@ def parse_args(argv=None):
     p.add_argument("--only", action="append", default=None, metavar="NAME[,NAME...]",
                    help="run only these rows (repeatable, comma-separated); see --list")
     p.add_argument("--list", action="store_true", help="print the row names and exit")
-    p.add_argument("--repeats", type=int, default=3, help="timing repeats (>= 3; default 3)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timing repeats (>= 3; default 3, or 1 with --quick)")
     p.add_argument("--json", metavar="FILE", help="also save all raw results to FILE")
     p.add_argument("--candidate", choices=("gaussmix", "sklearn"), default="gaussmix",
                    help="library in the gaussmix column (sklearn: test the harness only)")
@@ -684,6 +685,8 @@ def parse_args(argv=None):
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     p.add_argument("--_matmul", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
     if args.repeats < 3 and not args.quick:
         p.error("--repeats must be at least 3 (the medians need 3 repeats)")
     if args.repeats < 1:

@@ -230,7 +230,12 @@ def _check_fitted(model: Any) -> None:
         )
 
 
-def model_to_dict(model: Any, *, n_samples: int | None = None) -> dict[str, Any]:
+def model_to_dict(
+    model: Any,
+    *,
+    n_samples: int | None = None,
+    feature_names: list[str] | None = None,
+) -> dict[str, Any]:
     """The JSON-ready dict of a fitted model (see the module docstring for the layout).
 
     Parameters
@@ -239,6 +244,8 @@ def model_to_dict(model: Any, *, n_samples: int | None = None) -> dict[str, Any]
         A fitted gaussmix (or scikit-learn) GaussianMixture.
     n_samples : int, optional
         Number of training samples, if known (written to the training summary).
+    feature_names : list of str, optional
+        Names of the features (default: ``model.feature_names_in_`` if set).
 
     Returns
     -------
@@ -266,8 +273,14 @@ def model_to_dict(model: Any, *, n_samples: int | None = None) -> dict[str, Any]
     if hasattr(model, "get_params"):
         all_params = model.get_params(deep=False)
         params = {k: _json_param(k, all_params[k]) for k in _PARAM_NAMES if k in all_params}
-    feature_names = getattr(model, "feature_names_in_", None)
+    if feature_names is None:
+        feature_names = getattr(model, "feature_names_in_", None)
     if feature_names is not None:
+        if len(feature_names) != n_features:
+            raise ValueError(
+                f"feature_names has {len(feature_names)} names but the model has "
+                f"{n_features} features."
+            )
         feature_names = [str(name) for name in feature_names]
     if n_samples is None:
         n_samples = getattr(model, "n_samples_fit_", None)
@@ -298,7 +311,9 @@ def model_to_dict(model: Any, *, n_samples: int | None = None) -> dict[str, Any]
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "gaussmix_version": _gaussmix_version(),
-        "covariance_type": str(model.covariance_type),
+        "covariance_type": str(
+            getattr(model, "_fitted_covariance_type", None) or model.covariance_type
+        ),
         "n_components": int(n_components),
         "n_features": int(n_features),
         "dtype": dtype_name,
@@ -310,9 +325,12 @@ def model_to_dict(model: Any, *, n_samples: int | None = None) -> dict[str, Any]
     return doc
 
 
-def model_to_json(model: Any, *, n_samples: int | None = None) -> str:
+def model_to_json(
+    model: Any, *, n_samples: int | None = None, feature_names: list[str] | None = None
+) -> str:
     """The model file text of a fitted model (see :func:`save_model`)."""
-    return _dumps(model_to_dict(model, n_samples=n_samples)) + "\n"
+    doc = model_to_dict(model, n_samples=n_samples, feature_names=feature_names)
+    return _dumps(doc) + "\n"
 
 
 def _dumps(obj: Any, level: int = 0) -> str:
@@ -329,7 +347,13 @@ def _dumps(obj: Any, level: int = 0) -> str:
     return json.dumps(obj, allow_nan=False)
 
 
-def save_model(model: Any, path: str | os.PathLike[str], *, n_samples: int | None = None) -> None:
+def save_model(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    n_samples: int | None = None,
+    feature_names: list[str] | None = None,
+) -> None:
     """Save a fitted GaussianMixture to a JSON model file, atomically.
 
     Parameters
@@ -341,6 +365,8 @@ def save_model(model: Any, path: str | os.PathLike[str], *, n_samples: int | Non
         directory, flushed and renamed, so a failure leaves no partial file.
     n_samples : int, optional
         Number of training samples, recorded in the training summary.
+    feature_names : list of str, optional
+        Feature names to record (default: ``model.feature_names_in_`` if set).
 
     Raises
     ------
@@ -361,7 +387,7 @@ def save_model(model: Any, path: str | os.PathLike[str], *, n_samples: int | Non
     >>> bool((load_model(path).predict(X) == gm.predict(X)).all())
     True
     """
-    write_atomic(path, model_to_json(model, n_samples=n_samples))
+    write_atomic(path, model_to_json(model, n_samples=n_samples, feature_names=feature_names))
 
 
 # --------------------------------------------------------------------------------------

@@ -431,6 +431,7 @@ def plot_loglik(
         if status:
             title += f"\n{status} after {getattr(model, 'n_iter_', len(values))} iterations"
     ax.set_title(title)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xlabel("EM iteration")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)

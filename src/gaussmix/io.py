@@ -566,6 +566,15 @@ def _check_covariances(
             raise chk.fail("precisions", "does not match precisions_cholesky")
 
 
+def _check_parameters(model: Any) -> None:
+    """The estimator's own constructor-parameter validation (run by fit, not by __init__)."""
+    try:
+        from gaussmix._validation import check_parameters
+    except ImportError:  # pragma: no cover - the core always has it
+        return
+    check_parameters(model)
+
+
 def _estimator_class() -> type:
     from gaussmix import GaussianMixture
 
@@ -684,6 +693,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
             kwargs[name] = np.asarray(kwargs[name], dtype=np.float64)
     try:
         model = cls(**kwargs)
+        _check_parameters(model)
     except (TypeError, ValueError) as exc:
         raise chk.fail("params", f"are not valid GaussianMixture parameters: {exc}") from None
 

@@ -1,0 +1,264 @@
+"""Model files: bit-exact round trips, validation of damaged files, atomic writes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gaussmix import GaussianMixture, NotFittedError
+from gaussmix.io import (
+    ModelFileError,
+    load_model,
+    model_from_json,
+    model_to_dict,
+    save_model,
+    write_atomic,
+)
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _data(dtype=np.float64, n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.vstack(
+        [
+            rng.normal([0.0, 0.0, 0.0], [1.0, 0.5, 2.0], size=(n // 2, 3)),
+            rng.normal([4.0, 3.0, -1.0], [0.7, 1.5, 1.0], size=(n - n // 2, 3)),
+        ]
+    )
+    return (X @ np.array([[1.0, 0.3, 0.0], [0.0, 1.0, 0.2], [0.0, 0.0, 1.0]])).astype(dtype)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(ct, dt) for ct in COVARIANCE_TYPES for dt in ("float64", "float32")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def fitted(request):
+    covariance_type, dtype = request.param
+    X = _data(np.dtype(dtype))
+    model = GaussianMixture(2, covariance_type=covariance_type, random_state=0, max_iter=20)
+    model.fit(X)
+    return model, X
+
+
+def test_round_trip_is_bit_exact(fitted, tmp_path):
+    model, X = fitted
+    path = tmp_path / "model.json"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, GaussianMixture)
+    for method in ("predict", "predict_proba", "score_samples"):
+        expected, got = getattr(model, method)(X), getattr(loaded, method)(X)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected, err_msg=method)
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+        expected, got = getattr(model, attr), getattr(loaded, attr)
+        assert got.dtype == expected.dtype, attr
+        assert got.shape == expected.shape, attr
+        np.testing.assert_array_equal(got, expected, err_msg=attr)
+    assert loaded.converged_ == model.converged_
+    assert loaded.n_iter_ == model.n_iter_
+    assert loaded.lower_bound_ == model.lower_bound_
+    assert loaded.lower_bounds_ == model.lower_bounds_
+    assert loaded.n_features_in_ == model.n_features_in_
+    assert loaded.get_params() == model.get_params()
+    assert loaded.score(X) == model.score(X)
+
+
+def test_file_layout(fitted, tmp_path):
+    model, _ = fitted
+    path = tmp_path / "m.json"
+    save_model(model, path, n_samples=120, feature_names=["a", "b", "c"])
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "gaussmix-model"
+    assert doc["version"] == 1
+    assert isinstance(doc["gaussmix_version"], str)
+    assert doc["covariance_type"] == model.covariance_type
+    assert (doc["n_components"], doc["n_features"]) == (2, 3)
+    assert doc["dtype"] == model.means_.dtype.name
+    assert doc["feature_names"] == ["a", "b", "c"]
+    assert doc["training"]["n_samples"] == 120
+    assert doc["training"]["converged"] == model.converged_
+    assert doc["training"]["lower_bounds"] == [float(b) for b in model.lower_bounds_]
+    assert doc["params"]["random_state"] == 0
+    assert load_model(path).feature_names_in_.tolist() == ["a", "b", "c"]
+
+
+def test_save_method_and_dataframe_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = _data()
+    frame = pd.DataFrame(X, columns=["u", "v", "w"])
+    model = GaussianMixture(2, random_state=0, max_iter=10).fit(frame)
+    path = tmp_path / "m.json"
+    model.save(path)
+    loaded = load_model(path)
+    assert list(loaded.feature_names_in_) == ["u", "v", "w"]
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+
+
+def test_unfitted_model_cannot_be_saved(tmp_path):
+    with pytest.raises(NotFittedError, match="not fitted"):
+        save_model(GaussianMixture(2), tmp_path / "m.json")
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError):
+        load_model("/nonexistent/dir/model.json")
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged and hand-edited files
+
+
+@pytest.fixture(scope="module")
+def good_doc():
+    model = GaussianMixture(2, covariance_type="full", random_state=0, max_iter=10).fit(_data())
+    return model_to_dict(model, n_samples=120)
+
+
+def _set(path, value):
+    def mutate(doc):
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return mutate
+
+
+def _scale_weights(doc):
+    doc["weights"] = [w * 1.1 for w in doc["weights"]]
+
+
+def _negative_weight(doc):
+    doc["weights"] = [1.5, -0.5]
+
+
+def _not_pd(doc):
+    doc["covariances"][1] = [[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def _not_symmetric(doc):
+    doc["covariances"][0][0][1] += 1.0
+
+
+def _other_covariance(doc):
+    doc["covariances"][0] = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]
+
+
+def _drop(key):
+    def mutate(doc):
+        del doc[key]
+
+    return mutate
+
+
+DAMAGE = {
+    "wrong-format": (_set(["format"], "something-else"), "'format'.*not a gaussmix model file"),
+    "newer-version": (_set(["version"], 99), "'version'.*upgrade gaussmix"),
+    "missing-means": (_drop("means"), "'means' is missing"),
+    "bad-covariance-type": (_set(["covariance_type"], "banana"), "'covariance_type'"),
+    "weights-not-summing-to-1": (_scale_weights, "'weights' must sum to 1"),
+    "negative-weight": (_negative_weight, "'weights' must be >= 0"),
+    "means-wrong-shape": (_set(["means"], [[0.0, 1.0], [2.0, 3.0]]), "'means' has length 2"),
+    "means-too-few-rows": (_set(["means"], [[0.0, 1.0, 2.0]]), "'means' has length 1"),
+    "string-in-array": (_set(["weights"], ["0.5", 0.5]), "'weights' must contain numbers"),
+    "bool-in-array": (_set(["weights"], [True, 0.0]), "'weights' must contain numbers"),
+    "n_components-not-int": (_set(["n_components"], 2.5), "'n_components' must be an integer"),
+    "not-positive-definite": (_not_pd, r"'covariances\[1\]' is not positive definite"),
+    "not-symmetric": (_not_symmetric, r"'covariances\[0\]' is not symmetric"),
+    "precisions-disagree": (_other_covariance, "does not match covariances"),
+    "bad-dtype": (_set(["dtype"], "int8"), "'dtype'"),
+    "bad-feature-names": (_set(["feature_names"], ["a"]), "'feature_names'"),
+    "bad-training": (_set(["training", "converged"], "yes"), "'training.converged'"),
+    "bad-params": (_set(["params", "max_iter"], -5), "'params'"),
+}
+
+
+@pytest.mark.parametrize("mutate, message", DAMAGE.values(), ids=DAMAGE.keys())
+def test_hand_edited_file_is_rejected(good_doc, tmp_path, mutate, message):
+    doc = copy.deepcopy(good_doc)
+    mutate(doc)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_nan_in_file_is_rejected(good_doc):
+    text = json.dumps(good_doc).replace(str(good_doc["means"][0][0]), "NaN", 1)
+    with pytest.raises(
+        ModelFileError, match=r"'means' contains a non-finite value nan at index \(0, 0\)"
+    ):
+        model_from_json(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2, 3]", "must be a JSON object"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+    ],
+    ids=["empty", "garbage", "array", "binary"],
+)
+def test_corrupt_file_is_rejected(text, message):
+    with pytest.raises(ModelFileError, match=message):
+        model_from_json(text)
+
+
+def test_truncated_file_is_rejected(good_doc, tmp_path):
+    path = tmp_path / "model.json"
+    full = json.dumps(good_doc)
+    path.write_text(full[: len(full) // 2])
+    with pytest.raises(ModelFileError, match=r"model\.json.*looks truncated"):
+        load_model(path)
+
+
+def test_model_file_error_is_a_value_error():
+    assert issubclass(ModelFileError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+
+    def broken_replace(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk on fire"):
+        write_atomic(target, "content")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    model = GaussianMixture(2, random_state=0, max_iter=5).fit(_data())
+    target = tmp_path / "model.json"
+    save_model(model, target)
+    before = target.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError("no space left")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="no space left"):
+        save_model(model, target)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.json"]
+
+
+def test_write_into_missing_directory_fails_cleanly(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "x.json", "x")
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,911 @@
+"""Fitting and predicting on Dask arrays: the same EM, mapped over chunks on a cluster.
+
+:class:`DaskData` is the Dask counterpart of :class:`gaussmix._backends.ArrayData`. It
+rechunks ``X`` to whole rows, persists it once (arrays read from ``.npy`` files by
+:func:`load_dask_array` are streamed from their memory map instead), checks it in one pass,
+and then serves the EM driver: every iteration builds a fresh, fixed-size graph (one
+:func:`~gaussmix.stats.block_statistics` task per chunk, a tree of additions with fan-in
+``REDUCE_FAN_IN``, one small task holding the parameters) and computes it once. The
+M-step runs on the client. Whatever ``distributed.Client`` is active runs the graphs (the
+default Dask scheduler otherwise).
+
+:func:`predict`, :func:`predict_proba` and :func:`score_samples` return lazy dask arrays
+(``GaussianMixture`` calls them for dask inputs). :func:`client_from_scheduler` and
+:func:`load_dask_array` serve the command line.
+
+Dask is imported lazily: importing this module needs only NumPy.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import uuid
+
+import numpy as np
+
+from ._init import kmeans, kmeans_plusplus, nearest_center
+from ._validation import check_finite, check_sample_weight
+from .stats import (
+    MixtureParameters,
+    SufficientStatistics,
+    _blocks,
+    auto_block_size,
+    block_statistics,
+    statistics_from_responsibilities,
+)
+
+__all__ = [
+    "MAX_INIT_SAMPLE",
+    "REDUCE_FAN_IN",
+    "DaskData",
+    "DaskFitError",
+    "client_from_scheduler",
+    "load_dask_array",
+    "predict",
+    "predict_proba",
+    "score_samples",
+]
+
+#: Largest number of rows k-means / k-means++ initialisation runs on (a uniform random
+#: sample of the rows, drawn from ``random_state``; all rows when there are fewer).
+MAX_INIT_SAMPLE = 100_000
+
+#: Statistics of at most this many chunks are added up by one reduction task.
+REDUCE_FAN_IN = 8
+
+#: Name prefix of arrays read by :func:`load_dask_array` from ``.npy`` files.
+_NPY_PREFIX = "gaussmix-npy-"
+
+#: Target bytes per chunk for arrays read from files.
+_CHUNK_BYTES = 64 << 20
+
+
+class DaskFitError(RuntimeError):
+    """The Dask cluster failed during a fit (lost workers, lost connection)."""
+
+
+# --------------------------------------------------------------------------------------
+# Validation of dask inputs
+# --------------------------------------------------------------------------------------
+def _is_dask_collection(obj) -> bool:
+    return type(obj).__module__.startswith("dask.") and hasattr(obj, "chunks")
+
+
+def _float_dtype(dtype, name):
+    """float32/float64 kept, other real dtypes -> float64, anything else rejected."""
+    dtype = np.dtype(dtype)
+    kind = dtype.kind
+    if dtype in (np.float32, np.float64):
+        return dtype
+    if kind in "biuf":
+        return np.dtype(np.float64)
+    if kind == "c":
+        raise ValueError(
+            f"{name} is complex ({dtype}); Gaussian mixtures here are real-valued. Pass the "
+            f"real and imaginary parts as separate features."
+        )
+    if kind in "USV":
+        raise ValueError(
+            f"{name} has dtype {dtype}: it holds strings, not numbers. Convert the columns "
+            "to numeric values (or drop the text columns) before fitting."
+        )
+    if kind in "mM":
+        raise TypeError(f"{name} holds dates or times ({dtype}), not numbers.")
+    raise TypeError(
+        f"{name} has dtype {dtype}; a dask array of numbers is needed. Convert it with "
+        f"{name}.astype('float64') (object arrays cannot be checked lazily)."
+    )
+
+
+def _check_dask_X(X, *, name="X", min_samples=1):
+    """Shape and dtype checks of a dask array; returns it as float, chunked by whole rows."""
+    if X.ndim != 2:
+        if X.ndim <= 1:
+            raise ValueError(
+                f"Expected a 2-D array for {name}, got a {X.ndim}-D dask array of shape "
+                f"{X.shape}. Reshape it: {name}.reshape(-1, 1) if it has a single feature."
+            )
+        raise ValueError(
+            f"Expected a 2-D array for {name} (n_samples, n_features), got {X.ndim} "
+            f"dimensions with shape {X.shape}."
+        )
+    if any(np.isnan(c) for c in X.shape):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (shape {X.shape}); the number of rows must be "
+            f"known. Call {name}.compute_chunk_sizes() first, or build it with known "
+            "lengths (from a dask DataFrame: df.to_dask_array(lengths=True))."
+        )
+    n_samples, n_features = (int(s) for s in X.shape)
+    if n_samples == 0:
+        raise ValueError(f"{name} is empty: 0 samples (shape {X.shape}).")
+    if n_features == 0:
+        raise ValueError(f"{name} has 0 features (shape {X.shape}); at least 1 is required.")
+    if n_samples < min_samples:
+        raise ValueError(
+            f"{name} has {n_samples} sample{'s' if n_samples != 1 else ''}, but fitting "
+            f"needs at least {min_samples}."
+        )
+    dtype = _float_dtype(X.dtype, name)
+    if dtype != X.dtype:
+        X = X.astype(dtype)
+    if len(X.chunks[1]) != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _check_dask_weights(sample_weight, n_samples, row_chunks, dtype):
+    """sample_weight as a dask array chunked like X's rows (values checked later), or None."""
+    import dask.array as da
+
+    if sample_weight is None:
+        return None
+    if _is_dask_collection(sample_weight):
+        w = sample_weight
+        if w.ndim != 1:
+            raise ValueError(
+                f"sample_weight must be 1-D of shape ({n_samples},), got shape {w.shape}."
+            )
+        if np.isnan(w.shape[0]):
+            raise ValueError(
+                "sample_weight has unknown chunk sizes; call sample_weight.compute_chunk_sizes() "
+                "first."
+            )
+        if int(w.shape[0]) != n_samples:
+            raise ValueError(
+                f"sample_weight has {int(w.shape[0])} values but X has {n_samples} samples; "
+                "pass one weight per row of X."
+            )
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}.")
+        w = w.astype(dtype)
+        if w.chunks[0] != tuple(row_chunks):
+            w = w.rechunk((tuple(row_chunks),))
+        return w
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        check_sample_weight(np.array([sample_weight], dtype=np.float64), 1, np.float64)
+        return da.full((n_samples,), sample_weight, chunks=(tuple(row_chunks),), dtype=dtype)
+    weights = check_sample_weight(sample_weight, n_samples, dtype)
+    return da.from_array(weights, chunks=(tuple(row_chunks),))
+
+
+def _check_chunk(x, w, offset):
+    """Per-chunk validation summary (counts and first offending positions, global rows)."""
+    out = {"n_nan": 0, "n_inf": 0, "first_bad": None}
+    with np.errstate(over="ignore", invalid="ignore"):
+        fast = np.isfinite(np.sum(x, dtype=np.float64))
+    if not fast:
+        finite = np.isfinite(x)
+        if not finite.all():
+            out["n_nan"] = int(np.isnan(x).sum())
+            out["n_inf"] = int((~finite).sum()) - out["n_nan"]
+            row, col = np.argwhere(~finite)[0]
+            out["first_bad"] = (int(row) + offset, int(col))
+    if w is not None:
+        w64 = w.astype(np.float64)
+        finite = np.isfinite(w64)
+        out["w_nonfinite"] = int((~finite).sum())
+        negative = w64 < 0
+        out["w_negative"] = int(negative.sum())
+        out["w_first_negative"] = (
+            (int(np.argmax(negative)) + offset, float(w64[np.argmax(negative)]))
+            if out["w_negative"]
+            else None
+        )
+        out["w_sum"] = float(np.sum(w64[finite]))
+        out["w_positive"] = int(np.count_nonzero(w64 > 0))
+    return out
+
+
+def _raise_on_bad_input(summaries, weighted):
+    n_nan = sum(s["n_nan"] for s in summaries)
+    n_inf = sum(s["n_inf"] for s in summaries)
+    if n_nan or n_inf:
+        first = next(s["first_bad"] for s in summaries if s["first_bad"] is not None)
+        parts = []
+        if n_nan:
+            parts.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''}")
+        if n_inf:
+            parts.append(f"{n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity)")
+        raise ValueError(
+            f"X contains {' and '.join(parts)}; the first is at row {first[0]}, column "
+            f"{first[1]}. Gaussian mixtures need finite values: drop or impute the rows that "
+            "hold them (for example X[da.isfinite(X).all(axis=1)])."
+        )
+    if not weighted:
+        return None
+    n_bad = sum(s["w_nonfinite"] for s in summaries)
+    if n_bad:
+        raise ValueError(
+            f"sample_weight contains {n_bad} NaN or infinite value{'s' if n_bad != 1 else ''}; "
+            "weights must be finite."
+        )
+    n_neg = sum(s["w_negative"] for s in summaries)
+    if n_neg:
+        first = next(s["w_first_negative"] for s in summaries if s["w_first_negative"])
+        raise ValueError(
+            f"sample_weight must be non-negative; found {n_neg} negative value(s), the first "
+            f"at index {first[0]} ({first[1]!r})."
+        )
+    total = sum(s["w_sum"] for s in summaries)
+    if not total > 0:
+        raise ValueError("sample_weight sums to zero: at least one sample needs weight > 0.")
+    return total
+
+
+# --------------------------------------------------------------------------------------
+# Chunk tasks (run on the workers; module-level so they pickle by reference)
+# --------------------------------------------------------------------------------------
+def _chunk_statistics(x, w, params, block_size):
+    return block_statistics(x, params, w, block_size=block_size)
+
+
+def _sum_statistics(*parts):
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def _responsibility_statistics(x, w, resp_of_rows, covariance_type, shift, block_size):
+    total = None
+    for rows in _blocks(x.shape[0], block_size):
+        xb = x[rows]
+        wb = None if w is None else w[rows]
+        stats = statistics_from_responsibilities(
+            xb, resp_of_rows(xb, rows), covariance_type, shift=shift, sample_weight=wb
+        )
+        total = stats if total is None else total + stats
+    return total
+
+
+def _kmeans_chunk_statistics(x, w, centers, covariance_type, shift, block_size):
+    centers_sq = np.einsum("kd,kd->k", centers, centers)
+    eye = np.eye(centers.shape[0])
+    return _responsibility_statistics(
+        x,
+        w,
+        lambda xb, rows: eye[nearest_center(xb.astype(np.float64), centers, centers_sq)],
+        covariance_type,
+        shift,
+        block_size,
+    )
+
+
+def _random_chunk_statistics(x, w, seed, n_components, covariance_type, shift, block_size):
+    rng = np.random.default_rng(seed)
+    resp = rng.uniform(size=(x.shape[0], n_components))
+    resp /= resp.sum(axis=1, keepdims=True)
+    return _responsibility_statistics(
+        x, w, lambda xb, rows: resp[rows], covariance_type, shift, block_size
+    )
+
+
+def _race_chunk(x, w, seed, count, offset):
+    """Candidates of weighted sampling without replacement (Efraimidis-Spirakis race).
+
+    Every row gets the key ``E / w`` with ``E`` standard exponential; the ``count`` rows of
+    smallest keys over all the data are a sample without replacement with probabilities
+    proportional to ``w`` (uniform when unweighted). Each chunk returns its own ``count``
+    smallest, with their keys, global indices, rows and weights.
+    """
+    rng = np.random.default_rng(seed)
+    keys = rng.standard_exponential(size=x.shape[0])
+    if w is not None:
+        w64 = w.astype(np.float64)
+        positive = w64 > 0
+        with np.errstate(divide="ignore"):
+            keys = np.where(positive, keys / np.where(positive, w64, 1.0), np.inf)
+        n_positive = int(np.count_nonzero(positive))
+    else:
+        n_positive = x.shape[0]
+    take = min(count, n_positive)
+    if take < x.shape[0]:
+        idx = np.argpartition(keys, take - 1)[:take] if take > 0 else np.empty(0, np.intp)
+    else:
+        idx = np.arange(x.shape[0])[np.isfinite(keys)]
+    idx = idx[np.argsort(keys[idx], kind="stable")]
+    return {
+        "keys": keys[idx],
+        "index": idx + offset,
+        "rows": np.array(x[idx]),
+        "weights": None if w is None else np.array(w[idx]),
+        "n_positive": n_positive,
+    }
+
+
+def _take_rows(x, w, local):
+    return np.array(x[local]), None if w is None else np.array(w[local])
+
+
+# --------------------------------------------------------------------------------------
+# The data source
+# --------------------------------------------------------------------------------------
+def _sample_indices(rng, n, m):
+    """``m`` distinct indices below ``n``, uniformly at random, sorted (without O(n) memory
+    when ``n`` is large)."""
+    if n <= 10_000_000:
+        return np.sort(rng.choice(n, size=m, replace=False))
+    chosen = np.unique(rng.randint(0, n, size=m, dtype=np.int64))
+    while len(chosen) < m:
+        extra = rng.randint(0, n, size=m - len(chosen), dtype=np.int64)
+        chosen = np.union1d(chosen, extra)
+    return chosen
+
+
+class DaskData:
+    """Rows of a dask array (optionally weighted), served to the EM driver chunk by chunk.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Real numbers with known chunk sizes. float32 and float64 keep their dtype; other
+        real dtypes become float64. Rechunked to whole rows (one chunk across the columns).
+    sample_weight : dask array, array-like, scalar or None
+        Non-negative finite weights, one per row, not all zero.
+    block_size : int, optional
+        Rows per sub-block inside a chunk (bounded memory on the workers).
+    persist : bool, optional
+        Keep the rows in the workers' memory for the whole fit. By default everything is
+        persisted except arrays read from ``.npy`` files by :func:`load_dask_array`, which
+        are re-read from their memory map at every iteration (out of core).
+
+    Attributes
+    ----------
+    n_samples, n_features : int
+    dtype : numpy.dtype
+    weight_sum : float
+        Sum of the weights (``n_samples`` when unweighted).
+    n_chunks : int
+    task_counts : list of int
+        Number of tasks in the graph of every E-step computed so far (constant).
+    """
+
+    def __init__(self, X, sample_weight=None, block_size=None, *, persist=None):
+        import dask
+
+        X = _check_dask_X(X, min_samples=2)
+        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.dtype = X.dtype
+        self.block_size = block_size
+        row_chunks = X.chunks[0]
+        w = _check_dask_weights(sample_weight, self.n_samples, row_chunks, self.dtype)
+        if persist is None:
+            persist = not X.name.startswith(_NPY_PREFIX)
+        self.persisted = bool(persist)
+        if persist:
+            X, w = dask.persist(X, w)
+        self.X = X
+        self.sample_weight = w
+        self.n_chunks = len(row_chunks)
+        self._offsets = np.concatenate([[0], np.cumsum(row_chunks)]).astype(np.int64)
+        self._x_parts = list(X.to_delayed().ravel())
+        self._w_parts = [None] * self.n_chunks if w is None else list(w.to_delayed().ravel())
+        self.task_counts = []
+
+        from dask import delayed
+
+        checks = [
+            delayed(_check_chunk, pure=True)(x, wp, int(off))
+            for x, wp, off in zip(self._x_parts, self._w_parts, self._offsets[:-1], strict=True)
+        ]
+        # A common point for the moments of initial assignments: the mean of the first
+        # rows (as the in-memory source does).
+        head = X[: min(self.n_samples, 1000)]
+        summaries, head = self._compute((checks, head))
+        total = _raise_on_bad_input(summaries, w is not None)
+        self.weight_sum = float(self.n_samples) if total is None else float(total)
+        self.reference = np.asarray(head).mean(axis=0, dtype=np.float64)
+
+    # ----------------------------------------------------------------------------------
+    def _block_size(self, n_components):
+        if self.block_size is not None:
+            return self.block_size
+        return auto_block_size(self.n_features, n_components, self.dtype.itemsize)
+
+    @staticmethod
+    def _compute(obj):
+        """One ``dask.compute``; cluster failures become a clear :class:`DaskFitError`."""
+        import dask
+
+        try:
+            (result,) = dask.compute(obj)
+        except Exception as exc:
+            if _is_cluster_failure(exc):
+                raise DaskFitError(
+                    f"The Dask cluster failed during the fit ({type(exc).__name__}: {exc}). "
+                    "Workers were lost or the scheduler became unreachable; the estimator "
+                    "was left unchanged. Check the workers' logs (memory limits) and fit "
+                    "again."
+                ) from exc
+            raise
+        return result
+
+    def _reduce(self, parts, token):
+        """A tree of additions over the chunks' statistics (fan-in REDUCE_FAN_IN)."""
+        from dask import delayed
+
+        level = 0
+        while len(parts) > 1:
+            parts = [
+                delayed(_sum_statistics, pure=False)(
+                    *parts[i : i + REDUCE_FAN_IN],
+                    dask_key_name=(f"gaussmix-reduce-{token}", level, i // REDUCE_FAN_IN),
+                )
+                for i in range(0, len(parts), REDUCE_FAN_IN)
+            ]
+            level += 1
+        return parts[0]
+
+    def _map_reduce(self, func, *args, kind="estep"):
+        """``func(x_chunk, w_chunk, *args)`` on every chunk, summed; one compute.
+
+        ``args`` travel once per graph (as one small task each), not once per chunk.
+        """
+        from dask import delayed
+
+        token = uuid.uuid4().hex
+        shared = [
+            delayed(a, traverse=False, name=f"gaussmix-arg{i}-{token}") for i, a in enumerate(args)
+        ]
+        parts = [
+            delayed(func, pure=False)(x, w, *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j))
+            for j, (x, w) in enumerate(zip(self._x_parts, self._w_parts, strict=True))
+        ]
+        total = self._reduce(parts, token)
+        self.task_counts.append(len(total.__dask_graph__()))
+        return self._compute(total)
+
+    def _map_reduce_seeded(self, func, seeds, *args, kind):
+        from dask import delayed
+
+        token = uuid.uuid4().hex
+        shared = [
+            delayed(a, traverse=False, name=f"gaussmix-arg{i}-{token}") for i, a in enumerate(args)
+        ]
+        parts = [
+            delayed(func, pure=False)(
+                x, w, int(seed), *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j)
+            )
+            for j, (x, w, seed) in enumerate(zip(self._x_parts, self._w_parts, seeds, strict=True))
+        ]
+        return parts, token
+
+    # ----------------------------------------------------------------------------------
+    def statistics(self, params: MixtureParameters) -> SufficientStatistics:
+        """E-step over every chunk on the cluster: summed statistics of ``params``.
+
+        One graph of fixed size per call (``n_chunks`` E-step tasks, the reduction tree,
+        the parameters) and one compute.
+        """
+        return self._map_reduce(
+            _chunk_statistics, params, self._block_size(params.n_components), kind="estep"
+        )
+
+    def _sample_rows(self, random_state, max_rows):
+        """A uniform random sample of at most ``max_rows`` rows (all rows when fewer), as
+        NumPy arrays (rows in the data dtype, weights or None)."""
+        from dask import delayed
+
+        if self.n_samples <= max_rows:
+            X, w = self._compute((self.X, self.sample_weight))
+            return np.asarray(X), None if w is None else np.asarray(w)
+        idx = _sample_indices(random_state, self.n_samples, max_rows)
+        chunk_of = np.searchsorted(self._offsets, idx, side="right") - 1
+        tasks = []
+        for j in np.unique(chunk_of):
+            local = idx[chunk_of == j] - self._offsets[j]
+            tasks.append(delayed(_take_rows, pure=True)(self._x_parts[j], self._w_parts[j], local))
+        pieces = self._compute(tasks)
+        Xs = np.concatenate([p[0] for p in pieces])
+        ws = None if self.sample_weight is None else np.concatenate([p[1] for p in pieces])
+        return Xs, ws
+
+    def _statistics_of_rows(self, rows, weights, covariance_type):
+        n_components = rows.shape[0]
+        stats = statistics_from_responsibilities(
+            rows,
+            np.eye(n_components),
+            covariance_type,
+            shift=self.reference,
+            sample_weight=weights,
+        )
+        stats.weight_sum = self.weight_sum
+        return stats
+
+    def initial_statistics(self, method, n_components, random_state, covariance_type):
+        """Statistics of the initial responsibilities chosen by ``method``.
+
+        * ``"kmeans"``: Lloyd's k-means on a random sample of at most
+          :data:`MAX_INIT_SAMPLE` rows, then one-hot on the nearest centre, chunk by chunk
+          on the cluster;
+        * ``"k-means++"``: one-hot on the k-means++ seeds chosen in that sample;
+        * ``"random"``: uniform random responsibilities, normalised per row, from one seed
+          per chunk drawn from ``random_state`` (so they depend on the chunking);
+        * ``"random_from_data"``: one-hot on ``n_components`` rows drawn without
+          replacement (proportionally to ``sample_weight``) by a race of random keys
+          computed on the chunks; only candidate rows reach the client.
+
+        With at most :data:`MAX_INIT_SAMPLE` rows, ``"kmeans"`` and ``"k-means++"`` draw
+        the same numbers as the in-memory path and give the same start.
+        """
+        block_size = self._block_size(n_components)
+        if method in ("kmeans", "k-means++"):
+            Xs, ws = self._sample_rows(random_state, MAX_INIT_SAMPLE)
+            if method == "k-means++":
+                _, idx = kmeans_plusplus(Xs, n_components, random_state, ws)
+                return self._statistics_of_rows(
+                    Xs[idx], None if ws is None else ws[idx], covariance_type
+                )
+            centers = kmeans(Xs, n_components, random_state, ws, block_size=self._block_size(1))
+            stats = self._map_reduce(
+                _kmeans_chunk_statistics,
+                centers,
+                covariance_type,
+                self.reference,
+                block_size,
+                kind="init",
+            )
+            stats.weight_sum = self.weight_sum
+            return stats
+        seeds = random_state.randint(np.iinfo(np.int32).max, size=self.n_chunks)
+        if method == "random":
+            parts, token = self._map_reduce_seeded(
+                _random_chunk_statistics,
+                seeds,
+                n_components,
+                covariance_type,
+                self.reference,
+                block_size,
+                kind="init",
+            )
+            stats = self._compute(self._reduce(parts, token))
+            stats.weight_sum = self.weight_sum
+            return stats
+        # random_from_data: a race of random keys, the offsets differ per chunk.
+        from dask import delayed
+
+        token = uuid.uuid4().hex
+        parts = [
+            delayed(_race_chunk, pure=False)(
+                x,
+                w,
+                int(seed),
+                n_components,
+                int(off),
+                dask_key_name=(f"gaussmix-race-{token}", j),
+            )
+            for j, (x, w, seed, off) in enumerate(
+                zip(self._x_parts, self._w_parts, seeds, self._offsets[:-1], strict=True)
+            )
+        ]
+        candidates = self._compute(parts)
+        n_positive = sum(c["n_positive"] for c in candidates)
+        if n_positive < n_components:
+            raise ValueError(
+                f"init_params='random_from_data' needs at least n_components="
+                f"{n_components} rows with positive sample_weight; got {n_positive}."
+            )
+        keys = np.concatenate([c["keys"] for c in candidates])
+        order = np.argsort(keys, kind="stable")[:n_components]
+        rows = np.concatenate([c["rows"] for c in candidates])[order]
+        weights = (
+            None
+            if self.sample_weight is None
+            else np.concatenate([c["weights"] for c in candidates])[order]
+        )
+        self.last_random_rows = np.concatenate([c["index"] for c in candidates])[order]
+        return self._statistics_of_rows(rows, weights, covariance_type)
+
+
+def _is_cluster_failure(exc) -> bool:
+    """Whether an exception from a compute means the cluster (not the data) failed."""
+    kinds = [OSError, TimeoutError]
+    try:
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+
+        kinds += [KilledWorker, CommClosedError]
+    except ImportError:  # pragma: no cover - dask without distributed
+        pass
+    try:
+        from concurrent.futures import CancelledError
+
+        kinds.append(CancelledError)
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, tuple(kinds))
+
+
+# --------------------------------------------------------------------------------------
+# Lazy prediction
+# --------------------------------------------------------------------------------------
+def _predict_input(est, X):
+    X = _check_dask_X(X)
+    if X.shape[1] != est.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but GaussianMixture is expecting "
+            f"{est.n_features_in_} features as input."
+        )
+    return X, est._get_parameters()
+
+
+def _row_offset(block_info):
+    if block_info and 0 in block_info:
+        return block_info[0]["array-location"][0][0]
+    return 0
+
+
+def _finite_block(x, block_info):
+    try:
+        check_finite(x)
+    except ValueError:
+        finite = np.isfinite(x)
+        row, col = np.argwhere(~finite)[0]
+        raise ValueError(
+            f"X contains NaN or infinite values; the first is at row "
+            f"{row + _row_offset(block_info)}, column {col}. Gaussian mixtures need finite "
+            "values: drop or impute the rows that hold them."
+        ) from None
+
+
+def _predict_block(x, params, block_size, block_info=None):
+    from . import stats
+
+    _finite_block(x, block_info)
+    return stats.predict(x, params, block_size=block_size)
+
+
+def _predict_proba_block(x, params, block_size, block_info=None):
+    from . import stats
+
+    _finite_block(x, block_info)
+    return stats.predict_proba(x, params, block_size=block_size)
+
+
+def _score_samples_block(x, params, block_size, block_info=None):
+    from . import stats
+
+    _finite_block(x, block_info)
+    return stats.score_samples(x, params, block_size=block_size)
+
+
+def predict(est, X):
+    """Most probable component of every row of a dask array, lazily: int dask array (n,)."""
+    X, params = _predict_input(est, X)
+    return X.map_blocks(
+        _predict_block,
+        params,
+        est.block_size,
+        drop_axis=1,
+        dtype=np.intp,
+        meta=np.empty((0,), dtype=np.intp),
+        name="gaussmix-predict-" + uuid.uuid4().hex,
+    )
+
+
+def predict_proba(est, X):
+    """Responsibilities of every row of a dask array, lazily: dask array (n, n_components)."""
+    X, params = _predict_input(est, X)
+    n_components = params.n_components
+    return X.map_blocks(
+        _predict_proba_block,
+        params,
+        est.block_size,
+        chunks=(X.chunks[0], (n_components,)),
+        dtype=X.dtype,
+        meta=np.empty((0, 0), dtype=X.dtype),
+        name="gaussmix-predict-proba-" + uuid.uuid4().hex,
+    )
+
+
+def score_samples(est, X):
+    """Log-density of every row of a dask array, lazily: dask array (n,)."""
+    X, params = _predict_input(est, X)
+    return X.map_blocks(
+        _score_samples_block,
+        params,
+        est.block_size,
+        drop_axis=1,
+        dtype=X.dtype,
+        meta=np.empty((0,), dtype=X.dtype),
+        name="gaussmix-score-samples-" + uuid.uuid4().hex,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Command-line helpers
+# --------------------------------------------------------------------------------------
+def client_from_scheduler(spec, **kwargs):
+    """A ``distributed.Client`` for the command line's ``--scheduler`` value.
+
+    Parameters
+    ----------
+    spec : str
+        ``"local:N"`` starts a LocalCluster of N single-threaded worker processes (owned by
+        the client: ``client.close()`` stops it); ``"local"`` uses one per CPU. Anything
+        else is a scheduler address, e.g. ``"tcp://10.0.0.5:8786"``.
+    **kwargs
+        Passed on to the LocalCluster (for example ``memory_limit="2GB"``) or the Client.
+
+    Returns
+    -------
+    distributed.Client
+        Registered as the default: fits on dask arrays use it.
+    """
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - exercised without the extra
+        raise ImportError(
+            "--scheduler needs dask.distributed: pip install 'gaussmix[dask]'."
+        ) from None
+    text = str(spec).strip()
+    if text == "local" or text.startswith("local:"):
+        count = text.partition(":")[2]
+        if count:
+            try:
+                n_workers = int(count)
+            except ValueError:
+                n_workers = 0
+            if n_workers < 1:
+                raise ValueError(
+                    f"--scheduler {text!r}: 'local:N' needs a positive whole number of "
+                    "worker processes N, e.g. local:4."
+                )
+        else:
+            n_workers = os.cpu_count() or 1
+        kwargs.setdefault("threads_per_worker", 1)
+        kwargs.setdefault("processes", True)
+        return Client(n_workers=n_workers, **kwargs)
+    if not text:
+        raise ValueError("--scheduler needs a scheduler address (tcp://host:8786) or local:N.")
+    kwargs.setdefault("timeout", 10)
+    try:
+        return Client(text, **kwargs)
+    except OSError as exc:
+        raise OSError(
+            f"Could not connect to the Dask scheduler at {text!r} ({exc}). Check the address "
+            "and that `dask scheduler` runs there, or use --scheduler local:N for a cluster "
+            "on this machine."
+        ) from None
+
+
+class _NpyRows:
+    """Rows of one or more ``.npy`` files (stacked), read through memory maps.
+
+    It pickles as its paths and shapes only: each worker opens the files itself and reads
+    just the rows of its chunk, so the files never travel through the scheduler.
+    """
+
+    def __init__(self, paths):
+        self.paths = [os.fspath(p) for p in paths]
+        lengths = []
+        n_features = dtype = None
+        for path in self.paths:
+            try:
+                arr = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: cannot read it as a .npy file ({exc}).") from None
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"{path}: expected a 2-D array (n_samples, n_features), got shape "
+                    f"{arr.shape}. Save it with X.reshape(-1, 1) for a single feature."
+                )
+            if n_features is None:
+                n_features, dtype = arr.shape[1], arr.dtype
+            elif arr.shape[1] != n_features or arr.dtype != dtype:
+                raise ValueError(
+                    f"{path}: shape {arr.shape} and dtype {arr.dtype} do not match the first "
+                    f"file ({self.paths[0]}: {n_features} features, {dtype}); every file of "
+                    "a folder must have the same columns and dtype."
+                )
+            lengths.append(arr.shape[0])
+        self.lengths = lengths
+        self.starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.shape = (int(self.starts[-1]), int(n_features))
+        self.dtype = np.dtype(dtype)
+        self.ndim = 2
+
+    def __getitem__(self, index):
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
+        start, stop, _ = rows.indices(self.shape[0])
+        pieces = []
+        for i, path in enumerate(self.paths):
+            lo, hi = max(start, self.starts[i]), min(stop, self.starts[i + 1])
+            if lo < hi:
+                arr = np.load(path, mmap_mode="r")
+                pieces.append(np.array(arr[lo - self.starts[i] : hi - self.starts[i], cols]))
+        if not pieces:
+            return np.empty((0, self.shape[1]), dtype=self.dtype)[:, cols]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _row_chunks(lengths, chunk_rows):
+    """Chunks of at most ``chunk_rows`` rows that never straddle two files."""
+    chunks = []
+    for length in lengths:
+        full, rest = divmod(length, chunk_rows)
+        chunks += [chunk_rows] * full + ([rest] if rest else [])
+    return tuple(chunks)
+
+
+def load_dask_array(path, *, chunk_rows=None, columns=None):
+    """Open a ``.npy`` file, a folder of ``.npy`` files or Parquet data as a dask array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        * a ``.npy`` file: memory-mapped, chunked by rows; read by the workers themselves,
+          so it may be larger than their memory (fits stream it at every iteration);
+        * a folder of ``.npy`` files: stacked in name order (same columns and dtype);
+        * a ``.parquet`` / ``.parq`` file or a folder of them (needs pyarrow): read with
+          dask.dataframe, numeric columns only.
+    chunk_rows : int, optional
+        Rows per chunk (default: about 64 MiB per chunk). For Parquet, the row groups.
+    columns : list of str, optional
+        Parquet columns to read (default: all, which must be numeric).
+
+    Returns
+    -------
+    dask.array.Array of shape (n_samples, n_features)
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        entries = sorted(os.listdir(path))
+        npy = [os.path.join(path, e) for e in entries if e.endswith(".npy")]
+        parquet = [e for e in entries if e.endswith((".parquet", ".parq"))]
+        if npy:
+            return _load_npy(npy, chunk_rows)
+        if parquet:
+            return _load_parquet(path, columns)
+        raise ValueError(
+            f"{path}: the folder holds no .npy or .parquet files; give a .npy file, a folder "
+            "of .npy files, or Parquet data."
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or folder.")
+    if path.endswith(".npy"):
+        return _load_npy([path], chunk_rows)
+    if path.endswith((".parquet", ".parq")):
+        return _load_parquet(path, columns)
+    raise ValueError(
+        f"{path}: unsupported format for --scheduler; give a .npy file, a folder of .npy "
+        "files, or .parquet data."
+    )
+
+
+def _load_npy(paths, chunk_rows):
+    import dask.array as da
+    from dask.base import tokenize
+
+    source = _NpyRows(paths)
+    if chunk_rows is None:
+        per_row = max(1, source.shape[1] * source.dtype.itemsize)
+        chunk_rows = max(1, _CHUNK_BYTES // per_row)
+    if int(chunk_rows) < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    stamp = [(p, os.path.getmtime(p), os.path.getsize(p)) for p in source.paths]
+    return da.from_array(
+        source,
+        chunks=(_row_chunks(source.lengths, int(chunk_rows)), (source.shape[1],)),
+        name=_NPY_PREFIX + tokenize(stamp, chunk_rows),
+        meta=np.empty((0, 0), dtype=source.dtype),
+        asarray=False,
+    )
+
+
+def _load_parquet(path, columns):
+    try:
+        import dask.dataframe as dd
+    except ImportError as exc:
+        raise ImportError(
+            f"{path}: reading Parquet with Dask needs dask.dataframe and pyarrow "
+            f"(pip install pyarrow) ({exc})."
+        ) from None
+    df = dd.read_parquet(path, columns=columns)
+    bad = [str(c) for c, t in df.dtypes.items() if np.dtype(t).kind not in "biuf"]
+    if bad:
+        raise ValueError(
+            f"{path}: columns {bad} are not numeric; choose numeric columns (columns=...)."
+        )
+    return df.to_dask_array(lengths=True)

@@ -48,7 +48,7 @@ def test_3d_X():
 
 @pytest.mark.parametrize("shape", [(0, 2), (0, 0)])
 def test_empty_X(shape):
-    with pytest.raises(ValueError, match="empty|0 sample"):
+    with pytest.raises(ValueError, match=r"empty|0 sample"):
         GaussianMixture().fit(np.zeros(shape))
 
 
@@ -93,7 +93,7 @@ def test_nan_at_predict(fitted, X):
 
 
 def test_strings():
-    with pytest.raises((ValueError, TypeError), match="string|not a number"):
+    with pytest.raises((ValueError, TypeError), match=r"string|not a number"):
         GaussianMixture().fit(np.array([["a", "b"], ["c", "d"], ["e", "f"]]))
 
 
@@ -130,7 +130,7 @@ def test_zero_features_message_is_sklearns():
 
 def test_dates():
     X = np.array([["2020-01-01", "2020-01-02"]] * 3, dtype="datetime64[D]")
-    with pytest.raises((TypeError, ValueError), match="date|time"):
+    with pytest.raises((TypeError, ValueError), match=r"date|time"):
         GaussianMixture().fit(X)
 
 
@@ -163,7 +163,7 @@ def test_different_feature_names_at_predict(X):
         gm.predict(pd.DataFrame(X, columns=["a", "c"]))
     with pytest.raises(ValueError, match="feature names"):
         gm.score_samples(pd.DataFrame(X, columns=["b", "a"]))  # same names, other order
-    with pytest.raises(ValueError, match="feature names|features"):
+    with pytest.raises(ValueError, match=r"feature names|features"):
         gm.predict_proba(pd.DataFrame(np.c_[X, X[:, 0]], columns=["a", "b", "c"]))
     # the right names, and plain arrays, work
     gm.predict(pd.DataFrame(X, columns=["a", "b"]))
@@ -183,7 +183,7 @@ def test_refit_on_array_forgets_feature_names(X):
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score",
                                     "bic", "aic", "icl"])
 def test_not_fitted(X, method):
-    with pytest.raises(NotFittedError, match="not fitted.*fit") as info:
+    with pytest.raises(NotFittedError, match=r"not fitted.*fit") as info:
         getattr(GaussianMixture(), method)(X)
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, AttributeError)
@@ -367,7 +367,7 @@ def test_sample_weight_negative_message_is_readable(X):
 def test_too_few_weighted_rows_for_random_from_data(X):
     sw = np.zeros(60)
     sw[0] = 1.0
-    with pytest.raises(ValueError, match="random_from_data.*positive sample_weight"):
+    with pytest.raises(ValueError, match=r"random_from_data.*positive sample_weight"):
         GaussianMixture(2, init_params="random_from_data").fit(X, sample_weight=sw)
 
 
@@ -413,7 +413,7 @@ def test_warm_start_with_other_covariance_type(X):
 
 def test_warm_start_with_other_n_features(X):
     gm = GaussianMixture(2, warm_start=True, random_state=0).fit(X)
-    with pytest.raises(ValueError, match="warm_start.*features"):
+    with pytest.raises(ValueError, match=r"warm_start.*features"):
         gm.fit(np.c_[X, X[:, 0]])
 
 

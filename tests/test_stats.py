@@ -1,0 +1,341 @@
+"""The math: an independent naive reference, additive block statistics, the M-step, EM.
+
+* Each component's density written straight from MATH.md (explicit inverse and
+  determinant, slow loops) matches score_samples and predict_proba.
+* The M-step from summed statistics matches the MATH.md updates computed from naive
+  responsibilities.
+* Statistics of blocks add up to those of the whole; the fit does not depend on block_size.
+* EM never lowers the log-likelihood (hypothesis property test).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conftest import (
+    COVARIANCE_TYPES,
+    covariance_matrices,
+    initial_parameters,
+    make_blobs,
+    random_precisions,
+)
+from gaussmix import (
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    GaussianMixture,
+    MixtureParameters,
+    SufficientStatistics,
+    block_statistics,
+    m_step,
+)
+from gaussmix import stats as gstats
+
+
+# --------------------------------------------------------------------------------------
+# The naive reference, straight from MATH.md
+# --------------------------------------------------------------------------------------
+def naive_density(x, mu, sigma):
+    """N(x | mu, Sigma) = exp(-1/2 (x-mu)^T Sigma^-1 (x-mu)) / ((2 pi)^(D/2) |Sigma|^(1/2))."""
+    D = len(mu)
+    inv = np.linalg.inv(sigma)
+    det = np.linalg.det(sigma)
+    diff = x - mu
+    return np.exp(-0.5 * diff @ inv @ diff) / ((2 * np.pi) ** (D / 2) * np.sqrt(det))
+
+
+def naive_posterior(X, weights, means, covariances):
+    """p(x_n) and gamma_nk for every row, with explicit loops."""
+    N, K = X.shape[0], len(weights)
+    joint = np.empty((N, K))
+    for n in range(N):
+        for k in range(K):
+            joint[n, k] = weights[k] * naive_density(X[n], means[k], covariances[k])
+    p = joint.sum(axis=1)
+    return p, joint / p[:, None]
+
+
+def naive_m_step(X, resp, sample_weight, covariance_type, reg_covar):
+    """MATH.md's M-step with weights w_n multiplying the responsibilities."""
+    N, D = X.shape
+    K = resp.shape[1]
+    r = resp * sample_weight[:, None]
+    nk = r.sum(axis=0)
+    means = (r.T @ X) / nk[:, None]
+    full = np.empty((K, D, D))
+    for k in range(K):
+        diff = X - means[k]
+        full[k] = (r[:, k, None] * diff).T @ diff / nk[k]
+    weights = nk / sample_weight.sum()
+    if covariance_type == "full":
+        cov = full + reg_covar * np.eye(D)
+    elif covariance_type == "tied":
+        cov = np.einsum("k,kij->ij", nk, full) / nk.sum() + reg_covar * np.eye(D)
+    elif covariance_type == "diag":
+        cov = np.stack([np.diag(c) for c in full]) + reg_covar
+    else:
+        cov = np.array([np.trace(c) / D for c in full]) + reg_covar
+    return weights, means, cov
+
+
+def _full(cov, covariance_type, K, D):
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.broadcast_to(cov, (K, D, D))
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return np.stack([np.eye(D) * c for c in cov])
+
+
+def _random_parameters(covariance_type, K, D, seed, offset=0.0):
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.5, 1.5, K)
+    weights /= weights.sum()
+    means = offset + rng.normal(0, 2.0, (K, D))
+    P = random_precisions(covariance_type, K, D, rng)
+    return MixtureParameters.from_precisions(covariance_type, weights, means, P)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("shape", [(60, 1, 2), (80, 3, 3), (50, 5, 4)])
+def test_naive_reference_fitted_model(covariance_type, shape):
+    N, D, K = shape
+    X, _, _, _ = make_blobs(N, D, K, seed=D, spread=2.0)
+    gm = GaussianMixture(K, covariance_type=covariance_type, random_state=0).fit(X)
+    Xt = np.vstack([X, make_blobs(20, D, K, seed=50, spread=2.0)[0]])
+    p, resp = naive_posterior(Xt, gm.weights_, gm.means_, covariance_matrices(gm))
+    np.testing.assert_allclose(gm.score_samples(Xt), np.log(p), rtol=1e-10)
+    np.testing.assert_allclose(gm.predict_proba(Xt), resp, rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(gm.predict(Xt), resp.argmax(axis=1))
+    assert gm.score(Xt) == pytest.approx(np.mean(np.log(p)), rel=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_naive_reference_module_functions(covariance_type):
+    """gaussmix.stats.score_samples / predict_proba from given parameters."""
+    K, D = 3, 4
+    params = _random_parameters(covariance_type, K, D, seed=3)
+    X = np.random.default_rng(4).normal(0, 2.0, (70, D))
+    p, resp = naive_posterior(X, params.weights, params.means,
+                              _full(params.covariances, covariance_type, K, D))
+    np.testing.assert_allclose(gstats.score_samples(X, params), np.log(p), rtol=1e-10)
+    np.testing.assert_allclose(gstats.predict_proba(X, params), resp, rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(gstats.predict(X, params), resp.argmax(axis=1))
+    # block_size does not matter
+    np.testing.assert_allclose(gstats.score_samples(X, params, block_size=7), np.log(p),
+                               rtol=1e-10)
+    # the E-step's log-likelihood is the sum of the log-densities
+    stats = block_statistics(X, params)
+    assert stats.log_likelihood == pytest.approx(np.sum(np.log(p)), rel=1e-12)
+    assert stats.mean_log_likelihood == pytest.approx(np.mean(np.log(p)), rel=1e-12)
+    assert stats.weight_sum == X.shape[0]
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_naive_reference_float32(covariance_type):
+    K, D = 3, 3
+    params = _random_parameters(covariance_type, K, D, seed=5)
+    X = np.random.default_rng(6).normal(0, 2.0, (60, D))
+    p, resp = naive_posterior(X, params.weights, params.means,
+                              _full(params.covariances, covariance_type, K, D))
+    X32 = X.astype(np.float32)
+    ss = gstats.score_samples(X32, params.astype(np.float32))
+    assert ss.dtype == np.float32
+    np.testing.assert_allclose(ss, np.log(p), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gstats.predict_proba(X32, params.astype(np.float32)), resp,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_m_step_matches_math(covariance_type, weighted):
+    """m_step(block_statistics(X, params)) is MATH.md's M-step of the naive responsibilities."""
+    K, D, N = 3, 3, 90
+    params = _random_parameters(covariance_type, K, D, seed=7)
+    rng = np.random.default_rng(8)
+    X = rng.normal(0, 2.0, (N, D))
+    sw = rng.uniform(0.1, 3.0, N) if weighted else np.ones(N)
+    _, resp = naive_posterior(X, params.weights, params.means,
+                              _full(params.covariances, covariance_type, K, D))
+    w_ref, m_ref, c_ref = naive_m_step(X, resp, sw, covariance_type, reg_covar=1e-3)
+    stats = block_statistics(X, params, sw if weighted else None, block_size=16)
+    new = m_step(stats, reg_covar=1e-3)
+    np.testing.assert_allclose(new.weights, w_ref, rtol=1e-12)
+    np.testing.assert_allclose(new.means, m_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(new.covariances, c_ref, rtol=1e-10, atol=1e-12)
+    # and its precision factors stand for the inverse covariances
+    prec = _full(gstats.MixtureParameters.from_covariances(
+        covariance_type, new.weights, new.means, new.covariances).precisions_cholesky,
+        covariance_type, K, D)
+    if covariance_type in ("full", "tied"):
+        prec = prec @ np.swapaxes(prec, -1, -2)
+    else:
+        prec = prec**2
+    cov = _full(new.covariances, covariance_type, K, D)
+    np.testing.assert_allclose(cov @ prec, np.broadcast_to(np.eye(D), (K, D, D)), atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_statistics_from_responsibilities_consistent(covariance_type):
+    """Statistics of explicit responsibilities give the same M-step as the E-step's."""
+    K, D, N = 3, 2, 70
+    params = _random_parameters(covariance_type, K, D, seed=9, offset=100.0)
+    X = np.random.default_rng(10).normal(0, 2.0, (N, D)) + 100.0
+    resp = gstats.predict_proba(X, params)
+    a = m_step(block_statistics(X, params), reg_covar=1e-6)
+    b = m_step(gstats.statistics_from_responsibilities(X, resp, covariance_type, shift=X[0]),
+               reg_covar=1e-6)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+
+
+# --------------------------------------------------------------------------------------
+# Additivity of block statistics
+# --------------------------------------------------------------------------------------
+def _assert_stats_equal(a: SufficientStatistics, b: SufficientStatistics, rtol=1e-12):
+    assert a.covariance_type == b.covariance_type
+    np.testing.assert_array_equal(a.shift, b.shift)
+    for name in ("nk", "s1", "s2"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape, name
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.max(np.abs(y)), err_msg=name)
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=rtol)
+    assert a.weight_sum == pytest.approx(b.weight_sum, rel=rtol)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_block_statistics_of_halves_add_up(covariance_type, weighted):
+    K, D, N = 3, 4, 301
+    params = _random_parameters(covariance_type, K, D, seed=11)
+    rng = np.random.default_rng(12)
+    X = rng.normal(0, 2.0, (N, D))
+    sw = rng.uniform(0, 4, N) if weighted else None
+    whole = block_statistics(X, params, sw)
+    cut = 137
+    first = block_statistics(X[:cut], params, None if sw is None else sw[:cut])
+    second = block_statistics(X[cut:], params, None if sw is None else sw[cut:])
+    _assert_stats_equal(first + second, whole)
+    _assert_stats_equal(second + first, whole)
+    # three uneven pieces, and tiny sub-blocks inside each
+    pieces = [slice(0, 1), slice(1, 200), slice(200, N)]
+    total = None
+    for s in pieces:
+        part = block_statistics(X[s], params, None if sw is None else sw[s], block_size=5)
+        total = part if total is None else total + part
+    _assert_stats_equal(total, whole)
+    # shapes of the statistics
+    s2_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    assert whole.s2.shape == s2_shape[covariance_type]
+    assert whole.nk.shape == (K,) and whole.s1.shape == (K, D)
+    if sw is None:
+        assert whole.weight_sum == N
+        assert whole.nk.sum() == pytest.approx(N, rel=1e-12)
+    else:
+        assert whole.weight_sum == pytest.approx(sw.sum(), rel=1e-12)
+        assert whole.nk.sum() == pytest.approx(sw.sum(), rel=1e-12)
+    # the M-step of the sum is that of the whole
+    a, b = m_step(first + second, reg_covar=1e-6), m_step(whole, reg_covar=1e-6)
+    np.testing.assert_allclose(a.covariances, b.covariances, rtol=1e-12)
+    np.testing.assert_allclose(a.means, b.means, rtol=1e-12, atol=1e-14)
+
+
+def test_block_statistics_weights_are_repeats():
+    params = _random_parameters("full", 2, 3, seed=13)
+    X = np.random.default_rng(14).normal(size=(40, 3))
+    counts = np.random.default_rng(15).integers(0, 4, 40)
+    _assert_stats_equal(block_statistics(X, params, counts.astype(float)),
+                        block_statistics(np.repeat(X, counts, axis=0), params), rtol=1e-11)
+
+
+def test_adding_statistics_of_other_parameters_fails():
+    X = np.random.default_rng(16).normal(size=(30, 2))
+    a = block_statistics(X, _random_parameters("full", 2, 2, seed=1))
+    b = block_statistics(X, _random_parameters("full", 2, 2, seed=2))
+    with pytest.raises(ValueError, match="same parameters"):
+        a + b
+    c = block_statistics(X, _random_parameters("diag", 2, 2, seed=1))
+    with pytest.raises(ValueError, match="covariance types"):
+        a + c
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_independent_of_block_size(covariance_type, dtype):
+    X, _, _, _ = make_blobs(500, 3, 3, seed=17, dtype=dtype)
+    kw = dict(n_components=3, covariance_type=covariance_type, tol=0, max_iter=15,
+              **initial_parameters(X, 3, covariance_type))
+    with pytest.warns(ConvergenceWarning):
+        a = GaussianMixture(block_size=7, **kw).fit(X)
+    with pytest.warns(ConvergenceWarning):
+        b = GaussianMixture(**kw).fit(X)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype == dtype
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.max(np.abs(y)), err_msg=name)
+    np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=rtol)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=rtol)
+    # default init too (k-means block by block)
+    c = GaussianMixture(3, covariance_type=covariance_type, random_state=0, block_size=7).fit(X)
+    d = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    assert c.lower_bound_ == pytest.approx(d.lower_bound_, rel=10 * rtol)
+
+
+def test_auto_block_size_bounds():
+    assert 256 <= gstats.auto_block_size(2, 8) <= 65536
+    assert 256 <= gstats.auto_block_size(512, 64) <= 65536
+    assert gstats.auto_block_size(32, 16, 4) >= gstats.auto_block_size(32, 16, 8)
+
+
+# --------------------------------------------------------------------------------------
+# EM never lowers the log-likelihood
+# --------------------------------------------------------------------------------------
+@given(
+    seed=st.integers(0, 2**16),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    n_features=st.integers(1, 4),
+    n_components=st.integers(1, 4),
+    weighted=st.booleans(),
+)
+def test_em_never_lowers_the_log_likelihood(seed, covariance_type, n_features, n_components,
+                                            weighted):
+    """lower_bounds_ is non-decreasing.
+
+    reg_covar=0 makes the M-step the exact maximiser (with reg_covar > 0 the likelihood can
+    dip by O(reg_covar)), so the bound may only rise, up to rounding: the tolerance is 1e-12
+    of its magnitude, far below any genuine decrease. Enough points per component and
+    feature keep every covariance non-singular.
+    """
+    rng = np.random.default_rng(seed)
+    n_samples = 25 * n_components * (n_features + 1)
+    X, _, _, _ = make_blobs(n_samples, n_features, n_components, seed=seed,
+                            spread=float(rng.uniform(0.5, 5)))
+    X = X * rng.uniform(0.1, 10, n_features)
+    sw = rng.uniform(0.2, 3.0, n_samples) if weighted else None
+    init = initial_parameters(X, n_components, covariance_type, seed=seed + 1,
+                              scale=float(np.var(X)))
+    gm = GaussianMixture(n_components, covariance_type=covariance_type, reg_covar=0.0, tol=0,
+                         max_iter=12, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        try:
+            gm.fit(X, sample_weight=sw)
+        except ValueError as exc:  # a component emptied out: no longer an EM question
+            assume("not positive definite" not in str(exc))
+            raise
+    bounds = np.asarray(gm.lower_bounds_)
+    assert len(bounds) == 12 and np.all(np.isfinite(bounds))
+    steps = np.diff(bounds)
+    slack = 1e-12 * np.maximum(np.abs(bounds[1:]), 1.0)
+    assert np.all(steps >= -slack), (steps.min(), bounds)
+    # and the final parameters are at least as good as the last E-step's
+    final = np.average(gm.score_samples(X), weights=sw)
+    assert final >= bounds[-1] - 1e-12 * max(abs(bounds[-1]), 1.0)

@@ -61,7 +61,7 @@ def naive_posterior(X, weights, means, covariances):
 
 def naive_m_step(X, resp, sample_weight, covariance_type, reg_covar):
     """MATH.md's M-step with weights w_n multiplying the responsibilities."""
-    N, D = X.shape
+    D = X.shape[1]
     K = resp.shape[1]
     r = resp * sample_weight[:, None]
     nk = r.sum(axis=0)

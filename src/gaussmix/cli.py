@@ -16,11 +16,12 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -75,7 +76,12 @@ def _read_bytes(path: str) -> bytes:
         raise UserError(f"cannot read {path}: permission denied") from None
 
 
-def read_data(path: str, columns: Sequence[str] | None = None, dtype: str = "float64") -> Dataset:
+def read_data(
+    path: str,
+    columns: Sequence[str] | None = None,
+    dtype: str = "float64",
+    prefer: Sequence[str] | None = None,
+) -> Dataset:
     """Read a numeric table from CSV/TSV (``-`` = stdin), ``.npy`` or Parquet.
 
     Parameters
@@ -86,6 +92,9 @@ def read_data(path: str, columns: Sequence[str] | None = None, dtype: str = "flo
         Columns to keep, by name or 1-based number, in this order.
     dtype : {"float64", "float32"}
         dtype of the returned array.
+    prefer : sequence of str, optional
+        Without ``columns``: if the header names all of these, read only them (a model's
+        feature names, so other columns such as identifiers may be non-numeric).
 
     Returns
     -------
@@ -101,15 +110,16 @@ def read_data(path: str, columns: Sequence[str] | None = None, dtype: str = "flo
     source = "stdin" if path == "-" else path
     lower = path.lower()
     if lower.endswith((".parquet", ".pq")):
-        ds = _read_parquet(path, columns)
+        ds = _read_parquet(path, columns, prefer)
     else:
         raw = _read_bytes(path)
         if raw.startswith(b"\x93NUMPY"):
             ds = _read_npy(raw, source, columns)
         elif raw.startswith(b"PAR1"):
-            ds = _read_parquet(path, columns)
+            ds = _read_parquet(path, columns, prefer)
         else:
-            ds = _read_text(raw, source, columns, tsv=lower.endswith((".tsv", ".tab")))
+            tsv = lower.endswith((".tsv", ".tab"))
+            ds = _read_text(raw, source, columns, tsv, prefer)
     if ds.X.shape[0] == 0:
         raise UserError(f"{source}: no data rows (the input is empty)")
     if ds.X.shape[1] == 0:
@@ -120,8 +130,15 @@ def read_data(path: str, columns: Sequence[str] | None = None, dtype: str = "flo
     return ds
 
 
-def _select_columns(names: list[str], columns: Sequence[str] | None, source: str) -> list[int]:
+def _select_columns(
+    names: list[str],
+    columns: Sequence[str] | None,
+    source: str,
+    prefer: Sequence[str] | None = None,
+) -> list[int]:
     """Indices of the requested columns (names first, then 1-based numbers)."""
+    if not columns and prefer and len(set(names)) == len(names) and set(prefer) <= set(names):
+        return [names.index(n) for n in prefer]
     if not columns:
         return list(range(len(names)))
     picked = []
@@ -183,7 +200,13 @@ def _sniff_delimiter(lines: list[str], tsv: bool) -> str | None:
     return best
 
 
-def _read_text(raw: bytes, source: str, columns: Sequence[str] | None, tsv: bool) -> Dataset:
+def _read_text(
+    raw: bytes,
+    source: str,
+    columns: Sequence[str] | None,
+    tsv: bool,
+    prefer: Sequence[str] | None = None,
+) -> Dataset:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -214,7 +237,7 @@ def _read_text(raw: bytes, source: str, columns: Sequence[str] | None, tsv: bool
         names = [f"x{j}" for j in range(len(first))]
         body = content
     n_fields = len(names)
-    picked = _select_columns(names, columns, source)
+    picked = _select_columns(names, columns, source, prefer if has_header else None)
     X = np.empty((len(body), len(picked)))
     line_numbers = np.empty(len(body), dtype=np.int64)
     for r, (line_no, line) in enumerate(body):
@@ -264,7 +287,9 @@ def _read_npy(raw: bytes, source: str, columns: Sequence[str] | None) -> Dataset
     return Dataset(X, kept, False, source)
 
 
-def _read_parquet(path: str, columns: Sequence[str] | None) -> Dataset:
+def _read_parquet(
+    path: str, columns: Sequence[str] | None, prefer: Sequence[str] | None = None
+) -> Dataset:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -278,7 +303,7 @@ def _read_parquet(path: str, columns: Sequence[str] | None) -> Dataset:
     except Exception as exc:  # pyarrow raises its own error types
         raise UserError(f"{path}: cannot read the Parquet file ({exc})") from None
     names = [str(n) for n in table.column_names]
-    picked = _select_columns(names, columns, path)
+    picked = _select_columns(names, columns, path, prefer)
     out = np.empty((table.num_rows, len(picked)))
     for k, j in enumerate(picked):
         column = table.column(j)
@@ -884,7 +909,7 @@ def _model_dtype(model: Any) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     """gaussmix predict: labels (and probabilities) as CSV."""
     model = _load(args.model)
-    ds = read_data(args.data, args.columns, _model_dtype(model))
+    ds = read_data(args.data, args.columns, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
     with _no_feature_name_warnings():
         if args.proba:
@@ -898,7 +923,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     """gaussmix score: log-likelihood of data under a model, as CSV."""
     model = _load(args.model)
-    ds = read_data(args.data, args.columns, _model_dtype(model))
+    ds = read_data(args.data, args.columns, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
     with _no_feature_name_warnings():
         log_density = np.asarray(model.score_samples(X), dtype=np.float64)
@@ -976,7 +1001,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     trained += f": {'converged' if converged else 'did NOT converge'} after {n_iter} EM iterations"
     lower_bound = training.get("lower_bound")
     if lower_bound is not None:
-        trained += f", log-likelihood {lower_bound:.6g} per sample"
+        trained += f", final EM log-likelihood {lower_bound:.6g} per sample"
         if n_samples:
             total = lower_bound * n_samples
             bic = -2 * total + _n_parameters(model) * math.log(n_samples)
@@ -1055,8 +1080,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # Argument parsing
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's example lines; shows defaults that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.default in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=80)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) like every user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _common(quiet_help: str = "no progress display and no summary") -> argparse.ArgumentParser:
@@ -1128,10 +1174,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gaussmix`` command."""
     from gaussmix.io import _gaussmix_version
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
-        description="Gaussian mixture models fitted by EM: cluster a table, choose the number "
-        "of components and the covariance type by BIC, predict, score and sample.",
+        description=_wrap(
+            "Gaussian mixture models fitted by EM: cluster a table, choose the number "
+            "of components and the covariance type by BIC, predict, score and sample."
+        ),
         epilog="Run 'gaussmix COMMAND --help' for each command's options. "
         "'gaussmix demo' shows everything on the Old Faithful data.",
     )
@@ -1143,10 +1191,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="fit a mixture to a data file and write the model, assignments and plots",
-        description="Fit a Gaussian mixture to DATA. Writes OUTDIR/model.json, "
-        "OUTDIR/assignments.csv (row, label, uncertainty = 1 - max probability, one "
-        "probability per component), OUTDIR/clusters.png, OUTDIR/loglik.png and, with auto, "
-        "OUTDIR/bic.png and OUTDIR/selection.csv; prints a summary.",
+        description=_wrap(
+            "Fit a Gaussian mixture to DATA. Writes OUTDIR/model.json, "
+            "OUTDIR/assignments.csv (row, label, uncertainty = 1 - max probability, one "
+            "probability per component), OUTDIR/clusters.png, OUTDIR/loglik.png and, with auto, "
+            "OUTDIR/bic.png and OUTDIR/selection.csv; prints a summary."
+        ),
         epilog="examples:\n  gaussmix fit data.csv -k 3 -c tied -o out\n"
         "  gaussmix fit data.csv -k auto -c auto --components 1-6",
     )
@@ -1184,9 +1234,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="compare numbers of components and covariance types (BIC table)",
-        description="Fit every combination of --components and --covariance, print the table "
-        "sorted by the criterion, and write OUTDIR/model.json (the best model), "
-        "OUTDIR/selection.csv and OUTDIR/bic.png.",
+        description=_wrap(
+            "Fit every combination of --components and --covariance, print the table "
+            "sorted by the criterion, and write OUTDIR/model.json (the best model), "
+            "OUTDIR/selection.csv and OUTDIR/bic.png."
+        ),
     )
     _fit_options(p)
     p.add_argument("--components", default="1-9", help="numbers of components: 1-9, 2,3,5, ...")
@@ -1207,8 +1259,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="assign rows of a data file to components",
-        description="Write row,label (with --proba also uncertainty and p0..pK-1) as CSV. "
-        "Columns are matched to the model's feature names when the data has a header.",
+        description=_wrap(
+            "Write row,label (with --proba also uncertainty and p0..pK-1) as CSV. "
+            "Columns are matched to the model's feature names when the data has a header."
+        ),
     )
     p.add_argument("model", help="model file (model.json) or a directory holding one")
     p.add_argument("data", help="CSV/TSV (- for stdin), .npy or .parquet")
@@ -1230,8 +1284,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="log-likelihood of a data file under a model",
-        description="Write n_samples, total and mean log-likelihood, BIC and AIC of DATA under "
-        "MODEL as CSV; with --per-sample, each row's log-density instead.",
+        description=_wrap(
+            "Write n_samples, total and mean log-likelihood, BIC and AIC of DATA under "
+            "MODEL as CSV; with --per-sample, each row's log-density instead."
+        ),
     )
     p.add_argument("model", help="model file (model.json) or a directory holding one")
     p.add_argument("data", help="CSV/TSV (- for stdin), .npy or .parquet")
@@ -1249,8 +1305,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="draw random samples from a model",
-        description="Write N samples drawn from MODEL as CSV (one column per feature; with "
-        "--labels also the component each came from).",
+        description=_wrap(
+            "Write N samples drawn from MODEL as CSV (one column per feature; with "
+            "--labels also the component each came from)."
+        ),
     )
     p.add_argument("model", help="model file (model.json) or a directory holding one")
     p.add_argument(
@@ -1266,8 +1324,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="describe a model file",
-        description="Say what MODEL is: covariance type, components, weights, means, spreads, "
-        "correlations and how it was trained.",
+        description=_wrap(
+            "Say what MODEL is: covariance type, components, weights, means, spreads, "
+            "correlations and how it was trained."
+        ),
     )
     p.add_argument("model", help="model file (model.json) or a directory holding one")
     p.set_defaults(func=cmd_info)
@@ -1277,9 +1337,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=_Formatter,
         help="automatic model selection on the bundled Old Faithful data",
-        description="Choose the number of components (1-9) and the covariance type by BIC on "
-        "the Old Faithful geyser data, then write model.json, assignments.csv, selection.csv, "
-        "clusters.png, loglik.png and bic.png to DIR and print a summary.",
+        description=_wrap(
+            "Choose the number of components (1-9) and the covariance type by BIC on "
+            "the Old Faithful geyser data, then write model.json, assignments.csv, selection.csv, "
+            "clusters.png, loglik.png and bic.png to DIR and print a summary."
+        ),
     )
     p.add_argument(
         "-o",

@@ -54,6 +54,10 @@ MAX_INIT_SAMPLE = 100_000
 #: Statistics of at most this many chunks are added up by one reduction task.
 REDUCE_FAN_IN = 8
 
+#: Arguments whose copies (one per chunk task) total at most this many bytes are written
+#: into every task; larger ones are shipped once per worker as a task of their own.
+_EMBED_BYTES = 1 << 20
+
 #: Name prefix of arrays read by :func:`load_dask_array` from ``.npy`` files.
 _NPY_PREFIX = "gaussmix-npy-"
 
@@ -236,6 +240,34 @@ def _raise_on_bad_input(summaries, weighted):
 # --------------------------------------------------------------------------------------
 # Chunk tasks (run on the workers; module-level so they pickle by reference)
 # --------------------------------------------------------------------------------------
+class _Literal:
+    """Wraps a small argument so that dask embeds it as is (no traversal of its fields)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _unwrap(a):
+    return a.value if isinstance(a, _Literal) else a
+
+
+def _apply(func, x, w, *args):
+    return func(x, w, *(_unwrap(a) for a in args))
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, MixtureParameters):
+        return sum(
+            np.asarray(a).nbytes
+            for a in (obj.weights, obj.means, obj.covariances, obj.precisions_cholesky)
+        )
+    return 64
+
+
 def _chunk_statistics(x, w, params, block_size):
     return block_statistics(x, params, w, block_size=block_size)
 
@@ -437,19 +469,33 @@ class DaskData:
             level += 1
         return parts[0]
 
-    def _map_reduce(self, func, *args, kind="estep"):
-        """``func(x_chunk, w_chunk, *args)`` on every chunk, summed; one compute.
+    def _share(self, args, token):
+        """The arguments every chunk task gets.
 
-        ``args`` travel once per graph (as one small task each), not once per chunk.
+        Small ones (all copies together under ``_EMBED_BYTES``) are written into every task:
+        no extra task, no extra transfer between workers. Larger ones become one task each
+        in the graph, fetched once per worker.
         """
         from dask import delayed
 
+        shared = []
+        for i, a in enumerate(args):
+            if _nbytes(a) * self.n_chunks <= _EMBED_BYTES:
+                shared.append(_Literal(a))
+            else:
+                shared.append(delayed(a, traverse=False, name=f"gaussmix-arg{i}-{token}"))
+        return shared
+
+    def _map_reduce(self, func, *args, kind="estep"):
+        """``func(x_chunk, w_chunk, *args)`` on every chunk, summed; one compute."""
+        from dask import delayed
+
         token = uuid.uuid4().hex
-        shared = [
-            delayed(a, traverse=False, name=f"gaussmix-arg{i}-{token}") for i, a in enumerate(args)
-        ]
+        shared = self._share(args, token)
         parts = [
-            delayed(func, pure=False)(x, w, *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j))
+            delayed(_apply, pure=False)(
+                func, x, w, *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j)
+            )
             for j, (x, w) in enumerate(zip(self._x_parts, self._w_parts, strict=True))
         ]
         total = self._reduce(parts, token)
@@ -460,12 +506,10 @@ class DaskData:
         from dask import delayed
 
         token = uuid.uuid4().hex
-        shared = [
-            delayed(a, traverse=False, name=f"gaussmix-arg{i}-{token}") for i, a in enumerate(args)
-        ]
+        shared = self._share(args, token)
         parts = [
-            delayed(func, pure=False)(
-                x, w, int(seed), *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j)
+            delayed(_apply, pure=False)(
+                func, x, w, int(seed), *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j)
             )
             for j, (x, w, seed) in enumerate(zip(self._x_parts, self._w_parts, seeds, strict=True))
         ]

@@ -106,8 +106,13 @@ def _feature_names(model: Any, n_features: int, feature_names: Sequence[str] | N
 
 def _ellipses(ax: Any, mean: np.ndarray, cov: np.ndarray, color: Any) -> None:
     """1σ (solid) and 2σ (dashed) ellipses of a 2-D Gaussian, from cov's eigen-decomposition."""
+    from matplotlib import patheffects
     from matplotlib.patches import Ellipse
 
+    # A white halo keeps the outline visible over dense points of the same colour.
+    halo = [patheffects.withStroke(linewidth=3.2, foreground="white", alpha=0.9)]
+
+    edge = tuple(0.6 * np.asarray(color, dtype=float)[:3])  # a darker shade of the colour
     vals, vecs = np.linalg.eigh(cov)
     vals = np.clip(vals, 0.0, None)
     # The major axis points along the eigenvector of the largest eigenvalue.
@@ -120,10 +125,11 @@ def _ellipses(ax: Any, mean: np.ndarray, cov: np.ndarray, color: Any) -> None:
                 2 * n_sigma * math.sqrt(vals[0]),
                 angle=angle,
                 fill=False,
-                edgecolor=color,
+                edgecolor=edge,
                 linestyle=style,
                 linewidth=width,
                 zorder=3,
+                path_effects=halo,
             )
         )
 

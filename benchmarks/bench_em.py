@@ -75,6 +75,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -237,6 +238,11 @@ def make_init(x: np.ndarray, k: int, cov: str) -> dict:
     }
 
 
+def _load1() -> float | None:
+    """1-minute load average (None where unavailable)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def estimator_class(lib: str):
     """GaussianMixture class and ConvergenceWarning class of ``lib``."""
     if lib == "sklearn":
@@ -261,7 +267,7 @@ def run_worker(spec: dict) -> dict:
     """Run one (row, library) measurement; return a JSON-able dict."""
     row = Row(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["row"].items()})
     lib, repeats = spec["lib"], spec["repeats"]
-    out: dict = {"lib": lib, "row": row.name}
+    out: dict = {"lib": lib, "row": row.name, "load_start": _load1()}
     gm_cls, conv_warn = estimator_class(lib)
     warnings.simplefilter("ignore", conv_warn)
     out["rss_after_import_mb"] = current_rss_mb()
@@ -325,6 +331,7 @@ def run_worker(spec: dict) -> dict:
         t_fit, est = timed_fit(b, x)
         out.update(iters=[b], t_fit=t_fit, sec=t_fit / b, lower_bound=float(est.lower_bound_))
     out["peak_rss_mb"] = peak_rss_mb()
+    out["load_end"] = _load1()
     out["dtype_out"] = str(np.asarray(est.means_).dtype)
     out["blas"] = blas_info()
     return out
@@ -524,6 +531,8 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
             "cand_error": cand.error if cand and not cand.ok else None,
             "sk_error": sk.error if sk and not sk.ok else None,
             "sk_skipped": results[row.name].get("sk_skipped"),
+            "loads": [c.data.get(key) for c in (cand, sk) if c and c.ok
+                      for key in ("load_start", "load_end")],
         })
     return derived
 
@@ -647,6 +656,15 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
                 lines.append(f"- {d['name']}: {who} failed: {d[key]}")
         if d["sk_skipped"]:
             lines.append(f"- {d['name']}: scikit-learn skipped: {d['sk_skipped']}")
+    loads = []
+    for d in derived:
+        vals = [v for v in d["loads"] if v is not None]
+        if vals:
+            loads.append(f"{d['name']} {max(vals):.1f}")
+    if loads:
+        lines.append(f"- Highest 1-min load average seen by each row's workers "
+                     f"({info['usable_cpus']} CPUs; above that, other processes competed): "
+                     + ", ".join(loads))
     lines.append("- dLB: relative difference of the final lower_bound_ of the two libraries "
                  "(same start, same iterations).")
     lines.append("")
@@ -728,6 +746,8 @@ def main(argv=None) -> int:
                   f"or test the harness with --candidate sklearn", file=sys.stderr)
             return 2
 
+    # SIGTERM -> SystemExit, so that subprocess.run kills the running worker on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     info = machine_info()
     log = sys.stderr
     print(f"# {len(rows)} rows x 2 libraries, one subprocess each; progress on stderr", file=log)

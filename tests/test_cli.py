@@ -582,3 +582,50 @@ def test_usage_errors_are_one_line(args, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gaussmix: error: ") and message in err[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Progress display
+
+
+def test_progress_is_off_when_quiet_or_not_a_terminal():
+    from gaussmix import _progress
+
+    assert not _progress.enabled(quiet=False, file=io.StringIO())
+    assert not _progress.enabled(quiet=True, file=sys.stderr)
+
+
+def test_fit_progress_reports_iterations():
+    pytest.importorskip("tqdm")
+    from gaussmix import _progress
+
+    X = load_faithful()
+    model = GaussianMixture(2, random_state=0, max_iter=30)
+    stream = io.StringIO()
+    calls = []
+    with _progress.fit_progress(model, n_samples=len(X), file=stream) as bar:
+        assert bar is not None
+        hook = model._callback
+        model._callback = lambda *a: (calls.append(a), hook(*a))
+        model.fit(X)
+        assert bar.n == model.n_iter_
+        assert f"log-lik {model.lower_bounds_[-1] * len(X):.6g}" in bar.postfix
+    assert not hasattr(model, "_callback")  # the hook is removed afterwards
+    assert [c[0] for c in calls] == list(range(1, model.n_iter_ + 1))
+    assert "EM" in stream.getvalue()
+
+
+def test_grid_progress_counts_models():
+    pytest.importorskip("tqdm")
+    from gaussmix import _progress
+
+    stream = io.StringIO()
+    with _progress.grid_progress(file=stream) as progress:
+        for i in range(1, 5):
+            progress(i, 4, "full", i)
+        bar = progress.holder["bar"]
+        assert (bar.n, bar.total) == (4, 4)
+        assert bar.postfix == "full, 4 components"
+    assert "models" in stream.getvalue()
+    with _progress.grid_progress(show=False) as progress:
+        assert progress is None

@@ -144,6 +144,7 @@ def grid_progress(
         # i counts models started (1-based) or finished (0-based); show at most n.
         bar.update(max(0, min(i, n) - bar.n))
 
+    progress.holder = holder  # type: ignore[attr-defined]  # lets tests look at the bar
     try:
         yield progress
     finally:

@@ -83,7 +83,8 @@ def test_invariants(covariance_type, dtype):
 def test_dtype_preserved_everywhere(covariance_type, dtype):
     X, _, _, _ = make_blobs(200, 2, 2, seed=2, dtype=dtype)
     sw = np.linspace(0.5, 2.0, 200).astype(dtype)
-    gm = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X, sample_weight=sw)
+    gm = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    gm.fit(X, sample_weight=sw)
     for name in FITTED:
         assert getattr(gm, name).dtype == dtype, name
     assert gm.score_samples(X).dtype == dtype
@@ -474,7 +475,7 @@ def test_load_faithful():
     assert X[0].tolist() == [3.6, 79.0]
     assert 1.5 < X[:, 0].min() and X[:, 0].max() < 5.2
     assert 40 <= X[:, 1].min() and X[:, 1].max() <= 97
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     df = load_faithful(as_frame=True)
     assert list(df.columns) == ["eruptions", "waiting"]
     np.testing.assert_array_equal(df.to_numpy(), X)

@@ -435,11 +435,6 @@ def staged_outputs(directory: str) -> Iterator[OutputDir]:
         raise
 
 
-def _fmt(x: float) -> str:
-    """Shortest round-trip text of a float."""
-    return repr(float(x))
-
-
 def _csv_text(header: Sequence[str], columns: Sequence[np.ndarray]) -> str:
     """CSV text from whole columns (floats written exactly, ints as ints)."""
     buf = _textio.StringIO()

@@ -313,7 +313,7 @@ def _random_chunk_statistics(x, w, seed, n_components, covariance_type, shift, b
     )
 
 
-def _race_chunk(x, w, seed, count, offset):
+def _race_chunk(x, w, seed, offset, count):
     """Candidates of weighted sampling without replacement (Efraimidis-Spirakis race).
 
     Every row gets the key ``E / w`` with ``E`` standard exponential; the ``count`` rows of
@@ -411,16 +411,16 @@ class DaskData:
         self.sample_weight = w
         self.n_chunks = len(row_chunks)
         self._offsets = np.concatenate([[0], np.cumsum(row_chunks)]).astype(np.int64)
-        self._x_parts = list(X.to_delayed().ravel())
-        self._w_parts = [None] * self.n_chunks if w is None else list(w.to_delayed().ravel())
+        self._x_keys = [k[0] for k in X.__dask_keys__()]
+        self._w_keys = [None] * self.n_chunks if w is None else list(w.__dask_keys__())
         self.task_counts = []
 
-        from dask import delayed
-
-        checks = [
-            delayed(_check_chunk, pure=True)(x, wp, int(off))
-            for x, wp, off in zip(self._x_parts, self._w_parts, self._offsets[:-1], strict=True)
-        ]
+        checks = self._graph(
+            _check_chunk,
+            per_chunk=[(int(o),) for o in self._offsets[:-1]],
+            kind="check",
+            reduce=False,
+        )
         # A common point for the moments of initial assignments: the mean of the first
         # rows (as the in-memory source does).
         head = X[: min(self.n_samples, 1000)]
@@ -453,67 +453,52 @@ class DaskData:
             raise
         return result
 
-    def _reduce(self, parts, token):
-        """A tree of additions over the chunks' statistics (fan-in REDUCE_FAN_IN)."""
-        from dask import delayed
+    def _graph(self, func, shared=(), per_chunk=None, *, kind, reduce=True):
+        """One low-level graph: ``func(x_j, w_j, *per_chunk[j], *shared)`` for every chunk j.
 
-        level = 0
-        while len(parts) > 1:
-            parts = [
-                delayed(_sum_statistics, pure=False)(
-                    *parts[i : i + REDUCE_FAN_IN],
-                    dask_key_name=(f"gaussmix-reduce-{token}", level, i // REDUCE_FAN_IN),
-                )
-                for i in range(0, len(parts), REDUCE_FAN_IN)
-            ]
-            level += 1
-        return parts[0]
-
-    def _share(self, args, token):
-        """The arguments every chunk task gets.
-
-        Small ones (all copies together under ``_EMBED_BYTES``) are written into every task:
-        no extra task, no extra transfer between workers. Larger ones become one task each
-        in the graph, fetched once per worker.
+        With ``reduce``, the chunks' results are added up by a tree of tasks (fan-in
+        ``REDUCE_FAN_IN``) and one Delayed is returned; otherwise one Delayed per chunk.
+        Small ``shared`` arguments (all their copies together under ``_EMBED_BYTES``) are
+        written into every task: no extra task and no transfer between workers. Larger
+        ones become one task each, fetched once per worker. The graph is built as a plain
+        dict (cheap on the client even with many chunks) on top of the persisted chunks,
+        so its size is the same at every iteration.
         """
-        from dask import delayed
+        from dask.delayed import Delayed
+        from dask.highlevelgraph import HighLevelGraph
 
-        shared = []
-        for i, a in enumerate(args):
+        token = uuid.uuid4().hex
+        name = f"gaussmix-{kind}-{token}"
+        layer = {}
+        args = []
+        for i, a in enumerate(shared):
             if _nbytes(a) * self.n_chunks <= _EMBED_BYTES:
-                shared.append(_Literal(a))
+                args.append(_Literal(a))
             else:
-                shared.append(delayed(a, traverse=False, name=f"gaussmix-arg{i}-{token}"))
-        return shared
-
-    def _map_reduce(self, func, *args, kind="estep"):
-        """``func(x_chunk, w_chunk, *args)`` on every chunk, summed; one compute."""
-        from dask import delayed
-
-        token = uuid.uuid4().hex
-        shared = self._share(args, token)
-        parts = [
-            delayed(_apply, pure=False)(
-                func, x, w, *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j)
-            )
-            for j, (x, w) in enumerate(zip(self._x_parts, self._w_parts, strict=True))
-        ]
-        total = self._reduce(parts, token)
-        self.task_counts.append(len(total.__dask_graph__()))
-        return self._compute(total)
-
-    def _map_reduce_seeded(self, func, seeds, *args, kind):
-        from dask import delayed
-
-        token = uuid.uuid4().hex
-        shared = self._share(args, token)
-        parts = [
-            delayed(_apply, pure=False)(
-                func, x, w, int(seed), *shared, dask_key_name=(f"gaussmix-{kind}-{token}", j)
-            )
-            for j, (x, w, seed) in enumerate(zip(self._x_parts, self._w_parts, seeds, strict=True))
-        ]
-        return parts, token
+                key = (f"gaussmix-arg-{token}", i)
+                layer[key] = a
+                args.append(key)
+        keys = []
+        for j in range(self.n_chunks):
+            extra = () if per_chunk is None else tuple(per_chunk[j])
+            keys.append((name, j))
+            layer[keys[-1]] = (_apply, func, self._x_keys[j], self._w_keys[j], *extra, *args)
+        dependencies = [self.X] if self.sample_weight is None else [self.X, self.sample_weight]
+        if not reduce:
+            graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
+            return [Delayed(k, graph, layer=name) for k in keys]
+        level = 0
+        while len(keys) > 1:
+            parents = []
+            for i in range(0, len(keys), REDUCE_FAN_IN):
+                parents.append((f"gaussmix-reduce-{token}", level, i // REDUCE_FAN_IN))
+                layer[parents[-1]] = (_sum_statistics, *keys[i : i + REDUCE_FAN_IN])
+            keys = parents
+            level += 1
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
+        if kind == "estep":
+            self.task_counts.append(len(layer))
+        return Delayed(keys[0], graph, layer=name)
 
     # ----------------------------------------------------------------------------------
     def statistics(self, params: MixtureParameters) -> SufficientStatistics:
@@ -522,25 +507,23 @@ class DaskData:
         One graph of fixed size per call (``n_chunks`` E-step tasks, the reduction tree,
         the parameters) and one compute.
         """
-        return self._map_reduce(
-            _chunk_statistics, params, self._block_size(params.n_components), kind="estep"
+        graph = self._graph(
+            _chunk_statistics, (params, self._block_size(params.n_components)), kind="estep"
         )
+        return self._compute(graph)
 
     def _sample_rows(self, random_state, max_rows):
         """A uniform random sample of at most ``max_rows`` rows (all rows when fewer), as
         NumPy arrays (rows in the data dtype, weights or None)."""
-        from dask import delayed
-
         if self.n_samples <= max_rows:
             X, w = self._compute((self.X, self.sample_weight))
             return np.asarray(X), None if w is None else np.asarray(w)
         idx = _sample_indices(random_state, self.n_samples, max_rows)
         chunk_of = np.searchsorted(self._offsets, idx, side="right") - 1
-        tasks = []
-        for j in np.unique(chunk_of):
-            local = idx[chunk_of == j] - self._offsets[j]
-            tasks.append(delayed(_take_rows, pure=True)(self._x_parts[j], self._w_parts[j], local))
-        pieces = self._compute(tasks)
+        chunks = np.unique(chunk_of)
+        local = [(idx[chunk_of == j] - self._offsets[j],) for j in range(self.n_chunks)]
+        tasks = self._graph(_take_rows, per_chunk=local, kind="sample", reduce=False)
+        pieces = self._compute([tasks[j] for j in chunks])
         Xs = np.concatenate([p[0] for p in pieces])
         ws = None if self.sample_weight is None else np.concatenate([p[1] for p in pieces])
         return Xs, ws
@@ -582,47 +565,37 @@ class DaskData:
                     Xs[idx], None if ws is None else ws[idx], covariance_type
                 )
             centers = kmeans(Xs, n_components, random_state, ws, block_size=self._block_size(1))
-            stats = self._map_reduce(
-                _kmeans_chunk_statistics,
-                centers,
-                covariance_type,
-                self.reference,
-                block_size,
-                kind="init",
+            stats = self._compute(
+                self._graph(
+                    _kmeans_chunk_statistics,
+                    (centers, covariance_type, self.reference, block_size),
+                    kind="init",
+                )
             )
             stats.weight_sum = self.weight_sum
             return stats
         seeds = random_state.randint(np.iinfo(np.int32).max, size=self.n_chunks)
         if method == "random":
-            parts, token = self._map_reduce_seeded(
-                _random_chunk_statistics,
-                seeds,
-                n_components,
-                covariance_type,
-                self.reference,
-                block_size,
-                kind="init",
+            stats = self._compute(
+                self._graph(
+                    _random_chunk_statistics,
+                    (n_components, covariance_type, self.reference, block_size),
+                    per_chunk=[(int(seed),) for seed in seeds],
+                    kind="init",
+                )
             )
-            stats = self._compute(self._reduce(parts, token))
             stats.weight_sum = self.weight_sum
             return stats
-        # random_from_data: a race of random keys, the offsets differ per chunk.
-        from dask import delayed
-
-        token = uuid.uuid4().hex
-        parts = [
-            delayed(_race_chunk, pure=False)(
-                x,
-                w,
-                int(seed),
-                n_components,
-                int(off),
-                dask_key_name=(f"gaussmix-race-{token}", j),
-            )
-            for j, (x, w, seed, off) in enumerate(
-                zip(self._x_parts, self._w_parts, seeds, self._offsets[:-1], strict=True)
-            )
-        ]
+        # random_from_data: a race of random keys on the chunks.
+        parts = self._graph(
+            _race_chunk,
+            (n_components,),
+            per_chunk=[
+                (int(seed), int(off)) for seed, off in zip(seeds, self._offsets[:-1], strict=True)
+            ],
+            kind="race",
+            reduce=False,
+        )
         candidates = self._compute(parts)
         n_positive = sum(c["n_positive"] for c in candidates)
         if n_positive < n_components:

@@ -194,6 +194,21 @@ def test_dask_fit_equals_numpy_fit_one_worker(client1, data, covariance_type):
     assert len(_workers_of(ts, "gaussmix-estep")) == 1
 
 
+@pytest.mark.parametrize("init_params", ["kmeans", "random", "random_from_data"])
+def test_large_parameters_as_graph_tasks_and_empty_chunks(client2, data, monkeypatch, init_params):
+    # Parameters too big to copy into every task travel as one task of their own; a chunk
+    # may have no rows at all.
+    monkeypatch.setattr(gdask, "_EMBED_BYTES", 0)
+    X = da.from_array(data, chunks=((500, 0, 300, 0, 200), (3,)))
+    kw = dict(n_components=K, tol=0, max_iter=4, random_state=0, init_params=init_params)
+    got = _fit(client2, X, **kw)
+    if init_params == "kmeans":
+        _assert_same_fit(GaussianMixture(**kw).fit(data), got, rtol=1e-8)
+    else:
+        again = _fit(client2, X, **kw)
+        np.testing.assert_array_equal(got.means_, again.means_)
+
+
 def test_without_a_client_the_default_scheduler_is_used(data):
     kw = dict(n_components=K, tol=0, max_iter=5, **_init_params("full"))
     want = GaussianMixture(**kw).fit(data)

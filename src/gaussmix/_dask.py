@@ -273,9 +273,11 @@ def _chunk_statistics(x, w, params, block_size):
 
 
 def _sum_statistics(*parts):
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+    """Sum of the statistics of some chunks (None for an empty chunk)."""
+    total = None
+    for part in parts:
+        if part is not None:
+            total = part if total is None else total + part
     return total
 
 
@@ -353,6 +355,14 @@ def _take_rows(x, w, local):
 # --------------------------------------------------------------------------------------
 # The data source
 # --------------------------------------------------------------------------------------
+def _reads_npy_files(X) -> bool:
+    """Whether X is computed from ``.npy`` files opened by :func:`load_dask_array`
+    (possibly through column selections or dtype casts): cheap to re-read at every
+    iteration, so not worth holding in the workers' memory."""
+    layers = getattr(X.__dask_graph__(), "layers", {})
+    return any(str(name).startswith(_NPY_PREFIX) for name in layers)
+
+
 def _sample_indices(rng, n, m):
     """``m`` distinct indices below ``n``, uniformly at random, sorted (without O(n) memory
     when ``n`` is large)."""
@@ -379,8 +389,9 @@ class DaskData:
         Rows per sub-block inside a chunk (bounded memory on the workers).
     persist : bool, optional
         Keep the rows in the workers' memory for the whole fit. By default everything is
-        persisted except arrays read from ``.npy`` files by :func:`load_dask_array`, which
-        are re-read from their memory map at every iteration (out of core).
+        persisted except arrays computed from ``.npy`` files opened by
+        :func:`load_dask_array` (also after column selections or casts), which the workers
+        re-read from their memory maps at every iteration (out of core).
 
     Attributes
     ----------
@@ -403,7 +414,7 @@ class DaskData:
         row_chunks = X.chunks[0]
         w = _check_dask_weights(sample_weight, self.n_samples, row_chunks, self.dtype)
         if persist is None:
-            persist = not X.name.startswith(_NPY_PREFIX)
+            persist = not _reads_npy_files(X)
         self.persisted = bool(persist)
         if persist:
             X, w = dask.persist(X, w)

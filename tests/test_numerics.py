@@ -222,7 +222,7 @@ def _degenerate_warnings(fit):
 def test_clusters_1e4_apart_not_flagged_degenerate(covariance_type):
     """500 distinct unit-variance points per cluster, clusters 1e4 apart (float64): a
     textbook fit, not a component "collapsed onto a few (often repeated) points"."""
-    X, labels, _ = _far_apart()
+    X, _labels, _ = _far_apart()
     gm, flagged = _degenerate_warnings(
         lambda: GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X))
     assert flagged == []
@@ -247,7 +247,7 @@ def test_spherical_on_different_scales_not_flagged_degenerate():
     Z, labels, _, _ = make_blobs(1500, 3, 3, seed=2, spread=4.0)
     X = Z * scales
     init = dict(means_init=_means_for_each_cluster(X, labels, 3), reg_covar=1e-12)
-    gm, flagged = _degenerate_warnings(
+    _gm, flagged = _degenerate_warnings(
         lambda: GaussianMixture(3, covariance_type="spherical", random_state=0, **init).fit(X))
     assert flagged == [], flagged
 
@@ -270,7 +270,7 @@ def test_far_outliers_have_finite_scores_and_valid_responsibilities(covariance_t
 
 def test_tiny_variances_no_overflow():
     """Clusters with standard deviation 1e-6 (densities around 1e5 per feature)."""
-    X, labels, _, _ = make_blobs(400, 2, 2, seed=6, spread=4.0)
+    X, _labels, _, _ = make_blobs(400, 2, 2, seed=6, spread=4.0)
     X = X * 1e-6
     gm = GaussianMixture(2, reg_covar=1e-20, random_state=0).fit(X)
     assert np.all(np.isfinite(gm.score_samples(X)))

@@ -629,3 +629,62 @@ def test_grid_progress_counts_models():
     assert "models" in stream.getvalue()
     with _progress.grid_progress(show=False) as progress:
         assert progress is None
+
+
+# ---------------------------------------------------------------------------------------
+# On a Dask cluster (--scheduler local:1 starts a one-worker LocalCluster)
+
+
+def test_fit_and_predict_on_a_dask_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    X = load_faithful()[:120]
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "dask"
+    result = run(
+        "fit",
+        tmp_path / "x.npy",
+        "-k",
+        "2",
+        "-c",
+        "diag",
+        "--n-init",
+        "1",
+        "--no-plots",
+        "-q",
+        "--scheduler",
+        "local:1",
+        "-o",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    model = load_model(out / "model.json")
+    expected = GaussianMixture(2, covariance_type="diag", n_init=1, random_state=0).fit(X)
+    np.testing.assert_allclose(model.means_, expected.means_, rtol=1e-10)
+    _, rows = read_csv((out / "assignments.csv").read_text())
+    values = np.array(rows, dtype=float)
+    np.testing.assert_array_equal(values[:, 0], np.arange(120))
+    np.testing.assert_array_equal(values[:, 1], model.predict(X))
+    np.testing.assert_allclose(values[:, 3:], model.predict_proba(X), rtol=1e-12, atol=1e-300)
+
+    result = run("predict", out / "model.json", tmp_path / "x.npy", "--scheduler", "local:1")
+    assert result.returncode == 0, result.stderr
+    _, rows = read_csv(result.stdout)
+    np.testing.assert_array_equal(np.array(rows, dtype=int)[:, 1], model.predict(X))
+
+
+def test_scheduler_rejects_csv(data_dir, tmp_path):
+    pytest.importorskip("distributed")
+    assert_user_error(
+        run(
+            "fit",
+            data_dir / "faithful.csv",
+            "-k",
+            "1",
+            "--scheduler",
+            "local:1",
+            "-o",
+            tmp_path / "o",
+        ),
+        "unsupported format for --scheduler",
+    )
+    assert not (tmp_path / "o").exists()

@@ -321,6 +321,149 @@ def _read_parquet(
 
 
 # --------------------------------------------------------------------------------------
+# Data on a Dask cluster (--scheduler)
+
+
+def _is_lazy(X: Any) -> bool:
+    """True for a dask array (data read with --scheduler)."""
+    return type(X).__module__.startswith("dask")
+
+
+@contextlib.contextmanager
+def _dask_session(args: argparse.Namespace) -> Iterator[Any]:
+    """Connect to (or start) the Dask cluster of ``--scheduler`` for the command's duration."""
+    spec = getattr(args, "scheduler", None)
+    if not spec:
+        yield None
+        return
+    _check_dask_input(getattr(args, "data", None))
+    try:
+        from gaussmix import _dask
+    except ImportError as exc:
+        raise UserError(f'--scheduler needs dask: pip install "gaussmix[dask]" ({exc})') from None
+    try:
+        client = _dask.client_from_scheduler(spec)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _check_dask_input(path: str | None) -> None:
+    """Fail before starting a cluster if the data cannot be read on it."""
+    if path is None:
+        return
+    if path == "-":
+        raise UserError("--scheduler reads .npy or Parquet files, not stdin")
+    if not os.path.exists(path):
+        raise UserError(f"data file not found: {path}")
+    if os.path.isfile(path) and not path.lower().endswith((".npy", ".parquet", ".parq")):
+        raise UserError(
+            f"{path}: unsupported format for --scheduler; give a .npy file, a folder of .npy "
+            "files, or .parquet data"
+        )
+
+
+def _parquet_names(path: str) -> list[str] | None:
+    """Column names of a Parquet file or folder, if pyarrow can tell."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    target = path
+    if os.path.isdir(path):
+        files = sorted(e for e in os.listdir(path) if e.endswith((".parquet", ".parq")))
+        if not files:
+            return None
+        target = os.path.join(path, files[0])
+    try:
+        return [str(n) for n in pq.read_schema(target).names]
+    except Exception:  # pyarrow raises its own error types
+        return None
+
+
+def read_dask_data(
+    path: str,
+    columns: Sequence[str] | None = None,
+    dtype: str = "float64",
+    prefer: Sequence[str] | None = None,
+) -> Dataset:
+    """Open a ``.npy`` file, a folder of ``.npy`` files or Parquet data as a dask array.
+
+    The data stay on the cluster's workers (a ``.npy`` file is memory-mapped by each
+    worker). Columns are chosen as in :func:`read_data`.
+    """
+    from gaussmix._dask import load_dask_array
+
+    is_parquet = path.lower().endswith((".parquet", ".parq")) or (
+        os.path.isdir(path)
+        and not any(e.endswith(".npy") for e in os.listdir(path))
+        and any(e.endswith((".parquet", ".parq")) for e in os.listdir(path))
+    )
+    if path == "-":
+        raise UserError("--scheduler reads .npy or Parquet files, not stdin")
+    if not os.path.exists(path):
+        raise UserError(f"data file not found: {path}")
+    if is_parquet:
+        names = _parquet_names(path)
+        if names is None:
+            if columns:
+                names = list(columns)
+            else:
+                raise UserError(
+                    f"{path}: cannot read the Parquet column names (is pyarrow installed?)"
+                )
+        picked = _select_columns(names, columns, path, prefer)
+        kept = [names[j] for j in picked]
+        X = load_dask_array(path, columns=kept)
+        has_header = True
+    else:
+        X = load_dask_array(path)
+        names = [f"x{j}" for j in range(X.shape[1])]
+        picked = _select_columns(names, columns, path)
+        kept = [names[j] for j in picked]
+        if picked != list(range(X.shape[1])):
+            X = X[:, picked]
+        has_header = False
+    if X.shape[0] == 0:
+        raise UserError(f"{path}: no data rows (the input is empty)")
+    if X.dtype != np.dtype(dtype):
+        X = X.astype(dtype)
+    return Dataset(X, kept, has_header, path)
+
+
+def _input(args: argparse.Namespace, dtype: str, prefer: Sequence[str] | None = None) -> Dataset:
+    if getattr(args, "scheduler", None):
+        return read_dask_data(args.data, args.columns, dtype, prefer)
+    return read_data(args.data, args.columns, dtype, prefer)
+
+
+def _row_blocks(X: Any, *lazy: Any) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(first row, [computed block of each lazy array]) for every row chunk of X."""
+    import dask
+
+    start = 0
+    for i in range(X.numblocks[0]):
+        blocks = dask.compute(*(a.blocks[i] for a in lazy))
+        yield start, [np.asarray(b) for b in blocks]
+        start += len(blocks[0])
+
+
+def _plot_rows(X: Any, max_points: int = 20000) -> np.ndarray:
+    """The data as NumPy for plotting: all rows, or a fixed random subsample of a dask array."""
+    if not _is_lazy(X):
+        return X
+    n = X.shape[0]
+    if n <= max_points:
+        return np.asarray(X.compute())
+    idx = np.sort(np.random.default_rng(0).choice(n, size=max_points, replace=False))
+    return np.asarray(X[idx].compute())
+
+
+# --------------------------------------------------------------------------------------
 # Writing: all files of a run are staged as temporary files, then renamed together
 
 
@@ -370,8 +513,14 @@ class OutputDir:
     def path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
-    def stage(self, name: str, data: str | bytes | None = None, figure: Any = None) -> str:
-        """Write ``data`` (or a matplotlib ``figure`` as PNG) to a temporary file for ``name``."""
+    def stage(
+        self,
+        name: str,
+        data: str | bytes | None = None,
+        figure: Any = None,
+        writer: Any = None,
+    ) -> str:
+        """Write ``data``, a matplotlib ``figure`` (PNG) or ``writer(text_file)`` for ``name``."""
         self._ensure()
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
@@ -386,6 +535,9 @@ class OutputDir:
             from gaussmix.plot import DPI
 
             figure.savefig(tmp, format="png", dpi=DPI)
+        elif writer is not None:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                writer(f)
         else:
             payload = data.encode("utf-8") if isinstance(data, str) else data
             with open(tmp, "wb") as f:
@@ -443,6 +595,29 @@ def _csv_text(header: Sequence[str], columns: Sequence[np.ndarray]) -> str:
     as_lists = [np.asarray(c).tolist() for c in columns]
     writer.writerows(zip(*as_lists, strict=True))
     return buf.getvalue()
+
+
+def _csv_rows(f: Any, header: Sequence[str] | None, columns: Sequence[np.ndarray]) -> None:
+    """Append CSV rows (and the header, if given) to an open text file."""
+    writer = csv.writer(f, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(zip(*[np.asarray(c).tolist() for c in columns], strict=True))
+
+
+def _emit_stream(write: Any, output: str | None) -> None:
+    """Stream CSV produced by ``write(text_file)`` to stdout or, atomically, to a file."""
+    if output in (None, "-"):
+        write(sys.stdout)
+        sys.stdout.flush()
+        return
+    from gaussmix.io import atomic_path
+
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise UserError(f"cannot write {output}: directory {directory} does not exist")
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        write(f)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -566,6 +741,8 @@ def _run_selection(
     params: dict[str, Any],
     args: argparse.Namespace,
 ) -> Any:
+    if _is_lazy(X):
+        return _select_on_dask(X, k_values, covariance_types, criterion, params, args)
     from gaussmix.selection import select_model
 
     k_values = [k for k in k_values if k <= X.shape[0]]
@@ -685,6 +862,96 @@ def _assignments_csv(model: Any, X: np.ndarray) -> str:
     return _csv_text(header, columns)
 
 
+def _write_assignments(model: Any, X: Any, f: Any) -> None:
+    """Assignments CSV of a dask array, computed and written one row chunk at a time."""
+    k = np.shape(model.means_)[0]
+    header: list[str] | None = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
+    for start, (labels, proba) in _row_blocks(X, model.predict(X), model.predict_proba(X)):
+        proba = np.asarray(proba, dtype=np.float64)
+        rows = np.arange(start, start + len(labels))
+        columns = [rows, labels, 1.0 - proba.max(axis=1)] + [proba[:, j] for j in range(k)]
+        _csv_rows(f, header, columns)
+        header = None
+
+
+class _GridResult:
+    """Model-selection result of a plain grid fitted on Dask (select_model's interface)."""
+
+    def __init__(self, table: list[dict[str, Any]], criterion: str, best: Any, params: dict):
+        self.table = table
+        self.criterion = criterion
+        self.best_estimator_ = best
+        self.best_params_ = params
+
+    def __str__(self) -> str:
+        return (
+            f"Model selection by {self.criterion.upper()} on the Dask cluster (lower is "
+            f"better; best first):\n{_selection_top(self, n=len(self.table))}"
+        )
+
+
+def _select_on_dask(
+    X: Any,
+    k_values: Sequence[int],
+    covariance_types: Sequence[str],
+    criterion: str,
+    params: dict[str, Any],
+    args: argparse.Namespace,
+) -> _GridResult:
+    """Fit every (covariance type, number of components) on the cluster and rank them."""
+    from gaussmix import GaussianMixture
+
+    n = int(X.shape[0])
+    grid = [(ct, k) for ct in covariance_types for k in k_values if k <= n]
+    table: list[dict[str, Any]] = []
+    best: tuple[float, Any, dict[str, Any]] | None = None
+    show = _progress.enabled(quiet=getattr(args, "quiet", False))
+    with _progress.grid_progress(show=show) as progress, _reported_warnings():
+        for i, (ct, k) in enumerate(grid, 1):
+            row: dict[str, Any] = dict.fromkeys(
+                (
+                    "log_likelihood",
+                    "n_parameters",
+                    "bic",
+                    "aic",
+                    "icl",
+                    "converged",
+                    "n_iter",
+                    "degenerate",
+                    "error",
+                )
+            )
+            row.update(covariance_type=ct, n_components=k)
+            try:
+                model = GaussianMixture(k, covariance_type=ct, **params).fit(X)
+                log_likelihood = float(model.score(X)) * n
+                p = _n_parameters(model)
+                row.update(
+                    log_likelihood=log_likelihood,
+                    n_parameters=p,
+                    bic=-2.0 * log_likelihood + p * math.log(n),
+                    aic=-2.0 * log_likelihood + 2.0 * p,
+                    converged=bool(model.converged_),
+                    n_iter=int(model.n_iter_),
+                    degenerate=getattr(model, "degenerate_reason_", None),
+                )
+                if criterion == "icl":
+                    row["icl"] = float(model.icl(X))
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                row["error"] = " ".join(str(exc).split())
+            table.append(row)
+            value = row.get(criterion)
+            if row["error"] is None and not row["degenerate"] and value is not None:
+                if best is None or value < best[0]:
+                    best = (value, model, {"covariance_type": ct, "n_components": k})
+            if progress is not None:
+                progress(i, len(grid), ct, k)
+    if best is None:
+        errors = [r["error"] for r in table if r["error"]]
+        raise UserError("no model could be fitted" + (f": {errors[0]}" if errors else ""))
+    return _GridResult(table, criterion, best[1], best[2])
+
+
 def _selection_csv(result: Any) -> str:
     keys = [
         "covariance_type",
@@ -745,7 +1012,10 @@ def _fit_outputs(
         "model.json",
         model_to_json(model, n_samples=ds.X.shape[0], feature_names=list(names)),
     )
-    out.stage("assignments.csv", _assignments_csv(model, ds.X))
+    if _is_lazy(ds.X):
+        out.stage("assignments.csv", writer=lambda f: _write_assignments(model, ds.X, f))
+    else:
+        out.stage("assignments.csv", _assignments_csv(model, ds.X))
     if result is not None:
         out.stage("selection.csv", _selection_csv(result))
     if not plots:
@@ -753,7 +1023,9 @@ def _fit_outputs(
     from gaussmix import plot
 
     with _no_feature_name_warnings():
-        out.stage("clusters.png", figure=plot.plot_clusters(model, ds.X, feature_names=names))
+        shown = _plot_rows(ds.X)
+        figure = plot.plot_clusters(model, shown, feature_names=names)
+        out.stage("clusters.png", figure=figure)
     out.stage("loglik.png", figure=plot.plot_loglik(model, n_samples=ds.X.shape[0]))
     if result is not None:
         out.stage("bic.png", figure=plot.plot_bic(result))
@@ -783,7 +1055,7 @@ def _finish(args: argparse.Namespace, summary: str, written: list[str]) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """gaussmix fit: one model, or automatic selection with -k auto / -c auto."""
-    ds = read_data(args.data, args.columns, args.dtype)
+    ds = _input(args, args.dtype)
     out = OutputDir(args.output)
     out.check_writable()
     auto_k = args.n_components == "auto"
@@ -825,7 +1097,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """gaussmix select: the model-selection table, the best model and bic.png."""
-    ds = read_data(args.data, args.columns, args.dtype)
+    ds = _input(args, args.dtype)
     out = OutputDir(args.output)
     out.check_writable()
     k_values = _parse_components(args.components)
@@ -904,8 +1176,21 @@ def _model_dtype(model: Any) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     """gaussmix predict: labels (and probabilities) as CSV."""
     model = _load(args.model)
-    ds = read_data(args.data, args.columns, _model_dtype(model), prefer=_model_names(model))
+    ds = _input(args, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
+    if _is_lazy(X):
+        if args.proba:
+            _emit_stream(lambda f: _write_assignments(model, X, f), args.output)
+        else:
+
+            def write(f: Any) -> None:
+                header: list[str] | None = ["row", "label"]
+                for start, (labels,) in _row_blocks(X, model.predict(X)):
+                    _csv_rows(f, header, [np.arange(start, start + len(labels)), labels])
+                    header = None
+
+            _emit_stream(write, args.output)
+        return EXIT_OK
     with _no_feature_name_warnings():
         if args.proba:
             text = _assignments_csv(model, X)
@@ -918,14 +1203,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     """gaussmix score: log-likelihood of data under a model, as CSV."""
     model = _load(args.model)
-    ds = read_data(args.data, args.columns, _model_dtype(model), prefer=_model_names(model))
+    ds = _input(args, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
-    with _no_feature_name_warnings():
-        log_density = np.asarray(model.score_samples(X), dtype=np.float64)
+    if _is_lazy(X):
+        if args.per_sample:
+
+            def write(f: Any) -> None:
+                header: list[str] | None = ["row", "log_likelihood"]
+                for start, (dens,) in _row_blocks(X, model.score_samples(X)):
+                    _csv_rows(f, header, [np.arange(start, start + len(dens)), dens])
+                    header = None
+
+            _emit_stream(write, args.output)
+            return EXIT_OK
+        log_density = model.score_samples(X).sum().compute()[None]
+        n_rows = int(X.shape[0])
+    else:
+        with _no_feature_name_warnings():
+            log_density = np.asarray(model.score_samples(X), dtype=np.float64)
+        n_rows = len(X)
     if args.per_sample:
         text = _csv_text(["row", "log_likelihood"], [np.arange(len(X)), log_density])
     else:
-        n = len(X)
+        n = n_rows
         total = float(np.sum(log_density))
         p = _n_parameters(model)
         bic = -2.0 * total + p * math.log(n)
@@ -1107,6 +1407,17 @@ def _common(quiet_help: str = "no progress display and no summary") -> argparse.
     return parent
 
 
+def _scheduler_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on a Dask cluster: a scheduler address (tcp://host:8786), or local:N to "
+        "start N local worker processes; DATA must then be a .npy file, a folder of .npy "
+        "files, or Parquet (needs gaussmix[dask])",
+    )
+
+
 def _fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "data", help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet"
@@ -1163,6 +1474,7 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         help="model-selection criterion (lower is better)",
     )
     parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    _scheduler_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1272,6 +1584,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="columns to use, by name or 1-based number",
     )
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="CSV file (default stdout)")
+    _scheduler_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -1293,6 +1606,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="columns to use, by name or 1-based number",
     )
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="CSV file (default stdout)")
+    _scheduler_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(
@@ -1369,7 +1683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER
     debug = getattr(args, "debug", False)
     try:
-        return int(args.func(args) or EXIT_OK)
+        with _dask_session(args):
+            return int(args.func(args) or EXIT_OK)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -728,7 +728,7 @@ def model_from_json(text: str | bytes, source: str = "<model>") -> Any:
     chk = _Checker(source)
     if isinstance(text, bytes):
         try:
-            text = text.decode("utf-8")
+            text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise chk.fail(None, f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():

@@ -4,6 +4,10 @@ Files in (CSV/TSV with the header and delimiter detected, ``-`` for stdin, ``.np
 when pyarrow is installed), model files, tables and plots out. Every file is written
 atomically, and a run that fails leaves no output behind. A user error is one line on stderr
 and exit code 2 (``--debug`` adds the traceback); an internal failure exits with 1.
+
+With ``--scheduler ADDRESS`` (or ``local:N``), ``fit``, ``select``, ``predict`` and ``score``
+run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay on the
+workers and row-wise outputs are computed and written one chunk at a time.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ then rewards the nonsense, because every collapsed point gains about
 See McLachlan & Peel (2000), *Finite Mixture Models*, section 3.10, on spurious local
 maximizers; R's mclust refuses such fits as "singular".
 
-Two signs identify a degenerate component ``k`` (``n_k`` is its effective number of points,
+Three signs identify a degenerate component ``k`` (``n_k`` is its effective number of points,
 ``n_samples * weights[k]`` or the sum of its responsibilities):
 
 1. **Too few points.** ``n_k`` is below the number of points that makes the component's
@@ -27,6 +27,20 @@ Two signs identify a degenerate component ``k`` (``n_k`` is its effective number
    covariance) and ``FLOOR_RTOL = 1e-6``. That is: at least half of the component's
    variance there is ``reg_covar`` itself, or the component is a thousand times narrower
    (in standard deviation) than the data along that direction.
+
+3. **Spherical components on a flat set of points** (needs the data and the
+   responsibilities). A spherical covariance averages the spread over all features, so a
+   component sitting on points that share one value of a feature (one whole minute of
+   waiting time) keeps a moderate variance while its density along that feature grows
+   without bound; its parameters look regular. The responsibility-weighted scatter of the
+   data around the component's mean shows it: its smallest eigenvalue, relative to the
+   data's variance along the same direction, is at most ``FLOOR_RTOL``. (For "full" and
+   "diag" this scatter *is* the fitted covariance minus ``reg_covar``, so sign 2 already
+   covers them; a "tied" covariance is shared, so one component cannot collapse alone.)
+   On a synthetic two-cluster data set with one feature rounded to integers, EM with
+   6 spherical components puts three of them on single integer levels (scatter 1e-29 of
+   the data's variance there) and wins BIC by 30 over the true model; this sign
+   rejects it.
 
 Why these thresholds. A component that collapsed onto identical values has an
 unregularised variance that is exactly zero up to rounding (about 1e-15 of the data's
@@ -152,6 +166,24 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _flat_components(X, resp, sample_weight):
+    """Yield ``(k, smallest eigenvalue, its eigenvector)`` of each component's data scatter."""
+    X = np.asarray(X, dtype=np.float64)
+    resp = np.asarray(resp, dtype=np.float64)
+    if sample_weight is not None:
+        resp = resp * np.asarray(sample_weight, dtype=np.float64)[:, None]
+    nk = resp.sum(axis=0)
+    for k in range(resp.shape[1]):
+        if nk[k] <= 0:
+            continue
+        r = resp[:, k]
+        mean = r @ X / nk[k]
+        Xc = X - mean
+        scatter = (Xc * r[:, None]).T @ Xc / nk[k]
+        eigval, eigvec = np.linalg.eigh(scatter)
+        yield k, float(eigval[0]), eigvec[:, 0]
+
+
 def degeneracy_reason(
     weights,
     means,
@@ -162,6 +194,9 @@ def degeneracy_reason(
     reg_covar=1e-6,
     *,
     resp_sum=None,
+    X=None,
+    resp=None,
+    sample_weight=None,
     floor_rtol: float = FLOOR_RTOL,
 ) -> str | None:
     """Say why a fitted mixture is a spurious (degenerate) maximizer, or return None.
@@ -189,6 +224,13 @@ def degeneracy_reason(
     resp_sum : array-like of shape (n_components,), default=None
         Sums of the responsibilities (effective numbers of points). If None,
         ``n_samples * weights`` is used.
+    X : array-like of shape (n_samples, n_features), optional
+        The training data; with ``resp``, enables the check of spherical components against
+        the data's own spread (sign 3 of the module documentation).
+    resp : array-like of shape (n_samples, n_components), optional
+        Responsibilities of the fitted model on ``X`` (``predict_proba(X)``).
+    sample_weight : array-like of shape (n_samples,), optional
+        Sample weights of ``X``.
     floor_rtol : float, default=1e-6
         Relative floor; see the module documentation.
 
@@ -288,6 +330,23 @@ def degeneracy_reason(
                     f"{_fmt(mean_var)})"
                 )
 
+    # 3. Spherical components whose points have no spread along some direction.
+    if covariance_type == "spherical" and X is not None and resp is not None:
+        for k, eigval, v in _flat_components(X, resp, sample_weight):
+            data_var = float(v @ scale @ v)
+            if data_var > 0 and eigval <= floor_rtol * data_var:
+                j = int(np.argmax(np.abs(v)))
+                where = (
+                    f"feature {j}"
+                    if abs(v[j]) > 1 - 1e-6
+                    else f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
+                )
+                problems.setdefault(k, []).append(
+                    f"its points have no spread along {where} (weighted variance "
+                    f"{_fmt(max(eigval, 0.0))}, the data's is {_fmt(data_var)}): they share "
+                    "one value there, which its spherical covariance hides"
+                )
+
     if not problems:
         return None
     parts = [
@@ -316,26 +375,36 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         A fitted model (``weights_``, ``means_``, ``covariances_``, ``covariance_type``,
         ``reg_covar``).
     data : object, optional
-        The training data as the estimator sees it. Its ``weight_sum`` (the sum of the
-        sample weights, or the number of rows) gives the effective numbers of points; an
-        ndarray is also accepted. The data's scale is taken from the fitted mixture (see
-        :func:`mixture_covariance`), so no pass over the data is needed.
+        The training data as the estimator sees it (the in-memory backend, with ``X``,
+        ``sample_weight`` and ``weight_sum``), or a plain ndarray. ``weight_sum`` (or the
+        number of rows) gives the effective numbers of points. The data's scale is taken
+        from the fitted mixture (see :func:`mixture_covariance`). For a spherical model
+        with the data in memory, one E-step checks its components against the data's
+        own spread; other covariance types need no pass over the data.
 
     Returns
     -------
     str or None
     """
+    X = sample_weight = None
     if data is None:
         n_samples = None
     elif isinstance(data, np.ndarray):
         n_samples = data.shape[0]
+        X = data
     else:
         n_samples = getattr(data, "weight_sum", None)
         if n_samples is None:
             n_samples = getattr(data, "n_samples", None)
+        if isinstance(getattr(data, "X", None), np.ndarray):
+            X = data.X
+            sample_weight = getattr(data, "sample_weight", None)
     if n_samples is None:
         raise ValueError("the number of training samples is unknown; pass the training data.")
     covariance_type = getattr(estimator, "_fitted_covariance_type", estimator.covariance_type)
+    resp = None
+    if X is not None and covariance_type == "spherical":
+        resp = estimator.predict_proba(X)  # one E-step, only where sign 3 needs it
     return degeneracy_reason(
         estimator.weights_,
         estimator.means_,
@@ -344,4 +413,7 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         float(n_samples),
         None,
         estimator.reg_covar,
+        X=X,
+        resp=resp,
+        sample_weight=sample_weight,
     )

@@ -81,10 +81,11 @@ _RESERVED = (
 )
 _FIRST_BUDGET = 10  # EM iterations of every start before the first halving
 _RACE_TOL = 1e-6  # per-sample change of the mean log-likelihood during the race
-_POLISH_TOL = 1e-8  # ... and when polishing the winner
+_POLISH_TOL = 1e-7  # ... and when polishing the winner
 _POLISH_MAX_ITER = 2000
 _HC_MAX_SAMPLES = 2000  # the agglomeration runs on a subsample beyond this size
 _EXTRA_STARTS = 6  # random restarts tried when every start of a grid point degenerated
+_N_SPLITS = 3  # components split to start K from the fit with K - 1
 
 
 def _gaussian_mixture_class():
@@ -316,19 +317,23 @@ def _inv_spd(cov: np.ndarray) -> np.ndarray:
     return (inv + inv.T) / 2.0
 
 
-def _promote(model, covariance_type: str):
-    """Starting parameters for ``covariance_type`` from a fitted nested model."""
-    src = model.covariance_type
+def _full_covariances(model) -> np.ndarray:
+    """The fitted covariances as a (K, D, D) stack, whatever the covariance type."""
     K, D = model.means_.shape
-    cov = np.asarray(model.covariances_)
-    if src == "spherical":
-        full = cov[:, None, None] * np.eye(D)
-    elif src == "diag":
-        full = np.stack([np.diag(c) for c in cov])
-    elif src == "tied":
-        full = np.broadcast_to(cov, (K, D, D))
-    else:
-        full = cov
+    cov = np.asarray(model.covariances_, dtype=np.float64)
+    kind = getattr(model, "_fitted_covariance_type", model.covariance_type)
+    if kind == "spherical":
+        return cov[:, None, None] * np.eye(D)
+    if kind == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    if kind == "tied":
+        return np.broadcast_to(cov, (K, D, D)).copy()
+    return cov.copy()
+
+
+def _from_full(weights, means, full, covariance_type):
+    """Starting (weights, means, precisions) of ``covariance_type`` from (K, D, D) covariances."""
+    D = means.shape[1]
     if covariance_type == "full":
         prec = np.stack([_inv_spd(c) for c in full])
     elif covariance_type == "diag":
@@ -336,8 +341,44 @@ def _promote(model, covariance_type: str):
     elif covariance_type == "spherical":
         prec = 1.0 / np.array([np.trace(c) / D for c in full])
     else:
-        prec = _inv_spd(np.tensordot(model.weights_, full, axes=1))
-    return np.asarray(model.weights_), np.asarray(model.means_), prec
+        prec = _inv_spd(np.tensordot(weights / weights.sum(), full, axes=1))
+    return weights, means, prec
+
+
+def _promote(model, covariance_type: str):
+    """Starting parameters for ``covariance_type`` from a fitted nested model."""
+    weights = np.asarray(model.weights_, dtype=np.float64)
+    means = np.asarray(model.means_, dtype=np.float64)
+    return _from_full(weights, means, _full_covariances(model), covariance_type)
+
+
+def _splits(model, covariance_type: str, n_splits: int):
+    """Starts with K + 1 components: one component of a fitted K-component model split in two.
+
+    The component is cut along its major axis into two halves, as a Gaussian's halves are:
+    means at ``+-sqrt(2/pi) sigma``, variance along the axis ``(1 - 2/pi) sigma^2``, half
+    the weight each. The components with the largest ``weight * sigma`` are split first.
+    """
+    weights = np.asarray(model.weights_, dtype=np.float64)
+    means = np.asarray(model.means_, dtype=np.float64)
+    full = _full_covariances(model)
+    eigval, eigvec = np.linalg.eigh(full)
+    sigma = np.sqrt(np.maximum(eigval[:, -1], 0.0))
+    order = np.argsort(-(weights * sigma), kind="stable")[:n_splits]
+    out = []
+    shift = math.sqrt(2.0 / math.pi)
+    for j in order:
+        v = eigvec[j, :, -1]
+        offset = shift * sigma[j] * v
+        cov_j = full[j] - shift**2 * sigma[j] ** 2 * np.outer(v, v)
+        new_w = np.concatenate([weights, [weights[j] / 2.0]])
+        new_w[j] /= 2.0
+        new_m = np.vstack([means, means[j] + offset])
+        new_m[j] = means[j] - offset
+        new_full = np.concatenate([full, cov_j[None]], axis=0)
+        new_full[j] = cov_j
+        out.append(_from_full(new_w, new_m, new_full, covariance_type))
+    return out
 
 
 # --------------------------------------------------------------------------- fitting
@@ -395,12 +436,13 @@ def _reason(model, n_eff, scale, reg_covar) -> str | None:
 
 
 class _Candidate:
-    __slots__ = ("log_likelihood", "model", "reason")
+    __slots__ = ("converged", "log_likelihood", "model", "reason")
 
     def __init__(self, model, log_likelihood, reason):
         self.model = model
         self.log_likelihood = log_likelihood
         self.reason = reason
+        self.converged = bool(model.converged_)
 
 
 def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, scale, rng):
@@ -486,6 +528,10 @@ def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, scale
         min(tol, _POLISH_TOL),
     )
     if polished is not None and polished.log_likelihood >= best.log_likelihood - 1e-9:
+        # Converged means: met the user's tol (the race already did if it converged).
+        bounds = getattr(polished.model, "lower_bounds_", None) or []
+        last_change = abs(bounds[-1] - bounds[-2]) if len(bounds) > 1 else np.inf
+        polished.converged = polished.converged or best.converged or last_change < tol
         best = polished
     return best, errors
 
@@ -518,17 +564,15 @@ def _parameters_of(model):
     return (np.asarray(model.weights_), np.asarray(model.means_), np.asarray(model.precisions_))
 
 
-def _fit_one_k(X, w, K, covariance_types, params, hc_labels, n_init, entropy):
-    """Fit every covariance type for one K. Runs in a worker process when n_jobs > 1."""
-    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(K,)))
-    seed = int(rng.integers(2**31 - 1))
-    weights = np.ones(X.shape[0]) if w is None else w
-    n_eff = float(weights.sum())
-    scale = data_covariance(X, w)
-    reg_covar = params.get("reg_covar", 1e-6)
+def _partitions_for(X, weights, K, hc_labels, n_init, entropy):
+    """Hard partitions into K clusters shared by every covariance type (seeded by K only).
 
-    # Partitions shared by all covariance types of this K; the randomised ones cycle
-    # through the three views of the data (raw, standardised, sphered).
+    The randomised ones cycle through three views of the data: raw (what the spherical
+    model sees), standardised, and sphered (what the full model sees).
+    """
+    if K == 1:
+        return [np.zeros(X.shape[0], dtype=np.int64)]
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(K,)))
     spaces = [transform(X, weights) for transform in _SPACES]
     partitions: dict[bytes, np.ndarray] = {}
     for labels in hc_labels:
@@ -539,37 +583,42 @@ def _fit_one_k(X, w, K, covariance_types, params, hc_labels, n_init, entropy):
     for i in range(n_init):
         labels = _voronoi(spaces[i % len(spaces)], weights, K, rng)
         partitions.setdefault(_canonical(labels), labels)
-    if K == 1:
-        partitions = {b"": np.zeros(X.shape[0], dtype=np.int64)}
-    label_sets = list(partitions.values())
+    return list(partitions.values())
 
+
+def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=None):
+    """Fit the grid ``ks x covariance_types``, in increasing K (a task of ``n_jobs``).
+
+    Returns ``{(covariance_type, K): (candidate or None, errors)}``. Every grid point starts
+    from the shared partitions of its K and from splits of the fit with K - 1 components of
+    the same type (when that K - 1 is in the grid), so the result of a grid point does not
+    depend on how the grid is divided among processes.
+    """
+    weights = np.ones(X.shape[0]) if w is None else w
+    n_eff = float(weights.sum())
+    scale = data_covariance(X, w)
+    reg_covar = params.get("reg_covar", 1e-6)
     results = {}
-    fitted = {}
-    for covariance_type in _COVARIANCE_TYPES:
-        if covariance_type not in covariance_types:
-            # Still useful as a nested start when a richer type is requested.
-            needed = (covariance_type == "spherical" and "diag" in covariance_types) or (
-                covariance_type in ("diag", "tied") and "full" in covariance_types
+    for K in ks:
+        label_sets = _partitions_for(X, weights, K, hc.get(K, []), n_init, entropy)
+        for covariance_type in covariance_types:
+            t_index = _COVARIANCE_TYPES.index(covariance_type)
+            rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(K, t_index + 1)))
+            seed = int(rng.integers(2**31 - 1))
+            starts = []
+            for labels in label_sets:
+                init = _initial_parameters(X, weights, labels, K, covariance_type, reg_covar)
+                if init is not None:
+                    starts.append(init)
+            previous = results.get((covariance_type, K - 1), (None, None))[0]
+            if _N_SPLITS and previous is not None and previous.reason is None:
+                starts += _splits(previous.model, covariance_type, _N_SPLITS)
+            results[(covariance_type, K)] = _fit_grid_point(
+                X, w, K, covariance_type, starts, params, seed, n_eff, scale, rng
             )
-            if not needed or K == 1:
-                continue
-        starts = []
-        for labels in label_sets:
-            init = _initial_parameters(X, weights, labels, K, covariance_type, reg_covar)
-            if init is not None:
-                starts.append(init)
-        nested = {"diag": ("spherical",), "full": ("diag", "tied")}.get(covariance_type, ())
-        for src in nested:
-            cand = fitted.get(src)
-            if cand is not None and cand.reason is None:
-                starts.append(_promote(cand.model, covariance_type))
-        best, errors = _fit_grid_point(
-            X, w, K, covariance_type, starts, params, seed, n_eff, scale, rng
-        )
-        fitted[covariance_type] = best
-        if covariance_type in covariance_types:
-            results[covariance_type] = (best, errors)
-    return K, results
+            if on_done is not None:
+                on_done((covariance_type, K), results[(covariance_type, K)])
+    return results
 
 
 # --------------------------------------------------------------------------- result
@@ -902,38 +951,49 @@ def select_model(
 
     n_points = len(ks) * len(types)
     done = 0
-    outputs = {}
+    outputs: dict[tuple[str, int], Any] = {}
 
-    def collect(K, results):
+    def collect(results):
         nonlocal done
-        outputs[K] = results
-        for t in types:
+        for (t, K), value in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+            outputs[(t, K)] = value
             done += 1
             if progress is not None:
                 progress(done, n_points, t, K)
 
-    if n_jobs is not None and n_jobs != 1 and len(ks) > 1:
+    workers = 1
+    if n_jobs is not None:
         import os
 
         workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
-        with ProcessPoolExecutor(max_workers=min(workers, len(ks))) as pool:
+        if workers < 1:
+            raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.")
+    if workers > 1 and len(types) > 1:
+        # One task per covariance type: the K-chains are independent of each other.
+        with ProcessPoolExecutor(max_workers=min(workers, len(types))) as pool:
             futures = [
-                pool.submit(
-                    _fit_one_k, X, w, K, tuple(types), params, hc.get(K, []), n_init, entropy
-                )
-                for K in ks
+                pool.submit(_fit_chain, X, w, ks, (t,), params, hc, n_init, entropy) for t in types
             ]
             for fut in as_completed(futures):
-                collect(*fut.result())
+                collect(fut.result())
     else:
-        for K in ks:
-            collect(*_fit_one_k(X, w, K, tuple(types), params, hc.get(K, []), n_init, entropy))
+        _fit_chain(
+            X,
+            w,
+            ks,
+            tuple(types),
+            params,
+            hc,
+            n_init,
+            entropy,
+            on_done=lambda key, value: collect({key: value}),
+        )
 
     table = []
     estimators = {}
     for t in types:
         for K in ks:
-            best, errors = outputs[K][t]
+            best, errors = outputs[(t, K)]
             row: dict[str, Any] = {
                 "covariance_type": t,
                 "n_components": K,
@@ -954,7 +1014,7 @@ def select_model(
                 row.update(
                     log_likelihood=best.log_likelihood,
                     **_criteria(model, X, w, best.log_likelihood, n_eff),
-                    converged=bool(model.converged_),
+                    converged=best.converged,
                     n_iter=int(model.n_iter_),
                     degenerate=best.reason,
                 )

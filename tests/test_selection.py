@@ -1,0 +1,401 @@
+"""Model selection over n_components x covariance_type (gaussmix.selection)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import gaussmix.selection as selection
+from gaussmix import GaussianMixture
+from gaussmix.datasets import load_faithful
+from gaussmix.selection import MCLUST_NAMES, SelectionResult, select_model
+
+TYPES = ("spherical", "diag", "tied", "full")
+
+# mclust's BIC table for Old Faithful, mclustBIC(faithful) with mclust's defaults (mclust BIC
+# sign: higher is better), columns VII, VVI, EEE, VVV for G = 1..9. Printed in many
+# tutorials; summary: EEE,3 -2314.316 (log-likelihood -1126.326), VVE,2, VEE,3.
+MCLUST_FAITHFUL_BIC = {
+    1: (-4024.721, -3055.835, -2607.623, -2607.623),
+    2: (-3458.305, -2346.065, -2325.220, -2322.192),
+    3: (-3336.598, -2342.366, -2314.316, -2349.696),
+    4: (-3242.826, -2343.486, -2331.223, -2351.493),
+    5: (-3129.080, -2351.017, -2360.659, -2379.388),
+    6: (-3038.171, -2373.469, -2347.352, -2387.016),
+    7: (-2973.374, -2394.696, -2369.330, -2412.440),
+    8: (-2935.082, -2413.705, -2376.104, -2442.018),
+    9: (-2919.415, -2432.708, -2389.609, -2460.398),
+}
+
+
+def _n_params(covariance_type, K, D):
+    cov = {"spherical": K, "diag": K * D, "tied": D * (D + 1) // 2, "full": K * D * (D + 1) // 2}
+    return cov[covariance_type] + K * D + K - 1
+
+
+def _mclust_log_likelihood(covariance_type, K, n=272, D=2):
+    """mclust's log-likelihood, recovered from its BIC: BIC_mclust = 2 logL - p log n."""
+    bic = MCLUST_FAITHFUL_BIC[K][TYPES.index(covariance_type)]
+    return (bic + _n_params(covariance_type, K, D) * math.log(n)) / 2.0
+
+
+@pytest.fixture(scope="module")
+def faithful_result():
+    return select_model(load_faithful(), random_state=0)
+
+
+# ------------------------------------------------------------------------- Old Faithful
+
+
+def test_faithful_default_grid_selects_tied_3(faithful_result):
+    res = faithful_result
+    assert res.criterion == "bic"
+    assert res.best_params_ == {"covariance_type": "tied", "n_components": 3}
+    best = res.ranked()[0]
+    assert (best["covariance_type"], best["n_components"]) == ("tied", 3)
+    # mclust: EEE, G=3, log-likelihood -1126.326, BIC -2314.316.
+    assert best["log_likelihood"] >= -1126.33
+    assert abs(best["bic"] - 2314.32) < 0.05
+    assert best["n_parameters"] == 11
+    assert best["degenerate"] is None and best["error"] is None
+    gm = res.best_estimator_
+    assert isinstance(gm, GaussianMixture)
+    assert gm.covariance_type == "tied" and gm.n_components == 3
+    assert gm.degenerate_ is False
+    X = load_faithful()
+    assert gm.score(X) * X.shape[0] == pytest.approx(best["log_likelihood"], abs=1e-6)
+    assert gm.bic(X) == pytest.approx(best["bic"], abs=1e-6)
+
+
+def test_faithful_every_grid_point_reaches_mclust(faithful_result):
+    res = faithful_result
+    assert len(res.table) == 36
+    short = []
+    for row in res.table:
+        ref = _mclust_log_likelihood(row["covariance_type"], row["n_components"])
+        # mclust's BIC is printed to 3 decimals: its log-likelihood is known to +-0.001.
+        if row["log_likelihood"] < ref - 0.002:
+            short.append((row["covariance_type"], row["n_components"], row["log_likelihood"], ref))
+        assert row["degenerate"] is None, row
+        assert row["n_parameters"] == _n_params(row["covariance_type"], row["n_components"], 2)
+    assert not short, f"below mclust's log-likelihood: {short}"
+
+
+def test_faithful_text_table(faithful_result):
+    text = str(faithful_result)
+    lines = text.splitlines()
+    assert "Best: tied with 3 components (mclust EEE,3)" in lines[0]
+    header = lines[2].split()
+    assert header[:4] == ["rank", "covariance", "K", "mclust"]
+    first = lines[3].split()
+    assert first[:4] == ["1", "tied", "3", "EEE,3"]
+    assert first[header.index("BIC") + 1] == "0.000"  # difference to the best ("BIC diff")
+    # Sorted by BIC, differences non-decreasing.
+    bics = [float(line.split()[6]) for line in lines[3:39]]
+    assert bics == sorted(bics)
+    md = faithful_result.to_markdown()
+    assert "| 1 | tied | 3 | EEE,3 |" in md
+    assert md.count("\n|") == 2 + 36
+
+
+def test_table_keys_and_criteria_consistency(faithful_result):
+    X = load_faithful()
+    keys = {
+        "covariance_type",
+        "n_components",
+        "log_likelihood",
+        "n_parameters",
+        "bic",
+        "aic",
+        "icl",
+        "converged",
+        "n_iter",
+        "degenerate",
+        "error",
+    }
+    for row in faithful_result.table:
+        assert set(row) == keys
+        p, ll = row["n_parameters"], row["log_likelihood"]
+        assert row["bic"] == pytest.approx(-2 * ll + p * math.log(272))
+        assert row["aic"] == pytest.approx(-2 * ll + 2 * p)
+        assert row["icl"] >= row["bic"] - 1e-9
+    gm = faithful_result.estimators_[("full", 2)]
+    row = next(
+        r for r in faithful_result.table if (r["covariance_type"], r["n_components"]) == ("full", 2)
+    )
+    assert gm.icl(X) == pytest.approx(row["icl"], rel=1e-10)
+    assert gm.aic(X) == pytest.approx(row["aic"], rel=1e-10)
+
+
+def test_icl_is_bic_plus_twice_the_map_entropy():
+    """ICL (Biernacki, Celeux & Govaert 2000) = BIC - 2 sum_n log max_k r_nk, lower is better.
+
+    Responsibilities are computed here from the parameters with the Gaussian density written
+    out, independently of the library.
+    """
+    X = load_faithful()
+    res = select_model(X, n_components=[3], covariance_types=["full"], random_state=0)
+    gm, row = res.best_estimator_, res.table[0]
+    log_dens = np.empty((X.shape[0], 3))
+    for k in range(3):
+        diff = X - gm.means_[k]
+        cov = gm.covariances_[k]
+        maha = np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
+        log_dens[:, k] = (
+            np.log(gm.weights_[k]) - 0.5 * maha - 0.5 * np.log(np.linalg.det(2 * np.pi * cov))
+        )
+    log_lik = np.logaddexp.reduce(log_dens, axis=1)
+    resp = np.exp(log_dens - log_lik[:, None])
+    bic = -2 * log_lik.sum() + 17 * math.log(272)
+    entropy = -np.sum(np.log(resp.max(axis=1)))  # -sum_n sum_k z_nk log r_nk, z = MAP
+    assert row["log_likelihood"] == pytest.approx(log_lik.sum(), abs=1e-8)
+    assert row["bic"] == pytest.approx(bic, abs=1e-8)
+    assert row["icl"] == pytest.approx(bic + 2 * entropy, abs=1e-8)
+    assert gm.icl(X) == pytest.approx(bic + 2 * entropy, abs=1e-8)
+    assert entropy > 1.0  # the term is not trivially zero here
+
+
+def test_icl_matches_mclust_at_its_published_parameters():
+    # summary(Mclust(faithful)): EEE, G=3, BIC -2314.316, ICL -2357.824 (mclust's sign).
+    X = load_faithful()
+    gm = GaussianMixture(
+        3,
+        covariance_type="tied",
+        weights_init=[0.1656784, 0.3563696, 0.4779520],
+        means_init=[[3.793066, 77.521051], [2.037596, 54.491158], [4.463245, 80.833439]],
+        precisions_init=np.linalg.inv([[0.07825448, 0.4801979], [0.4801979, 33.7671464]]),
+        max_iter=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    # Parameters are printed to 7 digits, hence the tolerances.
+    assert gm.bic(X) == pytest.approx(2314.316, abs=0.02)
+    assert gm.icl(X) == pytest.approx(2357.824, abs=0.1)
+
+
+# ------------------------------------------------------------------------- parameter counts
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "expected"), [("spherical", 13), ("diag", 21), ("tied", 26), ("full", 41)]
+)
+def test_parameter_counts_5_features_2_components(covariance_type, expected):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (40, 5)), rng.normal(6, 1, (40, 5))])
+    res = select_model(X, n_components=[2], covariance_types=[covariance_type], random_state=0)
+    assert res.table[0]["n_parameters"] == expected
+    assert res.best_estimator_._n_parameters() == expected
+
+
+# ------------------------------------------------------------------------- recovery
+
+
+def _family_data(covariance_type, seed=0, n=450):
+    rng = np.random.default_rng(seed)
+    means = np.array([[0.0, 0.0], [10.0, 0.0], [5.0, 9.0]])
+    rot = np.array([[np.cos(0.6), -np.sin(0.6)], [np.sin(0.6), np.cos(0.6)]])
+    if covariance_type == "spherical":
+        covs = [np.eye(2) * s for s in (0.3, 1.5, 4.0)]
+    elif covariance_type == "diag":
+        covs = [np.diag(d) for d in ((4.0, 0.2), (0.2, 4.0), (1.0, 1.0))]
+    elif covariance_type == "tied":
+        covs = [rot @ np.diag([4.0, 0.3]) @ rot.T] * 3
+    else:
+        covs = [
+            rot @ np.diag([4.0, 0.2]) @ rot.T,
+            rot.T @ np.diag([4.0, 0.2]) @ rot,
+            np.diag([0.3, 3.0]),
+        ]
+    labels = np.repeat(np.arange(3), n // 3)
+    X = np.vstack([rng.multivariate_normal(means[k], covs[k], n // 3) for k in range(3)])
+    return X, labels
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_recovers_family_and_number_of_components(covariance_type):
+    X, _ = _family_data(covariance_type)
+    res = select_model(X, n_components=range(1, 6), random_state=0)
+    assert res.best_params_ == {"covariance_type": covariance_type, "n_components": 3}
+
+
+# ------------------------------------------------------------------------- spurious fits
+
+
+def _rounded_data(seed=0, n=200):
+    """Two clusters; the second feature is rounded to whole numbers (13 distinct values)."""
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, 2, n)
+    x1 = np.array([0.0, 4.0])[lab] + rng.normal(0, 0.6, n)
+    x2 = np.round(np.array([10.0, 20.0])[lab] + rng.normal(0, 1.0, n))
+    return np.column_stack([x1, x2])
+
+
+def test_repeated_values_do_not_produce_a_selected_degenerate_model():
+    X = _rounded_data()
+    # Plain EM does find collapsed fits here that BIC would prefer (the test can fail).
+    gm = GaussianMixture(
+        5, covariance_type="diag", n_init=5, init_params="random_from_data", random_state=1
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    assert gm.degenerate_
+    res = select_model(X, n_components=range(1, 7), random_state=0)
+    assert gm.bic(X) < res.ranked()[0]["bic"] - 500
+    assert res.best_estimator_.degenerate_ is False
+    best = res.ranked()[0]
+    assert best["degenerate"] is None
+    assert res.best_params_["n_components"] == 2
+
+
+def test_degenerate_grid_point_is_reported_and_never_selected(monkeypatch):
+    X = _rounded_data()
+    # Make every start of diag/3 look degenerate: the grid point must be marked, not chosen.
+    real = selection._reason
+
+    def fake(model, n_eff, scale, reg_covar):
+        if model.covariance_type == "diag" and model.n_components == 3:
+            return "component 0 (test): forced"
+        return real(model, n_eff, scale, reg_covar)
+
+    monkeypatch.setattr(selection, "_reason", fake)
+    res = select_model(X, n_components=[2, 3], covariance_types=["diag"], random_state=0)
+    row = next(r for r in res.table if r["n_components"] == 3)
+    assert row["degenerate"] == "component 0 (test): forced"
+    assert res.best_params_ == {"covariance_type": "diag", "n_components": 2}
+    assert "diag K=3: degenerate" in str(res)
+    assert all(r["n_components"] == 2 for r in res.ranked())
+
+
+# ------------------------------------------------------------------------- failures
+
+
+def test_failed_fits_are_recorded(monkeypatch):
+    real = selection._fit
+
+    def failing(X, w, K, covariance_type, *args, **kwargs):
+        if K == 2:
+            raise np.linalg.LinAlgError("boom")
+        return real(X, w, K, covariance_type, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "_fit", failing)
+    X, _ = _family_data("spherical", n=90)
+    res = select_model(X, n_components=[1, 2, 3], covariance_types=["spherical"], random_state=0)
+    row = next(r for r in res.table if r["n_components"] == 2)
+    assert row["error"] is not None and "LinAlgError: boom" in row["error"]
+    assert row["bic"] is None and row["log_likelihood"] is None
+    assert res.best_params_["n_components"] == 3
+    assert "failed: LinAlgError: boom" in str(res)
+
+
+def test_all_fits_failing_raises(monkeypatch):
+    def failing(*args, **kwargs):
+        raise ValueError("nope")
+
+    monkeypatch.setattr(selection, "_fit", failing)
+    X, _ = _family_data("spherical", n=60)
+    with pytest.raises(ValueError, match="Every fit of the grid failed"):
+        select_model(X, n_components=[1, 2], covariance_types=["diag"], random_state=0)
+
+
+# ------------------------------------------------------------------------- options
+
+
+def test_progress_callback_and_criterion():
+    X, _ = _family_data("tied", n=150)
+    calls = []
+    res = select_model(
+        X,
+        n_components=[1, 2, 3],
+        covariance_types=["tied", "full"],
+        criterion="icl",
+        random_state=0,
+        progress=lambda *a: calls.append(a),
+    )
+    assert [c[0] for c in calls] == list(range(1, 7))
+    assert all(c[1] == 6 for c in calls)
+    assert {(c[2], c[3]) for c in calls} == {(t, k) for t in ("tied", "full") for k in (1, 2, 3)}
+    assert res.criterion == "icl"
+    ranked = res.ranked()
+    assert [r["icl"] for r in ranked] == sorted(r["icl"] for r in ranked)
+    assert "ICL diff" in str(res)
+
+
+def test_n_jobs_gives_the_same_table():
+    X = load_faithful()
+    kw = dict(n_components=[1, 2, 3], covariance_types=["spherical", "tied"], random_state=3)
+    serial = select_model(X, **kw)
+    parallel = select_model(X, n_jobs=2, **kw)
+    for a, b in zip(serial.table, parallel.table, strict=True):
+        assert a["log_likelihood"] == pytest.approx(b["log_likelihood"], abs=1e-9)
+        assert (a["covariance_type"], a["n_components"]) == (
+            b["covariance_type"],
+            b["n_components"],
+        )
+
+
+def test_same_random_state_same_result():
+    X, _ = _family_data("diag", n=150)
+    a = select_model(X, n_components=[2, 3], random_state=7)
+    b = select_model(X, n_components=[2, 3], random_state=np.random.default_rng(7).integers(1))
+    c = select_model(X, n_components=[2, 3], random_state=7)
+    assert [r["log_likelihood"] for r in a.table] == [r["log_likelihood"] for r in c.table]
+    assert b.best_params_ == a.best_params_
+
+
+def test_integer_sample_weight_equals_repeated_rows():
+    X, _ = _family_data("full", n=90)
+    counts = np.tile([1, 2, 3], 30)
+    kw = dict(n_components=[1, 2, 3], covariance_types=["full"], random_state=0)
+    weighted = select_model(X, sample_weight=counts, **kw)
+    repeated = select_model(np.repeat(X, counts, axis=0), **kw)
+    for a, b in zip(weighted.table, repeated.table, strict=True):
+        assert a["log_likelihood"] == pytest.approx(b["log_likelihood"], abs=1e-4)
+        assert a["bic"] == pytest.approx(b["bic"], abs=1e-3)
+
+
+def test_dataframe_input_and_params_passthrough():
+    pd = pytest.importorskip("pandas")
+    df = load_faithful(as_frame=True)
+    res = select_model(
+        df, n_components=[3], covariance_types=["tied"], random_state=0, reg_covar=1e-5, max_iter=50
+    )
+    assert isinstance(res, SelectionResult)
+    assert res.best_estimator_.reg_covar == 1e-5
+    assert isinstance(res.to_frame(), pd.DataFrame)
+
+
+def test_mclust_names():
+    assert MCLUST_NAMES == {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"criterion": "bicc"}, ValueError, "criterion"),
+        ({"covariance_types": ["ful"]}, ValueError, "covariance_types"),
+        ({"n_components": [0, 1]}, ValueError, "positive integers"),
+        ({"n_components": [500]}, ValueError, "exceeds n_samples"),
+        ({"means_init": [[0, 0]]}, TypeError, "sets means_init itself"),
+        ({"n_init": -1}, ValueError, "n_init"),
+        ({"sample_weight": [1.0, 2.0]}, ValueError, "sample_weight"),
+        ({"random_state": "x"}, TypeError, "random_state"),
+        ({"progress": 3}, TypeError, "progress"),
+        ({"n_jobs": 0}, ValueError, "n_jobs"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    X, _ = _family_data("spherical", n=60)
+    with pytest.raises(error, match=match):
+        select_model(X, **{"n_components": [1, 2], **kwargs})
+
+
+def test_bad_X():
+    with pytest.raises(ValueError, match="2-dimensional"):
+        select_model(np.arange(10.0))
+    with pytest.raises(ValueError, match="NaN"):
+        select_model(np.array([[1.0, np.nan], [2.0, 3.0]]), n_components=[1])

@@ -13,14 +13,14 @@ from hypothesis import HealthCheck, settings
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
-settings.register_profile(
-    "gaussmix",
+# Applied per test (not loaded globally, so other test modules keep their own settings):
+# fixed examples, no deadline (EM fits take milliseconds to a second).
+PROPERTY_SETTINGS = settings(
     deadline=None,
     max_examples=25,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile("gaussmix")
 
 
 def make_blobs(n_samples, n_features, n_components, *, seed=0, dtype=np.float64, spread=4.0,

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import (
     COVARIANCE_TYPES,
+    PROPERTY_SETTINGS,
     covariance_matrices,
     initial_parameters,
     make_blobs,
@@ -246,6 +247,36 @@ def test_block_statistics_of_halves_add_up(covariance_type, weighted):
     np.testing.assert_allclose(a.means, b.means, rtol=1e-12, atol=1e-14)
 
 
+@PROPERTY_SETTINGS
+@given(
+    seed=st.integers(0, 2**16),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    n_samples=st.integers(2, 120),
+    cut_fraction=st.floats(0.0, 1.0),
+    block_size=st.integers(1, 50),
+    weighted=st.booleans(),
+    offset=st.sampled_from([0.0, 1e3, -1e5]),
+)
+def test_block_statistics_additive_property(seed, covariance_type, n_samples, cut_fraction,
+                                            block_size, weighted, offset):
+    """Any split, any sub-block size, any data location: the parts add up to the whole."""
+    rng = np.random.default_rng(seed)
+    K, D = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    params = _random_parameters(covariance_type, K, D, seed=seed, offset=offset)
+    X = offset + rng.normal(0, 2.0, (n_samples, D))
+    sw = rng.uniform(0, 3, n_samples) if weighted else None
+    cut = round(cut_fraction * (n_samples - 1)) + 1  # 1 .. n_samples
+    whole = block_statistics(X, params, sw)
+    first = block_statistics(X[:cut], params, None if sw is None else sw[:cut],
+                             block_size=block_size)
+    if cut == n_samples:
+        _assert_stats_equal(first, whole, rtol=1e-10)
+        return
+    second = block_statistics(X[cut:], params, None if sw is None else sw[cut:],
+                              block_size=block_size)
+    _assert_stats_equal(first + second, whole, rtol=1e-10)
+
+
 def test_block_statistics_weights_are_repeats():
     params = _random_parameters("full", 2, 3, seed=13)
     X = np.random.default_rng(14).normal(size=(40, 3))
@@ -297,6 +328,7 @@ def test_auto_block_size_bounds():
 # --------------------------------------------------------------------------------------
 # EM never lowers the log-likelihood
 # --------------------------------------------------------------------------------------
+@PROPERTY_SETTINGS
 @given(
     seed=st.integers(0, 2**16),
     covariance_type=st.sampled_from(COVARIANCE_TYPES),

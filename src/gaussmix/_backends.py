@@ -26,8 +26,13 @@ class ArrayData:
 
     def __init__(self, X: np.ndarray, sample_weight=None, block_size=None):
         self.X = X
-        self.sample_weight = sample_weight
         self.n_samples, self.n_features = X.shape
+        if sample_weight is not None:
+            # Rescale to mean 1: the fit does not depend on the scale of the weights, but
+            # the 10 * eps guard on N_k would for tiny ones.
+            total = float(np.sum(sample_weight, dtype=np.float64))
+            sample_weight = (sample_weight * (self.n_samples / total)).astype(X.dtype)
+        self.sample_weight = sample_weight
         self.dtype = X.dtype
         self.block_size = block_size
         self.weight_sum = (

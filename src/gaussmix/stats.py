@@ -201,196 +201,204 @@ class SufficientStatistics:
 # --------------------------------------------------------------------------------------
 # The E-step, family by family
 # --------------------------------------------------------------------------------------
-class _Prepared:
-    """Per-iteration constants of the E-step, in the data's dtype."""
+class _EStep:
+    """The E-step under fixed parameters, applied block after block.
 
-    def __init__(self, covariance_type, dtype):
-        self.covariance_type = covariance_type
-        self.dtype = np.dtype(dtype)
-        self.offset = self.shift = self.log_const = None
-        self.a = self.b = self.c = self.inv_chol = None
+    Holds the per-iteration constants of the log-densities (in the data's dtype), reused
+    workspace buffers (fresh multi-megabyte temporaries cost page faults on every block)
+    and float64 accumulators of the statistics.
 
-
-def _prepare(params: MixtureParameters, dtype) -> _Prepared:
-    """Constants of the log-density of every component, centred on the mixture mean.
-
-    log N(x | mu_k, Sigma_k) = -D/2 log(2 pi) + log det L_k - 1/2 ||(x - mu_k) L_k||^2
-    (MATH.md section 2, with Sigma_k^-1 = L_k L_k^T, so |Sigma_k|^-1/2 = det L_k).
+    Layout: component-major. Log-probabilities and responsibilities are (K, n) and the
+    whitened residuals of the full/tied families are (K, D, n), so that every heavy step is
+    a batched matrix product on contiguous operands and every reduction runs over
+    contiguous rows.
     """
-    t = params.covariance_type
-    n_features = params.n_features
-    weights = np.asarray(params.weights, dtype=np.float64)
-    means = np.asarray(params.means, dtype=np.float64)
-    prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
-    p = _Prepared(t, dtype)
-    # Centre on the mixture mean, rounded to the working dtype so that the shift used for
-    # the data and for the means is the very same number.
-    offset = (weights @ means).astype(dtype).astype(np.float64)
-    p.offset = offset.astype(dtype)
-    means_c = means - offset
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(weights)
-    p.log_const = (
-        -0.5 * n_features * _LOG_2PI
-        + log_det_cholesky(prec_chol, t, n_features)
-        + log_weights
-    ).astype(dtype)
-    if t == "full":
-        # One product X_c @ [L_1 ... L_K] gives every whitened residual at once.
-        p.a = np.ascontiguousarray(prec_chol.transpose(1, 0, 2).reshape(n_features, -1))
-        p.b = np.einsum("kd,kde->ke", means_c, prec_chol)
-        p.inv_chol = np.linalg.inv(prec_chol)
-        p.shift = means
-    elif t == "tied":
-        p.a = prec_chol
-        p.b = means_c @ prec_chol
-        p.inv_chol = np.linalg.inv(prec_chol)
-        p.shift = means
-    elif t == "diag":
-        precisions = prec_chol**2
-        p.a = precisions.T  # (D, K)
-        p.b = (means_c * precisions).T
-        p.c = np.sum(means_c**2 * precisions, axis=1)
-        p.shift = np.broadcast_to(offset, means.shape)
-    else:
-        precisions = prec_chol**2
-        p.a = precisions  # (K,)
-        p.b = (means_c * precisions[:, None]).T
-        p.c = precisions * np.sum(means_c**2, axis=1)
-        p.shift = np.broadcast_to(offset, means.shape)
-    for name in ("a", "b", "c"):
-        value = getattr(p, name)
-        if value is not None:
-            setattr(p, name, np.ascontiguousarray(value, dtype=dtype))
-    return p
 
+    def __init__(self, params: MixtureParameters, dtype):
+        t = params.covariance_type
+        dtype = np.dtype(dtype)
+        n_components, n_features = params.means.shape
+        weights = np.asarray(params.weights, dtype=np.float64)
+        means = np.asarray(params.means, dtype=np.float64)
+        prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
+        # The diag and spherical families use the expanded quadratic form (below), which
+        # cancels for clusters far apart; it runs in float64 whatever the data's dtype.
+        work = dtype if t in ("full", "tied") else np.dtype(np.float64)
+        self.covariance_type, self.dtype = t, work
+        self.n_components, self.n_features = n_components, n_features
+        # Centre on the mixture mean, rounded to the working dtype so that the shift
+        # applied to the data and to the means is the very same number.
+        offset = (weights @ means).astype(work).astype(np.float64)
+        self.offset = offset.astype(work)
+        means_c = means - offset
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+        # log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 ||(x - mu_k) L_k||^2
+        # with log_const_k = log pi_k - D/2 log(2 pi) + log det L_k   (MATH.md section 2:
+        # Sigma^-1 = L L^T, so |Sigma|^-1/2 = det L).
+        log_const = -0.5 * n_features * _LOG_2PI + log_det_cholesky(prec_chol, t, n_features)
+        self.log_const = (log_const + log_weights).astype(work)[:, None]
+        if t in ("full", "tied"):
+            # Whitened residuals y_k = L_k^T (x - mu_k), K of them per row, (K, D, n).
+            chol = prec_chol if t == "full" else prec_chol[None]
+            chol_t = np.swapaxes(chol, 1, 2)
+            # float64: y_k = [L_1^T ... L_K^T] (x - c) - L_k^T (mu_k - c), one product for
+            # every component (rounding ~ eps |x - c|, harmless in double precision).
+            # float32: subtract each mean first, y_k = L_k^T (x - mu_k), so a cluster far
+            # from the others keeps its precision (x and mu_k are close: exact difference).
+            self.centre_first = work == np.float32
+            if self.centre_first:
+                self.chol_t = np.ascontiguousarray(chol_t, dtype=work)
+                self.means = means.astype(work)[:, :, None]
+            else:
+                self.chol_t = np.ascontiguousarray(chol_t.reshape(-1, n_features), dtype=work)
+                shape = (n_components, n_features, n_features)
+                self.mean_t = np.einsum(
+                    "kd,kde->ke", means_c, np.broadcast_to(chol, shape)
+                ).astype(work)[:, :, None]
+            self.inv_chol = np.linalg.inv(prec_chol)
+            self.shift = means
+            self.sy = np.zeros((n_components, n_features))
+            self.W = np.zeros((n_components, n_features, n_features))
+        else:
+            # ||(x - mu_k) l_k||^2 = x^2.P_k - 2 x.(mu_k P_k) + mu_k^2.P_k on centred data,
+            # with P_k = l_k^2 the (diagonal) precision: two matrix products.
+            precisions = prec_chol**2
+            if t == "spherical":
+                self.sq_coef = precisions[:, None]
+                self.lin_coef = -2.0 * means_c * precisions[:, None]
+                self.const = (precisions * np.sum(means_c**2, axis=1))[:, None]
+                self.s2 = np.zeros(n_components)
+            else:
+                self.sq_coef = precisions
+                self.lin_coef = -2.0 * means_c * precisions
+                self.const = np.sum(means_c**2 * precisions, axis=1)[:, None]
+                self.s2 = np.zeros((n_components, n_features))
+            self.shift = np.broadcast_to(offset, means.shape)
+            self.s1 = np.zeros((n_components, n_features))
+        self.nk = np.zeros(n_components)
+        self.log_likelihood = 0.0
+        self.weight_sum = 0.0
+        self._buffers = {}
 
-def _weighted_log_prob(Xb: np.ndarray, p: _Prepared):
-    """log pi_k + log N(x_n | mu_k, Sigma_k) for a block, plus what the moments reuse.
+    def _workspace(self, n):
+        buffers = self._buffers.get(n)
+        if buffers is None:
+            shape = (self.n_components, self.n_features, n)
+            buffers = (np.empty(shape, self.dtype), np.empty(shape, self.dtype))
+            self._buffers[n] = buffers  # at most two sizes: full blocks and the last one
+        return buffers
 
-    Returns (weighted_log_prob (B, K), extra) where extra is the whitened residuals
-    (B, K, D) for full/tied and the centred block and its squares for diag/spherical.
-    """
-    Xc = Xb - p.offset
-    n = Xc.shape[0]
-    t = p.covariance_type
-    if t == "full":
-        n_components = p.b.shape[0]
-        Y = (Xc @ p.a).reshape(n, n_components, -1)
-        Y -= p.b
-        maha = np.einsum("nkd,nkd->nk", Y, Y)
-        extra = Y
-    elif t == "tied":
-        Y = (Xc @ p.a)[:, None, :] - p.b
-        maha = np.einsum("nkd,nkd->nk", Y, Y)
-        extra = Y
-    elif t == "diag":
-        # ||(x - mu) * l||^2 expanded as x^2.P - 2 x.(mu P) + mu^2.P on centred data.
-        X2 = Xc * Xc
-        maha = X2 @ p.a
-        maha -= 2.0 * (Xc @ p.b)
-        maha += p.c
-        extra = (Xc, X2)
-    else:
-        X2 = np.einsum("nd,nd->n", Xc, Xc)
-        maha = np.outer(X2, p.a)
-        maha -= 2.0 * (Xc @ p.b)
-        maha += p.c
-        extra = (Xc, X2)
-    np.maximum(maha, 0.0, out=maha)  # a squared distance; clip rounding below zero
-    maha *= -0.5
-    maha += p.log_const
-    return maha, extra
+    def log_prob(self, Xb):
+        """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables."""
+        Xb = Xb.astype(self.dtype, copy=False)
+        n = Xb.shape[0]
+        if self.covariance_type in ("full", "tied"):
+            Y, T = self._workspace(n)
+            if self.centre_first:
+                np.subtract(Xb.T, self.means, out=T)
+                np.matmul(self.chol_t, T, out=Y)
+            elif self.covariance_type == "full":
+                np.matmul(self.chol_t, (Xb - self.offset).T, out=Y.reshape(-1, n))
+                Y -= self.mean_t
+            else:
+                np.subtract(self.chol_t @ (Xb - self.offset).T, self.mean_t, out=Y)
+            np.multiply(Y, Y, out=T)
+            maha = T.sum(axis=1)
+            extra = Y
+        else:
+            Xc = Xb - self.offset
+            if self.covariance_type == "spherical":
+                X2 = np.einsum("nd,nd->n", Xc, Xc)
+                maha = self.sq_coef * X2
+            else:
+                X2 = Xc * Xc
+                maha = self.sq_coef @ X2.T
+            maha += self.lin_coef @ Xc.T
+            maha += self.const
+            np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
+            extra = (Xc, X2)
+        maha *= -0.5
+        maha += self.log_const
+        return maha, extra
+
+    def accumulate(self, Xb, wb=None):
+        """Add the statistics of a block (rows Xb, optional weights wb)."""
+        log_prob, extra = self.log_prob(Xb)
+        log_norm = _normalize(log_prob)
+        resp = log_prob
+        if wb is None:
+            self.log_likelihood += float(np.sum(log_norm, dtype=np.float64))
+            self.weight_sum += Xb.shape[0]
+        else:
+            resp *= wb.astype(resp.dtype, copy=False)
+            self.log_likelihood += float(np.dot(wb.astype(np.float64), log_norm))
+            self.weight_sum += float(np.sum(wb, dtype=np.float64))
+        self.nk += resp.sum(axis=1, dtype=np.float64)
+        if self.covariance_type in ("full", "tied"):
+            Y = extra
+            _, T = self._workspace(Y.shape[2])
+            np.multiply(Y, resp[:, None, :], out=T)
+            # sum_n r_nk y_nk y_nk^T for every k: K products (D, n) @ (n, D).
+            self.W += np.matmul(T, np.swapaxes(Y, 1, 2))
+            self.sy += T.sum(axis=2)
+        else:
+            Xc, X2 = extra
+            self.s1 += resp @ Xc
+            self.s2 += resp @ X2
+
+    def statistics(self) -> SufficientStatistics:
+        """The accumulated statistics, moments in data coordinates."""
+        t = self.covariance_type
+        if t in ("full", "tied"):
+            # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
+            inv = self.inv_chol if t == "full" else self.inv_chol[None]
+            s1 = np.einsum("kd,kde->ke", self.sy, np.broadcast_to(inv, self.W.shape))
+            s2 = np.swapaxes(inv, 1, 2) @ self.W @ inv
+            if t == "tied":
+                s2 = s2.sum(axis=0)
+        else:
+            s1, s2 = self.s1, self.s2
+        return SufficientStatistics(
+            t,
+            np.array(self.shift, dtype=np.float64),
+            self.nk.copy(),
+            s1,
+            s2,
+            self.log_likelihood,
+            self.weight_sum,
+        )
 
 
 def _normalize(log_prob: np.ndarray):
-    """In place: log_prob (B, K) becomes the responsibilities; returns log p(x) (B,).
+    """In place: log_prob (K, n) becomes the responsibilities; returns log p(x) (n,).
 
     log p(x_n) = log sum_k exp(log pi_k + log N_k) computed as m + log sum exp(. - m)
-    with m the row maximum (no overflow, no underflow of the largest term); the
+    with m the largest term (no overflow, no underflow of the largest term); the
     responsibilities gamma_nk = exp(log pi_k + log N_k - log p(x_n)) (MATH.md, E-step).
     """
-    row_max = log_prob.max(axis=1, keepdims=True)
-    row_max[~np.isfinite(row_max)] = 0.0
-    log_prob -= row_max
+    top = log_prob.max(axis=0)
+    top[~np.isfinite(top)] = 0.0
+    log_prob -= top
     np.exp(log_prob, out=log_prob)
-    total = log_prob.sum(axis=1, keepdims=True)
+    total = log_prob.sum(axis=0)
     log_prob /= total
-    return np.log(total[:, 0]) + row_max[:, 0]
-
-
-def _block_moments(resp, extra, p: _Prepared):
-    """Weighted moments of one block about ``p.shift`` (resp already holds w_n r_nk)."""
-    t = p.covariance_type
-    if t in ("full", "tied"):
-        Y = extra
-        Yr = Y * resp[:, :, None]
-        sy = Yr.sum(axis=0).astype(np.float64)
-        if t == "full":
-            # sum_n r_nk y_nk y_nk^T for every k: one batched product, K (D,B)@(B,D).
-            W = np.matmul(Yr.transpose(1, 2, 0), Y.transpose(1, 0, 2)).astype(np.float64)
-            # Back from whitened to data coordinates: x - mu_k = y L_k^-1.
-            s1 = np.einsum("kd,kde->ke", sy, p.inv_chol)
-            s2 = np.swapaxes(p.inv_chol, 1, 2) @ W @ p.inv_chol
-        else:
-            n_features = Y.shape[2]
-            W = (Yr.reshape(-1, n_features).T @ Y.reshape(-1, n_features)).astype(np.float64)
-            s1 = sy @ p.inv_chol
-            s2 = p.inv_chol.T @ W @ p.inv_chol
-        return s1, s2
-    Xc, X2 = extra
-    s1 = (resp.T @ Xc).astype(np.float64)
-    s2 = (resp.T @ X2).astype(np.float64)
-    return s1, s2
+    return np.log(total) + top
 
 
 def auto_block_size(n_features: int, n_components: int, itemsize: int = 8) -> int:
-    """Rows per block so that the largest per-block temporary stays near 4 MiB.
+    """Rows per block so that each (K, D, n) workspace buffer stays near 1 MiB.
 
-    The per-row workspace is about K*D (whitened residuals) plus a few K and D wide rows.
+    Small enough to stay in cache between the passes of the E-step, large enough that the
+    per-block Python overhead (a few dozen NumPy calls) is negligible.
     """
-    per_row = itemsize * (2 * n_components * n_features + 4 * n_components + 3 * n_features)
-    return int(np.clip((4 << 20) // per_row, 256, 65536))
+    per_row = itemsize * n_components * (n_features + 4)
+    return int(np.clip((1 << 20) // per_row, 256, 32768))
 
 
 def _blocks(n_samples: int, block_size: int):
     for start in range(0, n_samples, block_size):
         yield slice(start, min(start + block_size, n_samples))
-
-
-def _empty_statistics(p: _Prepared, n_components, n_features) -> SufficientStatistics:
-    s2_shape = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[p.covariance_type]
-    return SufficientStatistics(
-        p.covariance_type,
-        np.array(p.shift, dtype=np.float64),
-        np.zeros(n_components),
-        np.zeros((n_components, n_features)),
-        np.zeros(s2_shape),
-        0.0,
-        0.0,
-    )
-
-
-def _accumulate(stats: SufficientStatistics, Xb, wb, p: _Prepared):
-    log_prob, extra = _weighted_log_prob(Xb, p)
-    log_norm = _normalize(log_prob)
-    resp = log_prob
-    if wb is None:
-        stats.log_likelihood += float(np.sum(log_norm, dtype=np.float64))
-        stats.weight_sum += Xb.shape[0]
-    else:
-        resp *= wb[:, None]
-        stats.log_likelihood += float(np.dot(wb.astype(np.float64), log_norm))
-        stats.weight_sum += float(np.sum(wb, dtype=np.float64))
-    stats.nk += resp.sum(axis=0, dtype=np.float64)
-    s1, s2 = _block_moments(resp, extra, p)
-    stats.s1 += s1
-    stats.s2 += s2
 
 
 def block_statistics(X, params: MixtureParameters, sample_weight=None, *, block_size=None):
@@ -416,16 +424,39 @@ def block_statistics(X, params: MixtureParameters, sample_weight=None, *, block_
     """
     X = np.asarray(X)
     dtype = _working_dtype(X)
-    p = _prepare(params, dtype)
-    n_samples, n_features = X.shape
-    n_components = params.n_components
-    if block_size is None:
-        block_size = auto_block_size(n_features, n_components, dtype.itemsize)
-    stats = _empty_statistics(p, n_components, n_features)
-    for rows in _blocks(n_samples, block_size):
-        wb = None if sample_weight is None else sample_weight[rows]
-        _accumulate(stats, X[rows].astype(dtype, copy=False), wb, p)
+    stats = _statistics(X, params, sample_weight, dtype, block_size)
+    if dtype == np.float32 and params.covariance_type in ("full", "tied"):
+        if _cancellation(stats) < 1e-3:
+            # The means moved many standard deviations in one step (a poor start): the
+            # float32 moments about the old means lost most of their digits. Redo this
+            # rare iteration in float64.
+            stats = _statistics(X, params, sample_weight, np.dtype(np.float64), block_size)
     return stats
+
+
+def _statistics(X, params, sample_weight, dtype, block_size):
+    estep = _EStep(params, dtype)
+    if block_size is None:
+        block_size = auto_block_size(params.n_features, params.n_components, dtype.itemsize)
+    for rows in _blocks(X.shape[0], block_size):
+        wb = None if sample_weight is None else sample_weight[rows]
+        estep.accumulate(X[rows].astype(dtype, copy=False), wb)
+    return estep.statistics()
+
+
+def _cancellation(stats: SufficientStatistics) -> float:
+    """Smallest ratio of the variance about the new mean to the second moment about the
+    shift: 1 means no cancellation, 1e-3 means three digits cancelled in the M-step."""
+    exact = np.where(stats.nk > 0, stats.nk, 1.0)
+    moment = np.diagonal(stats.s2, axis1=-2, axis2=-1)
+    spread = stats.s1**2 / exact[:, None]
+    if stats.covariance_type == "tied":
+        spread = spread.sum(axis=0)
+    scatter = moment - spread
+    positive = moment > 0
+    if not positive.any():
+        return 1.0
+    return float(np.min(scatter[positive] / moment[positive]))
 
 
 def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_weight=None):
@@ -483,8 +514,8 @@ def m_step(stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.flo
     * N_k = sum_n gamma_nk                       (``nk``, plus 10 eps against empty ones)
     * mu_k = (1 / N_k) sum_n gamma_nk x_n        = c_k + s1_k / N_k
     * Sigma_k = (1 / N_k) sum_n gamma_nk (x_n - mu_k)(x_n - mu_k)^T
-              = s2_k / N_k - d_k d_k^T with d_k = s1_k / N_k, plus ``reg_covar`` on the
-              diagonal (tied: pooled over k and divided by sum_k N_k; diag: the diagonal;
+              = (s2_k - s1_k s1_k^T / N_k) / N_k, plus ``reg_covar`` on the diagonal
+              (tied: pooled over k and divided by sum_k N_k; diag: the diagonal;
               spherical: the mean of the diagonal)
     * pi_k = N_k / N
 
@@ -494,20 +525,23 @@ def m_step(stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.flo
     t = stats.covariance_type
     n_features = stats.shift.shape[1]
     nk = stats.nk + 10 * np.finfo(dtype).eps
-    d = stats.s1 / nk[:, None]
-    means = stats.shift + d
+    means = stats.shift + stats.s1 / nk[:, None]
+    # Scatter about the new mean: s2 - s1 s1^T / N_k, with the exact N_k (mixing in the
+    # guarded N_k here would leave eps * |mu - c|^2 of cancellation error behind).
+    exact = np.where(stats.nk > 0, stats.nk, 1.0)
+    d = stats.s1 / exact[:, None]
     if t == "full":
-        cov = stats.s2 / nk[:, None, None] - d[:, :, None] * d[:, None, :]
+        cov = (stats.s2 - stats.s1[:, :, None] * d[:, None, :]) / nk[:, None, None]
         cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
         cov[:, np.arange(n_features), np.arange(n_features)] += reg_covar
     elif t == "tied":
-        cov = (stats.s2 - np.einsum("k,ki,kj->ij", nk, d, d)) / nk.sum()
+        cov = (stats.s2 - stats.s1.T @ d) / nk.sum()
         cov = 0.5 * (cov + cov.T)
         cov.flat[:: n_features + 1] += reg_covar
     elif t == "diag":
-        cov = stats.s2 / nk[:, None] - d * d + reg_covar
+        cov = (stats.s2 - stats.s1 * d) / nk[:, None] + reg_covar
     else:
-        cov = stats.s2 / (nk * n_features) - np.mean(d * d, axis=1) + reg_covar
+        cov = (stats.s2 - np.sum(stats.s1 * d, axis=1)) / (nk * n_features) + reg_covar
     weights = nk / nk.sum()
     params = MixtureParameters.from_covariances(t, weights, means, cov, reg_covar)
     return params.astype(dtype)
@@ -522,11 +556,11 @@ def _working_dtype(X):
 
 def _posterior_blocks(X, params, block_size):
     dtype = _working_dtype(X)
-    p = _prepare(params, dtype)
+    estep = _EStep(params, dtype)
     if block_size is None:
         block_size = auto_block_size(params.n_features, params.n_components, dtype.itemsize)
     for rows in _blocks(X.shape[0], block_size):
-        log_prob, _ = _weighted_log_prob(X[rows].astype(dtype, copy=False), p)
+        log_prob, _ = estep.log_prob(X[rows].astype(dtype, copy=False))
         yield rows, log_prob
 
 
@@ -545,7 +579,7 @@ def predict_proba(X, params: MixtureParameters, *, block_size=None) -> np.ndarra
     out = np.empty((X.shape[0], params.n_components), dtype=_working_dtype(X))
     for rows, log_prob in _posterior_blocks(X, params, block_size):
         _normalize(log_prob)
-        out[rows] = log_prob
+        out[rows] = log_prob.T
     return out
 
 
@@ -554,5 +588,5 @@ def predict(X, params: MixtureParameters, *, block_size=None) -> np.ndarray:
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=np.intp)
     for rows, log_prob in _posterior_blocks(X, params, block_size):
-        out[rows] = log_prob.argmax(axis=1)
+        out[rows] = log_prob.argmax(axis=0)
     return out

@@ -243,6 +243,21 @@ def _load1() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+def _package_hash(cls) -> str:
+    """Hash of the .py sources of the package defining ``cls`` (detects mid-run edits)."""
+    import hashlib
+
+    mod = sys.modules[cls.__module__.split(".")[0]]
+    root = os.path.dirname(os.path.abspath(mod.__file__))
+    h = hashlib.sha1()
+    for dirpath, _dirs, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name), "rb") as fh:
+                    h.update(name.encode() + fh.read())
+    return h.hexdigest()[:12]
+
+
 def estimator_class(lib: str):
     """GaussianMixture class and ConvergenceWarning class of ``lib``."""
     if lib == "sklearn":
@@ -269,6 +284,7 @@ def run_worker(spec: dict) -> dict:
     lib, repeats = spec["lib"], spec["repeats"]
     out: dict = {"lib": lib, "row": row.name, "load_start": _load1()}
     gm_cls, conv_warn = estimator_class(lib)
+    out["code_hash"] = _package_hash(gm_cls)
     warnings.simplefilter("ignore", conv_warn)
     out["rss_after_import_mb"] = current_rss_mb()
     x = make_data(row.n, row.d, row.k, row.dtype)
@@ -425,7 +441,12 @@ def git_rev() -> str:
         out = subprocess.run(
             ["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short",
              "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-        return out.stdout.strip() or "?"
+        rev = out.stdout.strip() or "?"
+        # the package is usually installed editable: say if its sources differ from HEAD
+        dirty = subprocess.run(
+            ["git", "-C", os.path.dirname(os.path.abspath(__file__)), "status", "--porcelain",
+             "--", "../src"], capture_output=True, text=True, timeout=10, check=False)
+        return rev + (" + uncommitted changes in src/" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "?"
 
@@ -583,7 +604,7 @@ def evaluate_targets(derived: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
-           blas: list[dict], cand_name: str) -> str:
+           blas: list[dict], cand_name: str, results: dict) -> str:
     """The Markdown report."""
     lines = []
     env = info["env"]
@@ -665,6 +686,13 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
         lines.append(f"- Highest 1-min load average seen by each row's workers "
                      f"({info['usable_cpus']} CPUs; above that, other processes competed): "
                      + ", ".join(loads))
+    hashes = sorted({c.data.get("code_hash") for res in results.values()
+                     for who, c in res.items() if who == "cand" and isinstance(c, Cell) and c.ok})
+    if len(hashes) > 1:
+        lines.append(f"- WARNING: the {cand_name} sources changed during the run "
+                     f"({len(hashes)} different versions measured): rerun for a clean table.")
+    elif hashes:
+        lines.append(f"- {cand_name} sources hash (all rows): {hashes[0]}")
     lines.append("- dLB: relative difference of the final lower_bound_ of the two libraries "
                  "(same start, same iterations).")
     lines.append("")
@@ -782,7 +810,7 @@ def main(argv=None) -> int:
                 blas = cell.data.get("blas", [])
     info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     derived = derive(rows, results, matmul)
-    report = render(info, rows, derived, matmul, args, blas, cand_name)
+    report = render(info, rows, derived, matmul, args, blas, cand_name, results)
     print(report, flush=True)
     if args.json:
         raw = {

@@ -75,8 +75,11 @@ def test_agreement_with_sklearn_from_same_start(covariance_type, shape, dtype):
         assert ours.shape == theirs.shape, name
         assert ours.dtype == dtype, f"{name} is {ours.dtype}, expected {np.dtype(dtype)}"
         assert_close(ours, theirs, rtol, name)
-    # The factor convention may differ; the precision it stands for may not.
+    # Same factor convention as scikit-learn (upper triangular, precision = L L^T), so the
+    # factors themselves agree; and the precision they stand for, too.
     assert gm.precisions_cholesky_.shape == sk.precisions_cholesky_.shape
+    assert gm.precisions_cholesky_.dtype == dtype
+    assert_close(gm.precisions_cholesky_, sk.precisions_cholesky_, rtol, "precisions_cholesky_")
     assert_close(
         cholesky_product(gm.precisions_cholesky_, covariance_type),
         cholesky_product(sk.precisions_cholesky_, covariance_type),

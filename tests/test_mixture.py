@@ -524,3 +524,35 @@ def test_docstring_examples(module):
     assert result.failed == 0
     if module in ("gaussmix.mixture", "gaussmix.stats", "gaussmix.datasets"):
         assert result.attempted > 0, f"{module} has no examples"
+
+
+# --------------------------------------------------------------------------------------
+# Results are fresh arrays (the E-step reuses workspace buffers internally)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_outputs_are_not_overwritten_by_later_calls(covariance_type):
+    X, _, _, _ = make_blobs(3000, 3, 3, seed=27)
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    proba, scores = gm.predict_proba(X[:100]), gm.score_samples(X[:100])
+    saved = proba.copy(), scores.copy()
+    other = gm.predict_proba(X[100:200])
+    gm.score_samples(X[::-1])
+    gm.fit(X[::-1])
+    assert not np.shares_memory(proba, other)
+    np.testing.assert_array_equal(proba, saved[0])
+    np.testing.assert_array_equal(scores, saved[1])
+
+
+def test_concurrent_predictions_from_threads():
+    """Threads sharing one fitted model (joblib threading, Dask workers) get correct results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _, _, _ = make_blobs(4000, 4, 3, seed=28)
+    gm = GaussianMixture(3, random_state=0, block_size=256).fit(X)
+    parts = [X[i::4] for i in range(4)]
+    expected = [gm.predict_proba(p) for p in parts]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(gm.predict_proba, parts))
+            for g, e in zip(got, expected, strict=True):
+                np.testing.assert_array_equal(g, e)

@@ -79,8 +79,8 @@ def check_array(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
         )
     if kind == "c":
         raise ValueError(
-            f"{name} is complex ({arr.dtype}); Gaussian mixtures here are real-valued. "
-            f"Pass the real and imaginary parts as separate features."
+            f"Complex data not supported: {name} is {arr.dtype}. Pass the real and "
+            "imaginary parts as separate features."
         )
     if kind == "O":
         try:
@@ -116,7 +116,7 @@ def check_array(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
         )
     if n_features == 0:
         raise ValueError(
-            f"{name} has 0 features (shape {arr.shape}); at least 1 feature is required."
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
         )
     if n_samples < min_samples:
         raise ValueError(
@@ -153,8 +153,11 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     )
 
 
-def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
-    """Validate ``sample_weight``: None, a scalar, or shape (n_samples,), finite, >= 0."""
+def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64):
+    """Validate ``sample_weight``: None, a scalar, or shape (n_samples,), finite, >= 0.
+
+    Returns a new array of ``dtype`` (never the caller's), or None.
+    """
     if sample_weight is None:
         return None
     if _is_sparse(sample_weight):
@@ -183,13 +186,13 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | No
                 f"sample_weight has {weights.shape[0]} values but X has {n_samples} samples; "
                 "pass one weight per row of X."
             )
-        weights = weights.astype(np.float64)
+        weights = weights.astype(np.float64)  # a copy: the caller's array stays untouched
     check_finite(weights, "sample_weight")
     if (weights < 0).any():
         first = int(np.argmax(weights < 0))
         raise ValueError(
             f"sample_weight must be non-negative; found {int((weights < 0).sum())} negative "
-            f"value(s), the first at index {first} ({weights[first]!r})."
+            f"value(s), the first at index {first} ({float(weights[first])!r})."
         )
     if not weights.sum() > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs weight > 0.")

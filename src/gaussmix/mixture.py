@@ -233,7 +233,7 @@ class GaussianMixture:
         else:
             feature_names = feature_names_of(X)
             X = check_array(X, min_samples=2)
-            sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            sample_weight = check_sample_weight(sample_weight, X.shape[0])
             data = ArrayData(X, sample_weight, self.block_size)
         if data.n_samples < self.n_components:
             raise ValueError(
@@ -285,14 +285,15 @@ class GaussianMixture:
         inits = self._check_initial_arrays(data.n_features, data.dtype)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and (
-            self.means_.shape[1] != data.n_features
+            self.means_.shape != (self.n_components, data.n_features)
             or self.covariance_type != self._fitted_covariance_type
         ):
             raise ValueError(
-                "warm_start=True needs the same number of features and covariance_type as "
-                f"the previous fit ({self.means_.shape[1]} features, "
-                f"{self._fitted_covariance_type!r}); got {data.n_features} features and "
-                f"{self.covariance_type!r}. Set warm_start=False to start afresh."
+                "warm_start=True needs the same n_components, number of features and "
+                f"covariance_type as the previous fit ({self.means_.shape[0]} components, "
+                f"{self.means_.shape[1]} features, {self._fitted_covariance_type!r}); got "
+                f"{self.n_components}, {data.n_features} and {self.covariance_type!r}. "
+                "Set warm_start=False to start afresh."
             )
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
@@ -530,7 +531,7 @@ class GaussianMixture:
         )
 
     def _n_rows(self, X):
-        return X.shape[0]
+        return X.shape[0] if hasattr(X, "shape") else len(X)
 
     def bic(self, X):
         """Bayesian information criterion, ``-2 log L + p log N``; lower is better.

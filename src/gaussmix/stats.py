@@ -347,6 +347,13 @@ class _EStep:
             self.s1 += resp @ Xc
             self.s2 += resp @ X2
 
+    def max_whitened_shift(self) -> float:
+        """Largest move of a mean, in standard deviations of its component (full, tied)."""
+        if self.covariance_type not in ("full", "tied"):
+            return 0.0
+        nk = np.where(self.nk > 0, self.nk, 1.0)
+        return float(np.sqrt(np.max(np.sum(self.sy**2, axis=1) / nk**2)))
+
     def statistics(self) -> SufficientStatistics:
         """The accumulated statistics, moments in data coordinates."""
         t = self.covariance_type
@@ -424,39 +431,23 @@ def block_statistics(X, params: MixtureParameters, sample_weight=None, *, block_
     """
     X = np.asarray(X)
     dtype = _working_dtype(X)
-    stats = _statistics(X, params, sample_weight, dtype, block_size)
-    if dtype == np.float32 and params.covariance_type in ("full", "tied"):
-        if _cancellation(stats) < 1e-3:
-            # The means moved many standard deviations in one step (a poor start): the
-            # float32 moments about the old means lost most of their digits. Redo this
-            # rare iteration in float64.
-            stats = _statistics(X, params, sample_weight, np.dtype(np.float64), block_size)
-    return stats
+    estep = _estep_over(X, params, sample_weight, dtype, block_size)
+    if dtype == np.float32 and estep.max_whitened_shift() > 10.0:
+        # A mean moved more than 10 of its standard deviations in one step (a poor
+        # start): float32 moments about the old mean would cancel. Redo this rare
+        # iteration in float64.
+        estep = _estep_over(X, params, sample_weight, np.dtype(np.float64), block_size)
+    return estep.statistics()
 
 
-def _statistics(X, params, sample_weight, dtype, block_size):
+def _estep_over(X, params, sample_weight, dtype, block_size):
     estep = _EStep(params, dtype)
     if block_size is None:
         block_size = auto_block_size(params.n_features, params.n_components, dtype.itemsize)
     for rows in _blocks(X.shape[0], block_size):
         wb = None if sample_weight is None else sample_weight[rows]
         estep.accumulate(X[rows].astype(dtype, copy=False), wb)
-    return estep.statistics()
-
-
-def _cancellation(stats: SufficientStatistics) -> float:
-    """Smallest ratio of the variance about the new mean to the second moment about the
-    shift: 1 means no cancellation, 1e-3 means three digits cancelled in the M-step."""
-    exact = np.where(stats.nk > 0, stats.nk, 1.0)
-    moment = np.diagonal(stats.s2, axis1=-2, axis2=-1)
-    spread = stats.s1**2 / exact[:, None]
-    if stats.covariance_type == "tied":
-        spread = spread.sum(axis=0)
-    scatter = moment - spread
-    positive = moment > 0
-    if not positive.any():
-        return 1.0
-    return float(np.min(scatter[positive] / moment[positive]))
+    return estep
 
 
 def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_weight=None):

@@ -12,7 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, stats
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
+from .io import ModelFileError
+from .io import load_model as load
 from .mixture import GaussianMixture
+from .selection import SelectionResult, select_model
 from .stats import MixtureParameters, SufficientStatistics, block_statistics, m_step
 
 try:
@@ -25,11 +28,15 @@ __all__ = [
     "DegenerateFitWarning",
     "GaussianMixture",
     "MixtureParameters",
+    "ModelFileError",
     "NotFittedError",
+    "SelectionResult",
     "SufficientStatistics",
     "__version__",
     "block_statistics",
     "datasets",
+    "load",
     "m_step",
+    "select_model",
     "stats",
 ]

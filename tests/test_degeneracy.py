@@ -158,14 +158,14 @@ def test_full_covariance_flat_along_a_diagonal_direction():
 
 
 def test_tied_floor_names_the_shared_covariance():
-    cov = np.diag([1.0, 1.5e-6])
+    cov = np.diag([1.0, 1e-6 + 1e-13])
     reason = degeneracy_reason([0.5, 0.5], np.zeros((2, 2)), cov, "tied", 100, np.eye(2), 1e-6)
     assert reason is not None and reason.startswith("the shared (tied) covariance")
 
 
 def test_spherical_floor():
     reason = degeneracy_reason(
-        [0.5, 0.5], np.zeros((2, 2)), [1.0, 1.2e-6], "spherical", 100, np.eye(2), 1e-6
+        [0.5, 0.5], np.zeros((2, 2)), [1.0, 1e-6 + 1e-13], "spherical", 100, np.eye(2), 1e-6
     )
     assert reason is not None and "component 1 " in reason
 
@@ -175,6 +175,41 @@ def test_genuinely_tight_cluster_is_not_flagged():
     covs = np.array([[1.0, 1.0], [1e-5, 1e-5]]) + 1e-6
     reason = degeneracy_reason([0.5, 0.5], np.zeros((2, 2)), covs, "diag", 100, np.ones(2), 1e-6)
     assert reason is None
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_narrow_clusters_far_apart_are_not_flagged(covariance_type):
+    # Standard deviation 0.05, 9999 apart: 2e5 standard deviations, yet a textbook fit.
+    rng = np.random.default_rng(4)
+    X = np.r_[rng.normal(0, 0.05, (200, 1)), rng.normal(9999, 0.05, (200, 1))]
+    X = np.c_[X, rng.normal(0, 1, (400, 1))]
+    gm = GaussianMixture(2, covariance_type=covariance_type, means_init=[[0, 0], [9999, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateFitWarning)
+        gm.fit(X)
+    assert gm.degenerate_ is False
+    resp = gm.predict_proba(X)
+    assert (
+        degeneracy_reason(
+            gm.weights_,
+            gm.means_,
+            gm.covariances_,
+            covariance_type,
+            400,
+            data_covariance(X),
+            gm.reg_covar,
+            X=X,
+            resp=resp,
+        )
+        is None
+    )
+
+
+def test_max_iter_zero_is_not_judged():
+    X = load_faithful()
+    gm = GaussianMixture(9, init_params="random_from_data", max_iter=0, random_state=0)
+    gm.fit(X)
+    assert degeneracy_reason_of_estimator(gm, X) is None
 
 
 def test_spherical_component_on_one_level_of_a_rounded_feature():
@@ -214,3 +249,14 @@ def test_bad_arguments():
         degeneracy_reason([1.0], [[0.0, 0.0]], [[1.0, 1.0]], "diag", 10, np.eye(3), 1e-6)
     with pytest.raises(ValueError, match="weights"):
         degeneracy_reason([0.5, 0.5], [[0.0]], [[1.0]], "diag", 10, np.eye(1), 1e-6)
+
+
+def test_constant_feature_is_not_held_against_components():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.r_[rng.normal(0, 1, 50), rng.normal(8, 1, 50)], np.full(100, 3.0)])
+    gm = GaussianMixture(2, covariance_type="diag", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateFitWarning)
+        gm.fit(X)
+    assert gm.degenerate_ is False
+    assert degeneracy_reason_of_estimator(gm, X) is None

@@ -20,41 +20,44 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
    covariance is pooled, so a component needs only its mean; below one point it carries no
    data at all).
 2. **Covariance at the regularisation floor.** Along the direction ``v`` of the smallest
-   eigenvalue ``lambda`` of the component's covariance (for ``"diag"``: each feature; for
-   ``"spherical"``: its single variance), the variance *without* the regulariser,
-   ``lambda - reg_covar``, is not above ``max(reg_covar, FLOOR_RTOL * s_v)``, where
-   ``s_v = v' S v`` is the variance of the whole data along ``v`` (``S`` the data
-   covariance) and ``FLOOR_RTOL = 1e-6``. That is: at least half of the component's
-   variance there is ``reg_covar`` itself, or the component is a thousand times narrower
-   (in standard deviation) than the data along that direction.
-
+   eigenvalue ``lambda`` of the component's covariance (for "diag": each feature; for
+   "spherical": its single variance), the variance *without* the regulariser,
+   ``lambda - reg_covar``, is zero up to rounding: at most
+   ``max(REG_FRACTION * reg_covar, RESOLUTION * eps * (m_v**2 + s_v))`` with
+   ``REG_FRACTION = 1e-3``, ``RESOLUTION = 30``, ``eps`` the machine epsilon of the
+   covariances' dtype, ``m_v`` the component's mean along ``v`` and ``s_v = v' S v`` the
+   data's variance along ``v``. So ``reg_covar`` makes up (practically) all of the
+   component's variance there: its points share one value along ``v``.
 3. **Spherical components on a flat set of points** (needs the data and the
    responsibilities). A spherical covariance averages the spread over all features, so a
    component sitting on points that share one value of a feature (one whole minute of
    waiting time) keeps a moderate variance while its density along that feature grows
    without bound; its parameters look regular. The responsibility-weighted scatter of the
-   data around the component's mean shows it: its smallest eigenvalue, relative to the
-   data's variance along the same direction, is at most ``FLOOR_RTOL``. (For "full" and
-   "diag" this scatter *is* the fitted covariance minus ``reg_covar``, so sign 2 already
-   covers them; a "tied" covariance is shared, so one component cannot collapse alone.)
-   On a synthetic two-cluster data set with one feature rounded to integers, EM with
-   6 spherical components puts three of them on single integer levels (scatter 1e-29 of
-   the data's variance there) and wins BIC by 30 over the true model; this sign
-   rejects it.
+   data around the component's mean shows it: its smallest eigenvalue is below the same
+   rounding floor. (For "full" and "diag" this scatter *is* the fitted covariance minus
+   ``reg_covar``, so sign 2 covers them; a "tied" covariance is shared, so one component
+   cannot collapse alone.) On a synthetic two-cluster data set with one feature rounded to
+   integers, EM with 6 spherical components puts three of them on single integer levels
+   (scatter 1e-29) and wins BIC by 30 over the true model; this sign rejects it.
 
-Why these thresholds. A component that collapsed onto identical values has an
-unregularised variance that is exactly zero up to rounding (about 1e-15 of the data's
-variance), so any threshold between 1e-12 and 1e-3 separates it. On Old Faithful the
-collapsed solutions found by unlucky EM starts (e.g. diag with 5 components,
-log-likelihood about -1042 instead of mclust's -1108: one component sits on 14 eruptions
-whose waiting time is exactly 83 minutes) have ratios ``(lambda - reg_covar) / s_v`` below
-3e-14, while every genuine fit over the mclust grid (1 to 9 components, all four covariance
-types) has ratios above 1e-4. ``1e-6`` sits in that gap with two orders of magnitude of
-margin on the genuine side; it still admits genuine clusters whose standard deviation is a
-thousandth of the data's. The ``reg_covar`` term catches data whose scale is so small that
-the regulariser dominates (the fit then reflects ``reg_covar``, not the data: scale the
-data or lower ``reg_covar``). The point counts are the identifiability limits of the
-covariance estimates; they need no tuning.
+Why these thresholds. A collapse is exact: the points under the component are identical
+along ``v``, so its unregularised variance is zero except for rounding in the M-step,
+which is of the order of ``eps * (m_v**2 + s_v)`` (uncentred second moments, as in
+scikit-learn, lose that much; centred ones lose less). The collapsed Old Faithful fit that
+scikit-learn reaches (diag, 5 components, log-likelihood -1042 where mclust's VVI,5 has
+-1108: one component on the 14 eruptions whose waiting time is exactly 83 minutes) has
+``lambda - reg_covar = 1.8e-12``, i.e. 1.2 ``eps * (m_v**2 + s_v)``; ``RESOLUTION = 30``
+leaves a margin of 25 for longer sums. Genuine components are not near the floor however
+narrow or far from the origin they are: the floor is 8e-7 for clusters with standard
+deviation 0.05 placed 9999 apart (their variance is 2.5e-3), 7e-6 for unit clusters 1e4
+apart, 5e-11 on Old Faithful (the smallest genuine component variance over mclust's grid
+is about 1e-2); in float32 (``eps`` 1.2e-7) it is 2e-4 for data of size 5 and spread 4,
+where a genuinely thin component with variance 1.4e-3 stays clear of it. The data's *global* spread is deliberately not the yardstick:
+clusters far apart relative to their width are legitimate. ``REG_FRACTION * reg_covar``
+keeps the test meaningful when the data sit near the origin (``m_v = 0``). The point
+counts of sign 1 are the identifiability limits of the covariance estimates; they need no
+tuning. Directions along which the whole data set has no spread (``s_v <= 2 reg_covar``,
+a constant feature) are not held against a component.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "FLOOR_RTOL",
+    "REG_FRACTION",
+    "RESOLUTION",
     "data_covariance",
     "degeneracy_reason",
     "degeneracy_reason_of_estimator",
@@ -70,9 +74,10 @@ __all__ = [
     "mixture_covariance",
 ]
 
-#: Relative floor: a component variance (without ``reg_covar``) below this fraction of the
-#: data's variance along the same direction counts as collapsed.
-FLOOR_RTOL = 1e-6
+#: A component variance without ``reg_covar`` at most this fraction of ``reg_covar`` ...
+REG_FRACTION = 1e-3
+#: ... or at most this many machine epsilons of ``m_v**2 + s_v`` counts as collapsed.
+RESOLUTION = 30.0
 
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -197,7 +202,7 @@ def degeneracy_reason(
     X=None,
     resp=None,
     sample_weight=None,
-    floor_rtol: float = FLOOR_RTOL,
+    resolution: float = RESOLUTION,
 ) -> str | None:
     """Say why a fitted mixture is a spurious (degenerate) maximizer, or return None.
 
@@ -231,8 +236,8 @@ def degeneracy_reason(
         Responsibilities of the fitted model on ``X`` (``predict_proba(X)``).
     sample_weight : array-like of shape (n_samples,), optional
         Sample weights of ``X``.
-    floor_rtol : float, default=1e-6
-        Relative floor; see the module documentation.
+    resolution : float, default=30
+        Rounding floor in machine epsilons; see the module documentation.
 
     Returns
     -------
@@ -251,6 +256,8 @@ def degeneracy_reason(
         raise ValueError(
             f"covariance_type must be one of {_COVARIANCE_TYPES}, got {covariance_type!r}."
         )
+    cov_dtype = np.asarray(covariances).dtype
+    eps = float(np.finfo(cov_dtype if cov_dtype.kind == "f" else np.float64).eps)
     weights = np.asarray(weights, dtype=np.float64).ravel()
     means = np.atleast_2d(np.asarray(means, dtype=np.float64))
     n_components, n_features = means.shape
@@ -289,41 +296,48 @@ def degeneracy_reason(
     covs = _component_covariances(covariances, covariance_type, n_components, n_features)
     diag_scale = np.diag(scale)
 
-    def at_floor(var: float, data_var: float) -> bool:
-        unreg = var - reg_covar
-        return bool(unreg <= reg_covar or unreg <= floor_rtol * data_var)
+    def floor(mean_sq: float, data_var: float) -> float:
+        return max(REG_FRACTION * reg_covar, resolution * eps * (mean_sq + data_var))
+
+    def at_floor(var: float, mean_sq: float, data_var: float) -> bool:
+        if data_var <= 2.0 * reg_covar:
+            return False  # the data themselves have no spread there (a constant feature)
+        return bool(var - reg_covar <= floor(mean_sq, data_var))
+
+    def where(v: np.ndarray) -> str:
+        j = int(np.argmax(np.abs(v)))
+        if abs(v[j]) > 1 - 1e-6:
+            return f"feature {j}"
+        return f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
 
     if covariance_type in ("full", "tied"):
         for k, cov in enumerate(covs):
             eigval, eigvec = np.linalg.eigh(cov)
             lam, v = float(eigval[0]), eigvec[:, 0]
             data_var = float(v @ scale @ v)
-            if at_floor(lam, data_var):
-                j = int(np.argmax(np.abs(v)))
-                where = (
-                    f"feature {j}"
-                    if abs(v[j]) > 1 - 1e-6
-                    else f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
-                )
+            mean_sq = float(
+                np.max((means @ v) ** 2) if covariance_type == "tied" else (means[k] @ v) ** 2
+            )
+            if at_floor(lam, mean_sq, data_var):
                 msg = (
-                    f"its covariance's smallest eigenvalue {_fmt(lam)} along {where} is at "
+                    f"its covariance's smallest eigenvalue {_fmt(lam)} along {where(v)} is at "
                     f"the regularisation floor (reg_covar={_fmt(reg_covar)}; the data's "
                     f"variance there is {_fmt(data_var)})"
                 )
                 problems.setdefault(k if covariance_type == "full" else -1, []).append(msg)
     elif covariance_type == "diag":
         for k, var in enumerate(covs):
-            bad = [j for j in range(n_features) if at_floor(var[j], diag_scale[j])]
-            for j in bad:
-                problems.setdefault(k, []).append(
-                    f"its variance of feature {j} is {_fmt(var[j])}, at the regularisation "
-                    f"floor (reg_covar={_fmt(reg_covar)}; the data's variance there is "
-                    f"{_fmt(diag_scale[j])})"
-                )
+            for j in range(n_features):
+                if at_floor(var[j], means[k, j] ** 2, diag_scale[j]):
+                    problems.setdefault(k, []).append(
+                        f"its variance of feature {j} is {_fmt(var[j])}, at the "
+                        f"regularisation floor (reg_covar={_fmt(reg_covar)}; the data's "
+                        f"variance there is {_fmt(diag_scale[j])})"
+                    )
     else:
         mean_var = float(np.mean(diag_scale))
         for k, var in enumerate(covs):
-            if at_floor(float(var), mean_var):
+            if at_floor(float(var), float(np.mean(means[k] ** 2)), mean_var):
                 problems.setdefault(k, []).append(
                     f"its variance {_fmt(var)} is at the regularisation floor "
                     f"(reg_covar={_fmt(reg_covar)}; the data's mean variance is "
@@ -332,17 +346,12 @@ def degeneracy_reason(
 
     # 3. Spherical components whose points have no spread along some direction.
     if covariance_type == "spherical" and X is not None and resp is not None:
+        data_cov = data_covariance(X, sample_weight)
         for k, eigval, v in _flat_components(X, resp, sample_weight):
-            data_var = float(v @ scale @ v)
-            if data_var > 0 and eigval <= floor_rtol * data_var:
-                j = int(np.argmax(np.abs(v)))
-                where = (
-                    f"feature {j}"
-                    if abs(v[j]) > 1 - 1e-6
-                    else f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
-                )
+            data_var = float(v @ data_cov @ v)
+            if data_var > 0 and eigval <= floor(float((means[k] @ v) ** 2), data_var):
                 problems.setdefault(k, []).append(
-                    f"its points have no spread along {where} (weighted variance "
+                    f"its points have no spread along {where(v)} (weighted variance "
                     f"{_fmt(max(eigval, 0.0))}, the data's is {_fmt(data_var)}): they share "
                     "one value there, which its spherical covariance hides"
                 )
@@ -401,6 +410,8 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
             sample_weight = getattr(data, "sample_weight", None)
     if n_samples is None:
         raise ValueError("the number of training samples is unknown; pass the training data.")
+    if getattr(estimator, "n_iter_", None) == 0:
+        return None  # max_iter=0: no EM ran, so there is no fit to judge
     covariance_type = getattr(estimator, "_fitted_covariance_type", estimator.covariance_type)
     resp = None
     if X is not None and covariance_type == "spherical":

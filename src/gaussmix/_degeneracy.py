@@ -52,8 +52,9 @@ narrow or far from the origin they are: the floor is 8e-7 for clusters with stan
 deviation 0.05 placed 9999 apart (their variance is 2.5e-3), 7e-6 for unit clusters 1e4
 apart, 5e-11 on Old Faithful (the smallest genuine component variance over mclust's grid
 is about 1e-2); in float32 (``eps`` 1.2e-7) it is 2e-4 for data of size 5 and spread 4,
-where a genuinely thin component with variance 1.4e-3 stays clear of it. The data's *global* spread is deliberately not the yardstick:
-clusters far apart relative to their width are legitimate. ``REG_FRACTION * reg_covar``
+where a genuinely thin component with variance 1.4e-3 stays clear of it. The data's
+*global* spread is deliberately not the yardstick: clusters far apart relative to their
+width are legitimate. ``REG_FRACTION * reg_covar``
 keeps the test meaningful when the data sit near the origin (``m_v = 0``). The point
 counts of sign 1 are the identifiability limits of the covariance estimates; they need no
 tuning. Directions along which the whole data set has no spread (``s_v <= 2 reg_covar``,

@@ -358,6 +358,12 @@ def test_fit_on_dask_saves_numpy_attributes(client2, data, tmp_path):
     for name in FITTED:
         assert type(getattr(est, name)) is np.ndarray
     assert isinstance(est.lower_bound_, float)
+    est.save(tmp_path / "model.json")
+    from gaussmix.io import load_model
+
+    loaded = load_model(tmp_path / "model.json")
+    _assert_same_fit(est, loaded, rtol=0)
+    np.testing.assert_array_equal(loaded.predict(data), est.predict(data))
 
 
 # --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import time
 import warnings
 
@@ -31,6 +32,26 @@ from .em import run_em
 from .stats import MixtureParameters
 
 __all__ = ["GaussianMixture"]
+
+
+def _not_fitted_error_class():
+    """gaussmix's NotFittedError, also a scikit-learn NotFittedError when sklearn is loaded.
+
+    Code that catches ``sklearn.exceptions.NotFittedError`` then works unchanged, and
+    scikit-learn is never imported on our side.
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError
+    global _SKLEARN_NOT_FITTED
+    if _SKLEARN_NOT_FITTED is None:
+        _SKLEARN_NOT_FITTED = type(
+            "NotFittedError", (NotFittedError, sklearn_exceptions.NotFittedError), {}
+        )
+    return _SKLEARN_NOT_FITTED
+
+
+_SKLEARN_NOT_FITTED = None
 
 
 def _is_dask_array(X) -> bool:
@@ -345,7 +366,10 @@ class GaussianMixture:
             self.feature_names_in_ = feature_names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        self._check_degenerate(data)
+        if self.max_iter > 0:
+            self._check_degenerate(data)
+        else:  # only a starting point: nothing was fitted to judge
+            self.degenerate_, self.degenerate_reason_ = False, None
 
     def _iteration_callback(self):
         user_callback = getattr(self, "_callback", None)
@@ -416,7 +440,7 @@ class GaussianMixture:
     # ----------------------------------------------------------------------------------
     def _check_fitted(self):
         if not hasattr(self, "means_"):
-            raise NotFittedError(
+            raise _not_fitted_error_class()(
                 "This GaussianMixture instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )

@@ -454,6 +454,39 @@ def test_client_from_scheduler(client2):
         other.close()
 
 
+def test_cluster_failure_is_a_clear_error_and_nothing_is_half_fitted(client2, data, monkeypatch):
+    from distributed.comm.core import CommClosedError
+
+    X = da.from_array(data, chunks=(300, 3))
+    est = GaussianMixture(n_components=K, tol=0, max_iter=6, random_state=0, warm_start=True)
+    real_compute = dask.compute
+    calls = []
+
+    def failing_compute(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # a few EM iterations in
+            raise CommClosedError("simulated: connection to the scheduler lost")
+        return real_compute(*args, **kwargs)
+
+    monkeypatch.setattr(dask, "compute", failing_compute)
+    with dask.config.set(scheduler=client2):
+        with pytest.raises(gdask.DaskFitError, match="left unchanged"):
+            est.fit(X)
+    assert not hasattr(est, "means_")
+    # A warm start that fails keeps the previous fit exactly.
+    monkeypatch.setattr(dask, "compute", real_compute)
+    with dask.config.set(scheduler=client2):
+        est.fit(X)
+    before = {name: getattr(est, name).copy() for name in FITTED}
+    calls.clear()
+    monkeypatch.setattr(dask, "compute", failing_compute)
+    with dask.config.set(scheduler=client2):
+        with pytest.raises(gdask.DaskFitError):
+            est.fit(X)
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(est, name), before[name])
+
+
 # --------------------------------------------------------------------------------------
 # Losing a worker (keep last: it kills a worker process of the module's cluster)
 # --------------------------------------------------------------------------------------

@@ -325,6 +325,8 @@ def test_progress_callback_and_criterion():
     assert "ICL diff" in str(res)
 
 
+# Python 3.12 and 3.13 warn when a multi-threaded process (BLAS threads) forks.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_n_jobs_gives_the_same_table():
     X = load_faithful()
     kw = dict(n_components=[1, 2, 3], covariance_types=["spherical", "tied"], random_state=3)
@@ -366,6 +368,8 @@ def test_dataframe_input_and_params_passthrough():
     )
     assert isinstance(res, SelectionResult)
     assert res.best_estimator_.reg_covar == 1e-5
+    assert list(res.best_estimator_.feature_names_in_) == ["eruptions", "waiting"]
+    assert res.best_estimator_.predict(df).shape == (272,)
     assert isinstance(res.to_frame(), pd.DataFrame)
 
 

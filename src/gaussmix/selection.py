@@ -839,7 +839,8 @@ def select_model(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        The data.
+        The data (fitted in float64). With a DataFrame, the fitted models get
+        ``feature_names_in_`` as if fitted on it.
     n_components : int or iterable of int, default=range(1, 10)
         Numbers of components to try (mclust's ``G``).
     covariance_types : str or iterable of str, default=("spherical", "diag", "tied", "full")
@@ -886,6 +887,9 @@ def select_model(
     >>> res.best_params_
     {'covariance_type': 'tied', 'n_components': 3}
     """
+    from ._validation import feature_names_of
+
+    feature_names = feature_names_of(X)
     if hasattr(X, "to_numpy"):
         X = X.to_numpy()
     X = np.asarray(X)
@@ -1028,6 +1032,8 @@ def select_model(
                     n_iter=best.n_iter,
                     degenerate=best.reason,
                 )
+                if feature_names is not None:  # as if fitted on the DataFrame itself
+                    model.feature_names_in_ = feature_names
                 estimators[(t, K)] = model
             table.append(row)
 

@@ -24,8 +24,9 @@ from .stats import (
 class ArrayData:
     """An in-memory (or memory-mapped) array of rows, with optional sample weights."""
 
-    def __init__(self, X: np.ndarray, sample_weight=None, block_size=None):
+    def __init__(self, X: np.ndarray, sample_weight=None, block_size=None, executor=None):
         self.X = X
+        self.executor = executor
         self.n_samples, self.n_features = X.shape
         if sample_weight is not None:
             # Rescale to mean 1: the fit does not depend on the scale of the weights, but
@@ -53,6 +54,7 @@ class ArrayData:
             params,
             self.sample_weight,
             block_size=self._block_size(params.n_components),
+            executor=self.executor,
         )
 
     def _statistics_by_block(self, resp_of_block, n_components, covariance_type):

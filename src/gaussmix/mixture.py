@@ -18,6 +18,7 @@ from ._covariance import (
     precisions_from_cholesky,
 )
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
+from ._parallel import block_executor
 from ._validation import (
     check_array,
     check_means_init,
@@ -262,7 +263,13 @@ class GaussianMixture:
                 f"{self.n_components} and n_samples = {data.n_samples}. Lower "
                 "n_components or provide more data."
             )
-        self._fit(data, feature_names)
+        if isinstance(data, ArrayData):
+            with block_executor(data.n_samples) as executor:
+                data.executor = executor
+                self._fit(data, feature_names)
+                data.executor = None
+        else:
+            self._fit(data, feature_names)
         return self
 
     def _check_initial_arrays(self, n_features, dtype):

@@ -347,6 +347,14 @@ class _EStep:
             self.s1 += resp @ Xc
             self.s2 += resp @ X2
 
+    def merge(self, other: _EStep) -> None:
+        """Add another E-step's accumulators (same parameters, other rows) into this one."""
+        names = ("sy", "W") if self.covariance_type in ("full", "tied") else ("s1", "s2")
+        for name in (*names, "nk"):
+            getattr(self, name).__iadd__(getattr(other, name))
+        self.log_likelihood += other.log_likelihood
+        self.weight_sum += other.weight_sum
+
     def max_whitened_shift(self) -> float:
         """Largest move of a mean, in standard deviations of its component (full, tied)."""
         if self.covariance_type not in ("full", "tied"):
@@ -408,7 +416,9 @@ def _blocks(n_samples: int, block_size: int):
         yield slice(start, min(start + block_size, n_samples))
 
 
-def block_statistics(X, params: MixtureParameters, sample_weight=None, *, block_size=None):
+def block_statistics(
+    X, params: MixtureParameters, sample_weight=None, *, block_size=None, executor=None
+):
     """E-step of a block of rows: its additive sufficient statistics and log-likelihood.
 
     Parameters
@@ -423,6 +433,11 @@ def block_statistics(X, params: MixtureParameters, sample_weight=None, *, block_
         log-likelihood terms.
     block_size : int, optional
         Rows per sub-block; :func:`auto_block_size` by default.
+    executor : concurrent.futures.Executor, optional
+        A thread pool to spread the sub-blocks over (NumPy releases the GIL in its
+        kernels). Each worker accumulates its own statistics; they are added at the end.
+        Best with the BLAS limited to one thread (``GaussianMixture`` does this when
+        threadpoolctl is installed).
 
     Returns
     -------
@@ -431,23 +446,35 @@ def block_statistics(X, params: MixtureParameters, sample_weight=None, *, block_
     """
     X = np.asarray(X)
     dtype = _working_dtype(X)
-    estep = _estep_over(X, params, sample_weight, dtype, block_size)
+    estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
     if dtype == np.float32 and estep.max_whitened_shift() > 10.0:
         # A mean moved more than 10 of its standard deviations in one step (a poor
         # start): float32 moments about the old mean would cancel. Redo this rare
         # iteration in float64.
-        estep = _estep_over(X, params, sample_weight, np.dtype(np.float64), block_size)
+        estep = _estep_over(X, params, sample_weight, np.dtype(np.float64), block_size, executor)
     return estep.statistics()
 
 
-def _estep_over(X, params, sample_weight, dtype, block_size):
-    estep = _EStep(params, dtype)
+def _estep_over(X, params, sample_weight, dtype, block_size, executor=None):
     if block_size is None:
         block_size = auto_block_size(params.n_features, params.n_components, dtype.itemsize)
-    for rows in _blocks(X.shape[0], block_size):
-        wb = None if sample_weight is None else sample_weight[rows]
-        estep.accumulate(X[rows].astype(dtype, copy=False), wb)
-    return estep
+    blocks = list(_blocks(X.shape[0], block_size))
+
+    def run(part):
+        estep = _EStep(params, dtype)
+        for rows in part:
+            wb = None if sample_weight is None else sample_weight[rows]
+            estep.accumulate(X[rows].astype(dtype, copy=False), wb)
+        return estep
+
+    n_workers = getattr(executor, "_max_workers", 1) if executor is not None else 1
+    if n_workers < 2 or len(blocks) < 2 * n_workers:
+        return run(blocks)
+    parts = [blocks[i::n_workers] for i in range(n_workers)]
+    esteps = list(executor.map(run, parts))
+    for other in esteps[1:]:
+        esteps[0].merge(other)
+    return esteps[0]
 
 
 def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_weight=None):

@@ -92,6 +92,8 @@ _RESERVED = (
 _FIRST_BUDGET = 10  # EM iterations of every start before the first halving
 _RACE_TOL = 1e-6  # per-sample change of the mean log-likelihood during the race
 _POLISH_TOL = 1e-7  # ... and when polishing the winner
+_POLISH_CHUNK = 50  # polishing checks its progress every this many iterations
+_POLISH_GAIN = 1e-2  # ... or when the log-likelihood is within this of its limit
 _POLISH_MAX_ITER = 2000
 _HC_MAX_SAMPLES = 2000  # the agglomeration runs on a subsample beyond this size
 _EXTRA_STARTS = 6  # random restarts tried when every start of a grid point degenerated
@@ -355,13 +357,6 @@ def _from_full(weights, means, full, covariance_type):
     return weights, means, prec
 
 
-def _promote(model, covariance_type: str):
-    """Starting parameters for ``covariance_type`` from a fitted nested model."""
-    weights = np.asarray(model.weights_, dtype=np.float64)
-    means = np.asarray(model.means_, dtype=np.float64)
-    return _from_full(weights, means, _full_covariances(model), covariance_type)
-
-
 def _splits(model, covariance_type: str, n_splits: int):
     """Starts with K + 1 components: one component of a fitted K-component model split in two.
 
@@ -530,20 +525,49 @@ def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, scale
             return None, errors
         return max(degenerate, key=lambda c: c.log_likelihood), errors
 
-    # Polish: continue EM from the winner to a tight tolerance.
-    polished = run(
-        _parameters_of(best.model),
-        max(params.get("max_iter", 100), _POLISH_MAX_ITER),
-        min(tol, _POLISH_TOL),
-        best.n_iter,
-    )
-    if polished is not None and polished.log_likelihood >= best.log_likelihood - 1e-9:
-        # Converged means: met the user's tol (the race already did if it converged).
-        bounds = getattr(polished.model, "lower_bounds_", None) or []
-        last_change = abs(bounds[-1] - bounds[-2]) if len(bounds) > 1 else np.inf
-        polished.converged = polished.converged or best.converged or last_change < tol
-        best = polished
-    return best, errors
+    return _polish(best, run, tol, n_eff), errors
+
+
+def _polish(best, run, tol, n_eff):
+    """Run EM on from the race winner until the log-likelihood is within reach of its limit.
+
+    EM runs in chunks of ``_POLISH_CHUNK`` iterations (stopping early at ``_POLISH_TOL``
+    per sample); after each chunk the gain still to come is estimated from the rate at
+    which the increments shrink (Aitken: ``d a / (1 - a)``), and polishing stops when it is
+    below ``_POLISH_GAIN`` in total log-likelihood, whatever the number of samples.
+    """
+    spent = 0
+    current = best
+    converged = best.converged
+    while spent < _POLISH_MAX_ITER:
+        nxt = run(
+            _parameters_of(current.model), _POLISH_CHUNK, min(tol, _POLISH_TOL), current.n_iter
+        )
+        if nxt is None or nxt.log_likelihood < current.log_likelihood - 1e-9:
+            break  # failed or degenerated: keep the last regular fit
+        spent += int(nxt.model.n_iter_)
+        current = nxt
+        bounds = list(getattr(nxt.model, "lower_bounds_", None) or [])
+        if len(bounds) > 1 and abs(bounds[-1] - bounds[-2]) < tol:
+            converged = True  # met the user's tol on the way
+        if nxt.model.converged_ or _remaining_gain(bounds) * n_eff < _POLISH_GAIN:
+            break
+    current.converged = converged or current.converged
+    return current
+
+
+def _remaining_gain(bounds) -> float:
+    """Aitken estimate of the per-sample gain EM has still to make; inf if unknown."""
+    if len(bounds) < 3:
+        return np.inf
+    d_prev = bounds[-2] - bounds[-3]
+    d = bounds[-1] - bounds[-2]
+    if d <= 0:
+        return 0.0
+    if d_prev <= 0 or d >= d_prev:
+        return np.inf
+    a = d / d_prev
+    return d * a / (1.0 - a)
 
 
 def _projected(cand, n_iter, n_eff) -> float:

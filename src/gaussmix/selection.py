@@ -45,8 +45,9 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    the log-likelihood projected a few iterations ahead from the rate at which EM is still
    climbing, because a loose stopping rule stops EM far from its limit when components
    overlap (ten and more log-likelihood units on Old Faithful with 6 components). The
-   winner then runs to a tight tolerance (1e-7 per sample), so the reported log-likelihood
-   is the maximum, not where a stopping rule left it.
+   winner then runs on to a tight tolerance (1e-7 per sample, or until the gain still to
+   come, estimated from the rate of convergence, is below 0.01), so the reported
+   log-likelihood is the maximum, not where a stopping rule left it.
 4. **No spurious maximizers.** Every fit is checked by
    :func:`gaussmix._degeneracy.degeneracy_reason` (a component on fewer points than its
    covariance needs, a variance at the ``reg_covar`` floor, or a spherical component on
@@ -55,7 +56,7 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    degenerate too the grid point is marked degenerate in the table, with the reason, and is
    never selected.
 
-On Old Faithful the default grid (36 grid points) takes about two seconds and every grid
+On Old Faithful the default grid (36 grid points) takes two to three seconds and every grid
 point reaches at least mclust's log-likelihood (see ``tests/test_selection.py``).
 """
 

@@ -226,6 +226,7 @@ class _EStep:
         work = dtype if t in ("full", "tied") else np.dtype(np.float64)
         self.covariance_type, self.dtype = t, work
         self.n_components, self.n_features = n_components, n_features
+        self.pooled = False
         # Centre on the mixture mean, rounded to the working dtype so that the shift
         # applied to the data and to the means is the very same number.
         offset = (weights @ means).astype(work).astype(np.float64)
@@ -247,7 +248,17 @@ class _EStep:
             # float32: subtract each mean first, y_k = L_k^T (x - mu_k), so a cluster far
             # from the others keeps its precision (x and mu_k are close: exact difference).
             self.centre_first = work == np.float32
-            if self.centre_first:
+            # float64 tied: one shared whitening, so the residuals need not be formed per
+            # component: ||y0 - m_k||^2 = |y0|^2 - 2 m_k.y0 + |m_k|^2 and the pooled
+            # moments follow from sums over y0 (see accumulate).
+            self.pooled = t == "tied" and not self.centre_first
+            if self.pooled:
+                self.chol_t = np.ascontiguousarray(chol_t[0], dtype=work)
+                self.m = (means_c @ prec_chol).astype(work)  # m_k = L^T (mu_k - c), (K, D)
+                self.m_sq = np.sum(self.m**2, axis=1)[:, None]
+                self.sy0 = np.zeros((n_components, n_features))
+                self.G = np.zeros((n_features, n_features))
+            elif self.centre_first:
                 self.chol_t = np.ascontiguousarray(chol_t, dtype=work)
                 self.means = means.astype(work)[:, :, None]
             else:
@@ -293,7 +304,15 @@ class _EStep:
         """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables."""
         Xb = Xb.astype(self.dtype, copy=False)
         n = Xb.shape[0]
-        if self.covariance_type in ("full", "tied"):
+        if self.covariance_type == "tied" and self.pooled:
+            Y0 = self.chol_t @ (Xb - self.offset).T  # (D, n)
+            maha = self.m @ Y0
+            maha *= -2.0
+            maha += np.einsum("dn,dn->n", Y0, Y0)
+            maha += self.m_sq
+            np.maximum(maha, 0.0, out=maha)
+            extra = Y0
+        elif self.covariance_type in ("full", "tied"):
             Y, T = self._workspace(n)
             if self.centre_first:
                 np.subtract(Xb.T, self.means, out=T)
@@ -335,7 +354,11 @@ class _EStep:
             self.log_likelihood += float(np.dot(wb.astype(np.float64), log_norm))
             self.weight_sum += float(np.sum(wb, dtype=np.float64))
         self.nk += resp.sum(axis=1, dtype=np.float64)
-        if self.covariance_type in ("full", "tied"):
+        if self.covariance_type == "tied" and self.pooled:
+            Y0 = extra
+            self.sy0 += resp @ Y0.T
+            self.G += (Y0 * resp.sum(axis=0)) @ Y0.T
+        elif self.covariance_type in ("full", "tied"):
             Y = extra
             _, T = self._workspace(Y.shape[2])
             np.multiply(Y, resp[:, None, :], out=T)
@@ -349,26 +372,50 @@ class _EStep:
 
     def merge(self, other: _EStep) -> None:
         """Add another E-step's accumulators (same parameters, other rows) into this one."""
-        names = ("sy", "W") if self.covariance_type in ("full", "tied") else ("s1", "s2")
+        if self.covariance_type == "tied" and self.pooled:
+            names = ("sy0", "G")
+        elif self.covariance_type in ("full", "tied"):
+            names = ("sy", "W")
+        else:
+            names = ("s1", "s2")
         for name in (*names, "nk"):
             getattr(self, name).__iadd__(getattr(other, name))
         self.log_likelihood += other.log_likelihood
         self.weight_sum += other.weight_sum
 
+    def _unpool(self):
+        """Per-component whitened sums from the pooled tied ones (float64 tied only).
+
+        With y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and
+        sum_k sum_n r_nk y_k y_k^T = G - sum_k (m_k sy0_k^T + sy0_k m_k^T) + sum_k N_k m_k m_k^T
+        where G = sum_n (sum_k r_nk) y0 y0^T.
+        """
+        m = self.m.astype(np.float64)
+        self.sy = self.sy0 - self.nk[:, None] * m
+        cross = m.T @ self.sy0
+        W = self.G - cross - cross.T + (m * self.nk[:, None]).T @ m
+        self.W = W[None]
+        self.pooled = False
+
     def max_whitened_shift(self) -> float:
         """Largest move of a mean, in standard deviations of its component (full, tied)."""
         if self.covariance_type not in ("full", "tied"):
             return 0.0
+        if self.pooled:
+            self._unpool()
         nk = np.where(self.nk > 0, self.nk, 1.0)
         return float(np.sqrt(np.max(np.sum(self.sy**2, axis=1) / nk**2)))
 
     def statistics(self) -> SufficientStatistics:
         """The accumulated statistics, moments in data coordinates."""
         t = self.covariance_type
+        if t == "tied" and self.pooled:
+            self._unpool()
         if t in ("full", "tied"):
             # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
             inv = self.inv_chol if t == "full" else self.inv_chol[None]
-            s1 = np.einsum("kd,kde->ke", self.sy, np.broadcast_to(inv, self.W.shape))
+            shape = (self.n_components, self.n_features, self.n_features)
+            s1 = np.einsum("kd,kde->ke", self.sy, np.broadcast_to(inv, shape))
             s2 = np.swapaxes(inv, 1, 2) @ self.W @ inv
             if t == "tied":
                 s2 = s2.sum(axis=0)

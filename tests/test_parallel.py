@@ -9,6 +9,7 @@ from gaussmix import GaussianMixture
 pytest.importorskip("threadpoolctl")
 
 
+@pytest.mark.filterwarnings("ignore::gaussmix.ConvergenceWarning")  # tol=0 on purpose
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_threaded_blocks_equal_sequential(monkeypatch, covariance_type, dtype):

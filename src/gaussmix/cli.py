@@ -758,15 +758,18 @@ def _run_selection(
         kwargs["n_init"] = n_init
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
     with _progress.grid_progress(show=show) as progress, _reported_warnings():
-        result = select_model(
-            X,
-            n_components=k_values,
-            covariance_types=tuple(covariance_types),
-            criterion=criterion,
-            progress=progress,
-            **kwargs,
-            **params,
-        )
+        try:
+            result = select_model(
+                X,
+                n_components=k_values,
+                covariance_types=tuple(covariance_types),
+                criterion=criterion,
+                progress=progress,
+                **kwargs,
+                **params,
+            )
+        except ValueError as exc:  # every fit failed or was degenerate
+            raise UserError(f"model selection found no usable model: {exc}") from exc
     if getattr(result, "best_estimator_", None) is None:
         errors = [r.get("error") for r in result.table if r.get("error")]
         detail = f": {errors[0]}" if errors else ""
@@ -983,7 +986,10 @@ def _selection_top(result: Any, n: int = 5) -> str:
     rows = [
         r
         for r in result.table
-        if not r.get("error") and r.get(criterion) is not None and math.isfinite(r[criterion])
+        if not r.get("error")
+        and not r.get("degenerate")
+        and r.get(criterion) is not None
+        and math.isfinite(r[criterion])
     ]
     rows.sort(key=lambda r: r[criterion])
     if not rows:

@@ -510,7 +510,7 @@ def plot_bic(
             ks.append(row["n_components"])
             values.append(-float(value))
             hollow.append(bool(row.get("degenerate")))
-            if best is None or -float(value) > best[0]:
+            if not row.get("degenerate") and (best is None or -float(value) > best[0]):
                 best = (-float(value), ct, row["n_components"])
         all_k.update(ks)
         color, marker, style = _CT_STYLE.get(ct, ("0.3", "o", "-"))

@@ -348,17 +348,20 @@ def run_worker(spec: dict) -> dict:
         out.update(iters=[b], t_fit=t_fit, sec=t_fit / b, lower_bound=float(est.lower_bound_))
     out["peak_rss_mb"] = peak_rss_mb()
     out["load_end"] = _load1()
+    if spec.get("matmul_n"):  # after the peak-memory reading: the matrices are large
+        mm = matmul_rates(spec["matmul_n"], spec.get("matmul_reps", 5), (row.dtype,))
+        out["matmul"], out["matmul_all"] = mm[row.dtype], mm[row.dtype + "_all"]
     out["dtype_out"] = str(np.asarray(est.means_).dtype)
     out["blas"] = blas_info()
     return out
 
 
-def run_matmul_worker(spec: dict) -> dict:
-    """Median GFLOP/s of (n x n) @ (n x n) in float64 and float32."""
-    n, reps = spec["n"], spec["reps"]
+def matmul_rates(n: int, reps: int, dtypes=("f64", "f32")) -> dict:
+    """Median GFLOP/s of (n x n) @ (n x n) products (after one warm-up), per dtype."""
     rng = np.random.default_rng(0)
     res = {}
-    for name, dt in (("f64", np.float64), ("f32", np.float32)):
+    for name in dtypes:
+        dt = np.float32 if name == "f32" else np.float64
         a = rng.standard_normal((n, n)).astype(dt)
         b = rng.standard_normal((n, n)).astype(dt)
         c = a @ b  # warm-up
@@ -369,7 +372,14 @@ def run_matmul_worker(spec: dict) -> dict:
             rates.append(2.0 * n**3 / (time.perf_counter() - t0) / 1e9)
         res[name] = statistics.median(rates)
         res[name + "_all"] = rates
-    res["n"] = n
+        del a, b, c
+    return res
+
+
+def run_matmul_worker(spec: dict) -> dict:
+    """The machine's matrix-product rate in float64 and float32, in its own process."""
+    res = matmul_rates(spec["n"], spec["reps"])
+    res["n"] = spec["n"]
     res["blas"] = blas_info()
     return res
 
@@ -531,7 +541,11 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
         t_c = cand.data["sec"] if cand and cand.ok else None
         t_s = sk.data["sec"] if sk and sk.ok else None
         ratio = t_s / t_c if (t_c and t_s and t_c > 0) else None
-        mm = matmul.get(row.dtype) if matmul else None
+        # the matmul rate measured in the candidate's own process right after its timings
+        # (same load conditions); else the one measured at the start of the run
+        mm = cand.data.get("matmul") if cand and cand.ok else None
+        if mm is None:
+            mm = matmul.get(row.dtype) if matmul else None
         gflops = flops_per_iter(row) / t_c / 1e9 if (t_c and t_c > 0) else None
         gflops_min = (minimal_flops_tied(row) / t_c / 1e9
                       if (row.cov == "tied" and row.kind == "fit" and t_c and t_c > 0) else None)
@@ -631,8 +645,10 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
     mm64 = fmt(matmul.get("f64"), ".1f") if matmul else "n/a"
     mm32 = fmt(matmul.get("f32"), ".1f") if matmul else "n/a"
     n_mm = matmul.get("n", "?") if matmul else "?"
-    lines.append(f"- NumPy matmul ({n_mm}x{n_mm} @ {n_mm}x{n_mm}, median): "
-                 f"{mm64} GFLOP/s float64, {mm32} GFLOP/s float32")
+    lines.append(f"- NumPy matmul ({n_mm}x{n_mm} @ {n_mm}x{n_mm}, median), at the start of the "
+                 f"run: {mm64} GFLOP/s float64, {mm32} GFLOP/s float32. The table's matmul "
+                 f"column is measured again in each {cand_name} worker right after its timings "
+                 f"(same load conditions), in the row's dtype.")
     lines.append(f"- Timing: s/iter = median over {args.repeats} repeats of "
                  f"(t(max_iter=b) - t(max_iter=a)) / (b - a), tol=0, same data and same "
                  f"weights/means/precisions init, init_params='random_from_data'")
@@ -675,8 +691,12 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
         for who, key in ((cand_name, "cand_error"), ("scikit-learn", "sk_error")):
             if d[key]:
                 lines.append(f"- {d['name']}: {who} failed: {d[key]}")
+    skipped: dict = {}
+    for d in derived:
         if d["sk_skipped"]:
-            lines.append(f"- {d['name']}: scikit-learn skipped: {d['sk_skipped']}")
+            skipped.setdefault(d["sk_skipped"], []).append(d["name"])
+    for reason, names in skipped.items():
+        lines.append(f"- scikit-learn skipped ({reason}): {', '.join(names)}")
     loads = []
     for d in derived:
         vals = [v for v in d["loads"] if v is not None]
@@ -719,6 +739,8 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="FILE", help="also save all raw results to FILE")
     p.add_argument("--candidate", choices=("gaussmix", "sklearn"), default="gaussmix",
                    help="library in the gaussmix column (sklearn: test the harness only)")
+    p.add_argument("--skip-sklearn", action="store_true",
+                   help="time gaussmix only (no ratios; for quick iterations while optimising)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--with-sklearn-memory", action="store_true",
                    help="always run scikit-learn on the memory row (needs several GB)")
@@ -790,6 +812,9 @@ def main(argv=None) -> int:
         results[row.name] = {}
         spec_row = asdict(row)
         for who, lib in (("cand", args.candidate), ("sk", "sklearn")):
+            if who == "sk" and args.skip_sklearn:
+                results[row.name]["sk_skipped"] = "--skip-sklearn"
+                continue
             if row.kind == "memory" and who == "sk":
                 avail = available_mem_gb()
                 if args.no_sklearn_memory:
@@ -800,7 +825,10 @@ def main(argv=None) -> int:
                         f"only {avail:.1f} GB available (< 10 GB); use --with-sklearn-memory")
                     continue
             t0 = time.perf_counter()
-            cell = spawn({"row": spec_row, "lib": lib, "repeats": args.repeats}, args.timeout)
+            spec = {"row": spec_row, "lib": lib, "repeats": args.repeats}
+            if who == "cand":
+                spec.update(matmul_n=mm_n, matmul_reps=3 if args.quick else 5)
+            cell = spawn(spec, args.timeout)
             results[row.name][who] = cell
             status = (f"{fmt_s(cell.data['sec'])}/iter, peak {cell.data['peak_rss_mb']:.0f} MB"
                       if cell.ok else f"FAILED: {cell.error}")

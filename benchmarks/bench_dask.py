@@ -17,8 +17,10 @@ Method
 * NumPy path: ``GaussianMixture.fit`` on the in-memory array with BLAS limited to one thread
   (threadpoolctl), the same single core a Dask worker process gets (distributed starts its
   workers with ``OMP_NUM_THREADS=1``).
-* Dask path: a ``LocalCluster`` of P single-threaded worker processes (P = 1, 2), the data
-  persisted in ``--chunk-rows`` chunks. The scheduler's task stream gives, per iteration,
+* Dask path: a ``LocalCluster`` of P single-threaded worker processes (P = 1, 2), started
+  as ``--scheduler local:P`` starts it (``gaussmix._dask.client_from_scheduler``: without
+  distributed's ``MALLOC_TRIM_THRESHOLD_``; ``--malloc-trim`` keeps it), the data persisted
+  in ``--chunk-rows`` chunks. The scheduler's task stream gives, per iteration,
   the E-step compute time on every worker; the busiest worker's total is the compute on the
   critical path, and the rest of the iteration is overhead (scheduling, transfers,
   reduction, the M-step on the client).
@@ -120,11 +122,24 @@ def numpy_iteration(X, n_iter, kw):
     return per_iter, est
 
 
-def start_cluster(n_workers):
+def start_cluster(n_workers, malloc_trim=False):
+    """A LocalCluster as ``gaussmix ... --scheduler local:N`` starts it, or (with
+    ``malloc_trim``) with distributed's default worker environment."""
     from distributed import Client, LocalCluster
+
+    from gaussmix._dask import client_from_scheduler
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if not malloc_trim:
+            client = client_from_scheduler(
+                f"local:{n_workers}",
+                dashboard_address=None,
+                silence_logs=50,
+                set_as_default=False,
+            )
+            client.wait_for_workers(n_workers)
+            return None, client
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
@@ -207,6 +222,12 @@ def main(argv=None):
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--json", help="write the raw numbers to this file")
+    parser.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="start the workers with distributed's default MALLOC_TRIM_THRESHOLD_=65536 "
+        "(by default they start as with --scheduler local:N, without it)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.chunk_rows, args.iters = 100_000, 10_000, 5
@@ -222,7 +243,9 @@ def main(argv=None):
     print(f"# gaussmix on Dask: N={N:,}, D={D}, K={K}, {ct}, float64, {args.iters} iterations")
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
-        f"{os.getloadavg()[0]:.2f}; chunks of {args.chunk_rows:,} rows"
+        f"{os.getloadavg()[0]:.2f}; chunks of {args.chunk_rows:,} rows; workers "
+        + ("with" if args.malloc_trim else "without")
+        + " MALLOC_TRIM_THRESHOLD_"
     )
     print()
 
@@ -230,7 +253,7 @@ def main(argv=None):
     runs = {}
     tiny = {}
     for P in (1, 2):
-        cluster, client = start_cluster(P)
+        cluster, client = start_cluster(P, args.malloc_trim)
         try:
             runs[P] = dask_run(client, X, args.chunk_rows, args.iters, kw)
             tiny[P] = {
@@ -241,7 +264,8 @@ def main(argv=None):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 client.close()
-                cluster.close()
+                if cluster is not None:
+                    cluster.close()
 
     # NumPy again after the clusters (the machine may be shared): keep the faster.
     np_after, _ = numpy_iteration(X, args.iters, kw)

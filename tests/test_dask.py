@@ -57,9 +57,16 @@ def client2():
 
 @pytest.fixture(scope="module")
 def client1():
-    cluster, client = _start_cluster(1)
+    # Started by the command line's helper (a client that owns its LocalCluster).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client = gdask.client_from_scheduler(
+            "local:1", dashboard_address=None, silence_logs=50, set_as_default=False
+        )
     yield client
-    _stop_cluster(cluster, client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +203,9 @@ def test_dask_fit_equals_numpy_fit_one_worker(client1, data, covariance_type):
         got = _fit(client1, da.from_array(data, chunks=(300, 3)), **kw)
     _assert_same_fit(want, got)
     assert len(_workers_of(ts, "gaussmix-estep")) == 1
+    assert len(client1.scheduler_info()["workers"]) == 1
+    env = client1.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(env.values()) == [None]
 
 
 @pytest.mark.parametrize("init_params", ["kmeans", "random", "random_from_data"])

@@ -47,6 +47,16 @@ def _stop_cluster(cluster, client):
         cluster.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_environ():
+    """distributed's nannies write their workers' variables (OMP_NUM_THREADS=1, ...) into
+    this process's environment; give the other test modules theirs back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def client2():
     cluster, client = _start_cluster(2)

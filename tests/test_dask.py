@@ -377,6 +377,19 @@ def test_lazy_predict_and_scores(client2, data):
             lazy.compute()
 
 
+def test_lazy_predict_with_the_model_as_a_task(client2, data, monkeypatch):
+    monkeypatch.setattr(gdask, "_EMBED_BYTES", 0)
+    est = GaussianMixture(n_components=K, random_state=0).fit(data)
+    X = da.from_array(data, chunks=(300, 3))
+    lazy = [est.predict(X), est.predict_proba(X), est.score_samples(X)]
+    assert any("gaussmix-model" in str(k) for k in dict(lazy[0].__dask_graph__()))
+    with dask.config.set(scheduler=client2):
+        labels, proba, dens = dask.compute(*lazy)
+    np.testing.assert_array_equal(labels, est.predict(data))
+    np.testing.assert_allclose(proba, est.predict_proba(data), rtol=1e-12)
+    np.testing.assert_allclose(dens, est.score_samples(data), rtol=1e-12)
+
+
 def test_fit_on_dask_saves_numpy_attributes(client2, data, tmp_path):
     est = _fit(client2, da.from_array(data, chunks=(300, 3)), n_components=K, random_state=0)
     for name in FITTED:
@@ -509,6 +522,12 @@ def test_cluster_failure_is_a_clear_error_and_nothing_is_half_fitted(client2, da
             est.fit(X)
     for name in FITTED:
         np.testing.assert_array_equal(getattr(est, name), before[name])
+
+
+def test_file_errors_are_not_reported_as_cluster_failures():
+    assert gdask._is_cluster_failure(OSError("Timed out trying to connect to tcp://x:1"))
+    assert not gdask._is_cluster_failure(FileNotFoundError(2, "No such file", "big.npy"))
+    assert not gdask._is_cluster_failure(ValueError("bad data"))
 
 
 # --------------------------------------------------------------------------------------

@@ -627,8 +627,12 @@ class DaskData:
 
 
 def _is_cluster_failure(exc) -> bool:
-    """Whether an exception from a compute means the cluster (not the data) failed."""
-    kinds = [OSError, TimeoutError]
+    """Whether an exception from a compute means the cluster (not the data) failed.
+
+    Lost workers, lost connections and cancelled futures count; errors of the data
+    (a file that vanished, values the E-step rejects) propagate as they are.
+    """
+    kinds = [ConnectionError, TimeoutError]
     try:
         from distributed.comm.core import CommClosedError
         from distributed.scheduler import KilledWorker
@@ -636,13 +640,14 @@ def _is_cluster_failure(exc) -> bool:
         kinds += [KilledWorker, CommClosedError]
     except ImportError:  # pragma: no cover - dask without distributed
         pass
-    try:
-        from concurrent.futures import CancelledError
+    from concurrent.futures import CancelledError
 
-        kinds.append(CancelledError)
-    except ImportError:  # pragma: no cover
-        pass
-    return isinstance(exc, tuple(kinds))
+    kinds.append(CancelledError)
+    if isinstance(exc, tuple(kinds)):
+        return True
+    # distributed reports connection failures as bare OSErrors (no errno); file errors
+    # always carry one.
+    return type(exc) is OSError and exc.errno is None
 
 
 # --------------------------------------------------------------------------------------
@@ -655,7 +660,13 @@ def _predict_input(est, X):
             f"X has {X.shape[1]} features, but GaussianMixture is expecting "
             f"{est.n_features_in_} features as input."
         )
-    return X, est._get_parameters()
+    params = est._get_parameters()
+    if _nbytes(params) * X.numblocks[0] > _EMBED_BYTES:
+        # Too big to copy into every task: one task of its own, fetched once per worker.
+        from dask import delayed
+
+        params = delayed(params, traverse=False, name="gaussmix-model-" + uuid.uuid4().hex)
+    return X, params
 
 
 def _row_offset(block_info):
@@ -699,7 +710,22 @@ def _score_samples_block(x, params, block_size, block_info=None):
 
 
 def predict(est, X):
-    """Most probable component of every row of a dask array, lazily: int dask array (n,)."""
+    """Most probable component of every row of a dask array, lazily.
+
+    Parameters
+    ----------
+    est : GaussianMixture
+        A fitted estimator. Its parameters travel inside the tasks, or as one task of
+        their own when the copies for all chunks would exceed 1 MiB.
+    X : dask.array.Array of shape (n_samples, n_features)
+        Real values with known chunk sizes; rechunked to whole rows. Non-finite values
+        raise a ValueError naming their row when the result is computed.
+
+    Returns
+    -------
+    dask.array.Array
+        Integer labels, shape (n_samples,), chunked like X's rows.
+    """
     X, params = _predict_input(est, X)
     return X.map_blocks(
         _predict_block,
@@ -713,9 +739,24 @@ def predict(est, X):
 
 
 def predict_proba(est, X):
-    """Responsibilities of every row of a dask array, lazily: dask array (n, n_components)."""
+    """Responsibilities (posterior probabilities) of every row of a dask array, lazily.
+
+    Parameters
+    ----------
+    est : GaussianMixture
+        A fitted estimator. Its parameters travel inside the tasks, or as one task of
+        their own when the copies for all chunks would exceed 1 MiB.
+    X : dask.array.Array of shape (n_samples, n_features)
+        Real values with known chunk sizes; rechunked to whole rows. Non-finite values
+        raise a ValueError naming their row when the result is computed.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (n_samples, n_components), rows summing to 1, in X's float dtype.
+    """
     X, params = _predict_input(est, X)
-    n_components = params.n_components
+    n_components = est.means_.shape[0]
     return X.map_blocks(
         _predict_proba_block,
         params,
@@ -728,7 +769,22 @@ def predict_proba(est, X):
 
 
 def score_samples(est, X):
-    """Log-density of every row of a dask array, lazily: dask array (n,)."""
+    """Log-density ``log p(x_n)`` of every row of a dask array, lazily.
+
+    Parameters
+    ----------
+    est : GaussianMixture
+        A fitted estimator. Its parameters travel inside the tasks, or as one task of
+        their own when the copies for all chunks would exceed 1 MiB.
+    X : dask.array.Array of shape (n_samples, n_features)
+        Real values with known chunk sizes; rechunked to whole rows. Non-finite values
+        raise a ValueError naming their row when the result is computed.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (n_samples,), in X's float dtype.
+    """
     X, params = _predict_input(est, X)
     return X.map_blocks(
         _score_samples_block,

@@ -184,6 +184,22 @@ CHUNKINGS = {
 }
 
 
+def test_a_fit_computes_one_graph_of_constant_size_per_iteration(client2, data, monkeypatch):
+    sources = []
+
+    class Recording(gdask.DaskData):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sources.append(self)
+
+    monkeypatch.setattr(gdask, "DaskData", Recording)
+    kw = dict(n_components=K, tol=0, max_iter=7, **_init_params("full"))
+    est = _fit(client2, da.from_array(data, chunks=(100, 3)), **kw)
+    (source,) = sources
+    # 10 E-step tasks + 2 reductions (8 + 2 chunks) + 1 root, at each of the 7 iterations.
+    assert source.task_counts == [13] * est.n_iter_ == [13] * 7
+
+
 @pytest.mark.parametrize("chunks", list(CHUNKINGS), ids=list(CHUNKINGS))
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_dask_fit_equals_numpy_fit_two_workers(client2, data, covariance_type, chunks):

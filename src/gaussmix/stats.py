@@ -201,32 +201,60 @@ class SufficientStatistics:
 # --------------------------------------------------------------------------------------
 # The E-step, family by family
 # --------------------------------------------------------------------------------------
+# The additive accumulators of each E-step mode (see _EStep).
+_ACCUMULATORS = {
+    "stacked": ("sy", "W"),
+    "centred": ("sy", "W"),
+    "pooled": ("sy0", "G"),
+    "expanded": ("s1", "s2"),
+}
+
+
 class _EStep:
     """The E-step under fixed parameters, applied block after block.
 
-    Holds the per-iteration constants of the log-densities (in the data's dtype), reused
-    workspace buffers (fresh multi-megabyte temporaries cost page faults on every block)
-    and float64 accumulators of the statistics.
+    Holds the per-iteration constants of the log-densities, reused workspace buffers
+    (fresh multi-megabyte temporaries cost page faults on every block) and float64
+    accumulators of the statistics.
 
     Layout: component-major. Log-probabilities and responsibilities are (K, n) and the
-    whitened residuals of the full/tied families are (K, D, n), so that every heavy step is
-    a batched matrix product on contiguous operands and every reduction runs over
-    contiguous rows.
+    whitened residuals y_nk = L_k^T (x_n - mu_k) are (K, D, n), so every heavy step is a
+    matrix product on contiguous operands and every reduction runs over contiguous rows.
+
+    One of four modes computes the Mahalanobis terms ||y_nk||^2 and the moments:
+
+    ``stacked`` (full, float64)
+        y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product for all
+        components, c the mixture mean (rounding ~ eps |x - c|: harmless in float64).
+        Moments: W_k = sum_n r_nk y_nk y_nk^T and sy_k = sum_n r_nk y_nk.
+    ``centred`` (full and tied, float32)
+        y_k = L_k^T (x - mu_k), each mean subtracted first, so a cluster far from the
+        others keeps its precision (x and mu_k are close: their difference is exact).
+    ``pooled`` (tied, float64)
+        One shared whitening y0 = L^T (x - c), m_k = L^T (mu_k - c):
+        ||y0 - m_k||^2 = |y0|^2 - 2 m_k.y0 + |m_k|^2, and the moments follow from
+        G = sum_n (sum_k r_nk) y0 y0^T and sy0_k = sum_n r_nk y0 (see ``_unpool``): one
+        D x D product per block instead of K.
+    ``expanded`` (diag and spherical, always in float64)
+        ||(x - mu_k) l_k||^2 = x^2.P_k - 2 x.(mu_k P_k) + mu_k^2.P_k on x - c, with
+        P_k = l_k^2: two matrix products. Moments s1 = sum r (x - c), s2 = sum r (x - c)^2
+        about c. float64 because the expansion cancels for clusters far apart.
     """
 
     def __init__(self, params: MixtureParameters, dtype):
         t = params.covariance_type
-        dtype = np.dtype(dtype)
         n_components, n_features = params.means.shape
         weights = np.asarray(params.weights, dtype=np.float64)
         means = np.asarray(params.means, dtype=np.float64)
         prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
-        # The diag and spherical families use the expanded quadratic form (below), which
-        # cancels for clusters far apart; it runs in float64 whatever the data's dtype.
-        work = dtype if t in ("full", "tied") else np.dtype(np.float64)
+        if t in ("diag", "spherical"):
+            self.mode, work = "expanded", np.dtype(np.float64)
+        elif np.dtype(dtype) == np.float32:
+            self.mode, work = "centred", np.dtype(np.float32)
+        else:
+            self.mode, work = ("stacked" if t == "full" else "pooled"), np.dtype(np.float64)
         self.covariance_type, self.dtype = t, work
         self.n_components, self.n_features = n_components, n_features
-        self.pooled = False
         # Centre on the mixture mean, rounded to the working dtype so that the shift
         # applied to the data and to the means is the very same number.
         offset = (weights @ means).astype(work).astype(np.float64)
@@ -234,46 +262,16 @@ class _EStep:
         means_c = means - offset
         with np.errstate(divide="ignore"):
             log_weights = np.log(weights)
-        # log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 ||(x - mu_k) L_k||^2
-        # with log_const_k = log pi_k - D/2 log(2 pi) + log det L_k   (MATH.md section 2:
+        # log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 ||y_k||^2 with
+        # log_const_k = log pi_k - D/2 log(2 pi) + log det L_k   (MATH.md section 2:
         # Sigma^-1 = L L^T, so |Sigma|^-1/2 = det L).
         log_const = -0.5 * n_features * _LOG_2PI + log_det_cholesky(prec_chol, t, n_features)
         self.log_const = (log_const + log_weights).astype(work)[:, None]
-        if t in ("full", "tied"):
-            # Whitened residuals y_k = L_k^T (x - mu_k), K of them per row, (K, D, n).
-            chol = prec_chol if t == "full" else prec_chol[None]
-            chol_t = np.swapaxes(chol, 1, 2)
-            # float64: y_k = [L_1^T ... L_K^T] (x - c) - L_k^T (mu_k - c), one product for
-            # every component (rounding ~ eps |x - c|, harmless in double precision).
-            # float32: subtract each mean first, y_k = L_k^T (x - mu_k), so a cluster far
-            # from the others keeps its precision (x and mu_k are close: exact difference).
-            self.centre_first = work == np.float32
-            # float64 tied: one shared whitening, so the residuals need not be formed per
-            # component: ||y0 - m_k||^2 = |y0|^2 - 2 m_k.y0 + |m_k|^2 and the pooled
-            # moments follow from sums over y0 (see accumulate).
-            self.pooled = t == "tied" and not self.centre_first
-            if self.pooled:
-                self.chol_t = np.ascontiguousarray(chol_t[0], dtype=work)
-                self.m = (means_c @ prec_chol).astype(work)  # m_k = L^T (mu_k - c), (K, D)
-                self.m_sq = np.sum(self.m**2, axis=1)[:, None]
-                self.sy0 = np.zeros((n_components, n_features))
-                self.G = np.zeros((n_features, n_features))
-            elif self.centre_first:
-                self.chol_t = np.ascontiguousarray(chol_t, dtype=work)
-                self.means = means.astype(work)[:, :, None]
-            else:
-                self.chol_t = np.ascontiguousarray(chol_t.reshape(-1, n_features), dtype=work)
-                shape = (n_components, n_features, n_features)
-                self.mean_t = np.einsum(
-                    "kd,kde->ke", means_c, np.broadcast_to(chol, shape)
-                ).astype(work)[:, :, None]
-            self.inv_chol = np.linalg.inv(prec_chol)
-            self.shift = means
-            self.sy = np.zeros((n_components, n_features))
-            self.W = np.zeros((n_components, n_features, n_features))
-        else:
-            # ||(x - mu_k) l_k||^2 = x^2.P_k - 2 x.(mu_k P_k) + mu_k^2.P_k on centred data,
-            # with P_k = l_k^2 the (diagonal) precision: two matrix products.
+        self.nk = np.zeros(n_components)
+        self.log_likelihood = 0.0
+        self.weight_sum = 0.0
+        self._buffers = {}
+        if self.mode == "expanded":
             precisions = prec_chol**2
             if t == "spherical":
                 self.sq_coef = precisions[:, None]
@@ -287,10 +285,26 @@ class _EStep:
                 self.s2 = np.zeros((n_components, n_features))
             self.shift = np.broadcast_to(offset, means.shape)
             self.s1 = np.zeros((n_components, n_features))
-        self.nk = np.zeros(n_components)
-        self.log_likelihood = 0.0
-        self.weight_sum = 0.0
-        self._buffers = {}
+            return
+        # full and tied: whitened moments about the current means, mapped back once.
+        chol = prec_chol if t == "full" else prec_chol[None]
+        chol_t = np.swapaxes(chol, 1, 2)
+        self.inv_chol = np.linalg.inv(chol)  # (K, D, D) or (1, D, D)
+        self.shift = means
+        self.sy = np.zeros((n_components, n_features))
+        self.W = np.zeros((n_components, n_features, n_features))
+        if self.mode == "centred":
+            self.chol_t = np.ascontiguousarray(chol_t, dtype=work)
+            self.means = means.astype(work)[:, :, None]
+        elif self.mode == "stacked":
+            self.chol_t = np.ascontiguousarray(chol_t.reshape(-1, n_features), dtype=work)
+            self.mean_t = np.einsum("kd,kde->ke", means_c, chol)[:, :, None]
+        else:  # pooled
+            self.chol_t = chol_t[0]
+            self.m = means_c @ prec_chol  # (K, D)
+            self.m_sq = np.sum(self.m**2, axis=1)[:, None]
+            self.sy0 = np.zeros((n_components, n_features))
+            self.G = np.zeros((n_features, n_features))
 
     def _workspace(self, n):
         buffers = self._buffers.get(n)
@@ -304,27 +318,24 @@ class _EStep:
         """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables."""
         Xb = Xb.astype(self.dtype, copy=False)
         n = Xb.shape[0]
-        if self.covariance_type == "tied" and self.pooled:
+        if self.mode in ("stacked", "centred"):
+            Y, T = self._workspace(n)
+            if self.mode == "centred":
+                np.subtract(np.ascontiguousarray(Xb.T), self.means, out=T)
+                np.matmul(self.chol_t, T, out=Y)
+            else:
+                np.matmul(self.chol_t, (Xb - self.offset).T, out=Y.reshape(-1, n))
+                Y -= self.mean_t
+            np.multiply(Y, Y, out=T)
+            maha = T.sum(axis=1)
+            extra = Y
+        elif self.mode == "pooled":
             Y0 = self.chol_t @ (Xb - self.offset).T  # (D, n)
             maha = self.m @ Y0
             maha *= -2.0
             maha += np.einsum("dn,dn->n", Y0, Y0)
             maha += self.m_sq
-            np.maximum(maha, 0.0, out=maha)
             extra = Y0
-        elif self.covariance_type in ("full", "tied"):
-            Y, T = self._workspace(n)
-            if self.centre_first:
-                np.subtract(np.ascontiguousarray(Xb.T), self.means, out=T)
-                np.matmul(self.chol_t, T, out=Y)
-            elif self.covariance_type == "full":
-                np.matmul(self.chol_t, (Xb - self.offset).T, out=Y.reshape(-1, n))
-                Y -= self.mean_t
-            else:
-                np.subtract(self.chol_t @ (Xb - self.offset).T, self.mean_t, out=Y)
-            np.multiply(Y, Y, out=T)
-            maha = T.sum(axis=1)
-            extra = Y
         else:
             Xc = Xb - self.offset
             if self.covariance_type == "spherical":
@@ -335,8 +346,9 @@ class _EStep:
                 maha = self.sq_coef @ X2.T
             maha += self.lin_coef @ Xc.T
             maha += self.const
-            np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
             extra = (Xc, X2)
+        if self.mode in ("pooled", "expanded"):
+            np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
         maha *= -0.5
         maha += self.log_const
         return maha, extra
@@ -354,17 +366,17 @@ class _EStep:
             self.log_likelihood += float(np.dot(wb.astype(np.float64), log_norm))
             self.weight_sum += float(np.sum(wb, dtype=np.float64))
         self.nk += resp.sum(axis=1, dtype=np.float64)
-        if self.covariance_type == "tied" and self.pooled:
-            Y0 = extra
-            self.sy0 += resp @ Y0.T
-            self.G += (Y0 * resp.sum(axis=0)) @ Y0.T
-        elif self.covariance_type in ("full", "tied"):
+        if self.mode in ("stacked", "centred"):
             Y = extra
             _, T = self._workspace(Y.shape[2])
             np.multiply(Y, resp[:, None, :], out=T)
             # sum_n r_nk y_nk y_nk^T for every k: K products (D, n) @ (n, D).
             self.W += np.matmul(T, np.swapaxes(Y, 1, 2))
             self.sy += T.sum(axis=2)
+        elif self.mode == "pooled":
+            Y0 = extra
+            self.sy0 += resp @ Y0.T
+            self.G += (Y0 * resp.sum(axis=0)) @ Y0.T
         else:
             Xc, X2 = extra
             self.s1 += resp @ Xc
@@ -372,57 +384,49 @@ class _EStep:
 
     def merge(self, other: _EStep) -> None:
         """Add another E-step's accumulators (same parameters, other rows) into this one."""
-        if self.covariance_type == "tied" and self.pooled:
-            names = ("sy0", "G")
-        elif self.covariance_type in ("full", "tied"):
-            names = ("sy", "W")
-        else:
-            names = ("s1", "s2")
-        for name in (*names, "nk"):
+        for name in (*_ACCUMULATORS[self.mode], "nk"):
             getattr(self, name).__iadd__(getattr(other, name))
         self.log_likelihood += other.log_likelihood
         self.weight_sum += other.weight_sum
 
     def _unpool(self):
-        """Per-component whitened sums from the pooled tied ones (float64 tied only).
+        """Per-component whitened sums from the pooled ones (float64 tied).
 
         With y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and
-        sum_k sum_n r_nk y_k y_k^T = G - sum_k (m_k sy0_k^T + sy0_k m_k^T) + sum_k N_k m_k m_k^T
-        where G = sum_n (sum_k r_nk) y0 y0^T.
+        sum_k sum_n r_nk y_k y_k^T = G - sum_k (m_k sy0_k^T + sy0_k m_k^T) + sum_k N_k m_k m_k^T.
         """
-        m = self.m.astype(np.float64)
+        if self.mode != "pooled":
+            return
+        m = self.m
         self.sy = self.sy0 - self.nk[:, None] * m
         cross = m.T @ self.sy0
-        W = self.G - cross - cross.T + (m * self.nk[:, None]).T @ m
-        self.W = W[None]
-        self.pooled = False
+        self.W = (self.G - cross - cross.T + (m * self.nk[:, None]).T @ m)[None]
+        self.mode = "stacked"  # the accumulators now hold per-component sums
 
     def max_whitened_shift(self) -> float:
         """Largest move of a mean, in standard deviations of its component (full, tied)."""
-        if self.covariance_type not in ("full", "tied"):
+        if self.mode == "expanded":
             return 0.0
-        if self.pooled:
-            self._unpool()
+        self._unpool()
         nk = np.where(self.nk > 0, self.nk, 1.0)
         return float(np.sqrt(np.max(np.sum(self.sy**2, axis=1) / nk**2)))
 
     def statistics(self) -> SufficientStatistics:
         """The accumulated statistics, moments in data coordinates."""
-        t = self.covariance_type
-        if t == "tied" and self.pooled:
-            self._unpool()
-        if t in ("full", "tied"):
-            # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
-            inv = self.inv_chol if t == "full" else self.inv_chol[None]
-            shape = (self.n_components, self.n_features, self.n_features)
-            s1 = np.einsum("kd,kde->ke", self.sy, np.broadcast_to(inv, shape))
-            s2 = np.swapaxes(inv, 1, 2) @ self.W @ inv
-            if t == "tied":
-                s2 = s2.sum(axis=0)
-        else:
+        if self.mode == "expanded":
             s1, s2 = self.s1, self.s2
+        else:
+            self._unpool()
+            # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
+            inv = np.broadcast_to(self.inv_chol, self.W.shape[:1] + self.inv_chol.shape[1:])
+            s1 = np.einsum("kd,kde->ke", self.sy, np.broadcast_to(
+                self.inv_chol, (self.n_components, self.n_features, self.n_features)
+            ))
+            s2 = np.swapaxes(inv, 1, 2) @ self.W @ inv
+            if self.covariance_type == "tied":
+                s2 = s2.sum(axis=0)
         return SufficientStatistics(
-            t,
+            self.covariance_type,
             np.array(self.shift, dtype=np.float64),
             self.nk.copy(),
             s1,
@@ -496,7 +500,7 @@ def block_statistics(
     X = np.asarray(X)
     dtype = _working_dtype(X)
     estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
-    if dtype == np.float32 and estep.max_whitened_shift() > 10.0:
+    if estep.mode == "centred" and estep.max_whitened_shift() > 10.0:
         # A mean moved more than 10 of its standard deviations in one step (a poor
         # start): float32 moments about the old mean would cancel. Redo this rare
         # iteration in float64.

@@ -13,7 +13,6 @@ from . import stats as _stats
 from ._backends import ArrayData
 from ._covariance import (
     covariance_of_component,
-    covariances_from_precisions,
     n_covariance_parameters,
     precisions_from_cholesky,
 )
@@ -462,8 +461,6 @@ class GaussianMixture:
                     "The feature names should match those that were passed during fit. "
                     f"Fitted with {list(fitted_names)}, got {list(names)}."
                 )
-        elif fitted_names is not None and names is None and hasattr(X, "shape"):
-            pass  # plain arrays are accepted positionally, as scikit-learn does
         X = check_array(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -491,7 +488,7 @@ class GaussianMixture:
     def score(self, X, y=None):
         """Mean log-likelihood per sample of X under the model."""
         if _is_dask_array(X):
-            return float(self.score_samples(X).mean().compute())
+            return float(self.score_samples(X).mean(dtype=np.float64).compute())
         return float(np.mean(self.score_samples(X), dtype=np.float64))
 
     def predict_proba(self, X):
@@ -603,6 +600,3 @@ class GaussianMixture:
         from .io import save_model
 
         save_model(self, path)
-
-    def _covariances_from_precisions(self):  # used by the model-file loader
-        return covariances_from_precisions(self.precisions_cholesky_, self.covariance_type)

@@ -257,10 +257,10 @@ def test_degenerate_grid_point_is_reported_and_never_selected(monkeypatch):
     # Make every start of diag/3 look degenerate: the grid point must be marked, not chosen.
     real = selection._reason
 
-    def fake(model, n_eff, scale, reg_covar):
+    def fake(model):
         if model.covariance_type == "diag" and model.n_components == 3:
             return "component 0 (test): forced"
-        return real(model, n_eff, scale, reg_covar)
+        return real(model)
 
     monkeypatch.setattr(selection, "_reason", fake)
     res = select_model(X, n_components=[2, 3], covariance_types=["diag"], random_state=0)

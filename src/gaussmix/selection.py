@@ -71,8 +71,6 @@ from typing import Any
 
 import numpy as np
 
-from ._degeneracy import data_covariance, degeneracy_reason
-
 __all__ = ["MCLUST_NAMES", "SelectionResult", "select_model"]
 
 #: mclust's names of the four covariance types.
@@ -425,20 +423,9 @@ def _log_likelihood(model, X, w) -> float:
     return float(ll.sum() if w is None else ll @ w)
 
 
-def _reason(model, n_eff, scale, reg_covar) -> str | None:
-    # GaussianMixture.fit runs the same check (with the mixture's own covariance as the
-    # data's scale, equal to the data covariance after an M-step); reuse its verdict.
-    if hasattr(model, "degenerate_reason_"):
-        return model.degenerate_reason_
-    return degeneracy_reason(
-        model.weights_,
-        model.means_,
-        model.covariances_,
-        model.covariance_type,
-        n_eff,
-        scale,
-        reg_covar,
-    )
+def _reason(model) -> str | None:
+    """Why the fit is degenerate, or None: the verdict GaussianMixture.fit reached."""
+    return model.degenerate_reason_
 
 
 class _Candidate:
@@ -452,7 +439,7 @@ class _Candidate:
         self.n_iter = n_iter_before + int(model.n_iter_)
 
 
-def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, scale, rng):
+def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, rng):
     """Best regular fit over the starts, by successive halving.
 
     EM from every start runs ``_FIRST_BUDGET`` iterations; the better half (by
@@ -480,7 +467,7 @@ def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, scale
         except Exception as exc:  # a failed start is recorded, not raised
             errors.append(f"{type(exc).__name__}: {exc}")
             return None
-        cand = _Candidate(model, ll, _reason(model, n_eff, scale, reg_covar), n_iter_before)
+        cand = _Candidate(model, ll, _reason(model), n_iter_before)
         if cand.reason is not None:
             degenerate.append(cand)
             return None
@@ -510,8 +497,9 @@ def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, scale
 
     best = race(starts)
     tries = 0
-    weights = np.ones(X.shape[0]) if w is None else w
-    Ystd = _standardise(X, weights)
+    if best is None:  # every start failed or degenerated: random restarts
+        weights = np.ones(X.shape[0]) if w is None else w
+        Ystd = _standardise(X, weights)
     while best is None and tries < _EXTRA_STARTS:
         extra = []
         for _ in range(2):
@@ -596,16 +584,16 @@ def _parameters_of(model):
     return (np.asarray(model.weights_), np.asarray(model.means_), np.asarray(model.precisions_))
 
 
-def _partitions_for(X, weights, K, hc_labels, n_init, entropy):
+def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
     """Hard partitions into K clusters shared by every covariance type (seeded by K only).
 
-    The randomised ones cycle through three views of the data: raw (what the spherical
-    model sees), standardised, and sphered (what the full model sees).
+    The randomised ones cycle through the views of the data in ``spaces`` (``_SPACES``
+    applied to it): raw (what the spherical model sees), standardised, and sphered (what
+    the full model sees).
     """
     if K == 1:
-        return [np.zeros(X.shape[0], dtype=np.int64)]
+        return [np.zeros(weights.shape[0], dtype=np.int64)]
     rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(K,)))
-    spaces = [transform(X, weights) for transform in _SPACES]
     partitions: dict[bytes, np.ndarray] = {}
     for labels in hc_labels:
         partitions.setdefault(_canonical(labels), labels)
@@ -628,11 +616,11 @@ def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=
     """
     weights = np.ones(X.shape[0]) if w is None else w
     n_eff = float(weights.sum())
-    scale = data_covariance(X, w)
     reg_covar = params.get("reg_covar", 1e-6)
+    spaces = [transform(X, weights) for transform in _SPACES]
     results = {}
     for K in ks:
-        label_sets = _partitions_for(X, weights, K, hc.get(K, []), n_init, entropy)
+        label_sets = _partitions_for(spaces, weights, K, hc.get(K, []), n_init, entropy)
         for covariance_type in covariance_types:
             t_index = _COVARIANCE_TYPES.index(covariance_type)
             rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(K, t_index + 1)))
@@ -646,7 +634,7 @@ def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=
             if _N_SPLITS and previous is not None and previous.reason is None:
                 starts += _splits(previous.model, covariance_type, _N_SPLITS)
             results[(covariance_type, K)] = _fit_grid_point(
-                X, w, K, covariance_type, starts, params, seed, n_eff, scale, rng
+                X, w, K, covariance_type, starts, params, seed, n_eff, rng
             )
             if on_done is not None:
                 on_done((covariance_type, K), results[(covariance_type, K)])
@@ -912,22 +900,15 @@ def select_model(
     >>> res.best_params_
     {'covariance_type': 'tied', 'n_components': 3}
     """
-    from ._validation import feature_names_of
+    from ._validation import check_array, check_sample_weight, feature_names_of
 
     feature_names = feature_names_of(X)
-    if hasattr(X, "to_numpy"):
-        X = X.to_numpy()
-    X = np.asarray(X)
-    if X.ndim != 2:
+    if np.ndim(X) != 2:
         raise ValueError(
             f"X must be a 2-dimensional array of shape (n_samples, n_features), got shape "
-            f"{X.shape}; reshape a single feature with X.reshape(-1, 1)."
+            f"{np.shape(X)}; reshape a single feature with X.reshape(-1, 1)."
         )
-    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
-        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or infinity; remove or impute those rows first.")
+    X = np.ascontiguousarray(check_array(X), dtype=np.float64)
     n_samples, n_features = X.shape
 
     if isinstance(n_components, numbers.Integral):
@@ -964,18 +945,10 @@ def select_model(
             f"select_model sets {', '.join(reserved)} itself; remove "
             f"{'it' if len(reserved) == 1 else 'them'} from the arguments."
         )
-    if "n_init" in params:  # pragma: no cover - n_init is a named argument
-        raise TypeError("n_init is given twice.")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
 
-    w = None
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.shape != (n_samples,):
-            raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}.")
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError("sample_weight must be finite, non-negative and not all zero.")
+    w = check_sample_weight(sample_weight, n_samples)
     weights = np.ones(n_samples) if w is None else w
     n_eff = float(weights.sum())
 

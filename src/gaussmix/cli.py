@@ -31,11 +31,11 @@ import numpy as np
 
 from gaussmix import _progress
 from gaussmix.io import ModelFileError, load_model, model_to_json, write_atomic
+from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, _full_covariances
 
 PROG = "gaussmix"
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
-COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
-MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # spherical, diag, tied, full
 COVARIANCE_WORDS = {
     "full": "each component has its own full covariance matrix",
     "tied": "all components share one full covariance matrix",
@@ -795,16 +795,10 @@ def _g(x: float, digits: int = 6) -> str:
     return f"{float(x):.{digits}g}"
 
 
-def _covariance_matrices(model: Any) -> np.ndarray:
-    from gaussmix.plot import _full_covariances
-
-    return _full_covariances(model)
-
-
 def _component_table(model: Any, names: Sequence[str]) -> list[str]:
     """Weight, mean and standard deviation of each feature per component, as aligned rows."""
     means = np.asarray(model.means_, dtype=np.float64)
-    sds = np.sqrt(np.diagonal(_covariance_matrices(model), axis1=1, axis2=2))
+    sds = np.sqrt(np.diagonal(_full_covariances(model), axis1=1, axis2=2))
     header = ["component", "weight"] + [f"mean {n}" for n in names] + [f"sd {n}" for n in names]
     rows = [header]
     for k in range(means.shape[0]):
@@ -915,19 +909,7 @@ def _select_on_dask(
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
     with _progress.grid_progress(show=show) as progress, _reported_warnings():
         for i, (ct, k) in enumerate(grid, 1):
-            row: dict[str, Any] = dict.fromkeys(
-                (
-                    "log_likelihood",
-                    "n_parameters",
-                    "bic",
-                    "aic",
-                    "icl",
-                    "converged",
-                    "n_iter",
-                    "degenerate",
-                    "error",
-                )
-            )
+            row: dict[str, Any] = dict.fromkeys(TABLE_KEYS)
             row.update(covariance_type=ct, n_components=k)
             try:
                 model = GaussianMixture(k, covariance_type=ct, **params).fit(X)
@@ -960,24 +942,11 @@ def _select_on_dask(
 
 
 def _selection_csv(result: Any) -> str:
-    keys = [
-        "covariance_type",
-        "n_components",
-        "log_likelihood",
-        "n_parameters",
-        "bic",
-        "aic",
-        "icl",
-        "converged",
-        "n_iter",
-        "degenerate",
-        "error",
-    ]
     buf = _textio.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(keys)
+    writer.writerow(TABLE_KEYS)
     for row in result.table:
-        writer.writerow(["" if row.get(key) is None else row.get(key) for key in keys])
+        writer.writerow(["" if row.get(key) is None else row.get(key) for key in TABLE_KEYS])
     return buf.getvalue()
 
 
@@ -1325,7 +1294,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines.append("")
     lines.extend(_component_table(model, names))
     if ct in ("full", "tied") and d > 1:
-        cov = _covariance_matrices(model)
+        cov = _full_covariances(model)
         lines.append("")
         lines.append("correlations:")
         groups = [("shared", cov[0])] if ct == "tied" else list(enumerate(cov))

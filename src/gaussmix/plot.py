@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from gaussmix.selection import MCLUST_NAMES, _full_covariances
+
 __all__ = ["plot_bic", "plot_clusters", "plot_loglik"]
 
 DPI = 100
@@ -26,8 +28,6 @@ PAIRS_MARGIN = 2.4
 
 INSTALL_HINT = 'pip install "gaussmix[plot]"'
 
-# mclust's names for the four covariance families.
-MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
 _CT_STYLE = {
     "spherical": ("#1f77b4", "o", "-"),
     "diag": ("#ff7f0e", "s", "--"),
@@ -74,20 +74,6 @@ def _colors(n: int) -> np.ndarray:
         return np.asarray(colormaps["tab20"].colors)[:n]
     cmap = colormaps["hsv"]
     return np.asarray([cmap(i / n)[:3] for i in range(n)])
-
-
-def _full_covariances(model: Any) -> np.ndarray:
-    """The model's covariances as a (n_components, n_features, n_features) float64 stack."""
-    cov = np.asarray(model.covariances_, dtype=np.float64)
-    k, d = np.shape(model.means_)
-    ct = model.covariance_type
-    if ct == "full":
-        return cov
-    if ct == "tied":
-        return np.broadcast_to(cov, (k, d, d))
-    if ct == "diag":
-        return cov[:, :, None] * np.eye(d)[None]
-    return cov[:, None, None] * np.eye(d)[None]
 
 
 def _feature_names(model: Any, n_features: int, feature_names: Sequence[str] | None) -> list[str]:
@@ -494,7 +480,7 @@ def plot_bic(
     families: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         families.setdefault(row["covariance_type"], []).append(row)
-    order = [ct for ct in ("spherical", "diag", "tied", "full") if ct in families]
+    order = [ct for ct in MCLUST_NAMES if ct in families]
     order += [ct for ct in families if ct not in order]
     all_k: set[int] = set()
     for ct in order:

@@ -71,13 +71,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MCLUST_NAMES", "SelectionResult", "select_model"]
+__all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "select_model"]
 
 #: mclust's names of the four covariance types.
 MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
 
-_COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
+_COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # spherical, diag, tied, full
 _CRITERIA = ("bic", "aic", "icl")
+#: Keys of a row of :attr:`SelectionResult.table`, in order.
+TABLE_KEYS = (
+    "covariance_type",
+    "n_components",
+    "log_likelihood",
+    "n_parameters",
+    "bic",
+    "aic",
+    "icl",
+    "converged",
+    "n_iter",
+    "degenerate",
+    "error",
+)
 # Parameters select_model sets itself for every fit.
 _RESERVED = (
     "n_components",
@@ -1006,19 +1020,8 @@ def select_model(
     for t in types:
         for K in ks:
             best, errors = outputs[(t, K)]
-            row: dict[str, Any] = {
-                "covariance_type": t,
-                "n_components": K,
-                "log_likelihood": None,
-                "n_parameters": None,
-                "bic": None,
-                "aic": None,
-                "icl": None,
-                "converged": None,
-                "n_iter": None,
-                "degenerate": None,
-                "error": None,
-            }
+            row: dict[str, Any] = dict.fromkeys(TABLE_KEYS)
+            row.update(covariance_type=t, n_components=K)
             if best is None:
                 row["error"] = "; ".join(dict.fromkeys(errors)) or "no start could be made"
             else:

@@ -1397,7 +1397,12 @@ def _scheduler_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _fit_options(parser: argparse.ArgumentParser) -> None:
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file (model.json) or a directory holding one")
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """The DATA argument and --columns."""
     parser.add_argument(
         "data", help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet"
     )
@@ -1406,6 +1411,32 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
         help="columns to use, by name or 1-based number: a,b,c",
     )
+
+
+def _output_dir_option(
+    parser: argparse.ArgumentParser, default: str = "gaussmix-output", metavar: str = "OUTDIR"
+) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=default,
+        metavar=metavar,
+        help="output directory (created if needed)",
+    )
+
+
+def _output_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", default=None, metavar="FILE", help="CSV file (default stdout)"
+    )
+
+
+def _no_plots_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+
+
+def _fit_options(parser: argparse.ArgumentParser) -> None:
+    _data_options(parser)
     parser.add_argument(
         "--n-init",
         type=int,
@@ -1452,8 +1483,9 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         default="bic",
         help="model-selection criterion (lower is better)",
     )
-    parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    _no_plots_option(parser)
     _scheduler_option(parser)
+    _output_dir_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1472,17 +1504,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_gaussmix_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser(
+    def command(name: str, func: Any, description: str, **kwargs: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            parents=[_common()],
+            formatter_class=_Formatter,
+            description=_wrap(description),
+            **kwargs,
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = command(
         "fit",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_fit,
+        "Fit a Gaussian mixture to DATA. Writes OUTDIR/model.json, "
+        "OUTDIR/assignments.csv (row, label, uncertainty = 1 - max probability, one "
+        "probability per component), OUTDIR/clusters.png, OUTDIR/loglik.png and, with auto, "
+        "OUTDIR/bic.png and OUTDIR/selection.csv; prints a summary.",
         help="fit a mixture to a data file and write the model, assignments and plots",
-        description=_wrap(
-            "Fit a Gaussian mixture to DATA. Writes OUTDIR/model.json, "
-            "OUTDIR/assignments.csv (row, label, uncertainty = 1 - max probability, one "
-            "probability per component), OUTDIR/clusters.png, OUTDIR/loglik.png and, with auto, "
-            "OUTDIR/bic.png and OUTDIR/selection.csv; prints a summary."
-        ),
         epilog="examples:\n  gaussmix fit data.csv -k 3 -c tied -o out\n"
         "  gaussmix fit data.csv -k auto -c auto --components 1-6",
     )
@@ -1506,142 +1546,87 @@ def build_parser() -> argparse.ArgumentParser:
         default="1-9",
         help="numbers of components tried with -k auto: 1-9, 2,3,5, ...",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        default="gaussmix-output",
-        metavar="OUTDIR",
-        help="output directory (created if needed)",
-    )
-    p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser(
+    p = command(
         "select",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_select,
+        "Fit every combination of --components and --covariance, print the table "
+        "sorted by the criterion, and write OUTDIR/model.json (the best model), "
+        "OUTDIR/selection.csv and OUTDIR/bic.png.",
         help="compare numbers of components and covariance types (BIC table)",
-        description=_wrap(
-            "Fit every combination of --components and --covariance, print the table "
-            "sorted by the criterion, and write OUTDIR/model.json (the best model), "
-            "OUTDIR/selection.csv and OUTDIR/bic.png."
-        ),
     )
     _fit_options(p)
     p.add_argument("--components", default="1-9", help="numbers of components: 1-9, 2,3,5, ...")
     p.add_argument(
         "--covariance", default="all", help="covariance types: all, or a list such as full,tied"
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        default="gaussmix-output",
-        metavar="OUTDIR",
-        help="output directory (created if needed)",
-    )
-    p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser(
+    p = command(
         "predict",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_predict,
+        "Write row,label (with --proba also uncertainty and p0..pK-1) as CSV. "
+        "Columns are matched to the model's feature names when the data has a header.",
         help="assign rows of a data file to components",
-        description=_wrap(
-            "Write row,label (with --proba also uncertainty and p0..pK-1) as CSV. "
-            "Columns are matched to the model's feature names when the data has a header."
-        ),
     )
-    p.add_argument("model", help="model file (model.json) or a directory holding one")
-    p.add_argument("data", help="CSV/TSV (- for stdin), .npy or .parquet")
+    _model_argument(p)
+    _data_options(p)
     p.add_argument(
         "--proba",
         action="store_true",
         help="also write the uncertainty and each component's probability",
     )
-    p.add_argument(
-        "--columns",
-        type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-        help="columns to use, by name or 1-based number",
-    )
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="CSV file (default stdout)")
+    _output_file_option(p)
     _scheduler_option(p)
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser(
+    p = command(
         "score",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_score,
+        "Write n_samples, total and mean log-likelihood, BIC and AIC of DATA under "
+        "MODEL as CSV; with --per-sample, each row's log-density instead.",
         help="log-likelihood of a data file under a model",
-        description=_wrap(
-            "Write n_samples, total and mean log-likelihood, BIC and AIC of DATA under "
-            "MODEL as CSV; with --per-sample, each row's log-density instead."
-        ),
     )
-    p.add_argument("model", help="model file (model.json) or a directory holding one")
-    p.add_argument("data", help="CSV/TSV (- for stdin), .npy or .parquet")
+    _model_argument(p)
+    _data_options(p)
     p.add_argument("--per-sample", action="store_true", help="one log-density per row")
-    p.add_argument(
-        "--columns",
-        type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-        help="columns to use, by name or 1-based number",
-    )
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="CSV file (default stdout)")
+    _output_file_option(p)
     _scheduler_option(p)
-    p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser(
+    p = command(
         "sample",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_sample,
+        "Write N samples drawn from MODEL as CSV (one column per feature; with "
+        "--labels also the component each came from).",
         help="draw random samples from a model",
-        description=_wrap(
-            "Write N samples drawn from MODEL as CSV (one column per feature; with "
-            "--labels also the component each came from)."
-        ),
     )
-    p.add_argument("model", help="model file (model.json) or a directory holding one")
+    _model_argument(p)
     p.add_argument(
         "-n", "--n-samples", type=int, default=100, metavar="N", help="number of samples"
     )
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--labels", action="store_true", help="add a component column")
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="CSV file (default stdout)")
-    p.set_defaults(func=cmd_sample)
+    _output_file_option(p)
 
-    p = sub.add_parser(
+    p = command(
         "info",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_info,
+        "Say what MODEL is: covariance type, components, weights, means, spreads, "
+        "correlations and how it was trained.",
         help="describe a model file",
-        description=_wrap(
-            "Say what MODEL is: covariance type, components, weights, means, spreads, "
-            "correlations and how it was trained."
-        ),
     )
-    p.add_argument("model", help="model file (model.json) or a directory holding one")
-    p.set_defaults(func=cmd_info)
+    _model_argument(p)
 
-    p = sub.add_parser(
+    p = command(
         "demo",
-        parents=[_common()],
-        formatter_class=_Formatter,
+        cmd_demo,
+        "Choose the number of components (1-9) and the covariance type by BIC on "
+        "the Old Faithful geyser data, then write model.json, assignments.csv, selection.csv, "
+        "clusters.png, loglik.png and bic.png to DIR and print a summary.",
         help="automatic model selection on the bundled Old Faithful data",
-        description=_wrap(
-            "Choose the number of components (1-9) and the covariance type by BIC on "
-            "the Old Faithful geyser data, then write model.json, assignments.csv, selection.csv, "
-            "clusters.png, loglik.png and bic.png to DIR and print a summary."
-        ),
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        default="demo-output",
-        metavar="DIR",
-        help="output directory (created if needed)",
-    )
+    _output_dir_option(p, default="demo-output", metavar="DIR")
     p.add_argument("--n-init", type=int, default=DEFAULT_N_INIT, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
-    p.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
-    p.set_defaults(func=cmd_demo)
+    _no_plots_option(p)
     return parser
 
 

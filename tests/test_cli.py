@@ -558,7 +558,7 @@ def test_failure_while_writing_leaves_no_partial_output(data_dir, tmp_path, monk
 
     monkeypatch.setattr(cli, "_want_plots", lambda args: False)
     monkeypatch.setattr(cli, "_selection_csv", broken)
-    monkeypatch.setattr(cli, "_assignments_csv", broken)
+    monkeypatch.setattr(cli, "_assignments_writer", broken)
     out = tmp_path / "new" / "out"
     assert cli.main(["fit", src, "-k", "1", "-q", "-o", str(out)]) == 2
     assert "no space left on device" in capsys.readouterr().err

@@ -23,14 +23,14 @@ import tempfile
 import textwrap
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 
 from gaussmix import _progress
-from gaussmix.io import ModelFileError, load_model, model_to_json, write_atomic
+from gaussmix.io import ModelFileError, atomic_path, load_model, model_to_json
 from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, _full_covariances
 
 PROG = "gaussmix"
@@ -591,22 +591,22 @@ def staged_outputs(directory: str) -> Iterator[OutputDir]:
         raise
 
 
-def _csv_text(header: Sequence[str], columns: Sequence[np.ndarray]) -> str:
-    """CSV text from whole columns (floats written exactly, ints as ints)."""
-    buf = _textio.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    as_lists = [np.asarray(c).tolist() for c in columns]
-    writer.writerows(zip(*as_lists, strict=True))
-    return buf.getvalue()
-
-
 def _csv_rows(f: Any, header: Sequence[str] | None, columns: Sequence[np.ndarray]) -> None:
-    """Append CSV rows (and the header, if given) to an open text file."""
+    """Append CSV rows (and the header, if given) to an open text file.
+
+    Whole columns in; floats are written exactly, ints as ints.
+    """
     writer = csv.writer(f, lineterminator="\n")
     if header is not None:
         writer.writerow(header)
     writer.writerows(zip(*[np.asarray(c).tolist() for c in columns], strict=True))
+
+
+def _csv_text(header: Sequence[str], columns: Sequence[np.ndarray]) -> str:
+    """CSV text from whole columns."""
+    buf = _textio.StringIO()
+    _csv_rows(buf, header, columns)
+    return buf.getvalue()
 
 
 def _emit_stream(write: Any, output: str | None) -> None:
@@ -615,28 +615,44 @@ def _emit_stream(write: Any, output: str | None) -> None:
         write(sys.stdout)
         sys.stdout.flush()
         return
-    from gaussmix.io import atomic_path
-
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise UserError(f"cannot write {output}: directory {directory} does not exist")
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        write(f)
-
-
-def _emit(text: str, output: str | None) -> None:
-    """CSV text to a file (atomically) or to stdout."""
-    if output in (None, "-"):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise UserError(f"cannot write {output}: directory {directory} does not exist")
     try:
-        write_atomic(output, text)
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
     except PermissionError:
         raise UserError(f"cannot write {output}: permission denied") from None
+
+
+def _emit(text: str, output: str | None) -> None:
+    """CSV text to a file (atomically) or to stdout."""
+    _emit_stream(lambda f: f.write(text), output)
+
+
+def _table_writer(
+    X: Any,
+    header: Sequence[str],
+    arrays: Sequence[Any],
+    columns: Callable[..., list[Any]] = lambda *arrays: list(arrays),
+) -> Callable[[Any], None]:
+    """``write(text_file)`` for the CSV of ``row`` and ``columns(*arrays)``.
+
+    ``arrays`` are row-wise results computed from ``X``; for a dask ``X`` they are lazy and
+    are computed and written one row chunk at a time.
+    """
+
+    def write(f: Any) -> None:
+        if not _is_lazy(X):
+            _csv_rows(f, header, [np.arange(len(X)), *columns(*arrays)])
+            return
+        first: Sequence[str] | None = header
+        for start, blocks in _row_blocks(X, *arrays):
+            rows = np.arange(start, start + len(blocks[0]))
+            _csv_rows(f, first, [rows, *columns(*blocks)])
+            first = None
+
+    return write
 
 
 # --------------------------------------------------------------------------------------
@@ -811,12 +827,14 @@ def _component_table(model: Any, names: Sequence[str]) -> list[str]:
     return ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
 
 
-def _n_parameters(model: Any) -> int:
-    if hasattr(model, "_n_parameters"):
-        return int(model._n_parameters())
-    k, d = np.shape(model.means_)
-    cov = {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d, "spherical": k}
-    return int(cov[model.covariance_type] + k * d + k - 1)
+def _information_criteria(
+    log_likelihood: float, n_parameters: int, n: float
+) -> tuple[float, float]:
+    """(BIC, AIC) of a total log-likelihood; lower is better."""
+    return (
+        -2.0 * log_likelihood + n_parameters * math.log(n),
+        -2.0 * log_likelihood + 2.0 * n_parameters,
+    )
 
 
 def _describe_fit(model: Any, X: np.ndarray, names: Sequence[str], source: str) -> str:
@@ -825,7 +843,7 @@ def _describe_fit(model: Any, X: np.ndarray, names: Sequence[str], source: str) 
     ct = model.covariance_type
     with _no_feature_name_warnings():
         total = float(model.score(X)) * n
-        bic = float(model.bic(X))
+    bic, _ = _information_criteria(total, model._n_parameters(), n)
     converged = bool(getattr(model, "converged_", False))
     n_iter = int(getattr(model, "n_iter_", 0))
     lines = [
@@ -837,7 +855,7 @@ def _describe_fit(model: Any, X: np.ndarray, names: Sequence[str], source: str) 
         f"{'s' if n_iter != 1 else ''}",
         f"  log-likelihood   {total:.6f} (total), {total / n:.6f} per sample",
         f"  BIC              {bic:.6f} (lower is better; mclust's sign: {-bic:.6f})",
-        f"  free parameters  {_n_parameters(model)}",
+        f"  free parameters  {model._n_parameters()}",
     ]
     if getattr(model, "degenerate_", False):
         lines.append(f"  degenerate       {getattr(model, 'degenerate_reason_', '') or 'yes'}")
@@ -852,27 +870,18 @@ def _describe_fit(model: Any, X: np.ndarray, names: Sequence[str], source: str) 
     return "\n".join(lines)
 
 
-def _assignments_csv(model: Any, X: np.ndarray) -> str:
-    with _no_feature_name_warnings():
-        proba = np.asarray(model.predict_proba(X), dtype=np.float64)
-        labels = np.asarray(model.predict(X))
-    uncertainty = 1.0 - proba.max(axis=1)
-    k = proba.shape[1]
-    header = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
-    columns = [np.arange(len(X)), labels, uncertainty] + [proba[:, j] for j in range(k)]
-    return _csv_text(header, columns)
-
-
-def _write_assignments(model: Any, X: Any, f: Any) -> None:
-    """Assignments CSV of a dask array, computed and written one row chunk at a time."""
+def _assignments_writer(model: Any, X: Any) -> Callable[[Any], None]:
+    """CSV of row, label, uncertainty (1 - largest probability) and every probability."""
     k = np.shape(model.means_)[0]
-    header: list[str] | None = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
-    for start, (labels, proba) in _row_blocks(X, model.predict(X), model.predict_proba(X)):
+
+    def columns(labels: np.ndarray, proba: np.ndarray) -> list[np.ndarray]:
         proba = np.asarray(proba, dtype=np.float64)
-        rows = np.arange(start, start + len(labels))
-        columns = [rows, labels, 1.0 - proba.max(axis=1)] + [proba[:, j] for j in range(k)]
-        _csv_rows(f, header, columns)
-        header = None
+        return [labels, 1.0 - proba.max(axis=1), *proba.T]
+
+    with _no_feature_name_warnings():
+        arrays = [model.predict(X), model.predict_proba(X)]
+    header = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
+    return _table_writer(X, header, arrays, columns)
 
 
 class _GridResult:
@@ -914,12 +923,13 @@ def _select_on_dask(
             try:
                 model = GaussianMixture(k, covariance_type=ct, **params).fit(X)
                 log_likelihood = float(model.score(X)) * n
-                p = _n_parameters(model)
+                p = model._n_parameters()
+                bic, aic = _information_criteria(log_likelihood, p, n)
                 row.update(
                     log_likelihood=log_likelihood,
                     n_parameters=p,
-                    bic=-2.0 * log_likelihood + p * math.log(n),
-                    aic=-2.0 * log_likelihood + 2.0 * p,
+                    bic=bic,
+                    aic=aic,
                     converged=bool(model.converged_),
                     n_iter=int(model.n_iter_),
                     degenerate=getattr(model, "degenerate_reason_", None),
@@ -991,10 +1001,7 @@ def _fit_outputs(
         "model.json",
         model_to_json(model, n_samples=ds.X.shape[0], feature_names=list(names)),
     )
-    if _is_lazy(ds.X):
-        out.stage("assignments.csv", writer=lambda f: _write_assignments(model, ds.X, f))
-    else:
-        out.stage("assignments.csv", _assignments_csv(model, ds.X))
+    out.stage("assignments.csv", writer=_assignments_writer(model, ds.X))
     if result is not None:
         out.stage("selection.csv", _selection_csv(result))
     if not plots:
@@ -1157,25 +1164,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = _load(args.model)
     ds = _input(args, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
-    if _is_lazy(X):
-        if args.proba:
-            _emit_stream(lambda f: _write_assignments(model, X, f), args.output)
-        else:
-
-            def write(f: Any) -> None:
-                header: list[str] | None = ["row", "label"]
-                for start, (labels,) in _row_blocks(X, model.predict(X)):
-                    _csv_rows(f, header, [np.arange(start, start + len(labels)), labels])
-                    header = None
-
-            _emit_stream(write, args.output)
-        return EXIT_OK
-    with _no_feature_name_warnings():
-        if args.proba:
-            text = _assignments_csv(model, X)
-        else:
-            text = _csv_text(["row", "label"], [np.arange(len(X)), model.predict(X)])
-    _emit(text, args.output)
+    if args.proba:
+        write = _assignments_writer(model, X)
+    else:
+        with _no_feature_name_warnings():
+            write = _table_writer(X, ["row", "label"], [model.predict(X)])
+    _emit_stream(write, args.output)
     return EXIT_OK
 
 
@@ -1184,41 +1178,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     model = _load(args.model)
     ds = _input(args, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
-    if _is_lazy(X):
-        if args.per_sample:
-
-            def write(f: Any) -> None:
-                header: list[str] | None = ["row", "log_likelihood"]
-                for start, (dens,) in _row_blocks(X, model.score_samples(X)):
-                    _csv_rows(f, header, [np.arange(start, start + len(dens)), dens])
-                    header = None
-
-            _emit_stream(write, args.output)
-            return EXIT_OK
-        log_density = model.score_samples(X).sum().compute()[None]
-        n_rows = int(X.shape[0])
-    else:
-        with _no_feature_name_warnings():
-            log_density = np.asarray(model.score_samples(X), dtype=np.float64)
-        n_rows = len(X)
+    with _no_feature_name_warnings():
+        log_density = model.score_samples(X)
     if args.per_sample:
-        text = _csv_text(["row", "log_likelihood"], [np.arange(len(X)), log_density])
+        _emit_stream(_table_writer(X, ["row", "log_likelihood"], [log_density]), args.output)
+        return EXIT_OK
+    n = int(X.shape[0])
+    if _is_lazy(X):
+        total = float(log_density.sum().compute())
     else:
-        n = n_rows
-        total = float(np.sum(log_density))
-        p = _n_parameters(model)
-        bic = -2.0 * total + p * math.log(n)
-        aic = -2.0 * total + 2.0 * p
-        text = _csv_text(
-            ["n_samples", "log_likelihood", "mean_log_likelihood", "bic", "aic"],
-            [
-                np.array([n]),
-                np.array([total]),
-                np.array([total / n]),
-                np.array([bic]),
-                np.array([aic]),
-            ],
-        )
+        total = float(np.sum(log_density, dtype=np.float64))
+    bic, aic = _information_criteria(total, model._n_parameters(), n)
+    text = _csv_text(
+        ["n_samples", "log_likelihood", "mean_log_likelihood", "bic", "aic"],
+        [np.array([v]) for v in (n, total, total / n, bic, aic)],
+    )
     _emit(text, args.output)
     return EXIT_OK
 
@@ -1265,7 +1239,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"A mixture of {k} Gaussian component{'s' if k != 1 else ''} over {d} feature"
         f"{'s' if d != 1 else ''} ({', '.join(names)}), {ct} covariance "
         f"({MCLUST_NAMES.get(ct, '?')}: {COVARIANCE_WORDS.get(ct, '')}); "
-        f"{_n_parameters(model)} free parameters, {doc.get('dtype')}.",
+        f"{model._n_parameters()} free parameters, {doc.get('dtype')}.",
     ]
     n_iter = training.get("n_iter")
     trained = "Trained"
@@ -1278,7 +1252,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         trained += f", final EM log-likelihood {lower_bound:.6g} per sample"
         if n_samples:
             total = lower_bound * n_samples
-            bic = -2 * total + _n_parameters(model) * math.log(n_samples)
+            bic, _ = _information_criteria(total, model._n_parameters(), n_samples)
             trained += f" ({total:.6g} total; BIC {bic:.6g})"
     lines.append(trained + ".")
     params = doc.get("params") or {}

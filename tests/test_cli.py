@@ -590,6 +590,14 @@ def test_usage_errors_are_one_line(args, message, capsys):
     assert len(err) == 1 and err[0].startswith("gaussmix: error: ") and message in err[0]
 
 
+def test_init_with_model_selection_is_a_user_error(tmp_path):
+    data = tmp_path / "x.csv"
+    data.write_text("a,b\n" + "\n".join(f"{i % 7},{i % 5}" for i in range(30)) + "\n")
+    result = run("select", data, "--init", "random", "-o", tmp_path / "out")
+    assert_user_error(result, "remove --init")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------
 # Progress display
 

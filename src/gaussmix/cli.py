@@ -761,36 +761,29 @@ def _run_selection(
     params: dict[str, Any],
     args: argparse.Namespace,
 ) -> Any:
+    k_values = [k for k in k_values if k <= X.shape[0]]
     if _is_lazy(X):
         return _select_on_dask(X, k_values, covariance_types, criterion, params, args)
     from gaussmix.selection import select_model
 
-    k_values = [k for k in k_values if k <= X.shape[0]]
-    params = dict(params)
-    random_state = params.pop("random_state", None)
-    n_init = params.pop("n_init", None)
-    kwargs: dict[str, Any] = {"random_state": random_state}
-    if n_init is not None:
-        kwargs["n_init"] = n_init
+    if "init_params" in params:
+        raise UserError(
+            "--init applies to a single fit (-k N -c TYPE) or to --scheduler runs; model "
+            "selection makes its own starts, so remove --init"
+        )
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
     with _progress.grid_progress(show=show) as progress, _reported_warnings():
         try:
-            result = select_model(
+            return select_model(
                 X,
                 n_components=k_values,
                 covariance_types=tuple(covariance_types),
                 criterion=criterion,
                 progress=progress,
-                **kwargs,
                 **params,
             )
         except ValueError as exc:  # every fit failed or was degenerate
             raise UserError(f"model selection found no usable model: {exc}") from exc
-    if getattr(result, "best_estimator_", None) is None:
-        errors = [r.get("error") for r in result.table if r.get("error")]
-        detail = f": {errors[0]}" if errors else ""
-        raise UserError(f"no model could be fitted{detail}")
-    return result
 
 
 def _fit_one(X: np.ndarray, params: dict[str, Any], args: argparse.Namespace) -> Any:
@@ -912,7 +905,7 @@ def _select_on_dask(
     from gaussmix import GaussianMixture
 
     n = int(X.shape[0])
-    grid = [(ct, k) for ct in covariance_types for k in k_values if k <= n]
+    grid = [(ct, k) for ct in covariance_types for k in k_values]
     table: list[dict[str, Any]] = []
     best: tuple[float, Any, dict[str, Any]] | None = None
     show = _progress.enabled(quiet=getattr(args, "quiet", False))

@@ -533,9 +533,11 @@ def test_help(command, capsys):
     assert f"usage: gaussmix {command}" in capsys.readouterr().out
 
 
-def test_no_command_prints_help(capsys):
+def test_no_command_is_a_one_line_error(capsys):
     assert cli.main([]) == 2
-    assert "fit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fit" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("gaussmix: error: ")
 
 
 def test_internal_error_exits_1(monkeypatch, capsys, tmp_path):

@@ -30,7 +30,15 @@ from typing import Any, NoReturn
 import numpy as np
 
 from gaussmix import _progress
-from gaussmix.io import ModelFileError, atomic_path, load_model, model_to_json
+from gaussmix.io import (
+    ModelFileError,
+    _document_from_json,
+    _file_mode,
+    _fsync_directory,
+    atomic_path,
+    model_from_dict,
+    model_to_json,
+)
 from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, _full_covariances
 
 PROG = "gaussmix"
@@ -398,19 +406,16 @@ def read_dask_data(
     """Open a ``.npy`` file, a folder of ``.npy`` files or Parquet data as a dask array.
 
     The data stay on the cluster's workers (a ``.npy`` file is memory-mapped by each
-    worker). Columns are chosen as in :func:`read_data`.
+    worker). Columns are chosen as in :func:`read_data`. ``path`` has been checked by
+    ``_check_dask_input`` before the cluster started.
     """
     from gaussmix._dask import load_dask_array
 
+    entries = os.listdir(path) if os.path.isdir(path) else []
     is_parquet = path.lower().endswith((".parquet", ".parq")) or (
-        os.path.isdir(path)
-        and not any(e.endswith(".npy") for e in os.listdir(path))
-        and any(e.endswith((".parquet", ".parq")) for e in os.listdir(path))
+        not any(e.endswith(".npy") for e in entries)
+        and any(e.endswith((".parquet", ".parq")) for e in entries)
     )
-    if path == "-":
-        raise UserError("--scheduler reads .npy or Parquet files, not stdin")
-    if not os.path.exists(path):
-        raise UserError(f"data file not found: {path}")
     if is_parquet:
         names = _parquet_names(path)
         if names is None:
@@ -457,14 +462,17 @@ def _row_blocks(X: Any, *lazy: Any) -> Iterator[tuple[int, list[np.ndarray]]]:
 
 
 def _plot_rows(X: Any, max_points: int = 20000) -> np.ndarray:
-    """The data as NumPy for plotting: all rows, or a fixed random subsample of a dask array."""
+    """The data as NumPy for plotting: all rows, or a fixed random subsample of a dask array.
+
+    The subsample is the one plot_clusters would draw from the whole array.
+    """
     if not _is_lazy(X):
         return X
-    n = X.shape[0]
-    if n <= max_points:
+    if X.shape[0] <= max_points:
         return np.asarray(X.compute())
-    idx = np.sort(np.random.default_rng(0).choice(n, size=max_points, replace=False))
-    return np.asarray(X[idx].compute())
+    from gaussmix.plot import _subsample
+
+    return np.asarray(X[_subsample(X.shape[0], max_points)].compute())
 
 
 # --------------------------------------------------------------------------------------
@@ -534,7 +542,7 @@ class OutputDir:
             ) from None
         os.close(fd)
         self.staged.append((tmp, self.path(name)))
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, _file_mode())
         if figure is not None:
             from gaussmix.plot import DPI
 
@@ -556,12 +564,7 @@ class OutputDir:
             os.replace(tmp, final)
             done.append(final)
         self.staged = []
-        with contextlib.suppress(OSError):
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        _fsync_directory(self.directory)
         return done
 
     def abort(self) -> None:
@@ -573,12 +576,6 @@ class OutputDir:
             with contextlib.suppress(OSError):
                 os.rmdir(d)  # only succeeds when empty
         self.created = []
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
@@ -665,12 +662,6 @@ def _plots_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _note(args: argparse.Namespace, message: str) -> None:
-    """An informational line on stderr (silenced by --quiet)."""
-    if not getattr(args, "quiet", False):
-        print(f"{PROG}: {message}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -1096,34 +1087,35 @@ def cmd_select(args: argparse.Namespace) -> int:
 
             staged.stage("bic.png", figure=plot.plot_bic(result))
         written = staged.commit()
-    if not args.quiet:
-        print(str(result))
-        print()
-        best = result.best_params_
-        print(
-            f"best by {result.criterion.upper()}: {best['covariance_type']} covariance, "
-            f"{best['n_components']} components"
-        )
-        print()
-        print("wrote:")
-        for path in written:
-            print(f"  {path}")
+    best = result.best_params_
+    summary = (
+        f"{result}\n\nbest by {result.criterion.upper()}: {best['covariance_type']} covariance, "
+        f"{best['n_components']} components"
+    )
+    _finish(args, summary, written)
     return EXIT_OK
 
 
-def _load(path: str) -> Any:
+def _read_model(path: str) -> tuple[Any, dict[str, Any], str]:
+    """The model, its decoded file and the file's path (``path`` or ``path/model.json``)."""
     if os.path.isdir(path):
         candidate = os.path.join(path, "model.json")
-        if os.path.isfile(candidate):
-            path = candidate
-        else:
+        if not os.path.isfile(candidate):
             raise UserError(f"{path} is a directory without a model.json")
+        path = candidate
     try:
-        return load_model(path)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise UserError(f"model file not found: {path}") from None
     except PermissionError:
         raise UserError(f"cannot read {path}: permission denied") from None
+    doc = _document_from_json(data, path)
+    return model_from_dict(doc, path), doc, path
+
+
+def _load(path: str) -> Any:
+    return _read_model(path)[0]
 
 
 def _model_names(model: Any) -> list[str] | None:
@@ -1195,11 +1187,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load(args.model)
     if args.n_samples < 1:
         raise UserError(f"-n must be >= 1; got {args.n_samples}")
-    try:
-        X, labels = model.sample(args.n_samples, random_state=args.seed)
-    except TypeError:  # an estimator whose sample() has no random_state argument
-        model.random_state = args.seed
-        X, labels = model.sample(args.n_samples)
+    X, labels = model.sample(args.n_samples, random_state=args.seed)
     d = X.shape[1]
     names = _model_names(model) or [f"x{j}" for j in range(d)]
     header = list(names)
@@ -1213,14 +1201,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """gaussmix info: what a model file holds, in words and numbers."""
-    import json
-
-    model = _load(args.model)
-    path = args.model
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.json")
-    with open(path, "rb") as f:
-        doc = json.loads(f.read().decode("utf-8"))
+    model, doc, path = _read_model(args.model)
     training = doc.get("training") or {}
     k, d = np.shape(model.means_)
     ct = model.covariance_type
@@ -1341,6 +1322,8 @@ def _wrap(text: str) -> str:
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2) like every user error."""
+
+    commands: tuple[str, ...] = ()  # the subcommands, set by build_parser
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
@@ -1594,6 +1577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-init", type=int, default=DEFAULT_N_INIT, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     _no_plots_option(p)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
@@ -1610,7 +1594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        parser.print_help(sys.stderr)
+        commands = ", ".join(parser.commands)
+        print(f"{PROG}: error: give a command: {commands} (see '{PROG} --help')", file=sys.stderr)
         return EXIT_USER
     debug = getattr(args, "debug", False)
     try:

@@ -65,6 +65,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import COVARIANCE_TYPES as _COVARIANCE_TYPES
+
 __all__ = [
     "REG_FRACTION",
     "RESOLUTION",
@@ -79,8 +81,6 @@ __all__ = [
 REG_FRACTION = 1e-3
 #: ... or at most this many machine epsilons of ``m_v**2 + s_v`` counts as collapsed.
 RESOLUTION = 30.0
-
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
 def min_component_points(covariance_type: str, n_features: int) -> int:
@@ -134,6 +134,14 @@ def mixture_covariance(weights, means, covariances, covariance_type) -> np.ndarr
     and "tied", and matches its diagonal for "diag" and its trace for "spherical", which is
     all :func:`degeneracy_reason` uses; so it stands in for the data's scale when the data
     are not at hand (out of core, Dask).
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_components,)
+    means : array-like of shape (n_components, n_features)
+    covariances : array-like
+        Shaped by ``covariance_type`` as in :func:`degeneracy_reason`.
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------

@@ -322,7 +322,22 @@ def model_to_dict(
 def model_to_json(
     model: Any, *, n_samples: int | None = None, feature_names: list[str] | None = None
 ) -> str:
-    """The model file text of a fitted model (see :func:`save_model`)."""
+    """The model file text of a fitted model (see :func:`save_model`).
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model.
+    n_samples : int, optional
+        Number of training samples, recorded in the training summary.
+    feature_names : list of str, optional
+        Feature names to record (default: ``model.feature_names_in_`` if set).
+
+    Returns
+    -------
+    str
+        The JSON text, ending with a newline.
+    """
     doc = model_to_dict(model, n_samples=n_samples, feature_names=feature_names)
     return _dumps(doc) + "\n"
 
@@ -694,7 +709,25 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
 
 
 def model_from_json(text: str | bytes, source: str = "<model>") -> Any:
-    """Parse and validate model file text; see :func:`load_model`."""
+    """Parse and validate model file text; see :func:`load_model`.
+
+    Parameters
+    ----------
+    text : str or bytes
+        The file's content (bytes are decoded as UTF-8).
+    source : str
+        File name used in error messages.
+
+    Returns
+    -------
+    GaussianMixture
+        A fitted :class:`gaussmix.GaussianMixture`.
+
+    Raises
+    ------
+    ModelFileError
+        If the text is not a valid model file.
+    """
     return model_from_dict(_document_from_json(text, source), source)
 
 

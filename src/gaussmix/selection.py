@@ -698,6 +698,8 @@ class SelectionResult:
         Shape of the data.
     """
 
+    _TEXT_COLUMNS = (1, 3)  # covariance and mclust: left-aligned
+
     def __init__(self, table, criterion, estimators, n_samples, n_features):
         self.table = table
         self.criterion = criterion
@@ -713,7 +715,14 @@ class SelectionResult:
         self.best_estimator_ = estimators[(best["covariance_type"], best["n_components"])]
 
     def ranked(self) -> list[dict[str, Any]]:
-        """Regular rows sorted by the criterion (best first)."""
+        """Regular rows sorted by the criterion (best first).
+
+        Returns
+        -------
+        list of dict
+            The rows of ``table`` that neither failed nor degenerated, by increasing
+            criterion (ties: fewer parameters first).
+        """
         ok = [r for r in self.table if r["error"] is None and r["degenerate"] is None]
         return sorted(ok, key=lambda r: (r[self.criterion], r["n_parameters"]))
 
@@ -780,11 +789,10 @@ class SelectionResult:
     def __str__(self) -> str:
         header, rows = self._rows()
         widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-        left = {1, 3}
 
         def fmt(cells):
             return "  ".join(
-                c.ljust(wd) if i in left else c.rjust(wd)
+                c.ljust(wd) if i in self._TEXT_COLUMNS else c.rjust(wd)
                 for i, (c, wd) in enumerate(zip(cells, widths, strict=True))
             ).rstrip()
 
@@ -803,9 +811,15 @@ class SelectionResult:
         )
 
     def to_markdown(self) -> str:
-        """The ranked table as GitHub-flavoured Markdown (regular fits, then the others)."""
+        """The ranked table as GitHub-flavoured Markdown (regular fits, then the others).
+
+        Returns
+        -------
+        str
+            A title line, the table of ranked fits and a list of the fits not ranked.
+        """
         header, rows = self._rows()
-        align = ["---:" if i not in (1, 3) else ":---" for i in range(len(header))]
+        align = [":---" if i in self._TEXT_COLUMNS else "---:" for i in range(len(header))]
         lines = [self._title(), ""]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(align) + "|")
@@ -816,7 +830,13 @@ class SelectionResult:
         return "\n".join(lines) + "\n"
 
     def to_frame(self):
-        """The table as a pandas DataFrame (pandas is imported lazily)."""
+        """The table as a pandas DataFrame (pandas is imported lazily).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per grid point, with the columns of :data:`TABLE_KEYS`.
+        """
         import pandas as pd
 
         return pd.DataFrame(self.table)

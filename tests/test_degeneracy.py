@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import warnings
 
 import numpy as np
@@ -260,3 +262,9 @@ def test_constant_feature_is_not_held_against_components():
         gm.fit(X)
     assert gm.degenerate_ is False
     assert degeneracy_reason_of_estimator(gm, X) is None
+
+
+def test_docstring_examples_run():
+    module = importlib.import_module("gaussmix._degeneracy")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
+    assert result.attempted > 0 and result.failed == 0

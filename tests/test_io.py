@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import doctest
+import importlib
 import json
 import os
 
@@ -262,3 +264,9 @@ def test_write_into_missing_directory_fails_cleanly(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "missing" / "x.json", "x")
     assert os.listdir(tmp_path) == []
+
+
+def test_docstring_examples_run():
+    module = importlib.import_module("gaussmix.io")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
+    assert result.attempted > 0 and result.failed == 0

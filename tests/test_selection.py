@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import math
 import warnings
 
@@ -403,3 +405,9 @@ def test_bad_X():
         select_model(np.arange(10.0))
     with pytest.raises(ValueError, match="NaN"):
         select_model(np.array([[1.0, np.nan], [2.0, 3.0]]), n_components=[1])
+
+
+def test_docstring_examples_run():
+    module = importlib.import_module("gaussmix.selection")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
+    assert result.attempted > 0 and result.failed == 0

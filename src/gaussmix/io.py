@@ -143,7 +143,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     >>> with atomic_path(os.path.join(d, "out.txt")) as tmp:
     ...     with open(tmp, "w") as f:
     ...         _ = f.write("hello")
-    >>> open(os.path.join(d, "out.txt")).read()
+    >>> with open(os.path.join(d, "out.txt")) as f:
+    ...     f.read()
     'hello'
     """
     path = os.fspath(path)

@@ -581,8 +581,9 @@ def test_failure_while_writing_leaves_no_partial_output(data_dir, tmp_path, monk
         (["fit"], "the following arguments are required: data"),
         (["fit", "x.csv", "-c", "round"], "invalid choice: 'round'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["sample", "m.json", "--seed", "-1"], "argument --seed: must be a non-negative"),
     ],
-    ids=["missing-argument", "bad-choice", "unknown-command"],
+    ids=["missing-argument", "bad-choice", "unknown-command", "negative-seed"],
 )
 def test_usage_errors_are_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

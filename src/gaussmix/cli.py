@@ -763,18 +763,16 @@ def _run_selection(
             "selection makes its own starts, so remove --init"
         )
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
+    # A ValueError (a bad argument, or every fit failed) is a user error in main.
     with _progress.grid_progress(show=show) as progress, _reported_warnings():
-        try:
-            return select_model(
-                X,
-                n_components=k_values,
-                covariance_types=tuple(covariance_types),
-                criterion=criterion,
-                progress=progress,
-                **params,
-            )
-        except ValueError as exc:  # every fit failed or was degenerate
-            raise UserError(f"model selection found no usable model: {exc}") from exc
+        return select_model(
+            X,
+            n_components=k_values,
+            covariance_types=tuple(covariance_types),
+            criterion=criterion,
+            progress=progress,
+            **params,
+        )
 
 
 def _fit_one(X: np.ndarray, params: dict[str, Any], args: argparse.Namespace) -> Any:
@@ -1336,6 +1334,17 @@ def _common(quiet_help: str = "no progress display and no summary") -> argparse.
     return parent
 
 
+def _seed(text: str) -> int:
+    """argparse type of --seed: a non-negative integer (what NumPy accepts as a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _scheduler_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
@@ -1419,7 +1428,7 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         help="initialisation (default kmeans)",
     )
     parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="random seed (results are reproducible)"
+        "--seed", type=_seed, default=DEFAULT_SEED, help="random seed (results are reproducible)"
     )
     parser.add_argument(
         "--dtype",
@@ -1552,7 +1561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-n", "--n-samples", type=int, default=100, metavar="N", help="number of samples"
     )
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed")
     p.add_argument("--labels", action="store_true", help="add a component column")
     _output_file_option(p)
 
@@ -1575,7 +1584,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _output_dir_option(p, default="demo-output", metavar="DIR")
     p.add_argument("--n-init", type=int, default=DEFAULT_N_INIT, help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     _no_plots_option(p)
     parser.commands = tuple(sub.choices)
     return parser

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ._covariance import precisions_from_cholesky
+from ._covariance import covariance_of_component, precisions_from_cholesky
 from ._exceptions import NotFittedError
 from ._validation import COVARIANCE_TYPES, check_parameters
 
@@ -500,13 +500,8 @@ def _covariance_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
 
 def _as_full(covariance_type: str, values: np.ndarray, k: int, d: int) -> np.ndarray:
     """Covariance-type-shaped matrices as a (k, d, d) stack (tied: (1, d, d))."""
-    if covariance_type == "full":
-        return values
-    if covariance_type == "tied":
-        return values[None]
-    if covariance_type == "diag":
-        return np.stack([np.diag(v) for v in values])
-    return values[:, None, None] * np.eye(d)[None]
+    n = 1 if covariance_type == "tied" else k
+    return np.stack([covariance_of_component(values, covariance_type, j, d) for j in range(n)])
 
 
 def _check_covariances(

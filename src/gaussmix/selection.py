@@ -71,6 +71,8 @@ from typing import Any
 
 import numpy as np
 
+from ._covariance import covariance_of_component
+
 __all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "select_model"]
 
 #: mclust's names of the four covariance types.
@@ -347,13 +349,7 @@ def _full_covariances(model) -> np.ndarray:
     K, D = model.means_.shape
     cov = np.asarray(model.covariances_, dtype=np.float64)
     kind = getattr(model, "_fitted_covariance_type", model.covariance_type)
-    if kind == "spherical":
-        return cov[:, None, None] * np.eye(D)
-    if kind == "diag":
-        return np.stack([np.diag(c) for c in cov])
-    if kind == "tied":
-        return np.broadcast_to(cov, (K, D, D)).copy()
-    return cov.copy()
+    return np.stack([covariance_of_component(cov, kind, k, D) for k in range(K)])
 
 
 def _from_full(weights, means, full, covariance_type):

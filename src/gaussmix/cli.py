@@ -461,18 +461,18 @@ def _row_blocks(X: Any, *lazy: Any) -> Iterator[tuple[int, list[np.ndarray]]]:
         start += len(blocks[0])
 
 
-def _plot_rows(X: Any, max_points: int = 20000) -> np.ndarray:
+def _plot_rows(X: Any) -> np.ndarray:
     """The data as NumPy for plotting: all rows, or a fixed random subsample of a dask array.
 
     The subsample is the one plot_clusters would draw from the whole array.
     """
     if not _is_lazy(X):
         return X
-    if X.shape[0] <= max_points:
-        return np.asarray(X.compute())
-    from gaussmix.plot import _subsample
+    from gaussmix.plot import MAX_POINTS, _subsample
 
-    return np.asarray(X[_subsample(X.shape[0], max_points)].compute())
+    if X.shape[0] <= MAX_POINTS:
+        return np.asarray(X.compute())
+    return np.asarray(X[_subsample(X.shape[0], MAX_POINTS)].compute())
 
 
 # --------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ LOGLIK_SIZE = (7.0, 4.5)  # 700 x 450
 BIC_SIZE = (7.5, 5.5)  # 750 x 550
 PAIRS_CELL = 2.4  # inches per feature in a pairs plot (plus PAIRS_MARGIN in width)
 PAIRS_MARGIN = 2.4
+MAX_POINTS = 20000  # larger data are drawn from a fixed random subsample of this size
 
 INSTALL_HINT = 'pip install "gaussmix[plot]"'
 
@@ -231,7 +232,7 @@ def plot_clusters(
     feature_names: Sequence[str] | None = None,
     title: str | None = None,
     max_features: int = 6,
-    max_points: int = 20000,
+    max_points: int = MAX_POINTS,
     path: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Plot the data coloured by component, with the means and 1σ/2σ ellipses.
@@ -488,12 +489,11 @@ def plot_bic(
         ks, values, hollow = [], [], []
         for row in rows:
             value = row.get(criterion)
+            ks.append(row["n_components"])
             if row.get("error") or value is None or not math.isfinite(float(value)):
-                ks.append(row["n_components"])
                 values.append(np.nan)
                 hollow.append(False)
                 continue
-            ks.append(row["n_components"])
             values.append(-float(value))
             hollow.append(bool(row.get("degenerate")))
             if not row.get("degenerate") and (best is None or -float(value) > best[0]):

@@ -39,7 +39,7 @@ from gaussmix.io import (
     model_from_dict,
     model_to_json,
 )
-from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, _full_covariances
+from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, SelectionResult, _full_covariances
 
 PROG = "gaussmix"
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
@@ -866,22 +866,6 @@ def _assignments_writer(model: Any, X: Any) -> Callable[[Any], None]:
     return _table_writer(X, header, arrays, columns)
 
 
-class _GridResult:
-    """Model-selection result of a plain grid fitted on Dask (select_model's interface)."""
-
-    def __init__(self, table: list[dict[str, Any]], criterion: str, best: Any, params: dict):
-        self.table = table
-        self.criterion = criterion
-        self.best_estimator_ = best
-        self.best_params_ = params
-
-    def __str__(self) -> str:
-        return (
-            f"Model selection by {self.criterion.upper()} on the Dask cluster (lower is "
-            f"better; best first):\n{_selection_top(self, n=len(self.table))}"
-        )
-
-
 def _select_on_dask(
     X: Any,
     k_values: Sequence[int],
@@ -889,14 +873,19 @@ def _select_on_dask(
     criterion: str,
     params: dict[str, Any],
     args: argparse.Namespace,
-) -> _GridResult:
-    """Fit every (covariance type, number of components) on the cluster and rank them."""
+) -> SelectionResult:
+    """Fit every (covariance type, number of components) on the cluster and rank them.
+
+    A plain grid (one fit per grid point with the estimator's own starts), not
+    select_model's strategy, which needs the data in memory. ICL is computed only when it
+    is the criterion (it costs one more pass over the data).
+    """
     from gaussmix import GaussianMixture
 
-    n = int(X.shape[0])
+    n, n_features = (int(s) for s in X.shape)
     grid = [(ct, k) for ct in covariance_types for k in k_values]
     table: list[dict[str, Any]] = []
-    best: tuple[float, Any, dict[str, Any]] | None = None
+    estimators: dict[tuple[str, int], Any] = {}
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
     with _progress.grid_progress(show=show) as progress, _reported_warnings():
         for i, (ct, k) in enumerate(grid, 1):
@@ -914,23 +903,20 @@ def _select_on_dask(
                     aic=aic,
                     converged=bool(model.converged_),
                     n_iter=int(model.n_iter_),
-                    degenerate=getattr(model, "degenerate_reason_", None),
+                    degenerate=model.degenerate_reason_,
                 )
                 if criterion == "icl":
                     row["icl"] = float(model.icl(X))
+                estimators[(ct, k)] = model
             except (ValueError, np.linalg.LinAlgError) as exc:
                 row["error"] = " ".join(str(exc).split())
             table.append(row)
-            value = row.get(criterion)
-            if row["error"] is None and not row["degenerate"] and value is not None:
-                if best is None or value < best[0]:
-                    best = (value, model, {"covariance_type": ct, "n_components": k})
             if progress is not None:
                 progress(i, len(grid), ct, k)
-    if best is None:
+    if not any(r["error"] is None and r["degenerate"] is None for r in table):
         errors = [r["error"] for r in table if r["error"]]
         raise UserError("no model could be fitted" + (f": {errors[0]}" if errors else ""))
-    return _GridResult(table, criterion, best[1], best[2])
+    return SelectionResult(table, criterion, estimators, n, n_features)
 
 
 def _selection_csv(result: Any) -> str:
@@ -944,15 +930,7 @@ def _selection_csv(result: Any) -> str:
 
 def _selection_top(result: Any, n: int = 5) -> str:
     criterion = result.criterion
-    rows = [
-        r
-        for r in result.table
-        if not r.get("error")
-        and not r.get("degenerate")
-        and r.get(criterion) is not None
-        and math.isfinite(r[criterion])
-    ]
-    rows.sort(key=lambda r: r[criterion])
+    rows = [r for r in result.ranked() if math.isfinite(r[criterion])]
     if not rows:
         return ""
     best = rows[0][criterion]

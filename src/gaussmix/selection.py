@@ -755,7 +755,11 @@ class SelectionResult:
                     str(r["n_parameters"]),
                     f"{r[self.criterion]:.3f}",
                     f"{r[self.criterion] - best:.3f}",
-                    *[f"{r[c]:.3f}" for c in _CRITERIA if c != self.criterion],
+                    *[
+                        "-" if r[c] is None else f"{r[c]:.3f}"
+                        for c in _CRITERIA
+                        if c != self.criterion
+                    ],
                     "yes" if r["converged"] else "no",
                 ]
             )

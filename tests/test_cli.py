@@ -689,6 +689,48 @@ def test_fit_and_predict_on_a_dask_cluster(tmp_path):
     np.testing.assert_array_equal(np.array(rows, dtype=int)[:, 1], model.predict(X))
 
 
+def test_select_on_a_dask_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    X = load_faithful()[:120]
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "dask-select"
+    result = run(
+        "select",
+        tmp_path / "x.npy",
+        "--components",
+        "1-2",
+        "--covariance",
+        "diag,tied",
+        "--n-init",
+        "1",
+        "--no-plots",
+        "--scheduler",
+        "local:1",
+        "-o",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    header, rows = read_csv((out / "selection.csv").read_text())
+    table = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [(r["covariance_type"], r["n_components"]) for r in table] == [
+        ("diag", "1"),
+        ("diag", "2"),
+        ("tied", "1"),
+        ("tied", "2"),
+    ]
+    best = min(table, key=lambda r: float(r["bic"]))
+    model = load_model(out / "model.json")
+    assert (model.covariance_type, model.n_components) == (
+        best["covariance_type"],
+        int(best["n_components"]),
+    )
+    expected = GaussianMixture(
+        model.n_components, covariance_type=model.covariance_type, n_init=1, random_state=0
+    ).fit(X)
+    assert float(best["bic"]) == pytest.approx(expected.bic(X), rel=1e-9)
+    assert "best by BIC" in result.stdout
+
+
 def test_scheduler_rejects_csv(data_dir, tmp_path):
     pytest.importorskip("distributed")
     assert_user_error(

@@ -203,8 +203,8 @@ class SufficientStatistics:
 # --------------------------------------------------------------------------------------
 # The additive accumulators of each E-step mode (see _EStep).
 _ACCUMULATORS = {
-    "stacked": ("sy", "W"),
-    "centred": ("sy", "W"),
+    "stacked": ("M",),
+    "centred": ("M",),
     "pooled": ("sy0", "G"),
     "expanded": ("s1", "s2"),
 }
@@ -226,14 +226,19 @@ class _EStep:
     ``stacked`` (full, float64)
         y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product for all
         components, c the mixture mean (rounding ~ eps |x - c|: harmless in float64).
-        Moments: W_k = sum_n r_nk y_nk y_nk^T and sy_k = sum_n r_nk y_nk.
     ``centred`` (full and tied, float32)
         y_k = L_k^T (x - mu_k), each mean subtracted first, so a cluster far from the
         others keeps its precision (x and mu_k are close: their difference is exact).
+
+    Both carry a row of ones under the residuals, z_nk = (y_nk, 1), produced by the
+    same product (an extra row in the matrix, an extra column of ones in the data). One
+    product per component, M_k = sum_n r_nk z_nk z_nk^T, then holds the second moments
+    W_k = sum_n r_nk y y^T, the first moments sy_k = sum_n r_nk y and N_k, with no
+    separate elementwise passes for the mean subtraction or the first moments.
     ``pooled`` (tied, float64)
         One shared whitening y0 = L^T (x - c), m_k = L^T (mu_k - c):
         ||y0 - m_k||^2 = |y0|^2 - 2 m_k.y0 + |m_k|^2, and the moments follow from
-        G = sum_n (sum_k r_nk) y0 y0^T and sy0_k = sum_n r_nk y0 (see ``_unpool``): one
+        G = sum_n (sum_k r_nk) y0 y0^T and sy0_k = sum_n r_nk y0 (see ``_whitened_moments``): one
         D x D product per block instead of K.
     ``expanded`` (diag and spherical, always in float64)
         ||(x - mu_k) l_k||^2 = x^2.P_k - 2 x.(mu_k P_k) + mu_k^2.P_k on x - c, with
@@ -288,28 +293,34 @@ class _EStep:
             return
         # full and tied: whitened moments about the current means, mapped back once.
         chol = prec_chol if t == "full" else prec_chol[None]
-        chol_t = np.swapaxes(chol, 1, 2)
         self.inv_chol = np.linalg.inv(chol)  # (K, D, D) or (1, D, D)
         self.shift = means
-        self.sy = np.zeros((n_components, n_features))
-        self.W = np.zeros((n_components, n_features, n_features))
-        if self.mode == "centred":
-            self.chol_t = np.ascontiguousarray(chol_t, dtype=work)
-            self.means = means.astype(work)[:, :, None]
-        elif self.mode == "stacked":
-            self.chol_t = np.ascontiguousarray(chol_t.reshape(-1, n_features), dtype=work)
-            self.mean_t = np.einsum("kd,kde->ke", means_c, chol)[:, :, None]
-        else:  # pooled
-            self.chol_t = chol_t[0]
-            self.m = means_c @ prec_chol  # (K, D)
+        if self.mode == "pooled":
+            self.chol_t = chol[0].T
+            self.m = means_c @ prec_chol  # m_k = L^T (mu_k - c), (K, D)
             self.m_sq = np.sum(self.m**2, axis=1)[:, None]
             self.sy0 = np.zeros((n_components, n_features))
             self.G = np.zeros((n_features, n_features))
+            return
+        # Augmented whitening A_k = [[L_k^T, -L_k^T (mu_k - c)], [0, 1]]: A_k (x - c, 1)
+        # = (y_k, 1). In centred mode the mean is subtracted beforehand (no offset column).
+        n_chol = chol.shape[0]
+        aug = np.zeros((n_chol, n_features + 1, n_features + 1))
+        aug[:, :n_features, :n_features] = np.swapaxes(chol, 1, 2)
+        aug[:, n_features, n_features] = 1.0
+        if self.mode == "stacked":
+            aug[:, :n_features, n_features] = -np.einsum("kd,kde->ke", means_c, chol)
+            self.chol_t = np.ascontiguousarray(aug.reshape(-1, n_features + 1), dtype=work)
+        else:
+            self.chol_t = np.ascontiguousarray(aug, dtype=work)
+            self.means = means.astype(work)[:, :, None]
+        self.M = np.zeros((n_components, n_features + 1, n_features + 1))
 
     def _workspace(self, n):
+        """Two (K, D + 1, n) buffers; the last row of the data buffer holds ones."""
         buffers = self._buffers.get(n)
         if buffers is None:
-            shape = (self.n_components, self.n_features, n)
+            shape = (self.n_components, self.n_features + 1, n)
             buffers = (np.empty(shape, self.dtype), np.empty(shape, self.dtype))
             self._buffers[n] = buffers  # at most two sizes: full blocks and the last one
         return buffers
@@ -318,17 +329,22 @@ class _EStep:
         """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables."""
         Xb = Xb.astype(self.dtype, copy=False)
         n = Xb.shape[0]
+        D = self.n_features
         if self.mode in ("stacked", "centred"):
-            Y, T = self._workspace(n)
+            Z, T = self._workspace(n)
             if self.mode == "centred":
-                np.subtract(np.ascontiguousarray(Xb.T), self.means, out=T)
-                np.matmul(self.chol_t, T, out=Y)
+                np.subtract(np.ascontiguousarray(Xb.T), self.means, out=T[:, :D])
+                T[:, D] = 1.0
+                np.matmul(self.chol_t, T, out=Z)
             else:
-                np.matmul(self.chol_t, (Xb - self.offset).T, out=Y.reshape(-1, n))
-                Y -= self.mean_t
-            np.multiply(Y, Y, out=T)
-            maha = T.sum(axis=1)
-            extra = Y
+                data = T[0]  # (D + 1, n): the centred block, transposed, over a row of ones
+                np.subtract(Xb.T, self.offset[:, None], out=data[:D])
+                data[D] = 1.0
+                np.matmul(self.chol_t, data, out=Z.reshape(-1, n))
+            # ||y||^2 = ||(y, 1)||^2 - 1, in one read of Z.
+            maha = np.einsum("kdn,kdn->kn", Z, Z)
+            maha -= 1.0
+            extra = Z
         elif self.mode == "pooled":
             Y0 = self.chol_t @ (Xb - self.offset).T  # (D, n)
             maha = self.m @ Y0
@@ -347,8 +363,7 @@ class _EStep:
             maha += self.lin_coef @ Xc.T
             maha += self.const
             extra = (Xc, X2)
-        if self.mode in ("pooled", "expanded"):
-            np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
+        np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
         maha *= -0.5
         maha += self.log_const
         return maha, extra
@@ -367,12 +382,11 @@ class _EStep:
             self.weight_sum += float(np.sum(wb, dtype=np.float64))
         self.nk += resp.sum(axis=1, dtype=np.float64)
         if self.mode in ("stacked", "centred"):
-            Y = extra
-            _, T = self._workspace(Y.shape[2])
-            np.multiply(Y, resp[:, None, :], out=T)
-            # sum_n r_nk y_nk y_nk^T for every k: K products (D, n) @ (n, D).
-            self.W += np.matmul(T, np.swapaxes(Y, 1, 2))
-            self.sy += T.sum(axis=2)
+            Z = extra
+            _, T = self._workspace(Z.shape[2])
+            np.multiply(Z, resp[:, None, :], out=T)
+            # sum_n r_nk z_nk z_nk^T for every k: K products (D + 1, n) @ (n, D + 1).
+            self.M += np.matmul(T, np.swapaxes(Z, 1, 2))
         elif self.mode == "pooled":
             Y0 = extra
             self.sy0 += resp @ Y0.T
@@ -389,40 +403,40 @@ class _EStep:
         self.log_likelihood += other.log_likelihood
         self.weight_sum += other.weight_sum
 
-    def _unpool(self):
-        """Per-component whitened sums from the pooled ones (float64 tied).
+    def _whitened_moments(self):
+        """(sy, W): per-component sums of r y and r y y^T in whitened coordinates.
 
-        With y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and
+        In pooled mode, with y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and
         sum_k sum_n r_nk y_k y_k^T = G - sum_k (m_k sy0_k^T + sy0_k m_k^T) + sum_k N_k m_k m_k^T.
         """
-        if self.mode != "pooled":
-            return
-        m = self.m
-        self.sy = self.sy0 - self.nk[:, None] * m
-        cross = m.T @ self.sy0
-        self.W = (self.G - cross - cross.T + (m * self.nk[:, None]).T @ m)[None]
-        self.mode = "stacked"  # the accumulators now hold per-component sums
+        if self.mode == "pooled":
+            m = self.m
+            sy = self.sy0 - self.nk[:, None] * m
+            cross = m.T @ self.sy0
+            W = (self.G - cross - cross.T + (m * self.nk[:, None]).T @ m)[None]
+            return sy, W
+        D = self.n_features
+        return self.M[:, :D, D], self.M[:, :D, :D]
 
     def max_whitened_shift(self) -> float:
         """Largest move of a mean, in standard deviations of its component (full, tied)."""
         if self.mode == "expanded":
             return 0.0
-        self._unpool()
+        sy, _ = self._whitened_moments()
         nk = np.where(self.nk > 0, self.nk, 1.0)
-        return float(np.sqrt(np.max(np.sum(self.sy**2, axis=1) / nk**2)))
+        return float(np.sqrt(np.max(np.sum(sy**2, axis=1) / nk**2)))
 
     def statistics(self) -> SufficientStatistics:
         """The accumulated statistics, moments in data coordinates."""
         if self.mode == "expanded":
             s1, s2 = self.s1, self.s2
         else:
-            self._unpool()
+            sy, W = self._whitened_moments()
             # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
-            inv = np.broadcast_to(self.inv_chol, self.W.shape[:1] + self.inv_chol.shape[1:])
-            s1 = np.einsum("kd,kde->ke", self.sy, np.broadcast_to(
-                self.inv_chol, (self.n_components, self.n_features, self.n_features)
-            ))
-            s2 = np.swapaxes(inv, 1, 2) @ self.W @ inv
+            D = self.n_features
+            inv = np.broadcast_to(self.inv_chol, (W.shape[0], D, D))
+            s1 = np.einsum("kd,kde->ke", sy, np.broadcast_to(self.inv_chol, (len(sy), D, D)))
+            s2 = np.swapaxes(inv, 1, 2) @ W @ inv
             if self.covariance_type == "tied":
                 s2 = s2.sum(axis=0)
         return SufficientStatistics(

@@ -947,20 +947,23 @@ def _selection_top(result: Any, n: int = 5) -> str:
 # Subcommands
 
 
+def _stage_model(out: OutputDir, model: Any, ds: Dataset) -> None:
+    out.stage(
+        "model.json",
+        model_to_json(model, n_samples=ds.X.shape[0], feature_names=list(ds.names)),
+    )
+
+
 def _fit_outputs(
     out: OutputDir,
     model: Any,
     ds: Dataset,
     result: Any,
     plots: bool,
-    args: argparse.Namespace,
 ) -> None:
     """Stage model.json, assignments.csv and the plots for a fitted model."""
     names = ds.names
-    out.stage(
-        "model.json",
-        model_to_json(model, n_samples=ds.X.shape[0], feature_names=list(names)),
-    )
+    _stage_model(out, model, ds)
     out.stage("assignments.csv", writer=_assignments_writer(model, ds.X))
     if result is not None:
         out.stage("selection.csv", _selection_csv(result))
@@ -1002,34 +1005,31 @@ def _finish(args: argparse.Namespace, summary: str, written: list[str]) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     """gaussmix fit: one model, or automatic selection with -k auto / -c auto."""
     ds = _input(args, args.dtype)
-    out = OutputDir(args.output)
-    out.check_writable()
-    auto_k = args.n_components == "auto"
-    auto_c = args.covariance == "auto"
-    params = _estimator_params(args)
-    if auto_k or auto_c:
-        k_values = _parse_components(args.components) if auto_k else [int(args.n_components)]
-        types = COVARIANCE_TYPES if auto_c else (args.covariance,)
-        _check_components(k_values, ds.X.shape[0])
-        result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
-        model = result.best_estimator_
+    OutputDir(args.output).check_writable()
+    if args.n_components == "auto":
+        k_values = _parse_components(args.components)
     else:
         try:
-            k = int(args.n_components)
+            k_values = [int(args.n_components)]
         except ValueError:
             raise UserError(
                 f"-k/--n-components must be a positive integer or auto; got {args.n_components!r}"
             ) from None
-        if k < 1:
-            raise UserError(f"-k/--n-components must be >= 1; got {k}")
-        _check_components([k], ds.X.shape[0])
+        if k_values[0] < 1:
+            raise UserError(f"-k/--n-components must be >= 1; got {k_values[0]}")
+    _check_components(k_values, ds.X.shape[0])
+    params = _estimator_params(args)
+    if args.n_components == "auto" or args.covariance == "auto":
+        types = COVARIANCE_TYPES if args.covariance == "auto" else (args.covariance,)
+        result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
+        model = result.best_estimator_
+    else:
         result = None
-        model = _fit_one(
-            ds.X, {**params, "n_components": k, "covariance_type": args.covariance}, args
-        )
+        params.update(n_components=k_values[0], covariance_type=args.covariance)
+        model = _fit_one(ds.X, params, args)
     plots = _want_plots(args)
     with staged_outputs(args.output) as staged:
-        _fit_outputs(staged, model, ds, result, plots, args)
+        _fit_outputs(staged, model, ds, result, plots)
         written = staged.commit()
     summary = _describe_fit(model, ds.X, ds.names, ds.source)
     if result is not None:
@@ -1044,8 +1044,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     """gaussmix select: the model-selection table, the best model and bic.png."""
     ds = _input(args, args.dtype)
-    out = OutputDir(args.output)
-    out.check_writable()
+    OutputDir(args.output).check_writable()
     k_values = _parse_components(args.components)
     types = _parse_covariances(args.covariance)
     _check_components(k_values, ds.X.shape[0])
@@ -1053,10 +1052,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     model = result.best_estimator_
     plots = _want_plots(args)
     with staged_outputs(args.output) as staged:
-        staged.stage(
-            "model.json",
-            model_to_json(model, n_samples=ds.X.shape[0], feature_names=list(ds.names)),
-        )
+        _stage_model(staged, model, ds)
         staged.stage("selection.csv", _selection_csv(result))
         if plots:
             from gaussmix import plot
@@ -1245,14 +1241,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     X = np.asarray(load_faithful(), dtype=np.float64)
     ds = Dataset(X, ["eruptions", "waiting"], True, "the Old Faithful data")
-    out = OutputDir(args.output)
-    out.check_writable()
+    OutputDir(args.output).check_writable()
     params = {"n_init": args.n_init, "random_state": args.seed}
     result = _run_selection(X, range(1, 10), COVARIANCE_TYPES, "bic", params, args)
     model = result.best_estimator_
     plots = _want_plots(args)
     with staged_outputs(args.output) as staged:
-        _fit_outputs(staged, model, ds, result, plots, args)
+        _fit_outputs(staged, model, ds, result, plots)
         written = staged.commit()
     best = result.best_params_
     summary = "\n".join(

@@ -223,10 +223,10 @@ class _EStep:
 
     One of four modes computes the Mahalanobis terms ||y_nk||^2 and the moments:
 
-    ``stacked`` (full, float64)
+    ``stacked`` (full: float64, and float32 while the means lie within 100 sd of c)
         y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product for all
-        components, c the mixture mean (rounding ~ eps |x - c|: harmless in float64).
-    ``centred`` (full and tied, float32)
+        components, c the mixture mean (rounding ~ eps |L_k^T (x - c)|).
+    ``centred`` (tied float32, and full float32 with a mean far from the others)
         y_k = L_k^T (x - mu_k), each mean subtracted first, so a cluster far from the
         others keeps its precision (x and mu_k are close: their difference is exact).
 
@@ -255,7 +255,16 @@ class _EStep:
         if t in ("diag", "spherical"):
             self.mode, work = "expanded", np.dtype(np.float64)
         elif np.dtype(dtype) == np.float32:
-            self.mode, work = "centred", np.dtype(np.float32)
+            work = np.dtype(np.float32)
+            self.mode = "centred"
+            if t == "full":
+                # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the
+                # points of component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while
+                # every mean lies within 100 of its standard deviations of the centre.
+                offset = (weights @ means).astype(work).astype(np.float64)
+                spread = np.einsum("kd,kde->ke", means - offset, prec_chol)
+                if np.max(np.abs(spread)) < 100.0:
+                    self.mode = "stacked"
         else:
             self.mode, work = ("stacked" if t == "full" else "pooled"), np.dtype(np.float64)
         self.covariance_type, self.dtype = t, work
@@ -514,7 +523,7 @@ def block_statistics(
     X = np.asarray(X)
     dtype = _working_dtype(X)
     estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
-    if estep.mode == "centred" and estep.max_whitened_shift() > 10.0:
+    if estep.dtype == np.float32 and estep.max_whitened_shift() > 10.0:
         # A mean moved more than 10 of its standard deviations in one step (a poor
         # start): float32 moments about the old mean would cancel. Redo this rare
         # iteration in float64.

@@ -19,7 +19,6 @@ import io as _textio
 import math
 import os
 import sys
-import tempfile
 import textwrap
 import traceback
 import warnings
@@ -33,8 +32,9 @@ from gaussmix import _progress
 from gaussmix.io import (
     ModelFileError,
     _document_from_json,
-    _file_mode,
     _fsync_directory,
+    _fsync_file,
+    _temporary_file,
     atomic_path,
     model_from_dict,
     model_to_json,
@@ -528,34 +528,30 @@ class OutputDir:
     def stage(
         self,
         name: str,
-        data: str | bytes | None = None,
+        text: str | None = None,
         figure: Any = None,
-        writer: Any = None,
+        writer: Callable[[Any], Any] | None = None,
     ) -> str:
-        """Write ``data``, a matplotlib ``figure`` (PNG) or ``writer(text_file)`` for ``name``."""
+        """Write ``text``, a matplotlib ``figure`` (PNG) or ``writer(text_file)`` for ``name``."""
         self._ensure()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+            tmp = _temporary_file(self.directory, name)
         except OSError as exc:
             raise UserError(
                 f"cannot write to output directory {self.directory}: {exc.strerror}"
             ) from None
-        os.close(fd)
         self.staged.append((tmp, self.path(name)))
-        os.chmod(tmp, _file_mode())
         if figure is not None:
             from gaussmix.plot import DPI
 
             figure.savefig(tmp, format="png", dpi=DPI)
-        elif writer is not None:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                writer(f)
         else:
-            payload = data.encode("utf-8") if isinstance(data, str) else data
-            with open(tmp, "wb") as f:
-                f.write(payload or b"")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                if writer is not None:
+                    writer(f)
+                else:
+                    f.write(text or "")
+        _fsync_file(tmp)
         return self.path(name)
 
     def commit(self) -> list[str]:

@@ -118,6 +118,25 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _temporary_file(directory: str, name: str) -> str:
+    """A new empty temporary file for ``name`` in ``directory``, with a new file's mode."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        os.chmod(tmp, _file_mode())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _fsync_file(path: str) -> None:
+    """Flush a written file's content to disk."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
@@ -149,15 +168,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
-    )
-    os.close(fd)
+    tmp = _temporary_file(directory, os.path.basename(path))
     try:
-        os.chmod(tmp, _file_mode())
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -53,7 +53,7 @@ class ArrayData:
             self.X,
             params,
             self.sample_weight,
-            block_size=self._block_size(params.n_components),
+            block_size=self.block_size,  # None: sized for the covariance family
             executor=self.executor,
         )
 

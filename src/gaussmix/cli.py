@@ -909,9 +909,7 @@ def _select_on_dask(
             table.append(row)
             if progress is not None:
                 progress(i, len(grid), ct, k)
-    if not any(r["error"] is None and r["degenerate"] is None for r in table):
-        errors = [r["error"] for r in table if r["error"]]
-        raise UserError("no model could be fitted" + (f": {errors[0]}" if errors else ""))
+    # A ValueError when every fit failed or degenerated: a user error in main.
     return SelectionResult(table, criterion, estimators, n, n_features)
 
 

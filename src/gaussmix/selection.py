@@ -692,6 +692,22 @@ class SelectionResult:
         ``(covariance_type, n_components)``.
     n_samples, n_features : int
         Shape of the data.
+
+    Parameters
+    ----------
+    table : list of dict
+        The rows, with the keys of :data:`TABLE_KEYS`.
+    criterion : {"bic", "aic", "icl"}
+    estimators : dict
+        Fitted model of every grid point that did not fail, keyed by
+        ``(covariance_type, n_components)``.
+    n_samples, n_features : int
+        Shape of the data.
+
+    Raises
+    ------
+    ValueError
+        If no row is regular (every fit failed or degenerated): there is nothing to select.
     """
 
     _TEXT_COLUMNS = (1, 3)  # covariance and mclust: left-aligned
@@ -703,6 +719,15 @@ class SelectionResult:
         self.n_samples = n_samples
         self.n_features = n_features
         ranked = self.ranked()
+        if not ranked:
+            details = "; ".join(
+                f"{r['covariance_type']} K={r['n_components']}: {r['error'] or r['degenerate']}"
+                for r in table
+            )
+            raise ValueError(
+                "Every fit of the grid failed or is degenerate, so no model can be selected: "
+                f"{details}"
+            )
         best = ranked[0]
         self.best_params_ = {
             "covariance_type": best["covariance_type"],
@@ -1058,12 +1083,4 @@ def select_model(
                 estimators[(t, K)] = model
             table.append(row)
 
-    if not any(r["error"] is None and r["degenerate"] is None for r in table):
-        details = "; ".join(
-            f"{r['covariance_type']} K={r['n_components']}: {r['error'] or r['degenerate']}"
-            for r in table
-        )
-        raise ValueError(
-            f"Every fit of the grid failed or is degenerate, so no model can be selected: {details}"
-        )
     return SelectionResult(table, criterion, estimators, n_samples, n_features)

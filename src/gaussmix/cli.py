@@ -147,26 +147,29 @@ def _select_columns(
     columns: Sequence[str] | None,
     source: str,
     prefer: Sequence[str] | None = None,
-) -> list[int]:
-    """Indices of the requested columns (names first, then 1-based numbers)."""
+) -> tuple[list[int], list[str]]:
+    """Indices and names of the requested columns (names first, then 1-based numbers)."""
     if not columns and prefer and len(set(names)) == len(names) and set(prefer) <= set(names):
-        return [names.index(n) for n in prefer]
-    if not columns:
-        return list(range(len(names)))
-    picked = []
-    for token in columns:
-        if token in names:
-            if names.count(token) > 1:
-                raise UserError(f"{source}: column name {token!r} is not unique; use its number")
-            picked.append(names.index(token))
-        elif token.isdigit() and 1 <= int(token) <= len(names):
-            picked.append(int(token) - 1)
-        else:
-            raise UserError(
-                f"{source}: no column {token!r}; the columns are {', '.join(names)} "
-                f"(or numbers 1 to {len(names)})"
-            )
-    return picked
+        picked = [names.index(n) for n in prefer]
+    elif not columns:
+        picked = list(range(len(names)))
+    else:
+        picked = []
+        for token in columns:
+            if token in names:
+                if names.count(token) > 1:
+                    raise UserError(
+                        f"{source}: column name {token!r} is not unique; use its number"
+                    )
+                picked.append(names.index(token))
+            elif token.isdigit() and 1 <= int(token) <= len(names):
+                picked.append(int(token) - 1)
+            else:
+                raise UserError(
+                    f"{source}: no column {token!r}; the columns are {', '.join(names)} "
+                    f"(or numbers 1 to {len(names)})"
+                )
+    return picked, [names[j] for j in picked]
 
 
 def _check_values(X: np.ndarray, names: list[str], where: Any, source: str) -> None:
@@ -249,7 +252,7 @@ def _read_text(
         names = [f"x{j}" for j in range(len(first))]
         body = content
     n_fields = len(names)
-    picked = _select_columns(names, columns, source, prefer if has_header else None)
+    picked, kept = _select_columns(names, columns, source, prefer if has_header else None)
     X = np.empty((len(body), len(picked)))
     line_numbers = np.empty(len(body), dtype=np.int64)
     for r, (line_no, line) in enumerate(body):
@@ -275,7 +278,6 @@ def _read_text(
                             "select numeric columns with --columns"
                         ) from None
                     X[r, out] = np.nan
-    kept = [names[j] for j in picked]
     _check_values(X, kept, lambda r: f"line {line_numbers[r]}", source)
     return Dataset(X, kept, has_header, source)
 
@@ -292,9 +294,8 @@ def _read_npy(raw: bytes, source: str, columns: Sequence[str] | None) -> Dataset
     if X.ndim != 2:
         raise UserError(f"{source}: the array must have 1 or 2 dimensions, got {X.ndim}")
     names = [f"x{j}" for j in range(X.shape[1])]
-    picked = _select_columns(names, columns, source)
+    picked, kept = _select_columns(names, columns, source)
     X = np.asarray(X[:, picked], dtype=np.float64)
-    kept = [names[j] for j in picked]
     _check_values(X, kept, lambda r: f"row {r} (counting from 0)", source)
     return Dataset(X, kept, False, source)
 
@@ -315,7 +316,7 @@ def _read_parquet(
     except Exception as exc:  # pyarrow raises its own error types
         raise UserError(f"{path}: cannot read the Parquet file ({exc})") from None
     names = [str(n) for n in table.column_names]
-    picked = _select_columns(names, columns, path, prefer)
+    picked, kept = _select_columns(names, columns, path, prefer)
     out = np.empty((table.num_rows, len(picked)))
     for k, j in enumerate(picked):
         column = table.column(j)
@@ -327,7 +328,6 @@ def _read_parquet(
             )
         values = column.to_numpy(zero_copy_only=False)
         out[:, k] = np.asarray(values, dtype=np.float64)
-    kept = [names[j] for j in picked]
     _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path)
     return Dataset(out, kept, True, path)
 
@@ -425,15 +425,13 @@ def read_dask_data(
                 raise UserError(
                     f"{path}: cannot read the Parquet column names (is pyarrow installed?)"
                 )
-        picked = _select_columns(names, columns, path, prefer)
-        kept = [names[j] for j in picked]
+        picked, kept = _select_columns(names, columns, path, prefer)
         X = load_dask_array(path, columns=kept)
         has_header = True
     else:
         X = load_dask_array(path)
         names = [f"x{j}" for j in range(X.shape[1])]
-        picked = _select_columns(names, columns, path)
-        kept = [names[j] for j in picked]
+        picked, kept = _select_columns(names, columns, path)
         if picked != list(range(X.shape[1])):
             X = X[:, picked]
         has_header = False

@@ -297,7 +297,14 @@ def test_n_init_with_kmeans_matches_numpy_on_small_data(client2, data, init_para
     kw = dict(n_components=K, n_init=3, init_params=init_params, random_state=3, max_iter=30)
     want = GaussianMixture(**kw).fit(data)
     got = _fit(client2, da.from_array(data, chunks=(300, 3)), **kw)
-    _assert_same_fit(want, got, rtol=1e-8)
+    # Several starts reach the same optimum, in different component orders; which one is
+    # kept is decided by rounding (last-digit differences of the lower bounds, which
+    # depend on the summation order of chunks and blocks). Same mixture, up to the order.
+    np.testing.assert_allclose(got.lower_bound_, want.lower_bound_, rtol=1e-8, atol=0)
+    order_got, order_want = np.argsort(got.means_[:, 0]), np.argsort(want.means_[:, 0])
+    for name in FITTED:  # all per-component arrays (full covariance)
+        g, w = getattr(got, name)[order_got], getattr(want, name)[order_want]
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=0, err_msg=name)
 
 
 def test_warm_start(client2, data):

@@ -1592,6 +1592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
+        if type(exc).__name__ == "DaskFitError":  # the cluster failed, not gaussmix
+            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_INTERNAL
         print(
             f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
             "(run again with --debug for the traceback, and please report it)",

@@ -32,3 +32,15 @@ def test_threaded_blocks_equal_sequential(monkeypatch, covariance_type, dtype):
 def test_block_executor_is_off_for_small_data():
     with parallel.block_executor(10) as executor:
         assert executor is None
+
+
+def test_threaded_prediction_equals_sequential(monkeypatch):
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(c, 1.0, size=(500, 2)) for c in (-3, 3)])
+    gm = GaussianMixture(2, random_state=0, block_size=50).fit(X)
+    expected = (gm.predict_proba(X), gm.predict(X), gm.score_samples(X))
+    monkeypatch.setattr(parallel, "MIN_ROWS_FOR_THREADS", 0)
+    monkeypatch.setattr(parallel, "available_cores", lambda: 3)
+    got = (gm.predict_proba(X), gm.predict(X), gm.score_samples(X))
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, e)  # same blocks, same arithmetic: bit-identical

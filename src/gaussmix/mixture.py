@@ -483,7 +483,10 @@ class GaussianMixture:
         if lazy is not None:
             return lazy
         X = self._validate_X(X)
-        return _stats.score_samples(X, self._get_parameters(), block_size=self.block_size)
+        with block_executor(X.shape[0]) as executor:
+            return _stats.score_samples(
+                X, self._get_parameters(), block_size=self.block_size, executor=executor
+            )
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample of X under the model."""
@@ -497,7 +500,10 @@ class GaussianMixture:
         if lazy is not None:
             return lazy
         X = self._validate_X(X)
-        return _stats.predict_proba(X, self._get_parameters(), block_size=self.block_size)
+        with block_executor(X.shape[0]) as executor:
+            return _stats.predict_proba(
+                X, self._get_parameters(), block_size=self.block_size, executor=executor
+            )
 
     def predict(self, X):
         """Most probable component of every row, shape (n_samples,)."""
@@ -505,7 +511,10 @@ class GaussianMixture:
         if lazy is not None:
             return lazy
         X = self._validate_X(X)
-        return _stats.predict(X, self._get_parameters(), block_size=self.block_size)
+        with block_executor(X.shape[0]) as executor:
+            return _stats.predict(
+                X, self._get_parameters(), block_size=self.block_size, executor=executor
+            )
 
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted mixture.

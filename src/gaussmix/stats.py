@@ -551,14 +551,18 @@ def _estep_over(X, params, sample_weight, dtype, block_size, executor=None):
             estep.accumulate(X[rows].astype(dtype, copy=False), wb)
         return estep
 
-    n_workers = getattr(executor, "_max_workers", 1) if executor is not None else 1
-    if n_workers < 2 or len(blocks) < 2 * n_workers:
-        return run(blocks)
-    parts = [blocks[i::n_workers] for i in range(n_workers)]
-    esteps = list(executor.map(run, parts))
+    esteps = _run_parts(executor, blocks, run)
     for other in esteps[1:]:
         esteps[0].merge(other)
     return esteps[0]
+
+
+def _run_parts(executor, blocks, run):
+    """``run(part)`` on round-robin parts of ``blocks``, one per thread of ``executor``."""
+    n_workers = getattr(executor, "_max_workers", 1) if executor is not None else 1
+    if n_workers < 2 or len(blocks) < 2 * n_workers:
+        return [run(blocks)]
+    return list(executor.map(run, [blocks[i::n_workers] for i in range(n_workers)]))
 
 
 def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_weight=None):
@@ -656,41 +660,60 @@ def _working_dtype(X):
     return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _posterior_blocks(X, params, block_size):
+def _for_each_block(X, params, block_size, executor, write):
+    """Call ``write(rows, log_prob)`` on every block, spread over ``executor``'s threads.
+
+    Each thread has its own E-step (its own workspace); the blocks write disjoint rows.
+    """
+    X = np.asarray(X)
     dtype = _working_dtype(X)
-    estep = _EStep(params, dtype)
     if block_size is None:
         block_size = auto_block_size(
             params.n_features, params.n_components, dtype.itemsize, params.covariance_type
         )
-    for rows in _blocks(X.shape[0], block_size):
-        log_prob, _ = estep.log_prob(X[rows].astype(dtype, copy=False))
-        yield rows, log_prob
+    blocks = list(_blocks(X.shape[0], block_size))
+
+    def run(part):
+        estep = _EStep(params, dtype)
+        for rows in part:
+            log_prob, _ = estep.log_prob(X[rows].astype(dtype, copy=False))
+            write(rows, log_prob)
+
+    _run_parts(executor, blocks, run)
 
 
-def score_samples(X, params: MixtureParameters, *, block_size=None) -> np.ndarray:
+def score_samples(X, params: MixtureParameters, *, block_size=None, executor=None):
     """log p(x_n) = log sum_k pi_k N(x_n | mu_k, Sigma_k) for every row, shape (n_samples,)."""
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=_working_dtype(X))
-    for rows, log_prob in _posterior_blocks(X, params, block_size):
+
+    def write(rows, log_prob):
         out[rows] = _normalize(log_prob)
+
+    _for_each_block(X, params, block_size, executor, write)
     return out
 
 
-def predict_proba(X, params: MixtureParameters, *, block_size=None) -> np.ndarray:
+def predict_proba(X, params: MixtureParameters, *, block_size=None, executor=None):
     """Responsibilities gamma_nk, shape (n_samples, n_components); rows sum to 1."""
     X = np.asarray(X)
     out = np.empty((X.shape[0], params.n_components), dtype=_working_dtype(X))
-    for rows, log_prob in _posterior_blocks(X, params, block_size):
+
+    def write(rows, log_prob):
         _normalize(log_prob)
         out[rows] = log_prob.T
+
+    _for_each_block(X, params, block_size, executor, write)
     return out
 
 
-def predict(X, params: MixtureParameters, *, block_size=None) -> np.ndarray:
+def predict(X, params: MixtureParameters, *, block_size=None, executor=None):
     """Most probable component of every row, shape (n_samples,)."""
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=np.intp)
-    for rows, log_prob in _posterior_blocks(X, params, block_size):
+
+    def write(rows, log_prob):
         out[rows] = log_prob.argmax(axis=0)
+
+    _for_each_block(X, params, block_size, executor, write)
     return out

@@ -334,11 +334,25 @@ class _EStep:
             self._buffers[n] = buffers  # at most two sizes: full blocks and the last one
         return buffers
 
+    def _kn(self, n):
+        """Two reused (K, n) buffers: the log-probabilities and a product to add to them."""
+        key = ("kn", n)
+        buffers = self._buffers.get(key)
+        if buffers is None:
+            shape = (self.n_components, n)
+            buffers = (np.empty(shape, self.dtype), np.empty(shape, self.dtype))
+            self._buffers[key] = buffers
+        return buffers
+
     def log_prob(self, Xb):
-        """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables."""
+        """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables.
+
+        The result lives in a buffer of this E-step that the next block overwrites.
+        """
         Xb = Xb.astype(self.dtype, copy=False)
         n = Xb.shape[0]
         D = self.n_features
+        maha, other = self._kn(n)
         if self.mode in ("stacked", "centred"):
             Z, T = self._workspace(n)
             if self.mode == "centred":
@@ -351,12 +365,12 @@ class _EStep:
                 data[D] = 1.0
                 np.matmul(self.chol_t, data, out=Z.reshape(-1, n))
             # ||y||^2 = ||(y, 1)||^2 - 1, in one read of Z.
-            maha = np.einsum("kdn,kdn->kn", Z, Z)
+            np.einsum("kdn,kdn->kn", Z, Z, out=maha)
             maha -= 1.0
             extra = Z
         elif self.mode == "pooled":
             Y0 = self.chol_t @ (Xb - self.offset).T  # (D, n)
-            maha = self.m @ Y0
+            np.matmul(self.m, Y0, out=maha)
             maha *= -2.0
             maha += np.einsum("dn,dn->n", Y0, Y0)
             maha += self.m_sq
@@ -365,11 +379,11 @@ class _EStep:
             Xc = Xb - self.offset
             if self.covariance_type == "spherical":
                 X2 = np.einsum("nd,nd->n", Xc, Xc)
-                maha = self.sq_coef * X2
+                np.multiply(self.sq_coef, X2, out=maha)
             else:
                 X2 = Xc * Xc
-                maha = self.sq_coef @ X2.T
-            maha += self.lin_coef @ Xc.T
+                np.matmul(self.sq_coef, X2.T, out=maha)
+            maha += np.matmul(self.lin_coef, Xc.T, out=other)
             maha += self.const
             extra = (Xc, X2)
         np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0

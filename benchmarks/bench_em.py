@@ -741,6 +741,18 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
         lines.append(f"- Highest 1-min load average seen by each row's workers "
                      f"({info['usable_cpus']} CPUs; above that, other processes competed): "
                      + ", ".join(loads))
+    unstable = []
+    for name, res in results.items():
+        for who, label in (("cand", cand_name), ("sk", "sklearn")):
+            c = res.get(who)
+            vals = c.data.get("per_iter_all", []) if isinstance(c, Cell) and c.ok else []
+            if len(vals) >= 2 and min(vals) > 0 and max(vals) / min(vals) > 1.5:
+                unstable.append(f"{name} {label} {min(vals):.3g}-{max(vals):.3g} s")
+            elif len(vals) >= 2 and min(vals) <= 0:
+                unstable.append(f"{name} {label} (a repeat <= 0 s)")
+    if unstable:
+        lines.append("- Unstable timings (repeats differ by more than 1.5x: other processes "
+                     "competed; treat these rows' ratios with care): " + "; ".join(unstable))
     hashes = sorted({c.data.get("code_hash") for res in results.values()
                      for who, c in res.items() if who == "cand" and isinstance(c, Cell) and c.ok})
     if len(hashes) > 1:

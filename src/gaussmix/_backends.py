@@ -18,6 +18,7 @@ from .stats import (
     auto_block_size,
     block_statistics,
     statistics_from_responsibilities,
+    statistics_of_rows,
 )
 
 
@@ -70,17 +71,13 @@ class ArrayData:
         return total
 
     def _statistics_of_rows(self, indices, covariance_type):
-        n_components = len(indices)
-        weights = None if self.sample_weight is None else self.sample_weight[indices]
-        stats = statistics_from_responsibilities(
+        return statistics_of_rows(
             self.X[indices],
-            np.eye(n_components),
             covariance_type,
             shift=self.reference,
-            sample_weight=weights,
+            weight_sum=self.weight_sum,
+            sample_weight=None if self.sample_weight is None else self.sample_weight[indices],
         )
-        stats.weight_sum = self.weight_sum
-        return stats
 
     def initial_statistics(self, method, n_components, random_state, covariance_type):
         """Statistics of the initial responsibilities chosen by ``method``.

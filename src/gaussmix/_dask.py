@@ -25,7 +25,7 @@ import uuid
 import numpy as np
 
 from ._init import kmeans, kmeans_plusplus, nearest_center
-from ._validation import check_finite, check_sample_weight
+from ._validation import check_finite, check_sample_weight, non_finite_message
 from .stats import (
     MixtureParameters,
     SufficientStatistics,
@@ -33,6 +33,7 @@ from .stats import (
     auto_block_size,
     block_statistics,
     statistics_from_responsibilities,
+    statistics_of_rows,
 )
 
 __all__ = [
@@ -206,15 +207,14 @@ def _raise_on_bad_input(summaries, weighted):
     n_inf = sum(s["n_inf"] for s in summaries)
     if n_nan or n_inf:
         first = next(s["first_bad"] for s in summaries if s["first_bad"] is not None)
-        parts = []
-        if n_nan:
-            parts.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''}")
-        if n_inf:
-            parts.append(f"{n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity)")
         raise ValueError(
-            f"X contains {' and '.join(parts)}; the first is at row {first[0]}, column "
-            f"{first[1]}. Gaussian mixtures need finite values: drop or impute the rows that "
-            "hold them (for example X[da.isfinite(X).all(axis=1)])."
+            non_finite_message(
+                "X",
+                n_nan,
+                n_inf,
+                f"row {first[0]}, column {first[1]}",
+                " (for example X[da.isfinite(X).all(axis=1)])",
+            )
         )
     if not weighted:
         return None
@@ -540,16 +540,13 @@ class DaskData:
         return Xs, ws
 
     def _statistics_of_rows(self, rows, weights, covariance_type):
-        n_components = rows.shape[0]
-        stats = statistics_from_responsibilities(
+        return statistics_of_rows(
             rows,
-            np.eye(n_components),
             covariance_type,
             shift=self.reference,
+            weight_sum=self.weight_sum,
             sample_weight=weights,
         )
-        stats.weight_sum = self.weight_sum
-        return stats
 
     def initial_statistics(self, method, n_components, random_state, covariance_type):
         """Statistics of the initial responsibilities chosen by ``method``.

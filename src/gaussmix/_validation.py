@@ -142,14 +142,19 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     n_inf = int((~finite).sum()) - n_nan
     first = np.argwhere(~finite)[0]
     at = f"row {first[0]}, column {first[1]}" if arr.ndim == 2 else f"index {first[0]}"
+    raise ValueError(non_finite_message(name, n_nan, n_inf, at))
+
+
+def non_finite_message(name: str, n_nan: int, n_inf: int, at: str, hint: str = "") -> str:
+    """'X contains 2 NaN values and 1 infinite value (infinity); the first is at ...'."""
     parts = []
     if n_nan:
         parts.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''}")
     if n_inf:
         parts.append(f"{n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity)")
-    raise ValueError(
+    return (
         f"{name} contains {' and '.join(parts)}; the first is at {at}. Gaussian mixtures "
-        f"need finite values: drop or impute the rows that hold them."
+        f"need finite values: drop or impute the rows that hold them{hint}."
     )
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "predict_proba",
     "score_samples",
     "statistics_from_responsibilities",
+    "statistics_of_rows",
 ]
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -623,6 +624,19 @@ def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_
         0.0,
         weight_sum,
     )
+
+
+def statistics_of_rows(rows, covariance_type, *, shift, weight_sum, sample_weight=None):
+    """Statistics of a one-hot start: component k is the single row ``rows[k]``.
+
+    ``weight_sum`` is the weight of all the data (so that the initial weights are
+    N_k / N, as scikit-learn's), not only of these rows.
+    """
+    stats = statistics_from_responsibilities(
+        rows, np.eye(len(rows)), covariance_type, shift=shift, sample_weight=sample_weight
+    )
+    stats.weight_sum = weight_sum
+    return stats
 
 
 # --------------------------------------------------------------------------------------

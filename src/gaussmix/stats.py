@@ -552,12 +552,17 @@ def block_statistics(
     return estep.statistics()
 
 
-def _estep_over(X, params, sample_weight, dtype, block_size, executor=None):
+def _row_blocks(X, params, dtype, block_size):
+    """The row slices of X, ``block_size`` rows each (sized for the family by default)."""
     if block_size is None:
         block_size = auto_block_size(
             params.n_features, params.n_components, dtype.itemsize, params.covariance_type
         )
-    blocks = list(_blocks(X.shape[0], block_size))
+    return list(_blocks(X.shape[0], block_size))
+
+
+def _estep_over(X, params, sample_weight, dtype, block_size, executor=None):
+    blocks = _row_blocks(X, params, dtype, block_size)
 
     def run(part):
         estep = _EStep(params, dtype)
@@ -695,11 +700,7 @@ def _for_each_block(X, params, block_size, executor, write):
     """
     X = np.asarray(X)
     dtype = _working_dtype(X)
-    if block_size is None:
-        block_size = auto_block_size(
-            params.n_features, params.n_components, dtype.itemsize, params.covariance_type
-        )
-    blocks = list(_blocks(X.shape[0], block_size))
+    blocks = _row_blocks(X, params, dtype, block_size)
 
     def run(part):
         estep = _EStep(params, dtype)

@@ -306,7 +306,10 @@ def test_fit_independent_of_block_size(covariance_type, dtype):
         a = GaussianMixture(block_size=7, **kw).fit(X)
     with pytest.warns(ConvergenceWarning):
         b = GaussianMixture(**kw).fit(X)
-    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    # float32 full fits run the quadratic mode, whose log-densities round to about
+    # eps * (whitened distance from the centre)^2 ~ 1e-5 here: another summation order
+    # moves the fitted precisions by up to that much, amplified by their conditioning.
+    rtol = 1e-12 if dtype == np.float64 else (3e-4 if covariance_type == "full" else 2e-5)
     for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype == dtype

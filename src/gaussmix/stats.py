@@ -41,6 +41,7 @@ np.float64(1.0)
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,6 +164,9 @@ class SufficientStatistics:
         ``sum_n w_n log p(x_n)`` under the parameters the E-step used.
     weight_sum : float
         ``sum_n w_n`` (the number of rows when unweighted).
+    parameters_id : str or None
+        A fingerprint of the parameters the E-step used (None for statistics of given
+        responsibilities). Statistics of different parameters cannot be added.
     """
 
     covariance_type: str
@@ -172,17 +176,23 @@ class SufficientStatistics:
     s2: np.ndarray
     log_likelihood: float
     weight_sum: float
+    parameters_id: str | None = None
 
     def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
         if not isinstance(other, SufficientStatistics):
             return NotImplemented
-        if other.covariance_type != self.covariance_type or not np.array_equal(
-            other.shift, self.shift
-        ):
+        if other.covariance_type != self.covariance_type or other.shift.shape != self.shift.shape:
             raise ValueError(
-                "Cannot add statistics computed with different parameters or covariance "
-                "types: every block of one EM iteration must use the same parameters."
+                "Cannot add statistics of different covariance types or shapes: every "
+                "block of one EM iteration must use the same model."
             )
+        if other.parameters_id != self.parameters_id:
+            raise ValueError(
+                "Cannot add statistics computed with different parameters: every block of "
+                "one EM iteration must use the same parameters."
+            )
+        if not np.array_equal(other.shift, self.shift):
+            other = other.moved_to(self.shift)
         return SufficientStatistics(
             self.covariance_type,
             self.shift,
@@ -191,6 +201,35 @@ class SufficientStatistics:
             self.s2 + other.s2,
             self.log_likelihood + other.log_likelihood,
             self.weight_sum + other.weight_sum,
+            self.parameters_id,
+        )
+
+    def moved_to(self, shift) -> SufficientStatistics:
+        """The same statistics with the moments taken about ``shift`` (K, D) instead.
+
+        With delta_k = c_k - c'_k and x - c' = (x - c) + delta (exact algebra):
+        s1' = s1 + N delta,  s2' = s2 + s1 delta^T + delta s1^T + N delta delta^T
+        (its diagonal for diag, its trace for spherical, summed over k for tied).
+        Blocks of one iteration may have been computed about different points (a block
+        redone in another precision); this makes them add up.
+        """
+        shift = np.asarray(shift, dtype=np.float64)
+        delta = self.shift - shift
+        nk = self.nk[:, None]
+        s1 = self.s1 + nk * delta
+        t = self.covariance_type
+        if t in ("full", "tied"):
+            cross = self.s1[:, :, None] * delta[:, None, :]
+            outer = nk[:, :, None] * delta[:, :, None] * delta[:, None, :]
+            extra = cross + np.swapaxes(cross, 1, 2) + outer
+            s2 = self.s2 + (extra.sum(axis=0) if t == "tied" else extra)
+        elif t == "diag":
+            s2 = self.s2 + 2.0 * self.s1 * delta + nk * delta**2
+        else:
+            s2 = self.s2 + np.sum(2.0 * self.s1 * delta + nk * delta**2, axis=1)
+        return SufficientStatistics(
+            t, shift.copy(), self.nk, s1, s2, self.log_likelihood, self.weight_sum,
+            self.parameters_id,
         )
 
     @property
@@ -204,11 +243,22 @@ class SufficientStatistics:
 # --------------------------------------------------------------------------------------
 # The additive accumulators of each E-step mode (see _EStep).
 _ACCUMULATORS = {
-    "stacked": ("M",),
-    "centred": ("M",),
-    "pooled": ("sy0", "G"),
-    "expanded": ("s1", "s2"),
+    "stacked": ("M", "nk"),
+    "centred": ("M", "nk"),
+    "pooled": ("sy0", "G", "nk"),
+    "quadratic": ("G",),
 }
+
+# Largest whitened distance |L_k^T (mu_k - c)| of a mean from the centre c for which the
+# quadratic mode is used, per working dtype: its rounding grows like eps * distance^2.
+_QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
+# Largest cancellation factor max_{k,i} E_k[(x_i - c_i)^2] / Var_k[x_i] accepted from a
+# quadratic-mode E-step (relative error of the variances ~ eps * factor). Within the
+# reach the factor is at most 1 + reach^2; a larger one means the new means or
+# variances moved far (a poor start, a collapsing component).
+_QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.0}
+# Rows summed by one float32 product of the quadratic mode's M-step.
+_FLOAT32_SUM = 1024
 
 
 class _EStep:
@@ -218,89 +268,83 @@ class _EStep:
     (fresh multi-megabyte temporaries cost page faults on every block) and float64
     accumulators of the statistics.
 
-    Layout: component-major. Log-probabilities and responsibilities are (K, n) and the
-    whitened residuals y_nk = L_k^T (x_n - mu_k) are (K, D, n), so every heavy step is a
-    matrix product on contiguous operands and every reduction runs over contiguous rows.
+    Layout: component-major. Log-probabilities and responsibilities are (K, n), so every
+    heavy step is a matrix product on contiguous operands and every reduction runs over
+    contiguous rows. Everything is centred on c, the mixture mean sum_k pi_k mu_k rounded
+    to the working dtype (the shift applied to the data and to the means is the very same
+    number).
 
-    One of four modes computes the Mahalanobis terms ||y_nk||^2 and the moments:
+    One of four modes computes the log-densities and the moments:
 
-    ``stacked`` (full: float64, and float32 while the means lie within 100 sd of c)
-        y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product for all
-        components, c the mixture mean (rounding ~ eps |L_k^T (x - c)|).
+    ``quadratic`` (diag and spherical always; full while D + 2 <= 4 K and every mean
+    lies within 1000 (float64) or 40 (float32) of its standard deviations of c)
+        With u = x - c, m_k = mu_k - c and the precision P_k = L_k L_k^T,
+        log pi_k + log N(x | mu_k, Sigma_k) = a_k + b_k.u - 1/2 u^T P_k u, with
+        b_k = P_k m_k and a_k = log_const_k - 1/2 m_k.b_k. The quadratic form is linear in
+        the features q(u) = (1, u, u_i u_j for i <= j) (diag: u_i^2; spherical: |u|^2),
+        so one product of a (K, F) coefficient matrix with the (F, n) features gives every
+        log-density, and one product of the responsibilities with the same features gives
+        every moment sum_n r_nk q(u_n) = (N_k, s1_k, s2_k) about c. F = 1 + D + D(D+1)/2
+        for full: about half the arithmetic of whitening (x - mu_k) per component and
+        scattering it again, since q holds each product u_i u_j once. Rounding grows like
+        eps * (whitened distance from c)^2, hence the reach limits; the statistics report
+        their cancellation factor (see :meth:`accurate`) and a block whose moments would
+        lose too much is redone in an exact mode.
+    ``stacked`` (full otherwise: float64, and float32 while the means lie within 100 sd of c)
+        Whitened residuals y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product
+        for all components (rounding ~ eps |L_k^T (x - c)|).
     ``centred`` (tied float32, and full float32 with a mean far from the others)
         y_k = L_k^T (x - mu_k), each mean subtracted first, so a cluster far from the
         others keeps its precision (x and mu_k are close: their difference is exact).
 
-    Both carry a row of ones under the residuals, z_nk = (y_nk, 1), produced by the
-    same product (an extra row in the matrix, an extra column of ones in the data). One
-    product per component, M_k = sum_n r_nk z_nk z_nk^T, then holds the second moments
-    W_k = sum_n r_nk y y^T, the first moments sy_k = sum_n r_nk y and N_k, with no
-    separate elementwise passes for the mean subtraction or the first moments.
+    Both whitening modes carry a row of ones under the residuals, z_nk = (y_nk, 1),
+    produced by the same product. One product per component, M_k = sum_n r_nk z z^T,
+    then holds W_k = sum_n r_nk y y^T, sy_k = sum_n r_nk y and N_k: moments about the
+    current means, mapped back to data coordinates once per iteration.
     ``pooled`` (tied, float64)
         One shared whitening y0 = L^T (x - c), m_k = L^T (mu_k - c):
         ||y0 - m_k||^2 = |y0|^2 - 2 m_k.y0 + |m_k|^2, and the moments follow from
         G = sum_n (sum_k r_nk) y0 y0^T and sy0_k = sum_n r_nk y0 (see ``_whitened_moments``): one
         D x D product per block instead of K.
-    ``expanded`` (diag and spherical, always in float64)
-        ||(x - mu_k) l_k||^2 = x^2.P_k - 2 x.(mu_k P_k) + mu_k^2.P_k on x - c, with
-        P_k = l_k^2: two matrix products. Moments s1 = sum r (x - c), s2 = sum r (x - c)^2
-        about c. float64 because the expansion cancels for clusters far apart.
     """
 
-    def __init__(self, params: MixtureParameters, dtype):
+    def __init__(self, params: MixtureParameters, dtype, exact: bool = False):
         t = params.covariance_type
         n_components, n_features = params.means.shape
         weights = np.asarray(params.weights, dtype=np.float64)
         means = np.asarray(params.means, dtype=np.float64)
         prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
-        if t in ("diag", "spherical"):
-            self.mode, work = "expanded", np.dtype(np.float64)
-        elif np.dtype(dtype) == np.float32:
-            work = np.dtype(np.float32)
-            self.mode = "centred"
-            if t == "full":
-                # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the
-                # points of component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while
-                # every mean lies within 100 of its standard deviations of the centre.
-                offset = (weights @ means).astype(work).astype(np.float64)
-                spread = np.einsum("kd,kde->ke", means - offset, prec_chol)
-                if np.max(np.abs(spread)) < 100.0:
-                    self.mode = "stacked"
-        else:
-            self.mode, work = ("stacked" if t == "full" else "pooled"), np.dtype(np.float64)
-        self.covariance_type, self.dtype = t, work
-        self.n_components, self.n_features = n_components, n_features
-        # Centre on the mixture mean, rounded to the working dtype so that the shift
-        # applied to the data and to the means is the very same number.
-        offset = (weights @ means).astype(work).astype(np.float64)
-        self.offset = offset.astype(work)
-        means_c = means - offset
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(weights)
+        work = np.dtype(dtype)
         # log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 ||y_k||^2 with
         # log_const_k = log pi_k - D/2 log(2 pi) + log det L_k   (MATH.md section 2:
         # Sigma^-1 = L L^T, so |Sigma|^-1/2 = det L).
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
         log_const = -0.5 * n_features * _LOG_2PI + log_det_cholesky(prec_chol, t, n_features)
-        self.log_const = (log_const + log_weights).astype(work)[:, None]
-        self.nk = np.zeros(n_components)
+        log_const = log_const + log_weights
+        self.mode, work = self._choose_mode(t, work, weights, means, prec_chol, exact)
+        self.covariance_type, self.dtype = t, work
+        self.n_components, self.n_features = n_components, n_features
+        offset = (weights @ means).astype(work).astype(np.float64)
+        self.offset = offset.astype(work)
+        means_c = means - offset
         self.log_likelihood = 0.0
         self.weight_sum = 0.0
         self._buffers = {}
-        if self.mode == "expanded":
-            precisions = prec_chol**2
-            if t == "spherical":
-                self.sq_coef = precisions[:, None]
-                self.lin_coef = -2.0 * means_c * precisions[:, None]
-                self.const = (precisions * np.sum(means_c**2, axis=1))[:, None]
-                self.s2 = np.zeros(n_components)
-            else:
-                self.sq_coef = precisions
-                self.lin_coef = -2.0 * means_c * precisions
-                self.const = np.sum(means_c**2 * precisions, axis=1)[:, None]
-                self.s2 = np.zeros((n_components, n_features))
+        if self.mode == "quadratic":
+            self._setup_quadratic(means_c, prec_chol, log_const)
             self.shift = np.broadcast_to(offset, means.shape)
-            self.s1 = np.zeros((n_components, n_features))
+            # Per-feature variances of the components (spherical: their sum over the
+            # features), the yardstick of :meth:`accurate`.
+            cov = np.asarray(params.covariances, dtype=np.float64)
+            self._variances = {
+                "full": lambda: np.diagonal(cov, axis1=1, axis2=2),
+                "diag": lambda: cov,
+                "spherical": lambda: n_features * cov,
+            }[t]()
             return
+        self.nk = np.zeros(n_components)
+        self.log_const = log_const.astype(work)[:, None]
         # full and tied: whitened moments about the current means, mapped back once.
         chol = prec_chol if t == "full" else prec_chol[None]
         self.inv_chol = np.linalg.inv(chol)  # (K, D, D) or (1, D, D)
@@ -326,6 +370,69 @@ class _EStep:
             self.means = means.astype(work)[:, :, None]
         self.M = np.zeros((n_components, n_features + 1, n_features + 1))
 
+    @staticmethod
+    def _choose_mode(t, work, weights, means, prec_chol, exact):
+        """(mode, working dtype) for these parameters; see the class docstring."""
+        K, D = means.shape
+
+        def reach(dtype):
+            # Largest whitened distance |L_k^T (mu_k - c)| of a mean from the centre.
+            centre = (weights @ means).astype(dtype).astype(np.float64)
+            m = means - centre
+            if t == "full":
+                y = np.einsum("kd,kde->ke", m, prec_chol)
+            elif t == "diag":
+                y = m * prec_chol
+            else:
+                y = m * prec_chol[:, None]
+            return float(np.sqrt(np.max(np.sum(y**2, axis=1))))
+
+        if t == "tied":
+            return ("pooled" if work == np.float64 else "centred"), work
+        if t in ("diag", "spherical"):
+            # No exact alternative is needed in float64 (the cancellation is
+            # eps * distance^2, harmless there); float32 only within its reach.
+            if work == np.float32 and (exact or reach(work) > _QUADRATIC_REACH[work]):
+                work = np.dtype(np.float64)
+            return "quadratic", work
+        if not exact and D + 2 <= 4 * K and reach(work) <= _QUADRATIC_REACH[work]:
+            return "quadratic", work
+        if work == np.float64:
+            return "stacked", work
+        # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the points of
+        # component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while every mean lies
+        # within 100 of its standard deviations of the centre.
+        return ("stacked" if reach(work) < 100.0 else "centred"), work
+
+    def _setup_quadratic(self, means_c, prec_chol, log_const):
+        """Coefficients (K, F) of the features q(u) = (1, u, quadratic terms of u)."""
+        t, D = self.covariance_type, self.n_features
+        if t == "full":
+            prec = prec_chol @ np.swapaxes(prec_chol, 1, 2)
+            rows, cols = _feature_pairs(D)
+            self._pairs = (rows, cols)
+            # u^T P u = sum_i P_ii u_i^2 + 2 sum_{i<j} P_ij u_i u_j
+            quad = -0.5 * prec[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
+            lin = np.einsum("kde,ke->kd", prec, means_c)
+        elif t == "diag":
+            prec = prec_chol**2
+            quad, lin = -0.5 * prec, prec * means_c
+        else:
+            prec = prec_chol**2
+            quad, lin = -0.5 * prec[:, None], prec[:, None] * means_c
+        const = log_const - 0.5 * np.sum(lin * means_c, axis=1)
+        # Every log-density is at most max_k log_const_k (the quadratic form is >= 0):
+        # subtracting it makes exp() of every term <= 1, so the responsibilities need no
+        # per-row maximum; rows where every term underflows are redone (see normalize).
+        finite = np.isfinite(log_const)
+        self.lp_shift = float(np.max(log_const[finite])) if finite.any() else 0.0
+        lowest = -np.finfo(self.dtype).max / 4  # a zero weight: exp() gives exactly 0
+        const = np.where(np.isfinite(const), const - self.lp_shift, lowest)
+        self.coef = np.ascontiguousarray(np.column_stack([const, lin, quad]), dtype=self.dtype)
+        self.G = np.zeros(self.coef.shape[::-1])  # (F, K): sum_n q(u_n) r_nk
+        # Below this total the largest term may be subnormal (lost precision): redo.
+        self._tiny = 1e-200 if self.dtype == np.float64 else 1e-25
+
     def _workspace(self, n):
         """Two (K, D + 1, n) buffers; the last row of the data buffer holds ones."""
         buffers = self._buffers.get(n)
@@ -334,6 +441,16 @@ class _EStep:
             buffers = (np.empty(shape, self.dtype), np.empty(shape, self.dtype))
             self._buffers[n] = buffers  # at most two sizes: full blocks and the last one
         return buffers
+
+    def _features(self, n):
+        """The (F, n) feature buffer of the quadratic mode; its first row holds ones."""
+        key = ("q", n)
+        Q = self._buffers.get(key)
+        if Q is None:
+            Q = np.empty((self.coef.shape[1], n), self.dtype)
+            Q[0] = 1.0
+            self._buffers[key] = Q
+        return Q
 
     def _kn(self, n):
         """Two reused (K, n) buffers: the log-probabilities and a product to add to them."""
@@ -348,12 +465,39 @@ class _EStep:
     def log_prob(self, Xb):
         """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables.
 
-        The result lives in a buffer of this E-step that the next block overwrites.
+        In quadratic mode the values are lowered by the constant ``lp_shift``;
+        :meth:`normalize` accounts for it. The result lives in a buffer of this E-step
+        that the next block overwrites.
         """
-        Xb = Xb.astype(self.dtype, copy=False)
+        Xb = np.asarray(Xb)
         n = Xb.shape[0]
         D = self.n_features
-        maha, other = self._kn(n)
+        maha = self._kn(n)[0]
+        if self.mode == "quadratic":
+            Q = self._features(n)
+            u = Q[1 : D + 1]
+            np.copyto(u, Xb.T)  # a transposing copy, then a contiguous subtraction:
+            u -= self.offset[:, None]  # faster than one subtraction from the strided view
+            if self.covariance_type == "full":
+                # The products u_i u_(i+o mod D), o = 0 .. D/2 (see _feature_pairs): one
+                # call per o on u and its rotation, a row range of u twice over.
+                twice = self._buffers.get(("u2", n))
+                if twice is None:
+                    twice = self._buffers[("u2", n)] = np.empty((2 * D, n), self.dtype)
+                twice[:D] = u
+                twice[D:] = u
+                start = D + 1
+                for o in range(D // 2 + 1):
+                    m = D if 2 * o < D else D // 2
+                    np.multiply(u[:m], twice[o : o + m], out=Q[start : start + m])
+                    start += m
+            elif self.covariance_type == "diag":
+                np.multiply(u, u, out=Q[D + 1 :])
+            else:
+                np.einsum("dn,dn->n", u, u, out=Q[D + 1])
+            np.matmul(self.coef, Q, out=maha)
+            return maha, Q
+        Xb = Xb.astype(self.dtype, copy=False)
         if self.mode in ("stacked", "centred"):
             Z, T = self._workspace(n)
             if self.mode == "centred":
@@ -369,34 +513,50 @@ class _EStep:
             np.einsum("kdn,kdn->kn", Z, Z, out=maha)
             maha -= 1.0
             extra = Z
-        elif self.mode == "pooled":
+        else:  # pooled
             Y0 = self.chol_t @ (Xb - self.offset).T  # (D, n)
             np.matmul(self.m, Y0, out=maha)
             maha *= -2.0
             maha += np.einsum("dn,dn->n", Y0, Y0)
             maha += self.m_sq
             extra = Y0
-        else:
-            Xc = Xb - self.offset
-            if self.covariance_type == "spherical":
-                X2 = np.einsum("nd,nd->n", Xc, Xc)
-                np.multiply(self.sq_coef, X2, out=maha)
-            else:
-                X2 = Xc * Xc
-                np.matmul(self.sq_coef, X2.T, out=maha)
-            maha += np.matmul(self.lin_coef, Xc.T, out=other)
-            maha += self.const
-            extra = (Xc, X2)
         np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
         maha *= -0.5
         maha += self.log_const
         return maha, extra
 
+    def normalize(self, log_prob):
+        """(responsibilities (K, n), log p(x_n) (n,)) from :meth:`log_prob`'s output.
+
+        The responsibilities may overwrite ``log_prob`` or live in another buffer of this
+        E-step (valid until the next block).
+        """
+        if self.mode != "quadratic":
+            return log_prob, _normalize(log_prob)
+        # exp of values <= 0 (up to rounding): no overflow, no per-row maximum needed.
+        resp = self._kn(log_prob.shape[1])[1]
+        _exp_clipped(log_prob, out=resp)
+        total = resp.sum(axis=0)
+        low = np.flatnonzero(~(total >= self._tiny))
+        if low.size:
+            # Rows far from every component: every term underflowed. Redo these with
+            # the per-row maximum.
+            part = log_prob[:, low]
+            log_norm_low = _normalize(part)
+            resp[:, low] = part
+            total[low] = 1.0
+        log_norm = np.log(total)
+        np.reciprocal(total, out=total)
+        resp *= total
+        if low.size:
+            log_norm[low] = log_norm_low
+        log_norm += self.lp_shift
+        return resp, log_norm
+
     def accumulate(self, Xb, wb=None):
         """Add the statistics of a block (rows Xb, optional weights wb)."""
         log_prob, extra = self.log_prob(Xb)
-        log_norm = _normalize(log_prob)
-        resp = log_prob
+        resp, log_norm = self.normalize(log_prob)
         if wb is None:
             self.log_likelihood += float(np.sum(log_norm, dtype=np.float64))
             self.weight_sum += Xb.shape[0]
@@ -404,6 +564,17 @@ class _EStep:
             resp *= wb.astype(resp.dtype, copy=False)
             self.log_likelihood += float(np.dot(wb.astype(np.float64), log_norm))
             self.weight_sum += float(np.sum(wb, dtype=np.float64))
+        if self.mode == "quadratic":
+            # sum_n r_nk q(u_n) for every k: N_k, s1_k and s2_k in one product, as
+            # (F, n) @ (n, K): the orientation BLAS runs fastest with K small. float32
+            # products sum at most _FLOAT32_SUM rows before the float64 accumulator
+            # takes over (rounding of a long float32 sum grows with its length).
+            n = resp.shape[1]
+            step = n if self.dtype == np.float64 else _FLOAT32_SUM
+            for start in range(0, n, step):
+                part = slice(start, start + step)
+                self.G += extra[:, part] @ resp[:, part].T
+            return
         self.nk += resp.sum(axis=1, dtype=np.float64)
         if self.mode in ("stacked", "centred"):
             Z = extra
@@ -411,18 +582,14 @@ class _EStep:
             np.multiply(Z, resp[:, None, :], out=T)
             # sum_n r_nk z_nk z_nk^T for every k: K products (D + 1, n) @ (n, D + 1).
             self.M += np.matmul(T, np.swapaxes(Z, 1, 2))
-        elif self.mode == "pooled":
+        else:  # pooled
             Y0 = extra
             self.sy0 += resp @ Y0.T
             self.G += (Y0 * resp.sum(axis=0)) @ Y0.T
-        else:
-            Xc, X2 = extra
-            self.s1 += resp @ Xc
-            self.s2 += resp @ X2
 
     def merge(self, other: _EStep) -> None:
         """Add another E-step's accumulators (same parameters, other rows) into this one."""
-        for name in (*_ACCUMULATORS[self.mode], "nk"):
+        for name in _ACCUMULATORS[self.mode]:
             getattr(self, name).__iadd__(getattr(other, name))
         self.log_likelihood += other.log_likelihood
         self.weight_sum += other.weight_sum
@@ -442,19 +609,58 @@ class _EStep:
         D = self.n_features
         return self.M[:, :D, D], self.M[:, :D, :D]
 
+    def _quadratic_moments(self):
+        """(N_k, s1, s2) about c from the quadratic mode's feature sums."""
+        D, G = self.n_features, self.G.T
+        nk, s1, quad = G[:, 0].copy(), G[:, 1 : D + 1].copy(), G[:, D + 1 :]
+        if self.covariance_type == "full":
+            rows, cols = self._pairs
+            s2 = np.empty((len(nk), D, D))
+            s2[:, rows, cols] = quad
+            s2[:, cols, rows] = quad
+        elif self.covariance_type == "diag":
+            s2 = quad.copy()
+        else:
+            s2 = quad[:, 0].copy()
+        return nk, s1, s2
+
+    def accurate(self) -> bool:
+        """Whether the accumulated moments kept the working precision's accuracy.
+
+        Quadratic mode: the moments are about the centre c, so the M-step's variances,
+        E[u_i^2] - E[u_i]^2, lose a factor E[u_i^2] / Var[u_i] of relative precision.
+        That factor is measured against the variances of the parameters in use (so that
+        a block of a few rows, whose own variance may be tiny, is judged like the whole)
+        and accepted up to ``_QUADRATIC_CANCELLATION``. float32 whitening modes: a mean
+        may move at most 10 of its standard deviations (moments about the old means
+        cancel beyond that).
+        """
+        if self.mode == "quadratic":
+            nk, _, s2 = self._quadratic_moments()
+            used = nk > 0
+            if not used.any():
+                return True
+            if self.covariance_type == "full":
+                s2 = np.diagonal(s2, axis1=1, axis2=2)
+            second = s2[used] / (nk[used][:, None] if s2.ndim == 2 else nk[used])
+            factor = second / self._variances[used]
+            return bool(np.max(factor) <= _QUADRATIC_CANCELLATION[self.dtype])
+        if self.dtype == np.float32:
+            return self.max_whitened_shift() <= 10.0
+        return True
+
     def max_whitened_shift(self) -> float:
         """Largest move of a mean, in standard deviations of its component (full, tied)."""
-        if self.mode == "expanded":
-            return 0.0
         sy, _ = self._whitened_moments()
         nk = np.where(self.nk > 0, self.nk, 1.0)
         return float(np.sqrt(np.max(np.sum(sy**2, axis=1) / nk**2)))
 
     def statistics(self) -> SufficientStatistics:
         """The accumulated statistics, moments in data coordinates."""
-        if self.mode == "expanded":
-            s1, s2 = self.s1, self.s2
+        if self.mode == "quadratic":
+            nk, s1, s2 = self._quadratic_moments()
         else:
+            nk = self.nk.copy()
             sy, W = self._whitened_moments()
             # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
             D = self.n_features
@@ -466,12 +672,52 @@ class _EStep:
         return SufficientStatistics(
             self.covariance_type,
             np.array(self.shift, dtype=np.float64),
-            self.nk.copy(),
+            nk,
             s1,
             s2,
             self.log_likelihood,
             self.weight_sum,
         )
+
+
+def _feature_pairs(n_features):
+    """(i, j) of the quadratic features u_i u_j of the full family, in the order built.
+
+    Every unordered pair once: for o = 0 .. D/2, the pairs (i, i + o mod D), i < D (only
+    i < D/2 for o = D/2 when D is even, the other half being the same pairs). Rotations
+    build them in D/2 + 1 vectorised products instead of D row by row.
+    """
+    D = n_features
+    rows, cols = [], []
+    for o in range(D // 2 + 1):
+        m = D if 2 * o < D else D // 2
+        i = np.arange(m)
+        rows.append(i)
+        cols.append((i + o) % D)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _exp_clipped(values, out):
+    """exp(values) for values <= 0, with float64 arguments below -700 raised to -700.
+
+    NumPy's float64 exp is 4-6 times slower on arguments that underflow (below about
+    -708) than on others. Terms of exp(-700) = 1e-304 next to a total >= 1e-200 (see
+    ``normalize``) or >= 1 (after subtracting the row maximum) change nothing at
+    float64 precision, so raising them first is free of error and of that slow path.
+    float32 exp has no such slow path.
+    """
+    if values.dtype == np.float64:
+        np.maximum(values, -700.0, out=out)
+        return np.exp(out, out=out)
+    return np.exp(values, out=out)
+
+
+def _parameters_id(params: MixtureParameters) -> str:
+    """A fingerprint of the parameters (to refuse adding statistics of different ones)."""
+    digest = hashlib.blake2b(params.covariance_type.encode(), digest_size=12)
+    for a in (params.weights, params.means, params.precisions_cholesky):
+        digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def _normalize(log_prob: np.ndarray):
@@ -484,7 +730,7 @@ def _normalize(log_prob: np.ndarray):
     top = log_prob.max(axis=0)
     top[~np.isfinite(top)] = 0.0
     log_prob -= top
-    np.exp(log_prob, out=log_prob)
+    _exp_clipped(log_prob, out=log_prob)
     total = log_prob.sum(axis=0)
     log_prob /= total
     return np.log(total) + top
@@ -495,16 +741,21 @@ def auto_block_size(
 ) -> int:
     """Rows per block: about 4 MiB of per-row workspace per block.
 
-    The workspace of a row is K (D + 4) numbers for the full and tied families (whitened
-    residuals), 4 (K + D) for diag and spherical. Blocks that size keep the passes over a
-    block in cache and make the per-block Python overhead (a few dozen NumPy calls)
-    negligible. Measured on N = 1e6, D = 2, K = 8 (full): 2,730 rows per block ran
-    156 ms per iteration, 8,192 rows 56 ms, 32,768 rows 71 ms.
+    The workspace of a row is, for the full family, its quadratic features plus two
+    (K,) columns, 1 + D + D (D + 1) / 2 + 2 K numbers, when the quadratic mode pays
+    (D + 2 <= 4 K), else K (D + 4) (whitened residuals, as for tied); 4 (K + D) for diag
+    and spherical. Blocks that size keep the passes over a block in cache and make the
+    per-block Python overhead (a few dozen NumPy calls) negligible. Measured on
+    N = 1e6, D = 2, K = 8 (full, whitened): 2,730 rows per block ran 156 ms per
+    iteration, 8,192 rows 56 ms, 32,768 rows 71 ms.
     """
+    D, K = n_features, n_components
     if covariance_type in ("diag", "spherical"):
-        per_row = itemsize * 4 * (n_components + n_features)
+        per_row = itemsize * 4 * (K + D)
+    elif covariance_type == "full" and D + 2 <= 4 * K:
+        per_row = itemsize * (1 + D + D * (D + 1) // 2 + 2 * K)
     else:
-        per_row = itemsize * n_components * (n_features + 4)
+        per_row = itemsize * K * (D + 4)
     return int(np.clip((4 << 20) // per_row, 256, 16384))
 
 
@@ -544,12 +795,19 @@ def block_statistics(
     X = np.asarray(X)
     dtype = _working_dtype(X)
     estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
-    if estep.dtype == np.float32 and estep.max_whitened_shift() > 10.0:
-        # A mean moved more than 10 of its standard deviations in one step (a poor
-        # start): float32 moments about the old mean would cancel. Redo this rare
-        # iteration in float64.
-        estep = _estep_over(X, params, sample_weight, np.dtype(np.float64), block_size, executor)
-    return estep.statistics()
+    if not estep.accurate() and not (
+        estep.dtype == np.float64 and params.covariance_type in ("diag", "spherical")
+    ):
+        # The moments would lose too much precision: a float32 mean moved more than 10
+        # of its standard deviations in one step (a poor start), or the moments about
+        # the centre cancel (a component narrow for its distance from the others).
+        # Redo this rare iteration in float64, in a mode with moments about the means.
+        estep = _estep_over(
+            X, params, sample_weight, np.dtype(np.float64), block_size, executor, exact=True
+        )
+    stats = estep.statistics()
+    stats.parameters_id = _parameters_id(params)
+    return stats
 
 
 def _row_blocks(X, params, dtype, block_size):
@@ -561,11 +819,11 @@ def _row_blocks(X, params, dtype, block_size):
     return list(_blocks(X.shape[0], block_size))
 
 
-def _estep_over(X, params, sample_weight, dtype, block_size, executor=None):
+def _estep_over(X, params, sample_weight, dtype, block_size, executor=None, exact=False):
     blocks = _row_blocks(X, params, dtype, block_size)
 
     def run(part):
-        estep = _EStep(params, dtype)
+        estep = _EStep(params, dtype, exact)
         for rows in part:
             wb = None if sample_weight is None else sample_weight[rows]
             estep.accumulate(X[rows].astype(dtype, copy=False), wb)
@@ -694,19 +952,25 @@ def _working_dtype(X):
 
 
 def _for_each_block(X, params, block_size, executor, write):
-    """Call ``write(rows, log_prob)`` on every block, spread over ``executor``'s threads.
+    """Call ``write(estep, rows, log_prob)`` on every block, spread over ``executor``'s threads.
 
     Each thread has its own E-step (its own workspace); the blocks write disjoint rows.
+    ``estep.normalize(log_prob)`` gives the responsibilities and log p(x).
+
+    float32 results are computed in an exact mode: the quadratic mode's rounding
+    (~eps * distance^2, about 1e-5 relative in float32) is fine inside EM, whose next
+    iteration corrects it, but a returned density should be as exact as float32 allows.
     """
     X = np.asarray(X)
     dtype = _working_dtype(X)
     blocks = _row_blocks(X, params, dtype, block_size)
+    exact = dtype == np.float32
 
     def run(part):
-        estep = _EStep(params, dtype)
+        estep = _EStep(params, dtype, exact)
         for rows in part:
-            log_prob, _ = estep.log_prob(X[rows].astype(dtype, copy=False))
-            write(rows, log_prob)
+            log_prob, _ = estep.log_prob(X[rows])
+            write(estep, rows, log_prob)
 
     _run_parts(executor, blocks, run)
 
@@ -716,8 +980,8 @@ def score_samples(X, params: MixtureParameters, *, block_size=None, executor=Non
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=_working_dtype(X))
 
-    def write(rows, log_prob):
-        out[rows] = _normalize(log_prob)
+    def write(estep, rows, log_prob):
+        out[rows] = estep.normalize(log_prob)[1]
 
     _for_each_block(X, params, block_size, executor, write)
     return out
@@ -728,9 +992,8 @@ def predict_proba(X, params: MixtureParameters, *, block_size=None, executor=Non
     X = np.asarray(X)
     out = np.empty((X.shape[0], params.n_components), dtype=_working_dtype(X))
 
-    def write(rows, log_prob):
-        _normalize(log_prob)
-        out[rows] = log_prob.T
+    def write(estep, rows, log_prob):
+        out[rows] = estep.normalize(log_prob)[0].T
 
     _for_each_block(X, params, block_size, executor, write)
     return out
@@ -741,7 +1004,7 @@ def predict(X, params: MixtureParameters, *, block_size=None, executor=None):
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=np.intp)
 
-    def write(rows, log_prob):
+    def write(estep, rows, log_prob):
         out[rows] = log_prob.argmax(axis=0)
 
     _for_each_block(X, params, block_size, executor, write)

@@ -329,6 +329,152 @@ def test_auto_block_size_bounds():
 
 
 # --------------------------------------------------------------------------------------
+# The E-step's modes: the quadratic features, their guards, statistics about other shifts
+# --------------------------------------------------------------------------------------
+def _estep(X, params, dtype, exact=False):
+    estep = gstats._EStep(params, np.dtype(dtype), exact)
+    estep.accumulate(np.asarray(X, dtype=dtype))
+    return estep
+
+
+@pytest.mark.parametrize("n_features", range(1, 10))
+def test_quadratic_feature_pairs_cover_the_upper_triangle_once(n_features):
+    rows, cols = gstats._feature_pairs(n_features)
+    pairs = sorted(tuple(sorted(p)) for p in zip(rows.tolist(), cols.tolist(), strict=True))
+    expected = [(i, j) for i in range(n_features) for j in range(i, n_features)]
+    assert pairs == expected
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_quadratic_mode_matches_exact_mode(covariance_type, weighted):
+    """Moments about the centre (quadratic) equal moments about the means (exact)."""
+    K, D, N = 4, 5, 400
+    params = _random_parameters(covariance_type, K, D, seed=21, offset=50.0)
+    rng = np.random.default_rng(22)
+    X = 50.0 + rng.normal(0, 2.0, (N, D))
+    sw = rng.uniform(0, 3, N) if weighted else None
+    quadratic = gstats._EStep(params, np.dtype(np.float64))
+    assert quadratic.mode == "quadratic"
+    quadratic.accumulate(X, sw)
+    if covariance_type == "full":
+        exact = gstats._EStep(params, np.dtype(np.float64), exact=True)
+        assert exact.mode == "stacked"
+        exact.accumulate(X, sw)
+        reference = exact.statistics()
+    else:  # the naive statistics of the naive responsibilities
+        p, resp = naive_posterior(X, params.weights, params.means,
+                                  _full(params.covariances, covariance_type, K, D))
+        reference = gstats.statistics_from_responsibilities(
+            X, resp, covariance_type, shift=X[0], sample_weight=sw)
+        reference.log_likelihood = float(np.sum(np.log(p) * (1.0 if sw is None else sw)))
+    got = quadratic.statistics()
+    assert not np.array_equal(got.shift, reference.shift)
+    _assert_stats_equal(got.moved_to(reference.shift), reference, rtol=1e-10)
+    new_a, new_b = m_step(got), m_step(reference)
+    np.testing.assert_allclose(new_a.covariances, new_b.covariances, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_statistics_about_different_shifts_add_up(covariance_type):
+    """moved_to is exact algebra: blocks computed about other points still add up."""
+    K, D, N = 3, 3, 200
+    params = _random_parameters(covariance_type, K, D, seed=23)
+    X = np.random.default_rng(24).normal(0, 2.0, (N, D))
+    whole = block_statistics(X, params)
+    first = block_statistics(X[:90], params)
+    second = block_statistics(X[90:], params)
+    other_shift = np.random.default_rng(25).normal(0, 5.0, (K, D))
+    moved = second.moved_to(other_shift)
+    np.testing.assert_array_equal(moved.shift, other_shift)
+    _assert_stats_equal(first + moved, whole, rtol=1e-11)
+    _assert_stats_equal(moved.moved_to(second.shift), second, rtol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_quadratic_mode_only_within_its_reach(dtype):
+    """A mean far (in its own standard deviations) from the others: exact modes."""
+    K, D = 3, 4
+    rng = np.random.default_rng(26)
+    means = rng.normal(0, 1.0, (K, D))
+    means[0] += {np.float64: 5e4, np.float32: 500.0}[dtype]  # 1e3 / 40 reach, overstepped
+    cov = np.stack([np.eye(D)] * K)
+    params = MixtureParameters.from_covariances("full", np.full(K, 1 / K), means, cov)
+    mode = gstats._EStep(params, np.dtype(dtype)).mode
+    assert mode == {np.float64: "stacked", np.float32: "centred"}[dtype]
+    params.means[0] -= means[0] - 10.0  # now well within the reach
+    assert gstats._EStep(params, np.dtype(dtype)).mode == "quadratic"
+    # too few components for the features to pay: whitening
+    wide = MixtureParameters.from_covariances("full", np.ones(1), np.zeros((1, 8)), np.eye(8)[None])
+    assert gstats._EStep(wide, np.dtype(dtype)).mode == "stacked"
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_float32_block_whose_moments_cancel_is_redone(covariance_type):
+    """Data 30 sd from every mean: float32 moments about the centre would lose 1e3 x eps."""
+    K, D, N = 2, 3, 500
+    means = np.array([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    cov = {"full": np.stack([np.eye(D)] * K), "diag": np.ones((K, D)),
+           "spherical": np.ones(K)}[covariance_type]
+    params = MixtureParameters.from_covariances(covariance_type, np.full(K, 0.5), means, cov)
+    centre = np.array([30.0, 5.0, 0.0])
+    X = (np.random.default_rng(27).normal(0, 0.5, (N, D)) + centre).astype(np.float32)
+    fast = _estep(X, params.astype(np.float32), np.float32)
+    assert fast.mode == "quadratic" and fast.dtype == np.float32
+    assert not fast.accurate()
+    got = block_statistics(X, params.astype(np.float32))
+    reference = block_statistics(X.astype(np.float64), params)
+    _assert_stats_equal(got.moved_to(reference.shift), reference, rtol=1e-9)
+    new, ref = m_step(got), m_step(reference)
+    np.testing.assert_allclose(new.covariances, ref.covariances, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_quadratic_mode_rows_far_from_every_component(covariance_type, dtype):
+    """Every term underflows for far rows: those rows are redone with the row maximum."""
+    K, D = 3, 2
+    params = _random_parameters(covariance_type, K, D, seed=28).astype(dtype)
+    X = np.array([[0.1, 0.2], [300.0, -200.0], [-5e3, 40.0], [1.0, -1.0]], dtype=dtype)
+    estep = gstats._EStep(params, np.dtype(dtype))
+    assert estep.mode == "quadratic"
+    log_prob, _ = estep.log_prob(X)
+    resp, log_norm = estep.normalize(log_prob.copy())
+    p64 = params.astype(np.float64)
+    _, naive_resp = naive_posterior(X.astype(np.float64)[[0, 3]], p64.weights, p64.means,
+                                    _full(p64.covariances, covariance_type, K, D))
+    exact = gstats._EStep(p64, np.dtype(np.float64), exact=covariance_type == "full")
+    lp64, _ = exact.log_prob(X.astype(np.float64))
+    resp64, log_norm64 = exact.normalize(lp64)
+    assert np.all(np.isfinite(log_norm)) and np.all(np.isfinite(resp))
+    np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(log_norm, log_norm64, rtol=1e-5 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(resp[:, [0, 3]].T, naive_resp, atol=1e-5)
+    np.testing.assert_allclose(resp, resp64, atol=1e-4 if dtype == np.float32 else 1e-9)
+
+
+def test_float32_predictions_use_an_exact_mode():
+    """Returned float32 densities do not carry the quadratic mode's rounding."""
+    X, _, _, _ = make_blobs(300, 3, 3, seed=29, spread=6.0)
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    X32 = X.astype(np.float32)
+    reference = gm.score_samples(X32.astype(np.float64))
+    np.testing.assert_allclose(gm.score_samples(X32), reference, rtol=2e-6)
+    np.testing.assert_allclose(gm.predict_proba(X32), gm.predict_proba(X32.astype(np.float64)),
+                               atol=1e-5)
+
+
+def test_float64_exp_arguments_below_the_underflow_are_harmless():
+    """Raising arguments below -700 to -700 changes no float64 responsibility."""
+    log_prob = np.array([[0.0, -10.0, -800.0], [-750.0, -10.5, -801.0], [-2e4, -3000.0, -0.5]])
+    clipped = log_prob.copy()
+    gstats._normalize(clipped)
+    exact = np.exp(log_prob - log_prob.max(axis=0))
+    exact /= exact.sum(axis=0)
+    np.testing.assert_allclose(clipped, exact, rtol=1e-15, atol=1e-300)
+
+
+# --------------------------------------------------------------------------------------
 # EM never lowers the log-likelihood
 # --------------------------------------------------------------------------------------
 @PROPERTY_SETTINGS

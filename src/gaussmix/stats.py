@@ -453,7 +453,7 @@ class _EStep:
         return Q
 
     def _kn(self, n):
-        """Two reused (K, n) buffers: the log-probabilities and a product to add to them."""
+        """Two reused (K, n) buffers: the log-probabilities and the responsibilities."""
         key = ("kn", n)
         buffers = self._buffers.get(key)
         if buffers is None:
@@ -528,27 +528,36 @@ class _EStep:
     def normalize(self, log_prob):
         """(responsibilities (K, n), log p(x_n) (n,)) from :meth:`log_prob`'s output.
 
-        The responsibilities may overwrite ``log_prob`` or live in another buffer of this
-        E-step (valid until the next block).
+        Both live in buffers of this E-step (the responsibilities may overwrite
+        ``log_prob``), valid until the next block.
         """
         if self.mode != "quadratic":
             return log_prob, _normalize(log_prob)
+        n = log_prob.shape[1]
+        resp = self._kn(n)[1]
+        key = ("n", n)
+        if key not in self._buffers:
+            # Row-sized buffers reused block after block: a fresh array of this size is
+            # a new memory mapping, and its page faults serialise the threads.
+            self._buffers[key] = (np.empty(n, self.dtype), np.empty(n, self.dtype),
+                                  np.empty(n, bool))
+        total, log_norm, low = self._buffers[key]
         # exp of values <= 0 (up to rounding): no overflow, no per-row maximum needed.
-        resp = self._kn(log_prob.shape[1])[1]
         _exp_clipped(log_prob, out=resp)
-        total = resp.sum(axis=0)
-        low = np.flatnonzero(~(total >= self._tiny))
-        if low.size:
+        np.sum(resp, axis=0, out=total)
+        np.less(total, self._tiny, out=low)
+        low = np.flatnonzero(low) if low.any() else None
+        if low is not None:
             # Rows far from every component: every term underflowed. Redo these with
             # the per-row maximum.
             part = log_prob[:, low]
             log_norm_low = _normalize(part)
             resp[:, low] = part
             total[low] = 1.0
-        log_norm = np.log(total)
+        np.log(total, out=log_norm)
         np.reciprocal(total, out=total)
         resp *= total
-        if low.size:
+        if low is not None:
             log_norm[low] = log_norm_low
         log_norm += self.lp_shift
         return resp, log_norm

@@ -514,7 +514,7 @@ class _EStep:
             maha -= 1.0
             extra = Z
         else:  # pooled
-            Y0 = self.chol_t @ (Xb - self.offset).T  # (D, n)
+            Y0 = np.dot(self.chol_t, (Xb - self.offset).T)  # (D, n)
             np.matmul(self.m, Y0, out=maha)
             maha *= -2.0
             maha += np.einsum("dn,dn->n", Y0, Y0)
@@ -575,14 +575,16 @@ class _EStep:
             self.weight_sum += float(np.sum(wb, dtype=np.float64))
         if self.mode == "quadratic":
             # sum_n r_nk q(u_n) for every k: N_k, s1_k and s2_k in one product, as
-            # (F, n) @ (n, K): the orientation BLAS runs fastest with K small. float32
+            # (F, n) @ (n, K): the orientation BLAS runs fastest with K small. np.dot
+            # hands the transposed operand to BLAS as is (matmul copies it first: a
+            # fresh array per block, whose page faults serialise the threads). float32
             # products sum at most _FLOAT32_SUM rows before the float64 accumulator
             # takes over (rounding of a long float32 sum grows with its length).
             n = resp.shape[1]
             step = n if self.dtype == np.float64 else _FLOAT32_SUM
             for start in range(0, n, step):
                 part = slice(start, start + step)
-                self.G += extra[:, part] @ resp[:, part].T
+                self.G += np.dot(extra[:, part], resp[:, part].T)
             return
         self.nk += resp.sum(axis=1, dtype=np.float64)
         if self.mode in ("stacked", "centred"):
@@ -593,8 +595,8 @@ class _EStep:
             self.M += np.matmul(T, np.swapaxes(Z, 1, 2))
         else:  # pooled
             Y0 = extra
-            self.sy0 += resp @ Y0.T
-            self.G += (Y0 * resp.sum(axis=0)) @ Y0.T
+            self.sy0 += np.dot(resp, Y0.T)
+            self.G += np.dot(Y0 * resp.sum(axis=0), Y0.T)
 
     def merge(self, other: _EStep) -> None:
         """Add another E-step's accumulators (same parameters, other rows) into this one."""

@@ -14,9 +14,10 @@ Statistics of two blocks add up (``a + b``) when they were computed with the sam
 parameters, so the same code fits in memory (a loop over row blocks), out of core and on a
 cluster. :func:`m_step` turns summed statistics into new parameters.
 
-The moments are centred: about the components' current means for the ``full`` and
-``tied`` families (free, from the whitened residuals the E-step computes anyway), and about
-the mixture mean ``sum_k pi_k mu_k`` for ``diag`` and ``spherical``. The M-step then uses
+The moments are centred: about the mixture mean ``sum_k pi_k mu_k`` when the E-step runs
+on quadratic features (diag, spherical, and full while that is accurate and pays, see
+``_EStep``), else about the components' current means (free, from the whitened residuals
+the E-step computes anyway). The M-step then uses
 the exact identity ``sum r (x-mu)(x-mu)^T = s2 - nk d d^T`` with ``d = s1 / nk``, where
 ``d`` is small, instead of the textbook ``E[x x^T] - mu mu^T`` that cancels catastrophically
 for clusters far from the origin (scikit-learn issue 30382).

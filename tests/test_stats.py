@@ -451,6 +451,11 @@ def test_quadratic_mode_rows_far_from_every_component(covariance_type, dtype):
     np.testing.assert_allclose(log_norm, log_norm64, rtol=1e-5 if dtype == np.float32 else 1e-9)
     np.testing.assert_allclose(resp[:, [0, 3]].T, naive_resp, atol=1e-5)
     np.testing.assert_allclose(resp, resp64, atol=1e-4 if dtype == np.float32 else 1e-9)
+    # Half the rows fell back: the E-step now takes the per-row maximum everywhere.
+    assert estep._per_row_maximum
+    again_resp, again_log_norm = estep.normalize(estep.log_prob(X)[0])
+    np.testing.assert_allclose(again_log_norm, log_norm, rtol=1e-6)
+    np.testing.assert_allclose(again_resp, resp, atol=1e-6)
 
 
 def test_float32_predictions_use_an_exact_mode():

@@ -431,8 +431,10 @@ class _EStep:
         const = np.where(np.isfinite(const), const - self.lp_shift, lowest)
         self.coef = np.ascontiguousarray(np.column_stack([const, lin, quad]), dtype=self.dtype)
         self.G = np.zeros(self.coef.shape[::-1])  # (F, K): sum_n q(u_n) r_nk
-        # Below this total the largest term may be subnormal (lost precision): redo.
-        self._tiny = 1e-200 if self.dtype == np.float64 else 1e-25
+        # Below this total the largest of the K terms may be subnormal (lost
+        # precision): redo those rows.
+        self._tiny = 1e-200 if self.dtype == np.float64 else 1e-35
+        self._per_row_maximum = False
 
     def _workspace(self, n):
         """Two (K, D + 1, n) buffers; the last row of the data buffer holds ones."""
@@ -534,6 +536,10 @@ class _EStep:
         """
         if self.mode != "quadratic":
             return log_prob, _normalize(log_prob)
+        if self._per_row_maximum:
+            log_norm = _normalize(log_prob)
+            log_norm += self.lp_shift
+            return log_prob, log_norm
         n = log_prob.shape[1]
         resp = self._kn(n)[1]
         key = ("n", n)
@@ -553,6 +559,9 @@ class _EStep:
             # the per-row maximum.
             part = log_prob[:, low]
             log_norm_low = _normalize(part)
+            # Components of very different volumes in many dimensions can put many
+            # rows here; past 5% the per-row maximum everywhere is the faster way.
+            self._per_row_maximum = low.size > 0.05 * n
             resp[:, low] = part
             total[low] = 1.0
         np.log(total, out=log_norm)

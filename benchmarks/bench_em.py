@@ -39,6 +39,10 @@ Method
 * The machine's matrix-product rate is measured in the same run, in its own subprocess: median
   of several ``(2048 x 2048) @ (2048 x 2048)`` products in float64 and in float32 (2 n^3 flops
   each).
+* ``--rounds R`` runs every row R times, round after round, so that both libraries are
+  measured at several moments of a shared machine's load; the table then shows the median
+  of each column over the rounds, ``ratio`` being the median of the per-round ratios
+  (listed under the table).
 * ``ratio`` = scikit-learn s/iter / gaussmix s/iter. ``dLB`` = relative difference of the two
   libraries' lower bounds after the same number of iterations (from ``lower_bounds_``; a check
   that both solved the same problem).
@@ -607,6 +611,39 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
     return derived
 
 
+def combine_rounds(per_round: list[list[dict]]) -> list[dict]:
+    """One derived row per row from several rounds: medians, and the median ratio.
+
+    s/iter, GFLOP/s and matmul are the medians over the rounds; ``ratio`` is the median
+    of the per-round ratios (each round compares the two libraries measured minutes
+    apart); peak memory and dLB are the largest seen.
+    """
+    if len(per_round) == 1:
+        return [dict(d, ratios=[d["ratio"]]) for d in per_round[0]]
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    def largest(values):
+        values = [v for v in values if v is not None]
+        return max(values) if values else None
+
+    combined = []
+    for ds in zip(*per_round, strict=True):
+        d = dict(ds[0])
+        for key in ("cand_sec", "sk_sec", "ratio", "gflops", "gflops_min_tied", "matmul"):
+            d[key] = median(x[key] for x in ds)
+        for key in ("cand_rss", "sk_rss", "dlb"):
+            d[key] = largest(x[key] for x in ds)
+        for key in ("cand_error", "sk_error", "sk_skipped"):
+            d[key] = next((x[key] for x in ds if x[key]), None)
+        d["loads"] = [v for x in ds for v in x["loads"]]
+        d["ratios"] = [x["ratio"] for x in ds]
+        combined.append(d)
+    return combined
+
+
 def evaluate_targets(derived: list[dict]) -> list[tuple[str, str, str]]:
     """Issue-3 targets -> list of (target, measured, PASS/FAIL/n/a)."""
     by = {d["name"]: d for d in derived}
@@ -653,7 +690,8 @@ def evaluate_targets(derived: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
-           blas: list[dict], cand_name: str, results: dict) -> str:
+           blas: list[dict], cand_name: str, rounds: list[dict],
+           per_round: list[list[dict]]) -> str:
     """The Markdown report."""
     lines = []
     env = info["env"]
@@ -687,6 +725,11 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
     lines.append(f"- Timing: s/iter = median over {args.repeats} repeats of "
                  f"(t(max_iter=b) - t(max_iter=a)) / (b - a), tol=0, same data and same "
                  f"weights/means/precisions init, init_params='random_from_data'")
+    if args.rounds > 1:
+        lines.append(f"- Rounds: {args.rounds}, one after the other (each round runs every "
+                     f"row for both libraries). The table shows the median over the rounds of "
+                     f"each column; ratio is the median of the per-round ratios, listed "
+                     f"below the table.")
     fit_rows = [r for r in rows if r.kind == "fit"]
     if fit_rows:
         lines.append(f"  ({cand_name}: a, b = {fit_rows[0].iters_cand}; scikit-learn: a, b = "
@@ -696,7 +739,9 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
                  "full 4NKD² (E-step 2NKD² whitened residuals + M-step 2NKD² second moments); "
                  "tied counted as full, 4NKD² (dense-equivalent; minimal 4ND² + 8NKD shown "
                  "below); diag and spherical 8NKD (E-step 4NKD + M-step 4NKD); "
-                 "predict_proba 2NKD².")
+                 "predict_proba 2NKD². gaussmix's full E-step on quadratic features does "
+                 "about 2NKD² (each product x_i x_j once), so its rate by this model can pass "
+                 "the machine's matmul rate.")
     lines.append("")
     hdr = (f"| row | N | D | K | covariance | dtype | {cand_name} s/iter | sklearn s/iter | "
            f"ratio | {cand_name} GFLOP/s | matmul GFLOP/s | {cand_name} peak RSS | "
@@ -719,6 +764,10 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
             f"{fmt(d['sk_rss'], '.0f', ' MB') if not d['sk_skipped'] else 'skipped'} | "
             f"{fmt(d['dlb'], '.1e')} |")
     lines.append("")
+    if len(per_round) > 1:
+        lines.append("- Ratio per round: " + "; ".join(
+            f"{d['name']} " + " / ".join(fmt(r, ".1f", "x") for r in d["ratios"])
+            for d in derived))
     for d in derived:
         if d["gflops_min_tied"] is not None:
             lines.append(f"- {d['name']}: by the minimal tied count (4ND² + 8NKD) {cand_name} "
@@ -742,7 +791,7 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
                      f"({info['usable_cpus']} CPUs; above that, other processes competed): "
                      + ", ".join(loads))
     unstable = []
-    for name, res in results.items():
+    for name, res in ((name, res) for results in rounds for name, res in results.items()):
         for who, label in (("cand", cand_name), ("sk", "sklearn")):
             c = res.get(who)
             vals = c.data.get("per_iter_all", []) if isinstance(c, Cell) and c.ok else []
@@ -753,7 +802,7 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
     if unstable:
         lines.append("- Unstable timings (repeats differ by more than 1.5x: other processes "
                      "competed; treat these rows' ratios with care): " + "; ".join(unstable))
-    hashes = sorted({c.data.get("code_hash") for res in results.values()
+    hashes = sorted({c.data.get("code_hash") for results in rounds for res in results.values()
                      for who, c in res.items() if who == "cand" and isinstance(c, Cell) and c.ok})
     if len(hashes) > 1:
         lines.append(f"- WARNING: the {cand_name} sources changed during the run "
@@ -783,6 +832,9 @@ def parse_args(argv=None):
     p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--repeats", type=int, default=None,
                    help="timing repeats (>= 3; default 3, or 1 with --quick)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every row this many times, rounds interleaved in time; the table "
+                        "shows per row the median of the per-round ratios (default 1)")
     p.add_argument("--json", metavar="FILE", help="also save all raw results to FILE")
     p.add_argument("--candidate", choices=("gaussmix", "sklearn"), default="gaussmix",
                    help="library in the gaussmix column (sklearn: test the harness only)")
@@ -806,6 +858,8 @@ def parse_args(argv=None):
         p.error("--repeats must be at least 3 (the medians need 3 repeats)")
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     return args
 
 
@@ -853,8 +907,45 @@ def main(argv=None) -> int:
     matmul = mm_cell.data if mm_cell.ok else {}
     if not mm_cell.ok:
         print(f"# matmul reference failed: {mm_cell.error}", file=log)
-    results: dict = {}
+    rounds: list[dict] = []
     blas: list[dict] = matmul.get("blas", [])
+    for round_index in range(args.rounds):
+        results: dict = {}
+        rounds.append(results)
+        if args.rounds > 1:
+            print(f"# round {round_index + 1} of {args.rounds}", file=log, flush=True)
+        blas = _run_rows(rows, results, args, mm_n, blas, log)
+    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    per_round = [derive(rows, results, matmul) for results in rounds]
+    derived = combine_rounds(per_round)
+    report = render(info, rows, derived, matmul, args, blas, cand_name, rounds, per_round)
+    print(report, flush=True)
+    if args.json:
+        cells = [{name: {who: asdict(c) if isinstance(c, Cell) else c
+                         for who, c in res.items()} for name, res in results.items()}
+                 for results in rounds]
+        raw = {
+            "machine": info,
+            "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+            "matmul": matmul,
+            "rows": [asdict(r) for r in rows],
+            # "results": the first round (all of them with --rounds 1); "rounds": every round
+            "results": cells[0],
+            "rounds": cells,
+            "derived_per_round": per_round,
+            "derived": derived,
+            "targets": evaluate_targets(derived),
+            "report_markdown": report,
+        }
+        with open(args.json, "w") as fh:
+            json.dump(raw, fh, indent=1, default=str)
+    failed = any(not c.ok for results in rounds for res in results.values()
+                 for c in res.values() if isinstance(c, Cell))
+    return 1 if failed else 0
+
+
+def _run_rows(rows, results, args, mm_n, blas, log):
+    """One round: every row, gaussmix then scikit-learn, each in its own subprocess."""
     for row in rows:
         results[row.name] = {}
         spec_row = asdict(row)
@@ -883,27 +974,7 @@ def main(argv=None) -> int:
                   file=log, flush=True)
             if cell.ok and not blas:
                 blas = cell.data.get("blas", [])
-    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    derived = derive(rows, results, matmul)
-    report = render(info, rows, derived, matmul, args, blas, cand_name, results)
-    print(report, flush=True)
-    if args.json:
-        raw = {
-            "machine": info,
-            "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-            "matmul": matmul,
-            "rows": [asdict(r) for r in rows],
-            "results": {name: {who: asdict(c) if isinstance(c, Cell) else c
-                               for who, c in res.items()} for name, res in results.items()},
-            "derived": derived,
-            "targets": evaluate_targets(derived),
-            "report_markdown": report,
-        }
-        with open(args.json, "w") as fh:
-            json.dump(raw, fh, indent=1, default=str)
-    failed = any(not c.ok for res in results.values() for c in res.values()
-                 if isinstance(c, Cell))
-    return 1 if failed else 0
+    return blas
 
 
 if __name__ == "__main__":

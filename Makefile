@@ -34,8 +34,9 @@ lint: $(VENV)/.stamp-test
 test: lint
 	$(BIN)/python -m pytest
 
+ROUNDS ?= 3
 bench: $(VENV)/.stamp-bench
-	$(BIN)/python benchmarks/bench_em.py
+	$(BIN)/python benchmarks/bench_em.py --rounds $(ROUNDS)
 
 bench-quick: $(VENV)/.stamp-bench
 	$(BIN)/python benchmarks/bench_em.py --quick

@@ -259,7 +259,7 @@ _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
 # variances moved far (a poor start, a collapsing component).
 _QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.0}
 # Rows summed by one float32 product of the quadratic mode's M-step.
-_FLOAT32_SUM = 1024
+_FLOAT32_SUM = 2048
 
 
 class _EStep:
@@ -338,11 +338,9 @@ class _EStep:
             # Per-feature variances of the components (spherical: their sum over the
             # features), the yardstick of :meth:`accurate`.
             cov = np.asarray(params.covariances, dtype=np.float64)
-            self._variances = {
-                "full": lambda: np.diagonal(cov, axis1=1, axis2=2),
-                "diag": lambda: cov,
-                "spherical": lambda: n_features * cov,
-            }[t]()
+            if t == "full":
+                cov = np.diagonal(cov, axis1=1, axis2=2)
+            self._variances = n_features * cov if t == "spherical" else cov
             return
         self.nk = np.zeros(n_components)
         self.log_const = log_const.astype(work)[:, None]
@@ -585,16 +583,19 @@ class _EStep:
             self.weight_sum += float(np.sum(wb, dtype=np.float64))
         if self.mode == "quadratic":
             # sum_n r_nk q(u_n) for every k: N_k, s1_k and s2_k in one product, as
-            # (F, n) @ (n, K): the orientation BLAS runs fastest with K small. np.dot
-            # hands the transposed operand to BLAS as is (matmul copies it first: a
-            # fresh array per block, whose page faults serialise the threads). float32
-            # products sum at most _FLOAT32_SUM rows before the float64 accumulator
-            # takes over (rounding of a long float32 sum grows with its length).
+            # (F, n) @ (n, K): the orientation BLAS runs fastest with K small.
+            if self.dtype == np.float64:
+                # np.dot hands the transposed operand to BLAS as is; matmul copies it
+                # first, a fresh array per block whose page faults serialise the threads.
+                self.G += np.dot(extra, resp.T)
+                return
+            # float32 products sum at most _FLOAT32_SUM rows before the float64
+            # accumulator takes over (rounding of a long float32 sum grows with its
+            # length). Here matmul is the faster: np.dot slows down on column slices.
             n = resp.shape[1]
-            step = n if self.dtype == np.float64 else _FLOAT32_SUM
-            for start in range(0, n, step):
-                part = slice(start, start + step)
-                self.G += np.dot(extra[:, part], resp[:, part].T)
+            for start in range(0, n, _FLOAT32_SUM):
+                part = slice(start, start + _FLOAT32_SUM)
+                self.G += np.matmul(extra[:, part], resp[:, part].T)
             return
         self.nk += resp.sum(axis=1, dtype=np.float64)
         if self.mode in ("stacked", "centred"):

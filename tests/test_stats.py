@@ -375,6 +375,25 @@ def test_quadratic_mode_matches_exact_mode(covariance_type, weighted):
     np.testing.assert_allclose(new_a.covariances, new_b.covariances, rtol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("block_size", [None, 96 * 3, 250])
+def test_quadratic_mode_with_many_features_in_pieces(dtype, block_size):
+    """D = 16: the products run on pieces of rows (plus a remainder); same statistics."""
+    K, D, N = 6, 16, 1000
+    params = _random_parameters("full", K, D, seed=31)
+    X = np.random.default_rng(32).normal(0, 1.5, (N, D)).astype(dtype)
+    fast = gstats._EStep(params.astype(dtype), np.dtype(dtype))
+    assert fast.mode == "quadratic" and fast.coef.shape[1] >= 128
+    got = block_statistics(X, params.astype(dtype), block_size=block_size)
+    exact = gstats._EStep(params, np.dtype(np.float64), exact=True)
+    exact.accumulate(X.astype(np.float64))
+    reference = exact.statistics()
+    rtol = 1e-10 if dtype == np.float64 else 2e-4
+    _assert_stats_equal(got.moved_to(reference.shift), reference, rtol=rtol)
+    np.testing.assert_allclose(m_step(got).covariances, m_step(reference).covariances,
+                               rtol=rtol, atol=rtol)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_statistics_about_different_shifts_add_up(covariance_type):
     """moved_to is exact algebra: blocks computed about other points still add up."""

@@ -5,6 +5,7 @@ Nothing here asserts anything about time: the quick sizes are tiny and the numbe
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,25 @@ def test_unknown_row_is_a_clear_error():
     proc = _run("--quick", "--only", "no-such-row", timeout=60)
     assert proc.returncode == 2
     assert "unknown row" in proc.stderr and "--list" in proc.stderr
+
+
+@pytest.mark.slow
+def test_rounds_report_the_median_of_the_per_round_ratios(tmp_path):
+    raw = tmp_path / "bench.json"
+    # full-32d: large enough at --quick sizes for a positive time per iteration
+    proc = _run("--quick", "--repeats", "3", "--rounds", "3", "--only", "full-32d",
+                "--json", str(raw))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "- Rounds: 3" in proc.stdout
+    per_round = next(line for line in proc.stdout.splitlines()
+                     if line.startswith("- Ratio per round: "))
+    printed = [float(r) for r in re.findall(r"(\d+(?:\.\d+)?)x", per_round)]
+    data = json.loads(raw.read_text())
+    assert len(data["rounds"]) == 3
+    ratios = [d[0]["ratio"] for d in data["derived_per_round"]]
+    valid = [r for r in ratios if r is not None]  # a round can time out at n/a if very noisy
+    assert len(valid) >= 2 and len(printed) == len(valid)
+    median = statistics.median(valid)
+    assert data["derived"][0]["ratio"] == median
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| full-32d |"))
+    assert _cells(row)[8] == f"{median:.1f}x"

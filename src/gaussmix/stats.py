@@ -262,7 +262,17 @@ _QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.
 # enough for OpenBLAS's small-matrix kernels (no packing) at D = 32, K = 16. Measured on
 # this project's machine (full-32d, one core): 96 rows 100 ms per iteration, 128 rows
 # 140 ms, unpieced 118 ms.
-_PIECE = {np.dtype(np.float64): 96, np.dtype(np.float32): 96}
+_PIECE = 96
+# The products run in pieces from this many features on (F = 153 at D = 16).
+_PIECES_FROM_FEATURES = 128
+
+
+def _centre(weights, means, dtype):
+    """The mixture mean sum_k pi_k mu_k rounded to ``dtype``, as float64.
+
+    The very same number is subtracted from the data and from the means.
+    """
+    return (weights @ means).astype(dtype).astype(np.float64)
 
 
 def _pieces(a, piece):
@@ -338,7 +348,7 @@ class _EStep:
         self.mode, work = self._choose_mode(t, work, weights, means, prec_chol, exact)
         self.covariance_type, self.dtype = t, work
         self.n_components, self.n_features = n_components, n_features
-        offset = (weights @ means).astype(work).astype(np.float64)
+        offset = _centre(weights, means, work)
         self.offset = offset.astype(work)
         means_c = means - offset
         self.log_likelihood = 0.0
@@ -386,34 +396,31 @@ class _EStep:
         """(mode, working dtype) for these parameters; see the class docstring."""
         K, D = means.shape
 
-        def reach(dtype):
-            # Largest whitened distance |L_k^T (mu_k - c)| of a mean from the centre.
-            centre = (weights @ means).astype(dtype).astype(np.float64)
-            m = means - centre
-            if t == "full":
-                y = np.einsum("kd,kde->ke", m, prec_chol)
-            elif t == "diag":
-                y = m * prec_chol
-            else:
-                y = m * prec_chol[:, None]
-            return float(np.sqrt(np.max(np.sum(y**2, axis=1))))
-
         if t == "tied":
             return ("pooled" if work == np.float64 else "centred"), work
+        # Largest whitened distance |L_k^T (mu_k - c)| of a mean from the centre.
+        m = means - _centre(weights, means, work)
+        if t == "full":
+            y = np.einsum("kd,kde->ke", m, prec_chol)
+        elif t == "diag":
+            y = m * prec_chol
+        else:
+            y = m * prec_chol[:, None]
+        reach = float(np.sqrt(np.max(np.sum(y**2, axis=1))))
         if t in ("diag", "spherical"):
             # No exact alternative is needed in float64 (the cancellation is
             # eps * distance^2, harmless there); float32 only within its reach.
-            if work == np.float32 and (exact or reach(work) > _QUADRATIC_REACH[work]):
+            if work == np.float32 and (exact or reach > _QUADRATIC_REACH[work]):
                 work = np.dtype(np.float64)
             return "quadratic", work
-        if not exact and D + 2 <= 4 * K and reach(work) <= _QUADRATIC_REACH[work]:
+        if not exact and D + 2 <= 4 * K and reach <= _QUADRATIC_REACH[work]:
             return "quadratic", work
         if work == np.float64:
             return "stacked", work
         # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the points of
         # component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while every mean lies
         # within 100 of its standard deviations of the centre.
-        return ("stacked" if reach(work) < 100.0 else "centred"), work
+        return ("stacked" if reach < 100.0 else "centred"), work
 
     def _setup_quadratic(self, means_c, prec_chol, log_const):
         """Coefficients (K, F) of the features q(u) = (1, u, quadratic terms of u)."""
@@ -441,6 +448,7 @@ class _EStep:
         const = np.where(np.isfinite(const), const - self.lp_shift, lowest)
         self.coef = np.ascontiguousarray(np.column_stack([const, lin, quad]), dtype=self.dtype)
         self.G = np.zeros(self.coef.shape[::-1])  # (F, K): sum_n q(u_n) r_nk
+        self._in_pieces = self.coef.shape[1] >= _PIECES_FROM_FEATURES
         # Below this total the largest of the K terms may be subnormal (lost
         # precision): redo those rows.
         self._tiny = 1e-200 if self.dtype == np.float64 else 1e-35
@@ -516,11 +524,11 @@ class _EStep:
                 np.multiply(u, u, out=Q[D + 1 :])
             else:
                 np.einsum("dn,dn->n", u, u, out=Q[D + 1])
-            if Q.shape[0] >= 128:
+            if self._in_pieces:
                 # On pieces of a few dozen rows OpenBLAS takes its small-matrix kernels,
                 # which read the features in place instead of packing a copy first.
                 # One batched call runs them all (no Python call per piece).
-                piece = _PIECE[self.dtype]
+                piece = _PIECE
                 whole = n - n % piece
                 if whole:
                     np.matmul(
@@ -617,12 +625,12 @@ class _EStep:
         if self.mode == "quadratic":
             # sum_n r_nk q(u_n) for every k: N_k, s1_k and s2_k in one product, as
             # (F, n) @ (n, K): the orientation BLAS runs fastest with K small.
-            if extra.shape[0] >= 128:
+            if self._in_pieces:
                 # Small-matrix kernels again (see log_prob), on pieces of the features
                 # and of the transposed responsibilities, then one float64 sum over the
                 # pieces (so float32 sums run over one piece only).
                 n = resp.shape[1]
-                piece = _PIECE[self.dtype]
+                piece = _PIECE
                 whole = n - n % piece
                 key = ("rt", n)
                 if key not in self._buffers:

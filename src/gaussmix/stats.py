@@ -47,12 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._covariance import (
-    covariances_from_precisions,
-    log_det_cholesky,
-    precision_cholesky,
-    precision_cholesky_from_precisions,
-)
+from . import families
+from ._covariance import log_det_cholesky
 
 __all__ = [
     "MixtureParameters",
@@ -79,11 +75,13 @@ class MixtureParameters:
 
     Attributes
     ----------
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        The family's name (an alias such as "EEE" is stored as its name, "tied").
     weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
     covariances : ndarray
-        (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+        The family's ``covariance_shape``: (K, D, D) full, (D, D) tied, (K, D) diag,
+        (K,) spherical.
     precisions_cholesky : ndarray
         Same shapes; ``precision = L @ L.T`` (full, tied) or ``L**2``.
     """
@@ -93,6 +91,14 @@ class MixtureParameters:
     means: np.ndarray
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "covariance_type", families.get(self.covariance_type).name)
+
+    @property
+    def family(self) -> families.CovarianceFamily:
+        """The covariance family (see :mod:`gaussmix.families`)."""
+        return families.get(self.covariance_type)
 
     @property
     def n_components(self) -> int:
@@ -113,7 +119,7 @@ class MixtureParameters:
         Raises ValueError naming the component whose covariance is not positive definite.
         """
         covariances = np.asarray(covariances)
-        prec_chol = precision_cholesky(covariances, covariance_type, reg_covar)
+        prec_chol = families.get(covariance_type).precision_cholesky(covariances, reg_covar)
         dtype = np.asarray(means).dtype
         return cls(
             covariance_type,
@@ -127,8 +133,9 @@ class MixtureParameters:
     def from_precisions(cls, covariance_type, weights, means, precisions):
         """Build parameters from precision matrices (as scikit-learn's ``precisions_init``)."""
         dtype = np.asarray(means).dtype
-        prec_chol = precision_cholesky_from_precisions(precisions, covariance_type)
-        covariances = covariances_from_precisions(prec_chol, covariance_type)
+        family = families.get(covariance_type)
+        prec_chol = family.precision_cholesky_from_precisions(precisions)
+        covariances = family.covariances_from_precisions(prec_chol)
         return cls(
             covariance_type,
             np.asarray(weights),
@@ -160,7 +167,8 @@ class SufficientStatistics:
     nk : ndarray of shape (n_components,)
     s1 : ndarray of shape (n_components, n_features)
     s2 : ndarray
-        (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+        As the family's ``statistic`` says: (K, D, D) full, (D, D) tied (pooled), (K, D)
+        diag (diagonal), (K,) spherical (trace).
     log_likelihood : float
         ``sum_n w_n log p(x_n)`` under the parameters the E-step used.
     weight_sum : float
@@ -178,6 +186,14 @@ class SufficientStatistics:
     log_likelihood: float
     weight_sum: float
     parameters_id: str | None = None
+
+    def __post_init__(self):
+        self.covariance_type = families.get(self.covariance_type).name
+
+    @property
+    def family(self) -> families.CovarianceFamily:
+        """The covariance family (see :mod:`gaussmix.families`)."""
+        return families.get(self.covariance_type)
 
     def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
         if not isinstance(other, SufficientStatistics):
@@ -216,21 +232,11 @@ class SufficientStatistics:
         """
         shift = np.asarray(shift, dtype=np.float64)
         delta = self.shift - shift
-        nk = self.nk[:, None]
-        s1 = self.s1 + nk * delta
-        t = self.covariance_type
-        if t in ("full", "tied"):
-            cross = self.s1[:, :, None] * delta[:, None, :]
-            outer = nk[:, :, None] * delta[:, :, None] * delta[:, None, :]
-            extra = cross + np.swapaxes(cross, 1, 2) + outer
-            s2 = self.s2 + (extra.sum(axis=0) if t == "tied" else extra)
-        elif t == "diag":
-            s2 = self.s2 + 2.0 * self.s1 * delta + nk * delta**2
-        else:
-            s2 = self.s2 + np.sum(2.0 * self.s1 * delta + nk * delta**2, axis=1)
+        s1 = self.s1 + self.nk[:, None] * delta
+        s2 = self.family.moved_scatter(self.s2, self.s1, self.nk, delta)
         return SufficientStatistics(
-            t, shift.copy(), self.nk, s1, s2, self.log_likelihood, self.weight_sum,
-            self.parameters_id,
+            self.covariance_type, shift.copy(), self.nk, s1, s2, self.log_likelihood,
+            self.weight_sum, self.parameters_id,
         )
 
     @property
@@ -935,7 +941,7 @@ def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_
     ----------
     X : ndarray of shape (n_rows, n_features)
     resp : ndarray of shape (n_rows, n_components)
-    covariance_type : str
+    covariance_type : str or CovarianceFamily
     shift : ndarray of shape (n_features,)
         A common point the moments are taken about (for example a row of the data).
     sample_weight : ndarray of shape (n_rows,), optional
@@ -955,20 +961,13 @@ def statistics_from_responsibilities(X, resp, covariance_type, *, shift, sample_
     shift = np.asarray(shift, dtype=np.float64)
     Xc = X - shift
     n_components = resp.shape[1]
-    if covariance_type == "full":
-        s2 = np.einsum("nk,ni,nj->kij", resp, Xc, Xc)
-    elif covariance_type == "tied":
-        s2 = (Xc * resp.sum(axis=1)[:, None]).T @ Xc
-    elif covariance_type == "diag":
-        s2 = resp.T @ (Xc * Xc)
-    else:
-        s2 = resp.T @ np.einsum("nd,nd->n", Xc, Xc)
+    family = families.get(covariance_type)
     return SufficientStatistics(
-        covariance_type,
+        family.name,
         np.broadcast_to(shift, (n_components, X.shape[1])).copy(),
         resp.sum(axis=0),
         resp.T @ Xc,
-        s2,
+        family.scatter(Xc, resp),
         0.0,
         weight_sum,
     )
@@ -1004,28 +1003,16 @@ def m_step(stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.flo
     Computed in float64, returned cast to ``dtype``. Raises ValueError naming the
     component whose covariance is not positive definite even after ``reg_covar``.
     """
-    t = stats.covariance_type
-    n_features = stats.shift.shape[1]
-    nk = stats.nk + 10 * np.finfo(dtype).eps
+    guard = 10 * np.finfo(dtype).eps
+    nk = stats.nk + guard
     means = stats.shift + stats.s1 / nk[:, None]
-    # Scatter about the new mean: s2 - s1 s1^T / N_k, with the exact N_k (mixing in the
-    # guarded N_k here would leave eps * |mu - c|^2 of cancellation error behind).
-    exact = np.where(stats.nk > 0, stats.nk, 1.0)
-    d = stats.s1 / exact[:, None]
-    if t == "full":
-        cov = (stats.s2 - stats.s1[:, :, None] * d[:, None, :]) / nk[:, None, None]
-        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-        cov[:, np.arange(n_features), np.arange(n_features)] += reg_covar
-    elif t == "tied":
-        cov = (stats.s2 - stats.s1.T @ d) / nk.sum()
-        cov = 0.5 * (cov + cov.T)
-        cov.flat[:: n_features + 1] += reg_covar
-    elif t == "diag":
-        cov = (stats.s2 - stats.s1 * d) / nk[:, None] + reg_covar
-    else:
-        cov = (stats.s2 - np.sum(stats.s1 * d, axis=1)) / (nk * n_features) + reg_covar
+    # Scatter about the new mean: s2 - s1 s1^T / N_k, with the exact N_k (the family mixes
+    # in the guarded N_k only as the divisor, see CovarianceFamily.m_step_covariances).
+    cov = stats.family.m_step_covariances(stats.nk, stats.s1, stats.s2, reg_covar, guard)
     weights = nk / nk.sum()
-    params = MixtureParameters.from_covariances(t, weights, means, cov, reg_covar)
+    params = MixtureParameters.from_covariances(
+        stats.covariance_type, weights, means, cov, reg_covar
+    )
     return params.astype(dtype)
 
 

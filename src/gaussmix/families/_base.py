@@ -1,0 +1,354 @@
+"""The interface every covariance family implements, and the pieces families share.
+
+A family is one immutable object (one instance per family, registered in
+:mod:`gaussmix.families`). It describes how the family stores its covariances, how many free
+parameters it has, its linear algebra, its sufficient statistics and M-step, and the words
+used for it. Everything else in gaussmix asks the family instead of branching on its name.
+
+Shapes (K = n_components, D = n_features)::
+
+    attribute / method                   full       tied     diag     spherical
+    covariance_shape(K, D)               (K, D, D)  (D, D)   (K, D)   (K,)
+      (covariances, precisions, precisions_cholesky: all this shape)
+    precision_form                       "full"     "shared_full" "diagonal" "scalar"
+    statistic (what ``s2`` holds)        "full"     "pooled" "diagonal" "trace"
+    scatter(...) -> s2                   (K, D, D)  (D, D)   (K, D)   (K,)
+    component_covariance(cov, k, D)      (D, D) for every family
+    full_covariances(cov, K, D)          (K, D, D) for every family
+    log_det_cholesky(L, D)               (K,)       ()       (K,)     (K,)
+
+``precision_form``: how ``precisions_cholesky`` is stored. "full" and "shared_full" are
+upper-triangular ``L`` with ``precision = L @ L.T`` (one per component, or one shared);
+"diagonal" and "scalar" are ``1 / sqrt(variance)`` per feature or per component.
+``statistic``: the second moment the E-step accumulates: the full scatter per component,
+the full scatter summed over components ("pooled"), its diagonal, or its trace.
+
+All linear algebra here runs in float64; callers cast to the data's dtype afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["CovarianceFamily", "MatrixFamily", "VarianceFamily", "collapse_error",
+           "direction_words"]
+
+
+def collapse_error(component: str, reg_covar: float, detail: str) -> ValueError:
+    """The error for a covariance that is not positive definite even after ``reg_covar``."""
+    return ValueError(
+        f"The covariance of {component} is not positive definite even after adding "
+        f"reg_covar={reg_covar:g} to its diagonal ({detail}): the component has collapsed, "
+        "for example onto a few identical points. Lower n_components, raise reg_covar "
+        "(e.g. to 1e-4), or scale the data (standardize features on very different scales)."
+    )
+
+
+def direction_words(v: np.ndarray) -> str:
+    """``"feature j"`` for a unit vector along an axis, else the vector and its main feature."""
+    j = int(np.argmax(np.abs(v)))
+    if abs(v[j]) > 1 - 1e-6:
+        return f"feature {j}"
+    return f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
+
+
+class CovarianceFamily:
+    """One covariance family (abstract). Subclasses set the class attributes below.
+
+    Attributes
+    ----------
+    name : str
+        scikit-learn's name ("full"); results always show this name.
+    mclust_name : str
+        mclust's three-letter model name ("VVV").
+    aliases : tuple of str
+        Other names accepted for the family (mclust's name is always one).
+    description : str
+        One sentence for summaries ("each component has its own full covariance matrix").
+    volume, shape, orientation : str
+        mclust's vocabulary for Sigma_k = lambda_k D_k A_k D_k^T: "equal", "variable",
+        or (shape, orientation) "identity" / "axis-aligned".
+    precision_form : {"full", "shared_full", "diagonal", "scalar"}
+        How ``precisions_cholesky`` is stored (module docstring).
+    statistic : {"full", "pooled", "diagonal", "trace"}
+        What ``SufficientStatistics.s2`` holds (module docstring).
+    shared : bool
+        One covariance for all components (the model files and degeneracy reports name
+        it once instead of per component).
+    hides_flat_directions : bool
+        The covariance cannot show a direction in which a component's points have no
+        spread (spherical): the degeneracy check then looks at the points themselves.
+    plot_style : tuple of (color, marker, linestyle)
+        The family's curve in model-selection plots.
+    """
+
+    name: str = ""
+    mclust_name: str = ""
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    volume: str = ""
+    shape: str = ""
+    orientation: str = ""
+    precision_form: str = ""
+    statistic: str = ""
+    shared: bool = False
+    hides_flat_directions: bool = False
+    plot_style: tuple[str, str, str] = ("0.3", "o", "-")
+
+    def __repr__(self) -> str:
+        return f"<covariance family {self.name!r} (mclust {self.mclust_name})>"
+
+    @property
+    def words(self) -> str:
+        """Volume, shape and orientation in mclust's words, e.g. "variable volume, ..."."""
+        return f"{self.volume} volume, {self.shape} shape, {self.orientation} orientation"
+
+    # -- storage and counts ------------------------------------------------------------
+    def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""
+        raise NotImplementedError
+
+    def n_covariance_parameters(self, n_components: int, n_features: int) -> int:
+        """Free parameters of the covariances (mclust's ``nVarParams``)."""
+        raise NotImplementedError
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """Free parameters of the mixture: K - 1 weights, K D means and the covariances."""
+        return (
+            n_components - 1
+            + n_components * n_features
+            + self.n_covariance_parameters(n_components, n_features)
+        )
+
+    def min_points(self, n_features: int) -> int:
+        """Smallest effective number of points for which a component's estimate is regular."""
+        raise NotImplementedError
+
+    # -- linear algebra (float64 in, float64 out) --------------------------------------
+    def precision_cholesky(self, covariances, reg_covar: float = 0.0) -> np.ndarray:
+        """Cholesky factors of the precisions; ValueError naming a collapsed component."""
+        raise NotImplementedError
+
+    def precision_cholesky_from_precisions(self, precisions) -> np.ndarray:
+        raise NotImplementedError
+
+    def precisions_from_cholesky(self, prec_chol) -> np.ndarray:
+        raise NotImplementedError
+
+    def covariances_from_precisions(self, prec_chol) -> np.ndarray:
+        """Covariances from the precision Cholesky factors."""
+        raise NotImplementedError
+
+    def precisions(self, covariances) -> np.ndarray:
+        """Precisions (inverse covariances, symmetric) in the family's shape."""
+        raise NotImplementedError
+
+    def log_det_cholesky(self, prec_chol, n_features: int):
+        """``log det L`` per component, which is ``0.5 * log det(precision)``."""
+        raise NotImplementedError
+
+    def component_covariance(self, covariances, k: int, n_features: int) -> np.ndarray:
+        """The (D, D) covariance matrix of component ``k``."""
+        raise NotImplementedError
+
+    def full_covariances(self, covariances, n_components: int, n_features: int) -> np.ndarray:
+        """The covariances as a (K, D, D) stack (a shared one repeated)."""
+        cov = np.asarray(covariances, dtype=np.float64)
+        return np.stack(
+            [self.component_covariance(cov, k, n_features) for k in range(n_components)]
+        )
+
+    def stored_matrices(self, covariances, n_components: int, n_features: int):
+        """The distinct (D, D) matrices a model stores, with their index in messages.
+
+        Returns a list of ``(suffix, matrix)``: ``("[k]", Sigma_k)`` per component, or a
+        single ``("", Sigma)`` for a shared covariance.
+        """
+        cov = np.asarray(covariances)
+        if self.shared:
+            return [("", self.component_covariance(cov, 0, n_features))]
+        return [
+            (f"[{k}]", self.component_covariance(cov, k, n_features))
+            for k in range(n_components)
+        ]
+
+    def from_full(self, full, weights) -> np.ndarray:
+        """Project a (K, D, D) stack of covariances onto the family (family's shape).
+
+        The projection keeps what the family can represent: the diagonal, the mean
+        variance, or the weighted mean of the matrices for a shared covariance.
+        """
+        raise NotImplementedError
+
+    # -- statistics and the M-step -----------------------------------------------------
+    def scatter(self, Xc, resp) -> np.ndarray:
+        """``s2`` of centred rows ``Xc`` (n, D) with weighted responsibilities (n, K)."""
+        raise NotImplementedError
+
+    def moved_scatter(self, s2, s1, nk, delta) -> np.ndarray:
+        """``s2`` about ``c - delta`` from ``s2`` and ``s1`` about ``c`` (exact algebra).
+
+        ``s2' = s2 + s1 delta^T + delta s1^T + N delta delta^T``, reduced as ``s2`` is.
+        """
+        raise NotImplementedError
+
+    def m_step_covariances(self, nk, s1, s2, reg_covar: float, guard: float = 0.0):
+        """Covariances from summed statistics (MATH.md, M-step), plus ``reg_covar``.
+
+        ``Sigma_k = (s2_k - s1_k d_k^T) / (N_k + guard)`` with ``d_k = s1_k / N_k`` (the
+        exact ``N_k``, so no ``guard * |mu - c|^2`` of cancellation is left behind), reduced
+        as the family's ``s2`` is, symmetrised, plus ``reg_covar`` on the diagonal.
+        """
+        raise NotImplementedError
+
+    # -- checks ------------------------------------------------------------------------
+    def check_precisions_init(self, precisions) -> None:
+        """Raise ValueError unless every precision is valid (shape already checked)."""
+        raise NotImplementedError
+
+    def variance_checks(self, covariances, means, scale):
+        """The smallest variances to hold against the regularisation floor (degeneracy).
+
+        Yields ``(key, variance, mean_sq, data_var, template)``: ``key`` the component
+        (-1 for a shared covariance), ``variance`` the smallest variance of the family's
+        free directions, ``mean_sq`` the squared mean along it, ``data_var`` the data's
+        variance along it (from ``scale``, the data's (D, D) covariance) and ``template`` the
+        sentence reporting it, with ``{var}``, ``{reg}`` and ``{data}`` to fill in.
+        """
+        raise NotImplementedError
+
+
+class MatrixFamily(CovarianceFamily):
+    """Families storing (D, D) matrices, with an upper-triangular precision Cholesky factor.
+
+    ``L = inv(C).T`` where ``C`` is the lower Cholesky factor of the covariance.
+    """
+
+    @staticmethod
+    def _triangular_inverse_transpose(chol: np.ndarray) -> np.ndarray:
+        """``inv(C).T`` for lower-triangular C (stacked), exactly upper triangular."""
+        n_features = chol.shape[-1]
+        eye = np.broadcast_to(np.eye(n_features), chol.shape)
+        inv = np.linalg.solve(chol, eye)
+        return np.triu(np.swapaxes(inv, -1, -2))
+
+    @staticmethod
+    def _cholesky_or_raise(matrices: np.ndarray, reg_covar: float, names) -> np.ndarray:
+        try:
+            return np.linalg.cholesky(matrices)
+        except np.linalg.LinAlgError:
+            stack = matrices.reshape(-1, *matrices.shape[-2:])
+            for name, matrix in zip(names, stack, strict=True):
+                try:
+                    np.linalg.cholesky(matrix)
+                except np.linalg.LinAlgError:
+                    smallest = np.linalg.eigvalsh(matrix).min()
+                    raise collapse_error(
+                        name, reg_covar, f"smallest eigenvalue {smallest:.3g}"
+                    ) from None
+            raise
+
+    def _matrix_names(self, covariances) -> list[str]:
+        if self.shared:
+            return [f"the {self.name} covariance (all components)"]
+        return [f"component {k}" for k in range(covariances.shape[0])]
+
+    def precision_cholesky(self, covariances, reg_covar: float = 0.0) -> np.ndarray:
+        covariances = np.asarray(covariances, dtype=np.float64)
+        chol = self._cholesky_or_raise(covariances, reg_covar, self._matrix_names(covariances))
+        return self._triangular_inverse_transpose(chol)
+
+    def precision_cholesky_from_precisions(self, precisions) -> np.ndarray:
+        """Upper-triangular ``U`` with ``precision = U @ U.T``, straight from precisions.
+
+        Reversing rows and columns turns the lower Cholesky factor of the reversed matrix
+        into the upper factor of the original: ``J P J = L L.T`` gives ``P = (J L J)(J L J).T``.
+        """
+        flip = np.asarray(precisions, dtype=np.float64)[..., ::-1, ::-1]
+        return np.linalg.cholesky(flip)[..., ::-1, ::-1]
+
+    def precisions_from_cholesky(self, prec_chol) -> np.ndarray:
+        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
+
+    def covariances_from_precisions(self, prec_chol) -> np.ndarray:
+        """The inverse of ``L @ L.T``, computed as ``inv(L).T @ inv(L)``."""
+        inv = np.linalg.inv(np.asarray(prec_chol, dtype=np.float64))
+        return np.swapaxes(inv, -1, -2) @ inv
+
+    def precisions(self, covariances) -> np.ndarray:
+        inv = np.linalg.inv(np.asarray(covariances, dtype=np.float64))
+        return (inv + np.swapaxes(inv, -1, -2)) / 2.0
+
+    def log_det_cholesky(self, prec_chol, n_features: int):
+        """The sum of the logs of the triangular factor's diagonal."""
+        return np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
+
+    @staticmethod
+    def _moved_matrix(s1, nk, delta) -> np.ndarray:
+        """Per component ``s1 delta^T + delta s1^T + N delta delta^T``, (K, D, D)."""
+        cross = s1[:, :, None] * delta[:, None, :]
+        outer = nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        return cross + np.swapaxes(cross, 1, 2) + outer
+
+    def check_precisions_init(self, precisions) -> None:
+        if self.shared:
+            _check_spd(precisions, "precisions_init")
+            return
+        for k, matrix in enumerate(precisions):
+            _check_spd(matrix, f"precisions_init[{k}] (component {k})")
+
+    def variance_checks(self, covariances, means, scale):
+        K, D = means.shape
+        cov = np.asarray(covariances, dtype=np.float64)
+        stack = cov.reshape(1, D, D) if self.shared else cov.reshape(K, D, D)
+        for k, matrix in enumerate(stack):
+            eigval, eigvec = np.linalg.eigh(matrix)
+            lam, v = float(eigval[0]), eigvec[:, 0]
+            mean_sq = float(np.max((means @ v) ** 2) if self.shared else (means[k] @ v) ** 2)
+            template = (
+                f"its covariance's smallest eigenvalue {{var}} along {direction_words(v)} is "
+                "at the regularisation floor (reg_covar={reg}; the data's variance there is "
+                "{data})"
+            )
+            yield (-1 if self.shared else k), lam, mean_sq, float(v @ scale @ v), template
+
+
+class VarianceFamily(CovarianceFamily):
+    """Families storing variances (axis-aligned): ``L = 1 / sqrt(variance)`` elementwise."""
+
+    def precision_cholesky(self, covariances, reg_covar: float = 0.0) -> np.ndarray:
+        covariances = np.asarray(covariances, dtype=np.float64)
+        bad = np.argwhere(~(covariances > 0))
+        if bad.size:
+            k, *d = bad[0]
+            where = f" of feature {d[0]}" if d else ""
+            raise collapse_error(
+                f"component {k}", reg_covar, f"variance {covariances[tuple(bad[0])]:.3g}{where}"
+            )
+        return 1.0 / np.sqrt(covariances)
+
+    def precision_cholesky_from_precisions(self, precisions) -> np.ndarray:
+        return np.sqrt(np.asarray(precisions, dtype=np.float64))
+
+    def precisions_from_cholesky(self, prec_chol) -> np.ndarray:
+        return prec_chol**2
+
+    def covariances_from_precisions(self, prec_chol) -> np.ndarray:
+        return 1.0 / np.asarray(prec_chol, dtype=np.float64) ** 2
+
+    def precisions(self, covariances) -> np.ndarray:
+        return 1.0 / np.asarray(covariances, dtype=np.float64)
+
+    def check_precisions_init(self, precisions) -> None:
+        if (precisions <= 0).any():
+            raise ValueError(
+                f"precisions_init for covariance_type={self.name!r} must be positive; "
+                f"found {int((precisions <= 0).sum())} value(s) <= 0."
+            )
+
+
+def _check_spd(matrix, name):
+    if not np.allclose(matrix, matrix.T, rtol=1e-7, atol=1e-12 * np.abs(matrix).max()):
+        raise ValueError(f"{name} must be symmetric; it is not.")
+    if np.linalg.eigvalsh(matrix.astype(np.float64)).min() <= 0:
+        raise ValueError(f"{name} must be positive definite; it has an eigenvalue <= 0.")

@@ -14,31 +14,31 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
 ``n_samples * weights[k]`` or the sum of its responsibilities):
 
 1. **Too few points.** ``n_k`` is below the number of points that makes the component's
-   own covariance estimable at all: ``D + 1`` for ``"full"`` (an unconstrained D x D
-   covariance from D points or fewer is singular), ``2`` for ``"diag"`` and
-   ``"spherical"`` (a variance needs two distinct values), ``1`` for ``"tied"`` (the
-   covariance is pooled, so a component needs only its mean; below one point it carries no
-   data at all).
+   own covariance estimable at all, the family's ``min_points``: ``D + 1`` for full (an
+   unconstrained D x D covariance from D points or fewer is singular), ``2`` for diag and
+   spherical (a variance needs two distinct values), ``1`` for tied (the covariance is
+   pooled, so a component needs only its mean; below one point it carries no data at all).
 2. **Covariance at the regularisation floor.** Along the direction ``v`` of the smallest
-   eigenvalue ``lambda`` of the component's covariance (for "diag": each feature; for
-   "spherical": its single variance), the variance *without* the regulariser,
-   ``lambda - reg_covar``, is zero up to rounding: at most
+   eigenvalue ``lambda`` of the component's covariance (the family's ``variance_checks``;
+   for diag: each feature; for spherical: its single variance), the variance *without*
+   the regulariser, ``lambda - reg_covar``, is zero up to rounding: at most
    ``max(REG_FRACTION * reg_covar, RESOLUTION * eps * (m_v**2 + s_v))`` with
    ``REG_FRACTION = 1e-3``, ``RESOLUTION = 30``, ``eps`` the machine epsilon of the
    covariances' dtype, ``m_v`` the component's mean along ``v`` and ``s_v = v' S v`` the
    data's variance along ``v``. So ``reg_covar`` makes up (practically) all of the
    component's variance there: its points share one value along ``v``.
 3. **Spherical components on a flat set of points** (needs the data and the
-   responsibilities). A spherical covariance averages the spread over all features, so a
-   component sitting on points that share one value of a feature (one whole minute of
-   waiting time) keeps a moderate variance while its density along that feature grows
-   without bound; its parameters look regular. The responsibility-weighted scatter of the
-   data around the component's mean shows it: its smallest eigenvalue is below the same
-   rounding floor. (For "full" and "diag" this scatter *is* the fitted covariance minus
-   ``reg_covar``, so sign 2 covers them; a "tied" covariance is shared, so one component
-   cannot collapse alone.) On a synthetic two-cluster data set with one feature rounded to
-   integers, EM with 6 spherical components puts three of them on single integer levels
-   (scatter 1e-29) and wins BIC by 30 over the true model; this sign rejects it.
+   responsibilities; families with ``hides_flat_directions``). A spherical covariance
+   averages the spread over all features, so a component sitting on points that share
+   one value of a feature (one whole minute of waiting time) keeps a moderate variance
+   while its density along that feature grows without bound; its parameters look
+   regular. The responsibility-weighted scatter of the data around the component's mean
+   shows it: its smallest eigenvalue is below the same rounding floor. (For full and
+   diag this scatter *is* the fitted covariance minus ``reg_covar``, so sign 2 covers
+   them; a tied covariance is shared, so one component cannot collapse alone.) On a
+   synthetic two-cluster data set with one feature rounded to integers, EM with 6
+   spherical components puts three of them on single integer levels (scatter 1e-29) and
+   wins BIC by 30 over the true model; this sign rejects it.
 
 Why these thresholds. A collapse is exact: the points under the component are identical
 along ``v``, so its unregularised variance is zero except for rounding in the M-step,
@@ -65,7 +65,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import COVARIANCE_TYPES as _COVARIANCE_TYPES
+from . import families
+from .families import direction_words
 
 __all__ = [
     "REG_FRACTION",
@@ -88,15 +89,16 @@ def min_component_points(covariance_type: str, n_features: int) -> int:
 
     Parameters
     ----------
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str or CovarianceFamily
     n_features : int
 
     Returns
     -------
     int
-        ``n_features + 1`` for "full", ``2`` for "diag" and "spherical", ``1`` for "tied".
+        The family's ``min_points``: ``n_features + 1`` for full, ``2`` for diag and
+        spherical, ``1`` for tied.
     """
-    return {"full": n_features + 1, "diag": 2, "spherical": 2, "tied": 1}[covariance_type]
+    return families.get(covariance_type).min_points(n_features)
 
 
 def data_covariance(X, sample_weight=None) -> np.ndarray:
@@ -130,8 +132,8 @@ def mixture_covariance(weights, means, covariances, covariance_type) -> np.ndarr
     """Covariance matrix of the mixture distribution itself.
 
     ``sum_k w_k (Sigma_k + (mu_k - mu)(mu_k - mu)')`` with ``mu = sum_k w_k mu_k``. After an
-    M-step this equals the covariance of the training data (plus ``reg_covar``) for "full"
-    and "tied", and matches its diagonal for "diag" and its trace for "spherical", which is
+    M-step this equals the covariance of the training data (plus ``reg_covar``) for full
+    and tied, and matches its diagonal for diag and its trace for spherical, which is
     all :func:`degeneracy_reason` uses; so it stands in for the data's scale when the data
     are not at hand (out of core, Dask).
 
@@ -141,39 +143,23 @@ def mixture_covariance(weights, means, covariances, covariance_type) -> np.ndarr
     means : array-like of shape (n_components, n_features)
     covariances : array-like
         Shaped by ``covariance_type`` as in :func:`degeneracy_reason`.
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str or CovarianceFamily
 
     Returns
     -------
     ndarray of shape (n_features, n_features)
     """
+    family = families.get(covariance_type)
     weights = np.asarray(weights, dtype=np.float64).ravel()
     means = np.atleast_2d(np.asarray(means, dtype=np.float64))
     n_components, n_features = means.shape
-    cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        within = np.tensordot(weights, cov.reshape(n_components, n_features, n_features), 1)
-    elif covariance_type == "tied":
-        within = cov.reshape(n_features, n_features) * weights.sum()
-    elif covariance_type == "diag":
-        within = np.diag(weights @ cov.reshape(n_components, n_features))
-    else:
-        within = np.eye(n_features) * float(weights @ cov.reshape(n_components))
+    cov = np.asarray(covariances, dtype=np.float64).reshape(
+        family.covariance_shape(n_components, n_features)
+    )
+    within = np.tensordot(weights, family.full_covariances(cov, n_components, n_features), 1)
     centre = weights @ means / weights.sum()
     dev = means - centre
     return within + (dev * weights[:, None]).T @ dev
-
-
-def _component_covariances(covariances, covariance_type, n_components, n_features):
-    """Covariances reshaped to one entry per component (one entry in all for tied)."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return cov.reshape(n_components, n_features, n_features)
-    if covariance_type == "tied":
-        return cov.reshape(1, n_features, n_features)
-    if covariance_type == "diag":
-        return cov.reshape(n_components, n_features)
-    return cov.reshape(n_components)
 
 
 def _fmt(x: float) -> str:
@@ -224,7 +210,7 @@ def degeneracy_reason(
         Shapes by ``covariance_type``: full (n_components, n_features, n_features),
         tied (n_features, n_features), diag (n_components, n_features),
         spherical (n_components,). ``reg_covar`` is included, as in ``covariances_``.
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str or CovarianceFamily
     n_samples : float
         Number of samples the model was fitted on (the sum of the sample weights when
         fitted with frequency weights).
@@ -261,10 +247,7 @@ def degeneracy_reason(
     ...                   np.array([[1.5]]), 1e-6) is not None
     True
     """
-    if covariance_type not in _COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {_COVARIANCE_TYPES}, got {covariance_type!r}."
-        )
+    family = families.get(covariance_type)
     cov_dtype = np.asarray(covariances).dtype
     eps = float(np.finfo(cov_dtype if cov_dtype.kind == "f" else np.float64).eps)
     weights = np.asarray(weights, dtype=np.float64).ravel()
@@ -275,7 +258,7 @@ def degeneracy_reason(
             f"weights has {weights.shape[0]} entries but means has {n_components} rows."
         )
     if data_scale is None:
-        data_scale = mixture_covariance(weights, means, covariances, covariance_type)
+        data_scale = mixture_covariance(weights, means, covariances, family)
     scale = np.asarray(data_scale, dtype=np.float64)
     if scale.ndim == 1:
         scale = np.diag(scale)
@@ -294,16 +277,14 @@ def degeneracy_reason(
     problems: dict[int, list[str]] = {}
 
     # 1. Too few points to estimate the component.
-    min_points = min_component_points(covariance_type, n_features)
+    min_points = family.min_points(n_features)
     for k in np.flatnonzero(nk < min_points):
         problems.setdefault(int(k), []).append(
             f"it is carried by {_fmt(nk[k])} effective points, fewer than the {min_points} "
-            f"a {covariance_type} component needs"
+            f"a {family.name} component needs"
         )
 
-    # 2. Smallest variance at the regularisation floor.
-    covs = _component_covariances(covariances, covariance_type, n_components, n_features)
-    diag_scale = np.diag(scale)
+    # 2. Smallest variance at the regularisation floor (the family says which variances).
 
     def floor(mean_sq: float, data_var: float) -> float:
         return max(REG_FRACTION * reg_covar, resolution * eps * (mean_sq + data_var))
@@ -313,63 +294,30 @@ def degeneracy_reason(
             return False  # the data themselves have no spread there (a constant feature)
         return bool(var - reg_covar <= floor(mean_sq, data_var))
 
-    def where(v: np.ndarray) -> str:
-        j = int(np.argmax(np.abs(v)))
-        if abs(v[j]) > 1 - 1e-6:
-            return f"feature {j}"
-        return f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
-
-    if covariance_type in ("full", "tied"):
-        for k, cov in enumerate(covs):
-            eigval, eigvec = np.linalg.eigh(cov)
-            lam, v = float(eigval[0]), eigvec[:, 0]
-            data_var = float(v @ scale @ v)
-            mean_sq = float(
-                np.max((means @ v) ** 2) if covariance_type == "tied" else (means[k] @ v) ** 2
+    checks = family.variance_checks(covariances, means, scale)
+    for key, var, mean_sq, data_var, template in checks:
+        if at_floor(var, mean_sq, data_var):
+            problems.setdefault(key, []).append(
+                template.format(var=_fmt(var), reg=_fmt(reg_covar), data=_fmt(data_var))
             )
-            if at_floor(lam, mean_sq, data_var):
-                msg = (
-                    f"its covariance's smallest eigenvalue {_fmt(lam)} along {where(v)} is at "
-                    f"the regularisation floor (reg_covar={_fmt(reg_covar)}; the data's "
-                    f"variance there is {_fmt(data_var)})"
-                )
-                problems.setdefault(k if covariance_type == "full" else -1, []).append(msg)
-    elif covariance_type == "diag":
-        for k, var in enumerate(covs):
-            for j in range(n_features):
-                if at_floor(var[j], means[k, j] ** 2, diag_scale[j]):
-                    problems.setdefault(k, []).append(
-                        f"its variance of feature {j} is {_fmt(var[j])}, at the "
-                        f"regularisation floor (reg_covar={_fmt(reg_covar)}; the data's "
-                        f"variance there is {_fmt(diag_scale[j])})"
-                    )
-    else:
-        mean_var = float(np.mean(diag_scale))
-        for k, var in enumerate(covs):
-            if at_floor(float(var), float(np.mean(means[k] ** 2)), mean_var):
-                problems.setdefault(k, []).append(
-                    f"its variance {_fmt(var)} is at the regularisation floor "
-                    f"(reg_covar={_fmt(reg_covar)}; the data's mean variance is "
-                    f"{_fmt(mean_var)})"
-                )
 
     # 3. Spherical components whose points have no spread along some direction.
-    if covariance_type == "spherical" and X is not None and resp is not None:
+    if family.hides_flat_directions and X is not None and resp is not None:
         data_cov = data_covariance(X, sample_weight)
         for k, eigval, v in _flat_components(X, resp, sample_weight):
             data_var = float(v @ data_cov @ v)
             if data_var > 0 and eigval <= floor(float((means[k] @ v) ** 2), data_var):
                 problems.setdefault(k, []).append(
-                    f"its points have no spread along {where(v)} (weighted variance "
+                    f"its points have no spread along {direction_words(v)} (weighted variance "
                     f"{_fmt(max(eigval, 0.0))}, the data's is {_fmt(data_var)}): they share "
-                    "one value there, which its spherical covariance hides"
+                    f"one value there, which its {family.name} covariance hides"
                 )
 
     if not problems:
         return None
     parts = [
         (
-            "the shared (tied) covariance: "
+            f"the shared ({family.name}) covariance: "
             if k < 0
             else f"component {k} (weight {_fmt(weights[k])}, {_fmt(nk[k])} effective points): "
         )
@@ -427,9 +375,11 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         raise ValueError("the number of training samples is unknown; pass the training data.")
     if getattr(estimator, "n_iter_", None) == 0:
         return None  # max_iter=0: no EM ran, so there is no fit to judge
-    covariance_type = getattr(estimator, "_fitted_covariance_type", estimator.covariance_type)
+    family = families.get(
+        getattr(estimator, "_fitted_covariance_type", estimator.covariance_type)
+    )
     resp = None
-    if X is not None and covariance_type == "spherical" and _has_repeated_values(X):
+    if X is not None and family.hides_flat_directions and _has_repeated_values(X):
         # Sign 3 (points sharing one value of a feature) needs repeated values; continuous
         # data skip its E-step and scatter passes (0.5 s on 1e5 x 32).
         resp = estimator.predict_proba(X)
@@ -437,7 +387,7 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         estimator.weights_,
         estimator.means_,
         estimator.covariances_,
-        covariance_type,
+        family,
         float(n_samples),
         None,
         estimator.reg_covar,

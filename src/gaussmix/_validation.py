@@ -10,7 +10,9 @@ import numbers
 
 import numpy as np
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from . import families
+
+COVARIANCE_TYPES = families.NAMES  # scikit-learn's names; families.get also takes aliases
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
@@ -221,11 +223,7 @@ def _check_real(value, name, minimum=0.0):
 def check_parameters(est) -> None:
     """Validate the constructor parameters of a GaussianMixture (not the *_init arrays)."""
     _check_int(est.n_components, "n_components", 1)
-    if est.covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {', '.join(map(repr, COVARIANCE_TYPES))}; "
-            f"got {est.covariance_type!r}."
-        )
+    families.get(est.covariance_type)  # ValueError naming the valid choices
     if est.init_params not in INIT_PARAMS:
         raise ValueError(
             f"init_params must be one of {', '.join(map(repr, INIT_PARAMS))}; "
@@ -303,30 +301,10 @@ def check_means_init(means, n_components, n_features, dtype):
     return means
 
 
-def _check_spd(matrix, name):
-    if not np.allclose(matrix, matrix.T, rtol=1e-7, atol=1e-12 * np.abs(matrix).max()):
-        raise ValueError(f"{name} must be symmetric; it is not.")
-    if np.linalg.eigvalsh(matrix.astype(np.float64)).min() <= 0:
-        raise ValueError(f"{name} must be positive definite; it has an eigenvalue <= 0.")
-
-
 def check_precisions_init(precisions, covariance_type, n_components, n_features, dtype):
+    family = families.get(covariance_type)
     precisions = _as_float_array(precisions, "precisions_init", dtype)
-    expected = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
-    _check_shape(precisions, expected, "precisions_init", covariance_type)
-    if covariance_type == "full":
-        for k, matrix in enumerate(precisions):
-            _check_spd(matrix, f"precisions_init[{k}] (component {k})")
-    elif covariance_type == "tied":
-        _check_spd(precisions, "precisions_init")
-    elif (precisions <= 0).any():
-        raise ValueError(
-            f"precisions_init for covariance_type={covariance_type!r} must be positive; "
-            f"found {int((precisions <= 0).sum())} value(s) <= 0."
-        )
+    expected = family.covariance_shape(n_components, n_features)
+    _check_shape(precisions, expected, "precisions_init", family.name)
+    family.check_precisions_init(precisions)
     return precisions

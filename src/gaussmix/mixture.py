@@ -9,13 +9,9 @@ import warnings
 
 import numpy as np
 
+from . import families
 from . import stats as _stats
 from ._backends import ArrayData
-from ._covariance import (
-    covariance_of_component,
-    n_covariance_parameters,
-    precisions_from_cholesky,
-)
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
 from ._parallel import block_executor
 from ._validation import (
@@ -80,6 +76,9 @@ class GaussianMixture:
             diag       each component has its own diagonal covariance  (K, D)
             spherical  each component has its own single variance      (K,)
 
+        mclust's names are accepted as aliases ("EEE" is "tied"); the fitted model and
+        its files show the scikit-learn name. Each family is described by one object in
+        :mod:`gaussmix.families`.
     tol : float, default=1e-3
         EM stops when the mean per-sample log-likelihood changes by less than ``tol``.
     reg_covar : float, default=1e-6
@@ -313,7 +312,7 @@ class GaussianMixture:
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and (
             self.means_.shape != (self.n_components, data.n_features)
-            or self.covariance_type != self._fitted_covariance_type
+            or families.get(self.covariance_type).name != self._fitted_covariance_type
         ):
             raise ValueError(
                 "warm_start=True needs the same n_components, number of features and "
@@ -362,7 +361,7 @@ class GaussianMixture:
                 stacklevel=3,
             )
         self._set_parameters(best.params)
-        self._fitted_covariance_type = self.covariance_type
+        self._fitted_covariance_type = best.params.covariance_type  # the family's name
         self.converged_ = bool(best.converged)
         self.n_iter_ = best.n_iter
         self.lower_bound_ = float(best.lower_bound) if self.max_iter > 0 else -np.inf
@@ -430,8 +429,8 @@ class GaussianMixture:
         self.means_ = params.means
         self.covariances_ = params.covariances
         self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = precisions_from_cholesky(
-            params.precisions_cholesky.astype(np.float64), params.covariance_type
+        self.precisions_ = params.family.precisions_from_cholesky(
+            params.precisions_cholesky.astype(np.float64)
         ).astype(params.dtype)
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -546,7 +545,7 @@ class GaussianMixture:
         covariances = np.asarray(self.covariances_, dtype=np.float64)
         parts = []
         for k, count in enumerate(counts):
-            cov = covariance_of_component(covariances, self.covariance_type, k, n_features)
+            cov = self._family().component_covariance(covariances, k, n_features)
             chol = np.linalg.cholesky(cov)
             z = rng.standard_normal(size=(count, n_features))
             parts.append(self.means_[k].astype(np.float64) + z @ chol.T)
@@ -559,13 +558,11 @@ class GaussianMixture:
     # ----------------------------------------------------------------------------------
     def _n_parameters(self) -> int:
         """Number of free parameters: covariances + means + (K - 1) weights."""
-        n_components, n_features = self.means_.shape
-        return (
-            n_covariance_parameters(self.covariance_type, n_components, n_features)
-            + n_components * n_features
-            + n_components
-            - 1
-        )
+        return self._family().n_parameters(*self.means_.shape)
+
+    def _family(self) -> families.CovarianceFamily:
+        """The covariance family of the fitted model (else of ``covariance_type``)."""
+        return families.get(getattr(self, "_fitted_covariance_type", self.covariance_type))
 
     def _n_rows(self, X):
         return X.shape[0] if hasattr(X, "shape") else len(X)

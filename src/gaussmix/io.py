@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ._covariance import covariance_of_component, precisions_from_cholesky
+from . import families
 from ._exceptions import NotFittedError
 from ._validation import COVARIANCE_TYPES, check_parameters
 
@@ -508,19 +508,9 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _covariance_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
-    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
-
-
-def _as_full(covariance_type: str, values: np.ndarray, k: int, d: int) -> np.ndarray:
-    """Covariance-type-shaped matrices as a (k, d, d) stack (tied: (1, d, d))."""
-    n = 1 if covariance_type == "tied" else k
-    return np.stack([covariance_of_component(values, covariance_type, j, d) for j in range(n)])
-
-
 def _check_covariances(
     chk: _Checker,
-    covariance_type: str,
+    family: families.CovarianceFamily,
     covariances: np.ndarray,
     precisions_cholesky: np.ndarray,
     precisions: np.ndarray | None,
@@ -528,9 +518,9 @@ def _check_covariances(
     d: int,
 ) -> None:
     """Symmetric positive definite covariances, consistent with the stored precisions."""
-    cov = _as_full(covariance_type, covariances.astype(np.float64), k, d)
-    for j, c in enumerate(cov):
-        name = "covariances" if covariance_type == "tied" else f"covariances[{j}]"
+    cov = family.stored_matrices(covariances.astype(np.float64), k, d)
+    for suffix, c in cov:
+        name = "covariances" + suffix
         scale = max(float(np.max(np.abs(c))), np.finfo(np.float64).tiny)
         if np.max(np.abs(c - c.T)) > 1e-8 * scale:
             raise chk.fail(name, "is not symmetric")
@@ -544,7 +534,7 @@ def _check_covariances(
             ) from None
     # The precision Cholesky factor L satisfies L Lᵀ = Σ⁻¹; check Σ L Lᵀ ≈ I.
     pchol = precisions_cholesky.astype(np.float64)
-    if covariance_type in ("diag", "spherical"):
+    if family.precision_form in ("diagonal", "scalar"):
         if np.any(pchol <= 0):
             raise chk.fail("precisions_cholesky", "must be positive")
         ok = np.abs(covariances.astype(np.float64) * pchol**2 - 1.0)
@@ -552,22 +542,21 @@ def _check_covariances(
         if np.max(ok) > tol:
             raise chk.fail("precisions_cholesky", "does not match covariances")
     else:
-        chol = _as_full(covariance_type, pchol, k, d)
+        chol = family.stored_matrices(pchol, k, d)
         eps = float(np.finfo(covariances.dtype).eps)
-        for j, (c, lc) in enumerate(zip(cov, chol, strict=True)):
+        for (_, c), (suffix, lc) in zip(cov, chol, strict=True):
             prec = lc @ lc.T
             eig = np.linalg.eigvalsh(c)
             cond = float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
             err = float(np.max(np.abs(c @ prec - np.eye(d))))
             if not err <= 1e-6 + 1e3 * d * eps * cond:
-                name = "precisions_cholesky" + ("" if covariance_type == "tied" else f"[{j}]")
                 raise chk.fail(
-                    name,
+                    "precisions_cholesky" + suffix,
                     "does not match covariances (it must be the Cholesky "
                     "factor of the inverse covariance)",
                 )
     if precisions is not None:
-        expected = precisions_from_cholesky(pchol, covariance_type)
+        expected = family.precisions_from_cholesky(pchol)
         got = precisions.astype(np.float64)
         scale = max(float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
         tol = 1e-4 if covariances.dtype == np.float32 else 1e-10
@@ -618,11 +607,12 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
             f"{FORMAT_VERSION}; upgrade gaussmix",
         )
     covariance_type = chk.get(doc, "covariance_type")
-    if covariance_type not in COVARIANCE_TYPES:
+    if covariance_type not in COVARIANCE_TYPES:  # a file holds scikit-learn's name
         raise chk.fail(
             "covariance_type",
             f"must be one of {', '.join(COVARIANCE_TYPES)}; got {_describe(covariance_type)}",
         )
+    family = families.get(covariance_type)
     k = chk.integer(chk.get(doc, "n_components"), "n_components", minimum=1)
     d = chk.integer(chk.get(doc, "n_features"), "n_features", minimum=1)
     dtype_name = chk.get(doc, "dtype")
@@ -649,7 +639,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     if abs(total - 1.0) > tol:
         raise chk.fail("weights", f"must sum to 1, they sum to {total!r}")
     means = chk.array(chk.get(doc, "means"), "means", (k, d), dtype)
-    cov_shape = _covariance_shape(covariance_type, k, d)
+    cov_shape = family.covariance_shape(k, d)
     covariances = chk.array(chk.get(doc, "covariances"), "covariances", cov_shape, dtype)
     precisions_cholesky = chk.array(
         chk.get(doc, "precisions_cholesky"), "precisions_cholesky", cov_shape, dtype
@@ -657,7 +647,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     precisions = None
     if doc.get("precisions") is not None:
         precisions = chk.array(doc["precisions"], "precisions", cov_shape, dtype)
-    _check_covariances(chk, covariance_type, covariances, precisions_cholesky, precisions, k, d)
+    _check_covariances(chk, family, covariances, precisions_cholesky, precisions, k, d)
 
     training = doc.get("training") or {}
     if not isinstance(training, dict):
@@ -698,7 +688,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
         raise chk.fail("params", f"are not valid GaussianMixture parameters: {exc}") from None
 
     if precisions is None:
-        precisions = precisions_from_cholesky(precisions_cholesky, covariance_type)
+        precisions = family.precisions_from_cholesky(precisions_cholesky)
     model.weights_ = weights
     model.means_ = means
     model.covariances_ = covariances

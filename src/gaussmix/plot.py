@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gaussmix.selection import MCLUST_NAMES, _full_covariances
+from gaussmix import families
 
 __all__ = ["plot_bic", "plot_clusters", "plot_loglik"]
 
@@ -29,12 +29,19 @@ MAX_POINTS = 20000  # larger data are drawn from a fixed random subsample of thi
 
 INSTALL_HINT = 'pip install "gaussmix[plot]"'
 
-_CT_STYLE = {
-    "spherical": ("#1f77b4", "o", "-"),
-    "diag": ("#ff7f0e", "s", "--"),
-    "tied": ("#2ca02c", "^", "-."),
-    "full": ("#d62728", "D", ":"),
-}
+_OTHER_STYLE = ("0.3", "o", "-")  # a table row of a family gaussmix does not know
+
+
+def _family(name: Any) -> families.CovarianceFamily | None:
+    """The covariance family called ``name``, or None when there is none."""
+    try:
+        return families.get(name)
+    except ValueError:
+        return None
+
+
+def _model_family(model: Any) -> families.CovarianceFamily:
+    return families.get(getattr(model, "_fitted_covariance_type", model.covariance_type))
 
 
 def _figure(figsize: tuple[float, float]) -> Any:
@@ -288,13 +295,14 @@ def plot_clusters(
     certainty = np.max(proba, axis=1)
     k = means.shape[0]
     colors = _colors(k)
-    covs = _full_covariances(model)
+    family = _model_family(model)
+    covs = family.full_covariances(model.covariances_, k, means.shape[1])
     rgba = _point_colors(labels, certainty, colors)
     size = 14.0 if len(X_draw) <= 2000 else 5.0
     if title is None:
         title = (
             f"Gaussian mixture: {k} component{'s' if k != 1 else ''}, "
-            f"{model.covariance_type} covariance ({MCLUST_NAMES.get(model.covariance_type, '?')})"
+            f"{family.name} covariance ({family.mclust_name})"
         )
     shown = ""
     if n_samples > len(X_draw):
@@ -420,7 +428,7 @@ def plot_loglik(
     status = {True: "converged", False: "not converged"}.get(converged, "")
     if title is None:
         k = np.shape(model.means_)[0]
-        title = f"EM convergence: {k} components, {model.covariance_type} covariance"
+        title = f"EM convergence: {k} components, {_model_family(model).name} covariance"
         if status:
             title += f"\n{status} after {getattr(model, 'n_iter_', len(values))} iterations"
     ax.set_title(title)
@@ -478,14 +486,14 @@ def plot_bic(
     fig = _figure(BIC_SIZE)
     ax = fig.add_subplot(1, 1, 1)
     best = None
-    families: dict[str, list[dict[str, Any]]] = {}
+    by_family: dict[str, list[dict[str, Any]]] = {}
     for row in table:
-        families.setdefault(row["covariance_type"], []).append(row)
-    order = [ct for ct in MCLUST_NAMES if ct in families]
-    order += [ct for ct in families if ct not in order]
+        by_family.setdefault(row["covariance_type"], []).append(row)
+    order = [ct for ct in families.SELECTION_ORDER if ct in by_family]
+    order += [ct for ct in by_family if ct not in order]
     all_k: set[int] = set()
     for ct in order:
-        rows = sorted(families[ct], key=lambda r: r["n_components"])
+        rows = sorted(by_family[ct], key=lambda r: r["n_components"])
         ks, values, hollow = [], [], []
         for row in rows:
             value = row.get(criterion)
@@ -499,10 +507,11 @@ def plot_bic(
             if not row.get("degenerate") and (best is None or -float(value) > best[0]):
                 best = (-float(value), ct, row["n_components"])
         all_k.update(ks)
-        color, marker, style = _CT_STYLE.get(ct, ("0.3", "o", "-"))
+        family = _family(ct)
+        color, marker, style = family.plot_style if family else _OTHER_STYLE
         ks_arr, values_arr = np.asarray(ks), np.asarray(values)
         hollow_arr = np.asarray(hollow, dtype=bool)
-        label = f"{ct} ({MCLUST_NAMES[ct]})" if ct in MCLUST_NAMES else ct
+        label = f"{ct} ({family.mclust_name})" if family else ct
         ax.plot(
             ks_arr,
             values_arr,

@@ -350,3 +350,16 @@ def test_estimator_rejects_an_unknown_family():
     X = make_blobs(50, 2, 2)[0]
     with pytest.raises(ValueError, match=r"covariance_type must be one of 'full'.*'EEE'"):
         GaussianMixture(2, covariance_type="XYZ").fit(X)
+
+
+def test_family_of_a_model():
+    X = make_blobs(200, 2, 2, seed=3)[0]
+    gm = GaussianMixture(2, covariance_type="VVI", random_state=0)
+    assert families.of_model(gm) is families.get("diag")  # before fitting: its parameter
+    gm.fit(X)
+    gm.set_params(covariance_type="full")  # the fitted family wins over a later parameter
+    assert families.of_model(gm) is families.get("diag")
+
+
+def test_correlated():
+    assert [f.name for f in families.all_families() if f.correlated] == ["full", "tied"]

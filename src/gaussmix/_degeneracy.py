@@ -375,9 +375,7 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         raise ValueError("the number of training samples is unknown; pass the training data.")
     if getattr(estimator, "n_iter_", None) == 0:
         return None  # max_iter=0: no EM ran, so there is no fit to judge
-    family = families.get(
-        getattr(estimator, "_fitted_covariance_type", estimator.covariance_type)
-    )
+    family = families.of_model(estimator)
     resp = None
     if X is not None and family.hides_flat_directions and _has_repeated_values(X):
         # Sign 3 (points sharing one value of a feature) needs repeated values; continuous

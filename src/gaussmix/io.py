@@ -320,9 +320,7 @@ def model_to_dict(
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "gaussmix_version": _gaussmix_version(),
-        "covariance_type": str(
-            getattr(model, "_fitted_covariance_type", None) or model.covariance_type
-        ),
+        "covariance_type": families.of_model(model).name,
         "n_components": int(n_components),
         "n_features": int(n_features),
         "dtype": dtype_name,

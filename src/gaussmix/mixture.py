@@ -562,7 +562,7 @@ class GaussianMixture:
 
     def _family(self) -> families.CovarianceFamily:
         """The covariance family of the fitted model (else of ``covariance_type``)."""
-        return families.get(getattr(self, "_fitted_covariance_type", self.covariance_type))
+        return families.of_model(self)
 
     def _n_rows(self, X):
         return X.shape[0] if hasattr(X, "shape") else len(X)

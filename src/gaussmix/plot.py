@@ -40,10 +40,6 @@ def _family(name: Any) -> families.CovarianceFamily | None:
         return None
 
 
-def _model_family(model: Any) -> families.CovarianceFamily:
-    return families.get(getattr(model, "_fitted_covariance_type", model.covariance_type))
-
-
 def _figure(figsize: tuple[float, float]) -> Any:
     """A new Figure attached to an Agg canvas (no pyplot, no global backend change)."""
     try:
@@ -295,7 +291,7 @@ def plot_clusters(
     certainty = np.max(proba, axis=1)
     k = means.shape[0]
     colors = _colors(k)
-    family = _model_family(model)
+    family = families.of_model(model)
     covs = family.full_covariances(model.covariances_, k, means.shape[1])
     rgba = _point_colors(labels, certainty, colors)
     size = 14.0 if len(X_draw) <= 2000 else 5.0
@@ -428,7 +424,7 @@ def plot_loglik(
     status = {True: "converged", False: "not converged"}.get(converged, "")
     if title is None:
         k = np.shape(model.means_)[0]
-        title = f"EM convergence: {k} components, {_model_family(model).name} covariance"
+        title = f"EM convergence: {k} components, {families.of_model(model).name} covariance"
         if status:
             title += f"\n{status} after {getattr(model, 'n_iter_', len(values))} iterations"
     ax.set_title(title)

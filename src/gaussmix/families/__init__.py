@@ -40,6 +40,7 @@ __all__ = [
     "collapse_error",
     "direction_words",
     "get",
+    "of_model",
     "register",
 ]
 
@@ -91,6 +92,12 @@ def get(name, what: str = "covariance_type") -> CovarianceFamily:
     if family is None:
         raise ValueError(f"{what} must be one of {_choices()}; got {name!r}.")
     return family
+
+
+def of_model(model) -> CovarianceFamily:
+    """The family of a model: the one it was fitted with, else its ``covariance_type``."""
+    name = getattr(model, "_fitted_covariance_type", None) or model.covariance_type
+    return get(name)
 
 
 def all_families() -> tuple[CovarianceFamily, ...]:

@@ -103,6 +103,11 @@ class CovarianceFamily:
         """Volume, shape and orientation in mclust's words, e.g. "variable volume, ..."."""
         return f"{self.volume} volume, {self.shape} shape, {self.orientation} orientation"
 
+    @property
+    def correlated(self) -> bool:
+        """True when the covariances can hold correlations between features."""
+        return self.precision_form in ("full", "shared_full")
+
     # -- storage and counts ------------------------------------------------------------
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         """Shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""

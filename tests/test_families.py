@@ -7,6 +7,7 @@ Celeux & Govaert's volume / shape / orientation decomposition (the formulas behi
 
 from __future__ import annotations
 
+import doctest
 import json
 
 import numpy as np
@@ -363,3 +364,8 @@ def test_family_of_a_model():
 
 def test_correlated():
     assert [f.name for f in families.all_families() if f.correlated] == ["full", "tied"]
+
+
+def test_docstring_examples():
+    result = doctest.testmod(families, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -7,15 +7,19 @@ used for it. Everything else in gaussmix asks the family instead of branching on
 
 Shapes (K = n_components, D = n_features)::
 
-    attribute / method                   full       tied     diag     spherical
-    covariance_shape(K, D)               (K, D, D)  (D, D)   (K, D)   (K,)
-      (covariances, precisions, precisions_cholesky: all this shape)
-    precision_form                       "full"     "shared_full" "diagonal" "scalar"
-    statistic (what ``s2`` holds)        "full"     "pooled" "diagonal" "trace"
-    scatter(...) -> s2                   (K, D, D)  (D, D)   (K, D)   (K,)
-    component_covariance(cov, k, D)      (D, D) for every family
-    full_covariances(cov, K, D)          (K, D, D) for every family
-    log_det_cholesky(L, D)               (K,)       ()       (K,)     (K,)
+    attribute / method               full         tied          diag        spherical
+    covariance_shape(K, D)           (K, D, D)    (D, D)        (K, D)      (K,)
+      (covariances, precisions and precisions_cholesky all have this shape)
+    precision_form                   full         shared_full   diagonal    scalar
+    statistic (what s2 holds)        full         pooled        diagonal    trace
+    scatter(Xc, resp) -> s2          (K, D, D)    (D, D)        (K, D)      (K,)
+    m_step_covariances(...)          covariance_shape(K, D)
+    log_det_cholesky(L, D)           (K,)         ()            (K,)        (K,)
+    component_covariance(cov, k, D)  (D, D) for every family
+    full_covariances(cov, K, D)      (K, D, D) for every family
+    from_full(full, weights)         (K, D, D) in, covariance_shape(K, D) out
+    n_covariance_parameters(K, D)    K D(D+1)/2   D(D+1)/2      K D         K
+    min_points(D)                    D + 1        1             2           2
 
 ``precision_form``: how ``precisions_cholesky`` is stored. "full" and "shared_full" are
 upper-triangular ``L`` with ``precision = L @ L.T`` (one per component, or one shared);

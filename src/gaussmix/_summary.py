@@ -251,9 +251,10 @@ def compare_with_mclust(result: Any, published: Mapping[str, Mapping[int, float]
     if not known:
         return "mclust's published table holds none of the models searched."
     ct, k = max(known, key=known.__getitem__)  # mclust's sign: higher is better
-    grid = f"the same {len(known)} model{'s' if len(known) != 1 else ''}"
-    if len(known) < len(searched):
-        grid += f" of the {len(searched)} searched that its table holds"
+    if len(known) == len(searched):
+        grid = f"the same {len(known)} model{'s' if len(known) != 1 else ''}"
+    else:
+        grid = f"the {len(known)} of the {len(searched)} searched models in its table"
     sentence = (
         f"mclust picks {MCLUST_NAMES[ct]} ({ct}) with {k} component{'s' if k != 1 else ''} "
         f"over {grid} (BIC {known[ct, k]:.3f} in mclust's sign)"

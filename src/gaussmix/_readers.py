@@ -28,6 +28,7 @@ __all__ = [
     "Dataset",
     "check_dask_input",
     "is_lazy",
+    "model_columns",
     "no_feature_name_warnings",
     "read_dask_data",
     "read_data",
@@ -145,6 +146,9 @@ def _select_columns(
                     f"{source}: no column {token!r}; the columns are {', '.join(names)} "
                     f"(or numbers 1 to {len(names)})"
                 )
+        twice = next((j for i, j in enumerate(picked) if j in picked[:i]), None)
+        if twice is not None:
+            raise DataError(f"{source}: --columns names column {names[twice]!r} twice")
     return picked, [names[j] for j in picked]
 
 
@@ -306,6 +310,77 @@ def _read_parquet(
         out[:, k] = np.asarray(values, dtype=np.float64)
     _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path)
     return Dataset(out, kept, True, path)
+
+
+def model_columns(
+    ds: Dataset, feature_names: Sequence[str] | None, n_features: int, by_columns: bool
+) -> Any:
+    """The data's columns in the order of a model's features, checked by name.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The data as read (with ``--columns`` applied, if given).
+    feature_names : sequence of str or None
+        The model's feature names (``feature_names_in_``).
+    n_features : int
+        The model's number of features.
+    by_columns : bool
+        True when the user chose the columns with ``--columns``.
+
+    Returns
+    -------
+    array of shape (n_samples, n_features)
+        ``ds.X``, its columns reordered to the model's order when matched by name.
+
+    Raises
+    ------
+    DataError
+        When the number of columns differs from the model's, when a header names other
+        features than the model's (in content or case), or when ``--columns`` names some
+        of the model's features but not all. The message shows both lists.
+
+    Notes
+    -----
+    A header that names every model feature is matched by name (other columns are
+    ignored). ``--columns`` naming the model's features in another order is reordered by
+    name; ``--columns`` naming none of them maps the chosen columns to the model's
+    features in order. Data without a header (``.npy``, header-less text) and models
+    without names of their own (fitted on such data: x0, x1, ...) are matched by position.
+    """
+    names = list(feature_names) if feature_names is not None else []
+    unique = len(set(ds.names)) == len(ds.names)
+    if names and ds.has_header and unique and set(names) <= set(ds.names):
+        if not by_columns or len(ds.names) == len(names):
+            return ds.X[:, [ds.names.index(n) for n in names]]
+    if ds.X.shape[1] != n_features:
+        expected = f" ({', '.join(feature_names)})" if feature_names else ""
+        raise DataError(
+            f"the model expects {n_features} feature{'s' if n_features != 1 else ''}{expected} "
+            f"but {ds.source} has {ds.X.shape[1]} column{'s' if ds.X.shape[1] != 1 else ''} "
+            f"({', '.join(ds.names)}); choose the columns with --columns"
+        )
+    if not names or names == [f"x{j}" for j in range(n_features)] or not ds.has_header:
+        return ds.X  # no names to check (x0, x1, ... were made up for data without a header)
+    shown, wanted = ", ".join(ds.names), ", ".join(names)
+    if by_columns and set(names) & set(ds.names):
+        raise DataError(
+            f"{ds.source}: --columns {shown} names some of the model's features ({wanted}) but "
+            "not all; name all of them (in any order), or only other columns, which are then "
+            "taken in the model's order"
+        )
+    if not by_columns:
+        case = (
+            " (the names differ in case)"
+            if sorted(n.lower() for n in names) == sorted(n.lower() for n in ds.names)
+            else ""
+        )
+        raise DataError(
+            f"{ds.source}: the columns ({shown}) are not the model's features ({wanted})"
+            f"{case}; rename them in the header, or choose the columns that stand for "
+            f"{wanted} with --columns, in that order"
+        )
+    return ds.X
 
 
 @contextlib.contextmanager

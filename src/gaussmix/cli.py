@@ -34,6 +34,7 @@ from gaussmix._readers import (
     Dataset,
     check_dask_input,
     is_lazy,
+    model_columns,
     no_feature_name_warnings,
     read_dask_data,
     read_data,
@@ -489,21 +490,9 @@ def _model_names(model: Any) -> list[str] | None:
     return None if names is None else [str(n) for n in names]
 
 
-def _aligned(model: Any, ds: Dataset, explicit_columns: bool) -> np.ndarray:
-    """Data columns in the model's feature order (by name when both have names)."""
-    d = int(model.n_features_in_)
-    names = _model_names(model)
-    if names and ds.has_header and not explicit_columns and set(names) <= set(ds.names):
-        if len(set(ds.names)) == len(ds.names):
-            return ds.X[:, [ds.names.index(n) for n in names]]
-    if ds.X.shape[1] != d:
-        expected = f" ({', '.join(names)})" if names else ""
-        raise UserError(
-            f"the model expects {d} feature{'s' if d != 1 else ''}{expected} but {ds.source} has "
-            f"{ds.X.shape[1]} column{'s' if ds.X.shape[1] != 1 else ''} "
-            f"({', '.join(ds.names)}); choose the columns with --columns"
-        )
-    return ds.X
+def _aligned(model: Any, ds: Dataset, explicit_columns: bool) -> Any:
+    """Data columns in the model's feature order, checked by name (see model_columns)."""
+    return model_columns(ds, _model_names(model), int(model.n_features_in_), explicit_columns)
 
 
 def _model_dtype(model: Any) -> str:
@@ -684,6 +673,13 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
     _output_dir_option(parser)
 
 
+_MATCHING = (
+    "Columns are matched to the model's feature names when the data has a header; a header "
+    "without them is an error, unless --columns chooses the columns that stand for the "
+    "model's features, in the model's order."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gaussmix`` command."""
     from gaussmix.io import _gaussmix_version
@@ -761,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         cmd_predict,
         "Write row,label (with --proba also uncertainty and p0..pK-1) as CSV. "
-        "Columns are matched to the model's feature names when the data has a header.",
+        f"{_MATCHING}",
         help="assign rows of a data file to components",
     )
     _model_argument(p)
@@ -778,7 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
         "score",
         cmd_score,
         "Write n_samples, total and mean log-likelihood, BIC and AIC of DATA under "
-        "MODEL as CSV; with --per-sample, each row's log-density instead.",
+        "MODEL as CSV; with --per-sample, each row's log-density instead. "
+        f"{_MATCHING}",
         help="log-likelihood of a data file under a model",
     )
     _model_argument(p)

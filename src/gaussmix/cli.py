@@ -45,7 +45,7 @@ from gaussmix._summary import (
     information_criteria,
     selection_top,
 )
-from gaussmix._summary import selection_csv as _selection_csv
+from gaussmix._summary import selection_csv as _selection_csv  # a test replaces it here
 from gaussmix._writers import csv_text, emit, emit_stream, table_writer
 from gaussmix.io import (
     ModelFileError,

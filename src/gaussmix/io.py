@@ -22,7 +22,9 @@ ever unpickled or evaluated.
 
 Every write goes to a temporary file in the destination directory, is flushed to disk and
 then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
-write leaves no partial file.
+write leaves no partial file. :func:`staged_outputs` does the same for a set of files in one
+output directory: they are renamed into place only once all are written, and a failure
+before then leaves none of them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import math
 import numbers
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,14 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "ModelFileError",
+    "OutputDir",
+    "OutputError",
     "atomic_path",
     "load_model",
     "model_from_json",
     "model_to_json",
     "save_model",
+    "staged_outputs",
     "write_atomic",
 ]
 
@@ -193,6 +198,167 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(payload)
+
+
+# --------------------------------------------------------------------------------------
+# Output folders: all files of a run are staged as temporary files, then renamed together
+
+
+class OutputError(OSError):
+    """An output file or directory cannot be written; the message says which and why."""
+
+
+class OutputDir:
+    """Stage files in a directory and rename them into place only when all are ready.
+
+    Each file is written to a temporary file in the directory and flushed to disk;
+    :meth:`commit` renames every staged file onto its name, :meth:`abort` removes the
+    temporary files and the directories this run created, so a failed run leaves nothing
+    behind. Use it through :func:`staged_outputs`.
+
+    Parameters
+    ----------
+    directory : str
+        The output directory; it and its missing parents are created on the first
+        :meth:`stage`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> d = os.path.join(tempfile.mkdtemp(), "run")
+    >>> with staged_outputs(d) as out:
+    ...     _ = out.stage("a.txt", "first")
+    ...     _ = out.stage("b.txt", writer=lambda f: f.write("second"))
+    ...     sorted(os.listdir(d))[0].startswith(".a.txt.")  # only temporary files so far
+    ...     written = out.commit()
+    True
+    >>> sorted(os.listdir(d))
+    ['a.txt', 'b.txt']
+    """
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.created: list[str] = []
+        self.staged: list[tuple[str, str]] = []
+
+    def check_writable(self) -> None:
+        """Fail early (before any long computation) if the directory cannot be written.
+
+        Raises
+        ------
+        OutputError
+            If the path is a file, cannot be created, or is not writable.
+        """
+        path = os.path.abspath(self.directory)
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                raise OutputError(
+                    f"output directory {self.directory} exists and is not a directory"
+                )
+            target = path
+        else:
+            target = path
+            while not os.path.exists(target):
+                target = os.path.dirname(target)
+            if not os.path.isdir(target):
+                raise OutputError(f"cannot create output directory {self.directory}")
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise OutputError(
+                f"cannot write to output directory {self.directory}: permission denied"
+            )
+
+    def _ensure(self) -> None:
+        path = os.path.abspath(self.directory)
+        missing = []
+        while not os.path.exists(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot create output directory {self.directory}: {exc.strerror}"
+                ) from None
+            self.created.append(d)
+
+    def path(self, name: str) -> str:
+        """Final path of the file ``name``."""
+        return os.path.join(self.directory, name)
+
+    def stage(
+        self,
+        name: str,
+        text: str | None = None,
+        *,
+        writer: Callable[[Any], Any] | None = None,
+        save: Callable[[str], Any] | None = None,
+    ) -> str:
+        """Write the file ``name`` to a temporary file; return its final path.
+
+        Parameters
+        ----------
+        name : str
+            File name inside the directory.
+        text : str, optional
+            Content, written as UTF-8.
+        writer : callable, optional
+            ``writer(text_file)`` writes the content to an open text file (UTF-8, no newline
+            translation).
+        save : callable, optional
+            ``save(path)`` writes the content to the (existing, empty) file at ``path``, for
+            example a matplotlib figure's ``savefig``.
+        """
+        self._ensure()
+        try:
+            tmp = _temporary_file(self.directory, name)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write to output directory {self.directory}: {exc.strerror}"
+            ) from None
+        self.staged.append((tmp, self.path(name)))
+        if save is not None:
+            save(tmp)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                if writer is not None:
+                    writer(f)
+                else:
+                    f.write(text or "")
+        _fsync_file(tmp)
+        return self.path(name)
+
+    def commit(self) -> list[str]:
+        """Rename every staged file onto its name; return the final paths."""
+        done = []
+        for tmp, final in self.staged:
+            os.replace(tmp, final)
+            done.append(final)
+        self.staged = []
+        _fsync_directory(self.directory)
+        return done
+
+    def abort(self) -> None:
+        """Remove the staged temporary files and the (empty) directories this run created."""
+        for tmp, _ in self.staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.staged = []
+        for d in reversed(self.created):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)  # only succeeds when empty
+        self.created = []
+
+
+@contextlib.contextmanager
+def staged_outputs(directory: str) -> Iterator[OutputDir]:
+    """An :class:`OutputDir` for ``directory`` that is aborted if the block raises."""
+    out = OutputDir(directory)
+    try:
+        yield out
+    except BaseException:
+        out.abort()
+        raise
 
 
 # --------------------------------------------------------------------------------------

@@ -606,3 +606,17 @@ class GaussianMixture:
         from .io import save_model
 
         save_model(self, path)
+
+    # ----------------------------------------------------------------------------------
+    # Summary
+    # ----------------------------------------------------------------------------------
+    def summary(self, X, *, feature_names=None, source="the data"):
+        """A plain-text summary of the fit on ``X``: what ``gaussmix fit`` prints.
+
+        Covariance type in words, convergence, log-likelihood, BIC, free parameters and
+        each component's weight, means and standard deviations. ``feature_names`` defaults
+        to ``feature_names_in_`` (or x0, x1, ...); ``source`` names ``X`` in the first line.
+        """
+        from ._summary import describe_fit
+
+        return describe_fit(self, X, feature_names, source)

@@ -1,0 +1,482 @@
+"""Reading the command line's data: CSV/TSV, ``.npy`` and Parquet, in memory or on Dask.
+
+Text files have their header and delimiter detected; ``columns`` picks columns by name or
+1-based number, in order. Every problem with a file (missing, unreadable, a non-numeric
+cell, missing or infinite values, ragged rows, no data) raises :class:`DataError` with one
+line naming the file, the place and the fix.
+
+With ``--scheduler``, :func:`read_dask_data` opens ``.npy`` files, folders of them and
+Parquet data as a dask array that stays on the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DataError",
+    "Dataset",
+    "check_dask_input",
+    "is_lazy",
+    "model_columns",
+    "no_feature_name_warnings",
+    "read_dask_data",
+    "read_data",
+]
+
+MISSING_TOKENS = {"", "na", "nan", "n/a", "null", "none", "?", "."}
+
+
+class DataError(ValueError):
+    """A data file cannot be read as a finite numeric table (a user error, exit code 2)."""
+
+
+@dataclass
+class Dataset:
+    """Numeric data read from a file, with column names and a description of its source."""
+
+    X: np.ndarray
+    names: list[str]
+    has_header: bool
+    source: str
+
+
+def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a directory, not a data file")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied") from None
+
+
+def read_data(
+    path: str,
+    columns: Sequence[str] | None = None,
+    dtype: str = "float64",
+    prefer: Sequence[str] | None = None,
+) -> Dataset:
+    """Read a numeric table from CSV/TSV (``-`` = stdin), ``.npy`` or Parquet.
+
+    Parameters
+    ----------
+    path : str
+        File name, or ``-`` for standard input (CSV/TSV).
+    columns : sequence of str, optional
+        Columns to keep, by name or 1-based number, in this order.
+    dtype : {"float64", "float32"}
+        dtype of the returned array.
+    prefer : sequence of str, optional
+        Without ``columns``: if the header names all of these, read only them (a model's
+        feature names, so other columns such as identifiers may be non-numeric).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DataError
+        For a missing or unreadable file, a non-numeric cell (naming line and column),
+        missing values (their count and the first position), infinite values, ragged rows
+        or no data.
+    """
+    source = "stdin" if path == "-" else path
+    lower = path.lower()
+    if lower.endswith((".parquet", ".pq")):
+        ds = _read_parquet(path, columns, prefer)
+    else:
+        raw = _read_bytes(path)
+        if raw.startswith(b"\x93NUMPY"):
+            ds = _read_npy(raw, source, columns)
+        elif raw.startswith(b"PAR1"):
+            ds = _read_parquet(path, columns, prefer)
+        else:
+            tsv = lower.endswith((".tsv", ".tab"))
+            ds = _read_text(raw, source, columns, tsv, prefer)
+    if ds.X.shape[0] == 0:
+        raise DataError(f"{source}: no data rows (the input is empty)")
+    if ds.X.shape[1] == 0:
+        raise DataError(f"{source}: no columns selected")
+    ds.X = ds.X.astype(dtype, copy=False)
+    if dtype == "float32" and not np.all(np.isfinite(ds.X)):
+        raise DataError(f"{source}: values overflow float32; use --dtype float64")
+    return ds
+
+
+def _select_columns(
+    names: list[str],
+    columns: Sequence[str] | None,
+    source: str,
+    prefer: Sequence[str] | None = None,
+) -> tuple[list[int], list[str]]:
+    """Indices and names of the requested columns (names first, then 1-based numbers)."""
+    if not columns and prefer and len(set(names)) == len(names) and set(prefer) <= set(names):
+        picked = [names.index(n) for n in prefer]
+    elif not columns:
+        picked = list(range(len(names)))
+    else:
+        picked = []
+        for token in columns:
+            if token in names:
+                if names.count(token) > 1:
+                    raise DataError(
+                        f"{source}: column name {token!r} is not unique; use its number"
+                    )
+                picked.append(names.index(token))
+            elif token.isdigit() and 1 <= int(token) <= len(names):
+                picked.append(int(token) - 1)
+            else:
+                raise DataError(
+                    f"{source}: no column {token!r}; the columns are {', '.join(names)} "
+                    f"(or numbers 1 to {len(names)})"
+                )
+        twice = next((j for i, j in enumerate(picked) if j in picked[:i]), None)
+        if twice is not None:
+            raise DataError(f"{source}: --columns names column {names[twice]!r} twice")
+    return picked, [names[j] for j in picked]
+
+
+def _check_values(X: np.ndarray, names: list[str], where: Any, source: str) -> None:
+    """Error on missing (NaN) or infinite values, with the count and the first position."""
+    nan = np.isnan(X)
+    if nan.any():
+        r, c = (int(i) for i in np.argwhere(nan)[0])
+        raise DataError(
+            f"{source}: {int(nan.sum())} missing value{'s' if nan.sum() > 1 else ''}, the first "
+            f"at {where(r)}, column {names[c]!r}; remove or impute them first"
+        )
+    inf = np.isinf(X)
+    if inf.any():
+        r, c = (int(i) for i in np.argwhere(inf)[0])
+        raise DataError(
+            f"{source}: infinite value at {where(r)}, column {names[c]!r}; the data must be finite"
+        )
+
+
+def _looks_numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return cell.strip().lower() in MISSING_TOKENS
+    return True
+
+
+def _sniff_delimiter(lines: list[str], tsv: bool) -> str | None:
+    """The delimiter giving the same number (> 1) of fields on most sample lines.
+
+    Returns None for whitespace-separated columns (or a single column).
+    """
+    if tsv:
+        return "\t"
+    best, best_score = None, 0.0
+    for delimiter in ("\t", ",", ";", "|"):
+        counts = [len(next(csv.reader([line], delimiter=delimiter))) for line in lines]
+        if counts[0] < 2:
+            continue
+        score = sum(c == counts[0] for c in counts) / len(counts)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _read_text(
+    raw: bytes,
+    source: str,
+    columns: Sequence[str] | None,
+    tsv: bool,
+    prefer: Sequence[str] | None = None,
+) -> Dataset:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{source}: not a UTF-8 text file; give CSV/TSV, .npy or .parquet data"
+        ) from None
+    if "\x00" in text[:4096]:
+        raise DataError(
+            f"{source}: looks like a binary file, not CSV/TSV; give CSV, .npy or .parquet"
+        )
+    lines = text.splitlines()
+    content = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and line[0] != "#"]
+    if not content:
+        raise DataError(f"{source}: no data rows (the input is empty)")
+    delimiter = _sniff_delimiter([line for _, line in content[:50]], tsv)
+
+    def split(line: str) -> list[str]:
+        if delimiter is None:
+            return line.split()
+        return next(csv.reader([line], delimiter=delimiter))
+
+    first = [cell.strip() for cell in split(content[0][1])]
+    has_header = not all(_looks_numeric(cell) for cell in first)
+    if has_header:
+        names = [cell or f"column{j + 1}" for j, cell in enumerate(first)]
+        body = content[1:]
+    else:
+        names = [f"x{j}" for j in range(len(first))]
+        body = content
+    n_fields = len(names)
+    picked, kept = _select_columns(names, columns, source, prefer if has_header else None)
+    X = np.empty((len(body), len(picked)))
+    line_numbers = np.empty(len(body), dtype=np.int64)
+    for r, (line_no, line) in enumerate(body):
+        cells = split(line)
+        if len(cells) != n_fields:
+            what = "the header has" if has_header else "the first row has"
+            raise DataError(
+                f"{source}: line {line_no} has {len(cells)} fields but {what} {n_fields}"
+                + ("" if delimiter is None else f" (delimiter {delimiter!r})")
+            )
+        line_numbers[r] = line_no
+        try:
+            X[r] = [float(cells[j]) for j in picked]
+        except ValueError:
+            for out, j in enumerate(picked):
+                try:
+                    X[r, out] = float(cells[j])
+                except ValueError:
+                    if cells[j].strip().lower() not in MISSING_TOKENS:
+                        raise DataError(
+                            f"{source}: non-numeric value {cells[j].strip()[:40]!r} at line "
+                            f"{line_no} (data row {r + 1}), column {names[j]!r}; "
+                            "select numeric columns with --columns"
+                        ) from None
+                    X[r, out] = np.nan
+    _check_values(X, kept, lambda r: f"line {line_numbers[r]}", source)
+    return Dataset(X, kept, has_header, source)
+
+
+def _read_npy(raw: bytes, source: str, columns: Sequence[str] | None) -> Dataset:
+    try:
+        X = np.load(io.BytesIO(raw), allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{source}: cannot read the .npy file ({exc})") from None
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{source}: the array must be numeric, got dtype {X.dtype}")
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise DataError(f"{source}: the array must have 1 or 2 dimensions, got {X.ndim}")
+    names = [f"x{j}" for j in range(X.shape[1])]
+    picked, kept = _select_columns(names, columns, source)
+    X = np.asarray(X[:, picked], dtype=np.float64)
+    _check_values(X, kept, lambda r: f"row {r} (counting from 0)", source)
+    return Dataset(X, kept, False, source)
+
+
+def _read_parquet(
+    path: str, columns: Sequence[str] | None, prefer: Sequence[str] | None = None
+) -> Dataset:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"{path}: reading Parquet needs pyarrow (pip install pyarrow); or give CSV or .npy"
+        ) from None
+    if not os.path.exists(path):
+        raise DataError(f"data file not found: {path}")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises its own error types
+        raise DataError(f"{path}: cannot read the Parquet file ({exc})") from None
+    names = [str(n) for n in table.column_names]
+    picked, kept = _select_columns(names, columns, path, prefer)
+    out = np.empty((table.num_rows, len(picked)))
+    for k, j in enumerate(picked):
+        column = table.column(j)
+        kind = str(column.type)
+        if not any(kind.startswith(t) for t in ("int", "uint", "float", "double", "bool")):
+            raise DataError(
+                f"{path}: column {names[j]!r} is not numeric (type {kind}); "
+                "select numeric columns with --columns"
+            )
+        values = column.to_numpy(zero_copy_only=False)
+        out[:, k] = np.asarray(values, dtype=np.float64)
+    _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path)
+    return Dataset(out, kept, True, path)
+
+
+def model_columns(
+    ds: Dataset, feature_names: Sequence[str] | None, n_features: int, by_columns: bool
+) -> Any:
+    """The data's columns in the order of a model's features, checked by name.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The data as read (with ``--columns`` applied, if given).
+    feature_names : sequence of str or None
+        The model's feature names (``feature_names_in_``).
+    n_features : int
+        The model's number of features.
+    by_columns : bool
+        True when the user chose the columns with ``--columns``.
+
+    Returns
+    -------
+    array of shape (n_samples, n_features)
+        ``ds.X``, its columns reordered to the model's order when matched by name.
+
+    Raises
+    ------
+    DataError
+        When the number of columns differs from the model's, when a header names other
+        features than the model's (in content or case), or when ``--columns`` names some
+        of the model's features but not all. The message shows both lists.
+
+    Notes
+    -----
+    A header that names every model feature is matched by name (other columns are
+    ignored). ``--columns`` naming the model's features in another order is reordered by
+    name; ``--columns`` naming none of them maps the chosen columns to the model's
+    features in order. Data without a header (``.npy``, header-less text) and models
+    without names of their own (fitted on such data: x0, x1, ...) are matched by position.
+    """
+    names = list(feature_names) if feature_names is not None else []
+    unique = len(set(ds.names)) == len(ds.names)
+    if names and ds.has_header and unique and set(names) <= set(ds.names):
+        if not by_columns or len(ds.names) == len(names):
+            return ds.X[:, [ds.names.index(n) for n in names]]
+    if ds.X.shape[1] != n_features:
+        expected = f" ({', '.join(feature_names)})" if feature_names else ""
+        raise DataError(
+            f"the model expects {n_features} feature{'s' if n_features != 1 else ''}{expected} "
+            f"but {ds.source} has {ds.X.shape[1]} column{'s' if ds.X.shape[1] != 1 else ''} "
+            f"({', '.join(ds.names)}); choose the columns with --columns"
+        )
+    if not names or names == [f"x{j}" for j in range(n_features)] or not ds.has_header:
+        return ds.X  # no names to check (x0, x1, ... were made up for data without a header)
+    shown, wanted = ", ".join(ds.names), ", ".join(names)
+    if by_columns and set(names) & set(ds.names):
+        raise DataError(
+            f"{ds.source}: --columns {shown} names some of the model's features ({wanted}) but "
+            "not all; name all of them (in any order), or only other columns, which are then "
+            "taken in the model's order"
+        )
+    if not by_columns:
+        case = (
+            " (the names differ in case)"
+            if sorted(n.lower() for n in names) == sorted(n.lower() for n in ds.names)
+            else ""
+        )
+        raise DataError(
+            f"{ds.source}: the columns ({shown}) are not the model's features ({wanted})"
+            f"{case}; rename them in the header, or choose the columns that stand for "
+            f"{wanted} with --columns, in that order"
+        )
+    return ds.X
+
+
+@contextlib.contextmanager
+def no_feature_name_warnings() -> Iterator[None]:
+    """Silence the model's feature-name warning for the plain arrays read here.
+
+    A :class:`Dataset` holds its column names next to a plain array, so predicting from
+    ``Dataset.X`` with a model fitted with feature names is intended.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*feature names.*")
+        yield
+
+
+# --------------------------------------------------------------------------------------
+# Data on a Dask cluster (--scheduler)
+
+
+def is_lazy(X: Any) -> bool:
+    """True for a dask array (data read with --scheduler)."""
+    return type(X).__module__.startswith("dask")
+
+
+def check_dask_input(path: str | None) -> None:
+    """Fail before starting a cluster if the data cannot be read on it."""
+    if path is None:
+        return
+    if path == "-":
+        raise DataError("--scheduler reads .npy or Parquet files, not stdin")
+    if not os.path.exists(path):
+        raise DataError(f"data file not found: {path}")
+    if os.path.isfile(path) and not path.lower().endswith((".npy", ".parquet", ".parq")):
+        raise DataError(
+            f"{path}: unsupported format for --scheduler; give a .npy file, a folder of .npy "
+            "files, or .parquet data"
+        )
+
+
+def _parquet_names(path: str) -> list[str] | None:
+    """Column names of a Parquet file or folder, if pyarrow can tell."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    target = path
+    if os.path.isdir(path):
+        files = sorted(e for e in os.listdir(path) if e.endswith((".parquet", ".parq")))
+        if not files:
+            return None
+        target = os.path.join(path, files[0])
+    try:
+        return [str(n) for n in pq.read_schema(target).names]
+    except Exception:  # pyarrow raises its own error types
+        return None
+
+
+def read_dask_data(
+    path: str,
+    columns: Sequence[str] | None = None,
+    dtype: str = "float64",
+    prefer: Sequence[str] | None = None,
+) -> Dataset:
+    """Open a ``.npy`` file, a folder of ``.npy`` files or Parquet data as a dask array.
+
+    The data stay on the cluster's workers (a ``.npy`` file is memory-mapped by each
+    worker). Columns are chosen as in :func:`read_data`. ``path`` has been checked by
+    :func:`check_dask_input` before the cluster started.
+    """
+    from gaussmix._dask import load_dask_array
+
+    entries = os.listdir(path) if os.path.isdir(path) else []
+    is_parquet = path.lower().endswith((".parquet", ".parq")) or (
+        not any(e.endswith(".npy") for e in entries)
+        and any(e.endswith((".parquet", ".parq")) for e in entries)
+    )
+    if is_parquet:
+        names = _parquet_names(path)
+        if names is None:
+            if columns:
+                names = list(columns)
+            else:
+                raise DataError(
+                    f"{path}: cannot read the Parquet column names (is pyarrow installed?)"
+                )
+        picked, kept = _select_columns(names, columns, path, prefer)
+        X = load_dask_array(path, columns=kept)
+        has_header = True
+    else:
+        X = load_dask_array(path)
+        names = [f"x{j}" for j in range(X.shape[1])]
+        picked, kept = _select_columns(names, columns, path)
+        if picked != list(range(X.shape[1])):
+            X = X[:, picked]
+        has_header = False
+    if X.shape[0] == 0:
+        raise DataError(f"{path}: no data rows (the input is empty)")
+    if X.dtype != np.dtype(dtype):
+        X = X.astype(dtype)
+    return Dataset(X, kept, has_header, path)

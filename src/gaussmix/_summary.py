@@ -1,0 +1,269 @@
+"""Plain-text summaries: a fitted mixture, a model file, a selection table, mclust's pick.
+
+What ``gaussmix fit``, ``select``, ``info`` and ``demo`` print. :meth:`GaussianMixture.summary`
+is :func:`describe_fit`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gaussmix._readers import no_feature_name_warnings
+from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, _full_covariances
+
+__all__ = [
+    "COVARIANCE_WORDS",
+    "compare_with_mclust",
+    "describe_fit",
+    "describe_model_file",
+    "information_criteria",
+    "selection_csv",
+    "selection_top",
+]
+
+COVARIANCE_WORDS = {
+    "full": "each component has its own full covariance matrix",
+    "tied": "all components share one full covariance matrix",
+    "diag": "each component has its own diagonal covariance (features uncorrelated)",
+    "spherical": "each component has its own single variance (round clusters)",
+}
+
+
+def information_criteria(log_likelihood: float, n_parameters: int, n: float) -> tuple[float, float]:
+    """(BIC, AIC) of a total log-likelihood; lower is better."""
+    return (
+        -2.0 * log_likelihood + n_parameters * math.log(n),
+        -2.0 * log_likelihood + 2.0 * n_parameters,
+    )
+
+
+def _g(x: float, digits: int = 6) -> str:
+    return f"{float(x):.{digits}g}"
+
+
+def _feature_names(model: Any, n_features: int) -> list[str]:
+    """The model's feature names, or x0, x1, ... when it has none."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return [f"x{j}" for j in range(n_features)]
+    return [str(n) for n in names]
+
+
+def _component_table(model: Any, names: Sequence[str]) -> list[str]:
+    """Weight, mean and standard deviation of each feature per component, as aligned rows."""
+    means = np.asarray(model.means_, dtype=np.float64)
+    sds = np.sqrt(np.diagonal(_full_covariances(model), axis1=1, axis2=2))
+    header = ["component", "weight"] + [f"mean {n}" for n in names] + [f"sd {n}" for n in names]
+    rows = [header]
+    for k in range(means.shape[0]):
+        rows.append(
+            [str(k), f"{float(model.weights_[k]):.4f}"]
+            + [_g(v, 5) for v in means[k]]
+            + [_g(v, 4) for v in sds[k]]
+        )
+    widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
+    return ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+
+
+def describe_fit(
+    model: Any, X: Any, feature_names: Sequence[str] | None = None, source: str = "the data"
+) -> str:
+    """The summary of a fitted mixture on the data ``X`` it was fitted to.
+
+    Covariance type in words, components, convergence, log-likelihood, BIC, free
+    parameters, the degenerate flag, and each component's weight, means and standard
+    deviations (and the shared covariance matrix of a tied model).
+
+    Parameters
+    ----------
+    model : fitted GaussianMixture
+    X : array-like of shape (n_samples, n_features)
+    feature_names : sequence of str, optional
+        Default: the model's ``feature_names_in_``, or x0, x1, ...
+    source : str, default="the data"
+        What ``X`` is, for the first line ("Gaussian mixture fitted to ...").
+
+    Returns
+    -------
+    str
+        Several lines, without a trailing newline.
+    """
+    n, d = X.shape
+    names = list(feature_names) if feature_names is not None else _feature_names(model, d)
+    k = np.shape(model.means_)[0]
+    ct = model.covariance_type
+    with no_feature_name_warnings():
+        total = float(model.score(X)) * n
+    bic, _ = information_criteria(total, model._n_parameters(), n)
+    converged = bool(getattr(model, "converged_", False))
+    n_iter = int(getattr(model, "n_iter_", 0))
+    lines = [
+        f"Gaussian mixture fitted to {source} ({n} samples, {d} feature{'s' if d != 1 else ''}: "
+        f"{', '.join(names)})",
+        f"  covariance type  {ct} ({MCLUST_NAMES.get(ct, '?')}: {COVARIANCE_WORDS.get(ct, '')})",
+        f"  components       {k}",
+        f"  converged        {'yes' if converged else 'NO'}, after {n_iter} EM iteration"
+        f"{'s' if n_iter != 1 else ''}",
+        f"  log-likelihood   {total:.6f} (total), {total / n:.6f} per sample",
+        f"  BIC              {bic:.6f} (lower is better; mclust's sign: {-bic:.6f})",
+        f"  free parameters  {model._n_parameters()}",
+    ]
+    if getattr(model, "degenerate_", False):
+        lines.append(f"  degenerate       {getattr(model, 'degenerate_reason_', '') or 'yes'}")
+    lines.append("")
+    lines.extend("  " + row for row in _component_table(model, names))
+    if ct == "tied":
+        cov = np.asarray(model.covariances_, dtype=np.float64)
+        lines.append("")
+        lines.append("  shared covariance matrix:")
+        for row in cov:
+            lines.append("    " + "  ".join(f"{v:12.6g}" for v in row))
+    return "\n".join(lines)
+
+
+def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
+    """What a model file holds, in words and numbers (``gaussmix info``).
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        The model read from the file.
+    doc : mapping
+        The file's decoded JSON document (for its version, training record and settings).
+    path : str
+        The file's path, for the first line.
+    """
+    training = doc.get("training") or {}
+    k, d = np.shape(model.means_)
+    ct = model.covariance_type
+    names = _feature_names(model, d)
+    n_samples = training.get("n_samples")
+    lines = [
+        f"{path}: gaussmix model file, format version {doc.get('version')}, "
+        f"written by gaussmix {doc.get('gaussmix_version', 'unknown')}",
+        f"A mixture of {k} Gaussian component{'s' if k != 1 else ''} over {d} feature"
+        f"{'s' if d != 1 else ''} ({', '.join(names)}), {ct} covariance "
+        f"({MCLUST_NAMES.get(ct, '?')}: {COVARIANCE_WORDS.get(ct, '')}); "
+        f"{model._n_parameters()} free parameters, {doc.get('dtype')}.",
+    ]
+    n_iter = training.get("n_iter")
+    trained = "Trained"
+    if n_samples:
+        trained += f" on {n_samples} samples"
+    converged = training.get("converged")
+    trained += f": {'converged' if converged else 'did NOT converge'} after {n_iter} EM iterations"
+    lower_bound = training.get("lower_bound")
+    if lower_bound is not None:
+        trained += f", final EM log-likelihood {lower_bound:.6g} per sample"
+        if n_samples:
+            total = lower_bound * n_samples
+            bic, _ = information_criteria(total, model._n_parameters(), n_samples)
+            trained += f" ({total:.6g} total; BIC {bic:.6g})"
+    lines.append(trained + ".")
+    params = doc.get("params") or {}
+    settings = ", ".join(
+        f"{key}={params[key]}"
+        for key in ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state")
+        if key in params
+    )
+    if settings:
+        lines.append(f"Settings: {settings}.")
+    if training.get("degenerate"):
+        lines.append(f"Degenerate fit: {training.get('degenerate_reason')}")
+    lines.append("")
+    lines.extend(_component_table(model, names))
+    if ct in ("full", "tied") and d > 1:
+        cov = _full_covariances(model)
+        lines.append("")
+        lines.append("correlations:")
+        groups = [("shared", cov[0])] if ct == "tied" else list(enumerate(cov))
+        for label, c in groups:
+            sd = np.sqrt(np.diag(c))
+            corr = c / np.outer(sd, sd)
+            pairs = [
+                f"{names[i]}~{names[j]} {corr[i, j]:+.3f}"
+                for i in range(d)
+                for j in range(i + 1, d)
+            ]
+            lines.append(
+                f"  component {label}: "
+                + ", ".join(pairs[:15])
+                + (" ..." if len(pairs) > 15 else "")
+            )
+    return "\n".join(lines)
+
+
+def selection_csv(result: Any) -> str:
+    """The whole selection table as CSV (``selection.csv``), in the order it was searched."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(TABLE_KEYS)
+    for row in result.table:
+        writer.writerow(["" if row.get(key) is None else row.get(key) for key in TABLE_KEYS])
+    return buf.getvalue()
+
+
+def selection_top(result: Any, n: int = 5) -> str:
+    """The ``n`` best rows by the result's criterion, with the gap to the best."""
+    criterion = result.criterion
+    rows = [r for r in result.ranked() if math.isfinite(r[criterion])]
+    if not rows:
+        return ""
+    best = rows[0][criterion]
+    lines = [f"  {'rank':>4}  {'covariance':<10} {'K':>3}  {criterion.upper():>12}  {'Δ':>9}"]
+    for i, r in enumerate(rows[:n], 1):
+        lines.append(
+            f"  {i:>4}  {r['covariance_type']:<10} {r['n_components']:>3}  "
+            f"{r[criterion]:12.3f}  {r[criterion] - best:9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def compare_with_mclust(result: Any, published: Mapping[str, Mapping[int, float]]) -> str:
+    """What mclust picks over the grid ``result`` searched, and whether ``result`` agrees.
+
+    Parameters
+    ----------
+    result : SelectionResult
+        A selection by BIC; its table gives the grid searched.
+    published : mapping
+        mclust's BIC table, ``{mclust model name: {n_components: BIC}}`` in mclust's sign
+        (higher is better), for example :func:`gaussmix.datasets.faithful_mclust_bic`.
+
+    Returns
+    -------
+    str
+        One sentence: mclust's best model among the searched models that the table holds,
+        and whether the result's best model is the same.
+    """
+    searched = [(row["covariance_type"], row["n_components"]) for row in result.table]
+    known = {
+        (ct, k): published[MCLUST_NAMES[ct]][k]
+        for ct, k in searched
+        if k in published.get(MCLUST_NAMES.get(ct, ""), {})
+    }
+    if not known:
+        return "mclust's published table holds none of the models searched."
+    ct, k = max(known, key=known.__getitem__)  # mclust's sign: higher is better
+    if len(known) == len(searched):
+        grid = f"the same {len(known)} model{'s' if len(known) != 1 else ''}"
+    else:
+        grid = f"the {len(known)} of the {len(searched)} searched models in its table"
+    sentence = (
+        f"mclust picks {MCLUST_NAMES[ct]} ({ct}) with {k} component{'s' if k != 1 else ''} "
+        f"over {grid} (BIC {known[ct, k]:.3f} in mclust's sign)"
+    )
+    best = result.best_params_
+    if (best["covariance_type"], best["n_components"]) == (ct, k):
+        return sentence + "; this run agrees."
+    return sentence + (
+        f"; this run does not agree: it picks {MCLUST_NAMES.get(best['covariance_type'], '?')} "
+        f"({best['covariance_type']}) with {best['n_components']} "
+        f"component{'s' if best['n_components'] != 1 else ''}."
+    )

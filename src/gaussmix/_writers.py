@@ -1,0 +1,95 @@
+"""Writing the command line's tables: CSV from whole columns or one Dask chunk at a time.
+
+Tables go to stdout or, atomically (temporary file, fsync, rename), to a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from gaussmix._readers import is_lazy
+from gaussmix.io import OutputError, atomic_path
+
+__all__ = ["csv_rows", "csv_text", "emit", "emit_stream", "table_writer"]
+
+
+def csv_rows(f: Any, header: Sequence[str] | None, columns: Sequence[np.ndarray]) -> None:
+    """Append CSV rows (and the header, if given) to an open text file.
+
+    Whole columns in; floats are written exactly, ints as ints.
+    """
+    writer = csv.writer(f, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(zip(*[np.asarray(c).tolist() for c in columns], strict=True))
+
+
+def csv_text(header: Sequence[str], columns: Sequence[np.ndarray]) -> str:
+    """CSV text from whole columns."""
+    buf = io.StringIO()
+    csv_rows(buf, header, columns)
+    return buf.getvalue()
+
+
+def emit_stream(write: Any, output: str | None) -> None:
+    """Stream CSV produced by ``write(text_file)`` to stdout or, atomically, to a file."""
+    if output in (None, "-"):
+        write(sys.stdout)
+        sys.stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise OutputError(f"cannot write {output}: directory {directory} does not exist")
+    try:
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
+    except PermissionError:
+        raise OutputError(f"cannot write {output}: permission denied") from None
+
+
+def emit(text: str, output: str | None) -> None:
+    """CSV text to a file (atomically) or to stdout."""
+    emit_stream(lambda f: f.write(text), output)
+
+
+def table_writer(
+    X: Any,
+    header: Sequence[str],
+    arrays: Sequence[Any],
+    columns: Callable[..., list[Any]] = lambda *arrays: list(arrays),
+) -> Callable[[Any], None]:
+    """``write(text_file)`` for the CSV of ``row`` and ``columns(*arrays)``.
+
+    ``arrays`` are row-wise results computed from ``X``; for a dask ``X`` they are lazy and
+    are computed and written one row chunk at a time.
+    """
+
+    def write(f: Any) -> None:
+        if not is_lazy(X):
+            csv_rows(f, header, [np.arange(len(X)), *columns(*arrays)])
+            return
+        first: Sequence[str] | None = header
+        for start, blocks in _row_blocks(X, *arrays):
+            rows = np.arange(start, start + len(blocks[0]))
+            csv_rows(f, first, [rows, *columns(*blocks)])
+            first = None
+
+    return write
+
+
+def _row_blocks(X: Any, *lazy: Any) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(first row, [computed block of each lazy array]) for every row chunk of X."""
+    import dask
+
+    start = 0
+    for i in range(X.numblocks[0]):
+        blocks = dask.compute(*(a.blocks[i] for a in lazy))
+        yield start, [np.asarray(b) for b in blocks]
+        start += len(blocks[0])

@@ -1,0 +1,200 @@
+"""The command line's parts: readers, output staging, summaries, and the demo's mclust line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaussmix import GaussianMixture, select_model
+from gaussmix._readers import DataError, read_data
+from gaussmix._summary import compare_with_mclust, describe_fit
+from gaussmix.datasets import faithful_mclust_bic, load_faithful
+from gaussmix.io import OutputError, staged_outputs
+
+
+def run(*args):
+    """Run ``python -m gaussmix ARGS``; returns the CompletedProcess (text mode)."""
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "gaussmix", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def one_line(text):
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------
+# mclust's published table and the demo's comparison with it
+
+
+def test_faithful_mclust_bic_table():
+    table = faithful_mclust_bic()
+    assert sorted(table) == ["EEE", "VII", "VVI", "VVV"]
+    assert all(sorted(row) == list(range(1, 10)) for row in table.values())
+    # mclust's sign (higher is better): its pick over the whole table is EEE,3.
+    best = max((bic, name, k) for name, row in table.items() for k, bic in row.items())
+    assert best == (-2314.316, "EEE", 3)
+    # One covariance matrix for one component: EEE,1 and VVV,1 are the same model.
+    assert table["EEE"][1] == table["VVV"][1]
+    table["EEE"][3] = 0.0
+    assert faithful_mclust_bic()["EEE"][3] == -2314.316  # a new copy on every call
+
+
+def _rscript_with_mclust():
+    if shutil.which("Rscript") is None:
+        return False
+    probe = subprocess.run(
+        ["Rscript", "-e", "library(mclust)"], capture_output=True, text=True, timeout=120
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _rscript_with_mclust(), reason="needs Rscript with mclust")
+def test_faithful_mclust_bic_matches_mclust():
+    """The bundled table is what mclust prints today (mclust as a black box)."""
+    code = (
+        "suppressMessages(library(mclust)); "
+        'b <- mclustBIC(faithful, G = 1:9, modelNames = c("VII", "VVI", "EEE", "VVV")); '
+        'write.table(format(round(unclass(b)[, ], 3), nsmall = 3), quote = FALSE, sep = ",")'
+    )
+    result = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    names = lines[0].split(",")
+    table = faithful_mclust_bic()
+    for line in lines[1:]:
+        k, *values = line.split(",")
+        for name, value in zip(names, values, strict=True):
+            assert table[name][int(k)] == float(value), (name, k)
+
+
+@pytest.fixture(scope="module")
+def faithful_full():
+    """Selection over full covariance only, 1 to 4 components."""
+    return select_model(
+        load_faithful(), n_components=range(1, 5), covariance_types=("full",), random_state=0
+    )
+
+
+def test_mclust_pick_is_computed_over_the_searched_grid(faithful_full):
+    assert faithful_full.best_params_ == {"covariance_type": "full", "n_components": 2}
+    text = compare_with_mclust(faithful_full, faithful_mclust_bic())
+    # Among VVV only, mclust's best is VVV,2 (-2322.192), not its overall pick EEE,3.
+    assert text == (
+        "mclust picks VVV (full) with 2 components over the same 4 models "
+        "(BIC -2322.192 in mclust's sign); this run agrees."
+    )
+    assert "EEE" not in text
+
+
+def test_mclust_pick_disagreement_is_said(faithful_full):
+    published = faithful_mclust_bic()
+    published["VVV"][3] = -2300.0  # a table in which mclust would pick VVV,3
+    text = compare_with_mclust(faithful_full, published)
+    assert text.startswith("mclust picks VVV (full) with 3 components over the same 4 models")
+    assert text.endswith("; this run does not agree: it picks VVV (full) with 2 components.")
+
+
+def test_mclust_pick_over_part_of_the_grid():
+    X = load_faithful()
+    result = select_model(X, n_components=[9, 10], covariance_types=("tied",), random_state=0)
+    text = compare_with_mclust(result, faithful_mclust_bic())
+    assert text.startswith(
+        "mclust picks EEE (tied) with 9 components over the 1 of the 2 searched models in "
+        "its table (BIC -2389.609"
+    )
+    empty = compare_with_mclust(result, {"EEE": {3: -2314.316}})
+    assert empty == "mclust's published table holds none of the models searched."
+
+
+def test_demo_restricted_to_full_reports_mclusts_pick_among_vvv(tmp_path):
+    result = run(
+        "demo", "--covariance", "full", "--components", "1-4", "--no-plots", "-o", tmp_path / "demo"
+    )
+    assert result.returncode == 0, result.stderr
+    out = one_line(result.stdout)
+    assert "4 candidate models: 1-4 components x full covariance." in out
+    assert "Best: full covariance (VVV), 2 components." in out
+    assert (
+        "mclust picks VVV (full) with 2 components over the same 4 models "
+        "(BIC -2322.192 in mclust's sign); this run agrees." in out
+    )
+    assert "EEE" not in out and "mclust also picks" not in out
+
+
+# ---------------------------------------------------------------------------------------
+# Summaries printed by the objects they describe
+
+
+def test_gaussian_mixture_summary():
+    X = load_faithful()
+    model = GaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    text = model.summary(X, feature_names=["eruptions", "waiting"], source="faithful")
+    assert text == describe_fit(model, X, ["eruptions", "waiting"], "faithful")
+    lines = text.splitlines()
+    assert (
+        lines[0] == "Gaussian mixture fitted to faithful (272 samples, 2 features: "
+        "eruptions, waiting)"
+    )
+    total = model.score(X) * len(X)
+    assert f"log-likelihood   {total:.6f} (total)" in text
+    assert f"BIC              {model.bic(X):.6f}" in text
+    assert "shared covariance matrix:" in text
+    # Without names: the model's own, or x0, x1, ...
+    assert "2 features: x0, x1)" in model.summary(X)
+
+
+# ---------------------------------------------------------------------------------------
+# Output staging (gaussmix.io) and readers
+
+
+def test_staged_outputs_appear_only_on_commit(tmp_path):
+    target = tmp_path / "a" / "b"
+    with staged_outputs(str(target)) as out:
+        out.stage("x.csv", "1,2\n")
+        out.stage("y.txt", writer=lambda f: f.write("y"))
+        out.stage("z.bin", save=lambda path: Path(path).write_bytes(b"\x00\x01"))
+        assert not any(name in os.listdir(target) for name in ("x.csv", "y.txt", "z.bin"))
+        written = out.commit()
+    assert written == [str(target / n) for n in ("x.csv", "y.txt", "z.bin")]
+    assert sorted(os.listdir(target)) == ["x.csv", "y.txt", "z.bin"]
+    assert (target / "z.bin").read_bytes() == b"\x00\x01"
+
+
+def test_staged_outputs_failure_removes_what_the_run_created(tmp_path):
+    target = tmp_path / "new" / "dir"
+    with pytest.raises(RuntimeError), staged_outputs(str(target)) as out:
+        out.stage("x.csv", "1\n")
+        raise RuntimeError("later failure")
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_directory_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        with staged_outputs(str(tmp_path / "f")) as out:
+            out.check_writable()
+
+
+def test_reader_errors_are_value_errors_naming_the_place(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n3,oops\n")
+    with pytest.raises(DataError, match=r"non-numeric value 'oops' at line 3 .* column 'b'"):
+        read_data(str(path))
+    assert issubclass(DataError, ValueError)
+    ds = read_data(str(path), columns=["a"])
+    np.testing.assert_array_equal(ds.X, [[1.0], [3.0]])
+    assert ds.names == ["a"] and ds.has_header

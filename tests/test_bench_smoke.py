@@ -108,9 +108,14 @@ def test_rounds_report_the_median_of_the_per_round_ratios(tmp_path):
     data = json.loads(raw.read_text())
     assert len(data["rounds"]) == 3
     ratios = [d[0]["ratio"] for d in data["derived_per_round"]]
-    valid = [r for r in ratios if r is not None]  # n/a if a round timed below zero (noise)
-    assert len(valid) >= 2 and len(printed) == len(valid)
+    # A round is n/a when its difference of two timings came out below zero: on a loaded
+    # machine that can be most rounds, so the count of valid rounds is not asserted.
+    valid = [r for r in ratios if r is not None]
+    assert len(printed) == len(valid)
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| full-32d |"))
+    if not valid:
+        assert data["derived"][0]["ratio"] is None and _cells(row)[8] == "n/a"
+        return
     median = statistics.median(valid)
     assert data["derived"][0]["ratio"] == median
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("| full-32d |"))
     assert _cells(row)[8] == f"{median:.1f}x"

@@ -198,3 +198,34 @@ def test_reader_errors_are_value_errors_naming_the_place(tmp_path):
     ds = read_data(str(path), columns=["a"])
     np.testing.assert_array_equal(ds.X, [[1.0], [3.0]])
     assert ds.names == ["a"] and ds.has_header
+
+
+# ---------------------------------------------------------------------------------------
+# mclust's names on the command line: -c EEE is tied, reported by scikit-learn's name
+
+
+def test_fit_accepts_mclust_names(tmp_path):
+    data = tmp_path / "faithful.csv"
+    X = load_faithful()
+    np.savetxt(data, X, delimiter=",", header="eruptions,waiting", comments="")
+    by_alias = run("fit", data, "-k", "2", "-c", "EEE", "--seed", "0", "-o", tmp_path / "a",
+                   "--no-plots")
+    by_name = run("fit", data, "-k", "2", "-c", "tied", "--seed", "0", "-o", tmp_path / "b",
+                  "--no-plots")
+    assert by_alias.returncode == 0 and by_name.returncode == 0, by_alias.stderr + by_name.stderr
+    assert "covariance type  tied (EEE:" in by_alias.stdout
+    assert (tmp_path / "a" / "model.json").read_text() == (
+        tmp_path / "b" / "model.json"
+    ).read_text()
+
+
+def test_select_accepts_mclust_names_and_refuses_unknown_ones(tmp_path):
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, load_faithful(), delimiter=",", header="eruptions,waiting", comments="")
+    ok = run("select", data, "--components", "1-2", "--covariance", "VVV,tied,EEE",
+             "--no-plots", "-o", tmp_path / "sel")
+    assert ok.returncode == 0, ok.stderr
+    assert "spherical" not in ok.stdout and "tied" in ok.stdout and "full" in ok.stdout
+    bad = run("select", data, "--covariance", "VVX", "--quiet", "--no-plots")
+    assert bad.returncode == 2
+    assert "'VVX'" in bad.stderr and "'EEE' (= 'tied')" in bad.stderr

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from gaussmix import families
 from gaussmix._readers import no_feature_name_warnings
-from gaussmix.selection import MCLUST_NAMES, TABLE_KEYS, _full_covariances
+from gaussmix.selection import TABLE_KEYS
 
 __all__ = [
     "COVARIANCE_WORDS",
@@ -27,12 +28,19 @@ __all__ = [
     "selection_top",
 ]
 
-COVARIANCE_WORDS = {
-    "full": "each component has its own full covariance matrix",
-    "tied": "all components share one full covariance matrix",
-    "diag": "each component has its own diagonal covariance (features uncorrelated)",
-    "spherical": "each component has its own single variance (round clusters)",
-}
+#: The covariance families' descriptions, by scikit-learn name (each family says its own).
+COVARIANCE_WORDS = {f.name: f.description for f in families.all_families()}
+
+
+def _mclust(covariance_type: str) -> str:
+    """mclust's name of a covariance type (or of an alias of one)."""
+    return families.get(covariance_type).mclust_name
+
+
+def _full_covariances(model: Any) -> np.ndarray:
+    """The (K, D, D) covariance stack of a fitted model, whatever its family."""
+    k, d = np.shape(model.means_)
+    return families.of_model(model).full_covariances(model.covariances_, k, d)
 
 
 def information_criteria(log_likelihood: float, n_parameters: int, n: float) -> tuple[float, float]:
@@ -97,7 +105,8 @@ def describe_fit(
     n, d = X.shape
     names = list(feature_names) if feature_names is not None else _feature_names(model, d)
     k = np.shape(model.means_)[0]
-    ct = model.covariance_type
+    family = families.of_model(model)
+    ct = family.name
     with no_feature_name_warnings():
         total = float(model.score(X)) * n
     bic, _ = information_criteria(total, model._n_parameters(), n)
@@ -106,7 +115,7 @@ def describe_fit(
     lines = [
         f"Gaussian mixture fitted to {source} ({n} samples, {d} feature{'s' if d != 1 else ''}: "
         f"{', '.join(names)})",
-        f"  covariance type  {ct} ({MCLUST_NAMES.get(ct, '?')}: {COVARIANCE_WORDS.get(ct, '')})",
+        f"  covariance type  {ct} ({family.mclust_name}: {family.description})",
         f"  components       {k}",
         f"  converged        {'yes' if converged else 'NO'}, after {n_iter} EM iteration"
         f"{'s' if n_iter != 1 else ''}",
@@ -118,7 +127,7 @@ def describe_fit(
         lines.append(f"  degenerate       {getattr(model, 'degenerate_reason_', '') or 'yes'}")
     lines.append("")
     lines.extend("  " + row for row in _component_table(model, names))
-    if ct == "tied":
+    if family.shared and family.correlated:
         cov = np.asarray(model.covariances_, dtype=np.float64)
         lines.append("")
         lines.append("  shared covariance matrix:")
@@ -141,7 +150,8 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
     """
     training = doc.get("training") or {}
     k, d = np.shape(model.means_)
-    ct = model.covariance_type
+    family = families.of_model(model)
+    ct = family.name
     names = _feature_names(model, d)
     n_samples = training.get("n_samples")
     lines = [
@@ -149,7 +159,7 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
         f"written by gaussmix {doc.get('gaussmix_version', 'unknown')}",
         f"A mixture of {k} Gaussian component{'s' if k != 1 else ''} over {d} feature"
         f"{'s' if d != 1 else ''} ({', '.join(names)}), {ct} covariance "
-        f"({MCLUST_NAMES.get(ct, '?')}: {COVARIANCE_WORDS.get(ct, '')}); "
+        f"({family.mclust_name}: {family.description}); "
         f"{model._n_parameters()} free parameters, {doc.get('dtype')}.",
     ]
     n_iter = training.get("n_iter")
@@ -178,11 +188,11 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
         lines.append(f"Degenerate fit: {training.get('degenerate_reason')}")
     lines.append("")
     lines.extend(_component_table(model, names))
-    if ct in ("full", "tied") and d > 1:
+    if family.correlated and d > 1:
         cov = _full_covariances(model)
         lines.append("")
         lines.append("correlations:")
-        groups = [("shared", cov[0])] if ct == "tied" else list(enumerate(cov))
+        groups = [("shared", cov[0])] if family.shared else list(enumerate(cov))
         for label, c in groups:
             sd = np.sqrt(np.diag(c))
             corr = c / np.outer(sd, sd)
@@ -244,9 +254,9 @@ def compare_with_mclust(result: Any, published: Mapping[str, Mapping[int, float]
     """
     searched = [(row["covariance_type"], row["n_components"]) for row in result.table]
     known = {
-        (ct, k): published[MCLUST_NAMES[ct]][k]
+        (ct, k): published[_mclust(ct)][k]
         for ct, k in searched
-        if k in published.get(MCLUST_NAMES.get(ct, ""), {})
+        if k in published.get(_mclust(ct), {})
     }
     if not known:
         return "mclust's published table holds none of the models searched."
@@ -256,14 +266,14 @@ def compare_with_mclust(result: Any, published: Mapping[str, Mapping[int, float]
     else:
         grid = f"the {len(known)} of the {len(searched)} searched models in its table"
     sentence = (
-        f"mclust picks {MCLUST_NAMES[ct]} ({ct}) with {k} component{'s' if k != 1 else ''} "
+        f"mclust picks {_mclust(ct)} ({ct}) with {k} component{'s' if k != 1 else ''} "
         f"over {grid} (BIC {known[ct, k]:.3f} in mclust's sign)"
     )
     best = result.best_params_
     if (best["covariance_type"], best["n_components"]) == (ct, k):
         return sentence + "; this run agrees."
     return sentence + (
-        f"; this run does not agree: it picks {MCLUST_NAMES.get(best['covariance_type'], '?')} "
+        f"; this run does not agree: it picks {_mclust(best['covariance_type'])} "
         f"({best['covariance_type']}) with {best['n_components']} "
         f"component{'s' if best['n_components'] != 1 else ''}."
     )

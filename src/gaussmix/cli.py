@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from gaussmix import _progress
+from gaussmix import _progress, families
 from gaussmix._readers import (
     Dataset,
     check_dask_input,
@@ -55,11 +55,12 @@ from gaussmix.io import (
     model_to_json,
     staged_outputs,
 )
-from gaussmix.selection import MCLUST_NAMES
 
 PROG = "gaussmix"
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
-COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # spherical, diag, tied, full
+COVARIANCE_TYPES = families.SELECTION_ORDER  # spherical, diag, tied, full
+# What -c accepts: scikit-learn's names and mclust's (VII, VVI, EEE, VVV).
+COVARIANCE_NAMES = tuple(n for f in families.all_families() for n in (f.name, *f.aliases))
 PLOT_INSTALL_HINT = 'pip install "gaussmix[plot]"'
 DEFAULT_SEED = 0
 DEFAULT_N_INIT = 3
@@ -91,12 +92,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _check_components(k_values, ds.X.shape[0])
     params = _estimator_params(args)
     if args.n_components == "auto" or args.covariance == "auto":
-        types = COVARIANCE_TYPES if args.covariance == "auto" else (args.covariance,)
+        types = (
+            COVARIANCE_TYPES
+            if args.covariance == "auto"
+            else (families.get(args.covariance).name,)
+        )
         result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
         model = result.best_estimator_
     else:
         result = None
-        params.update(n_components=k_values[0], covariance_type=args.covariance)
+        params.update(
+            n_components=k_values[0], covariance_type=families.get(args.covariance).name
+        )
         model = _fit_one(ds.X, params, args)
     plots = _want_plots(args)
     with staged_outputs(args.output) as staged:
@@ -227,7 +234,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             selection_top(result),
             "",
             f"Best: {best['covariance_type']} covariance "
-            f"({MCLUST_NAMES.get(best['covariance_type'], '?')}), "
+            f"({families.get(best['covariance_type']).mclust_name}), "
             f"{best['n_components']} components.",
             _wrap(compare_with_mclust(result, faithful_mclust_bic())),
             "",
@@ -310,13 +317,12 @@ def _parse_covariances(text: str) -> tuple[str, ...]:
     if text in ("all", "auto"):
         return COVARIANCE_TYPES
     types = tuple(t.strip() for t in text.split(",") if t.strip())
-    bad = [t for t in types if t not in COVARIANCE_TYPES]
-    if bad or not types:
-        raise UserError(
-            f"unknown covariance type {bad[0] if bad else text!r}; choose from "
-            f"{', '.join(COVARIANCE_TYPES)} or all"
-        )
-    return types
+    if not types:
+        raise UserError(f"--covariance needs at least one covariance type; got {text!r}")
+    try:  # scikit-learn's names or mclust's ("EEE" = tied), reported by scikit-learn's name
+        return tuple(dict.fromkeys(families.get(t, what="--covariance").name for t in types))
+    except ValueError as error:
+        raise UserError(f"{error} Or give all.") from None
 
 
 def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -730,8 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--covariance",
         default="full",
-        choices=[*COVARIANCE_TYPES, "auto"],
-        help="covariance type, or auto to choose by --criterion",
+        choices=[*COVARIANCE_NAMES, "auto"],
+        help="covariance type (scikit-learn's or mclust's name), or auto to choose by "
+        "--criterion",
     )
     p.add_argument(
         "--components",

@@ -286,13 +286,13 @@ def _sum_statistics(*parts):
     return total
 
 
-def _race_chunk(x, w, seed, offset, count):
+def _race_chunk(x, w, seed, count):
     """Candidates of weighted sampling without replacement (Efraimidis-Spirakis race).
 
     Every row gets the key ``E / w`` with ``E`` standard exponential; the ``count`` rows of
     smallest keys over all the data are a sample without replacement with probabilities
     proportional to ``w`` (uniform when unweighted). Each chunk returns its own ``count``
-    smallest, with their keys, global indices, rows and weights.
+    smallest (rows of zero weight never), with their keys, rows and weights.
     """
     rng = np.random.default_rng(seed)
     keys = rng.standard_exponential(size=x.shape[0])
@@ -312,7 +312,6 @@ def _race_chunk(x, w, seed, offset, count):
     idx = idx[np.argsort(keys[idx], kind="stable")]
     return {
         "keys": keys[idx],
-        "index": idx + offset,
         "rows": np.array(x[idx]),
         "weights": None if w is None else np.array(w[idx]),
     }
@@ -336,6 +335,10 @@ def _reads_npy_files(X) -> bool:
 class DaskData:
     """Rows of a dask array (optionally weighted), served to the EM driver chunk by chunk.
 
+    Implements the data-source protocol of ``gaussmix._backends`` (``map_reduce``,
+    ``sample_rows``, ``block_seeds``, ``statistics``, ``parallel``); build it with
+    ``gaussmix._backends.data_source``.
+
     Parameters
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
@@ -350,13 +353,17 @@ class DaskData:
         persisted except arrays computed from ``.npy`` files opened by
         :func:`load_dask_array` (also after column selections or casts), which the workers
         re-read from their memory maps at every iteration (out of core).
+    min_samples : int, default=2
+        Fewer rows are an error.
 
     Attributes
     ----------
     n_samples, n_features : int
     dtype : numpy.dtype
     weight_sum : float
-        Sum of the weights (``n_samples`` when unweighted).
+        Sum of the weights (``n_samples`` when unweighted; not rescaled).
+    reference : ndarray of shape (n_features,)
+        Mean of the first rows: the point initial statistics are taken about.
     n_chunks : int
     task_counts : list of int
         Number of tasks in the graph of every E-step computed so far (constant).
@@ -528,7 +535,7 @@ class DaskData:
         parts = self._graph(
             _race_chunk,
             (n,),
-            per_chunk=list(zip(seeds, (int(o) for o in self._offsets[:-1]), strict=True)),
+            per_chunk=[(seed,) for seed in seeds],
             kind="race",
             reduce=False,
         )

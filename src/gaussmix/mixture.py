@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from . import stats as _stats
-from ._backends import data_source
+from ._backends import _is_dask_array, data_source
 from ._covariance import (
     covariance_of_component,
     n_covariance_parameters,
@@ -52,10 +52,6 @@ def _not_fitted_error_class():
 
 
 _SKLEARN_NOT_FITTED = None
-
-
-def _is_dask_array(X) -> bool:
-    return type(X).__module__.startswith("dask.") and hasattr(X, "chunks")
 
 
 class GaussianMixture:

@@ -280,3 +280,21 @@ def test_dask_random_starts_are_deterministic(sync, data, method):
     assert not np.array_equal(a.s1, c.s1)
     expected_total = len(data) if method == "random" else K
     assert a.nk.sum() == pytest.approx(expected_total, rel=1e-12)
+
+
+def test_em_on_a_dask_source_from_starts_on_its_sample(sync, data):
+    # How model selection runs on Dask: a start computed in memory from sample_rows,
+    # then EM on all the rows through the source's statistics (same fit as in memory).
+    import dask.array as da
+
+    source = data_source(da.from_array(data, chunks=(300, 3)))
+    rows, _ = source.sample_rows(100_000, 0)
+    start = initial_statistics(data_source(rows), "kmeans", K, np.random.RandomState(0), "tied")
+    params = m_step(start, reg_covar=1e-6)
+    kw = dict(reg_covar=1e-6, tol=0, max_iter=8)
+    got = run_em(source.statistics, params, **kw)
+    want = run_em(data_source(data).statistics, params, **kw)
+    assert got.n_iter == want.n_iter == 8
+    np.testing.assert_allclose(got.lower_bounds, want.lower_bounds, rtol=1e-12)
+    np.testing.assert_allclose(got.params.covariances, want.params.covariances, rtol=1e-10)
+    assert source.task_counts == [5] * 8  # 4 chunks + 1 reduction, at every iteration

@@ -17,6 +17,7 @@ import dask  # noqa: E402
 from gaussmix import GaussianMixture  # noqa: E402
 from gaussmix import _dask as gdask  # noqa: E402
 from gaussmix._backends import ArrayData  # noqa: E402
+from gaussmix._init import initial_statistics  # noqa: E402
 from gaussmix.stats import MixtureParameters  # noqa: E402
 
 # Fits with tol=0 run exactly max_iter iterations and warn that they did not converge.
@@ -361,14 +362,18 @@ def test_random_from_data_respects_zero_weights(client2, data):
     with dask.config.set(scheduler=client2):
         source = gdask.DaskData(da.from_array(data, chunks=(300, 3)), da.from_array(w), None)
         for seed in range(5):
-            stats = source.initial_statistics(
-                "random_from_data", K, np.random.RandomState(seed), "full"
+            rows, weights = source.sample_rows(K, np.random.RandomState(seed), weighted=True)
+            # K distinct rows of positive weight, with their weights.
+            drawn = [int(np.flatnonzero((data == row).all(axis=1))[0]) for row in rows]
+            assert set(drawn) <= set(allowed) and len(set(drawn)) == K
+            np.testing.assert_array_equal(weights, w[drawn])
+            stats = initial_statistics(
+                source, "random_from_data", K, np.random.RandomState(seed), "full"
             )
-            assert set(source.last_random_rows) <= set(allowed)
-            assert len(set(source.last_random_rows)) == K
+            np.testing.assert_array_equal(stats.nk, w[drawn])
             assert stats.weight_sum == w.sum()
         with pytest.raises(ValueError, match="positive sample_weight"):
-            source.initial_statistics("random_from_data", 5, np.random.RandomState(0), "full")
+            initial_statistics(source, "random_from_data", 5, np.random.RandomState(0), "full")
 
 
 # --------------------------------------------------------------------------------------

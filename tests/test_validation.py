@@ -324,7 +324,7 @@ def test_precisions_init_positive(X, covariance_type, P):
 
 def test_init_arrays_checked_before_any_work(X, monkeypatch):
     """A malformed *_init array fails before the (expensive) initialisation runs."""
-    import gaussmix._backends as backends
+    import gaussmix._init as backends
 
     def boom(*args, **kwargs):
         raise AssertionError("initialisation ran before the *_init arrays were checked")

@@ -1,13 +1,15 @@
 """Fitting and predicting on Dask arrays: the same EM, mapped over chunks on a cluster.
 
-:class:`DaskData` is the Dask counterpart of :class:`gaussmix._backends.ArrayData`. It
-rechunks ``X`` to whole rows, persists it once (arrays read from ``.npy`` files by
-:func:`load_dask_array` are streamed from their memory map instead), checks it in one pass,
-and then serves the EM driver: every iteration builds a fresh, fixed-size graph (one
-:func:`~gaussmix.stats.block_statistics` task per chunk, a tree of additions with fan-in
-``REDUCE_FAN_IN``, one small task holding the parameters) and computes it once. The
-M-step runs on the client. Whatever ``distributed.Client`` is active runs the graphs (the
-default Dask scheduler otherwise).
+:class:`DaskData` is the Dask implementation of the data-source protocol of
+``gaussmix._backends`` (map-reduce over row blocks plus sampling; initialisation is written
+once on it in ``gaussmix._init``). It rechunks ``X`` to whole rows, persists it once
+(arrays read from ``.npy`` files by :func:`load_dask_array` are streamed from their memory
+map instead), checks it in one pass, and then serves the EM driver: every ``map_reduce``
+builds a fresh, fixed-size graph (one task per chunk, a tree of additions with fan-in
+``REDUCE_FAN_IN``, small arguments written into the tasks) and computes it once; an E-step
+is the ``map_reduce`` of :func:`~gaussmix.stats.block_statistics`. The M-step runs on the
+client. Whatever ``distributed.Client`` is active runs the graphs (the default Dask
+scheduler otherwise).
 
 :func:`predict`, :func:`predict_proba` and :func:`score_samples` return lazy dask arrays
 (``GaussianMixture`` calls them for dask inputs). :func:`client_from_scheduler` and
@@ -21,19 +23,22 @@ from __future__ import annotations
 import numbers
 import os
 import uuid
+from contextlib import contextmanager
 
 import numpy as np
 
-from ._init import kmeans, kmeans_plusplus, nearest_center
-from ._validation import check_finite, check_sample_weight, non_finite_message
+from ._backends import sample_indices
+from ._validation import (
+    check_finite,
+    check_random_state,
+    check_sample_weight,
+    non_finite_message,
+)
 from .stats import (
     MixtureParameters,
     SufficientStatistics,
-    _blocks,
     auto_block_size,
     block_statistics,
-    statistics_from_responsibilities,
-    statistics_of_rows,
 )
 
 __all__ = [
@@ -281,47 +286,13 @@ def _sum_statistics(*parts):
     return total
 
 
-def _responsibility_statistics(x, w, resp_of_rows, covariance_type, shift, block_size):
-    total = None
-    for rows in _blocks(x.shape[0], block_size):
-        xb = x[rows]
-        wb = None if w is None else w[rows]
-        stats = statistics_from_responsibilities(
-            xb, resp_of_rows(xb, rows), covariance_type, shift=shift, sample_weight=wb
-        )
-        total = stats if total is None else total + stats
-    return total
-
-
-def _kmeans_chunk_statistics(x, w, centers, covariance_type, shift, block_size):
-    centers_sq = np.einsum("kd,kd->k", centers, centers)
-    eye = np.eye(centers.shape[0])
-    return _responsibility_statistics(
-        x,
-        w,
-        lambda xb, rows: eye[nearest_center(xb.astype(np.float64), centers, centers_sq)],
-        covariance_type,
-        shift,
-        block_size,
-    )
-
-
-def _random_chunk_statistics(x, w, seed, n_components, covariance_type, shift, block_size):
-    rng = np.random.default_rng(seed)
-    resp = rng.uniform(size=(x.shape[0], n_components))
-    resp /= resp.sum(axis=1, keepdims=True)
-    return _responsibility_statistics(
-        x, w, lambda xb, rows: resp[rows], covariance_type, shift, block_size
-    )
-
-
-def _race_chunk(x, w, seed, offset, count):
+def _race_chunk(x, w, seed, count):
     """Candidates of weighted sampling without replacement (Efraimidis-Spirakis race).
 
     Every row gets the key ``E / w`` with ``E`` standard exponential; the ``count`` rows of
     smallest keys over all the data are a sample without replacement with probabilities
     proportional to ``w`` (uniform when unweighted). Each chunk returns its own ``count``
-    smallest, with their keys, global indices, rows and weights.
+    smallest (rows of zero weight never), with their keys, rows and weights.
     """
     rng = np.random.default_rng(seed)
     keys = rng.standard_exponential(size=x.shape[0])
@@ -341,10 +312,8 @@ def _race_chunk(x, w, seed, offset, count):
     idx = idx[np.argsort(keys[idx], kind="stable")]
     return {
         "keys": keys[idx],
-        "index": idx + offset,
         "rows": np.array(x[idx]),
         "weights": None if w is None else np.array(w[idx]),
-        "n_positive": n_positive,
     }
 
 
@@ -363,20 +332,12 @@ def _reads_npy_files(X) -> bool:
     return any(str(name).startswith(_NPY_PREFIX) for name in layers)
 
 
-def _sample_indices(rng, n, m):
-    """``m`` distinct indices below ``n``, uniformly at random, sorted (without O(n) memory
-    when ``n`` is large)."""
-    if n <= 10_000_000:
-        return np.sort(rng.choice(n, size=m, replace=False))
-    chosen = np.unique(rng.randint(0, n, size=m, dtype=np.int64))
-    while len(chosen) < m:
-        extra = rng.randint(0, n, size=m - len(chosen), dtype=np.int64)
-        chosen = np.union1d(chosen, extra)
-    return chosen
-
-
 class DaskData:
     """Rows of a dask array (optionally weighted), served to the EM driver chunk by chunk.
+
+    Implements the data-source protocol of ``gaussmix._backends`` (``map_reduce``,
+    ``sample_rows``, ``block_seeds``, ``statistics``, ``parallel``); build it with
+    ``gaussmix._backends.data_source``.
 
     Parameters
     ----------
@@ -392,22 +353,26 @@ class DaskData:
         persisted except arrays computed from ``.npy`` files opened by
         :func:`load_dask_array` (also after column selections or casts), which the workers
         re-read from their memory maps at every iteration (out of core).
+    min_samples : int, default=2
+        Fewer rows are an error.
 
     Attributes
     ----------
     n_samples, n_features : int
     dtype : numpy.dtype
     weight_sum : float
-        Sum of the weights (``n_samples`` when unweighted).
+        Sum of the weights (``n_samples`` when unweighted; not rescaled).
+    reference : ndarray of shape (n_features,)
+        Mean of the first rows: the point initial statistics are taken about.
     n_chunks : int
     task_counts : list of int
         Number of tasks in the graph of every E-step computed so far (constant).
     """
 
-    def __init__(self, X, sample_weight=None, block_size=None, *, persist=None):
+    def __init__(self, X, sample_weight=None, block_size=None, *, persist=None, min_samples=2):
         import dask
 
-        X = _check_dask_X(X, min_samples=2)
+        X = _check_dask_X(X, min_samples=min_samples)
         self.n_samples, self.n_features = (int(s) for s in X.shape)
         self.dtype = X.dtype
         self.block_size = block_size
@@ -441,10 +406,15 @@ class DaskData:
         self.reference = np.asarray(head).mean(axis=0, dtype=np.float64)
 
     # ----------------------------------------------------------------------------------
-    def _block_size(self, n_components):
-        if self.block_size is not None:
-            return self.block_size
-        return auto_block_size(self.n_features, n_components, self.dtype.itemsize)
+    @property
+    def kmeans_rows(self) -> int:
+        """k-means initialisation runs on a sample of at most :data:`MAX_INIT_SAMPLE` rows."""
+        return MAX_INIT_SAMPLE
+
+    @contextmanager
+    def parallel(self):
+        """Nothing to set up: the cluster runs the chunks in parallel."""
+        yield self
 
     @staticmethod
     def _compute(obj):
@@ -512,24 +482,45 @@ class DaskData:
         return Delayed(keys[0], graph, layer=name)
 
     # ----------------------------------------------------------------------------------
+    def map_reduce(self, func, *shared, per_block=None, name="map", fixed_blocks=False):
+        """Sum of ``func(x_j, w_j, *per_block[j], *shared)`` over the chunks j, on the cluster.
+
+        One graph (``n_chunks`` tasks named ``gaussmix-<name>-...``, a reduction tree)
+        and one compute. The blocks are always the chunks (``fixed_blocks`` changes
+        nothing).
+        """
+        return self._compute(self._graph(func, shared, per_block, kind=name))
+
     def statistics(self, params: MixtureParameters) -> SufficientStatistics:
         """E-step over every chunk on the cluster: summed statistics of ``params``.
 
         One graph of fixed size per call (``n_chunks`` E-step tasks, the reduction tree,
         the parameters) and one compute.
         """
-        graph = self._graph(
-            _chunk_statistics, (params, self._block_size(params.n_components)), kind="estep"
+        block_size = self.block_size or auto_block_size(
+            self.n_features, params.n_components, self.dtype.itemsize
         )
-        return self._compute(graph)
+        return self.map_reduce(_chunk_statistics, params, block_size, name="estep")
 
-    def _sample_rows(self, random_state, max_rows):
-        """A uniform random sample of at most ``max_rows`` rows (all rows when fewer), as
-        NumPy arrays (rows in the data dtype, weights or None)."""
-        if self.n_samples <= max_rows:
+    def block_seeds(self, random_state):
+        """One seed per chunk, drawn from ``random_state`` (so draws depend on the chunking)."""
+        return [int(s) for s in random_state.randint(np.iinfo(np.int32).max, size=self.n_chunks)]
+
+    def sample_rows(self, n, seed, *, weighted=False):
+        """Rows drawn deterministically from ``seed`` (protocol of ``gaussmix._backends``).
+
+        Unweighted: every row when ``n >= n_samples``, else a uniform sample of ``n`` rows
+        (in row order); only the chunks holding them are read. ``weighted=True``: a race of
+        random keys ``E / w`` (Efraimidis-Spirakis) computed on the chunks, one seed per
+        chunk; only candidate rows reach the client.
+        """
+        random_state = check_random_state(seed)
+        if weighted:
+            return self._race(n, random_state)
+        if self.n_samples <= n:
             X, w = self._compute((self.X, self.sample_weight))
             return np.asarray(X), None if w is None else np.asarray(w)
-        idx = _sample_indices(random_state, self.n_samples, max_rows)
+        idx = sample_indices(random_state, self.n_samples, n)
         chunk_of = np.searchsorted(self._offsets, idx, side="right") - 1
         chunks = np.unique(chunk_of)
         local = [(idx[chunk_of == j] - self._offsets[j],) for j in range(self.n_chunks)]
@@ -539,88 +530,22 @@ class DaskData:
         ws = None if self.sample_weight is None else np.concatenate([p[1] for p in pieces])
         return Xs, ws
 
-    def _statistics_of_rows(self, rows, weights, covariance_type):
-        return statistics_of_rows(
-            rows,
-            covariance_type,
-            shift=self.reference,
-            weight_sum=self.weight_sum,
-            sample_weight=weights,
-        )
-
-    def initial_statistics(self, method, n_components, random_state, covariance_type):
-        """Statistics of the initial responsibilities chosen by ``method``.
-
-        * ``"kmeans"``: Lloyd's k-means on a random sample of at most
-          :data:`MAX_INIT_SAMPLE` rows, then one-hot on the nearest centre, chunk by chunk
-          on the cluster;
-        * ``"k-means++"``: one-hot on the k-means++ seeds chosen in that sample;
-        * ``"random"``: uniform random responsibilities, normalised per row, from one seed
-          per chunk drawn from ``random_state`` (so they depend on the chunking);
-        * ``"random_from_data"``: one-hot on ``n_components`` rows drawn without
-          replacement (proportionally to ``sample_weight``) by a race of random keys
-          computed on the chunks; only candidate rows reach the client.
-
-        With at most :data:`MAX_INIT_SAMPLE` rows, ``"kmeans"`` and ``"k-means++"`` draw
-        the same numbers as the in-memory path and give the same start.
-        """
-        block_size = self._block_size(n_components)
-        if method in ("kmeans", "k-means++"):
-            Xs, ws = self._sample_rows(random_state, MAX_INIT_SAMPLE)
-            if method == "k-means++":
-                _, idx = kmeans_plusplus(Xs, n_components, random_state, ws)
-                return self._statistics_of_rows(
-                    Xs[idx], None if ws is None else ws[idx], covariance_type
-                )
-            centers = kmeans(Xs, n_components, random_state, ws, block_size=self._block_size(1))
-            stats = self._compute(
-                self._graph(
-                    _kmeans_chunk_statistics,
-                    (centers, covariance_type, self.reference, block_size),
-                    kind="init",
-                )
-            )
-            stats.weight_sum = self.weight_sum
-            return stats
-        seeds = random_state.randint(np.iinfo(np.int32).max, size=self.n_chunks)
-        if method == "random":
-            stats = self._compute(
-                self._graph(
-                    _random_chunk_statistics,
-                    (n_components, covariance_type, self.reference, block_size),
-                    per_chunk=[(int(seed),) for seed in seeds],
-                    kind="init",
-                )
-            )
-            stats.weight_sum = self.weight_sum
-            return stats
-        # random_from_data: a race of random keys on the chunks.
+    def _race(self, n, random_state):
+        seeds = self.block_seeds(random_state)
         parts = self._graph(
             _race_chunk,
-            (n_components,),
-            per_chunk=[
-                (int(seed), int(off)) for seed, off in zip(seeds, self._offsets[:-1], strict=True)
-            ],
+            (n,),
+            per_chunk=[(seed,) for seed in seeds],
             kind="race",
             reduce=False,
         )
         candidates = self._compute(parts)
-        n_positive = sum(c["n_positive"] for c in candidates)
-        if n_positive < n_components:
-            raise ValueError(
-                f"init_params='random_from_data' needs at least n_components="
-                f"{n_components} rows with positive sample_weight; got {n_positive}."
-            )
         keys = np.concatenate([c["keys"] for c in candidates])
-        order = np.argsort(keys, kind="stable")[:n_components]
+        order = np.argsort(keys, kind="stable")[:n]
         rows = np.concatenate([c["rows"] for c in candidates])[order]
-        weights = (
-            None
-            if self.sample_weight is None
-            else np.concatenate([c["weights"] for c in candidates])[order]
-        )
-        self.last_random_rows = np.concatenate([c["index"] for c in candidates])[order]
-        return self._statistics_of_rows(rows, weights, covariance_type)
+        if self.sample_weight is None:
+            return rows, None
+        return rows, np.concatenate([c["weights"] for c in candidates])[order]
 
 
 def _is_cluster_failure(exc) -> bool:

@@ -1,16 +1,157 @@
-"""Initialisation: k-means++ seeding and Lloyd's k-means, in NumPy, block by block.
+"""Initialisation, written once on the data-source protocol (``gaussmix._backends``).
 
-Both honour sample weights: a row of weight w counts as w copies of itself, so integer
-weights behave as repeated rows.
+:func:`initial_statistics` turns ``init_params`` into the sufficient statistics of an
+initial assignment of the rows, for any data source (rows in memory, chunks of a Dask
+array); the M-step then turns them into parameters:
+
+* ``"kmeans"``: Lloyd's k-means on ``source.sample_rows(source.kmeans_rows, ...)`` (every
+  row in memory, a deterministic sample of at most 100,000 rows on Dask), then one-hot on
+  the nearest centre, through ``source.map_reduce`` over all the rows;
+* ``"k-means++"``: one-hot on the k-means++ seeds chosen in that sample;
+* ``"random"``: uniform random responsibilities, normalised per row, drawn block by block
+  from ``source.block_seeds(random_state)`` (in memory: ``random_state`` itself over the
+  rows in order, as scikit-learn; on Dask: one seed per chunk);
+* ``"random_from_data"``: one-hot on ``n_components`` rows drawn without replacement with
+  probability proportional to their weight (``source.sample_rows(..., weighted=True)``).
+
+:func:`kmeans_plusplus` and :func:`kmeans` (NumPy, block by block) honour sample weights:
+a row of weight w counts as w copies of itself, so integer weights behave as repeated rows.
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from .stats import _blocks, auto_block_size
+from .stats import (
+    _blocks,
+    auto_block_size,
+    statistics_from_responsibilities,
+    statistics_of_rows,
+)
 
-__all__ = ["kmeans", "kmeans_plusplus", "nearest_center"]
+__all__ = ["initial_statistics", "kmeans", "kmeans_plusplus", "nearest_center"]
+
+
+def _block_size(source, n_components):
+    """Rows per block of the initial statistics (as for the E-step of the full family)."""
+    if source.block_size is not None:
+        return source.block_size
+    return auto_block_size(source.n_features, n_components, source.dtype.itemsize)
+
+
+def initial_statistics(source, method, n_components, random_state, covariance_type):
+    """Statistics of the initial responsibilities chosen by ``method`` (see module docstring).
+
+    Parameters
+    ----------
+    source : ArrayData or DaskData
+        The rows (any object with the data-source protocol of ``gaussmix._backends``).
+    method : {"kmeans", "k-means++", "random", "random_from_data"}
+    n_components : int
+    random_state : numpy.random.RandomState
+        Consumed: successive calls give successive starts (``n_init``).
+    covariance_type : str
+
+    Returns
+    -------
+    SufficientStatistics
+        ``log_likelihood = 0``; ``weight_sum`` is the weight of all the rows, so that the
+        initial mixture weights are ``N_k / N`` as scikit-learn's.
+    """
+    block_size = _block_size(source, n_components)
+    if method in ("kmeans", "k-means++"):
+        rows, weights = source.sample_rows(source.kmeans_rows, random_state)
+        if method == "k-means++":
+            _, idx = kmeans_plusplus(rows, n_components, random_state, weights)
+            weights = None if weights is None else weights[idx]
+            return _one_hot_rows(source, rows[idx], weights, covariance_type)
+        centers = kmeans(
+            rows, n_components, random_state, weights, block_size=_block_size(source, 1)
+        )
+        return source.map_reduce(
+            _nearest_center_statistics,
+            centers,
+            covariance_type,
+            source.reference,
+            block_size,
+            name="init",
+            fixed_blocks=True,  # in memory: the same sums whatever the thread pool
+        )
+    if method == "random":
+        return source.map_reduce(
+            _random_statistics,
+            n_components,
+            covariance_type,
+            source.reference,
+            block_size,
+            per_block=[(seed,) for seed in source.block_seeds(random_state)],
+            name="init",
+        )
+    if method != "random_from_data":
+        raise ValueError(f"Unknown init_params {method!r}.")
+    rows, weights = source.sample_rows(n_components, random_state, weighted=True)
+    if len(rows) < n_components:
+        raise ValueError(
+            f"init_params='random_from_data' needs at least n_components="
+            f"{n_components} rows with positive sample_weight; got {len(rows)}."
+        )
+    return _one_hot_rows(source, rows, weights, covariance_type)
+
+
+def _one_hot_rows(source, rows, weights, covariance_type):
+    """Component k is the single row ``rows[k]``; the weight of all the data is N."""
+    return statistics_of_rows(
+        rows,
+        covariance_type,
+        shift=source.reference,
+        weight_sum=source.weight_sum,
+        sample_weight=weights,
+    )
+
+
+# Block functions of ``source.map_reduce`` (module-level: they travel to Dask workers).
+def _responsibility_statistics(X, w, resp_of_rows, covariance_type, shift, block_size):
+    """Statistics of ``resp_of_rows(X_b)`` summed over blocks of ``block_size`` rows."""
+    total = None
+    for rows in _blocks(X.shape[0], block_size):
+        Xb = X[rows]
+        stats = statistics_from_responsibilities(
+            Xb,
+            resp_of_rows(Xb),
+            covariance_type,
+            shift=shift,
+            sample_weight=None if w is None else w[rows],
+        )
+        total = stats if total is None else total + stats
+    return total
+
+
+def _nearest_center_statistics(X, w, centers, covariance_type, shift, block_size):
+    """One-hot on the nearest of ``centers``."""
+    centers_sq = np.einsum("kd,kd->k", centers, centers)
+    eye = np.eye(centers.shape[0])
+    return _responsibility_statistics(
+        X,
+        w,
+        lambda Xb: eye[nearest_center(Xb.astype(np.float64), centers, centers_sq)],
+        covariance_type,
+        shift,
+        block_size,
+    )
+
+
+def _random_statistics(X, w, seed, n_components, covariance_type, shift, block_size):
+    """Uniform random responsibilities normalised per row, drawn in row order from ``seed``
+    (an int seeds a fresh generator; a RandomState or Generator is consumed as it is)."""
+    rng = np.random.default_rng(seed) if isinstance(seed, numbers.Integral) else seed
+
+    def random_resp(Xb):
+        resp = rng.uniform(size=(Xb.shape[0], n_components))
+        return resp / resp.sum(axis=1, keepdims=True)
+
+    return _responsibility_statistics(X, w, random_resp, covariance_type, shift, block_size)
 
 
 def _sq_dist_to_point(X, point, block_size):

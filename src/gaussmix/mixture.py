@@ -11,8 +11,9 @@ import numpy as np
 
 from . import families
 from . import stats as _stats
-from ._backends import ArrayData
+from ._backends import _is_dask_array, data_source
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
+from ._init import initial_statistics
 from ._parallel import block_executor
 from ._validation import (
     check_array,
@@ -20,7 +21,6 @@ from ._validation import (
     check_parameters,
     check_precisions_init,
     check_random_state,
-    check_sample_weight,
     check_weights_init,
     feature_names_of,
 )
@@ -48,10 +48,6 @@ def _not_fitted_error_class():
 
 
 _SKLEARN_NOT_FITTED = None
-
-
-def _is_dask_array(X) -> bool:
-    return type(X).__module__.startswith("dask.") and hasattr(X, "chunks")
 
 
 class GaussianMixture:
@@ -245,28 +241,15 @@ class GaussianMixture:
         self
         """
         check_parameters(self)
-        if _is_dask_array(X):
-            from ._dask import DaskData
-
-            data = DaskData(X, sample_weight, self.block_size)
-            feature_names = None
-        else:
-            feature_names = feature_names_of(X)
-            X = check_array(X, min_samples=2)
-            sample_weight = check_sample_weight(sample_weight, X.shape[0])
-            data = ArrayData(X, sample_weight, self.block_size)
+        feature_names = None if _is_dask_array(X) else feature_names_of(X)
+        data = data_source(X, sample_weight, self.block_size)
         if data.n_samples < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components, but got n_components = "
                 f"{self.n_components} and n_samples = {data.n_samples}. Lower "
                 "n_components or provide more data."
             )
-        if isinstance(data, ArrayData):
-            with block_executor(data.n_samples) as executor:
-                data.executor = executor
-                self._fit(data, feature_names)
-                data.executor = None
-        else:
+        with data.parallel():
             self._fit(data, feature_names)
         return self
 
@@ -290,8 +273,8 @@ class GaussianMixture:
             return MixtureParameters.from_precisions(
                 self.covariance_type, weights_init, means_init, precisions_init
             ).astype(dtype)
-        stats = data.initial_statistics(
-            self.init_params, self.n_components, random_state, self.covariance_type
+        stats = initial_statistics(
+            data, self.init_params, self.n_components, random_state, self.covariance_type
         )
         params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
         # As scikit-learn: initial weights are N_k / N (not renormalised).

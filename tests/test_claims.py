@@ -1,7 +1,8 @@
 """Figures the README states, asserted at the precision it states them.
 
 * float32 accuracy (README, "Performance"): on the data of ``benchmarks/float32_accuracy.py``
-  (which prints the measured figures), gaussmix's float32 fits land within 1e-5 of the
+  (which prints the measured figures; all but its 100,000 x 32 data set, whose figures are
+  far inside the bounds), gaussmix's float32 fits land within 1e-5 of the
   float64 fit of the same numbers from the same start for the covariances (relative to the
   largest entry) and within 1e-6 (relative) for the lower bound, for every covariance type.
 * ``select_model`` fits float32 input in float64 (README, "As a library").
@@ -27,7 +28,10 @@ import float32_accuracy
 
 COVARIANCES_RTOL = 1e-5
 LOWER_BOUND_RTOL = 1e-6
-DATASETS = {name: (X32, k) for name, X32, k in float32_accuracy.datasets()}
+# All of the script's data sets but its 100,000 x 32 one (20 s of the test budget on the
+# shared 2-core machine; the script prints its figures, 1.5e-7 and 5.2e-8 today).
+DATASETS = {name: (X32, k) for name, X32, k in float32_accuracy.datasets()
+            if name != "bench full-32d"}
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])

@@ -248,7 +248,7 @@ def test_block_statistics_of_halves_add_up(covariance_type, weighted):
     np.testing.assert_allclose(a.means, b.means, rtol=1e-12, atol=1e-14)
 
 
-@PROPERTY_SETTINGS
+@settings(PROPERTY_SETTINGS, max_examples=200)
 @given(
     seed=st.integers(0, 2**16),
     covariance_type=st.sampled_from(COVARIANCE_TYPES),

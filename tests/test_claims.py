@@ -71,11 +71,11 @@ def test_select_model_fits_float32_input_in_float64():
 
 @pytest.mark.parametrize("n_components, seed", [(9, 0), (7, 1)])
 def test_old_faithful_degenerate_fits_dip_below_1e8(n_components, seed):
-    """The worst dips found on Old Faithful with the default reg_covar (4 covariance types,
-    1 to 9 components, 3 seeds, 3 initialisations, tol=0, 300 iterations): diag fits in
-    which a variance collapses onto reg_covar (repeated values), 3.2e-9 and 2.9e-9 per
-    sample. There the regularisation gap is unbounded (variance / reg_covar -> 1) and EM's
-    guarantee says nothing; the README reports these figures."""
+    """The worst dips found on Old Faithful with the default reg_covar (a search over 4
+    covariance types, 1 to 9 components, 3 seeds, 3 initialisations, tol=0, 300
+    iterations): diag fits in which a variance collapses onto reg_covar (repeated values),
+    3.2e-9 and 2.9e-9 per sample. There the regularisation gap is unbounded and EM's
+    guarantee says nothing; the README states the bound asserted here."""
     X = load_faithful()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning (tol=0), DegenerateFitWarning

@@ -52,14 +52,18 @@ Flop model (dense-algorithm count per EM iteration; transcendental functions not
 * full:      E-step 2NKD^2 (whitened residuals (x - mu_k) L_k for every k)
            + M-step 2NKD^2 (weighted second moments for every k)              = 4NKD^2
 * tied:      counted like full, 4NKD^2 (the dense algorithm whitens and scatters per
-             component, as scikit-learn does). An implementation that exploits the shared
-             precision needs only about 4ND^2 + 8NKD, so for tied this rate is a
-             "dense-equivalent" rate and can exceed what the hardware does; the output also
-             prints the rate by that minimal count.
+             component, as scikit-learn does). gaussmix exploits the shared precision
+             and does 4ND^2 + 4NKD in float64, so for tied this rate is a
+             "dense-equivalent" rate and can exceed what the hardware does.
 * diag:      E-step 4NKD (subtract, square, scale, add per n, k, d)
            + M-step 4NKD (weighted first and second moments)                  = 8NKD
 * spherical: same as diag, 8NKD.
 * predict_proba (full): E-step only, 2NKD^2.
+
+Rates by this dense count credit gaussmix with work it avoids. The table also gives the
+rate by the flops gaussmix's E-step modes actually do (``implemented_flops_per_iter``:
+full on quadratic features about 2NKD^2, tied 4ND^2 + 4NKD, ...), and the rate targets
+("GFLOP/s >= 0.5 x matmul") are judged by that implemented count.
 
 BLAS environment
 ----------------
@@ -105,7 +109,7 @@ ENGINE_FILES = {
 }
 FLOP_MODEL = {
     "full": "4NKD^2 (E 2NKD^2 + M 2NKD^2)",
-    "tied": "4NKD^2 dense-equivalent (minimal: 4ND^2 + 8NKD)",
+    "tied": "4NKD^2 dense-equivalent (implemented, float64: 4ND^2 + 4NKD)",
     "diag": "8NKD (E 4NKD + M 4NKD)",
     "spherical": "8NKD (E 4NKD + M 4NKD)",
     "predict": "2NKD^2 (E-step only)",
@@ -168,6 +172,43 @@ def flops_per_iter(row: Row) -> float:
 def minimal_flops_tied(row: Row) -> float:
     """Flops of one tied EM iteration exploiting the shared precision."""
     return 4.0 * row.n * row.d * row.d + 8.0 * row.n * row.k * row.d
+
+
+def implemented_flops_per_iter(row: Row) -> float:
+    """Flops of one EM iteration (or predict_proba call) as gaussmix does it.
+
+    The matrix products and the elementwise products of ``gaussmix.stats._EStep`` (exp/log
+    not counted), per mode (``_EStep._choose_mode``; the benchmark's means lie well within
+    the quadratic mode's reach):
+
+    * full, quadratic mode (D + 2 <= 4K): F = 1 + D + D(D+1)/2 features, N D (D//2 + 1)
+      products to form them, one (K, F) @ (F, N) product for the log-densities and one
+      (F, N) @ (N, K) for the moments: 4NKF + N D (D//2 + 1), about 2NKD^2 (half the
+      dense count, since each x_i x_j is formed once). predict_proba: 2NKF + N D (D//2 + 1).
+    * full otherwise (stacked whitening, float64), and tied in float32 (centred): per
+      component, (D+1) x (D+1) products both ways: 4NK(D+1)^2 + 3NK(D+1).
+    * tied, float64 (pooled): one shared whitening (2ND^2), distances to the K whitened
+      means (2NKD), the means' moments (2NKD) and one D x D scatter (2ND^2): 4ND^2 + 4NKD.
+    * diag: F = 1 + 2D (N D squares to form them): 4NKF + ND, about 8NKD.
+    * spherical: F = D + 2 (the squared norm: 2ND): 4NKF + 2ND, about 4NKD.
+    """
+    n, d, k = float(row.n), row.d, float(row.k)
+    pairs = n * d * (d // 2 + 1)
+    f_full = 1 + d + d * (d + 1) / 2
+    quadratic_full = d + 2 <= 4 * k
+    if row.kind == "predict":
+        if quadratic_full:
+            return 2.0 * n * k * f_full + pairs
+        return 2.0 * n * k * (d + 1) ** 2 + 2.0 * n * k * (d + 1)
+    if row.cov == "full" and quadratic_full:
+        return 4.0 * n * k * f_full + pairs
+    if row.cov == "full" or (row.cov == "tied" and row.dtype == "f32"):
+        return 4.0 * n * k * (d + 1) ** 2 + 3.0 * n * k * (d + 1)
+    if row.cov == "tied":
+        return 4.0 * n * d * d + 4.0 * n * k * d
+    if row.cov == "diag":
+        return 4.0 * n * k * (1 + 2 * d) + n * d
+    return 4.0 * n * k * (d + 2) + 2.0 * n * d
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,6 +631,8 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
         if mm is None:
             mm = matmul.get(row.dtype) if matmul else None
         gflops = flops_per_iter(row) / t_c / 1e9 if (t_c and t_c > 0) else None
+        gflops_impl = (implemented_flops_per_iter(row) / t_c / 1e9
+                       if (t_c and t_c > 0) else None)
         gflops_min = (minimal_flops_tied(row) / t_c / 1e9
                       if (row.cov == "tied" and row.kind == "fit" and t_c and t_c > 0) else None)
         dlb = _lower_bound_gap(cand, sk)
@@ -598,6 +641,7 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
             "cov": row.cov, "dtype": row.dtype,
             "cand_sec": t_c, "sk_sec": t_s, "ratio": ratio,
             "gflops": gflops if row.kind != "memory" else None,
+            "gflops_impl": gflops_impl if row.kind != "memory" else None,
             "gflops_min_tied": gflops_min, "matmul": mm,
             "cand_rss": cand.data["peak_rss_mb"] if cand and cand.ok else None,
             "sk_rss": sk.data["peak_rss_mb"] if sk and sk.ok else None,
@@ -632,7 +676,8 @@ def combine_rounds(per_round: list[list[dict]]) -> list[dict]:
     combined = []
     for ds in zip(*per_round, strict=True):
         d = dict(ds[0])
-        for key in ("cand_sec", "sk_sec", "ratio", "gflops", "gflops_min_tied", "matmul"):
+        for key in ("cand_sec", "sk_sec", "ratio", "gflops", "gflops_impl", "gflops_min_tied",
+                    "matmul"):
             d[key] = median(x[key] for x in ds)
         for key in ("cand_rss", "sk_rss", "dlb"):
             d[key] = largest(x[key] for x in ds)
@@ -663,11 +708,15 @@ def evaluate_targets(derived: list[dict]) -> list[tuple[str, str, str]]:
         elif d["d"] == 32 and d["cov"] in ("full", "tied"):
             out.append((f"{label}: ratio >= 8", fmt(r, ".1f", "x"),
                         verdict(None if r is None else r >= 8)))
-            g, mm = d["gflops"], d["matmul"]
+            # Judged by the flops gaussmix actually does (implemented_flops_per_iter), not
+            # by the dense count, which credits it with work it avoids.
+            g, dense, mm = d.get("gflops_impl"), d["gflops"], d["matmul"]
             ok = None if (g is None or mm is None) else g >= 0.5 * mm
             extra = " [stricter reading: f32 row vs f32 matmul]" if d["dtype"] == "f32" else ""
-            out.append((f"{label}: GFLOP/s >= 0.5 x matmul {d['dtype']}{extra}",
-                        f"{fmt(g, '.1f')} vs {fmt(mm, '.1f')}/2", verdict(ok)))
+            out.append((f"{label}: GFLOP/s (implemented count) >= 0.5 x matmul "
+                        f"{d['dtype']}{extra}",
+                        f"{fmt(g, '.1f')} vs {fmt(mm, '.1f')}/2 (dense count: {fmt(dense, '.1f')})",
+                        verdict(ok)))
         if d["cov"] in ("diag", "spherical"):
             out.append((f"{label}: ratio >= 4", fmt(r, ".1f", "x"),
                         verdict(None if r is None else r >= 4)))
@@ -687,6 +736,13 @@ def evaluate_targets(derived: list[dict]) -> list[tuple[str, str, str]]:
         out.append((f"fit N={m['n']:.0e}, D=2, K=8 f64: gaussmix peak RSS < 600 MB",
                     fmt(rss, ".0f", " MB"), verdict(None if rss is None else rss < 600)))
     return out
+
+
+def gflops_cell(d: dict) -> str:
+    """'dense / implemented' GFLOP/s of a row ('n/a' where there is no rate)."""
+    if d["gflops"] is None:
+        return "n/a"
+    return f"{fmt(d['gflops'], '.3g')} / {fmt(d.get('gflops_impl'), '.3g')}"
 
 
 def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
@@ -735,16 +791,19 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
         lines.append(f"  ({cand_name}: a, b = {fit_rows[0].iters_cand}; scikit-learn: a, b = "
                      f"{fit_rows[0].iters_sk}). Peak RSS = VmHWM of the worker process, "
                      f"one process per (configuration, library).")
-    lines.append("- Flop model (dense-algorithm count per iteration, exp/log not counted): "
+    lines.append("- Flop model, two counts per iteration (exp/log not counted). Dense: "
                  "full 4NKD² (E-step 2NKD² whitened residuals + M-step 2NKD² second moments); "
-                 "tied counted as full, 4NKD² (dense-equivalent; minimal 4ND² + 8NKD shown "
-                 "below); diag and spherical 8NKD (E-step 4NKD + M-step 4NKD); "
-                 "predict_proba 2NKD². gaussmix's full E-step on quadratic features does "
-                 "about 2NKD² (each product x_i x_j once), so its rate by this model can pass "
-                 "the machine's matmul rate.")
+                 "tied counted as full, 4NKD²; diag and spherical 8NKD (E-step 4NKD + M-step "
+                 "4NKD); predict_proba 2NKD². Implemented (what gaussmix's E-step modes do): "
+                 "full on quadratic features (D + 2 <= 4K) 4NKF + ND(D//2+1) with "
+                 "F = 1 + D + D(D+1)/2, about 2NKD²; full otherwise 4NK(D+1)² + 3NK(D+1); "
+                 "tied (f64) 4ND² + 4NKD; diag 4NK(1+2D) + ND; spherical 4NK(D+2) + 2ND; "
+                 "predict_proba (quadratic) 2NKF + ND(D//2+1). The GFLOP/s column shows "
+                 "dense / implemented; the rate targets are judged by the implemented count.")
     lines.append("")
     hdr = (f"| row | N | D | K | covariance | dtype | {cand_name} s/iter | sklearn s/iter | "
-           f"ratio | {cand_name} GFLOP/s | matmul GFLOP/s | {cand_name} peak RSS | "
+           f"ratio | {cand_name} GFLOP/s (dense / implemented) | matmul GFLOP/s | "
+           f"{cand_name} peak RSS | "
            f"sklearn peak RSS | dLB |")
     lines.append(hdr)
     lines.append("|" + "---|" * 14)
@@ -759,7 +818,7 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
             "full, predict_proba (s/call)" if d["kind"] == "predict" else "full, 1 fit (s/iter)")
         lines.append(
             f"| {d['name']} | {n_str} | {d['d']} | {d['k']} | {cov} | {d['dtype']} | {c_sec} | "
-            f"{s_sec} | {fmt(d['ratio'], '.1f', 'x')} | {fmt(d['gflops'], '.3g')} | "
+            f"{s_sec} | {fmt(d['ratio'], '.1f', 'x')} | {gflops_cell(d)} | "
             f"{fmt(d['matmul'], '.0f')} | {fmt(d['cand_rss'], '.0f', ' MB')} | "
             f"{fmt(d['sk_rss'], '.0f', ' MB') if not d['sk_skipped'] else 'skipped'} | "
             f"{fmt(d['dlb'], '.1e')} |")
@@ -769,9 +828,6 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
             f"{d['name']} " + " / ".join(fmt(r, ".1f", "x") for r in d["ratios"])
             for d in derived))
     for d in derived:
-        if d["gflops_min_tied"] is not None:
-            lines.append(f"- {d['name']}: by the minimal tied count (4ND² + 8NKD) {cand_name} "
-                         f"runs at {d['gflops_min_tied']:.3g} GFLOP/s.")
         for who, key in ((cand_name, "cand_error"), ("scikit-learn", "sk_error")):
             if d[key]:
                 lines.append(f"- {d['name']}: {who} failed: {d[key]}")

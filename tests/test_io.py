@@ -13,6 +13,7 @@ import pytest
 
 from gaussmix import GaussianMixture, NotFittedError
 from gaussmix.io import (
+    FORMAT_VERSION,
     ModelFileError,
     load_model,
     model_from_json,
@@ -181,6 +182,43 @@ DAMAGE = {
     "bad-training": (_set(["training", "converged"], "yes"), "'training.converged'"),
     "bad-params": (_set(["params", "max_iter"], -5), "'params'"),
 }
+
+
+# Every kind of "version" a hand-edited or foreign file may carry. The format is at
+# version FORMAT_VERSION (1): anything that is not an integer >= 1 is rejected as such,
+# and a newer version asks for a newer gaussmix.
+VERSIONS = {
+    "missing": (_drop("version"), r"'version' is missing"),
+    "null": (_set(["version"], None), r"'version' must be an integer, got null"),
+    "zero": (_set(["version"], 0), r"'version' must be >= 1, got 0"),
+    "negative": (_set(["version"], -1), r"'version' must be >= 1, got -1"),
+    "string": (_set(["version"], "1"), r"'version' must be an integer, got the string '1'"),
+    "bool": (_set(["version"], True), r"'version' must be an integer, got true"),
+    "float": (_set(["version"], 1.0), r"'version' must be an integer, got 1\.0"),
+    "list": (_set(["version"], [1]), r"'version' must be an integer, got a list of length 1"),
+    "next": (_set(["version"], FORMAT_VERSION + 1),
+             rf"'version' is {FORMAT_VERSION + 1}, but this gaussmix reads model files up to "
+             rf"version {FORMAT_VERSION}; upgrade gaussmix"),
+    "huge": (_set(["version"], 10**30), r"'version' is 10{30}.*upgrade gaussmix"),
+}
+
+
+@pytest.mark.parametrize("mutate, message", VERSIONS.values(), ids=VERSIONS.keys())
+def test_model_file_version_is_checked(good_doc, tmp_path, mutate, message):
+    doc = copy.deepcopy(good_doc)
+    mutate(doc)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_model_file_current_version_loads(good_doc, tmp_path):
+    assert good_doc["version"] == FORMAT_VERSION == 1
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(good_doc))
+    model = load_model(path)
+    np.testing.assert_array_equal(model.means_, np.array(good_doc["means"]))
 
 
 @pytest.mark.parametrize("mutate, message", DAMAGE.values(), ids=DAMAGE.keys())

@@ -342,13 +342,27 @@ def test_n_jobs_gives_the_same_table():
         )
 
 
+def _table_and_best(result):
+    rows = [(r["covariance_type"], r["n_components"], r["log_likelihood"], r["bic"])
+            for r in result.table]
+    return rows, result.best_params_, result.best_estimator_.means_
+
+
 def test_same_random_state_same_result():
+    """The same seed gives the same table, bit for bit; a Generator seeds the run with one
+    draw of integers(2**63 - 1), so it equals the run seeded with that very integer."""
     X, _ = _family_data("diag", n=150)
-    a = select_model(X, n_components=[2, 3], random_state=7)
-    b = select_model(X, n_components=[2, 3], random_state=np.random.default_rng(7).integers(1))
-    c = select_model(X, n_components=[2, 3], random_state=7)
-    assert [r["log_likelihood"] for r in a.table] == [r["log_likelihood"] for r in c.table]
-    assert b.best_params_ == a.best_params_
+    kw = dict(n_components=[2, 3], covariance_types=["diag", "full"])
+    a_rows, a_best, a_means = _table_and_best(select_model(X, random_state=7, **kw))
+    c_rows, c_best, c_means = _table_and_best(select_model(X, random_state=7, **kw))
+    assert a_rows == c_rows and a_best == c_best
+    np.testing.assert_array_equal(a_means, c_means)
+    seed = int(np.random.default_rng(7).integers(2**63 - 1))
+    g_rows, _, g_means = _table_and_best(
+        select_model(X, random_state=np.random.default_rng(7), **kw))
+    s_rows, _, s_means = _table_and_best(select_model(X, random_state=seed, **kw))
+    assert g_rows == s_rows
+    np.testing.assert_array_equal(g_means, s_means)
 
 
 def test_integer_sample_weight_equals_repeated_rows():

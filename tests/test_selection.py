@@ -277,14 +277,14 @@ def test_degenerate_grid_point_is_reported_and_never_selected(monkeypatch):
 
 
 def test_failed_fits_are_recorded(monkeypatch):
-    real = selection._fit
+    real = selection._em_step
 
-    def failing(X, w, K, covariance_type, *args, **kwargs):
-        if K == 2:
+    def failing(rows, batch):
+        if batch.weights.shape[1] == 2:
             raise np.linalg.LinAlgError("boom")
-        return real(X, w, K, covariance_type, *args, **kwargs)
+        return real(rows, batch)
 
-    monkeypatch.setattr(selection, "_fit", failing)
+    monkeypatch.setattr(selection, "_em_step", failing)
     X, _ = _family_data("spherical", n=90)
     res = select_model(X, n_components=[1, 2, 3], covariance_types=["spherical"], random_state=0)
     row = next(r for r in res.table if r["n_components"] == 2)
@@ -298,7 +298,7 @@ def test_all_fits_failing_raises(monkeypatch):
     def failing(*args, **kwargs):
         raise ValueError("nope")
 
-    monkeypatch.setattr(selection, "_fit", failing)
+    monkeypatch.setattr(selection, "_em_step", failing)
     X, _ = _family_data("spherical", n=60)
     with pytest.raises(ValueError, match="Every fit of the grid failed"):
         select_model(X, n_components=[1, 2], covariance_types=["diag"], random_state=0)

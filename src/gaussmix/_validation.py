@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "robust")
 
 
 def _is_sparse(X) -> bool:

@@ -88,8 +88,19 @@ class GaussianMixture:
         EM iterations per initialisation.
     n_init : int, default=1
         Number of initialisations; the one with the highest final lower bound is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How the initial responsibilities are chosen.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "robust"}, \
+default="kmeans"
+        How the initial parameters are chosen. The first four are scikit-learn's (initial
+        responsibilities from k-means, k-means++ seeds, random values, random rows).
+        ``"robust"`` gives a single fit the start strategy of
+        :func:`~gaussmix.selection.select_model` for this ``n_components`` and
+        ``covariance_type``: for K = 1 .. n_components in turn, EM from Ward hierarchical,
+        k-means and random partitions and from splits of the fit with one component
+        fewer, raced by successive halving, the winner run to convergence (SQUAREM). It
+        costs a few dozen short EM runs (on at most 2,000 rows, then a final polish on
+        all of them) and avoids most poor local maxima: on Old Faithful, 3 tied
+        components reach log-likelihood -1126.316 where ``"kmeans"`` with seed 0 stops at
+        -1140.55. Deterministic for a given ``random_state``.
     weights_init : array-like of shape (n_components,), optional
     means_init : array-like of shape (n_components, n_features), optional
     precisions_init : array-like, optional
@@ -291,12 +302,16 @@ class GaussianMixture:
             return MixtureParameters.from_precisions(
                 self.covariance_type, weights_init, means_init, precisions_init
             ).astype(dtype)
-        stats = data.initial_statistics(
-            self.init_params, self.n_components, random_state, self.covariance_type
-        )
-        params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
-        # As scikit-learn: initial weights are N_k / N (not renormalised).
-        weights = (stats.nk + 10 * np.finfo(dtype).eps) / stats.weight_sum
+        if self.init_params == "robust":
+            params = self._robust_start(data, random_state)
+            weights = params.weights
+        else:
+            stats = data.initial_statistics(
+                self.init_params, self.n_components, random_state, self.covariance_type
+            )
+            params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
+            # As scikit-learn: initial weights are N_k / N (not renormalised).
+            weights = (stats.nk + 10 * np.finfo(dtype).eps) / stats.weight_sum
         if weights_init is not None:
             weights = weights_init
         means = params.means if means_init is None else means_init
@@ -307,6 +322,30 @@ class GaussianMixture:
         return MixtureParameters(
             self.covariance_type, weights, means, params.covariances, params.precisions_cholesky
         ).astype(dtype)
+
+    def _robust_start(self, data, random_state) -> MixtureParameters:
+        """The start of ``init_params="robust"``: select_model's strategy for this K and type.
+
+        On data in memory, all rows; on a Dask array, a random sample of rows (as the
+        other initialisations).
+        """
+        from .selection import robust_parameters
+
+        if isinstance(data, ArrayData):
+            X, weights = data.X, data.sample_weight
+        else:
+            from ._dask import MAX_INIT_SAMPLE
+
+            X, weights = data._sample_rows(random_state, MAX_INIT_SAMPLE)
+        return robust_parameters(
+            X,
+            weights,
+            self.n_components,
+            self.covariance_type,
+            reg_covar=self.reg_covar,
+            random_state=random_state,
+            tol=self.tol,
+        )
 
     def _fit(self, data, feature_names):
         inits = self._check_initial_arrays(data.n_features, data.dtype)

@@ -64,16 +64,19 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
 
+from ._batch import Batch, Rows
 from ._covariance import covariance_of_component
+from ._criteria import information_criteria
+from .em import run_squarem, statistics_step
+from .stats import MixtureParameters
 
-__all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "select_model"]
+__all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
 
 #: mclust's names of the four covariance types.
 MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
@@ -106,11 +109,11 @@ _RESERVED = (
 )
 _FIRST_BUDGET = 10  # EM iterations of every start before the first halving
 _RACE_TOL = 1e-6  # per-sample change of the mean log-likelihood during the race
-_POLISH_TOL = 1e-7  # ... and when polishing the winner
-_POLISH_CHUNK = 50  # polishing checks its progress every this many iterations
-_POLISH_GAIN = 1e-2  # ... or when the log-likelihood is within this of its limit
-_POLISH_MAX_ITER = 2000
+_POLISH_GAIN = 1e-3  # polishing stops when a SQUAREM cycle gains less (total log-lik.)
+_POLISH_MAX_ITER = 3000  # EM steps
 _HC_MAX_SAMPLES = 2000  # the agglomeration runs on a subsample beyond this size
+_RACE_MAX_SAMPLES = 2000  # starts and race on a random subset of rows beyond this size
+_LEAN_MAX_SAMPLES = 200_000  # final polish on features in memory up to this size
 _EXTRA_STARTS = 6  # random restarts tried when every start of a grid point degenerated
 _N_SPLITS = 3  # components split to start K from the fit with K - 1
 
@@ -262,27 +265,12 @@ def _hc_partitions(Y, w, ks, rng) -> dict[int, np.ndarray]:
     return out
 
 
-def _kmeans(Y, w, K, rng, max_iter=30) -> np.ndarray:
-    """Lloyd's algorithm from a k-means++ seeding (weighted); returns labels."""
-    n = Y.shape[0]
-    p = w / w.sum()
-    centers = np.empty((K, Y.shape[1]))
-    centers[0] = Y[rng.choice(n, p=p)]
-    d2 = np.sum((Y - centers[0]) ** 2, axis=1)
-    for k in range(1, K):
-        q = p * d2
-        total = q.sum()
-        i = rng.choice(n, p=q / total) if total > 0 else rng.choice(n, p=p)
-        centers[k] = Y[i]
-        d2 = np.minimum(d2, np.sum((Y - centers[k]) ** 2, axis=1))
-    labels = _nearest(Y, centers)
-    for _ in range(max_iter):
-        centers = _centroids(Y, w, labels, K)
-        new = _nearest(Y, centers)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    return labels
+def _kmeans(Y, w, K, rng) -> np.ndarray:
+    """Labels of gaussmix's k-means (:func:`gaussmix._init.kmeans`, k-means++ seeded Lloyd)."""
+    from ._init import kmeans, nearest_center
+
+    centers = kmeans(Y, K, rng, None if np.all(w == 1.0) else w, max_iter=30)
+    return nearest_center(Y, centers, np.einsum("kd,kd->k", centers, centers))
 
 
 def _voronoi(Y, w, K, rng) -> np.ndarray:
@@ -304,44 +292,19 @@ def _canonical(labels: np.ndarray) -> bytes:
     return relabel[labels].tobytes()
 
 
-def _initial_parameters(X, w, labels, K, covariance_type, reg_covar):
-    """Weights, means and precisions (GaussianMixture *_init shapes) from a partition.
+def _starts_of_partitions(rows, labels_list, K) -> Batch | None:
+    """Starting parameters of the partitions that use all K clusters (None if none do).
 
-    Each cluster covariance is shrunk towards the pooled within-cluster covariance with the
-    weight of ``n_features + 1`` pseudo-points, so that small or flat clusters do not start
-    EM at a singular matrix. This only affects the start, not the fitted maximum.
+    Through the statistics of the one-hot responsibilities and the M-step, each cluster
+    covariance shrunk towards the pooled within-cluster covariance with the weight of
+    ``n_features + 1`` pseudo-points, so that small or flat clusters do not start EM at a
+    singular matrix (this only affects the start, not the fitted maximum).
     """
-    D = X.shape[1]
-    nk = np.bincount(labels, weights=w, minlength=K)
-    if np.any(nk <= 0):
+    w = np.ones(rows.Q.shape[0]) if rows.w is None else rows.w
+    usable = [lab for lab in labels_list if np.all(np.bincount(lab, weights=w, minlength=K) > 0)]
+    if not usable:
         return None
-    means = _centroids(X, w, labels, K)
-    diff = X - means[labels]
-    wd = diff * w[:, None]
-    pooled = wd.T @ diff / nk.sum()
-    m = D + 1.0
-    weights = nk / nk.sum()
-    if covariance_type == "tied":
-        cov = pooled + reg_covar * np.eye(D)
-        return weights, means, _inv_spd(cov)
-    if covariance_type in ("diag", "spherical"):
-        sq = np.zeros((K, D))
-        np.add.at(sq, labels, wd * diff)
-        var = (sq + m * np.diag(pooled)) / (nk + m)[:, None] + reg_covar
-        if covariance_type == "diag":
-            return weights, means, 1.0 / var
-        return weights, means, 1.0 / var.mean(axis=1)
-    precisions = np.empty((K, D, D))
-    for k in range(K):
-        sel = labels == k
-        ck = (wd[sel].T @ diff[sel] + m * pooled) / (nk[k] + m) + reg_covar * np.eye(D)
-        precisions[k] = _inv_spd(ck)
-    return weights, means, precisions
-
-
-def _inv_spd(cov: np.ndarray) -> np.ndarray:
-    inv = np.linalg.inv(cov)
-    return (inv + inv.T) / 2.0
+    return rows.from_labels(usable, K, shrink=rows.n_features + 1.0)
 
 
 def _full_covariances(model) -> np.ndarray:
@@ -352,35 +315,40 @@ def _full_covariances(model) -> np.ndarray:
     return np.stack([covariance_of_component(cov, kind, k, D) for k in range(K)])
 
 
-def _from_full(weights, means, full, covariance_type):
-    """Starting (weights, means, precisions) of ``covariance_type`` from (K, D, D) covariances."""
+def _as_full(batch: Batch, s: int) -> np.ndarray:
+    """(K, D, D) covariances of mixture ``s`` of a batch."""
+    K, D = batch.means.shape[1:]
+    cov = batch.covariances[s]
+    return np.stack([covariance_of_component(cov, batch.covariance_type, k, D) for k in range(K)])
+
+
+def _of_full(weights, means, full, covariance_type):
+    """Covariances of ``covariance_type`` (one mixture) from (K, D, D) ones."""
     D = means.shape[1]
     if covariance_type == "full":
-        prec = np.stack([_inv_spd(c) for c in full])
-    elif covariance_type == "diag":
-        prec = 1.0 / np.stack([np.diag(c) for c in full])
-    elif covariance_type == "spherical":
-        prec = 1.0 / np.array([np.trace(c) / D for c in full])
-    else:
-        prec = _inv_spd(np.tensordot(weights / weights.sum(), full, axes=1))
-    return weights, means, prec
+        return full
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in full])
+    if covariance_type == "spherical":
+        return np.array([np.trace(c) / D for c in full])
+    return np.tensordot(weights / weights.sum(), full, axes=1)
 
 
-def _splits(model, covariance_type: str, n_splits: int):
-    """Starts with K + 1 components: one component of a fitted K-component model split in two.
+def _splits(batch: Batch, s: int, n_splits: int) -> Batch:
+    """Starts with K + 1 components: one component of mixture ``s`` split in two.
 
-    The component is cut along its major axis into two halves, as a Gaussian's halves are:
-    means at ``+-sqrt(2/pi) sigma``, variance along the axis ``(1 - 2/pi) sigma^2``, half
+    The component is cut along its major axis (standard deviation sigma there): new means
+    at ``+-sqrt(2/pi) sigma``, variance along the axis ``(1 - 2/pi) sigma^2``, half
     the weight each. The components with the largest ``weight * sigma`` are split first.
     """
-    weights = np.asarray(model.weights_, dtype=np.float64)
-    means = np.asarray(model.means_, dtype=np.float64)
-    full = _full_covariances(model)
+    t = batch.covariance_type
+    weights, means = batch.weights[s], batch.means[s]
+    full = _as_full(batch, s)
     eigval, eigvec = np.linalg.eigh(full)
     sigma = np.sqrt(np.maximum(eigval[:, -1], 0.0))
     order = np.argsort(-(weights * sigma), kind="stable")[:n_splits]
-    out = []
     shift = math.sqrt(2.0 / math.pi)
+    out = []
     for j in order:
         v = eigvec[j, :, -1]
         offset = shift * sigma[j] * v
@@ -391,185 +359,119 @@ def _splits(model, covariance_type: str, n_splits: int):
         new_m[j] = means[j] - offset
         new_full = np.concatenate([full, cov_j[None]], axis=0)
         new_full[j] = cov_j
-        out.append(_from_full(new_w, new_m, new_full, covariance_type))
-    return out
+        out.append(Batch(t, new_w[None], new_m[None], _of_full(new_w, new_m, new_full, t)[None]))
+    return Batch.stack(out)
 
 
 # --------------------------------------------------------------------------- fitting
 
 
-def _fit(X, w, K, covariance_type, init, params, seed, *, tol=None, max_iter=None):
-    """One EM run from explicit starting parameters; returns the fitted model or raises."""
-    GaussianMixture = _gaussian_mixture_class()
-    kwargs = dict(params)
-    if tol is not None:
-        kwargs["tol"] = tol
-    if max_iter is not None:
-        kwargs["max_iter"] = max_iter
-    weights, means, precisions = init
-    model = GaussianMixture(
-        n_components=K,
-        covariance_type=covariance_type,
-        weights_init=weights,
-        means_init=means,
-        precisions_init=precisions,
-        init_params="random_from_data",
-        n_init=1,
-        random_state=seed,
-        **kwargs,
-    )
-    with warnings.catch_warnings():
-        # Convergence and degeneracy are reported in the table, not as warnings.
-        warnings.simplefilter("ignore")
-        if w is None:
-            model.fit(X)
-        else:
-            model.fit(X, sample_weight=w)
-    return model
+def _reason(candidate) -> str | None:
+    """Why a fit is degenerate, or None (:func:`gaussmix._degeneracy.degeneracy_reason`).
 
-
-def _log_likelihood(model, X, w) -> float:
-    ll = model.score_samples(X)
-    return float(ll.sum() if w is None else ll @ w)
-
-
-def _reason(model) -> str | None:
-    """Why the fit is degenerate, or None: the verdict GaussianMixture.fit reached."""
-    return model.degenerate_reason_
+    ``candidate`` has ``covariance_type``, ``n_components`` and ``reason`` (the verdict
+    computed by the engine); a hook for tests.
+    """
+    return candidate.reason
 
 
 class _Candidate:
-    __slots__ = ("converged", "log_likelihood", "model", "n_iter", "reason")
+    """One mixture of a grid point: parameters, log-likelihood, verdict, iterations."""
 
-    def __init__(self, model, log_likelihood, reason, n_iter_before=0):
-        self.model = model
-        self.log_likelihood = log_likelihood
+    __slots__ = ("batch", "converged", "covariance_type", "log_likelihood", "n_components",
+                 "n_iter", "reason")
+
+    def __init__(self, batch, log_likelihood, reason, n_iter, converged=False):
+        self.batch = batch  # a Batch of one
+        self.covariance_type = batch.covariance_type
+        self.n_components = batch.weights.shape[1]
+        self.log_likelihood = float(log_likelihood)
         self.reason = reason
-        self.converged = bool(model.converged_)
-        self.n_iter = n_iter_before + int(model.n_iter_)
+        self.n_iter = int(n_iter)
+        self.converged = converged
+
+    def verdict(self):
+        self.reason = _reason(self)
+        return self.reason
 
 
-def _fit_grid_point(X, w, K, covariance_type, starts, params, seed, n_eff, rng):
-    """Best regular fit over the starts, by successive halving.
+def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
+    """EM from every start of ``batch`` by successive halving; the winner, or None.
 
-    EM from every start runs ``_FIRST_BUDGET`` iterations; the better half (by
-    log-likelihood) of the regular fits runs on with a doubled budget, and so on until one
-    is left, which is then polished to a tight tolerance. A loose stopping rule (the
-    default ``tol=1e-3``) stops EM far from its limit when components overlap (ten and more
-    log-likelihood units on Old Faithful with 6 components), so ranking starts after a
-    single loose run picks the wrong basin; halving spends the iterations on the starts
-    that remain plausible. Degenerate fits leave the race at once.
-
-    Returns ``(candidate or None, errors)``.
+    Every start runs ``_FIRST_BUDGET`` iterations; the better half (ranked by the
+    log-likelihood projected ahead) of the regular ones runs on with a doubled budget, and
+    so on until one is left. Starts that converge (``race_tol`` per sample) wait for the
+    others; degenerate ones leave the race (into ``degenerate``).
     """
-    reg_covar = params.get("reg_covar", 1e-6)
-    tol = params.get("tol", 1e-3)
-    race_tol = min(tol, _RACE_TOL)
-    errors: list[str] = []
-    degenerate: list[_Candidate] = []
-
-    def run(init, max_iter, tol, n_iter_before=0):
-        try:
-            model = _fit(X, w, K, covariance_type, init, params, seed, tol=tol, max_iter=max_iter)
-            ll = _log_likelihood(model, X, w)
-            if not np.isfinite(ll):
-                raise FloatingPointError("the log-likelihood is not finite")
-        except Exception as exc:  # a failed start is recorded, not raised
-            errors.append(f"{type(exc).__name__}: {exc}")
-            return None
-        cand = _Candidate(model, ll, _reason(model), n_iter_before)
-        if cand.reason is not None:
-            degenerate.append(cand)
-            return None
-        return cand
-
-    def race(inits):
-        budget = _FIRST_BUDGET
-        active = [c for c in (run(i, budget, race_tol) for i in inits) if c is not None]
-        finished: list[_Candidate] = []
-        while active:
-            finished += [c for c in active if c.model.converged_]
-            active = [c for c in active if not c.model.converged_]
-            pool = sorted(active + finished, key=lambda c: -_projected(c, 2 * budget, n_eff))
-            keep = pool[: max(1, len(pool) // 2)]
-            active = [c for c in keep if not c.model.converged_]
-            finished = [c for c in keep if c.model.converged_]
-            if len(keep) == 1:
+    S = batch.size
+    history = [[] for _ in range(S)]
+    n_iter = np.zeros(S, dtype=np.int64)
+    converged = np.zeros(S, dtype=bool)
+    alive = np.ones(S, dtype=bool)
+    current = batch
+    budget = _FIRST_BUDGET
+    while True:
+        for _ in range(budget):
+            idx = np.flatnonzero(alive & ~converged)
+            if not idx.size:
                 break
-            budget *= 2
-            active = [
-                c
-                for c in (run(_parameters_of(c.model), budget, race_tol, c.n_iter) for c in active)
-                if c is not None
-            ]
-        pool = active + finished
-        return max(pool, key=lambda c: c.log_likelihood) if pool else None
-
-    best = race(starts)
-    tries = 0
-    if best is None:  # every start failed or degenerated: random restarts
-        weights = np.ones(X.shape[0]) if w is None else w
-        Ystd = _standardise(X, weights)
-    while best is None and tries < _EXTRA_STARTS:
-        extra = []
-        for _ in range(2):
-            labels = _voronoi(Ystd, weights, K, rng)
-            init = _initial_parameters(X, weights, labels, K, covariance_type, reg_covar)
-            if init is not None:
-                extra.append(init)
-        tries += 2
-        best = race(extra)
-    if best is None:
-        if not degenerate:
-            return None, errors
-        return max(degenerate, key=lambda c: c.log_likelihood), errors
-
-    return _polish(best, run, tol, n_eff), errors
-
-
-def _polish(best, run, tol, n_eff):
-    """Run EM on from the race winner until the log-likelihood is within reach of its limit.
-
-    EM runs in chunks of ``_POLISH_CHUNK`` iterations (stopping early at ``_POLISH_TOL``
-    per sample); after each chunk the gain still to come is estimated from the rate at
-    which the increments shrink (Aitken: ``d a / (1 - a)``), and polishing stops when it is
-    below ``_POLISH_GAIN`` in total log-likelihood, whatever the number of samples.
-    """
-    spent = 0
-    current = best
-    converged = best.converged
-    while spent < _POLISH_MAX_ITER:
-        nxt = run(
-            _parameters_of(current.model), _POLISH_CHUNK, min(tol, _POLISH_TOL), current.n_iter
-        )
-        if nxt is None or nxt.log_likelihood < current.log_likelihood - 1e-9:
-            break  # failed or degenerated: keep the last regular fit
-        spent += int(nxt.model.n_iter_)
-        current = nxt
-        bounds = list(getattr(nxt.model, "lower_bounds_", None) or [])
-        if len(bounds) > 1 and abs(bounds[-1] - bounds[-2]) < tol:
-            converged = True  # met the user's tol on the way
-        if nxt.model.converged_ or _remaining_gain(bounds) * n_eff < _POLISH_GAIN:
-            break
-    current.converged = converged or current.converged
-    return current
+            sub = current.take(idx)
+            try:
+                new, ll, bad = _em_step(rows, sub)
+            except Exception as exc:  # a failed start is recorded, not raised
+                errors.append(f"{type(exc).__name__}: {exc}")
+                alive[idx] = False
+                break
+            for j, s in enumerate(idx):
+                if bad[j]:
+                    alive[s] = False
+                    errors.append(_INVALID)
+                    continue
+                history[s].append(ll[j])
+                n_iter[s] += 1
+                if len(history[s]) > 1 and abs(history[s][-1] - history[s][-2]) < race_tol * n_eff:
+                    converged[s] = True
+            current = _put(current, idx[~bad], new.take(~bad))
+        idx = np.flatnonzero(alive)
+        if not idx.size:
+            return None
+        verdicts = rows.degeneracy(current.take(idx))
+        for j, s in enumerate(idx):
+            cand = _Candidate(current.take([s]), history[s][-1] if history[s] else -np.inf,
+                              verdicts[j], n_iter[s])
+            if cand.verdict() is not None:
+                alive[s] = False
+                degenerate.append(cand)
+        idx = np.flatnonzero(alive)
+        if not idx.size:
+            return None
+        ranked = sorted(idx, key=lambda s: -_projected(history[s], 2 * budget, converged[s]))
+        keep = ranked[: max(1, len(ranked) // 2)]
+        alive[:] = False
+        alive[keep] = True
+        if len(keep) == 1:
+            s = keep[0]
+            return _Candidate(current.take([s]), history[s][-1], None, n_iter[s], converged[s])
+        budget *= 2
 
 
-def _remaining_gain(bounds) -> float:
-    """Aitken estimate of the per-sample gain EM has still to make; inf if unknown."""
-    if len(bounds) < 3:
-        return np.inf
-    d_prev = bounds[-2] - bounds[-3]
-    d = bounds[-1] - bounds[-2]
-    if d <= 0:
-        return 0.0
-    if d_prev <= 0 or d >= d_prev:
-        return np.inf
-    a = d / d_prev
-    return d * a / (1.0 - a)
+_INVALID = "ValueError: a covariance lost positive definiteness during EM"
 
 
-def _projected(cand, n_iter, n_eff) -> float:
+def _em_step(rows, batch):
+    """One EM iteration of every mixture of ``batch`` (a hook for tests)."""
+    return rows.step(batch)
+
+
+def _put(target, index, source):
+    out = target.take(np.arange(target.size))
+    out.weights[index] = source.weights
+    out.means[index] = source.means
+    out.covariances[index] = source.covariances
+    return out
+
+
+def _projected(history, n_iter, converged) -> float:
     """Log-likelihood expected after ``n_iter`` more EM iterations (Aitken-style).
 
     EM converges linearly: increments shrink by a roughly constant ratio ``a``, so the next
@@ -577,21 +479,98 @@ def _projected(cand, n_iter, n_eff) -> float:
     ``d``. Ranking the race by this, rather than by the current value, keeps slow starters
     that are still climbing fast.
     """
-    model = cand.model
-    bounds = getattr(model, "lower_bounds_", None)
-    if model.converged_ or bounds is None or len(bounds) < 3:
-        return cand.log_likelihood
-    d_prev = bounds[-2] - bounds[-3]
-    d = bounds[-1] - bounds[-2]
+    if not history:
+        return -np.inf
+    if converged or len(history) < 3:
+        return history[-1]
+    d_prev = history[-2] - history[-3]
+    d = history[-1] - history[-2]
     if not (d > 0 and d_prev > 0):
-        return cand.log_likelihood
+        return history[-1]
     a = min(d / d_prev, 1.0)
     gain = d * n_iter if a >= 1.0 else d * a * (1.0 - a**n_iter) / (1.0 - a)
-    return cand.log_likelihood + gain * n_eff
+    return history[-1] + gain
 
 
-def _parameters_of(model):
-    return (np.asarray(model.weights_), np.asarray(model.means_), np.asarray(model.precisions_))
+def _polish(step, rows_check, cand, errors):
+    """Run the race winner on (SQUAREM) until a cycle gains less than ``_POLISH_GAIN``.
+
+    Returns the polished candidate, or ``cand`` itself if polishing failed or degenerated.
+    """
+    try:
+        out = run_squarem(step, cand.batch, gain=_POLISH_GAIN, max_steps=_POLISH_MAX_ITER)
+    except Exception as exc:  # keep the race winner
+        errors.append(f"{type(exc).__name__}: {exc}")
+        return cand
+    if out.failed[0] or not out.log_likelihood[0] >= cand.log_likelihood - 1e-9:
+        if out.failed[0]:
+            errors.append(_INVALID)
+        return cand
+    new = _Candidate(out.batch, out.log_likelihood[0], rows_check.degeneracy(out.batch)[0],
+                     cand.n_iter + int(out.n_iter[0]),
+                     converged=bool(out.n_iter[0] < _POLISH_MAX_ITER))
+    if new.verdict() is not None:
+        return cand
+    return new
+
+
+class _Engine:
+    """The data of one covariance family, as the race and the polish see them.
+
+    The starts and the race use ``sample`` (every row when the data are small, else a
+    fixed random subset of ``_RACE_MAX_SAMPLES`` rows); the winner is polished on the
+    sample, then on all the rows through ``statistics`` (a data source's
+    ``statistics(params)``, here the in-memory one) unless the sample is all the rows.
+    """
+
+    def __init__(self, X, w, sample, covariance_type, reg_covar):
+        Xs = X if sample is None else X[sample]
+        ws = None if w is None else (w if sample is None else w[sample])
+        self.rows = Rows(Xs, ws, covariance_type, reg_covar)
+        self.n_eff = self.rows.weight_sum
+        self.full = None
+        self.full_step = None
+        if sample is not None:
+            if X.shape[0] <= _LEAN_MAX_SAMPLES:
+                self.full = Rows(X, w, covariance_type, reg_covar)
+                self.full_step = self.full.step
+            else:
+                from ._backends import ArrayData
+
+                self.full = Rows(Xs, ws, covariance_type, reg_covar)  # degeneracy checks
+                self.full.weight_sum = float(X.shape[0] if w is None else w.sum())
+                self.full_step = statistics_step(ArrayData(X, w).statistics, reg_covar)
+
+
+def _fit_grid_point(engine, K, starts, rng, race_tol):
+    """Best regular fit of one (covariance_type, K) over the starts.
+
+    Returns ``(candidate or None, errors)``; a degenerate candidate when every start
+    degenerated (also after ``_EXTRA_STARTS`` random restarts).
+    """
+    rows = engine.rows
+    errors: list[str] = []
+    degenerate: list[_Candidate] = []
+    best = None if starts is None else _run_race(rows, starts, engine.n_eff, race_tol,
+                                                 degenerate, errors)
+    tries = 0
+    if best is None:  # every start failed or degenerated: random restarts
+        w = np.ones(rows.Q.shape[0]) if rows.w is None else rows.w
+        Ystd = _standardise(rows.X, w)
+    while best is None and tries < _EXTRA_STARTS:
+        labels = [_voronoi(Ystd, w, K, rng) for _ in range(2)]
+        tries += 2
+        extra = _starts_of_partitions(rows, labels, K)
+        if extra is not None:
+            best = _run_race(rows, extra, engine.n_eff, race_tol, degenerate, errors)
+    if best is None:
+        if not degenerate:
+            return None, errors
+        return max(degenerate, key=lambda c: c.log_likelihood), errors
+    best = _polish(lambda batch: _em_step(rows, batch), rows, best, errors)
+    if engine.full_step is not None:
+        best = _polish(engine.full_step, engine.full, best, errors)
+    return best, errors
 
 
 def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
@@ -616,6 +595,17 @@ def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
     return list(partitions.values())
 
 
+def _race_sample(n_samples, w, entropy):
+    """Rows of the race (None: all of them), a fixed random subset of large data."""
+    if n_samples <= _RACE_MAX_SAMPLES:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0, 1)))
+    positive = np.arange(n_samples) if w is None else np.flatnonzero(w > 0)
+    if positive.size <= _RACE_MAX_SAMPLES:
+        return positive
+    return np.sort(rng.choice(positive, size=_RACE_MAX_SAMPLES, replace=False))
+
+
 def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=None):
     """Fit the grid ``ks x covariance_types``, in increasing K (a task of ``n_jobs``).
 
@@ -624,48 +614,106 @@ def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=
     the same type (when that K - 1 is in the grid), so the result of a grid point does not
     depend on how the grid is divided among processes.
     """
-    weights = np.ones(X.shape[0]) if w is None else w
-    n_eff = float(weights.sum())
     reg_covar = params.get("reg_covar", 1e-6)
-    spaces = [transform(X, weights) for transform in _SPACES]
+    race_tol = min(params.get("tol", 1e-3), _RACE_TOL)
+    sample = _race_sample(X.shape[0], w, entropy)
+    Xs = X if sample is None else X[sample]
+    ws = None if w is None else (w if sample is None else w[sample])
+    weights = np.ones(Xs.shape[0]) if ws is None else ws
+    spaces = [transform(Xs, weights) for transform in _SPACES]
+    engines = {t: _Engine(X, w, sample, t, reg_covar) for t in covariance_types}
     results = {}
     for K in ks:
         label_sets = _partitions_for(spaces, weights, K, hc.get(K, []), n_init, entropy)
         for covariance_type in covariance_types:
+            engine = engines[covariance_type]
             t_index = _COVARIANCE_TYPES.index(covariance_type)
             rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(K, t_index + 1)))
-            seed = int(rng.integers(2**31 - 1))
-            starts = []
-            for labels in label_sets:
-                init = _initial_parameters(X, weights, labels, K, covariance_type, reg_covar)
-                if init is not None:
-                    starts.append(init)
+            starts = _starts_of_partitions(engine.rows, label_sets, K)
             previous = results.get((covariance_type, K - 1), (None, None))[0]
             if _N_SPLITS and previous is not None and previous.reason is None:
-                starts += _splits(previous.model, covariance_type, _N_SPLITS)
-            results[(covariance_type, K)] = _fit_grid_point(
-                X, w, K, covariance_type, starts, params, seed, n_eff, rng
-            )
+                splits = _splits(previous.batch, 0, _N_SPLITS)
+                starts = splits if starts is None else Batch.stack([starts, splits])
+            results[(covariance_type, K)] = _fit_grid_point(engine, K, starts, rng, race_tol)
             if on_done is not None:
                 on_done((covariance_type, K), results[(covariance_type, K)])
     return results
 
 
+def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar=1e-6,
+                      random_state=None, tol=1e-3) -> MixtureParameters:
+    """The start :func:`select_model` would fit for one ``(n_components, covariance_type)``.
+
+    The chain K = 1 .. n_components of that covariance type, as in :func:`select_model`
+    with ``n_init=1``: shared hierarchical, k-means and random partitions, splits of the
+    fit with one component fewer, the race and the polish. Used by
+    ``GaussianMixture(init_params="robust")``.
+
+    Returns
+    -------
+    MixtureParameters
+        float64 parameters of the best regular fit (or the best degenerate one when every
+        start degenerated).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    entropy = _entropy_from(random_state)
+    ks = list(range(1, n_components + 1))
+    hc = _hierarchical_partitions(X, w, ks, entropy)
+    out = _fit_chain(X, w, ks, (covariance_type,), {"reg_covar": reg_covar, "tol": tol},
+                     hc, 1, entropy)
+    best, errors = out[(covariance_type, n_components)]
+    if best is None:
+        raise ValueError(
+            f"init_params='robust' found no start for {n_components} {covariance_type} "
+            f"components: {'; '.join(dict.fromkeys(errors))}"
+        )
+    return best.batch.member(0)
+
+
+def _hierarchical_partitions(X, w, ks, entropy):
+    """Ward tree cuts for every K in the three views of the (race sample of the) data."""
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0,)))
+    sample = _race_sample(X.shape[0], w, entropy)
+    Xs = X if sample is None else X[sample]
+    weights = np.ones(Xs.shape[0]) if w is None else (w if sample is None else w[sample])
+    hc: dict[int, list[np.ndarray]] = {}
+    for transform in _SPACES:
+        for K, labels in _hc_partitions(transform(Xs, weights), weights, ks, rng).items():
+            hc.setdefault(K, []).append(labels)
+    return hc
+
+
 # --------------------------------------------------------------------------- result
+
+
+def _estimator(cand, params, X, w, n_eff, feature_names, seed):
+    """A fitted GaussianMixture holding a candidate's parameters (no EM is run)."""
+    GaussianMixture = _gaussian_mixture_class()
+    mp = cand.batch.member(0)
+    K = mp.n_components
+    model = GaussianMixture(n_components=K, covariance_type=mp.covariance_type,
+                            init_params="robust", random_state=seed, **params)
+    model._set_parameters(mp)
+    model._fitted_covariance_type = mp.covariance_type
+    model.converged_ = bool(cand.converged)
+    model.n_iter_ = int(cand.n_iter)
+    model.lower_bound_ = cand.log_likelihood / n_eff
+    model.lower_bounds_ = [model.lower_bound_]
+    model.n_features_in_ = X.shape[1]
+    model.degenerate_ = cand.reason is not None
+    model.degenerate_reason_ = cand.reason
+    if feature_names is not None:  # as if fitted on the DataFrame itself
+        model.feature_names_in_ = feature_names
+    return model
 
 
 def _criteria(model, X, w, log_likelihood, n_eff):
     n_parameters = int(model._n_parameters())
     resp = model.predict_proba(X)
-    log_map = np.log(np.maximum(resp.max(axis=1), np.finfo(float).tiny))
-    entropy = float(-(log_map.sum() if w is None else log_map @ w))
-    bic = -2.0 * log_likelihood + n_parameters * math.log(n_eff)
-    return {
-        "n_parameters": n_parameters,
-        "bic": bic,
-        "aic": -2.0 * log_likelihood + 2.0 * n_parameters,
-        "icl": bic + 2.0 * entropy,
-    }
+    return {"n_parameters": n_parameters,
+            **information_criteria(log_likelihood, n_parameters, n_eff, resp=resp,
+                                   sample_weight=w)}
 
 
 class SelectionResult:
@@ -1012,13 +1060,8 @@ def select_model(
     n_eff = float(weights.sum())
 
     entropy = _entropy_from(random_state)
-    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0,)))
-
     # Hierarchical partitions, computed once for every K.
-    hc = {}
-    for transform in _SPACES:
-        for K, labels in _hc_partitions(transform(X, weights), weights, ks, rng).items():
-            hc.setdefault(K, []).append(labels)
+    hc = _hierarchical_partitions(X, w, ks, entropy)
 
     n_points = len(ks) * len(types)
     done = 0
@@ -1070,7 +1113,10 @@ def select_model(
             if best is None:
                 row["error"] = "; ".join(dict.fromkeys(errors)) or "no start could be made"
             else:
-                model = best.model
+                seed = int(np.random.default_rng(
+                    np.random.SeedSequence(entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
+                ).integers(2**31 - 1))
+                model = _estimator(best, params, X, w, n_eff, feature_names, seed)
                 row.update(
                     log_likelihood=best.log_likelihood,
                     **_criteria(model, X, w, best.log_likelihood, n_eff),
@@ -1078,8 +1124,6 @@ def select_model(
                     n_iter=best.n_iter,
                     degenerate=best.reason,
                 )
-                if feature_names is not None:  # as if fitted on the DataFrame itself
-                    model.feature_names_in_ = feature_names
                 estimators[(t, K)] = model
             table.append(row)
 

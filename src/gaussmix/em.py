@@ -117,22 +117,28 @@ class AcceleratedResult:
 
 
 def statistics_step(statistics, reg_covar: float):
-    """An EM step on a batch of one, through a data source's ``statistics(params)``.
+    """An EM step on a batch of mixtures, through a data source's ``statistics(params)``.
 
-    Returns ``step(batch) -> (new batch, log-likelihood (1,), failed (1,))`` for
-    :func:`run_squarem`: the E-step is the data source's (in memory, Dask...), the M-step
-    :func:`~gaussmix.stats.m_step`.
+    Returns ``step(batch) -> (new batch, log-likelihood (S,), failed (S,))`` for
+    :func:`run_squarem`: the E-step is the data source's (in memory, Dask...), mixture
+    after mixture, the M-step :func:`~gaussmix.stats.m_step`.
     """
     from ._batch import Batch
 
     def step(batch):
-        try:
-            params = batch.member(0)
-            stats = statistics(params)
-            new = Batch.of(m_step(stats, reg_covar=reg_covar))
-        except (ValueError, np.linalg.LinAlgError):
-            return batch, np.array([-np.inf]), np.array([True])
-        return new, np.array([stats.log_likelihood]), np.array([False])
+        out = batch.copy()
+        ll = np.full(batch.size, -np.inf)
+        failed = np.zeros(batch.size, dtype=bool)
+        for s in range(batch.size):
+            try:
+                stats = statistics(batch.member(s))
+                new = Batch.of(m_step(stats, reg_covar=reg_covar))
+            except (ValueError, np.linalg.LinAlgError):
+                failed[s] = True
+                continue
+            out = out.put([s], new)
+            ll[s] = stats.log_likelihood
+        return out, ll, failed
 
     return step
 

@@ -195,6 +195,7 @@ class Rows:
         else:
             quad = np.einsum("nd,nd->n", U, U)[:, None]
         self.Q = np.ascontiguousarray(np.hstack([np.ones((n, 1)), U, quad]))
+        self.QT = np.ascontiguousarray(self.Q.T)
         self.Qw = self.Q if w is None else np.ascontiguousarray(self.Q * w[:, None])
 
     # ------------------------------------------------------------------ E-step
@@ -228,21 +229,26 @@ class Rows:
         return coef, bad
 
     def e_step(self, batch: Batch):
-        """(G (S, K, F), log-likelihood (S,), invalid mask): ``G = sum_n w_n r_nk q(u_n)``."""
+        """(G (S, K, F), log-likelihood (S,), invalid mask): ``G = sum_n w_n r_nk q(u_n)``.
+
+        Component-major layout, (S, K, n): the reductions over the K components run over
+        contiguous rows of n values.
+        """
         coef, bad = self.coefficients(batch)
         S, K, F = coef.shape
-        n = self.Q.shape[0]
-        lp = (self.Q @ coef.reshape(S * K, F).T).reshape(n, S, K)
-        top = lp.max(axis=2, keepdims=True)
+        n = self.QT.shape[1]
+        lp = (coef.reshape(S * K, F) @ self.QT).reshape(S, K, n)
+        top = lp.max(axis=1)
         top[~np.isfinite(top)] = 0.0
-        lp -= top
+        lp -= top[:, None]
         np.maximum(lp, -700.0, out=lp)  # see stats._exp_clipped
         np.exp(lp, out=lp)
-        total = lp.sum(axis=2, keepdims=True)
-        lp /= total
-        log_norm = np.log(total[..., 0]) + top[..., 0]
-        ll = log_norm.sum(axis=0) if self.w is None else self.w @ log_norm
-        G = (self.Qw.T @ lp.reshape(n, S * K)).T.reshape(S, K, F)
+        total = lp.sum(axis=1)
+        lp /= total[:, None]
+        log_norm = np.log(total)
+        log_norm += top
+        ll = log_norm.sum(axis=1) if self.w is None else log_norm @ self.w
+        G = (lp.reshape(S * K, n) @ self.Qw).reshape(S, K, F)
         bad |= ~np.isfinite(ll)
         ll[bad] = -np.inf
         return G, ll, bad

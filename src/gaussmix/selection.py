@@ -112,11 +112,19 @@ _FIRST_BUDGET = 4  # EM iterations of every start before the first halving
 _RACE_TOL = 1e-6  # per-sample change of the mean log-likelihood during the race
 _POLISH_GAIN = 1e-3  # polishing stops when a SQUAREM cycle gains less (total log-lik.)
 _POLISH_MAX_ITER = 3000  # EM steps
-_HC_MAX_SAMPLES = 2000  # the agglomeration runs on a subsample beyond this size
+# EM steps of the final polish on all the rows of large data, after the polish on the race
+# sample: enough for the models that fit the data (7 to 20 steps on the 20,000-row set of
+# bench_select.py); models with spurious components creep on along flat ridges for
+# hundreds of steps, a few tenths of a unit per cycle (their row then says converged=no).
+_FULL_POLISH_MAX_ITER = 30
+# ... and it stops when a SQUAREM cycle (3 EM steps) gains less than this fraction of the
+# log-likelihood (mclust stops when one EM iteration gains less than 1e-5 of it).
+_FULL_POLISH_RELATIVE = 1e-6
+_HC_MAX_SAMPLES = 1000  # the agglomeration runs on a subsample beyond this size
 _RACE_MAX_SAMPLES = 2000  # starts and race on a random subset of rows beyond this size
 _LEAN_MAX_SAMPLES = 200_000  # final polish on features in memory up to this size
 _SHARED_FEATURES_MAX_D = 8  # every covariance type steps together up to this many features
-_POLISH_RELATIVE = 1e-8  # ... or less than this fraction of the log-likelihood
+_POLISH_RELATIVE = 1e-7  # ... or less than this fraction of the log-likelihood
 _EXTRA_STARTS = 6  # random restarts tried when every start of a grid point degenerated
 _N_SPLITS = 3  # components split to start K from the fit with K - 1
 
@@ -495,7 +503,7 @@ def _projected(history, n_iter, converged) -> float:
     return history[-1] + gain
 
 
-def _polish(step, rows_check, cands, errors):
+def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None):
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
 
     The gain is ``_POLISH_GAIN`` in total log-likelihood, or ``_POLISH_RELATIVE`` of it on
@@ -504,8 +512,9 @@ def _polish(step, rows_check, cands, errors):
     """
     batch = Batch.stack([c.batch for c in cands])
     try:
-        gain = max(_POLISH_GAIN, _POLISH_RELATIVE * max(abs(c.log_likelihood) for c in cands))
-        out = run_squarem(step, batch, gain=gain, max_steps=_POLISH_MAX_ITER)
+        relative = _POLISH_RELATIVE if relative is None else relative
+        gain = max(_POLISH_GAIN, relative * max(abs(c.log_likelihood) for c in cands))
+        out = run_squarem(step, batch, gain=gain, max_steps=max_steps)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return cands
@@ -518,7 +527,7 @@ def _polish(step, rows_check, cands, errors):
             continue
         new = _Candidate(out.batch.take([s]), out.log_likelihood[s], verdicts[s],
                          cand.n_iter + int(out.n_iter[s]),
-                         converged=bool(out.n_iter[s] < _POLISH_MAX_ITER))
+                         converged=bool(out.n_iter[s] < max_steps))
         result.append(cand if new.verdict() is not None else new)
     return result
 
@@ -583,7 +592,8 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
         polished = _polish(lambda b: _em_step(rows, b), rows, [winners[c] for c in codes],
                            errors)
         if engine.full_step is not None:
-            polished = _polish(engine.full_step, engine.full, polished, errors)
+            polished = _polish(engine.full_step, engine.full, polished, errors,
+                               max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE)
         winners = dict(zip(codes, polished, strict=True))
     out = {}
     for t in types:

@@ -397,7 +397,9 @@ class Rows:
         clear &= low - reg > 2.0 * floor
         repeated = self._repeated_values()
         if repeated:
-            clear &= batch.types != SPHERICAL
+            spherical = np.flatnonzero(batch.types == SPHERICAL)
+            if spherical.size:
+                clear[spherical] &= self._spread_is_clear(batch.take(spherical), eps, reg)
         out: list[str | None] = [None] * S
         for s in np.flatnonzero(~clear):
             t = batch.covariance_type(s)
@@ -411,6 +413,36 @@ class Rows:
                 sample_weight=self.sample_weight,
             )
         return out
+
+    def _spread_is_clear(self, batch: Batch, eps: float, reg: float) -> np.ndarray:
+        """(S,) whether no component's points are flat along a direction (third sign).
+
+        The sign compares the smallest eigenvalue of each component's weighted scatter of
+        the data with ``max(REG_FRACTION reg, RESOLUTION eps ((mu_k . v)^2 + v' C v))``,
+        ``C`` the data covariance; ``|mu_k|^2`` and ``trace(C)`` bound the terms. The
+        scatters come from one E-step (full features only; else nothing is clear).
+        """
+        if self.features != "full":
+            return np.zeros(batch.size, dtype=bool)
+        D = self.n_features
+        G, _, bad = self.e_step(batch)
+        nk = G[..., 0]
+        s1 = G[..., 1 : D + 1]
+        rows, cols = self._pairs
+        s2 = np.empty((*nk.shape, D, D))
+        s2[..., rows, cols] = G[..., D + 1 :]
+        s2[..., cols, rows] = G[..., D + 1 :]
+        safe = np.where(nk > 0, nk, 1.0)
+        d = s1 / safe[..., None]
+        scatter = (s2 - s1[..., :, None] * d[..., None, :]) / safe[..., None, None]
+        low = np.linalg.eigvalsh(scatter)[..., 0]
+        if not hasattr(self, "_data_trace"):
+            U = self.QT[1 : D + 1]
+            second = self.Qw[:, 1 : D + 1]
+            self._data_trace = float(np.sum(U.T * second) / self.weight_sum)
+        mean_sq = np.sum(batch.means**2, axis=2)
+        floor = np.maximum(REG_FRACTION * reg, RESOLUTION * eps * (mean_sq + self._data_trace))
+        return ~bad & np.all((low > 2.0 * floor) | (nk <= 0), axis=1)
 
     def _repeated_values(self) -> bool:
         if not hasattr(self, "_repeated"):

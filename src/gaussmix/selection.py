@@ -112,6 +112,7 @@ _FIRST_BUDGET = 4  # EM iterations of every start before the first halving
 _RACE_TOL = 1e-6  # per-sample change of the mean log-likelihood during the race
 _POLISH_GAIN = 1e-2  # polishing stops when a SQUAREM cycle gains less (total log-lik.)
 _POLISH_MAX_ITER = 3000  # EM steps
+_ROBUST_GAIN = 1e-6  # polish of init_params='robust' (one model, total log-likelihood)
 # EM steps of the final polish on all the rows of large data, after the polish on the race
 # sample: enough for the models that fit the data (7 to 20 steps on the 20,000-row set of
 # bench_select.py); models with spurious components creep on along flat ridges for
@@ -755,7 +756,20 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
             f"init_params='robust' found no start for {n_components} {covariance_type} "
             f"components: {'; '.join(dict.fromkeys(errors))}"
         )
-    return best.batch.member(0)
+    batch = best.batch
+    if best.reason is None:
+        # One model only: polish it tightly (the grid stops at a gain of _POLISH_GAIN).
+        if X.shape[0] <= _LEAN_MAX_SAMPLES:
+            step = Rows(X, w, reg_covar, features_for([covariance_type])).step
+        else:
+            from ._backends import ArrayData
+
+            step = statistics_step(ArrayData(X, w).statistics, reg_covar)
+        with _one_blas_thread():
+            tight = run_squarem(step, batch, gain=_ROBUST_GAIN, max_steps=_POLISH_MAX_ITER)
+        if not tight.failed[0]:
+            batch = tight.batch
+    return batch.member(0)
 
 
 def _hierarchical_partitions(X, w, ks, entropy):

@@ -211,8 +211,10 @@ class Rows:
         _S, _K = w.shape
         chol, bad_chol = _batched_cholesky(cov)
         bad = np.any(bad_chol, axis=1) | ~(w.min(axis=1) >= 0)
-        inv_l = np.linalg.inv(chol)  # P = L^-T L^-1
-        prec = np.swapaxes(inv_l, -1, -2) @ inv_l
+        # (the factors of matrices without one are the identity: see _batched_cholesky)
+        prec = np.linalg.inv(chol @ np.swapaxes(chol, -1, -2)) if bad.any() else (
+            np.linalg.inv(cov)
+        )
         logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         if self.features == "full":
             rows, cols = self._pairs
@@ -222,8 +224,10 @@ class Rows:
             if self.features == "spherical":
                 quad = quad[..., :1]
         lin = np.einsum("skde,ske->skd", prec, m)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            const = np.log(w) - 0.5 * (D * _LOG_2PI + logdet + np.sum(lin * m, axis=-1))
+        # log of a zero weight: -690 (exp() of it is 0 next to any other component)
+        const = np.log(np.maximum(w, 1e-300)) - 0.5 * (
+            D * _LOG_2PI + logdet + np.sum(lin * m, axis=-1)
+        )
         coef = np.concatenate([const[..., None], lin, quad], axis=-1)
         coef[bad] = 0.0
         return coef, bad
@@ -238,8 +242,7 @@ class Rows:
         S, K, F = coef.shape
         n = self.QT.shape[1]
         lp = (coef.reshape(S * K, F) @ self.QT).reshape(S, K, n)
-        top = lp.max(axis=1)
-        top[~np.isfinite(top)] = 0.0
+        top = lp.max(axis=1)  # finite: the coefficients are (bad mixtures: zeroed)
         lp -= top[:, None]
         np.maximum(lp, -700.0, out=lp)  # see stats._exp_clipped
         np.exp(lp, out=lp)

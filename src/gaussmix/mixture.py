@@ -16,6 +16,7 @@ from ._covariance import (
     n_covariance_parameters,
     precisions_from_cholesky,
 )
+from ._criteria import information_criteria
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
 from ._parallel import block_executor
 from ._validation import (
@@ -609,18 +610,20 @@ default="kmeans"
     def _n_rows(self, X):
         return X.shape[0] if hasattr(X, "shape") else len(X)
 
+    def _criteria(self, X, resp=None):
+        n = self._n_rows(X)
+        return information_criteria(self.score(X) * n, self._n_parameters(), n, resp=resp)
+
     def bic(self, X):
         """Bayesian information criterion, ``-2 log L + p log N``; lower is better.
 
         mclust reports ``2 log L - p log N`` (higher is better): minus this value.
         """
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        return self._criteria(X)["bic"]
 
     def aic(self, X):
         """Akaike information criterion, ``-2 log L + 2 p``; lower is better."""
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        return self._criteria(X)["aic"]
 
     def icl(self, X):
         """Integrated completed likelihood (Biernacki, Celeux & Govaert 2000); lower is better.
@@ -628,14 +631,7 @@ default="kmeans"
         ``ICL = BIC - 2 sum_n log max_k gamma_nk``: the BIC plus twice the entropy of the
         hard (MAP) assignment, which penalises overlapping components.
         """
-        resp = self.predict_proba(X)
-        if _is_dask_array(X):
-            resp = resp.max(axis=1).compute()
-        else:
-            resp = resp.max(axis=1)
-        with np.errstate(divide="ignore"):
-            entropy = -np.sum(np.log(np.asarray(resp, dtype=np.float64)))
-        return self.bic(X) + 2.0 * entropy
+        return self._criteria(X, resp=self.predict_proba(X))["icl"]
 
     # ----------------------------------------------------------------------------------
     # Model files

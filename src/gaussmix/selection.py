@@ -31,22 +31,23 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    within-cluster sum of squares) agglomerative trees, on the raw, standardised and
    sphered data (mclust starts EM from a model-based agglomeration on sphered data; Ward
    is that agglomeration for the spherical model, and one tree serves every ``K``);
-   ``n_init`` k-means++ seeded Lloyd runs; and ``n_init`` random Voronoi partitions around
-   data points. Duplicate partitions are dropped. Each partition becomes starting weights,
-   means and precisions of the covariance type (covariances shrunk towards the pooled
+   ``n_init`` runs of gaussmix's k-means (:func:`gaussmix._init.kmeans`); and ``n_init``
+   random Voronoi partitions around data points. Duplicate partitions are dropped. Each
+   partition becomes starting parameters of every covariance type through the statistics
+   of its one-hot responsibilities and the M-step (covariances shrunk towards the pooled
    within-cluster covariance by ``D + 1`` pseudo-points, so small clusters do not start
    singular).
 2. **Split starts.** The best fit with ``K - 1`` components of the same type, with one
    component cut in two along its major axis (the three widest components in turn), starts
    ``K``. This is what reaches mclust at large ``K`` (VVV with 7 to 9 components on Old
    Faithful), where random starts rarely do.
-3. **A race, then polish.** EM from every start runs 10 iterations; the better half runs on
-   for twice as many, and so on until one is left (successive halving). Starts are ranked by
-   the log-likelihood projected a few iterations ahead from the rate at which EM is still
-   climbing, because a loose stopping rule stops EM far from its limit when components
-   overlap (ten and more log-likelihood units on Old Faithful with 6 components). The
-   winner then runs on to a tight tolerance (1e-7 per sample, or until the gain still to
-   come, estimated from the rate of convergence, is below 0.01), so the reported
+3. **A race, then polish.** EM from every start runs 4 iterations; the better half of each
+   covariance type runs on for twice as many, and so on until one per type is left
+   (successive halving). Starts are ranked by the log-likelihood projected a few
+   iterations ahead from the rate at which EM is still climbing, because EM stops far from
+   its limit when components overlap. The winners then run on, accelerated by SQUAREM
+   (Varadhan & Roland 2008, with a monotonicity safeguard: :func:`gaussmix.em.run_squarem`),
+   until a cycle of three EM steps gains less than 0.01 in log-likelihood, so the reported
    log-likelihood is the maximum, not where a stopping rule left it.
 4. **No spurious maximizers.** Every fit is checked by
    :func:`gaussmix._degeneracy.degeneracy_reason` (a component on fewer points than its
@@ -56,8 +57,19 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    degenerate too the grid point is marked degenerate in the table, with the reason, and is
    never selected.
 
-On Old Faithful the default grid (36 grid points) takes two to three seconds and every grid
-point reaches at least mclust's log-likelihood (see ``tests/test_selection.py``).
+The engine: all the starts of all the covariance types of one ``K`` step together, one
+E-step and one M-step call per iteration (:mod:`gaussmix._batch`: the rows as quadratic
+features, every mixture's log-densities in one product). On data of more than 2,000 rows
+the starts, the race and a first polish use a fixed random sample of 2,000 rows (the Ward
+trees 1,000); the winners are then polished on all the rows, at most 30 EM steps, until a
+SQUAREM cycle gains less than 1e-6 of the log-likelihood (mclust stops when one iteration
+gains less than 1e-5 of it). Only that last polish needs the full data, through a
+``statistics(params)`` callable (:func:`gaussmix.em.statistics_step`), so a data source
+that is not in memory only has to provide a sample of rows and its statistics. One
+:class:`~gaussmix.GaussianMixture` per grid point is built at the end, from the parameters
+(no refit). ``GaussianMixture(init_params="robust")`` runs the same chain for one type.
+
+``benchmarks/bench_select.py`` times the default grid against mclust's ``mclustBIC``.
 """
 
 from __future__ import annotations
@@ -463,7 +475,10 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
                 n_iter[s] += 1
                 if len(history[s]) > 1 and abs(ll[j] - history[s][-2]) < race_tol * n_eff:
                     converged[s] = True
-            current = current.put(idx[~bad], new.take(~bad))
+            if idx.size == S and not bad.any():
+                current = new
+            else:
+                current = current.put(idx[~bad], new.take(~bad))
         idx = np.flatnonzero(alive)
         if not idx.size:
             break

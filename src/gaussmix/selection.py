@@ -121,6 +121,7 @@ _RESERVED = (
     "init_params",
 )
 _FIRST_BUDGET = 4  # EM iterations of every start before the first halving
+_HALVING = 2  # each stage of the race keeps 1 / _HALVING of the starts of each type
 _RACE_TOL = 1e-6  # per-sample change of the mean log-likelihood during the race
 _POLISH_GAIN = 1e-2  # polishing stops when a SQUAREM cycle gains less (total log-lik.)
 _POLISH_MAX_ITER = 3000  # EM steps
@@ -495,7 +496,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             members = np.flatnonzero(alive & (current.types == code))
             ranked = sorted(members,
                             key=lambda s: -_projected(history[s], 2 * budget, converged[s]))
-            keep = ranked[: max(1, len(ranked) // 2)]
+            keep = ranked[: max(1, len(ranked) // _HALVING)]
             alive[members] = False
             if len(keep) == 1:
                 s = keep[0]

@@ -411,3 +411,40 @@ def test_docstring_examples_run():
     module = importlib.import_module("gaussmix.selection")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------------- engine parts
+
+
+def _naive_ward(Y, w):
+    """Ward by brute force: merge the pair with the least increase of the within-SS."""
+    clusters = {i: ([i], Y[i].copy(), w[i]) for i in range(len(Y))}
+    costs = []
+    while len(clusters) > 1:
+        best = None
+        keys = sorted(clusters)
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                _, ca, ma = clusters[a]
+                _, cb, mb = clusters[b]
+                c = ma * mb / (ma + mb) * float(np.sum((ca - cb) ** 2))
+                if best is None or c < best[0]:
+                    best = (c, a, b)
+        c, a, b = best
+        ia, ca, ma = clusters.pop(a)
+        ib, cb, mb = clusters.pop(b)
+        clusters[a] = (ia + ib, (ma * ca + mb * cb) / (ma + mb), ma + mb)
+        costs.append(c)
+    return costs
+
+
+def test_ward_tree_matches_brute_force():
+    rng = np.random.default_rng(0)
+    Y = np.vstack([rng.normal(c, 1.0, (12, 2)) for c in (0.0, 5.0, 10.0)])
+    w = rng.uniform(0.5, 2.0, Y.shape[0])
+    merges = selection._ward_tree(Y, w)
+    assert len(merges) == Y.shape[0] - 1
+    np.testing.assert_allclose([m[2] for m in merges], _naive_ward(Y, w), rtol=1e-9)
+    cuts = selection._cut_tree(merges, Y.shape[0], [3])
+    # the three clusters drawn are recovered at K = 3
+    assert len({tuple(np.unique(cuts[3][i * 12 : (i + 1) * 12])) for i in range(3)}) == 3

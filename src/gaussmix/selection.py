@@ -201,7 +201,6 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
     np.fill_diagonal(cost, np.inf)
     row_min = cost.min(axis=1)
     row_arg = cost.argmin(axis=1)
-    active = np.ones(n, dtype=bool)
     merges: list[tuple[int, int, float]] = []
     for _ in range(n - 1):
         a = int(np.argmin(row_min))
@@ -209,20 +208,18 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
         lo, hi = (a, b) if a < b else (b, a)
         merge_cost = float(cost[lo, hi])
         m_lo, m_hi = mass[lo], mass[hi]
+        # inf where a cluster is inactive or at lo and hi (the diagonal is inf)
         new = ((mass + m_lo) * cost[lo] + (mass + m_hi) * cost[hi] - mass * merge_cost) / (
             mass + m_lo + m_hi
         )
-        new[~active] = np.inf
-        new[lo] = new[hi] = np.inf
         cost[lo] = new
         cost[:, lo] = new
         cost[hi] = np.inf
         cost[:, hi] = np.inf
         mass[lo] = m_lo + m_hi
-        active[hi] = False
         row_min[hi] = np.inf
         merges.append((lo, hi, merge_cost))
-        stale = np.flatnonzero(active & ((row_arg == lo) | (row_arg == hi)))
+        stale = np.flatnonzero((row_arg == lo) | (row_arg == hi))  # inactive rows: all inf
         if stale.size:
             sub = cost[stale]
             row_arg[stale] = sub.argmin(axis=1)
@@ -230,8 +227,9 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
         better = new < row_min
         row_min[better] = new[better]
         row_arg[better] = lo
-        row_min[lo] = new.min()
-        row_arg[lo] = new.argmin()
+        nearest = int(new.argmin())
+        row_arg[lo] = nearest
+        row_min[lo] = new[nearest]
     return merges
 
 

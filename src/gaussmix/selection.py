@@ -85,7 +85,7 @@ import numpy as np
 
 from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for
 from ._covariance import covariance_of_component
-from ._criteria import information_criteria
+from ._criteria import information_criteria, map_entropy
 from .em import run_squarem, statistics_step
 from .stats import MixtureParameters
 
@@ -409,8 +409,8 @@ def _reason(candidate) -> str | None:
 class _Candidate:
     """One mixture of a grid point: parameters, log-likelihood, verdict, iterations."""
 
-    __slots__ = ("batch", "converged", "covariance_type", "log_likelihood", "n_components",
-                 "n_iter", "reason")
+    __slots__ = ("batch", "converged", "covariance_type", "entropy", "log_likelihood",
+                 "n_components", "n_iter", "reason")
 
     def __init__(self, batch, log_likelihood, reason, n_iter, converged=False):
         self.batch = batch  # a Batch of one
@@ -420,6 +420,7 @@ class _Candidate:
         self.reason = reason
         self.n_iter = int(n_iter)
         self.converged = bool(converged)
+        self.entropy = None  # of the MAP assignment on all the rows, when computed
 
     def verdict(self):
         self.reason = _reason(self)
@@ -577,10 +578,12 @@ class _Engine:
         self.n_eff = self.rows.weight_sum
         self.full = None
         self.full_step = None
+        self.all_rows = None  # every row as features, when they fit in memory
         if sample is None:
+            self.all_rows = self.rows
             return
         if X.shape[0] <= _LEAN_MAX_SAMPLES:
-            self.full = Rows(X, w, reg_covar, features)
+            self.full = self.all_rows = Rows(X, w, reg_covar, features)
             self.full_step = self.full.step
         else:
             from ._backends import ArrayData
@@ -627,6 +630,11 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
         code = TYPES.index(t)
         errs = errors.get(code, []) + errors.get("all", [])
         if code in winners:
+            if engine.all_rows is not None:  # the ICL's term, by the lean path
+                rows_all = engine.all_rows
+                winners[code].entropy = map_entropy(
+                    rows_all.responsibilities(winners[code].batch), rows_all.w
+                )
             out[t] = (winners[code], errs)
         elif degenerate.get(code):
             out[t] = (max(degenerate[code], key=lambda c: c.log_likelihood), errs)
@@ -823,12 +831,15 @@ def _estimator(cand, params, X, w, n_eff, feature_names, seed):
     return model
 
 
-def _criteria(model, X, w, log_likelihood, n_eff):
+def _criteria(model, X, w, cand, n_eff):
+    """The row's criteria; the MAP entropy from the engine, else from ``predict_proba``."""
     n_parameters = int(model._n_parameters())
-    resp = model.predict_proba(X)
-    return {"n_parameters": n_parameters,
-            **information_criteria(log_likelihood, n_parameters, n_eff, resp=resp,
-                                   sample_weight=w)}
+    out = information_criteria(cand.log_likelihood, n_parameters, n_eff)
+    entropy = cand.entropy
+    if entropy is None:
+        entropy = map_entropy(model.predict_proba(X), w)
+    out["icl"] = out["bic"] + 2.0 * entropy
+    return {"n_parameters": n_parameters, **out}
 
 
 class SelectionResult:
@@ -1234,7 +1245,7 @@ def select_model(
                 model = _estimator(best, params, X, w, n_eff, feature_names, seed)
                 row.update(
                     log_likelihood=best.log_likelihood,
-                    **_criteria(model, X, w, best.log_likelihood, n_eff),
+                    **_criteria(model, X, w, best, n_eff),
                     converged=best.converged,
                     n_iter=best.n_iter,
                     degenerate=best.reason,

@@ -277,14 +277,14 @@ def test_degenerate_grid_point_is_reported_and_never_selected(monkeypatch):
 
 
 def test_failed_fits_are_recorded(monkeypatch):
-    real = selection._fit
+    real = selection._em_step
 
-    def failing(X, w, K, covariance_type, *args, **kwargs):
-        if K == 2:
+    def failing(rows, batch):
+        if batch.weights.shape[1] == 2:
             raise np.linalg.LinAlgError("boom")
-        return real(X, w, K, covariance_type, *args, **kwargs)
+        return real(rows, batch)
 
-    monkeypatch.setattr(selection, "_fit", failing)
+    monkeypatch.setattr(selection, "_em_step", failing)
     X, _ = _family_data("spherical", n=90)
     res = select_model(X, n_components=[1, 2, 3], covariance_types=["spherical"], random_state=0)
     row = next(r for r in res.table if r["n_components"] == 2)
@@ -298,7 +298,7 @@ def test_all_fits_failing_raises(monkeypatch):
     def failing(*args, **kwargs):
         raise ValueError("nope")
 
-    monkeypatch.setattr(selection, "_fit", failing)
+    monkeypatch.setattr(selection, "_em_step", failing)
     X, _ = _family_data("spherical", n=60)
     with pytest.raises(ValueError, match="Every fit of the grid failed"):
         select_model(X, n_components=[1, 2], covariance_types=["diag"], random_state=0)
@@ -425,3 +425,40 @@ def test_docstring_examples_run():
     module = importlib.import_module("gaussmix.selection")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------------- engine parts
+
+
+def _naive_ward(Y, w):
+    """Ward by brute force: merge the pair with the least increase of the within-SS."""
+    clusters = {i: ([i], Y[i].copy(), w[i]) for i in range(len(Y))}
+    costs = []
+    while len(clusters) > 1:
+        best = None
+        keys = sorted(clusters)
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                _, ca, ma = clusters[a]
+                _, cb, mb = clusters[b]
+                c = ma * mb / (ma + mb) * float(np.sum((ca - cb) ** 2))
+                if best is None or c < best[0]:
+                    best = (c, a, b)
+        c, a, b = best
+        ia, ca, ma = clusters.pop(a)
+        ib, cb, mb = clusters.pop(b)
+        clusters[a] = (ia + ib, (ma * ca + mb * cb) / (ma + mb), ma + mb)
+        costs.append(c)
+    return costs
+
+
+def test_ward_tree_matches_brute_force():
+    rng = np.random.default_rng(0)
+    Y = np.vstack([rng.normal(c, 1.0, (12, 2)) for c in (0.0, 5.0, 10.0)])
+    w = rng.uniform(0.5, 2.0, Y.shape[0])
+    merges = selection._ward_tree(Y, w)
+    assert len(merges) == Y.shape[0] - 1
+    np.testing.assert_allclose([m[2] for m in merges], _naive_ward(Y, w), rtol=1e-9)
+    cuts = selection._cut_tree(merges, Y.shape[0], [3])
+    # the three clusters drawn are recovered at K = 3
+    assert len({tuple(np.unique(cuts[3][i * 12 : (i + 1) * 12])) for i in range(3)}) == 3

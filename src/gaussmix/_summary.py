@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gaussmix import families
+from gaussmix import _criteria, families
 from gaussmix._readers import no_feature_name_warnings
 from gaussmix.selection import TABLE_KEYS
 
@@ -44,11 +44,9 @@ def _full_covariances(model: Any) -> np.ndarray:
 
 
 def information_criteria(log_likelihood: float, n_parameters: int, n: float) -> tuple[float, float]:
-    """(BIC, AIC) of a total log-likelihood; lower is better."""
-    return (
-        -2.0 * log_likelihood + n_parameters * math.log(n),
-        -2.0 * log_likelihood + 2.0 * n_parameters,
-    )
+    """(BIC, AIC) of a total log-likelihood; lower is better (:mod:`gaussmix._criteria`)."""
+    criteria = _criteria.information_criteria(log_likelihood, n_parameters, n)
+    return criteria["bic"], criteria["aic"]
 
 
 def _g(x: float, digits: int = 6) -> str:

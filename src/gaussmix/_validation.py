@@ -13,7 +13,7 @@ import numpy as np
 from . import families
 
 COVARIANCE_TYPES = families.NAMES  # scikit-learn's names; families.get also takes aliases
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "robust")
 
 
 def _is_sparse(X) -> bool:

@@ -104,6 +104,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params.update(
             n_components=k_values[0], covariance_type=families.get(args.covariance).name
         )
+        # The robust start (select_model's starts) unless --init says otherwise: the
+        # k-means start alone can stop in a poorer local optimum (Old Faithful, tied, K=3).
+        params.setdefault("init_params", "robust")
         model = _fit_one(ds.X, params, args)
     plots = _want_plots(args)
     with staged_outputs(args.output) as staged:
@@ -656,8 +659,9 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init",
         default=None,
-        choices=["kmeans", "k-means++", "random", "random_from_data"],
-        help="initialisation (default kmeans)",
+        choices=["robust", "kmeans", "k-means++", "random", "random_from_data"],
+        help="initialisation of a single fit (default robust: model selection's starts for "
+        "this K and covariance type; kmeans is scikit-learn's default)",
     )
     parser.add_argument(
         "--seed", type=_seed, default=DEFAULT_SEED, help="random seed (results are reproducible)"

@@ -15,7 +15,7 @@ import numpy as np
 
 from .stats import MixtureParameters, SufficientStatistics, m_step
 
-__all__ = ["EMResult", "run_em"]
+__all__ = ["AcceleratedResult", "EMResult", "run_em", "run_squarem", "statistics_step"]
 
 
 @dataclass
@@ -89,3 +89,151 @@ def run_em(
             converged = True
             break
     return EMResult(params, lower_bound, n_iter, converged, lower_bounds)
+
+
+# --------------------------------------------------------------------------------------
+# Accelerated EM (model selection and robust starts)
+# --------------------------------------------------------------------------------------
+@dataclass
+class AcceleratedResult:
+    """Outcome of :func:`run_squarem` for a batch of S mixtures.
+
+    Attributes
+    ----------
+    batch : gaussmix._batch.Batch
+        Parameters reached (after an M-step), one row per mixture.
+    log_likelihood : ndarray of shape (S,)
+        Total (weighted) log-likelihood of those parameters.
+    n_iter : ndarray of shape (S,)
+        EM steps (E-step and M-step pairs) spent on each mixture.
+    failed : ndarray of shape (S,)
+        Mixtures whose parameters became invalid (a covariance not positive definite).
+    """
+
+    batch: object
+    log_likelihood: np.ndarray
+    n_iter: np.ndarray
+    failed: np.ndarray
+
+
+def statistics_step(statistics, reg_covar: float):
+    """An EM step on a batch of mixtures, through a data source's ``statistics(params)``.
+
+    Returns ``step(batch) -> (new batch, log-likelihood (S,), failed (S,))`` for
+    :func:`run_squarem`: the E-step is the data source's (in memory, Dask...), mixture
+    after mixture, the M-step :func:`~gaussmix.stats.m_step`.
+    """
+    from ._batch import Batch
+
+    def step(batch):
+        out = batch.copy()
+        ll = np.full(batch.size, -np.inf)
+        failed = np.zeros(batch.size, dtype=bool)
+        for s in range(batch.size):
+            try:
+                stats = statistics(batch.member(s))
+                new = Batch.of(m_step(stats, reg_covar=reg_covar))
+            except (ValueError, np.linalg.LinAlgError):
+                failed[s] = True
+                continue
+            out = out.put([s], new)
+            ll[s] = stats.log_likelihood
+        return out, ll, failed
+
+    return step
+
+
+def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResult:
+    """EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3) with a safeguard.
+
+    A cycle takes two EM steps from theta_0 (theta_1, theta_2), extrapolates
+    ``theta' = theta_0 - 2 a r + a^2 v`` with ``r = theta_1 - theta_0``,
+    ``v = theta_2 - 2 theta_1 + theta_0`` and ``a = -|r| / |v|`` (at most -1; ``a = -1``
+    gives theta_2), then one EM step from theta'. The next cycle starts from that step's
+    result when the log-likelihood at theta' is at least the one at theta_1 and theta'
+    is a valid mixture, else from theta_2. Either way the log-likelihood of every cycle's
+    start is at least the previous one's: EM's monotonicity is kept.
+
+    Each of the S mixtures of the batch has its own step length; a mixture stops when a
+    cycle gains less than ``gain`` (total log-likelihood) or after ``max_steps`` EM steps.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(batch) -> (new batch, log-likelihood of batch (S,), failed (S,))``: one EM
+        iteration of every mixture (:meth:`gaussmix._batch.Rows.step`, or
+        :func:`statistics_step` for a data source).
+    batch : gaussmix._batch.Batch
+    gain : float
+    max_steps : int
+    """
+    theta0 = batch
+    S = theta0.size
+    n_iter = np.zeros(S, dtype=np.int64)
+    failed = np.zeros(S, dtype=bool)
+    done = np.zeros(S, dtype=bool)
+    result = theta0
+    result_ll = np.full(S, -np.inf)
+    previous = np.full(S, -np.inf)
+    active = np.arange(S)
+    while active.size:
+        theta1, ll0, bad0 = step(theta0)
+        n_iter[active] += 1
+        # theta0 is the start of this cycle: its log-likelihood is now known.
+        gained = ll0 - previous[active]
+        finish = bad0 | (gained < gain) | (n_iter[active] >= max_steps)
+        keep_good = ~bad0
+        # theta0 (an M-step output, or the start) is each mixture's result so far.
+        result = _assign(result, active[keep_good], theta0.take(keep_good))
+        result_ll[active[keep_good]] = ll0[keep_good]
+        failed[active[bad0]] = True
+        done[active[finish]] = True
+        cont = ~finish
+        if not cont.any():
+            break
+        active = active[cont]
+        theta0, theta1, ll0 = theta0.take(cont), theta1.take(cont), ll0[cont]
+        previous[active] = ll0
+        theta2, ll1, bad1 = step(theta1)
+        n_iter[active] += 1
+        t0, t1, t2 = theta0.vector(), theta1.vector(), theta2.vector()
+        r = t1 - t0
+        v = t2 - t1 - r
+        rr = np.einsum("sp,sp->s", r, r)
+        vv = np.einsum("sp,sp->s", v, v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = -np.sqrt(rr / vv)
+        alpha = np.where(np.isfinite(alpha), np.minimum(alpha, -1.0), -1.0)
+        a = alpha[:, None]
+        tp = t0 - 2.0 * a * r + a * a * v
+        thetap = theta0.with_vector(tp)
+        wsum = thetap.weights.sum(axis=1, keepdims=True)
+        thetap.weights = thetap.weights / np.where(wsum > 0, wsum, 1.0)
+        theta3, llp, badp = step(thetap)
+        n_iter[active] += 1
+        accept = ~badp & (llp >= ll1) & ~bad1
+        if bad1.any():
+            # theta1 was valid (an M-step output of a valid theta0); theta2 likewise,
+            # unless its M-step failed: fall back to theta1 then.
+            theta2 = _choose(bad1, theta1, theta2)
+        theta0 = _choose(accept, theta3, theta2)
+    return AcceleratedResult(result, result_ll, n_iter, failed)
+
+
+def _choose(mask, a, b):
+    """Mixtures of ``a`` where ``mask``, else of ``b``."""
+    out = b.take(np.arange(b.size))
+    if mask.any():
+        out.weights[mask] = a.weights[mask]
+        out.means[mask] = a.means[mask]
+        out.covariances[mask] = a.covariances[mask]
+    return out
+
+
+def _assign(target, index, source):
+    """``target`` with its mixtures at ``index`` replaced by ``source``'s (a copy)."""
+    out = target.take(np.arange(target.size))
+    out.weights[index] = source.weights
+    out.means[index] = source.means
+    out.covariances[index] = source.covariances
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 from . import families
 from . import stats as _stats
 from ._backends import _is_dask_array, data_source
+from ._criteria import information_criteria
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
 from ._init import initial_statistics
 from ._parallel import block_executor
@@ -83,8 +84,19 @@ class GaussianMixture:
         EM iterations per initialisation.
     n_init : int, default=1
         Number of initialisations; the one with the highest final lower bound is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How the initial responsibilities are chosen.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "robust"}, \
+default="kmeans"
+        How the initial parameters are chosen. The first four are scikit-learn's (initial
+        responsibilities from k-means, k-means++ seeds, random values, random rows).
+        ``"robust"`` gives a single fit the start strategy of
+        :func:`~gaussmix.selection.select_model` for this ``n_components`` and
+        ``covariance_type``: for K = 1 .. n_components in turn, EM from Ward hierarchical,
+        k-means and random partitions and from splits of the fit with one component
+        fewer, raced by successive halving, the winner run to convergence (SQUAREM). It
+        costs a few dozen short EM runs (on at most 2,000 rows, then a final polish on
+        all of them) and avoids most poor local maxima: on Old Faithful, 3 tied
+        components reach log-likelihood -1126.316 where ``"kmeans"`` with seed 0 stops at
+        -1140.55. Deterministic for a given ``random_state``.
     weights_init : array-like of shape (n_components,), optional
     means_init : array-like of shape (n_components, n_features), optional
     precisions_init : array-like, optional
@@ -273,12 +285,16 @@ class GaussianMixture:
             return MixtureParameters.from_precisions(
                 self.covariance_type, weights_init, means_init, precisions_init
             ).astype(dtype)
-        stats = initial_statistics(
-            data, self.init_params, self.n_components, random_state, self.covariance_type
-        )
-        params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
-        # As scikit-learn: initial weights are N_k / N (not renormalised).
-        weights = (stats.nk + 10 * np.finfo(dtype).eps) / stats.weight_sum
+        if self.init_params == "robust":
+            params = self._robust_start(data, random_state)
+            weights = params.weights
+        else:
+            stats = initial_statistics(
+                data, self.init_params, self.n_components, random_state, self.covariance_type
+            )
+            params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
+            # As scikit-learn: initial weights are N_k / N (not renormalised).
+            weights = (stats.nk + 10 * np.finfo(dtype).eps) / stats.weight_sum
         if weights_init is not None:
             weights = weights_init
         means = params.means if means_init is None else means_init
@@ -289,6 +305,25 @@ class GaussianMixture:
         return MixtureParameters(
             self.covariance_type, weights, means, params.covariances, params.precisions_cholesky
         ).astype(dtype)
+
+    def _robust_start(self, data, random_state) -> MixtureParameters:
+        """The start of ``init_params="robust"``: select_model's strategy for this K and type.
+
+        On data in memory, all rows; on a Dask array, a random sample of rows (as k-means
+        initialisation: ``data.kmeans_rows`` at most).
+        """
+        from .selection import robust_parameters
+
+        X, weights = data.sample_rows(data.kmeans_rows, random_state)
+        return robust_parameters(
+            X,
+            weights,
+            self.n_components,
+            families.get(self.covariance_type).name,
+            reg_covar=self.reg_covar,
+            random_state=random_state,
+            tol=self.tol,
+        )
 
     def _fit(self, data, feature_names):
         inits = self._check_initial_arrays(data.n_features, data.dtype)
@@ -550,18 +585,20 @@ class GaussianMixture:
     def _n_rows(self, X):
         return X.shape[0] if hasattr(X, "shape") else len(X)
 
+    def _criteria(self, X, resp=None):
+        n = self._n_rows(X)
+        return information_criteria(self.score(X) * n, self._n_parameters(), n, resp=resp)
+
     def bic(self, X):
         """Bayesian information criterion, ``-2 log L + p log N``; lower is better.
 
         mclust reports ``2 log L - p log N`` (higher is better): minus this value.
         """
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        return self._criteria(X)["bic"]
 
     def aic(self, X):
         """Akaike information criterion, ``-2 log L + 2 p``; lower is better."""
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        return self._criteria(X)["aic"]
 
     def icl(self, X):
         """Integrated completed likelihood (Biernacki, Celeux & Govaert 2000); lower is better.
@@ -569,14 +606,7 @@ class GaussianMixture:
         ``ICL = BIC - 2 sum_n log max_k gamma_nk``: the BIC plus twice the entropy of the
         hard (MAP) assignment, which penalises overlapping components.
         """
-        resp = self.predict_proba(X)
-        if _is_dask_array(X):
-            resp = resp.max(axis=1).compute()
-        else:
-            resp = resp.max(axis=1)
-        with np.errstate(divide="ignore"):
-            entropy = -np.sum(np.log(np.asarray(resp, dtype=np.float64)))
-        return self.bic(X) + 2.0 * entropy
+        return self._criteria(X, resp=self.predict_proba(X))["icl"]
 
     # ----------------------------------------------------------------------------------
     # Model files

@@ -1,0 +1,266 @@
+#!/usr/bin/env python
+"""Time model selection (``select_model``) against R's mclust (``mclustBIC``), side by side.
+
+Usage::
+
+    python benchmarks/bench_select.py                  # every data set, mclust if installed
+    python benchmarks/bench_select.py --repeats 3      # median of 3 timings per library
+    python benchmarks/bench_select.py --only faithful,iris --no-mclust
+    python benchmarks/bench_select.py --data-dir DIR   # keep the CSV files there
+
+Method
+------
+* Grid: K = 1..9 x {spherical, diag, tied, full}, which mclust names VII, VVI, EEE, VVV.
+  gaussmix runs ``select_model(X, random_state=0)`` (its defaults are that grid); mclust runs
+  ``mclustBIC(X, G=1:9, modelNames=c("VII","VVI","EEE","VVV"))`` with its other defaults.
+* Data sets: the bundled Old Faithful (272 x 2), scikit-learn's iris (150 x 4, the four
+  measurements), and two synthetic sets of 5,000 x 5 and 20,000 x 5 rows drawn from a fixed
+  seed from a mixture of 4 Gaussians with random full covariances. Every set is written to a
+  CSV file (17 significant digits) and both libraries read that file, so they see the very
+  same numbers.
+* Timing: gaussmix's time is the wall-clock time of the ``select_model`` call alone (the data
+  already in memory, the module already imported, one warm-up call on a tiny grid before
+  the first timing). mclust's time is measured inside R, ``proc.time()`` before and after
+  the ``mclustBIC`` call alone (elapsed seconds; reading the CSV and loading the package are
+  outside), in one ``Rscript`` process for all data sets, after one warm-up call.
+  With ``--repeats R`` each library is timed R times per data set and the median is shown.
+* BIC: mclust reports ``2 log L - p log n`` (higher is better), gaussmix ``-2 log L + p log n``
+  (lower is better). The table shows both best BICs in gaussmix's sign, so "equal or better"
+  means gaussmix's value is not larger than mclust's.
+* The machine is shared: the load average at the start and the end is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+GRID_K = range(1, 10)
+TYPES = ("spherical", "diag", "tied", "full")
+MCLUST = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+DATASETS = ("faithful", "iris", "synthetic-5k", "synthetic-20k")
+
+R_SCRIPT = r"""
+suppressPackageStartupMessages(library(mclust))
+args <- commandArgs(trailingOnly = TRUE)
+repeats <- as.integer(args[1])
+files <- args[-1]
+models <- c("VII", "VVI", "EEE", "VVV")
+invisible(mclustBIC(as.matrix(read.csv(files[1])), G = 1:2, modelNames = models, verbose = FALSE))
+for (f in files) {
+  X <- as.matrix(read.csv(f))
+  for (r in seq_len(repeats)) {
+    t0 <- proc.time()
+    b <- mclustBIC(X, G = 1:9, modelNames = models, verbose = FALSE)
+    t1 <- proc.time()
+    cat(sprintf("%s\t%.6f\t%.6f\n", basename(f), (t1 - t0)[["elapsed"]], max(b, na.rm = TRUE)))
+  }
+}
+"""
+
+
+def synthetic(n_samples: int, seed: int = 20261202) -> np.ndarray:
+    """4 Gaussian clusters in 5 dimensions, random full covariances, fixed seed."""
+    rng = np.random.default_rng(seed)
+    n_features, n_components = 5, 4
+    means = rng.normal(0.0, 3.0, size=(n_components, n_features))
+    weights = np.array([0.4, 0.3, 0.2, 0.1])
+    counts = rng.multinomial(n_samples, weights)
+    parts = []
+    for k in range(n_components):
+        a = rng.normal(size=(n_features, n_features))
+        cov = a @ a.T / n_features + 0.3 * np.eye(n_features)
+        parts.append(rng.multivariate_normal(means[k], cov, size=counts[k]))
+    X = np.vstack(parts)
+    return X[rng.permutation(n_samples)]
+
+
+def load(name: str) -> tuple[np.ndarray, list[str]]:
+    if name == "faithful":
+        from gaussmix.datasets import load_faithful
+
+        return np.asarray(load_faithful(), dtype=np.float64), ["eruptions", "waiting"]
+    if name == "iris":
+        from sklearn.datasets import load_iris
+
+        return np.asarray(load_iris().data, dtype=np.float64), [
+            "sepal_length", "sepal_width", "petal_length", "petal_width"
+        ]
+    n = {"synthetic-5k": 5000, "synthetic-20k": 20000}[name]
+    return synthetic(n), [f"x{i + 1}" for i in range(5)]
+
+
+def write_csv(path: Path, X: np.ndarray, names: list[str]) -> np.ndarray:
+    """Write X with 17 significant digits; return what a reader gets back (the same floats)."""
+    np.savetxt(path, X, fmt="%.17g", delimiter=",", header=",".join(names), comments="")
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def mclust_available() -> str | None:
+    """Why mclust cannot run, or None when it can."""
+    if shutil.which("Rscript") is None:
+        return "Rscript is not installed"
+    proc = subprocess.run(
+        ["Rscript", "-e", "suppressPackageStartupMessages(library(mclust))"],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        return "the R package mclust is not installed"
+    return None
+
+
+def mclust_version() -> str:
+    proc = subprocess.run(
+        ["Rscript", "-e", 'cat(as.character(packageVersion("mclust")), R.version.string)'],
+        capture_output=True, text=True, check=False,
+    )
+    return proc.stdout.strip()
+
+
+def run_mclust(files: list[Path], repeats: int, workdir: Path) -> dict[str, tuple[float, float]]:
+    """{file name: (median seconds, best BIC in gaussmix's sign)} timed inside R."""
+    script = workdir / "bench_mclust.R"
+    script.write_text(R_SCRIPT)
+    proc = subprocess.run(
+        ["Rscript", str(script), str(repeats), *map(str, files)],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"Rscript failed:\n{proc.stderr}")
+    times: dict[str, list[float]] = {}
+    bics: dict[str, float] = {}
+    for line in proc.stdout.splitlines():
+        name, seconds, bic = line.split("\t")
+        times.setdefault(name, []).append(float(seconds))
+        bics[name] = -float(bic)
+    return {name: (statistics.median(t), bics[name]) for name, t in times.items()}
+
+
+def run_gaussmix(X: np.ndarray, repeats: int) -> tuple[float, float, object]:
+    from gaussmix.selection import select_model
+
+    seconds = []
+    result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = select_model(X, n_components=GRID_K, covariance_types=TYPES, random_state=0)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result.ranked()[0]["bic"], result
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(DATASETS),
+                        help=f"comma-separated data sets among {', '.join(DATASETS)}")
+    parser.add_argument("--repeats", type=int, default=1, help="timings per library and set")
+    parser.add_argument("--no-mclust", action="store_true", help="time gaussmix alone")
+    parser.add_argument("--data-dir", help="write the CSV files here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n]
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        parser.error(f"unknown data sets {unknown}; choose among {', '.join(DATASETS)}")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+
+    import gaussmix
+
+    tmp = None
+    if args.data_dir:
+        workdir = Path(args.data_dir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_select_")
+        workdir = Path(tmp.name)
+
+    why_not = "--no-mclust" if args.no_mclust else mclust_available()
+    print("# Model selection: gaussmix select_model vs mclust mclustBIC")
+    print()
+    print(f"- gaussmix {gaussmix.__version__} from {Path(gaussmix.__file__).parent}, "
+          f"NumPy {np.__version__}, Python {sys.version.split()[0]}")
+    if why_not is None:
+        print(f"- mclust {mclust_version()}; timed inside R around mclustBIC only (proc.time)")
+    else:
+        print(f"- mclust not run: {why_not}")
+    print("- grid: K = 1..9 x spherical/diag/tied/full (mclust VII/VVI/EEE/VVV); "
+          f"median of {args.repeats} timing(s) per library and data set")
+    print(f"- load average at start: {load_average()} ({os.cpu_count()} CPUs)")
+    print()
+
+    data = {}
+    files = []
+    for name in names:
+        X, columns = load(name)
+        path = workdir / f"{name}.csv"
+        data[name] = write_csv(path, X, columns)
+        files.append(path)
+
+    from gaussmix.selection import select_model
+
+    select_model(data[names[0]], n_components=[1, 2], covariance_types=["full"], random_state=0)
+
+    mclust = run_mclust(files, args.repeats, workdir) if why_not is None else {}
+    rows = []
+    for name, path in zip(names, files, strict=True):
+        seconds, bic, _ = run_gaussmix(data[name], args.repeats)
+        m_seconds, m_bic = mclust.get(path.name, (None, None))
+        rows.append((name, data[name].shape, seconds, bic, m_seconds, m_bic))
+
+    header = ("data", "rows x features", "mclust s", "gaussmix s", "ratio",
+              "best BIC mclust", "best BIC gaussmix", "BIC gain")
+    print("| " + " | ".join(header) + " |")
+    print("|---|---|" + "---:|" * (len(header) - 2))
+    total_g = total_m = 0.0
+    for name, shape, seconds, bic, m_seconds, m_bic in rows:
+        total_g += seconds
+        cells = [name, f"{shape[0]:,} x {shape[1]}"]
+        if m_seconds is None:
+            cells += ["n/a", f"{seconds:.3f}", "n/a", "n/a", f"{bic:.3f}", "n/a"]
+        else:
+            total_m += m_seconds
+            cells += [f"{m_seconds:.3f}", f"{seconds:.3f}", f"{m_seconds / seconds:.2f}x",
+                      f"{m_bic:.3f}", f"{bic:.3f}", f"{m_bic - bic:+.3f}"]
+        print("| " + " | ".join(cells) + " |")
+    if mclust:
+        print(f"| total | | {total_m:.3f} | {total_g:.3f} | {total_m / total_g:.2f}x | | | |")
+    else:
+        print(f"| total | | n/a | {total_g:.3f} | n/a | | | |")
+    print()
+    print("ratio = mclust seconds / gaussmix seconds (above 1: gaussmix is faster). BICs in "
+          "gaussmix's sign (lower is better; mclust's own printout is minus these); "
+          "BIC gain = mclust - gaussmix (>= 0: gaussmix's best is equal or better).")
+    if mclust:
+        slower = [r[0] for r in rows if r[2] > r[4]]
+        worse = [r[0] for r in rows if r[3] > r[5] + 1e-3]
+        total_ok = total_m >= 5.0 * total_g
+        print()
+        print(f"- target, at least 5x faster in total: {'PASS' if total_ok else 'FAIL'} "
+              f"({total_m / total_g:.2f}x)")
+        print(f"- target, not slower on any data set: {'PASS' if not slower else 'FAIL'}"
+              + (f" (slower on {', '.join(slower)})" if slower else ""))
+        print(f"- target, best BIC equal or better: {'PASS' if not worse else 'FAIL'}"
+              + (f" (worse on {', '.join(worse)})" if worse else ""))
+    print(f"- load average at end: {load_average()}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

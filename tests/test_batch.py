@@ -1,0 +1,133 @@
+"""The lean in-memory EM path (gaussmix._batch) equals the general engine, and SQUAREM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaussmix import stats
+from gaussmix._batch import TYPES, Batch, Rows, features_for
+from gaussmix.datasets import load_faithful
+from gaussmix.em import run_em, run_squarem, statistics_step
+
+
+def _data(seed=0, n=300, D=3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, size=(3, D))
+    X = centres[rng.integers(0, 3, n)] + rng.normal(size=(n, D)) @ rng.normal(size=(D, D))
+    return X + 100.0  # away from the origin: the moments are taken about the data mean
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("features", ["full", "diag", "spherical"])
+def test_one_step_equals_the_general_path(features, weighted):
+    X = _data()
+    w = np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    types = {"full": TYPES, "diag": ("spherical", "diag"), "spherical": ("spherical",)}[features]
+    assert features_for(types) == features
+    rows = Rows(X, w, 1e-6, features)
+    rng = np.random.default_rng(2)
+    labels = [rng.integers(0, 3, X.shape[0]) for _ in range(2)]
+    batch = rows.from_labels(labels, 3, types)
+    assert batch.size == 2 * len(types)
+    new, ll, bad = rows.step(batch)
+    assert not bad.any()
+    for s in range(batch.size):
+        params = batch.member(s)
+        assert params.covariance_type == types[s // 2]
+        st = stats.block_statistics(X, params, w)
+        ref = stats.m_step(st, reg_covar=1e-6)
+        got = new.member(s)
+        assert ll[s] == pytest.approx(st.log_likelihood, rel=1e-12)
+        np.testing.assert_allclose(got.weights, ref.weights, rtol=1e-11)
+        np.testing.assert_allclose(got.means, ref.means, rtol=1e-11)
+        np.testing.assert_allclose(got.covariances, ref.covariances, rtol=1e-9)
+
+
+def test_starts_are_the_statistics_and_m_step_of_the_partitions():
+    X = _data(D=2)
+    rows = Rows(X, None, 1e-6, "full")
+    labels = np.random.default_rng(3).integers(0, 3, X.shape[0])
+    batch = rows.from_labels([labels], 3, TYPES)
+    resp = np.eye(3)[labels]
+    for s, t in enumerate(TYPES):
+        st = stats.statistics_from_responsibilities(X, resp, t, shift=X.mean(axis=0))
+        ref = stats.m_step(st, reg_covar=1e-6)
+        got = batch.member(s)
+        np.testing.assert_allclose(got.means, ref.means, rtol=1e-11)
+        np.testing.assert_allclose(got.covariances, ref.covariances, rtol=1e-9)
+
+
+def test_mixed_types_step_independently():
+    """A mixture's step does not depend on the other mixtures of its batch."""
+    X = _data()
+    rows = Rows(X, None, 1e-6, "full")
+    labels = [np.random.default_rng(4).integers(0, 3, X.shape[0])]
+    batch = rows.from_labels(labels, 3, TYPES)
+    together, ll, _ = rows.step(batch)
+    for s in range(batch.size):
+        alone, ll_alone, _ = rows.step(batch.take([s]))
+        assert ll_alone[0] == pytest.approx(ll[s], rel=1e-13)
+        np.testing.assert_allclose(alone.covariances[0], together.covariances[s], rtol=1e-12)
+
+
+def test_invalid_covariance_is_flagged_not_raised():
+    X = _data(D=2)
+    rows = Rows(X, None, 1e-6, "full")
+    batch = rows.from_labels([np.arange(X.shape[0]) % 2], 2, ("full", "full"))
+    batch.covariances[1, 0] = [[1.0, 2.0], [2.0, 1.0]]  # not positive definite
+    _, ll, bad = rows.step(batch)
+    assert list(bad) == [False, True]
+    assert np.isfinite(ll[0]) and ll[1] == -np.inf
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_squarem_reaches_the_em_limit_in_fewer_steps(covariance_type):
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    rows = Rows(X, None, 1e-6, features_for([covariance_type]))
+    labels = np.random.default_rng(5).integers(0, 4, X.shape[0])
+    start = rows.from_labels([labels], 4, [covariance_type])
+    fast = run_squarem(rows.step, start, gain=1e-6, max_steps=5000)
+    assert not fast.failed[0]
+    # plain EM, through run_em and the general engine, to a tight tolerance
+    plain = run_em(
+        lambda p: stats.block_statistics(X, p), start.member(0), reg_covar=1e-6, tol=1e-11,
+        max_iter=20000,
+    )
+    limit = plain.lower_bound * X.shape[0]
+    assert fast.log_likelihood[0] >= limit - 1e-3
+    assert fast.n_iter[0] < plain.n_iter
+
+
+def test_squarem_never_lowers_the_log_likelihood():
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    rows = Rows(X, None, 1e-6, "full")
+    labels = np.random.default_rng(6).integers(0, 6, X.shape[0])
+    start = rows.from_labels([labels], 6, ["full"])
+    seen = []
+
+    def step(batch):
+        new, ll, bad = rows.step(batch)
+        return new, ll, bad
+
+    previous = -np.inf
+    for max_steps in (3, 6, 9, 30, 60, 120):
+        out = run_squarem(step, start, gain=0.0, max_steps=max_steps)
+        seen.append(out.log_likelihood[0])
+        assert out.log_likelihood[0] >= previous - 1e-9
+        previous = out.log_likelihood[0]
+    assert seen[-1] > seen[0]
+
+
+def test_statistics_step_drives_any_data_source():
+    """The same SQUAREM through a data source's statistics(params) reaches the same limit."""
+    X = _data(D=2, n=400)
+    rows = Rows(X, None, 1e-6, "full")
+    start = rows.from_labels([np.arange(X.shape[0]) % 3], 3, ("tied",))
+    lean = run_squarem(rows.step, start, gain=1e-7, max_steps=3000)
+    general = run_squarem(
+        statistics_step(lambda p: stats.block_statistics(X, p), 1e-6),
+        start, gain=1e-7, max_steps=3000,
+    )
+    assert general.log_likelihood[0] == pytest.approx(lean.log_likelihood[0], abs=1e-5)
+    assert isinstance(general.batch, Batch)

@@ -202,7 +202,10 @@ def test_statistics_from_responsibilities_consistent(covariance_type):
 # --------------------------------------------------------------------------------------
 def _assert_stats_equal(a: SufficientStatistics, b: SufficientStatistics, rtol=1e-12):
     assert a.covariance_type == b.covariance_type
-    np.testing.assert_array_equal(a.shift, b.shift)
+    if not np.array_equal(a.shift, b.shift):
+        # A block of a row or two has new variances of 0, below the rounding of moments
+        # about the centre: it is redone about the means. Compare about the same points.
+        a = a.moved_to(b.shift)
     for name in ("nk", "s1", "s2"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.shape == y.shape, name

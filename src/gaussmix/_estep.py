@@ -57,6 +57,9 @@ _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
 # factor is at most 1 + reach^2; a larger one means the new means or variances moved far
 # (a poor start, a collapsing component).
 _QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.0}
+# A new variance from the quadratic moments must exceed its rounding error, about
+# eps * E[(x_i - c_i)^2], this many times over (relative error below 1e-3).
+_NEW_VARIANCE_NOISE = 1024.0
 # Rows per piece of the quadratic products when there are many features: small enough for
 # OpenBLAS's small-matrix kernels (no packing) at D = 32, K = 16. Measured on this
 # project's machine (full-32d, one core): 96 rows 100 ms per iteration, 128 rows 140 ms,
@@ -84,11 +87,14 @@ class Moments(NamedTuple):
     s2: np.ndarray
 
 
-def make_estep(params, dtype, exact: bool = False) -> EStep:
+def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     """The E-step for ``params`` with blocks of ``dtype``.
 
     ``exact``: moments about the components' means and log-densities without the quadratic
-    features' rounding (redone iterations, float32 predictions).
+    features' rounding (redone iterations, float32 predictions). ``about`` (K, D): the
+    points the residual E-step (diagonal and scalar precisions, exact) takes its moments
+    about, by default the means; the new means of a first pass make it the two-pass form.
+    The whitening E-steps take theirs about the means.
     """
     precision_form, statistic = FAMILY_FORMS[params.covariance_type]
     work = np.dtype(dtype)
@@ -98,7 +104,7 @@ def make_estep(params, dtype, exact: bool = False) -> EStep:
     reach = _reach(params, precision_form, work)
     if precision_form in ("diagonal", "scalar"):
         if exact:
-            return ResidualEStep(params, np.dtype(np.float64), statistic)
+            return ResidualEStep(params, np.dtype(np.float64), statistic, about)
         # The quadratic rounding is eps * reach^2: harmless in float64 (a block whose
         # moments cancel anyway is redone, see accurate); float32 only within its reach.
         if work == np.float32 and reach > _QUADRATIC_REACH[work]:
@@ -233,6 +239,13 @@ class EStep:
     def moments(self) -> Moments:
         """The accumulated moments in data coordinates."""
         raise NotImplementedError
+
+    def new_means(self) -> np.ndarray:
+        """The means the M-step will take from these moments (old ones where N_k = 0)."""
+        shift, nk, s1, _ = self.moments()
+        used = nk > 0
+        moved = shift + s1 / np.where(used, nk, 1.0)[:, None]
+        return np.where(used[:, None], moved, self.means)
 
 
 # --------------------------------------------------------------------------------------
@@ -468,12 +481,16 @@ class QuadraticEStep(EStep):
         """Whether the variances E[u_i^2] - E[u_i]^2 the M-step takes from these moments
         keep the working precision.
 
-        They lose a factor E[u_i^2] / Var[u_i] of relative precision. The factor is
-        measured against the variances of the parameters in use (so that a block of a few
-        rows, whose own variance may be tiny, is judged like the whole) and against the
-        new variances where a component has at least two points' weight (a collapsing
-        component: the new variance may be far below the old one, or cancel to below 0),
-        and accepted up to ``_QUADRATIC_CANCELLATION``.
+        Their rounding error is about eps * E[u_i^2], a relative error of eps times the
+        cancellation factor E[u_i^2] / Var[u_i]. Two checks:
+
+        * against the variances of the parameters in use (so that a block of a few rows,
+          whose own variance may be tiny, is judged like the whole): a factor up to
+          ``_QUADRATIC_CANCELLATION``;
+        * against the new variances themselves: each must exceed its rounding error
+          ``_NEW_VARIANCE_NOISE`` times over. A component collapsing onto a point far
+          from the centre fails it (its variance could come out negative, scikit-learn
+          issue 18216); its moments are then redone about the means, which is exact.
         """
         _, nk, s1, s2 = self.moments()
         used = nk > 0
@@ -482,18 +499,19 @@ class QuadraticEStep(EStep):
         if self.statistic == "full":
             s2 = np.diagonal(s2, axis1=1, axis2=2)
         nk, s1, s2 = nk[used], s1[used], s2[used]
-        per_point = nk[:, None] if s2.ndim == 2 else nk
-        second = s2 / per_point
         mean_sq = s1**2 / nk[:, None]
         if s2.ndim == 1:
             mean_sq = mean_sq.sum(axis=1)
-        new_variances = (s2 - mean_sq) / per_point
-        yardstick = self._variances[used]
-        heavy = (nk >= 2.0)[:, None] if s2.ndim == 2 else nk >= 2.0
-        yardstick = np.where(heavy, np.minimum(yardstick, new_variances), yardstick)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = second / yardstick
-        return bool(np.all((factor >= 0) & (factor <= _QUADRATIC_CANCELLATION[self.dtype])))
+        else:
+            nk = nk[:, None]
+        second = s2 / nk
+        new_variances = second - mean_sq / nk
+        noise = _NEW_VARIANCE_NOISE * np.finfo(self.dtype).eps * second
+        factor = second / self._variances[used]
+        return bool(
+            np.max(factor) <= _QUADRATIC_CANCELLATION[self.dtype]
+            and np.all(new_variances > noise)
+        )
 
 
 def _feature_pairs(n_features):
@@ -517,36 +535,40 @@ def _feature_pairs(n_features):
 # Residuals about the means, diagonal and scalar precisions: the two-pass form
 # --------------------------------------------------------------------------------------
 class ResidualEStep(EStep):
-    """Residuals e_k = x - mu_k for every component, one component at a time.
+    """Residuals x - mu_k for every component, one component at a time.
 
-    log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 sum_i (l_ki e_ki)^2, and the
-    moments sum_n r_nk e_k, sum_n r_nk e_k^2 (diagonal; trace: summed over i) are about
-    the current means: no cancellation, whatever the distance of a component from the
-    others or the smallness of its variance (scikit-learn's two-pass form). Used in
-    float64 when the quadratic features' moments would cancel, and for float32
-    predictions. K passes over the (D, n) block; no (K, D, n) workspace.
+    log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 sum_i (l_ki (x_i - mu_ki))^2.
+    The moments sum_n r_nk e_k and sum_n r_nk e_k^2 (diagonal; trace: summed over i) are
+    of the residuals e_k = x - a_k about the points ``about`` (a_k, default the means).
+    About the new means of a first pass (what :func:`gaussmix.stats.block_statistics`
+    does when the quadratic moments cancel) this is the two-pass form: sums of
+    non-negative terms, sum_n r_nk e_k ~ 0, so the M-step's variances cancel nothing and
+    are never negative, whatever the distance of a component from the others or the
+    smallness of its variance (a component collapsing onto a row). Always float64. Also
+    gives the float32 predictions. K passes over the (D, n) block; no (K, D, n) workspace.
     """
 
     mode = "residual"
     accumulators = ("nk", "sum_residuals", "sum_squares")
 
-    def __init__(self, params, dtype, statistic):
+    def __init__(self, params, dtype, statistic, about=None):
         super().__init__(params, dtype, statistic)
         K, D = self.n_components, self.n_features
         scale = self.prec_chol if self.precision_form == "diagonal" else self.prec_chol[:, None]
         self.scale = np.broadcast_to(scale, (K, D)).astype(self.dtype)[:, :, None]
         self.means_w = self.means.astype(self.dtype)[:, :, None]  # (K, D, 1)
+        self.about = self.means if about is None else np.asarray(about, dtype=np.float64)
+        self.about_w = self.about.astype(self.dtype)[:, :, None]
         self.nk = np.zeros(K)
         self.sum_residuals = np.zeros((K, D))
         self.sum_squares = np.zeros((K, D)) if statistic == "diagonal" else np.zeros(K)
 
-    def _residual(self, data, k, n):
-        """x - mu_k for the transposed block ``data`` (D, n), in a reused buffer."""
+    def _residual(self, data, points, n):
+        """data - points for the transposed block ``data`` (D, n), in a reused buffer."""
         key = ("e", n)
         if key not in self._buffers:
             self._buffers[key] = np.empty((self.n_features, n), self.dtype)
-        out = self._buffers[key]
-        return np.subtract(data, self.means_w[k], out=out)
+        return np.subtract(data, points, out=self._buffers[key])
 
     def log_prob(self, Xb):
         """(log_dens (K, n), the block transposed (D, n))."""
@@ -554,7 +576,7 @@ class ResidualEStep(EStep):
         n = data.shape[1]
         log_dens = self._kn(n)[0]
         for k in range(self.n_components):
-            y = self._residual(data, k, n)
+            y = self._residual(data, self.means_w[k], n)
             y *= self.scale[k]
             np.einsum("dn,dn->n", y, y, out=log_dens[k])
         log_dens *= -0.5
@@ -565,7 +587,7 @@ class ResidualEStep(EStep):
         n = data.shape[1]
         self.nk += resp.sum(axis=1, dtype=np.float64)
         for k in range(self.n_components):
-            e = self._residual(data, k, n)
+            e = self._residual(data, self.about_w[k], n)
             self.sum_residuals[k] += e @ resp[k]
             e *= e
             if self.statistic == "diagonal":
@@ -574,7 +596,7 @@ class ResidualEStep(EStep):
                 self.sum_squares[k] += np.sum(e @ resp[k])
 
     def moments(self) -> Moments:
-        return Moments(self.means.copy(), self.nk.copy(), self.sum_residuals.copy(),
+        return Moments(self.about.copy(), self.nk.copy(), self.sum_residuals.copy(),
                        self.sum_squares.copy())
 
 

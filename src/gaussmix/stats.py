@@ -310,9 +310,11 @@ def block_statistics(
         # The moments would lose too much precision: a float32 mean moved more than 10
         # of its standard deviations in one step (a poor start), or the moments about
         # the centre cancel (a component narrow for its distance from the others, or
-        # collapsing). Redo this rare iteration in float64, with moments about the means.
+        # collapsing). Redo this rare iteration in float64, with moments about the means:
+        # for diag and spherical, about the new means this pass found (two-pass form).
         estep = _estep_over(
-            X, params, sample_weight, np.dtype(np.float64), block_size, executor, exact=True
+            X, params, sample_weight, np.dtype(np.float64), block_size, executor,
+            exact=True, about=estep.new_means(),
         )
     return _statistics(estep, params)
 
@@ -335,11 +337,14 @@ def _row_blocks(X, params, dtype, block_size):
     return list(_blocks(X.shape[0], block_size))
 
 
-def _estep_over(X, params, sample_weight, dtype, block_size, executor=None, exact=False):
+def _estep_over(
+    X, params, sample_weight, dtype, block_size, executor=None, exact=False, about=None
+):
+    """The E-step of every block of X, merged over the threads (see make_estep)."""
     blocks = _row_blocks(X, params, dtype, block_size)
 
     def run(part):
-        estep = make_estep(params, dtype, exact)
+        estep = make_estep(params, dtype, exact, about)
         for rows in part:
             wb = None if sample_weight is None else sample_weight[rows]
             estep.accumulate(X[rows].astype(dtype, copy=False), wb)

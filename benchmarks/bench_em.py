@@ -134,6 +134,7 @@ class Row:
 def make_rows(quick: bool) -> list[Row]:
     """Return the benchmark rows (tiny sizes when ``quick``)."""
     big, mid, hd = (1_000_000, 100_000, 20_000) if not quick else (20_000, 4_000, 1_000)
+    wide, wider = (50_000, 30_000) if not quick else (1_500, 1_200)  # D = 64, 96
     mem = 10_000_000 if not quick else 50_000
     gi, si = ((1, 11), (1, 4)) if not quick else ((1, 3), (1, 3))
     rows = [
@@ -143,7 +144,12 @@ def make_rows(quick: bool) -> list[Row]:
         Row("tied-32d", "fit", mid, 32, 16, "tied", "f64"),
         Row("diag-32d", "fit", mid, 32, 16, "diag", "f64"),
         Row("spherical-32d", "fit", mid, 32, 16, "spherical", "f64"),
+        Row("full-64d", "fit", wide, 64, 8, "full", "f64"),
+        Row("full-64d-f32", "fit", wide, 64, 8, "full", "f32"),
+        Row("full-96d", "fit", wider, 96, 8, "full", "f64"),
+        Row("full-96d-f32", "fit", wider, 96, 8, "full", "f32"),
         Row("full-128d", "fit", hd, 128, 8, "full", "f64"),
+        Row("full-128d-f32", "fit", hd, 128, 8, "full", "f32"),
         Row("full-32d-f32", "fit", mid, 32, 16, "full", "f32"),
         Row("full-2d-f32", "fit", big, 2, 8, "full", "f32"),
         Row("predict", "predict", big, 2, 8, "full", "f64", note="predict_proba, s/call"),

@@ -617,6 +617,13 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
     return derived
 
 
+def _of_matmul(d: dict) -> float | None:
+    """A row's GFLOP/s (by the flop model) as a fraction of the matmul rate beside it."""
+    if d["gflops"] is None or not d["matmul"]:
+        return None
+    return d["gflops"] / d["matmul"]
+
+
 def combine_rounds(per_round: list[list[dict]]) -> list[dict]:
     """One derived row per row from several rounds: medians, and the median ratio.
 
@@ -750,10 +757,10 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
                  "the machine's matmul rate.")
     lines.append("")
     hdr = (f"| row | N | D | K | covariance | dtype | {cand_name} s/iter | sklearn s/iter | "
-           f"ratio | {cand_name} GFLOP/s | matmul GFLOP/s | {cand_name} peak RSS | "
+           f"ratio | of matmul | {cand_name} GFLOP/s | matmul GFLOP/s | {cand_name} peak RSS | "
            f"sklearn peak RSS | dLB |")
     lines.append(hdr)
-    lines.append("|" + "---|" * 14)
+    lines.append("|" + "---|" * 15)
     for d in derived:
         n_str = f"{d['n']:.0e}".replace("e+0", "e")
         c_sec = fmt_s(d["cand_sec"]) if not d["cand_error"] else "error"
@@ -765,8 +772,9 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
             "full, predict_proba (s/call)" if d["kind"] == "predict" else "full, 1 fit (s/iter)")
         lines.append(
             f"| {d['name']} | {n_str} | {d['d']} | {d['k']} | {cov} | {d['dtype']} | {c_sec} | "
-            f"{s_sec} | {fmt(d['ratio'], '.1f', 'x')} | {fmt(d['gflops'], '.3g')} | "
-            f"{fmt(d['matmul'], '.0f')} | {fmt(d['cand_rss'], '.0f', ' MB')} | "
+            f"{s_sec} | {fmt(d['ratio'], '.1f', 'x')} | {fmt(_of_matmul(d), '.2f')} | "
+            f"{fmt(d['gflops'], '.3g')} | {fmt(d['matmul'], '.0f')} | "
+            f"{fmt(d['cand_rss'], '.0f', ' MB')} | "
             f"{fmt(d['sk_rss'], '.0f', ' MB') if not d['sk_skipped'] else 'skipped'} | "
             f"{fmt(d['dlb'], '.1e')} |")
     lines.append("")

@@ -138,6 +138,7 @@ class Row:
 def make_rows(quick: bool) -> list[Row]:
     """Return the benchmark rows (tiny sizes when ``quick``)."""
     big, mid, hd = (1_000_000, 100_000, 20_000) if not quick else (20_000, 4_000, 1_000)
+    wide, wider = (50_000, 30_000) if not quick else (1_500, 1_200)  # D = 64, 96
     mem = 10_000_000 if not quick else 50_000
     gi, si = ((1, 11), (1, 4)) if not quick else ((1, 3), (1, 3))
     rows = [
@@ -147,7 +148,12 @@ def make_rows(quick: bool) -> list[Row]:
         Row("tied-32d", "fit", mid, 32, 16, "tied", "f64"),
         Row("diag-32d", "fit", mid, 32, 16, "diag", "f64"),
         Row("spherical-32d", "fit", mid, 32, 16, "spherical", "f64"),
+        Row("full-64d", "fit", wide, 64, 8, "full", "f64"),
+        Row("full-64d-f32", "fit", wide, 64, 8, "full", "f32"),
+        Row("full-96d", "fit", wider, 96, 8, "full", "f64"),
+        Row("full-96d-f32", "fit", wider, 96, 8, "full", "f32"),
         Row("full-128d", "fit", hd, 128, 8, "full", "f64"),
+        Row("full-128d-f32", "fit", hd, 128, 8, "full", "f32"),
         Row("full-32d-f32", "fit", mid, 32, 16, "full", "f32"),
         Row("full-2d-f32", "fit", big, 2, 8, "full", "f32"),
         Row("predict", "predict", big, 2, 8, "full", "f64", note="predict_proba, s/call"),
@@ -655,6 +661,13 @@ def derive(rows: list[Row], results: dict, matmul: dict) -> list[dict]:
     return derived
 
 
+def _of_matmul(d: dict) -> float | None:
+    """A row's GFLOP/s (by the flop model) as a fraction of the matmul rate beside it."""
+    if d["gflops"] is None or not d["matmul"]:
+        return None
+    return d["gflops"] / d["matmul"]
+
+
 def combine_rounds(per_round: list[list[dict]]) -> list[dict]:
     """One derived row per row from several rounds: medians, and the median ratio.
 
@@ -802,11 +815,11 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
                  "dense / implemented; the rate targets are judged by the implemented count.")
     lines.append("")
     hdr = (f"| row | N | D | K | covariance | dtype | {cand_name} s/iter | sklearn s/iter | "
-           f"ratio | {cand_name} GFLOP/s (dense / implemented) | matmul GFLOP/s | "
+           f"ratio | of matmul | {cand_name} GFLOP/s (dense / implemented) | matmul GFLOP/s | "
            f"{cand_name} peak RSS | "
            f"sklearn peak RSS | dLB |")
     lines.append(hdr)
-    lines.append("|" + "---|" * 14)
+    lines.append("|" + "---|" * 15)
     for d in derived:
         n_str = f"{d['n']:.0e}".replace("e+0", "e")
         c_sec = fmt_s(d["cand_sec"]) if not d["cand_error"] else "error"
@@ -818,8 +831,9 @@ def render(info: dict, rows: list[Row], derived: list[dict], matmul: dict, args,
             "full, predict_proba (s/call)" if d["kind"] == "predict" else "full, 1 fit (s/iter)")
         lines.append(
             f"| {d['name']} | {n_str} | {d['d']} | {d['k']} | {cov} | {d['dtype']} | {c_sec} | "
-            f"{s_sec} | {fmt(d['ratio'], '.1f', 'x')} | {gflops_cell(d)} | "
-            f"{fmt(d['matmul'], '.0f')} | {fmt(d['cand_rss'], '.0f', ' MB')} | "
+            f"{s_sec} | {fmt(d['ratio'], '.1f', 'x')} | {fmt(_of_matmul(d), '.2f')} | "
+            f"{gflops_cell(d)} | {fmt(d['matmul'], '.0f')} | "
+            f"{fmt(d['cand_rss'], '.0f', ' MB')} | "
             f"{fmt(d['sk_rss'], '.0f', ' MB') if not d['sk_skipped'] else 'skipped'} | "
             f"{fmt(d['dlb'], '.1e')} |")
     lines.append("")

@@ -36,6 +36,7 @@ from gaussmix import (
     m_step,
 )
 from gaussmix import stats as gstats
+from gaussmix._estep import _feature_pairs, _normalize, make_estep
 
 
 # --------------------------------------------------------------------------------------
@@ -202,7 +203,10 @@ def test_statistics_from_responsibilities_consistent(covariance_type):
 # --------------------------------------------------------------------------------------
 def _assert_stats_equal(a: SufficientStatistics, b: SufficientStatistics, rtol=1e-12):
     assert a.covariance_type == b.covariance_type
-    np.testing.assert_array_equal(a.shift, b.shift)
+    if not np.array_equal(a.shift, b.shift):
+        # A block of a row or two has new variances of 0, below the rounding of moments
+        # about the centre: it is redone about the means. Compare about the same points.
+        a = a.moved_to(b.shift)
     for name in ("nk", "s1", "s2"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.shape == y.shape, name
@@ -333,14 +337,14 @@ def test_auto_block_size_bounds():
 # The E-step's modes: the quadratic features, their guards, statistics about other shifts
 # --------------------------------------------------------------------------------------
 def _estep(X, params, dtype, exact=False):
-    estep = gstats._EStep(params, np.dtype(dtype), exact)
+    estep = make_estep(params, np.dtype(dtype), exact)
     estep.accumulate(np.asarray(X, dtype=dtype))
     return estep
 
 
 @pytest.mark.parametrize("n_features", range(1, 10))
 def test_quadratic_feature_pairs_cover_the_upper_triangle_once(n_features):
-    rows, cols = gstats._feature_pairs(n_features)
+    rows, cols = _feature_pairs(n_features)
     pairs = sorted(tuple(sorted(p)) for p in zip(rows.tolist(), cols.tolist(), strict=True))
     expected = [(i, j) for i in range(n_features) for j in range(i, n_features)]
     assert pairs == expected
@@ -355,21 +359,21 @@ def test_quadratic_mode_matches_exact_mode(covariance_type, weighted):
     rng = np.random.default_rng(22)
     X = 50.0 + rng.normal(0, 2.0, (N, D))
     sw = rng.uniform(0, 3, N) if weighted else None
-    quadratic = gstats._EStep(params, np.dtype(np.float64))
+    quadratic = make_estep(params, np.dtype(np.float64))
     assert quadratic.mode == "quadratic"
     quadratic.accumulate(X, sw)
     if covariance_type == "full":
-        exact = gstats._EStep(params, np.dtype(np.float64), exact=True)
+        exact = make_estep(params, np.dtype(np.float64), exact=True)
         assert exact.mode == "stacked"
         exact.accumulate(X, sw)
-        reference = exact.statistics()
+        reference = gstats._statistics(exact, params)
     else:  # the naive statistics of the naive responsibilities
         p, resp = naive_posterior(X, params.weights, params.means,
                                   _full(params.covariances, covariance_type, K, D))
         reference = gstats.statistics_from_responsibilities(
             X, resp, covariance_type, shift=X[0], sample_weight=sw)
         reference.log_likelihood = float(np.sum(np.log(p) * (1.0 if sw is None else sw)))
-    got = quadratic.statistics()
+    got = gstats._statistics(quadratic, params)
     assert not np.array_equal(got.shift, reference.shift)
     _assert_stats_equal(got.moved_to(reference.shift), reference, rtol=1e-10)
     new_a, new_b = m_step(got), m_step(reference)
@@ -383,12 +387,12 @@ def test_quadratic_mode_with_many_features_in_pieces(dtype, block_size):
     K, D, N = 6, 16, 1000
     params = _random_parameters("full", K, D, seed=31)
     X = np.random.default_rng(32).normal(0, 1.5, (N, D)).astype(dtype)
-    fast = gstats._EStep(params.astype(dtype), np.dtype(dtype))
+    fast = make_estep(params.astype(dtype), np.dtype(dtype))
     assert fast.mode == "quadratic" and fast.coef.shape[1] >= 128
     got = block_statistics(X, params.astype(dtype), block_size=block_size)
-    exact = gstats._EStep(params, np.dtype(np.float64), exact=True)
+    exact = make_estep(params, np.dtype(np.float64), exact=True)
     exact.accumulate(X.astype(np.float64))
-    reference = exact.statistics()
+    reference = gstats._statistics(exact, params)
     rtol = 1e-10 if dtype == np.float64 else 2e-4
     _assert_stats_equal(got.moved_to(reference.shift), reference, rtol=rtol)
     np.testing.assert_allclose(m_step(got).covariances, m_step(reference).covariances,
@@ -420,13 +424,13 @@ def test_quadratic_mode_only_within_its_reach(dtype):
     means[0] += {np.float64: 5e4, np.float32: 500.0}[dtype]  # 1e3 / 40 reach, overstepped
     cov = np.stack([np.eye(D)] * K)
     params = MixtureParameters.from_covariances("full", np.full(K, 1 / K), means, cov)
-    mode = gstats._EStep(params, np.dtype(dtype)).mode
+    mode = make_estep(params, np.dtype(dtype)).mode
     assert mode == {np.float64: "stacked", np.float32: "centred"}[dtype]
     params.means[0] -= means[0] - 10.0  # now well within the reach
-    assert gstats._EStep(params, np.dtype(dtype)).mode == "quadratic"
+    assert make_estep(params, np.dtype(dtype)).mode == "quadratic"
     # too few components for the features to pay: whitening
     wide = MixtureParameters.from_covariances("full", np.ones(1), np.zeros((1, 8)), np.eye(8)[None])
-    assert gstats._EStep(wide, np.dtype(dtype)).mode == "stacked"
+    assert make_estep(wide, np.dtype(dtype)).mode == "stacked"
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
@@ -456,14 +460,14 @@ def test_quadratic_mode_rows_far_from_every_component(covariance_type, dtype):
     K, D = 3, 2
     params = _random_parameters(covariance_type, K, D, seed=28).astype(dtype)
     X = np.array([[0.1, 0.2], [300.0, -200.0], [-5e3, 40.0], [1.0, -1.0]], dtype=dtype)
-    estep = gstats._EStep(params, np.dtype(dtype))
+    estep = make_estep(params, np.dtype(dtype))
     assert estep.mode == "quadratic"
     log_prob, _ = estep.log_prob(X)
     resp, log_norm = estep.normalize(log_prob.copy())
     p64 = params.astype(np.float64)
     _, naive_resp = naive_posterior(X.astype(np.float64)[[0, 3]], p64.weights, p64.means,
                                     _full(p64.covariances, covariance_type, K, D))
-    exact = gstats._EStep(p64, np.dtype(np.float64), exact=covariance_type == "full")
+    exact = make_estep(p64, np.dtype(np.float64), exact=covariance_type == "full")
     lp64, _ = exact.log_prob(X.astype(np.float64))
     resp64, log_norm64 = exact.normalize(lp64)
     assert np.all(np.isfinite(log_norm)) and np.all(np.isfinite(resp))
@@ -493,7 +497,7 @@ def test_float64_exp_arguments_below_the_underflow_are_harmless():
     """Raising arguments below -700 to -700 changes no float64 responsibility."""
     log_prob = np.array([[0.0, -10.0, -800.0], [-750.0, -10.5, -801.0], [-2e4, -3000.0, -0.5]])
     clipped = log_prob.copy()
-    gstats._normalize(clipped)
+    _normalize(clipped)
     exact = np.exp(log_prob - log_prob.max(axis=0))
     exact /= exact.sum(axis=0)
     np.testing.assert_allclose(clipped, exact, rtol=1e-15, atol=1e-300)

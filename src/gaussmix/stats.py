@@ -16,7 +16,7 @@ cluster. :func:`m_step` turns summed statistics into new parameters.
 
 The moments are centred: about the mixture mean ``sum_k pi_k mu_k`` when the E-step runs
 on quadratic features (diag, spherical, and full while that is accurate and pays, see
-``_EStep``), else about the components' current means (free, from the whitened residuals
+:mod:`gaussmix._estep`), else about the components' current means (free, from the whitened residuals
 the E-step computes anyway). The M-step then uses
 the exact identity ``sum r (x-mu)(x-mu)^T = s2 - nk d d^T`` with ``d = s1 / nk``, where
 ``d`` is small, instead of the textbook ``E[x x^T] - mu mu^T`` that cancels catastrophically
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import families
-from ._covariance import log_det_cholesky
+from ._estep import make_estep
 
 __all__ = [
     "MixtureParameters",
@@ -62,9 +62,6 @@ __all__ = [
     "statistics_from_responsibilities",
     "statistics_of_rows",
 ]
-
-_LOG_2PI = np.log(2.0 * np.pi)
-
 
 # --------------------------------------------------------------------------------------
 # Parameters and statistics
@@ -246,585 +243,14 @@ class SufficientStatistics:
 
 
 # --------------------------------------------------------------------------------------
-# The E-step, family by family
+# The E-step of whole arrays, block by block (the per-block work: gaussmix._estep)
 # --------------------------------------------------------------------------------------
-# The additive accumulators of each E-step mode (see _EStep).
-_ACCUMULATORS = {
-    "stacked": ("M", "nk"),
-    "centred": ("M", "nk"),
-    "pooled": ("sy0", "G", "nk"),
-    "quadratic": ("G",),
-}
-
-# Largest whitened distance |L_k^T (mu_k - c)| of a mean from the centre c for which the
-# quadratic mode is used, per working dtype: its rounding grows like eps * distance^2.
-_QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
-# Largest cancellation factor max_{k,i} E_k[(x_i - c_i)^2] / Var_k[x_i] accepted from a
-# quadratic-mode E-step (relative error of the variances ~ eps * factor). Within the
-# reach the factor is at most 1 + reach^2; a larger one means the new means or
-# variances moved far (a poor start, a collapsing component).
-_QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.0}
-# Rows per piece of the quadratic mode's products when there are many features: small
-# enough for OpenBLAS's small-matrix kernels (no packing) at D = 32, K = 16. Measured on
-# this project's machine (full-32d, one core): 96 rows 100 ms per iteration, 128 rows
-# 140 ms, unpieced 118 ms.
-_PIECE = 96
-# The products run in pieces from this many features on (F = 153 at D = 16).
-_PIECES_FROM_FEATURES = 128
-
-
-def _centre(weights, means, dtype):
-    """The mixture mean sum_k pi_k mu_k rounded to ``dtype``, as float64.
-
-    The very same number is subtracted from the data and from the means.
-    """
-    return (weights @ means).astype(dtype).astype(np.float64)
-
-
-def _pieces(a, piece):
-    """View of a (rows, n) array, n a multiple of ``piece``, as (n / piece, rows, piece)."""
-    return a.reshape(a.shape[0], -1, piece).transpose(1, 0, 2)
-
-
-# Rows summed by one float32 product of the quadratic mode's M-step.
-_FLOAT32_SUM = 2048
-
-
-class _EStep:
-    """The E-step under fixed parameters, applied block after block.
-
-    Holds the per-iteration constants of the log-densities, reused workspace buffers
-    (fresh multi-megabyte temporaries cost page faults on every block) and float64
-    accumulators of the statistics.
-
-    Layout: component-major. Log-probabilities and responsibilities are (K, n), so every
-    heavy step is a matrix product on contiguous operands and every reduction runs over
-    contiguous rows. Everything is centred on c, the mixture mean sum_k pi_k mu_k rounded
-    to the working dtype (the shift applied to the data and to the means is the very same
-    number).
-
-    One of four modes computes the log-densities and the moments:
-
-    ``quadratic`` (diag and spherical always; full while D + 2 <= 4 K and every mean
-    lies within 1000 (float64) or 40 (float32) of its standard deviations of c)
-        With u = x - c, m_k = mu_k - c and the precision P_k = L_k L_k^T,
-        log pi_k + log N(x | mu_k, Sigma_k) = a_k + b_k.u - 1/2 u^T P_k u, with
-        b_k = P_k m_k and a_k = log_const_k - 1/2 m_k.b_k. The quadratic form is linear in
-        the features q(u) = (1, u, u_i u_j for i <= j) (diag: u_i^2; spherical: |u|^2),
-        so one product of a (K, F) coefficient matrix with the (F, n) features gives every
-        log-density, and one product of the responsibilities with the same features gives
-        every moment sum_n r_nk q(u_n) = (N_k, s1_k, s2_k) about c. F = 1 + D + D(D+1)/2
-        for full: about half the arithmetic of whitening (x - mu_k) per component and
-        scattering it again, since q holds each product u_i u_j once. Rounding grows like
-        eps * (whitened distance from c)^2, hence the reach limits; the statistics report
-        their cancellation factor (see :meth:`accurate`) and a block whose moments would
-        lose too much is redone in an exact mode.
-    ``stacked`` (full otherwise: float64, and float32 while the means lie within 100 sd of c)
-        Whitened residuals y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product
-        for all components (rounding ~ eps |L_k^T (x - c)|).
-    ``centred`` (tied float32, and full float32 with a mean far from the others)
-        y_k = L_k^T (x - mu_k), each mean subtracted first, so a cluster far from the
-        others keeps its precision (x and mu_k are close: their difference is exact).
-
-    Both whitening modes carry a row of ones under the residuals, z_nk = (y_nk, 1),
-    produced by the same product. One product per component, M_k = sum_n r_nk z z^T,
-    then holds W_k = sum_n r_nk y y^T, sy_k = sum_n r_nk y and N_k: moments about the
-    current means, mapped back to data coordinates once per iteration.
-    ``pooled`` (tied, float64)
-        One shared whitening y0 = L^T (x - c), m_k = L^T (mu_k - c):
-        ||y0 - m_k||^2 = |y0|^2 - 2 m_k.y0 + |m_k|^2, and the moments follow from
-        G = sum_n (sum_k r_nk) y0 y0^T and sy0_k = sum_n r_nk y0 (see ``_whitened_moments``): one
-        D x D product per block instead of K.
-    """
-
-    def __init__(self, params: MixtureParameters, dtype, exact: bool = False):
-        t = params.covariance_type
-        n_components, n_features = params.means.shape
-        weights = np.asarray(params.weights, dtype=np.float64)
-        means = np.asarray(params.means, dtype=np.float64)
-        prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
-        work = np.dtype(dtype)
-        # log pi_k + log N(x | mu_k, Sigma_k) = log_const_k - 1/2 ||y_k||^2 with
-        # log_const_k = log pi_k - D/2 log(2 pi) + log det L_k   (MATH.md section 2:
-        # Sigma^-1 = L L^T, so |Sigma|^-1/2 = det L).
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(weights)
-        log_const = -0.5 * n_features * _LOG_2PI + log_det_cholesky(prec_chol, t, n_features)
-        log_const = log_const + log_weights
-        self.mode, work = self._choose_mode(t, work, weights, means, prec_chol, exact)
-        self.covariance_type, self.dtype = t, work
-        self.n_components, self.n_features = n_components, n_features
-        offset = _centre(weights, means, work)
-        self.offset = offset.astype(work)
-        means_c = means - offset
-        self.log_likelihood = 0.0
-        self.weight_sum = 0.0
-        self._buffers = {}
-        if self.mode == "quadratic":
-            self._setup_quadratic(means_c, prec_chol, log_const)
-            self.shift = np.broadcast_to(offset, means.shape)
-            # Per-feature variances of the components (spherical: their sum over the
-            # features), the yardstick of :meth:`accurate`.
-            cov = np.asarray(params.covariances, dtype=np.float64)
-            if t == "full":
-                cov = np.diagonal(cov, axis1=1, axis2=2)
-            self._variances = n_features * cov if t == "spherical" else cov
-            return
-        self.nk = np.zeros(n_components)
-        self.log_const = log_const.astype(work)[:, None]
-        # full and tied: whitened moments about the current means, mapped back once.
-        chol = prec_chol if t == "full" else prec_chol[None]
-        self.inv_chol = np.linalg.inv(chol)  # (K, D, D) or (1, D, D)
-        self.shift = means
-        if self.mode == "pooled":
-            self.chol_t = chol[0].T
-            self.m = means_c @ prec_chol  # m_k = L^T (mu_k - c), (K, D)
-            self.m_sq = np.sum(self.m**2, axis=1)[:, None]
-            self.sy0 = np.zeros((n_components, n_features))
-            self.G = np.zeros((n_features, n_features))
-            return
-        # Augmented whitening A_k = [[L_k^T, -L_k^T (mu_k - c)], [0, 1]]: A_k (x - c, 1)
-        # = (y_k, 1). In centred mode the mean is subtracted beforehand (no offset column).
-        n_chol = chol.shape[0]
-        aug = np.zeros((n_chol, n_features + 1, n_features + 1))
-        aug[:, :n_features, :n_features] = np.swapaxes(chol, 1, 2)
-        aug[:, n_features, n_features] = 1.0
-        if self.mode == "stacked":
-            aug[:, :n_features, n_features] = -np.einsum("kd,kde->ke", means_c, chol)
-            self.chol_t = np.ascontiguousarray(aug.reshape(-1, n_features + 1), dtype=work)
-        else:
-            self.chol_t = np.ascontiguousarray(aug, dtype=work)
-            self.means = means.astype(work)[:, :, None]
-        self.M = np.zeros((n_components, n_features + 1, n_features + 1))
-
-    @staticmethod
-    def _choose_mode(t, work, weights, means, prec_chol, exact):
-        """(mode, working dtype) for these parameters; see the class docstring."""
-        K, D = means.shape
-
-        if t == "tied":
-            return ("pooled" if work == np.float64 else "centred"), work
-        # Largest whitened distance |L_k^T (mu_k - c)| of a mean from the centre.
-        m = means - _centre(weights, means, work)
-        if t == "full":
-            y = np.einsum("kd,kde->ke", m, prec_chol)
-        elif t == "diag":
-            y = m * prec_chol
-        else:
-            y = m * prec_chol[:, None]
-        reach = float(np.sqrt(np.max(np.sum(y**2, axis=1))))
-        if t in ("diag", "spherical"):
-            # No exact alternative is needed in float64 (the cancellation is
-            # eps * distance^2, harmless there); float32 only within its reach.
-            if work == np.float32 and (exact or reach > _QUADRATIC_REACH[work]):
-                work = np.dtype(np.float64)
-            return "quadratic", work
-        if not exact and D + 2 <= 4 * K and reach <= _QUADRATIC_REACH[work]:
-            return "quadratic", work
-        if work == np.float64:
-            return "stacked", work
-        # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the points of
-        # component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while every mean lies
-        # within 100 of its standard deviations of the centre.
-        return ("stacked" if reach < 100.0 else "centred"), work
-
-    def _setup_quadratic(self, means_c, prec_chol, log_const):
-        """Coefficients (K, F) of the features q(u) = (1, u, quadratic terms of u)."""
-        t, D = self.covariance_type, self.n_features
-        if t == "full":
-            prec = prec_chol @ np.swapaxes(prec_chol, 1, 2)
-            rows, cols = _feature_pairs(D)
-            self._pairs = (rows, cols)
-            # u^T P u = sum_i P_ii u_i^2 + 2 sum_{i<j} P_ij u_i u_j
-            quad = -0.5 * prec[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
-            lin = np.einsum("kde,ke->kd", prec, means_c)
-        elif t == "diag":
-            prec = prec_chol**2
-            quad, lin = -0.5 * prec, prec * means_c
-        else:
-            prec = prec_chol**2
-            quad, lin = -0.5 * prec[:, None], prec[:, None] * means_c
-        const = log_const - 0.5 * np.sum(lin * means_c, axis=1)
-        # Every log-density is at most max_k log_const_k (the quadratic form is >= 0):
-        # subtracting it makes exp() of every term <= 1, so the responsibilities need no
-        # per-row maximum; rows where every term underflows are redone (see normalize).
-        finite = np.isfinite(log_const)
-        self.lp_shift = float(np.max(log_const[finite])) if finite.any() else 0.0
-        lowest = -np.finfo(self.dtype).max / 4  # a zero weight: exp() gives exactly 0
-        const = np.where(np.isfinite(const), const - self.lp_shift, lowest)
-        self.coef = np.ascontiguousarray(np.column_stack([const, lin, quad]), dtype=self.dtype)
-        self.G = np.zeros(self.coef.shape[::-1])  # (F, K): sum_n q(u_n) r_nk
-        self._in_pieces = self.coef.shape[1] >= _PIECES_FROM_FEATURES
-        # Below this total the largest of the K terms may be subnormal (lost
-        # precision): redo those rows.
-        self._tiny = 1e-200 if self.dtype == np.float64 else 1e-35
-        self._per_row_maximum = False
-
-    def _workspace(self, n):
-        """Two (K, D + 1, n) buffers; the last row of the data buffer holds ones."""
-        buffers = self._buffers.get(n)
-        if buffers is None:
-            shape = (self.n_components, self.n_features + 1, n)
-            buffers = (np.empty(shape, self.dtype), np.empty(shape, self.dtype))
-            self._buffers[n] = buffers  # at most two sizes: full blocks and the last one
-        return buffers
-
-    def _features(self, n):
-        """The (F, n) features of the quadratic mode (first row: ones) and their buffer.
-
-        For the full family with D even the buffer has D / 2 more rows, after the F:
-        the products are built D rows at a time (see log_prob), the last D / 2 of them
-        repeating pairs already there.
-        """
-        key = ("q", n)
-        if key not in self._buffers:
-            F, D = self.coef.shape[1], self.n_features
-            rows = 1 + D + (D // 2 + 1) * D if self.covariance_type == "full" else F
-            buffer = np.empty((rows, n), self.dtype)
-            buffer[0] = 1.0
-            self._buffers[key] = (buffer[:F], buffer)
-        return self._buffers[key]
-
-    def _kn(self, n):
-        """Two reused (K, n) buffers: the log-probabilities and the responsibilities."""
-        key = ("kn", n)
-        buffers = self._buffers.get(key)
-        if buffers is None:
-            shape = (self.n_components, n)
-            buffers = (np.empty(shape, self.dtype), np.empty(shape, self.dtype))
-            self._buffers[key] = buffers
-        return buffers
-
-    def log_prob(self, Xb):
-        """log pi_k + log N(x_n | mu_k, Sigma_k) of a block, shape (K, n), plus reusables.
-
-        In quadratic mode the values are lowered by the constant ``lp_shift``;
-        :meth:`normalize` accounts for it. The result lives in a buffer of this E-step
-        that the next block overwrites.
-        """
-        Xb = np.asarray(Xb)
-        n = Xb.shape[0]
-        D = self.n_features
-        maha = self._kn(n)[0]
-        if self.mode == "quadratic":
-            Q, buffer = self._features(n)
-            u = Q[1 : D + 1]
-            np.copyto(u, Xb.T)  # a transposing copy, then a contiguous subtraction:
-            u -= self.offset[:, None]  # faster than one subtraction from the strided view
-            if self.covariance_type == "full":
-                # The products u_i u_(i+o mod D), o = 0 .. D/2 (see _feature_pairs):
-                # u times each rotation of u, the rotations being overlapping row ranges
-                # of u written twice over; one call for all of them.
-                twice = self._buffers.get(("u2", n))
-                if twice is None:
-                    twice = self._buffers[("u2", n)] = np.empty((2 * D, n), self.dtype)
-                twice[:D] = u
-                twice[D:] = u
-                step = twice.strides[0]
-                rotations = np.lib.stride_tricks.as_strided(
-                    twice, (D // 2 + 1, D, n), (step, step, twice.strides[1]), writeable=False
-                )
-                products = buffer[D + 1 :].reshape(D // 2 + 1, D, n)
-                np.multiply(u, rotations, out=products)
-            elif self.covariance_type == "diag":
-                np.multiply(u, u, out=Q[D + 1 :])
-            else:
-                np.einsum("dn,dn->n", u, u, out=Q[D + 1])
-            if self._in_pieces:
-                # On pieces of a few dozen rows OpenBLAS takes its small-matrix kernels,
-                # which read the features in place instead of packing a copy first.
-                # One batched call runs them all (no Python call per piece).
-                piece = _PIECE
-                whole = n - n % piece
-                if whole:
-                    np.matmul(
-                        self.coef, _pieces(Q[:, :whole], piece), out=_pieces(maha[:, :whole], piece)
-                    )
-                if whole < n:
-                    np.matmul(self.coef, Q[:, whole:], out=maha[:, whole:])
-            else:
-                np.matmul(self.coef, Q, out=maha)
-            return maha, Q
-        Xb = Xb.astype(self.dtype, copy=False)
-        if self.mode in ("stacked", "centred"):
-            Z, T = self._workspace(n)
-            if self.mode == "centred":
-                np.subtract(np.ascontiguousarray(Xb.T), self.means, out=T[:, :D])
-                T[:, D] = 1.0
-                np.matmul(self.chol_t, T, out=Z)
-            else:
-                data = T[0]  # (D + 1, n): the centred block, transposed, over a row of ones
-                np.subtract(Xb.T, self.offset[:, None], out=data[:D])
-                data[D] = 1.0
-                np.matmul(self.chol_t, data, out=Z.reshape(-1, n))
-            # ||y||^2 = ||(y, 1)||^2 - 1, in one read of Z.
-            np.einsum("kdn,kdn->kn", Z, Z, out=maha)
-            maha -= 1.0
-            extra = Z
-        else:  # pooled
-            Y0 = np.dot(self.chol_t, (Xb - self.offset).T)  # (D, n)
-            np.matmul(self.m, Y0, out=maha)
-            maha *= -2.0
-            maha += np.einsum("dn,dn->n", Y0, Y0)
-            maha += self.m_sq
-            extra = Y0
-        np.maximum(maha, 0.0, out=maha)  # a squared distance: clip rounding below 0
-        maha *= -0.5
-        maha += self.log_const
-        return maha, extra
-
-    def normalize(self, log_prob):
-        """(responsibilities (K, n), log p(x_n) (n,)) from :meth:`log_prob`'s output.
-
-        Both live in buffers of this E-step (the responsibilities may overwrite
-        ``log_prob``), valid until the next block.
-        """
-        if self.mode != "quadratic":
-            return log_prob, _normalize(log_prob)
-        if self._per_row_maximum:
-            log_norm = _normalize(log_prob)
-            log_norm += self.lp_shift
-            return log_prob, log_norm
-        n = log_prob.shape[1]
-        resp = self._kn(n)[1]
-        key = ("n", n)
-        if key not in self._buffers:
-            # Row-sized buffers reused block after block: a fresh array of this size is
-            # a new memory mapping, and its page faults serialise the threads.
-            self._buffers[key] = (np.empty(n, self.dtype), np.empty(n, self.dtype),
-                                  np.empty(n, bool))
-        total, log_norm, low = self._buffers[key]
-        # exp of values <= 0 (up to rounding): no overflow, no per-row maximum needed.
-        _exp_clipped(log_prob, out=resp)
-        np.sum(resp, axis=0, out=total)
-        np.less(total, self._tiny, out=low)
-        low = np.flatnonzero(low) if low.any() else None
-        if low is not None:
-            # Rows far from every component: every term underflowed. Redo these with
-            # the per-row maximum.
-            part = log_prob[:, low]
-            log_norm_low = _normalize(part)
-            # Components of very different volumes in many dimensions can put many
-            # rows here; past 5% the per-row maximum everywhere is the faster way.
-            self._per_row_maximum = low.size > 0.05 * n
-            resp[:, low] = part
-            total[low] = 1.0
-        np.log(total, out=log_norm)
-        np.reciprocal(total, out=total)
-        resp *= total
-        if low is not None:
-            log_norm[low] = log_norm_low
-        log_norm += self.lp_shift
-        return resp, log_norm
-
-    def accumulate(self, Xb, wb=None):
-        """Add the statistics of a block (rows Xb, optional weights wb)."""
-        log_prob, extra = self.log_prob(Xb)
-        resp, log_norm = self.normalize(log_prob)
-        if wb is None:
-            self.log_likelihood += float(np.sum(log_norm, dtype=np.float64))
-            self.weight_sum += Xb.shape[0]
-        else:
-            resp *= wb.astype(resp.dtype, copy=False)
-            self.log_likelihood += float(np.dot(wb.astype(np.float64), log_norm))
-            self.weight_sum += float(np.sum(wb, dtype=np.float64))
-        if self.mode == "quadratic":
-            # sum_n r_nk q(u_n) for every k: N_k, s1_k and s2_k in one product, as
-            # (F, n) @ (n, K): the orientation BLAS runs fastest with K small.
-            if self._in_pieces:
-                # Small-matrix kernels again (see log_prob), on pieces of the features
-                # and of the transposed responsibilities, then one float64 sum over the
-                # pieces (so float32 sums run over one piece only).
-                n = resp.shape[1]
-                piece = _PIECE
-                whole = n - n % piece
-                key = ("rt", n)
-                if key not in self._buffers:
-                    self._buffers[key] = (
-                        np.empty((n, self.n_components), self.dtype),
-                        np.empty((whole // piece, *self.G.shape), self.dtype),
-                    )
-                resp_t, products = self._buffers[key]
-                np.copyto(resp_t, resp.T)
-                if whole:
-                    pieces_t = resp_t[:whole].reshape(-1, piece, self.n_components)
-                    np.matmul(_pieces(extra[:, :whole], piece), pieces_t, out=products)
-                    self.G += products.sum(axis=0, dtype=np.float64)
-                if whole < n:
-                    self.G += np.matmul(extra[:, whole:], resp_t[whole:])
-                return
-            if self.dtype == np.float64:
-                # np.dot hands the transposed operand to BLAS as is; matmul copies it
-                # first, a fresh array per block whose page faults serialise the threads.
-                self.G += np.dot(extra, resp.T)
-                return
-            # float32 products sum at most _FLOAT32_SUM rows before the float64
-            # accumulator takes over (rounding of a long float32 sum grows with its
-            # length). Here matmul is the faster: np.dot slows down on column slices.
-            n = resp.shape[1]
-            for start in range(0, n, _FLOAT32_SUM):
-                part = slice(start, start + _FLOAT32_SUM)
-                self.G += np.matmul(extra[:, part], resp[:, part].T)
-            return
-        self.nk += resp.sum(axis=1, dtype=np.float64)
-        if self.mode in ("stacked", "centred"):
-            Z = extra
-            _, T = self._workspace(Z.shape[2])
-            np.multiply(Z, resp[:, None, :], out=T)
-            # sum_n r_nk z_nk z_nk^T for every k: K products (D + 1, n) @ (n, D + 1).
-            self.M += np.matmul(T, np.swapaxes(Z, 1, 2))
-        else:  # pooled
-            Y0 = extra
-            self.sy0 += np.dot(resp, Y0.T)
-            self.G += np.dot(Y0 * resp.sum(axis=0), Y0.T)
-
-    def merge(self, other: _EStep) -> None:
-        """Add another E-step's accumulators (same parameters, other rows) into this one."""
-        for name in _ACCUMULATORS[self.mode]:
-            getattr(self, name).__iadd__(getattr(other, name))
-        self.log_likelihood += other.log_likelihood
-        self.weight_sum += other.weight_sum
-
-    def _whitened_moments(self):
-        """(sy, W): per-component sums of r y and r y y^T in whitened coordinates.
-
-        In pooled mode, with y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and
-        sum_k sum_n r_nk y_k y_k^T = G - sum_k (m_k sy0_k^T + sy0_k m_k^T) + sum_k N_k m_k m_k^T.
-        """
-        if self.mode == "pooled":
-            m = self.m
-            sy = self.sy0 - self.nk[:, None] * m
-            cross = m.T @ self.sy0
-            W = (self.G - cross - cross.T + (m * self.nk[:, None]).T @ m)[None]
-            return sy, W
-        D = self.n_features
-        return self.M[:, :D, D], self.M[:, :D, :D]
-
-    def _quadratic_moments(self):
-        """(N_k, s1, s2) about c from the quadratic mode's feature sums."""
-        D, G = self.n_features, self.G.T
-        nk, s1, quad = G[:, 0].copy(), G[:, 1 : D + 1].copy(), G[:, D + 1 :]
-        if self.covariance_type == "full":
-            rows, cols = self._pairs
-            s2 = np.empty((len(nk), D, D))
-            s2[:, rows, cols] = quad
-            s2[:, cols, rows] = quad
-        elif self.covariance_type == "diag":
-            s2 = quad.copy()
-        else:
-            s2 = quad[:, 0].copy()
-        return nk, s1, s2
-
-    def accurate(self) -> bool:
-        """Whether the accumulated moments kept the working precision's accuracy.
-
-        Quadratic mode: the moments are about the centre c, so the M-step's variances,
-        E[u_i^2] - E[u_i]^2, lose a factor E[u_i^2] / Var[u_i] of relative precision.
-        That factor is measured against the variances of the parameters in use (so that
-        a block of a few rows, whose own variance may be tiny, is judged like the whole)
-        and accepted up to ``_QUADRATIC_CANCELLATION``. float32 whitening modes: a mean
-        may move at most 10 of its standard deviations (moments about the old means
-        cancel beyond that).
-        """
-        if self.mode == "quadratic":
-            nk, _, s2 = self._quadratic_moments()
-            used = nk > 0
-            if not used.any():
-                return True
-            if self.covariance_type == "full":
-                s2 = np.diagonal(s2, axis1=1, axis2=2)
-            second = s2[used] / (nk[used][:, None] if s2.ndim == 2 else nk[used])
-            factor = second / self._variances[used]
-            return bool(np.max(factor) <= _QUADRATIC_CANCELLATION[self.dtype])
-        if self.dtype == np.float32:
-            return self.max_whitened_shift() <= 10.0
-        return True
-
-    def max_whitened_shift(self) -> float:
-        """Largest move of a mean, in standard deviations of its component (full, tied)."""
-        sy, _ = self._whitened_moments()
-        nk = np.where(self.nk > 0, self.nk, 1.0)
-        return float(np.sqrt(np.max(np.sum(sy**2, axis=1) / nk**2)))
-
-    def statistics(self) -> SufficientStatistics:
-        """The accumulated statistics, moments in data coordinates."""
-        if self.mode == "quadratic":
-            nk, s1, s2 = self._quadratic_moments()
-        else:
-            nk = self.nk.copy()
-            sy, W = self._whitened_moments()
-            # Back from whitened coordinates: x - mu_k = L_k^-T y_k.
-            D = self.n_features
-            inv = np.broadcast_to(self.inv_chol, (W.shape[0], D, D))
-            s1 = np.einsum("kd,kde->ke", sy, np.broadcast_to(self.inv_chol, (len(sy), D, D)))
-            s2 = np.swapaxes(inv, 1, 2) @ W @ inv
-            if self.covariance_type == "tied":
-                s2 = s2.sum(axis=0)
-        return SufficientStatistics(
-            self.covariance_type,
-            np.array(self.shift, dtype=np.float64),
-            nk,
-            s1,
-            s2,
-            self.log_likelihood,
-            self.weight_sum,
-        )
-
-
-def _feature_pairs(n_features):
-    """(i, j) of the quadratic features u_i u_j of the full family, in the order built.
-
-    Every unordered pair once: for o = 0 .. D/2, the pairs (i, i + o mod D), i < D (only
-    i < D/2 for o = D/2 when D is even, the other half being the same pairs). Rotations
-    build them in D/2 + 1 vectorised products instead of D row by row.
-    """
-    D = n_features
-    rows, cols = [], []
-    for o in range(D // 2 + 1):
-        m = D if 2 * o < D else D // 2
-        i = np.arange(m)
-        rows.append(i)
-        cols.append((i + o) % D)
-    return np.concatenate(rows), np.concatenate(cols)
-
-
-def _exp_clipped(values, out):
-    """exp(values) for values <= 0, with float64 arguments below -700 raised to -700.
-
-    NumPy's float64 exp is 4-6 times slower on arguments that underflow (below about
-    -708) than on others. Terms of exp(-700) = 1e-304 next to a total >= 1e-200 (see
-    ``normalize``) or >= 1 (after subtracting the row maximum) change nothing at
-    float64 precision, so raising them first is free of error and of that slow path.
-    float32 exp has no such slow path.
-    """
-    if values.dtype == np.float64:
-        np.maximum(values, -700.0, out=out)
-        return np.exp(out, out=out)
-    return np.exp(values, out=out)
-
-
 def _parameters_id(params: MixtureParameters) -> str:
     """A fingerprint of the parameters (to refuse adding statistics of different ones)."""
     digest = hashlib.blake2b(params.covariance_type.encode(), digest_size=12)
     for a in (params.weights, params.means, params.precisions_cholesky):
         digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
     return digest.hexdigest()
-
-
-def _normalize(log_prob: np.ndarray):
-    """In place: log_prob (K, n) becomes the responsibilities; returns log p(x) (n,).
-
-    log p(x_n) = log sum_k exp(log pi_k + log N_k) computed as m + log sum exp(. - m)
-    with m the largest term (no overflow, no underflow of the largest term); the
-    responsibilities gamma_nk = exp(log pi_k + log N_k - log p(x_n)) (MATH.md, E-step).
-    """
-    top = log_prob.max(axis=0)
-    top[~np.isfinite(top)] = 0.0
-    log_prob -= top
-    _exp_clipped(log_prob, out=log_prob)
-    total = log_prob.sum(axis=0)
-    log_prob /= total
-    return np.log(total) + top
 
 
 def auto_block_size(
@@ -841,9 +267,10 @@ def auto_block_size(
     iteration, 8,192 rows 56 ms, 32,768 rows 71 ms.
     """
     D, K = n_features, n_components
-    if covariance_type in ("diag", "spherical"):
+    form = families.get(covariance_type).precision_form
+    if form in ("diagonal", "scalar"):
         per_row = itemsize * 4 * (K + D)
-    elif covariance_type == "full" and D + 2 <= 4 * K:
+    elif form == "full" and D + 2 <= 4 * K:
         per_row = itemsize * (1 + D + D * (D + 1) // 2 + 2 * K)
     else:
         per_row = itemsize * K * (D + 4)
@@ -886,19 +313,26 @@ def block_statistics(
     X = np.asarray(X)
     dtype = _working_dtype(X)
     estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
-    if not estep.accurate() and not (
-        estep.dtype == np.float64 and params.covariance_type in ("diag", "spherical")
-    ):
+    if not estep.accurate():
         # The moments would lose too much precision: a float32 mean moved more than 10
         # of its standard deviations in one step (a poor start), or the moments about
-        # the centre cancel (a component narrow for its distance from the others).
-        # Redo this rare iteration in float64, in a mode with moments about the means.
+        # the centre cancel (a component narrow for its distance from the others, or
+        # collapsing). Redo this rare iteration in float64, with moments about the means:
+        # for diag and spherical, about the new means this pass found (two-pass form).
         estep = _estep_over(
-            X, params, sample_weight, np.dtype(np.float64), block_size, executor, exact=True
+            X, params, sample_weight, np.dtype(np.float64), block_size, executor,
+            exact=True, about=estep.new_means(),
         )
-    stats = estep.statistics()
-    stats.parameters_id = _parameters_id(params)
-    return stats
+    return _statistics(estep, params)
+
+
+def _statistics(estep, params: MixtureParameters) -> SufficientStatistics:
+    """The E-step's accumulated moments as the statistics of ``params``."""
+    shift, nk, s1, s2 = estep.moments()
+    return SufficientStatistics(
+        params.covariance_type, shift, nk, s1, s2, estep.log_likelihood, estep.weight_sum,
+        _parameters_id(params),
+    )
 
 
 def _row_blocks(X, params, dtype, block_size):
@@ -910,11 +344,14 @@ def _row_blocks(X, params, dtype, block_size):
     return list(_blocks(X.shape[0], block_size))
 
 
-def _estep_over(X, params, sample_weight, dtype, block_size, executor=None, exact=False):
+def _estep_over(
+    X, params, sample_weight, dtype, block_size, executor=None, exact=False, about=None
+):
+    """The E-step of every block of X, merged over the threads (see make_estep)."""
     blocks = _row_blocks(X, params, dtype, block_size)
 
     def run(part):
-        estep = _EStep(params, dtype, exact)
+        estep = make_estep(params, dtype, exact, about)
         for rows in part:
             wb = None if sample_weight is None else sample_weight[rows]
             estep.accumulate(X[rows].astype(dtype, copy=False), wb)
@@ -1024,10 +461,10 @@ def _working_dtype(X):
 
 
 def _for_each_block(X, params, block_size, executor, write):
-    """Call ``write(estep, rows, log_prob)`` on every block, spread over ``executor``'s threads.
+    """Call ``write(estep, rows, log_dens)`` on every block, spread over ``executor``'s threads.
 
     Each thread has its own E-step (its own workspace); the blocks write disjoint rows.
-    ``estep.normalize(log_prob)`` gives the responsibilities and log p(x).
+    ``estep.normalize(log_dens)`` gives the responsibilities and log p(x).
 
     float32 results are computed in an exact mode: the quadratic mode's rounding
     (~eps * distance^2, about 1e-5 relative in float32) is fine inside EM, whose next
@@ -1039,10 +476,10 @@ def _for_each_block(X, params, block_size, executor, write):
     exact = dtype == np.float32
 
     def run(part):
-        estep = _EStep(params, dtype, exact)
+        estep = make_estep(params, dtype, exact)
         for rows in part:
-            log_prob, _ = estep.log_prob(X[rows])
-            write(estep, rows, log_prob)
+            log_dens, _ = estep.log_prob(X[rows])
+            write(estep, rows, log_dens)
 
     _run_parts(executor, blocks, run)
 
@@ -1052,8 +489,8 @@ def score_samples(X, params: MixtureParameters, *, block_size=None, executor=Non
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=_working_dtype(X))
 
-    def write(estep, rows, log_prob):
-        out[rows] = estep.normalize(log_prob)[1]
+    def write(estep, rows, log_dens):
+        out[rows] = estep.normalize(log_dens)[1]
 
     _for_each_block(X, params, block_size, executor, write)
     return out
@@ -1064,8 +501,8 @@ def predict_proba(X, params: MixtureParameters, *, block_size=None, executor=Non
     X = np.asarray(X)
     out = np.empty((X.shape[0], params.n_components), dtype=_working_dtype(X))
 
-    def write(estep, rows, log_prob):
-        out[rows] = estep.normalize(log_prob)[0].T
+    def write(estep, rows, log_dens):
+        out[rows] = estep.normalize(log_dens)[0].T
 
     _for_each_block(X, params, block_size, executor, write)
     return out
@@ -1076,8 +513,8 @@ def predict(X, params: MixtureParameters, *, block_size=None, executor=None):
     X = np.asarray(X)
     out = np.empty(X.shape[0], dtype=np.intp)
 
-    def write(estep, rows, log_prob):
-        out[rows] = log_prob.argmax(axis=0)
+    def write(estep, rows, log_dens):
+        out[rows] = log_dens.argmax(axis=0)
 
     _for_each_block(X, params, block_size, executor, write)
     return out

@@ -286,6 +286,9 @@ def _pieces(a, piece):
     return a.reshape(a.shape[0], -1, piece).transpose(1, 0, 2)
 
 
+# The E-step of each precision_form is that of the scikit-learn family storing it so.
+_STORAGE_NAMES = {"full": "full", "shared_full": "tied", "diagonal": "diag", "scalar": "spherical"}
+
 # Rows summed by one float32 product of the quadratic mode's M-step.
 _FLOAT32_SUM = 2048
 
@@ -338,7 +341,9 @@ class _EStep:
     """
 
     def __init__(self, params: MixtureParameters, dtype, exact: bool = False):
-        t = params.covariance_type
+        # The computation depends only on how precisions are stored: t names the storage.
+        t = _STORAGE_NAMES[params.family.precision_form]
+        self.family_name = params.covariance_type
         n_components, n_features = params.means.shape
         weights = np.asarray(params.weights, dtype=np.float64)
         means = np.asarray(params.means, dtype=np.float64)
@@ -761,7 +766,7 @@ class _EStep:
             if self.covariance_type == "tied":
                 s2 = s2.sum(axis=0)
         return SufficientStatistics(
-            self.covariance_type,
+            self.family_name,
             np.array(self.shift, dtype=np.float64),
             nk,
             s1,
@@ -887,7 +892,7 @@ def block_statistics(
     dtype = _working_dtype(X)
     estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
     if not estep.accurate() and not (
-        estep.dtype == np.float64 and params.covariance_type in ("diag", "spherical")
+        estep.dtype == np.float64 and params.family.precision_form in ("diagonal", "scalar")
     ):
         # The moments would lose too much precision: a float32 mean moved more than 10
         # of its standard deviations in one step (a poor start), or the moments about
@@ -905,7 +910,10 @@ def _row_blocks(X, params, dtype, block_size):
     """The row slices of X, ``block_size`` rows each (sized for the family by default)."""
     if block_size is None:
         block_size = auto_block_size(
-            params.n_features, params.n_components, dtype.itemsize, params.covariance_type
+            params.n_features,
+            params.n_components,
+            dtype.itemsize,
+            _STORAGE_NAMES[params.family.precision_form],
         )
     return list(_blocks(X.shape[0], block_size))
 

@@ -9,8 +9,9 @@ from .full import Full
 
 
 class EEV(Full):
-    """Sigma_k = lambda D_k A D_k^T, |A| = 1, D_k orthogonal: 1 + (D - 1) + K D (D - 1) / 2
-    parameters.
+    """Sigma_k = lambda D_k A D_k^T, |A| = 1: D + K D (D - 1) / 2 parameters.
+
+    ``D_k`` is orthogonal (each component's orientation), ``A`` diagonal (the shape).
 
     Stored as scikit-learn's full covariances, shape (K, D, D); every matrix has the same
     eigenvalues (lambda A), along its own orientation D_k.

@@ -9,8 +9,9 @@ from .full import Full
 
 
 class EVV(Full):
-    """Sigma_k = lambda C_k, C_k = D_k A_k D_k^T with |C_k| = 1: 1 + K (D (D + 1) / 2 - 1)
-    parameters.
+    """Sigma_k = lambda C_k, |C_k| = 1: 1 + K (D (D + 1) / 2 - 1) parameters.
+
+    ``C_k = D_k A_k D_k^T`` holds each component's shape and orientation.
 
     Stored as scikit-learn's full covariances, shape (K, D, D); every matrix has the same
     determinant (the volume lambda^D).

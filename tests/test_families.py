@@ -72,9 +72,10 @@ def family(request) -> CovarianceFamily:
 # Registry
 # --------------------------------------------------------------------------------------
 def test_registry_names_and_order():
-    assert families.NAMES == NAMES
+    # scikit-learn's four come first; mclust's other models follow (tests/test_models_*.py).
+    assert families.NAMES[:4] == NAMES
     assert families.SELECTION_ORDER == ("spherical", "diag", "tied", "full")
-    assert tuple(f.name for f in families.all_families()) == NAMES
+    assert tuple(f.name for f in families.all_families())[:4] == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -363,7 +364,7 @@ def test_family_of_a_model():
 
 
 def test_correlated():
-    assert [f.name for f in families.all_families() if f.correlated] == ["full", "tied"]
+    assert [name for name in NAMES if families.get(name).correlated] == ["full", "tied"]
 
 
 def test_docstring_examples():

@@ -10,6 +10,15 @@ tests. The interface and its shapes table are in :mod:`gaussmix.families._base`.
     tied        EEE      (D, D)        shared_full      pooled      D (D + 1) / 2
     diag        VVI      (K, D)        diagonal         diagonal    K D
     spherical   VII      (K,)          scalar           trace       K
+    EII         EII      (K,)          scalar           trace       1
+    EEI         EEI      (K, D)        diagonal         diagonal    D
+    VEI         VEI      (K, D)        diagonal         diagonal    K + D - 1
+    EVI         EVI      (K, D)        diagonal         diagonal    1 + K (D - 1)
+    EEV         EEV      (K, D, D)     full             full        D + K D (D - 1) / 2
+    EVV         EVV      (K, D, D)     full             full        1 + K (D (D + 1) / 2 - 1)
+
+A model sharing a piece across components (EII's variance, EEI's diagonal, EEV's
+eigenvalues) stores it repeated, per component, in scikit-learn's shape.
 
 Examples
 --------
@@ -18,7 +27,7 @@ Examples
 'tied'
 >>> families.get("full").n_parameters(3, 2)
 17
->>> families.NAMES
+>>> families.NAMES[:4]
 ('full', 'tied', 'diag', 'spherical')
 >>> families.SELECTION_ORDER
 ('spherical', 'diag', 'tied', 'full')
@@ -26,7 +35,7 @@ Examples
 
 from __future__ import annotations
 
-from . import diag, full, spherical, tied
+from . import diag, eei, eev, eii, evi, evv, full, spherical, tied, vei
 from ._base import CovarianceFamily, MatrixFamily, VarianceFamily, collapse_error, direction_words
 
 __all__ = [
@@ -66,7 +75,12 @@ def register(family: CovarianceFamily) -> CovarianceFamily:
     return family
 
 
-for _module in (full, tied, diag, spherical):  # scikit-learn's order
+_SKLEARN_MODULES = (full, tied, diag, spherical)  # scikit-learn's order
+# mclust's other models, in mclust's order (EII VII EEI VEI EVI VVI EEE VEE EVE VVE EEV VEV
+# EVV VVV without scikit-learn's four).
+_MCLUST_MODULES = (eii, eei, vei, evi, eev, evv)
+
+for _module in (*_SKLEARN_MODULES, *_MCLUST_MODULES):
     register(_module.FAMILY)
 
 
@@ -109,7 +123,11 @@ def _mclust_rank(family: CovarianceFamily) -> int:
     return MCLUST_MODELS.index(family.mclust_name)
 
 
-#: scikit-learn's names of the registered families.
+#: The names of the registered families (scikit-learn's four first; the others are named
+#: by mclust's name).
 NAMES = tuple(_FAMILIES)
-#: The same names in mclust's order (simplest model first), as selection grids list them.
-SELECTION_ORDER = tuple(f.name for f in sorted(all_families(), key=_mclust_rank))
+#: The grid ``select_model`` searches today, scikit-learn's four families, in mclust's order
+#: (simplest model first). Selection over all 14 models is issue 11, item 2.
+SELECTION_ORDER = tuple(
+    f.name for f in sorted((m.FAMILY for m in _SKLEARN_MODULES), key=_mclust_rank)
+)

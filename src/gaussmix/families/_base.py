@@ -201,8 +201,14 @@ class CovarianceFamily:
         """
         raise NotImplementedError
 
-    def m_step_covariances(self, nk, s1, s2, reg_covar: float, guard: float = 0.0):
+    def m_step_covariances(
+        self, nk, s1, s2, reg_covar: float, guard: float = 0.0, previous=None
+    ):
         """Covariances from summed statistics (MATH.md, M-step), plus ``reg_covar``.
+
+        ``previous`` is the current covariances in the family's storage shape, or None (a
+        start from responsibilities): iterative M-steps start from it, so that the update
+        never lowers the expected complete-data log-likelihood (generalised EM).
 
         ``Sigma_k = (s2_k - s1_k d_k^T) / (N_k + guard)`` with ``d_k = s1_k / N_k`` (the
         exact ``N_k``, so no ``guard * |mu - c|^2`` of cancellation is left behind), reduced

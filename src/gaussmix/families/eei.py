@@ -1,0 +1,59 @@
+"""``EEI`` (mclust): all components share one diagonal covariance, lambda B."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _scatter
+from .diag import Diag
+
+
+class EEI(Diag):
+    """Sigma_k = lambda B for every k, B diagonal with |B| = 1: D parameters.
+
+    Stored as scikit-learn's diag covariances, shape (K, D), the row repeated.
+
+    M-step (Celeux & Govaert 1995): with W = sum_k W_k the pooled scatter about the new
+    means and n = sum_k N_k, ``B = diag(W) / |diag(W)|^(1/D)`` and
+    ``lambda = |diag(W)|^(1/D) / n``, so ``lambda B = diag(W) / n``. ``reg_covar`` is added to
+    the scatter, ``W_k + reg_covar N_k I``, before the update (it adds exactly ``reg_covar``
+    to every variance).
+    """
+
+    name = "EEI"
+    mclust_name = "EEI"
+    aliases = ()
+    description = (
+        "all components share one diagonal covariance (features uncorrelated, equal "
+        "volume and shape)"
+    )
+    volume, shape, orientation = "equal", "equal", "axis-aligned"
+    plot_style = ("#8c564b", "<", "--")
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_features
+
+    def min_points(self, n_features):
+        return 1  # the variances are pooled over all components
+
+    def _constrained(self, W, n_k):
+        return np.broadcast_to(W.sum(axis=0) / n_k.sum(), W.shape).copy()
+
+    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
+        W, n_k = _scatter.regularised_scatter("diagonal", nk, s1, s2, reg_covar, guard)
+        return self._constrained(W, n_k)
+
+    def from_full(self, full, weights):
+        weights = np.asarray(weights, dtype=np.float64)
+        diagonal = np.diagonal(np.asarray(full, dtype=np.float64), axis1=1, axis2=2)
+        return self._constrained(weights[:, None] * diagonal, weights)
+
+    def check_precisions_init(self, precisions) -> None:
+        super().check_precisions_init(precisions)
+        _scatter.equal_across(
+            np.log(precisions), "volume and shape", self, "the same precision of each feature",
+            _scatter.constraint_tolerance(precisions),
+        )
+
+
+FAMILY = EEI()

@@ -20,7 +20,7 @@ from model_mutations import CASES, mutated_files, original, outcome
 
 
 @settings(
-    max_examples=1200,
+    max_examples=800,
     derandomize=True,
     deadline=None,
     database=None,

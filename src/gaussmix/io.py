@@ -802,7 +802,8 @@ class _Checker:
         if not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise self.fail(field, f"contains a non-finite value {arr[bad]} at index {bad}")
-        out = arr.astype(dtype)
+        with np.errstate(over="ignore"):
+            out = arr.astype(dtype)
         if not np.all(np.isfinite(out)):
             raise self.fail(field, f"overflows {np.dtype(dtype).name}")
         return out

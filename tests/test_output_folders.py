@@ -191,7 +191,9 @@ def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(data, tmp_path, capsy
     leftovers = _hidden(out)
     assert len(leftovers) == 1 and leftovers[0].startswith(STAGING_PREFIX)
     # A leftover of a gaussmix version that staged file by file is cleaned as well.
-    (out / ".assignments.csv.abc123.tmp").write_text("partial")
+    stale = out / ".assignments.csv.abc123.tmp"
+    stale.write_text("partial")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
     assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", str(out)]) == 0
     assert _hidden(out) == []
     assert sorted(os.listdir(out)) == ["assignments.csv", "model.json"]
@@ -226,3 +228,21 @@ def test_a_failed_run_into_a_new_folder_leaves_nothing_for_a_waiting_run(tmp_pat
     assert results == {"first": "failed"}
     assert os.listdir(target) == ["model.json"]
     assert (target / "model.json").read_text() == "second"
+
+
+def test_atomic_write_removes_a_killed_writers_temporary_file(tmp_path):
+    """A temporary file of a killed `predict -o x.csv` is removed by the next write of x.csv;
+    one whose writer is alive (it holds the file's lock) is kept."""
+    import fcntl
+
+    from gaussmix.io import write_atomic
+
+    stale, live = tmp_path / ".x.csv.dead.tmp", tmp_path / ".x.csv.live.tmp"
+    for path in (stale, live):
+        path.write_text("partial")
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    with open(live) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        write_atomic(tmp_path / "x.csv", "new")
+        assert sorted(os.listdir(tmp_path)) == [".x.csv.live.tmp", "x.csv"]
+    assert (tmp_path / "x.csv").read_text() == "new"

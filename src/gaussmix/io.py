@@ -11,20 +11,26 @@ A model file is one JSON object::
      "training": {"converged": true, "n_iter": 7, "lower_bound": ..., "lower_bounds": [...],
                   "n_samples": 272 | null, "reg_covar": ..., "tol": ..., "random_state": 0 | null,
                   "degenerate": false, "degenerate_reason": null},
-     "params": {...every constructor parameter...}}
+     "params": {...every constructor parameter...},
+     "checksum": "sha256:..."}
 
 Every float is written with Python's shortest round-trip representation of the float64
 value, so it reads back bit-exact (float32 models are written as the exact float64 value of
 each float32 and cast back on loading). Loading checks everything (schema, types, shapes,
 finiteness, weights, symmetric positive definite covariances, agreement of covariances and
-precisions) and raises :class:`ModelFileError` naming the field and the problem. Nothing is
-ever unpickled or evaluated.
+precisions, precision-Cholesky factors that are upper triangular with a positive diagonal,
+and the checksum of the numbers that decide the predictions, :func:`model_checksum`) and
+raises :class:`ModelFileError` naming the field and the problem, whatever the file holds:
+numbers out of range, wrong types and ragged lists are field errors too. Files larger than
+64 MB are refused before they are read whole (``GAUSSMIX_MAX_MODEL_MB`` or ``max_bytes``
+raises the limit). Nothing is ever unpickled or evaluated.
 
 Every write goes to a temporary file in the destination directory, is flushed to disk and
 then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
-write leaves no partial file. :func:`staged_outputs` does the same for a set of files in one
-output directory: they are renamed into place only once all are written, and a failure
-before then leaves none of them.
+write leaves no partial file. :func:`staged_outputs` does this for a run's set of files in
+one output directory: they are written into a staging folder and published together under
+a lock on the directory, files an earlier run wrote and this one does not are removed, and
+leftovers of killed runs are cleaned up (:class:`OutputDir`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import numbers
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -49,6 +56,7 @@ from ._validation import COVARIANCE_TYPES, check_parameters
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "STAGING_PREFIX",
     "ModelFileError",
     "OutputDir",
     "OutputError",
@@ -130,17 +138,68 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _temporary_file(directory: str, name: str) -> str:
-    """A new empty temporary file for ``name`` in ``directory``, with a new file's mode."""
+def _temporary_file(directory: str, name: str) -> tuple[str, int]:
+    """A new empty temporary file for ``name`` in ``directory``, with a new file's mode.
+
+    Returns its path and an open descriptor holding an exclusive ``flock`` on it (where
+    ``flock`` exists) until it is closed: the mark of a live writer, which
+    :func:`_remove_stale_temporaries` leaves alone.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
     try:
+        _flock(fd, blocking=False)
         os.chmod(tmp, _file_mode())
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return tmp
+    return tmp, fd
+
+
+def _flock(fd: int, blocking: bool) -> bool:
+    """Take an exclusive ``flock`` on ``fd``; False if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(directory: str, name: str, min_age: float = 5.0) -> list[str]:
+    """Remove temporary files for ``name`` left by killed writers; return their paths.
+
+    A temporary file is stale when no process holds its lock and it has not been written
+    for ``min_age`` seconds (a writer locks its file right after creating it).
+    """
+    prefix = f".{name}."
+    removed = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime >= min_age and _flock(fd, blocking=False):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _fsync_file(path: str) -> None:
@@ -155,7 +214,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
     The temporary file lives in the destination directory (so the final ``os.replace`` is
     atomic), is fsynced before the rename, and is removed if the block raises: either the
-    complete new file is at ``path`` or nothing changed.
+    complete new file is at ``path`` or nothing changed. Temporary files for ``path`` left
+    by a killed writer (no live process holds their lock) are removed first.
 
     Parameters
     ----------
@@ -180,7 +240,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = _temporary_file(directory, os.path.basename(path))
+    _remove_stale_temporaries(directory, os.path.basename(path))
+    tmp, lock_fd = _temporary_file(directory, os.path.basename(path))
     try:
         yield tmp
         _fsync_file(tmp)
@@ -189,6 +250,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock_fd)
     _fsync_directory(directory)
 
 
@@ -349,7 +412,6 @@ class OutputDir:
 
     def _clean_leftovers(self) -> None:
         """Remove staging folders and temporary files of killed runs (the lock is held)."""
-        temporary = tuple(f".{name}." for name in self.outputs)
         try:
             entries = sorted(os.listdir(self.directory))
         except OSError:
@@ -358,13 +420,10 @@ class OutputDir:
             path = os.path.join(self.directory, entry)
             if entry.startswith(STAGING_PREFIX) and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
-            elif entry.startswith(temporary) and entry.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)  # left by gaussmix versions that staged file by file
-            else:
-                continue
-            if not os.path.lexists(path):
-                self.cleaned.append(path)
+                if not os.path.lexists(path):
+                    self.cleaned.append(path)
+        for name in self.outputs:  # single files (atomic_path, or older gaussmix versions)
+            self.cleaned.extend(_remove_stale_temporaries(self.directory, name))
 
     def path(self, name: str) -> str:
         """Final path of the file ``name``."""

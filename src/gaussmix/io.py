@@ -535,6 +535,9 @@ def _lock_directory(directory: str, on_wait: Callable[[str], Any] | None) -> int
             if on_wait is not None:
                 on_wait(directory)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some network mounts): no lock
+            os.close(fd)
+            return -1
         held = os.fstat(fd)
         try:
             now = os.stat(directory)
@@ -1260,10 +1263,10 @@ def read_model_bytes(path: str | os.PathLike[str], max_bytes: int | None = None)
     if len(data) > limit:
         raise _Checker(os.fspath(path)).fail(
             None,
-            f"the file is larger than the {_megabytes(limit)} limit for model files (a model "
-            f"file of this size is almost certainly not one; to read it anyway, raise the "
-            f"limit with the environment variable {MAX_MODEL_SIZE_ENV}=<megabytes>, or "
-            "max_bytes= in load_model)",
+            f"the file is larger than the {_megabytes(limit)} limit for model files (a guard "
+            "against reading a huge or endless file; to read a bigger model, raise the limit "
+            f"with the environment variable {MAX_MODEL_SIZE_ENV}=<megabytes>, or max_bytes= "
+            "in load_model)",
         )
     return data
 

@@ -246,3 +246,27 @@ def test_atomic_write_removes_a_killed_writers_temporary_file(tmp_path):
         write_atomic(tmp_path / "x.csv", "new")
         assert sorted(os.listdir(tmp_path)) == [".x.csv.live.tmp", "x.csv"]
     assert (tmp_path / "x.csv").read_text() == "new"
+
+
+def test_a_publication_cut_short_by_a_kill_is_completed_by_the_next_run(tmp_path):
+    """SIGKILL between two renames of a publication: the killed run's journal lets the next
+    run finish it, so the folder never stays a mix of two runs."""
+    target = tmp_path / "out"
+    names = ("model.json", "assignments.csv", "selection.csv")
+    with staged_outputs(str(target), outputs=names) as out:
+        for name in names:
+            out.stage(name, "first run")
+        out.commit()
+    # The second run was killed after renaming model.json, before assignments.csv.
+    staging = target / f"{STAGING_PREFIX}killed"
+    staging.mkdir()
+    (staging / ".publishing.json").write_text(json.dumps(["model.json", "assignments.csv"]))
+    (staging / "assignments.csv").write_text("second run")
+    (target / "model.json").write_text("second run")
+    # A third run fails before publishing anything of its own.
+    with pytest.raises(RuntimeError), staged_outputs(str(target), outputs=names) as out:
+        out.stage("model.json", "third run")
+        raise RuntimeError("the third run fails")
+    contents = {n: (target / n).read_text() for n in os.listdir(target)}
+    assert contents == {"model.json": "second run", "assignments.csv": "second run"}
+    assert out.removed == [str(target / "selection.csv")]

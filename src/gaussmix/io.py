@@ -279,6 +279,7 @@ class OutputError(OSError):
 
 
 STAGING_PREFIX = ".gaussmix-staging-"
+_JOURNAL = ".publishing.json"  # in a staging folder: the names being published
 
 
 class OutputDir:
@@ -419,11 +420,42 @@ class OutputDir:
         for entry in entries:
             path = os.path.join(self.directory, entry)
             if entry.startswith(STAGING_PREFIX) and os.path.isdir(path):
+                self._finish_publishing(path)
                 shutil.rmtree(path, ignore_errors=True)
                 if not os.path.lexists(path):
                     self.cleaned.append(path)
         for name in self.outputs:  # single files (atomic_path, or older gaussmix versions)
             self.cleaned.extend(_remove_stale_temporaries(self.directory, name))
+
+    def _finish_publishing(self, staging: str) -> None:
+        """Complete the publication a killed run had started (its journal lists its files).
+
+        A run killed between its first and last rename would leave a mix of two runs' files;
+        its journal names the whole set, so the rest is renamed into place and the earlier
+        run's other files are removed, as the killed run would have done.
+        """
+        try:
+            with open(os.path.join(staging, _JOURNAL), encoding="utf-8") as f:
+                names = json.load(f)
+        except (OSError, ValueError):
+            return  # killed before publishing: the folder still holds the earlier run
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            return
+        names = [n for n in names if os.path.basename(n) == n and not n.startswith(".")]
+        for name in names:
+            staged = os.path.join(staging, name)
+            if os.path.isfile(staged):
+                os.replace(staged, self.path(name))
+        self._remove_others(names)
+
+    def _remove_others(self, written: Iterable[str]) -> None:
+        """Remove the files named in ``outputs`` that are not in ``written``."""
+        written = set(written)
+        for name in self.outputs:
+            path = self.path(name)
+            if name not in written and os.path.isfile(path):
+                os.unlink(path)
+                self.removed.append(path)
 
     def path(self, name: str) -> str:
         """Final path of the file ``name``."""
@@ -479,17 +511,18 @@ class OutputDir:
 
         Returns the final paths written; the removed files are in :attr:`removed`.
         """
+        names = [os.path.basename(final) for _, final in self.staged]
+        if self._staging is not None:  # the journal: a killed publication is completed later
+            journal = os.path.join(self._staging, _JOURNAL)
+            with open(journal, "w", encoding="utf-8") as f:
+                json.dump(names, f)
+            _fsync_file(journal)
         done = []
         for tmp, final in self.staged:
             os.replace(tmp, final)
             done.append(final)
         self.staged = []
-        written = {os.path.basename(p) for p in done}
-        for name in self.outputs:
-            path = self.path(name)
-            if name not in written and os.path.isfile(path):
-                os.unlink(path)
-                self.removed.append(path)
+        self._remove_others(names)
         _fsync_directory(self.directory)
         self._release(remove_staging=True)
         return done

@@ -5,8 +5,8 @@ when pyarrow is installed), model files, tables and plots out. Every file is wri
 atomically, and a run that fails (or is stopped by Ctrl-C or SIGTERM) leaves no output behind.
 An output folder holds one run's files: they are published together under a lock (a second
 run into the same folder waits), and files of an earlier run that this one does not write
-are removed and listed in the summary. A user error is one line on stderr
-and exit code 2 (``--debug`` adds the traceback); an internal failure exits with 1.
+are removed and listed in the summary. A user error is one line on stderr and exit code 2
+(``--debug`` adds the traceback); an internal failure exits with 1.
 
 With ``--scheduler ADDRESS`` (or ``local:N``), ``fit``, ``select``, ``predict`` and ``score``
 run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay on the

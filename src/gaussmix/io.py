@@ -530,11 +530,16 @@ class OutputDir:
     def abort(self) -> None:
         """Remove the staging folder and the (empty) directories this run created."""
         self.staged = []
-        self._release(remove_staging=True)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+        # Still holding the lock: a run waiting for it then finds the directory gone and
+        # creates it again, instead of writing into a directory being removed.
         for d in reversed(self.created):
             with contextlib.suppress(OSError):
                 os.rmdir(d)  # only succeeds when empty
         self.created = []
+        self._release(remove_staging=False)
 
     def _release(self, remove_staging: bool) -> None:
         if remove_staging and self._staging is not None:

@@ -49,6 +49,31 @@ def information_criteria(log_likelihood: float, n_parameters: int, n: float) -> 
     return criteria["bic"], criteria["aic"]
 
 
+def printable(value: Any, limit: int = 200) -> str:
+    """``str(value)`` safe for a terminal: control characters escaped, long text shortened.
+
+    Strings read from a file (feature names, versions, settings) may hold terminal escape
+    sequences (``\\x1b[2J`` clears the screen) or other invisible characters; they are shown
+    as Python escapes (``\\x1b``) instead.
+
+    Examples
+    --------
+    >>> printable("bad\\x1b[31mred")
+    'bad\\\\x1b[31mred'
+    """
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _setting(value: Any) -> str:
+    """A setting from a model file: numbers and strings (escaped) as they are, else its kind."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return printable(value, limit=60)
+    return f"<{type(value).__name__}>"
+
+
 def _g(x: float, digits: int = 6) -> str:
     return f"{float(x):.{digits}g}"
 
@@ -58,13 +83,14 @@ def _feature_names(model: Any, n_features: int) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     if names is None:
         return [f"x{j}" for j in range(n_features)]
-    return [str(n) for n in names]
+    return [printable(n, limit=60) for n in names]
 
 
 def _component_table(model: Any, names: Sequence[str]) -> list[str]:
     """Weight, mean and standard deviation of each feature per component, as aligned rows."""
     means = np.asarray(model.means_, dtype=np.float64)
     sds = np.sqrt(np.diagonal(_full_covariances(model), axis1=1, axis2=2))
+    names = [printable(n, limit=60) for n in names]
     header = ["component", "weight"] + [f"mean {n}" for n in names] + [f"sd {n}" for n in names]
     rows = [header]
     for k in range(means.shape[0]):
@@ -153,8 +179,9 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
     names = _feature_names(model, d)
     n_samples = training.get("n_samples")
     lines = [
-        f"{path}: gaussmix model file, format version {doc.get('version')}, "
-        f"written by gaussmix {doc.get('gaussmix_version', 'unknown')}",
+        f"{printable(path)}: gaussmix model file, format version "
+        f"{printable(doc.get('version'))}, "
+        f"written by gaussmix {printable(doc.get('gaussmix_version', 'unknown'), limit=40)}",
         f"A mixture of {k} Gaussian component{'s' if k != 1 else ''} over {d} feature"
         f"{'s' if d != 1 else ''} ({', '.join(names)}), {ct} covariance "
         f"({family.mclust_name}: {family.description}); "
@@ -176,14 +203,14 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
     lines.append(trained + ".")
     params = doc.get("params") or {}
     settings = ", ".join(
-        f"{key}={params[key]}"
+        f"{key}={_setting(params[key])}"
         for key in ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state")
         if key in params
     )
     if settings:
         lines.append(f"Settings: {settings}.")
     if training.get("degenerate"):
-        lines.append(f"Degenerate fit: {training.get('degenerate_reason')}")
+        lines.append(f"Degenerate fit: {printable(training.get('degenerate_reason'), 1000)}")
     lines.append("")
     lines.extend(_component_table(model, names))
     if family.correlated and d > 1:

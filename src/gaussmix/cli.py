@@ -2,8 +2,11 @@
 
 Files in (CSV/TSV with the header and delimiter detected, ``-`` for stdin, ``.npy``, Parquet
 when pyarrow is installed), model files, tables and plots out. Every file is written
-atomically, and a run that fails leaves no output behind. A user error is one line on stderr
-and exit code 2 (``--debug`` adds the traceback); an internal failure exits with 1.
+atomically, and a run that fails (or is stopped by Ctrl-C or SIGTERM) leaves no output behind.
+An output folder holds one run's files: they are published together under a lock (a second
+run into the same folder waits), and files of an earlier run that this one does not write
+are removed and listed in the summary. A user error is one line on stderr and exit code 2
+(``--debug`` adds the traceback); an internal failure exits with 1.
 
 With ``--scheduler ADDRESS`` (or ``local:N``), ``fit``, ``select``, ``predict`` and ``score``
 run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay on the
@@ -20,8 +23,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import textwrap
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +58,7 @@ from gaussmix.io import (
     _document_from_json,
     model_from_dict,
     model_to_json,
+    read_model_bytes,
     staged_outputs,
 )
 
@@ -64,6 +70,15 @@ COVARIANCE_NAMES = tuple(n for f in families.all_families() for n in (f.name, *f
 PLOT_INSTALL_HINT = 'pip install "gaussmix[plot]"'
 DEFAULT_SEED = 0
 DEFAULT_N_INIT = 3
+# Every file fit/select/demo write into an output folder: a run removes those it does not
+# write, so the folder never mixes two runs' files.
+OUTPUT_FILES = (
+    "model.json", "assignments.csv", "selection.csv", "clusters.png", "loglik.png", "bic.png"
+)
+# Limits checked before any allocation (a bigger request ends in MemoryError otherwise).
+MAX_COMPONENTS = 10_000  # per model (-k, --components)
+MAX_GRID_COMPONENTS = 1_000  # numbers of components in one selection grid
+MAX_SAMPLE_VALUES = 50_000_000  # n_samples x n_features drawn by `sample` (400 MB float64)
 
 
 class UserError(Exception):
@@ -89,6 +104,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             ) from None
         if k_values[0] < 1:
             raise UserError(f"-k/--n-components must be >= 1; got {k_values[0]}")
+        _check_n_components(k_values[0], "-k/--n-components")
     _check_components(k_values, ds.X.shape[0])
     params = _estimator_params(args)
     if args.n_components == "auto" or args.covariance == "auto":
@@ -109,7 +125,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params.setdefault("init_params", "robust")
         model = _fit_one(ds.X, params, args)
     plots = _want_plots(args)
-    with staged_outputs(args.output) as staged:
+    with _output_folder(args) as staged:
         _fit_outputs(staged, model, ds, result, plots)
         written = staged.commit()
     summary = model.summary(ds.X, feature_names=ds.names, source=ds.source)
@@ -118,7 +134,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"Model selection by {result.criterion.upper()} (best first):\n"
             f"{selection_top(result)}\n\n{summary}"
         )
-    _finish(args, summary, written)
+    _finish(args, summary, written, staged)
     return EXIT_OK
 
 
@@ -132,7 +148,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     result = _run_selection(ds.X, k_values, types, args.criterion, _estimator_params(args), args)
     model = result.best_estimator_
     plots = _want_plots(args)
-    with staged_outputs(args.output) as staged:
+    with _output_folder(args) as staged:
         _stage_model(staged, model, ds)
         staged.stage("selection.csv", _selection_csv(result))
         if plots:
@@ -145,7 +161,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         f"{result}\n\nbest by {result.criterion.upper()}: {best['covariance_type']} covariance, "
         f"{best['n_components']} components"
     )
-    _finish(args, summary, written)
+    _finish(args, summary, written, staged)
     return EXIT_OK
 
 
@@ -192,6 +208,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load(args.model)
     if args.n_samples < 1:
         raise UserError(f"-n must be >= 1; got {args.n_samples}")
+    n_features = int(model.n_features_in_)
+    most = max(1, MAX_SAMPLE_VALUES // n_features)
+    if args.n_samples > most:
+        raise UserError(
+            f"-n {args.n_samples} is more samples than one run draws from this "
+            f"{n_features}-feature model (at most {most:,}: the samples are held in memory); "
+            "draw them in several runs with different --seed values"
+        )
     X, labels = model.sample(args.n_samples, random_state=args.seed)
     d = X.shape[1]
     names = _model_names(model) or [f"x{j}" for j in range(d)]
@@ -224,7 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = _run_selection(X, k_values, types, "bic", params, args)
     model = result.best_estimator_
     plots = _want_plots(args)
-    with staged_outputs(args.output) as staged:
+    with _output_folder(args) as staged:
         _fit_outputs(staged, model, ds, result, plots)
         written = staged.commit()
     best = result.best_params_
@@ -244,7 +268,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             model.summary(X, feature_names=ds.names, source=ds.source),
         ]
     )
-    _finish(args, summary, written)
+    _finish(args, summary, written, staged)
     return EXIT_OK
 
 
@@ -298,22 +322,37 @@ def _reported_warnings() -> Iterator[None]:
 
 def _parse_components(text: str) -> list[int]:
     """'1-9', '2,3,5' or '4' -> sorted list of component counts."""
-    values: set[int] = set()
+    ranges: list[tuple[int, int]] = []
     try:
         for part in text.split(","):
             part = part.strip()
-            if "-" in part:
-                lo, hi = (int(p) for p in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                values.update(range(lo, hi + 1))
-            else:
-                values.add(int(part))
+            lo, hi = (int(p) for p in part.split("-", 1)) if "-" in part else (int(part),) * 2
+            if hi < lo:
+                raise ValueError
+            ranges.append((lo, hi))
     except ValueError:
         raise UserError(f"--components must look like 1-9, 2,3,5 or 4; got {text!r}") from None
-    if not values or min(values) < 1:
+    if min(lo for lo, _ in ranges) < 1:
         raise UserError(f"--components must be positive numbers; got {text!r}")
-    return sorted(values)
+    # Checked on the ranges, before any list of them is built.
+    _check_n_components(max(hi for _, hi in ranges), "--components")
+    values = sorted({k for lo, hi in ranges for k in range(lo, hi + 1)})
+    if len(values) > MAX_GRID_COMPONENTS:
+        raise UserError(
+            f"--components {text} asks for {len(values)} numbers of components; at most "
+            f"{MAX_GRID_COMPONENTS} are tried in one run (each is a separate fit)"
+        )
+    return values
+
+
+def _check_n_components(k: int, option: str) -> None:
+    """A number of components above MAX_COMPONENTS is refused before anything is allocated."""
+    if k > MAX_COMPONENTS:
+        raise UserError(
+            f"{option}: {k} components is more than this command fits (at most "
+            f"{MAX_COMPONENTS:,}; the responsibilities alone take n_samples x n_components "
+            "numbers); use fewer components"
+        )
 
 
 def _parse_covariances(text: str) -> tuple[str, ...]:
@@ -462,7 +501,22 @@ def _want_plots(args: argparse.Namespace) -> bool:
     return True
 
 
-def _finish(args: argparse.Namespace, summary: str, written: list[str]) -> None:
+def _output_folder(args: argparse.Namespace) -> contextlib.AbstractContextManager[OutputDir]:
+    """The run's output folder, published as one unit (see :class:`gaussmix.io.OutputDir`)."""
+
+    def waiting(directory: str) -> None:
+        print(
+            f"{PROG}: another gaussmix run is writing to {directory}; waiting for it to "
+            "finish (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
+
+    return staged_outputs(args.output, outputs=OUTPUT_FILES, on_wait=waiting)
+
+
+def _finish(
+    args: argparse.Namespace, summary: str, written: list[str], out: OutputDir | None = None
+) -> None:
     if args.quiet:
         return
     print(summary)
@@ -470,6 +524,14 @@ def _finish(args: argparse.Namespace, summary: str, written: list[str]) -> None:
     print("wrote:")
     for path in written:
         print(f"  {path}")
+    if out is not None and out.removed:
+        print("removed (written by an earlier run, not by this one):")
+        for path in out.removed:
+            print(f"  {path}")
+    if out is not None and out.cleaned:
+        print("cleaned up (left by an interrupted run):")
+        for path in out.cleaned:
+            print(f"  {path}")
 
 
 def _read_model(path: str) -> tuple[Any, dict[str, Any], str]:
@@ -480,8 +542,7 @@ def _read_model(path: str) -> tuple[Any, dict[str, Any], str]:
             raise UserError(f"{path} is a directory without a model.json")
         path = candidate
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_model_bytes(path)
     except FileNotFoundError:
         raise UserError(f"model file not found: {path}") from None
     except PermissionError:
@@ -848,6 +909,27 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a run being stopped cleans up the same way."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gaussmix`` command; returns the exit code (0 ok, 1 internal, 2 user error)."""
     parser = build_parser()
@@ -858,8 +940,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER
     debug = getattr(args, "debug", False)
     try:
-        with _dask_session(args):
+        with _dask_session(args), _terminate_as_interrupt():
             return int(args.func(args) or EXIT_OK)
+    except _Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -11,32 +11,40 @@ A model file is one JSON object::
      "training": {"converged": true, "n_iter": 7, "lower_bound": ..., "lower_bounds": [...],
                   "n_samples": 272 | null, "reg_covar": ..., "tol": ..., "random_state": 0 | null,
                   "degenerate": false, "degenerate_reason": null},
-     "params": {...every constructor parameter...}}
+     "params": {...every constructor parameter...},
+     "checksum": "sha256:..."}
 
 Every float is written with Python's shortest round-trip representation of the float64
 value, so it reads back bit-exact (float32 models are written as the exact float64 value of
 each float32 and cast back on loading). Loading checks everything (schema, types, shapes,
 finiteness, weights, symmetric positive definite covariances, agreement of covariances and
-precisions) and raises :class:`ModelFileError` naming the field and the problem. Nothing is
-ever unpickled or evaluated.
+precisions, precision-Cholesky factors that are upper triangular with a positive diagonal,
+and the checksum of the numbers that decide the predictions, :func:`model_checksum`) and
+raises :class:`ModelFileError` naming the field and the problem, whatever the file holds:
+numbers out of range, wrong types and ragged lists are field errors too. Files larger than
+64 MB are refused before they are read whole (``GAUSSMIX_MAX_MODEL_MB`` or ``max_bytes``
+raises the limit). Nothing is ever unpickled or evaluated.
 
 Every write goes to a temporary file in the destination directory, is flushed to disk and
 then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
-write leaves no partial file. :func:`staged_outputs` does the same for a set of files in one
-output directory: they are renamed into place only once all are written, and a failure
-before then leaves none of them.
+write leaves no partial file. :func:`staged_outputs` does this for a run's set of files in
+one output directory: they are written into a staging folder and published together under
+a lock on the directory, files an earlier run wrote and this one does not are removed, and
+leftovers of killed runs are cleaned up (:class:`OutputDir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import numbers
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -48,13 +56,16 @@ from ._validation import COVARIANCE_TYPES, check_parameters
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "STAGING_PREFIX",
     "ModelFileError",
     "OutputDir",
     "OutputError",
     "atomic_path",
     "load_model",
+    "model_checksum",
     "model_from_json",
     "model_to_json",
+    "read_model_bytes",
     "save_model",
     "staged_outputs",
     "write_atomic",
@@ -62,6 +73,10 @@ __all__ = [
 
 FORMAT_NAME = "gaussmix-model"
 FORMAT_VERSION = 1
+#: Model files larger than this many megabytes are refused unless the environment variable
+#: ``GAUSSMIX_MAX_MODEL_MB`` (or ``load_model(max_bytes=...)``) raises the limit.
+DEFAULT_MAX_MODEL_MB = 64
+MAX_MODEL_SIZE_ENV = "GAUSSMIX_MAX_MODEL_MB"
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -123,17 +138,68 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _temporary_file(directory: str, name: str) -> str:
-    """A new empty temporary file for ``name`` in ``directory``, with a new file's mode."""
+def _temporary_file(directory: str, name: str) -> tuple[str, int]:
+    """A new empty temporary file for ``name`` in ``directory``, with a new file's mode.
+
+    Returns its path and an open descriptor holding an exclusive ``flock`` on it (where
+    ``flock`` exists) until it is closed: the mark of a live writer, which
+    :func:`_remove_stale_temporaries` leaves alone.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
     try:
+        _flock(fd, blocking=False)
         os.chmod(tmp, _file_mode())
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return tmp
+    return tmp, fd
+
+
+def _flock(fd: int, blocking: bool) -> bool:
+    """Take an exclusive ``flock`` on ``fd``; False if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(directory: str, name: str, min_age: float = 5.0) -> list[str]:
+    """Remove temporary files for ``name`` left by killed writers; return their paths.
+
+    A temporary file is stale when no process holds its lock and it has not been written
+    for ``min_age`` seconds (a writer locks its file right after creating it).
+    """
+    prefix = f".{name}."
+    removed = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime >= min_age and _flock(fd, blocking=False):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _fsync_file(path: str) -> None:
@@ -148,7 +214,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
     The temporary file lives in the destination directory (so the final ``os.replace`` is
     atomic), is fsynced before the rename, and is removed if the block raises: either the
-    complete new file is at ``path`` or nothing changed.
+    complete new file is at ``path`` or nothing changed. Temporary files for ``path`` left
+    by a killed writer (no live process holds their lock) are removed first.
 
     Parameters
     ----------
@@ -173,7 +240,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = _temporary_file(directory, os.path.basename(path))
+    _remove_stale_temporaries(directory, os.path.basename(path))
+    tmp, lock_fd = _temporary_file(directory, os.path.basename(path))
     try:
         yield tmp
         _fsync_file(tmp)
@@ -182,6 +250,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock_fd)
     _fsync_directory(directory)
 
 
@@ -208,38 +278,80 @@ class OutputError(OSError):
     """An output file or directory cannot be written; the message says which and why."""
 
 
-class OutputDir:
-    """Stage files in a directory and rename them into place only when all are ready.
+STAGING_PREFIX = ".gaussmix-staging-"
+_JOURNAL = ".publishing.json"  # in a staging folder: the names being published
 
-    Each file is written to a temporary file in the directory and flushed to disk;
-    :meth:`commit` renames every staged file onto its name, :meth:`abort` removes the
-    temporary files and the directories this run created, so a failed run leaves nothing
-    behind. Use it through :func:`staged_outputs`.
+
+class OutputDir:
+    """Write a run's set of files into a staging folder, then publish them as one unit.
+
+    The files are written into a fresh hidden folder inside the directory
+    (``.gaussmix-staging-*``) and flushed to disk. :meth:`commit` renames each into place,
+    then removes the files named in ``outputs`` that this run did not write (they belong to
+    an earlier run, for example its ``selection.csv`` next to a new single-model fit), so
+    the folder holds one run's files, never a mix. :meth:`abort` removes the staging folder
+    and the directories this run created, so a failed run changes nothing.
+
+    A lock on the directory (``flock``, released by the operating system even when the
+    process is killed) is held from the first :meth:`stage` to :meth:`commit` or
+    :meth:`abort`: a second run writing to the same directory waits until the first has
+    published (``on_wait`` is called once when it starts waiting). Staging folders found
+    while holding the lock were left by killed runs; they are removed first and listed in
+    :attr:`cleaned`. Use it through :func:`staged_outputs`.
 
     Parameters
     ----------
     directory : str
         The output directory; it and its missing parents are created on the first
         :meth:`stage`.
+    outputs : iterable of str, optional
+        Every file name a run may write into the directory. Those present from an earlier
+        run and not written by this one are removed on :meth:`commit` and listed in
+        :attr:`removed`.
+    on_wait : callable, optional
+        ``on_wait(directory)`` is called if another run holds the directory's lock.
+
+    Attributes
+    ----------
+    removed : list of str
+        Files of an earlier run removed by :meth:`commit`.
+    cleaned : list of str
+        Leftovers of killed runs (staging folders, temporary files) removed.
 
     Examples
     --------
     >>> import os, tempfile
     >>> d = os.path.join(tempfile.mkdtemp(), "run")
-    >>> with staged_outputs(d) as out:
+    >>> with staged_outputs(d, outputs=["a.txt", "b.txt", "c.txt"]) as out:
     ...     _ = out.stage("a.txt", "first")
     ...     _ = out.stage("b.txt", writer=lambda f: f.write("second"))
-    ...     sorted(os.listdir(d))[0].startswith(".a.txt.")  # only temporary files so far
+    ...     os.listdir(d)[0].startswith(".gaussmix-staging-")  # only the staging folder so far
     ...     written = out.commit()
     True
     >>> sorted(os.listdir(d))
     ['a.txt', 'b.txt']
+    >>> with staged_outputs(d, outputs=["a.txt", "b.txt", "c.txt"]) as out:
+    ...     _ = out.stage("c.txt", "a later run writes only c.txt")
+    ...     written = out.commit()
+    >>> sorted(os.listdir(d)), [os.path.basename(p) for p in out.removed]
+    (['c.txt'], ['a.txt', 'b.txt'])
     """
 
-    def __init__(self, directory: str):
+    def __init__(
+        self,
+        directory: str,
+        outputs: Iterable[str] = (),
+        on_wait: Callable[[str], Any] | None = None,
+    ):
         self.directory = directory
+        self.outputs = tuple(outputs)
+        self.on_wait = on_wait
         self.created: list[str] = []
         self.staged: list[tuple[str, str]] = []
+        self.removed: list[str] = []
+        self.cleaned: list[str] = []
+        self._staging: str | None = None
+        self._lock_fd: int | None = None
 
     def check_writable(self) -> None:
         """Fail early (before any long computation) if the directory cannot be written.
@@ -267,7 +379,7 @@ class OutputDir:
                 f"cannot write to output directory {self.directory}: permission denied"
             )
 
-    def _ensure(self) -> None:
+    def _create_missing(self) -> None:
         path = os.path.abspath(self.directory)
         missing = []
         while not os.path.exists(path):
@@ -276,11 +388,74 @@ class OutputDir:
         for d in reversed(missing):
             try:
                 os.mkdir(d)
+            except FileExistsError:
+                continue  # another run created it meanwhile
             except OSError as exc:
                 raise OutputError(
                     f"cannot create output directory {self.directory}: {exc.strerror}"
                 ) from None
             self.created.append(d)
+
+    def _ensure(self) -> None:
+        """Create the directory, lock it, clean leftovers and make the staging folder."""
+        if self._staging is not None:
+            return
+        while self._lock_fd is None:
+            self._create_missing()
+            self._lock_fd = _lock_directory(self.directory, self.on_wait)
+        self._clean_leftovers()
+        try:
+            self._staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.directory)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write to output directory {self.directory}: {exc.strerror}"
+            ) from None
+
+    def _clean_leftovers(self) -> None:
+        """Remove staging folders and temporary files of killed runs (the lock is held)."""
+        try:
+            entries = sorted(os.listdir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            path = os.path.join(self.directory, entry)
+            if entry.startswith(STAGING_PREFIX) and os.path.isdir(path):
+                self._finish_publishing(path)
+                shutil.rmtree(path, ignore_errors=True)
+                if not os.path.lexists(path):
+                    self.cleaned.append(path)
+        for name in self.outputs:  # single files (atomic_path, or older gaussmix versions)
+            self.cleaned.extend(_remove_stale_temporaries(self.directory, name))
+
+    def _finish_publishing(self, staging: str) -> None:
+        """Complete the publication a killed run had started (its journal lists its files).
+
+        A run killed between its first and last rename would leave a mix of two runs' files;
+        its journal names the whole set, so the rest is renamed into place and the earlier
+        run's other files are removed, as the killed run would have done.
+        """
+        try:
+            with open(os.path.join(staging, _JOURNAL), encoding="utf-8") as f:
+                names = json.load(f)
+        except (OSError, ValueError):
+            return  # killed before publishing: the folder still holds the earlier run
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            return
+        names = [n for n in names if os.path.basename(n) == n and not n.startswith(".")]
+        for name in names:
+            staged = os.path.join(staging, name)
+            if os.path.isfile(staged):
+                os.replace(staged, self.path(name))
+        self._remove_others(names)
+
+    def _remove_others(self, written: Iterable[str]) -> None:
+        """Remove the files named in ``outputs`` that are not in ``written``."""
+        written = set(written)
+        for name in self.outputs:
+            path = self.path(name)
+            if name not in written and os.path.isfile(path):
+                os.unlink(path)
+                self.removed.append(path)
 
     def path(self, name: str) -> str:
         """Final path of the file ``name``."""
@@ -294,7 +469,7 @@ class OutputDir:
         writer: Callable[[Any], Any] | None = None,
         save: Callable[[str], Any] | None = None,
     ) -> str:
-        """Write the file ``name`` to a temporary file; return its final path.
+        """Write the file ``name`` into the staging folder; return its final path.
 
         Parameters
         ----------
@@ -310,12 +485,15 @@ class OutputDir:
             example a matplotlib figure's ``savefig``.
         """
         self._ensure()
+        assert self._staging is not None
+        tmp = os.path.join(self._staging, name)
         try:
-            tmp = _temporary_file(self.directory, name)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _file_mode())
         except OSError as exc:
             raise OutputError(
                 f"cannot write to output directory {self.directory}: {exc.strerror}"
             ) from None
+        os.close(fd)
         self.staged.append((tmp, self.path(name)))
         if save is not None:
             save(tmp)
@@ -329,36 +507,104 @@ class OutputDir:
         return self.path(name)
 
     def commit(self) -> list[str]:
-        """Rename every staged file onto its name; return the final paths."""
+        """Publish: rename every staged file onto its name, remove an earlier run's others.
+
+        Returns the final paths written; the removed files are in :attr:`removed`.
+        """
+        names = [os.path.basename(final) for _, final in self.staged]
+        if self._staging is not None:  # the journal: a killed publication is completed later
+            journal = os.path.join(self._staging, _JOURNAL)
+            with open(journal, "w", encoding="utf-8") as f:
+                json.dump(names, f)
+            _fsync_file(journal)
         done = []
         for tmp, final in self.staged:
             os.replace(tmp, final)
             done.append(final)
         self.staged = []
+        self._remove_others(names)
         _fsync_directory(self.directory)
+        self._release(remove_staging=True)
         return done
 
     def abort(self) -> None:
-        """Remove the staged temporary files and the (empty) directories this run created."""
-        for tmp, _ in self.staged:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        """Remove the staging folder and the (empty) directories this run created."""
         self.staged = []
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+        # Still holding the lock: a run waiting for it then finds the directory gone and
+        # creates it again, instead of writing into a directory being removed.
         for d in reversed(self.created):
             with contextlib.suppress(OSError):
                 os.rmdir(d)  # only succeeds when empty
         self.created = []
+        self._release(remove_staging=False)
+
+    def _release(self, remove_staging: bool) -> None:
+        if remove_staging and self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging = None
+        if self._lock_fd is not None:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+
+def _lock_directory(directory: str, on_wait: Callable[[str], Any] | None) -> int | None:
+    """An open descriptor of ``directory`` holding an exclusive ``flock``, waiting for it.
+
+    Returns None if the directory was removed or replaced while waiting (a failed run
+    removes the directory it created): the caller creates it again and retries. Returns -1
+    (no lock) where ``flock`` does not exist.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return -1
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise OutputError(f"cannot open output directory {directory}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(directory)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some network mounts): no lock
+            os.close(fd)
+            return -1
+        held = os.fstat(fd)
+        try:
+            now = os.stat(directory)
+        except FileNotFoundError:
+            now = None
+    except BaseException:
+        os.close(fd)
+        raise
+    if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        os.close(fd)
+        return None
+    return fd
 
 
 @contextlib.contextmanager
-def staged_outputs(directory: str) -> Iterator[OutputDir]:
+def staged_outputs(
+    directory: str,
+    outputs: Iterable[str] = (),
+    on_wait: Callable[[str], Any] | None = None,
+) -> Iterator[OutputDir]:
     """An :class:`OutputDir` for ``directory`` that is aborted if the block raises."""
-    out = OutputDir(directory)
+    out = OutputDir(directory, outputs, on_wait)
     try:
         yield out
     except BaseException:
         out.abort()
         raise
+    if out.staged or out._lock_fd is not None:  # the block did not commit: publish nothing
+        out.abort()
 
 
 # --------------------------------------------------------------------------------------
@@ -495,7 +741,35 @@ def model_to_dict(
     doc.update({field: _float_list(value) for field, value in arrays.items()})
     doc["training"] = training
     doc["params"] = params
+    doc["checksum"] = model_checksum(doc)
     return doc
+
+
+# What the checksum covers: everything that decides the model's predictions.
+_CHECKSUM_FIELDS = (
+    "covariance_type",
+    "n_components",
+    "n_features",
+    "dtype",
+    "weights",
+    "means",
+    "covariances",
+    "precisions_cholesky",
+    "precisions",
+)
+
+
+def model_checksum(doc: dict[str, Any]) -> str:
+    """``"sha256:..."`` of the fields of a model document that decide its predictions.
+
+    The hash is over a canonical JSON text of those fields (sorted keys, no spaces); JSON
+    floats round-trip exactly, so the checksum of a document read back from its file equals
+    the one written. Feature names, the training record and the settings are not covered:
+    they can be edited by hand without changing what the model computes.
+    """
+    covered = [doc.get(field) for field in _CHECKSUM_FIELDS]
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def model_to_json(
@@ -609,9 +883,12 @@ class _Checker:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(field, f"must be a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise self.fail(field, f"must be finite, got {value}")
-        return float(value)
+        number = _as_float(value)
+        if number is None:
+            raise self.fail(field, f"is out of range: {_describe(value)}")
+        if not math.isfinite(number):
+            raise self.fail(field, f"must be finite, got {number}")
+        return number
 
     def boolean(self, value: Any, field: str) -> bool:
         if not isinstance(value, bool):
@@ -625,7 +902,8 @@ class _Checker:
         if not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise self.fail(field, f"contains a non-finite value {arr[bad]} at index {bad}")
-        out = arr.astype(dtype)
+        with np.errstate(over="ignore"):
+            out = arr.astype(dtype)
         if not np.all(np.isfinite(out)):
             raise self.fail(field, f"overflows {np.dtype(dtype).name}")
         return out
@@ -637,6 +915,8 @@ class _Checker:
         if not shape:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.fail(field, f"must contain numbers, got {_describe(value)}{where}")
+            if _as_float(value) is None:
+                raise self.fail(field, f"contains a number out of range{where}")
             return
         if not isinstance(value, list):
             raise self.fail(
@@ -654,17 +934,27 @@ class _Checker:
             self._check_nesting(v, field, shape[1:], (*index, i))
 
 
+def _as_float(value: int | float) -> float | None:
+    """``float(value)``, or None for an integer too large for a float (e.g. 10**400)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f"the string {value[:40]!r}"
+        return f"the string {value[:40]!r}" + (" (shortened)" if len(value) > 40 else "")
     if isinstance(value, list):
         return f"a list of length {len(value)}"
     if isinstance(value, dict):
         return "an object"
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
     return repr(value)
 
 
@@ -698,21 +988,23 @@ def _check_covariances(
             ) from None
     # The precision Cholesky factor L satisfies L Lᵀ = Σ⁻¹; check Σ L Lᵀ ≈ I.
     pchol = precisions_cholesky.astype(np.float64)
-    if family.precision_form in ("diagonal", "scalar"):
+    if not family.correlated:  # variances: L = 1 / sqrt(variance), elementwise
         if np.any(pchol <= 0):
             raise chk.fail("precisions_cholesky", "must be positive")
         ok = np.abs(covariances.astype(np.float64) * pchol**2 - 1.0)
         tol = 1e-4 if covariances.dtype == np.float32 else 1e-8
-        if np.max(ok) > tol:
+        if not np.max(ok) <= tol:
             raise chk.fail("precisions_cholesky", "does not match covariances")
     else:
         chol = family.stored_matrices(pchol, k, d)
         eps = float(np.finfo(covariances.dtype).eps)
         for (_, c), (suffix, lc) in zip(cov, chol, strict=True):
+            _check_triangular_factor(chk, "precisions_cholesky" + suffix, lc)
             prec = lc @ lc.T
             eig = np.linalg.eigvalsh(c)
             cond = float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
-            err = float(np.max(np.abs(c @ prec - np.eye(d))))
+            with np.errstate(over="ignore", invalid="ignore"):
+                err = float(np.max(np.abs(c @ prec - np.eye(d))))
             if not err <= 1e-6 + 1e3 * d * eps * cond:
                 raise chk.fail(
                     "precisions_cholesky" + suffix,
@@ -724,8 +1016,50 @@ def _check_covariances(
         got = precisions.astype(np.float64)
         scale = max(float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
         tol = 1e-4 if covariances.dtype == np.float32 else 1e-10
-        if np.max(np.abs(expected - got)) > tol * scale:
+        if not np.max(np.abs(expected - got)) <= tol * scale:
             raise chk.fail("precisions", "does not match precisions_cholesky")
+
+
+def _check_triangular_factor(chk: _Checker, field: str, factor: np.ndarray) -> None:
+    """An upper-triangular matrix with a positive diagonal (the unique Cholesky factor).
+
+    ``L`` and ``L Q`` (Q orthogonal, e.g. a column with its sign flipped) give the same
+    precision ``L Lᵀ``, but only the triangular factor with a positive diagonal gives the
+    right log-determinant; anything else is a damaged file.
+    """
+    below = np.tril(factor, -1)
+    if np.any(below != 0):
+        i, j = (int(v) for v in np.argwhere(below != 0)[0])
+        raise chk.fail(
+            field,
+            f"must be upper triangular (the Cholesky factor of the precision), but entry "
+            f"({i}, {j}) below the diagonal is {factor[i, j]!r}",
+        )
+    diagonal = np.diagonal(factor)
+    if not np.all(diagonal > 0):
+        j = int(np.argmin(diagonal > 0))
+        raise chk.fail(
+            field, f"must have a positive diagonal, but entry ({j}, {j}) is {diagonal[j]!r}"
+        )
+
+
+def _check_checksum(chk: _Checker, doc: dict[str, Any]) -> None:
+    """The file's checksum, if it has one, matches its numbers (see :func:`model_checksum`).
+
+    Files written by gaussmix carry one; files without it (hand-made, or from versions
+    before it) are accepted on the other checks alone.
+    """
+    if "checksum" not in doc:
+        return
+    stored = doc["checksum"]
+    if not isinstance(stored, str):
+        raise chk.fail("checksum", f"must be a string, got {_describe(stored)}")
+    if stored != model_checksum(doc):
+        raise chk.fail(
+            "checksum",
+            "does not match the model's numbers: the file was changed after gaussmix wrote "
+            "it (damaged, or edited by hand; to accept hand edits, delete the checksum field)",
+        )
 
 
 def _estimator_class() -> type:
@@ -771,7 +1105,8 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
             f"{FORMAT_VERSION}; upgrade gaussmix",
         )
     covariance_type = chk.get(doc, "covariance_type")
-    if covariance_type not in COVARIANCE_TYPES:  # a file holds scikit-learn's name
+    # A file holds scikit-learn's name.
+    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
         raise chk.fail(
             "covariance_type",
             f"must be one of {', '.join(COVARIANCE_TYPES)}; got {_describe(covariance_type)}",
@@ -780,7 +1115,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     k = chk.integer(chk.get(doc, "n_components"), "n_components", minimum=1)
     d = chk.integer(chk.get(doc, "n_features"), "n_features", minimum=1)
     dtype_name = chk.get(doc, "dtype")
-    if dtype_name not in _DTYPES:
+    if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
         raise chk.fail("dtype", f"must be 'float64' or 'float32', got {_describe(dtype_name)}")
     dtype = _DTYPES[dtype_name]
 
@@ -811,7 +1146,10 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     precisions = None
     if doc.get("precisions") is not None:
         precisions = chk.array(doc["precisions"], "precisions", cov_shape, dtype)
-    _check_covariances(chk, family, covariances, precisions_cholesky, precisions, k, d)
+    with np.errstate(all="ignore"):  # huge entries overflow: the checks then fail cleanly
+        _check_covariances(chk, family, covariances, precisions_cholesky, precisions, k, d)
+
+    _check_checksum(chk, doc)
 
     training = doc.get("training") or {}
     if not isinstance(training, dict):
@@ -842,13 +1180,15 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     kwargs = {name: value for name, value in params.items() if name in known}
     kwargs["n_components"] = k
     kwargs["covariance_type"] = covariance_type
+    shapes = {"weights_init": (k,), "means_init": (k, d), "precisions_init": cov_shape}
     for name in _ARRAY_PARAMS:
         if kwargs.get(name) is not None:
-            kwargs[name] = np.asarray(kwargs[name], dtype=np.float64)
+            kwargs[name] = chk.array(kwargs[name], f"params.{name}", shapes[name], np.float64)
     try:
-        model = cls(**kwargs)
-        check_parameters(model)  # the estimator's own checks (run by fit, not __init__)
-    except (TypeError, ValueError) as exc:
+        with np.errstate(all="ignore"):
+            model = cls(**kwargs)
+            check_parameters(model)  # the estimator's own checks (run by fit, not __init__)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise chk.fail("params", f"are not valid GaussianMixture parameters: {exc}") from None
 
     if precisions is None:
@@ -914,16 +1254,75 @@ def _document_from_json(text: str | bytes, source: str) -> Any:
         ) from None
     except RecursionError:
         raise chk.fail(None, "not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise chk.fail(None, f"not valid JSON: {exc}") from None
     return doc
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
+def _max_model_bytes() -> int:
+    """The size limit for model files: ``GAUSSMIX_MAX_MODEL_MB`` megabytes, default 64."""
+    text = os.environ.get(MAX_MODEL_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_MODEL_MB * 2**20
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = math.nan
+    if not (megabytes > 0 and math.isfinite(megabytes)):
+        raise ValueError(
+            f"{MAX_MODEL_SIZE_ENV} must be a positive number of megabytes; got {text!r}"
+        )
+    return int(megabytes * 2**20)
+
+
+def read_model_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) -> bytes:
+    """The content of a model file, refusing files larger than ``max_bytes``.
+
+    Reads at most ``max_bytes + 1`` bytes, so an endless source (``/dev/zero``, a pipe)
+    stops at the limit instead of filling the memory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    max_bytes : int, optional
+        The limit; default ``GAUSSMIX_MAX_MODEL_MB`` megabytes from the environment, or 64 MB.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is larger than the limit.
+    OSError
+        If the file cannot be read.
+    """
+    limit = _max_model_bytes() if max_bytes is None else int(max_bytes)
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _Checker(os.fspath(path)).fail(
+            None,
+            f"the file is larger than the {_megabytes(limit)} limit for model files (a guard "
+            "against reading a huge or endless file; to read a bigger model, raise the limit "
+            f"with the environment variable {MAX_MODEL_SIZE_ENV}=<megabytes>, or max_bytes= "
+            "in load_model)",
+        )
+    return data
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:g} MB"
+
+
+def load_model(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Any:
     """Load a model file written by :func:`save_model` and validate it.
 
     Parameters
     ----------
     path : str or path-like
         A gaussmix JSON model file.
+    max_bytes : int, optional
+        Refuse files larger than this (default ``GAUSSMIX_MAX_MODEL_MB`` megabytes from the
+        environment, or 64 MB): a guard against reading a huge or endless file.
 
     Returns
     -------
@@ -938,7 +1337,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     ModelFileError
         If the file is not a valid model file (corrupt or truncated JSON, another format or
         a newer version, missing or mistyped fields, wrong shapes, non-finite numbers,
-        weights that do not sum to 1, covariances that are not symmetric positive definite).
+        weights that do not sum to 1, covariances that are not symmetric positive definite),
+        or larger than ``max_bytes``.
     """
-    data = Path(path).read_bytes()
+    data = read_model_bytes(path, max_bytes)
     return model_from_json(data, source=os.fspath(path))

@@ -1,0 +1,272 @@
+"""Output folders as one unit (issue 15, item 4).
+
+A run stages its files in a fresh folder and publishes them together under a lock on the
+directory; files of an earlier run that this run does not write are removed (and listed);
+leftovers of killed runs are cleaned by the next run; SIGTERM cleans up like Ctrl-C. Each
+test reproduces a defect of the landed code, named in its docstring; every one failed
+before the change.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from gaussmix import cli
+from gaussmix.io import STAGING_PREFIX, staged_outputs
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock and signals are POSIX")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0.0, 1.0, (150, 2)), rng.normal(6.0, 1.0, (150, 2))])
+    path = tmp_path_factory.mktemp("data") / "x.csv"
+    path.write_text("a,b\n" + "".join(f"{x!r},{y!r}\n" for x, y in X.tolist()))
+    return str(path)
+
+
+def _hidden(directory):
+    return sorted(n for n in os.listdir(directory) if n.startswith("."))
+
+
+def _n_components(directory):
+    with open(os.path.join(directory, "model.json")) as f:
+        model_k = json.load(f)["n_components"]
+    with open(os.path.join(directory, "assignments.csv")) as f:
+        header = next(csv.reader(f))
+    return model_k, sum(1 for h in header if h.startswith("p"))
+
+
+def test_second_run_removes_the_first_runs_other_files(data, tmp_path, capsys):
+    """Repro: a second `fit` into the same folder left the first run's selection.csv (and
+    bic.png) next to the new model.json."""
+    out = str(tmp_path / "out")
+    assert cli.main(["fit", data, "-k", "auto", "--components", "1-2", "--no-plots",
+                     "-q", "-o", out]) == 0
+    assert "selection.csv" in os.listdir(out)
+    (tmp_path / "out" / "bic.png").write_bytes(b"from an earlier run with plots")
+    (tmp_path / "out" / "notes.txt").write_text("the user's own file")
+    capsys.readouterr()
+    assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", out]) == 0
+    assert sorted(os.listdir(out)) == ["assignments.csv", "model.json", "notes.txt"]
+    printed = capsys.readouterr().out
+    removed = printed.split("removed (written by an earlier run, not by this one):\n", 1)[1]
+    assert os.path.join(out, "selection.csv") in removed
+    assert os.path.join(out, "bic.png") in removed
+    assert "notes.txt" not in removed
+
+
+def test_a_second_writer_waits_for_the_first_to_publish(tmp_path):
+    """Repro: two concurrent runs could end with model.json from one and assignments.csv
+    from the other. Here the first run holds the folder while the second tries to write."""
+    target = str(tmp_path / "out")
+    names = ("model.json", "assignments.csv", "selection.csv")
+    first_staged, release_first = threading.Event(), threading.Event()
+    waited = threading.Event()
+    second_done = threading.Event()
+
+    def first():
+        with staged_outputs(target, outputs=names) as out:
+            out.stage("model.json", "first")
+            out.stage("selection.csv", "first")
+            first_staged.set()
+            release_first.wait(30)
+            out.stage("assignments.csv", "first")
+            out.commit()
+
+    def second():
+        first_staged.wait(30)
+        with staged_outputs(target, outputs=names, on_wait=lambda d: waited.set()) as out:
+            out.stage("model.json", "second")
+            out.stage("assignments.csv", "second")
+            out.commit()
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    assert waited.wait(30), "the second writer did not wait for the lock"
+    assert not second_done.is_set()
+    release_first.set()
+    for t in threads:
+        t.join(60)
+    assert second_done.is_set()
+    # One run's files, never a mix: the second's set, the first's selection.csv removed.
+    contents = {n: (tmp_path / "out" / n).read_text() for n in os.listdir(target)}
+    assert contents == {"model.json": "second", "assignments.csv": "second"}
+
+
+def test_concurrent_command_line_runs_leave_one_runs_files(data, tmp_path):
+    """Two `gaussmix fit` processes into the same folder at once: both succeed and the
+    folder holds one run's model.json with the same run's assignments.csv."""
+    out = str(tmp_path / "out")
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gaussmix", "fit", data, "-k", str(k), "-c", "diag",
+             "--no-plots", "-q", "-o", out],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for k in (2, 3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    model_k, proba_columns = _n_components(out)
+    assert model_k == proba_columns
+    assert _hidden(out) == []
+
+
+_SLOW_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from gaussmix import cli
+
+    ready = sys.argv[1]
+
+    def slow_writer(model, X):
+        def write(f):
+            f.write("row,label\\n" + "0,0\\n" * 100000)
+            f.flush()
+            open(ready, "w").close()
+            time.sleep(60)
+        return write
+
+    cli._assignments_writer = slow_writer
+    sys.exit(cli.main(sys.argv[2:]))
+    """
+)
+
+
+def _start_slow_fit(data, out, ready):
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(ready), "fit", data, "-k", "2", "-c",
+         "diag", "--no-plots", "-q", "-o", out],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not os.path.exists(ready):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the run did not start writing: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc
+
+
+def test_sigterm_during_writing_cleans_up_like_ctrl_c(data, tmp_path):
+    """Repro: SIGTERM during writing left hidden .tmp files that were never removed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.json").write_text("earlier run")
+    proc = _start_slow_fit(data, str(out), tmp_path / "ready")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "gaussmix: terminated" in err
+    assert os.listdir(out) == ["model.json"]  # nothing staged is left, nothing replaced
+    assert (out / "model.json").read_text() == "earlier run"
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(data, tmp_path, capsys):
+    """Repro: SIGKILL during writing left hidden 8-100 MB .tmp files, never removed."""
+    out = tmp_path / "out"
+    proc = _start_slow_fit(data, str(out), tmp_path / "ready")
+    proc.kill()
+    proc.communicate(timeout=60)
+    leftovers = _hidden(out)
+    assert len(leftovers) == 1 and leftovers[0].startswith(STAGING_PREFIX)
+    # A leftover of a gaussmix version that staged file by file is cleaned as well.
+    stale = out / ".assignments.csv.abc123.tmp"
+    stale.write_text("partial")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", str(out)]) == 0
+    assert _hidden(out) == []
+    assert sorted(os.listdir(out)) == ["assignments.csv", "model.json"]
+    printed = capsys.readouterr().out
+    cleaned = printed.split("cleaned up (left by an interrupted run):\n", 1)[1]
+    assert leftovers[0] in cleaned and ".assignments.csv.abc123.tmp" in cleaned
+
+
+def test_a_failed_run_into_a_new_folder_leaves_nothing_for_a_waiting_run(tmp_path):
+    """The lock survives the first run removing the folder it created (it failed)."""
+    target = tmp_path / "new"
+    entered = threading.Event()
+    results = {}
+
+    def failing():
+        try:
+            with staged_outputs(str(target)) as out:
+                out.stage("model.json", "x")
+                entered.set()
+                time.sleep(0.5)
+                raise RuntimeError("failed")
+        except RuntimeError:
+            results["first"] = "failed"
+
+    t = threading.Thread(target=failing)
+    t.start()
+    entered.wait(30)
+    with staged_outputs(str(target)) as out:
+        out.stage("model.json", "second")
+        out.commit()
+    t.join(30)
+    assert results == {"first": "failed"}
+    assert os.listdir(target) == ["model.json"]
+    assert (target / "model.json").read_text() == "second"
+
+
+def test_atomic_write_removes_a_killed_writers_temporary_file(tmp_path):
+    """A temporary file of a killed `predict -o x.csv` is removed by the next write of x.csv;
+    one whose writer is alive (it holds the file's lock) is kept."""
+    import fcntl
+
+    from gaussmix.io import write_atomic
+
+    stale, live = tmp_path / ".x.csv.dead.tmp", tmp_path / ".x.csv.live.tmp"
+    for path in (stale, live):
+        path.write_text("partial")
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    with open(live) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        write_atomic(tmp_path / "x.csv", "new")
+        assert sorted(os.listdir(tmp_path)) == [".x.csv.live.tmp", "x.csv"]
+    assert (tmp_path / "x.csv").read_text() == "new"
+
+
+def test_a_publication_cut_short_by_a_kill_is_completed_by_the_next_run(tmp_path):
+    """SIGKILL between two renames of a publication: the killed run's journal lets the next
+    run finish it, so the folder never stays a mix of two runs."""
+    target = tmp_path / "out"
+    names = ("model.json", "assignments.csv", "selection.csv")
+    with staged_outputs(str(target), outputs=names) as out:
+        for name in names:
+            out.stage(name, "first run")
+        out.commit()
+    # The second run was killed after renaming model.json, before assignments.csv.
+    staging = target / f"{STAGING_PREFIX}killed"
+    staging.mkdir()
+    (staging / ".publishing.json").write_text(json.dumps(["model.json", "assignments.csv"]))
+    (staging / "assignments.csv").write_text("second run")
+    (target / "model.json").write_text("second run")
+    # A third run fails before publishing anything of its own.
+    with pytest.raises(RuntimeError), staged_outputs(str(target), outputs=names) as out:
+        out.stage("model.json", "third run")
+        raise RuntimeError("the third run fails")
+    contents = {n: (target / n).read_text() for n in os.listdir(target)}
+    assert contents == {"model.json": "second run", "assignments.csv": "second run"}
+    assert out.removed == [str(target / "selection.csv")]

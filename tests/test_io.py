@@ -78,7 +78,7 @@ def test_file_layout(fitted, tmp_path):
     save_model(model, path, n_samples=120, feature_names=["a", "b", "c"])
     doc = json.loads(path.read_text())
     assert doc["format"] == "gaussmix-model"
-    assert doc["version"] == 1
+    assert doc["version"] == 2  # 2: partial_fit's running statistics (issue 13)
     assert isinstance(doc["gaussmix_version"], str)
     assert doc["covariance_type"] == model.covariance_type
     assert (doc["n_components"], doc["n_features"]) == (2, 3)

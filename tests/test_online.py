@@ -2,12 +2,13 @@
 
 import itertools
 import json
+import re
 import warnings
 
 import numpy as np
 import pytest
 
-from gaussmix import GaussianMixture, _online, load
+from gaussmix import GaussianMixture, _online, _readers, cli, load
 from gaussmix.io import model_from_json, model_to_json
 from gaussmix.stats import block_statistics, m_step
 
@@ -329,3 +330,150 @@ def test_parameters_are_in_get_params():
     gm = GaussianMixture(learning_offset=5.0, learning_decay=0.9)
     assert gm.get_params()["learning_offset"] == 5.0
     assert "learning_decay=0.9" in repr(gm)
+
+
+# --------------------------------------------------------------------------------------
+# Reading in chunks and the command line (gaussmix fit --stream / --resume)
+
+
+def _write_csv(path, X, names=None, fmt="%.17g", delimiter=","):
+    header = "" if names is None else delimiter.join(names)
+    np.savetxt(path, X, delimiter=delimiter, header=header, comments="", fmt=fmt)
+
+
+def _all_chunks(data):
+    return np.concatenate(list(data.chunks()))
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Chunks of 64 bytes of text or 7 rows of arrays: every carry and seam is exercised."""
+    monkeypatch.setattr(_readers, "TEXT_CHUNK_BYTES", 64)
+    monkeypatch.setattr(_readers, "ARRAY_CHUNK_ROWS", 7)
+
+
+def test_chunked_reading_equals_reading_the_whole_file(tmp_path, tiny_chunks):
+    X = _mixture(200, seed=21)[:, :3]
+    csv_path = tmp_path / "d.csv"
+    _write_csv(csv_path, X, ["a", "b", "c"])
+    text = csv_path.read_text().splitlines()
+    text.insert(5, "# a comment")
+    text.insert(9, "")
+    csv_path.write_text("\n".join(text) + "\n")
+    tsv_path = tmp_path / "d.tsv"
+    _write_csv(tsv_path, X, None, delimiter="\t")
+    npy_path = tmp_path / "d.npy"
+    np.save(npy_path, X)
+    paths = [csv_path, tsv_path, npy_path]
+    if _has("pyarrow"):
+        import pandas as pd
+
+        pq_path = tmp_path / "d.parquet"
+        pd.DataFrame(X, columns=["a", "b", "c"]).to_parquet(pq_path)
+        paths.append(pq_path)
+    for path in paths:
+        whole = _readers.read_data(str(path), ["3", "1"] if path != csv_path else ["c", "a"])
+        data = _readers.open_chunked(str(path), ["3", "1"] if path != csv_path else ["c", "a"])
+        assert data.names == whole.names
+        np.testing.assert_array_equal(_all_chunks(data), whole.X)
+        np.testing.assert_array_equal(_all_chunks(data), whole.X)  # a second pass
+
+
+def _has(module):
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def test_batches_have_the_requested_size_and_a_longer_last_one(tmp_path, tiny_chunks):
+    X = np.arange(46.0).reshape(23, 2)
+    np.save(tmp_path / "d.npy", X)
+    data = _readers.open_chunked(str(tmp_path / "d.npy"))
+    batches = list(data.batches(5))
+    assert [len(b) for b in batches] == [5, 5, 5, 8]
+    np.testing.assert_array_equal(np.concatenate(batches), X)
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("1.0,oops,3.0", r"non-numeric value 'oops' at line 42 \(data row 41\), column 'b'"),
+        ("1.0,NA,3.0", r"1 missing value, the first at line 42, column 'b'"),
+        ("1.0,2.0", r"line 42 has 2 fields but the header has 3"),
+        ("1.0,inf,3.0", r"infinite value at line 42, column 'b'"),
+    ],
+)
+def test_chunked_errors_name_the_line(tmp_path, tiny_chunks, line, match):
+    X = _mixture(100, seed=22)[:, :3]
+    path = tmp_path / "d.csv"
+    _write_csv(path, X, ["a", "b", "c"], fmt="%.3f")
+    lines = path.read_text().splitlines()
+    lines[41] = line  # line 42 of the file, data row 41
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(_readers.DataError, match=match):
+        _all_chunks(_readers.open_chunked(str(path)))
+
+
+def test_cli_stream_passes_checkpoint_and_resume_continue_exactly(tmp_path, capsys):
+    X = _mixture(24_000, seed=23)
+    names = [f"f{j}" for j in range(5)]
+    first, more = tmp_path / "first.csv", tmp_path / "more.csv"
+    _write_csv(first, X[:16_000], names)
+    _write_csv(more, X[16_000:], names)
+    out = tmp_path / "out"
+    code = cli.main(["fit", str(first), "--stream", "-k", "4", "--passes", "2", "--checkpoint",
+                     "--batch-size", "2000", "-o", str(out)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "pass 1/2: 16,000 rows in 8 batches" in captured.err
+    assert "pass 2/2" in captured.err
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["version"] == 2 and doc["online"]["n_batch_iter"] == 16
+    assert doc["feature_names"] == names
+    code = cli.main(["fit", "--resume", str(out / "model.json"), str(more), "--batch-size",
+                     "2000", "-o", str(tmp_path / "resumed"), "-q"])
+    assert code == 0
+    # The library, batch after batch, from the CLI's settings (n_init=3, seed 0).
+    gm = GaussianMixture(4, n_init=3, random_state=0)
+    for _ in range(2):
+        for start in range(0, 16_000, 2000):
+            gm.partial_fit(X[start : start + 2000])
+    for start in range(16_000, 24_000, 2000):
+        gm.partial_fit(X[start : start + 2000])
+    resumed = load(tmp_path / "resumed" / "model.json")
+    assert resumed.n_batch_iter_ == 20
+    for a, b in zip(_params(resumed), _params(gm), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["-k", "auto"], "--stream fits one model: give -k N"),
+        (["-k", "2", "--passes", "0"], "--passes must be >= 1"),
+        (["-k", "2", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["-k", "2", "--scheduler", "local:1"], "remove --scheduler"),
+    ],
+)
+def test_cli_stream_bad_arguments(tmp_path, capsys, extra, match):
+    path = tmp_path / "d.npy"
+    np.save(path, _mixture(100, seed=24))
+    code = cli.main(["fit", str(path), "--stream", *extra, "-o", str(tmp_path / "o")])
+    assert code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_cli_resume_checks_components_and_columns(tmp_path, capsys):
+    X = _mixture(4000, seed=25)
+    path = tmp_path / "d.npy"
+    np.save(path, X)
+    args = ["fit", str(path), "--stream", "-k", "4", "-o", str(tmp_path / "o"), "-q"]
+    assert cli.main(args) == 0
+    model = str(tmp_path / "o" / "model.json")
+    assert cli.main(["fit", "--resume", model, str(path), "-k", "3", "-o", str(tmp_path)]) == 2
+    assert "continues a model with 4 components" in capsys.readouterr().err
+    np.save(path, X[:, :3])
+    assert cli.main(["fit", "--resume", model, str(path), "-o", str(tmp_path / "p")]) == 2
+    assert "the model expects 5 features" in capsys.readouterr().err

@@ -99,10 +99,11 @@ class GaussianMixture:
     verbose_interval : int, default=10
     block_size : int, optional
         Rows per block of the E-step (bounded memory); chosen automatically by default.
-    learning_offset : float, default=10.0
+    learning_offset : float, default=2.0
         ``t0`` of the step size ``rho_t = (t + t0) ** -learning_decay`` of
         :meth:`partial_fit` (scikit-learn's name in LatentDirichletAllocation); larger
-        values make the early batches count less.
+        values make the early batches count less. The defaults were chosen by
+        ``benchmarks/bench_online.py --sweep``.
     learning_decay : float, default=0.7
         ``alpha`` in (0.5, 1] of the step size of :meth:`partial_fit`: 1 averages all the
         batches equally (with ``learning_offset=0``), smaller values forget old batches
@@ -452,9 +453,10 @@ class GaussianMixture:
         -learning_decay`` for the ``t``-th batch (Cappé & Moulines 2009), and the M-step
         runs on ``S``. See :mod:`gaussmix._online`.
 
-        The first batch initialises the model (``init_params``, the ``*_init`` arrays,
-        ``n_init`` starts of which the one with the highest log-likelihood on the batch is
-        kept) and sets ``n_features_in_``; it needs at least ``n_components`` rows. After
+        The first batch starts the model: initialisation (``init_params``, the ``*_init``
+        arrays), then EM on that batch alone (up to ``max_iter`` iterations, ``tol``; the
+        best of ``n_init`` starts), whose statistics become the running statistics. It
+        sets ``n_features_in_`` and needs at least ``n_components`` rows. After
         :meth:`fit` (or on a loaded model file without running statistics), the fitted
         parameters are the starting statistics. A loaded model with running statistics
         continues exactly where it was saved.
@@ -557,13 +559,27 @@ class GaussianMixture:
             )
 
     def _first_batch_start(self, data):
-        """Initial parameters from the first batch and their E-step on it (best of n_init)."""
+        """Start on the first batch: initialisation, then EM on the batch alone.
+
+        Up to ``max_iter`` iterations (``tol`` as in :meth:`fit`), from each of ``n_init``
+        starts; the run with the highest log-likelihood is kept. Returns the parameters
+        of its last E-step and that E-step's statistics: partial_fit's M-step on them
+        (rho = 1) is the run's last M-step. With ``max_iter=1`` the first batch is one
+        EM iteration from the start.
+        """
         inits = self._check_initial_arrays(data.n_features, data.dtype)
         random_state = check_random_state(self.random_state)
         best = None
         for _ in range(self.n_init):
             params = self._initial_parameters(data, random_state, inits)
             stats = self._batch_statistics(data, params)
+            for _ in range(self.max_iter - 1):
+                following = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=data.dtype)
+                following_stats = self._batch_statistics(data, following)
+                change = following_stats.mean_log_likelihood - stats.mean_log_likelihood
+                params, stats = following, following_stats
+                if abs(change) < self.tol:
+                    break
             if best is None or stats.log_likelihood > best[1].log_likelihood:
                 best = (params, stats)
         return best

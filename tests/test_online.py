@@ -137,12 +137,12 @@ def test_every_family_streams(covariance_type):
 
 def test_partial_fit_after_fit_continues_from_the_fitted_model():
     X = _mixture(20_000, seed=7)
-    gm = GaussianMixture(4, random_state=0).fit(X)
+    gm = GaussianMixture(4, random_state=0, learning_offset=100.0).fit(X)
     before = gm.score(X)
     means = gm.means_.copy()
     assert gm.partial_fit(X[:2000]) is gm
-    assert gm.n_batch_iter_ == 1
-    # One step of weight rho = 3 ** -0.7 on rows the model already fits: it barely moves.
+    assert gm.n_batch_iter_ == 2  # the fit counts as the first batch
+    # One step of weight rho = 102 ** -0.7 = 0.04 on rows the model fits: it barely moves.
     assert abs(gm.score(X) - before) < 1e-3
     np.testing.assert_allclose(gm.means_, means, atol=0.05)
     # A new fit drops the running statistics.
@@ -223,9 +223,9 @@ def test_model_files_are_version_2_and_version_1_files_still_load():
     np.testing.assert_array_equal(old.means_, gm.means_)
     assert not hasattr(old, "running_statistics_")
     old.partial_fit(X[:1000])
-    assert old.n_batch_iter_ == 1
+    assert old.n_batch_iter_ == 2
     streamed = json.loads(model_to_json(old))
-    assert streamed["online"]["n_batch_iter"] == 1
+    assert streamed["online"]["n_batch_iter"] == 2
     assert len(streamed["online"]["statistics"]["nk"]) == 4
 
 
@@ -455,7 +455,6 @@ def test_cli_stream_passes_checkpoint_and_resume_continue_exactly(tmp_path, caps
         (["-k", "auto"], "--stream fits one model: give -k N"),
         (["-k", "2", "--passes", "0"], "--passes must be >= 1"),
         (["-k", "2", "--batch-size", "0"], "--batch-size must be >= 1"),
-        (["-k", "2", "--scheduler", "local:1"], "remove --scheduler"),
     ],
 )
 def test_cli_stream_bad_arguments(tmp_path, capsys, extra, match):

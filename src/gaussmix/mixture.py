@@ -458,8 +458,9 @@ class GaussianMixture:
         best of ``n_init`` starts), whose statistics become the running statistics. It
         sets ``n_features_in_`` and needs at least ``n_components`` rows. After
         :meth:`fit` (or on a loaded model file without running statistics), the fitted
-        parameters are the starting statistics. A loaded model with running statistics
-        continues exactly where it was saved.
+        parameters are the starting statistics, counted as the first batch (raise
+        ``learning_offset`` to give a fit on many rows more weight). A loaded model with
+        running statistics continues exactly where it was saved.
 
         Online EM assumes the batches come in random order: shuffle sorted data first.
         A Dask array is taken chunk by chunk, computed one at a time on the client
@@ -497,16 +498,18 @@ class GaussianMixture:
                 f"n_components={self.n_components}: it initialises the model and needs at "
                 "least one row per component. Pass a larger first batch."
             )
+        n_done = getattr(self, "n_batch_iter_", 0)
         if started:
             params = self._get_parameters().astype(data.dtype)
             running = getattr(self, "running_statistics_", None)
-            if running is None:
+            if running is None:  # after fit: the fit counts as the first batch's EM
                 running = _online.statistics_of_parameters(params, self.reg_covar)
+                n_done = 1
             stats = self._batch_statistics(data, params)
         else:
             running = None
             params, stats = self._first_batch_start(data)
-        n_step = getattr(self, "n_batch_iter_", 0) + 1
+        n_step = n_done + 1
         rho = 1.0 if running is None else _online.step_size(
             n_step, self.learning_offset, self.learning_decay
         )

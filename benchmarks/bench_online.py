@@ -24,7 +24,10 @@ Method
   one pass of ``partial_fit`` (including the first batch's k-means start), and the time of
   one batch EM iteration over the same rows (E-step of all rows + M-step, the loop body of
   ``fit``), single-threaded as ``partial_fit``'s batches are, and with the thread pool ``fit``
-  uses. ``ratio`` = median pass time / median iteration time (target: at most 4).
+  uses (the pass and the single-threaded iteration run with the BLAS limited to one
+  thread, as inside ``fit``'s pool; with its default threads the BLAS of a busy machine
+  can slow both down several times). ``ratio`` = median pass time / median iteration
+  time (target: at most 4).
 * ``--sweep``: the gaps after one and three passes for a grid of ``learning_offset`` x
   ``learning_decay``, on ``--seeds`` data sets; the defaults (10, 0.7) were chosen from it.
 * ``--memory-csv-gb G``: writes a CSV of at least G GB (500,000 distinct rows of the same
@@ -36,6 +39,7 @@ Method
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -105,15 +109,25 @@ def batch_iteration_seconds(X, params, threaded):
     return time.perf_counter() - start
 
 
+def blas_single_thread():
+    """The BLAS limited to one thread (as ``fit`` does inside its thread pool), if possible."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def cost(X, n_components, batch, repeats, reference_model):
     params = reference_model._get_parameters()
     passes, single, threaded = [], [], []
     for _ in range(repeats):
-        model = GaussianMixture(n_components, random_state=0)
-        start = time.perf_counter()
-        one_pass(model, X, batch)
-        passes.append(time.perf_counter() - start)
-        single.append(batch_iteration_seconds(X, params, threaded=False))
+        with blas_single_thread():
+            model = GaussianMixture(n_components, random_state=0)
+            start = time.perf_counter()
+            one_pass(model, X, batch)
+            passes.append(time.perf_counter() - start)
+            single.append(batch_iteration_seconds(X, params, threaded=False))
         threaded.append(batch_iteration_seconds(X, params, threaded=True))
     return statistics.median(passes), statistics.median(single), statistics.median(threaded)
 

@@ -477,3 +477,24 @@ def test_cli_resume_checks_components_and_columns(tmp_path, capsys):
     np.save(path, X[:, :3])
     assert cli.main(["fit", "--resume", model, str(path), "-o", str(tmp_path / "p")]) == 2
     assert "the model expects 5 features" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_prints_its_tables(capsys):
+    """Smoke test of benchmarks/bench_online.py (no assertion on time)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_online.py"
+    spec = importlib.util.spec_from_file_location("bench_online", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--rows", "20000", "--batch", "500", "--passes", "2", "--repeats", "1",
+                "--spreads", "3", "--memory-csv-gb", "0.002"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 3 |")]
+    assert len(rows) == 2
+    gap = float(rows[0].split("|")[6])
+    assert abs(gap) < 0.01  # one pass of 40 batches on well-separated data
+    assert re.search(r"ratio \d+\.\d\d \(target <= 4\)", out)
+    assert re.search(r"peak resident memory \d+ MB", out)

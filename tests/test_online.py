@@ -433,6 +433,7 @@ def test_cli_stream_passes_checkpoint_and_resume_continue_exactly(tmp_path, caps
     doc = json.loads((out / "model.json").read_text())
     assert doc["version"] == 2 and doc["online"]["n_batch_iter"] == 16
     assert doc["feature_names"] == names
+    assert "Trained by online EM (partial_fit) over 16 batches" in captured.out
     code = cli.main(["fit", "--resume", str(out / "model.json"), str(more), "--batch-size",
                      "2000", "-o", str(tmp_path / "resumed"), "-q"])
     assert code == 0

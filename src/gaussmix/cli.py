@@ -203,8 +203,6 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
             f"{args.batch_size:,}, {args.passes} pass{'es' if args.passes > 1 else ''}"
             + (f", resumed from {args.resume}" if args.resume else "")
             + ".",
-            f"Running mean log-likelihood per sample: {model.lower_bound_:.6g} (batches "
-            "averaged as the steps weigh them; 'gaussmix score' gives the exact value).",
             "",
             describe_model_file(model, _document_from_json(text, path), path),
         ]

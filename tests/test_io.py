@@ -79,7 +79,7 @@ def test_file_layout(fitted, tmp_path):
     save_model(model, path, n_samples=120, feature_names=["a", "b", "c"])
     doc = json.loads(path.read_text())
     assert doc["format"] == "gaussmix-model"
-    assert doc["version"] == 1
+    assert doc["version"] == 2  # 2: partial_fit's running statistics (issue 13)
     assert isinstance(doc["gaussmix_version"], str)
     assert doc["covariance_type"] == model.covariance_type
     assert (doc["n_components"], doc["n_features"]) == (2, 3)
@@ -214,7 +214,7 @@ def test_model_file_version_is_checked(good_doc, tmp_path, mutate, message):
 
 
 def test_model_file_current_version_loads(good_doc, tmp_path):
-    assert good_doc["version"] == FORMAT_VERSION == 1
+    assert good_doc["version"] == FORMAT_VERSION == 2
     path = tmp_path / "model.json"
     path.write_text(json.dumps(good_doc))
     model = load_model(path)

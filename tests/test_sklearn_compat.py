@@ -390,6 +390,7 @@ def test_clone_and_params():
         "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
         "init_params", "weights_init", "means_init", "precisions_init", "random_state",
         "warm_start", "verbose", "verbose_interval", "block_size",
+        "learning_offset", "learning_decay",  # partial_fit's step size (issue 13)
     }
     for key, value in params.items():
         if isinstance(value, np.ndarray):

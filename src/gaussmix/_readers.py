@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ChunkedData",
     "DataError",
     "Dataset",
     "check_dask_input",
     "is_lazy",
     "model_columns",
     "no_feature_name_warnings",
+    "open_chunked",
     "read_dask_data",
     "read_data",
 ]
@@ -195,6 +197,82 @@ def _sniff_delimiter(lines: list[str], tsv: bool) -> str | None:
     return best
 
 
+@dataclass
+class _TextLayout:
+    """How a CSV/TSV file is laid out: delimiter, header, column names, chosen columns."""
+
+    delimiter: str | None
+    names: list[str]
+    has_header: bool
+    picked: list[int]
+    kept: list[str]
+
+    @classmethod
+    def detect(
+        cls,
+        content: list[tuple[int, str]],
+        source: str,
+        columns: Sequence[str] | None,
+        tsv: bool,
+        prefer: Sequence[str] | None,
+    ) -> _TextLayout:
+        """From the first (line number, line) pairs of content (not blank, not comments)."""
+        delimiter = _sniff_delimiter([line for _, line in content[:50]], tsv)
+        layout = cls(delimiter, [], False, [], [])
+        first = [cell.strip() for cell in layout.split(content[0][1])]
+        layout.has_header = not all(_looks_numeric(cell) for cell in first)
+        if layout.has_header:
+            layout.names = [cell or f"column{j + 1}" for j, cell in enumerate(first)]
+        else:
+            layout.names = [f"x{j}" for j in range(len(first))]
+        layout.picked, layout.kept = _select_columns(
+            layout.names, columns, source, prefer if layout.has_header else None
+        )
+        return layout
+
+    def split(self, line: str) -> list[str]:
+        if self.delimiter is None:
+            return line.split()
+        return next(csv.reader([line], delimiter=self.delimiter))
+
+    def parse(
+        self, body: list[tuple[int, str]], source: str, rows_before: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen columns of data lines, and their line numbers (errors name them).
+
+        ``rows_before``: data rows before these (a chunk of a file read in pieces).
+        """
+        names, picked = self.names, self.picked
+        n_fields = len(names)
+        X = np.empty((len(body), len(picked)))
+        line_numbers = np.empty(len(body), dtype=np.int64)
+        for r, (line_no, line) in enumerate(body):
+            cells = self.split(line)
+            if len(cells) != n_fields:
+                what = "the header has" if self.has_header else "the first row has"
+                raise DataError(
+                    f"{source}: line {line_no} has {len(cells)} fields but {what} {n_fields}"
+                    + ("" if self.delimiter is None else f" (delimiter {self.delimiter!r})")
+                )
+            line_numbers[r] = line_no
+            try:
+                X[r] = [float(cells[j]) for j in picked]
+            except ValueError:
+                for out, j in enumerate(picked):
+                    try:
+                        X[r, out] = float(cells[j])
+                    except ValueError:
+                        if cells[j].strip().lower() not in MISSING_TOKENS:
+                            row = rows_before + r + 1
+                            raise DataError(
+                                f"{source}: non-numeric value {cells[j].strip()[:40]!r} at "
+                                f"line {line_no} (data row {row}), column {names[j]!r}; "
+                                "select numeric columns with --columns"
+                            ) from None
+                        X[r, out] = np.nan
+        return X, line_numbers
+
+
 def _read_text(
     raw: bytes,
     source: str,
@@ -216,48 +294,11 @@ def _read_text(
     content = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and line[0] != "#"]
     if not content:
         raise DataError(f"{source}: no data rows (the input is empty)")
-    delimiter = _sniff_delimiter([line for _, line in content[:50]], tsv)
-
-    def split(line: str) -> list[str]:
-        if delimiter is None:
-            return line.split()
-        return next(csv.reader([line], delimiter=delimiter))
-
-    first = [cell.strip() for cell in split(content[0][1])]
-    has_header = not all(_looks_numeric(cell) for cell in first)
-    if has_header:
-        names = [cell or f"column{j + 1}" for j, cell in enumerate(first)]
-        body = content[1:]
-    else:
-        names = [f"x{j}" for j in range(len(first))]
-        body = content
-    n_fields = len(names)
-    picked, kept = _select_columns(names, columns, source, prefer if has_header else None)
-    X = np.empty((len(body), len(picked)))
-    line_numbers = np.empty(len(body), dtype=np.int64)
-    for r, (line_no, line) in enumerate(body):
-        cells = split(line)
-        if len(cells) != n_fields:
-            what = "the header has" if has_header else "the first row has"
-            raise DataError(
-                f"{source}: line {line_no} has {len(cells)} fields but {what} {n_fields}"
-                + ("" if delimiter is None else f" (delimiter {delimiter!r})")
-            )
-        line_numbers[r] = line_no
-        try:
-            X[r] = [float(cells[j]) for j in picked]
-        except ValueError:
-            for out, j in enumerate(picked):
-                try:
-                    X[r, out] = float(cells[j])
-                except ValueError:
-                    if cells[j].strip().lower() not in MISSING_TOKENS:
-                        raise DataError(
-                            f"{source}: non-numeric value {cells[j].strip()[:40]!r} at line "
-                            f"{line_no} (data row {r + 1}), column {names[j]!r}; "
-                            "select numeric columns with --columns"
-                        ) from None
-                    X[r, out] = np.nan
+    layout = _TextLayout.detect(content, source, columns, tsv, prefer)
+    body = content[1:] if layout.has_header else content
+    X, line_numbers = layout.parse(body, source)
+    kept = layout.kept
+    has_header = layout.has_header
     _check_values(X, kept, lambda r: f"line {line_numbers[r]}", source)
     return Dataset(X, kept, has_header, source)
 
@@ -480,3 +521,304 @@ def read_dask_data(
     if X.dtype != np.dtype(dtype):
         X = X.astype(dtype)
     return Dataset(X, kept, has_header, path)
+
+
+# --------------------------------------------------------------------------------------
+# Reading in chunks (gaussmix fit --stream): bounded memory whatever the file's size
+
+# Bytes of text parsed at a time (a few times this in memory while parsing).
+TEXT_CHUNK_BYTES = 8 << 20
+# Rows of a .npy or Parquet file read at a time.
+ARRAY_CHUNK_ROWS = 65_536
+
+
+class ChunkedData:
+    """A data file read in chunks of rows, pass after pass, in bounded memory.
+
+    ``.npy`` files are memory-mapped, Parquet is read by record batches and CSV/TSV text
+    ``TEXT_CHUNK_BYTES`` at a time (NumPy's C parser; a chunk it rejects is parsed again
+    line by line for an error naming the line and column). Standard input (``-``) can be
+    read only once. Open with :func:`open_chunked`.
+
+    Attributes
+    ----------
+    names : list of str
+        Names of the chosen columns.
+    has_header : bool
+    source : str
+    n_features : int
+    rereadable : bool
+        False for standard input (one pass only).
+    """
+
+    def __init__(self, path, kind, names, has_header, picked, dtype, layout=None, head=b""):
+        self.path = path
+        self.kind = kind
+        self.names = names
+        self.has_header = has_header
+        self.picked = picked
+        self.dtype = dtype
+        self.layout = layout
+        self.source = "stdin" if path == "-" else path
+        self.n_features = len(picked)
+        self.rereadable = path != "-"
+        self._head = head
+        self._passes = 0
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The chosen columns, chunk after chunk, as ``dtype`` arrays (one pass)."""
+        if self._passes and not self.rereadable:
+            raise DataError("stdin can be read only once; give a file to make several passes")
+        self._passes += 1
+        read = {"npy": self._npy_chunks, "parquet": self._parquet_chunks}.get(
+            self.kind, self._text_chunks
+        )
+        n_rows = 0
+        for X in read():
+            if X.shape[0]:
+                n_rows += X.shape[0]
+                X = X.astype(self.dtype, copy=False)
+                if self.dtype == "float32" and not np.all(np.isfinite(X)):
+                    raise DataError(f"{self.source}: values overflow float32; use --dtype float64")
+                yield X
+        if n_rows == 0:
+            raise DataError(f"{self.source}: no data rows (the input is empty)")
+
+    def batches(self, rows: int) -> Iterator[np.ndarray]:
+        """Batches of ``rows`` rows (one pass); the last takes the remainder (< 2 rows)."""
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        for X in self.chunks():
+            pending.append(X)
+            n_pending += X.shape[0]
+            if n_pending < 2 * rows:
+                continue
+            buffer = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            stop = (n_pending // rows - 1) * rows  # keep >= rows back for the tail
+            for start in range(0, stop, rows):
+                yield buffer[start : start + rows]
+            pending, n_pending = [buffer[stop:]], n_pending - stop
+        if n_pending:
+            yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+
+    # -- formats -----------------------------------------------------------------------
+    def _npy_chunks(self) -> Iterator[np.ndarray]:
+        X = _open_npy(self.path)
+        if X.ndim == 1:
+            X = X[:, None]
+        for start in range(0, X.shape[0], ARRAY_CHUNK_ROWS):
+            rows = X[start : start + ARRAY_CHUNK_ROWS]
+            chunk = np.asarray(rows[:, self.picked], dtype=np.float64)
+            _check_values(chunk, self.names, lambda r, s=start: f"row {s + r} (counting from 0)",
+                          self.source)
+            yield chunk
+
+    def _parquet_chunks(self) -> Iterator[np.ndarray]:
+        import pyarrow.parquet as pq
+
+        start = 0
+        try:
+            batches = pq.ParquetFile(self.path).iter_batches(
+                batch_size=ARRAY_CHUNK_ROWS, columns=self.names
+            )
+            for batch in batches:
+                chunk = np.empty((batch.num_rows, len(self.names)))
+                for k in range(len(self.names)):
+                    values = batch.column(k).to_numpy(zero_copy_only=False)
+                    chunk[:, k] = np.asarray(values, dtype=np.float64)
+                _check_values(chunk, self.names,
+                              lambda r, s=start: f"row {s + r} (counting from 0)", self.source)
+                start += batch.num_rows
+                yield chunk
+        except DataError:
+            raise
+        except Exception as exc:  # pyarrow raises its own error types
+            raise DataError(f"{self.path}: cannot read the Parquet file ({exc})") from None
+
+    def _byte_blocks(self) -> Iterator[bytes]:
+        if self.path == "-":
+            yield self._head
+            stream = sys.stdin.buffer
+            while block := stream.read(TEXT_CHUNK_BYTES):
+                yield block
+            return
+        with open(self.path, "rb") as f:
+            while block := f.read(TEXT_CHUNK_BYTES):
+                yield block
+
+    def _text_chunks(self) -> Iterator[np.ndarray]:
+        carry = b""
+        line_no = 0  # lines before the current piece
+        header_pending = self.layout.has_header
+        first = True
+        n_rows = 0  # data rows before the current piece
+        for block in self._byte_blocks():
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            piece, carry = data[:cut], data[cut:]
+            text = _decode_piece(piece, self.source, first)
+            first = False
+            if header_pending:
+                text, line_no = _drop_header(text, line_no)
+                header_pending = False
+            X = self._parse_text(text, line_no, n_rows)
+            n_rows += X.shape[0]
+            yield X
+            line_no += text.count("\n")
+        if carry:
+            text = _decode_piece(carry, self.source, first)
+            if header_pending:
+                text, line_no = _drop_header(text, line_no)
+            yield self._parse_text(text, line_no, n_rows)
+
+    def _parse_text(self, text: str, line_no: int, rows_before: int) -> np.ndarray:
+        """Rows of a piece of text whose first line is line ``line_no + 1``."""
+        layout = self.layout
+        n_fields = len(layout.names)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data"
+                X = np.loadtxt(
+                    io.StringIO(text), delimiter=layout.delimiter, comments="#", ndmin=2,
+                    quotechar='"',
+                )
+            if X.shape[0] and X.shape[1] != n_fields:
+                raise ValueError("ragged")
+        except ValueError:  # a non-numeric cell, ragged rows: name the line
+            return self._parse_slow(text, line_no, rows_before)
+        X = X[:, layout.picked]
+        if not np.all(np.isfinite(X)):
+            # Parse again line by line to name the line.
+            return self._parse_slow(text, line_no, rows_before)
+        return X
+
+    def _parse_slow(self, text: str, line_no: int, rows_before: int) -> np.ndarray:
+        lines = text.split("\n")
+        body = [
+            (line_no + i + 1, line.rstrip("\r"))
+            for i, line in enumerate(lines)
+            if line.strip() and line[0] != "#"
+        ]
+        X, numbers = self.layout.parse(body, self.source, rows_before)
+        _check_values(X, self.names, lambda r: f"line {numbers[r]}", self.source)
+        return X
+
+
+def _decode_piece(piece: bytes, source: str, first: bool) -> str:
+    try:
+        text = piece.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{source}: not a UTF-8 text file; give CSV/TSV, .npy or .parquet data"
+        ) from None
+    if "\x00" in text[:4096]:
+        raise DataError(
+            f"{source}: looks like a binary file, not CSV/TSV; give CSV, .npy or .parquet"
+        )
+    return text
+
+
+def _drop_header(text: str, line_no: int) -> tuple[str, int]:
+    """Text after its first content line (the header), and the lines dropped."""
+    pos = 0
+    while True:
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        line_no += 1
+        pos = len(text) if end < 0 else end + 1
+        if line.strip() and line[0] != "#":
+            return text[pos:], line_no
+        if end < 0:
+            return "", line_no
+
+
+def _open_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read the .npy file ({exc})") from None
+
+
+def open_chunked(
+    path: str,
+    columns: Sequence[str] | None = None,
+    dtype: str = "float64",
+    prefer: Sequence[str] | None = None,
+) -> ChunkedData:
+    """Open a data file to read in chunks (``gaussmix fit --stream``).
+
+    Parameters are those of :func:`read_data`. The layout (header, delimiter, columns)
+    is read here from the start of the file; errors in the rows come when the chunks are
+    read.
+    """
+    lower = path.lower()
+    if path != "-" and os.path.isdir(path):
+        raise DataError(f"{path} is a directory, not a data file")
+    head = b""
+    if path == "-":
+        head = sys.stdin.buffer.read(1 << 20)
+        head += sys.stdin.buffer.readline()
+    elif not lower.endswith((".parquet", ".pq")):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)
+                head += f.readline()
+        except FileNotFoundError:
+            raise DataError(f"data file not found: {path}") from None
+        except PermissionError:
+            raise DataError(f"cannot read {path}: permission denied") from None
+    if lower.endswith((".parquet", ".pq")) or head.startswith(b"PAR1"):
+        return _open_parquet_chunked(path, columns, dtype, prefer)
+    if head.startswith(b"\x93NUMPY"):
+        if path == "-":
+            raise DataError("stdin: give .npy data as a file, not on stdin")
+        X = _open_npy(path)
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"{path}: the array must be numeric, got dtype {X.dtype}")
+        if X.ndim not in (1, 2):
+            raise DataError(f"{path}: the array must have 1 or 2 dimensions, got {X.ndim}")
+        n_columns = 1 if X.ndim == 1 else X.shape[1]
+        picked, kept = _select_columns([f"x{j}" for j in range(n_columns)], columns, path)
+        return ChunkedData(path, "npy", kept, False, picked, dtype)
+    source = "stdin" if path == "-" else path
+    text = _decode_piece(head, source, True)
+    content = [
+        (i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and line[0] != "#"
+    ]
+    if not content:
+        raise DataError(f"{source}: no data rows (the input is empty)")
+    layout = _TextLayout.detect(content, source, columns, lower.endswith((".tsv", ".tab")), prefer)
+    return ChunkedData(path, "text", layout.kept, layout.has_header, layout.picked, dtype,
+                       layout, head)
+
+
+def _open_parquet_chunked(path, columns, dtype, prefer) -> ChunkedData:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"{path}: reading Parquet needs pyarrow (pip install pyarrow); or give CSV or .npy"
+        ) from None
+    if not os.path.exists(path):
+        raise DataError(f"data file not found: {path}")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # pyarrow raises its own error types
+        raise DataError(f"{path}: cannot read the Parquet file ({exc})") from None
+    names = [str(n) for n in schema.names]
+    picked, kept = _select_columns(names, columns, path, prefer)
+    for j in picked:
+        kind = str(schema.field(j).type)
+        if not any(kind.startswith(t) for t in ("int", "uint", "float", "double", "bool")):
+            raise DataError(
+                f"{path}: column {names[j]!r} is not numeric (type {kind}); "
+                "select numeric columns with --columns"
+            )
+    return ChunkedData(path, "parquet", kept, True, picked, dtype)

@@ -200,6 +200,14 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
             total = lower_bound * n_samples
             bic, _ = information_criteria(total, model._n_parameters(), n_samples)
             trained += f" ({total:.6g} total; BIC {bic:.6g})"
+    online = doc.get("online")
+    if online:  # partial_fit (issue 13): no convergence, a running average of batches
+        trained = f"Trained by online EM (partial_fit) over {online.get('n_batch_iter')} batches"
+        if lower_bound is not None:
+            trained += (
+                f", running mean log-likelihood {lower_bound:.6g} per sample (recent batches; "
+                "'gaussmix score' gives the exact value)"
+            )
     lines.append(trained + ".")
     params = doc.get("params") or {}
     settings = ", ".join(

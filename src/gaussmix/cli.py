@@ -27,6 +27,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -60,6 +61,7 @@ from gaussmix.io import (
     model_to_json,
     read_model_bytes,
     staged_outputs,
+    write_atomic,
 )
 
 PROG = "gaussmix"
@@ -91,6 +93,8 @@ class UserError(Exception):
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """gaussmix fit: one model, or automatic selection with -k auto / -c auto."""
+    if args.stream or args.resume:
+        return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()
     if args.n_components == "auto":
@@ -136,6 +140,108 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     _finish(args, summary, written, staged)
     return EXIT_OK
+
+
+def cmd_fit_stream(args: argparse.Namespace) -> int:
+    """gaussmix fit --stream / --resume: online EM over a file read in chunks."""
+    from gaussmix import GaussianMixture
+    from gaussmix._readers import open_chunked
+
+    if getattr(args, "scheduler", None):
+        raise UserError(
+            "--stream reads the file here, in chunks; remove --scheduler, or remove --stream "
+            "to fit on the cluster"
+        )
+    if args.passes < 1:
+        raise UserError(f"--passes must be >= 1; got {args.passes}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
+    OutputDir(args.output).check_writable()
+    if args.resume:
+        model = _load(args.resume)
+        k = int(np.shape(model.means_)[0])
+        if args.n_components not in ("auto", str(k)):
+            raise UserError(
+                f"--resume continues a model with {k} components; remove -k {args.n_components}"
+            )
+        data = open_chunked(args.data, args.columns, _model_dtype(model), _model_names(model))
+        _align_chunked(model, data, bool(args.columns))
+    else:
+        if args.n_components == "auto" or args.covariance == "auto":
+            raise UserError(
+                "--stream fits one model: give -k N and a covariance type (model selection "
+                "compares fits on all the rows; run 'gaussmix select' on a sample to choose)"
+            )
+        try:
+            k = int(args.n_components)
+        except ValueError:
+            raise UserError(
+                f"-k/--n-components must be a positive integer; got {args.n_components!r}"
+            ) from None
+        if k < 1:
+            raise UserError(f"-k/--n-components must be >= 1; got {k}")
+        params = _estimator_params(args)
+        params.update(n_components=k, covariance_type=families.get(args.covariance).name)
+        params.pop("max_iter", None)
+        params.pop("tol", None)
+        model = GaussianMixture(**params)
+        data = open_chunked(args.data, args.columns, args.dtype)
+    if args.passes > 1 and not data.rereadable:
+        raise UserError("--passes > 1 needs a file: stdin can be read only once")
+    n_rows = 0
+    for n_pass in range(1, args.passes + 1):
+        start = time.perf_counter()
+        n_rows = n_batches = 0
+        with _reported_warnings():
+            for batch in data.batches(args.batch_size):
+                model.partial_fit(batch)
+                n_rows += batch.shape[0]
+                n_batches += 1
+        if not args.quiet:
+            print(
+                f"pass {n_pass}/{args.passes}: {n_rows:,} rows in {n_batches:,} batches, "
+                f"running mean log-likelihood {model.lower_bound_:.6g} "
+                f"({time.perf_counter() - start:.1f} s)",
+                file=sys.stderr,
+            )
+        if args.checkpoint and n_pass < args.passes:
+            os.makedirs(args.output, exist_ok=True)
+            write_atomic(
+                os.path.join(args.output, "model.json"),
+                model_to_json(model, n_samples=n_rows, feature_names=list(data.names)),
+            )
+    if data.has_header and not args.resume:
+        model.feature_names_in_ = np.asarray(data.names, dtype=object)
+    text = model_to_json(model, n_samples=n_rows, feature_names=list(data.names))
+    with staged_outputs(args.output) as staged:
+        path = staged.stage("model.json", text)
+        written = staged.commit()
+    summary = "\n".join(
+        [
+            f"Online EM over {data.source}: {n_rows:,} rows per pass in batches of "
+            f"{args.batch_size:,}, {args.passes} pass{'es' if args.passes > 1 else ''}"
+            + (f", resumed from {args.resume}" if args.resume else "")
+            + ".",
+            "",
+            describe_model_file(model, _document_from_json(text, path), path),
+        ]
+    )
+    _finish(args, summary, written)
+    return EXIT_OK
+
+
+def _align_chunked(model: Any, data: Any, by_columns: bool) -> None:
+    """Pick the chunked data's columns in the model's feature order (see model_columns)."""
+    names = _model_names(model)
+    if names and data.has_header and set(names) == set(data.names) and len(set(data.names)) == len(
+        data.names
+    ):
+        order = [data.names.index(n) for n in names]
+        data.picked = [data.picked[i] for i in order]
+        data.names = list(names)
+        return
+    empty = Dataset(np.empty((0, data.n_features)), list(data.names), data.has_header, data.source)
+    model_columns(empty, names, int(model.n_features_in_), by_columns)
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -744,6 +850,41 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
     _output_dir_option(parser)
 
 
+def _stream_options(parser: argparse.ArgumentParser) -> None:
+    """--stream, --passes, --batch-size, --checkpoint and --resume of gaussmix fit."""
+    group = parser.add_argument_group(
+        "online EM (files larger than memory)",
+        "With --stream, DATA is read in chunks (CSV/TSV in 8 MB pieces, .npy memory-mapped, "
+        "Parquet by record batches) and fitted by online EM (GaussianMixture.partial_fit), "
+        "so memory stays bounded; only model.json is written. The rows should be in random "
+        "order (shuffle a sorted file first).",
+    )
+    group.add_argument(
+        "--stream", action="store_true", help="fit by online EM, reading DATA in chunks"
+    )
+    group.add_argument(
+        "--passes", type=int, default=1, metavar="N", help="passes over DATA (with --stream)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=5000,
+        metavar="ROWS",
+        help="rows per online EM step (with --stream)",
+    )
+    group.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="also write OUTDIR/model.json (atomically) after every pass",
+    )
+    group.add_argument(
+        "--resume",
+        metavar="MODEL",
+        default=None,
+        help="continue the online EM of a saved model (model.json) on DATA; implies --stream",
+    )
+
+
 _MATCHING = (
     "Columns are matched to the model's feature names when the data has a header; a header "
     "without them is an error, unless --columns chooses the columns that stand for the "
@@ -787,7 +928,9 @@ def build_parser() -> argparse.ArgumentParser:
         "OUTDIR/bic.png and OUTDIR/selection.csv; prints a summary.",
         help="fit a mixture to a data file and write the model, assignments and plots",
         epilog="examples:\n  gaussmix fit data.csv -k 3 -c tied -o out\n"
-        "  gaussmix fit data.csv -k auto -c auto --components 1-6",
+        "  gaussmix fit data.csv -k auto -c auto --components 1-6\n"
+        "  gaussmix fit big.csv --stream -k 4 --passes 3 --checkpoint -o out\n"
+        "  gaussmix fit --resume out/model.json more.csv -o out",
     )
     _fit_options(p)
     p.add_argument(
@@ -810,6 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="1-9",
         help="numbers of components tried with -k auto: 1-9, 2,3,5, ...",
     )
+    _stream_options(p)
 
     p = command(
         "select",

@@ -2,7 +2,7 @@
 
 A model file is one JSON object::
 
-    {"format": "gaussmix-model", "version": 1,
+    {"format": "gaussmix-model", "version": 2,
      "gaussmix_version": "0.1.0",
      "covariance_type": "tied", "n_components": 3, "n_features": 2, "dtype": "float64",
      "feature_names": ["eruptions", "waiting"] | null,
@@ -12,7 +12,15 @@ A model file is one JSON object::
                   "n_samples": 272 | null, "reg_covar": ..., "tol": ..., "random_state": 0 | null,
                   "degenerate": false, "degenerate_reason": null},
      "params": {...every constructor parameter...},
+     "online": null | {"n_batch_iter": 80,
+                       "statistics": {"shift": [[...]], "nk": [...], "s1": [[...]],
+                                      "s2": ..., "log_likelihood": ..., "weight_sum": 1.0}},
      "checksum": "sha256:..."}
+
+``online`` (version 2) holds ``partial_fit``'s running statistics (per-sample averages,
+``s2`` shaped as the covariances) and its step count, so that a loaded model continues
+its stream exactly; it is null for models fitted by ``fit``. Version-1 files (without it)
+still load.
 
 Every float is written with Python's shortest round-trip representation of the float64
 value, so it reads back bit-exact (float32 models are written as the exact float64 value of
@@ -51,6 +59,7 @@ import numpy as np
 
 from . import families
 from ._exceptions import NotFittedError
+from ._online import check_schedule
 from ._validation import COVARIANCE_TYPES, check_parameters
 
 __all__ = [
@@ -72,7 +81,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "gaussmix-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the "online" field (partial_fit's running statistics)
 #: Model files larger than this many megabytes are refused unless the environment variable
 #: ``GAUSSMIX_MAX_MODEL_MB`` (or ``load_model(max_bytes=...)``) raises the limit.
 DEFAULT_MAX_MODEL_MB = 64
@@ -97,6 +106,8 @@ _PARAM_NAMES = (
     "verbose",
     "verbose_interval",
     "block_size",
+    "learning_offset",
+    "learning_decay",
 )
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 
@@ -741,8 +752,68 @@ def model_to_dict(
     doc.update({field: _float_list(value) for field, value in arrays.items()})
     doc["training"] = training
     doc["params"] = params
+    doc["online"] = _online_to_dict(model)
     doc["checksum"] = model_checksum(doc)
     return doc
+
+
+def _online_to_dict(model: Any) -> dict[str, Any] | None:
+    """partial_fit's running statistics and step count, or None (see the module docstring)."""
+    stats = getattr(model, "running_statistics_", None)
+    if stats is None:
+        return None
+    fields = {"shift": stats.shift, "nk": stats.nk, "s1": stats.s1, "s2": stats.s2}
+    for name, value in fields.items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"cannot save running statistics whose {name} are not finite")
+    return {
+        "n_batch_iter": int(model.n_batch_iter_),
+        "statistics": {
+            **{name: _float_list(value) for name, value in fields.items()},
+            "log_likelihood": float(stats.log_likelihood),
+            "weight_sum": float(stats.weight_sum),
+        },
+    }
+
+
+def _online_from_dict(
+    chk: _Checker, online: Any, family: families.CovarianceFamily, k: int, d: int
+) -> tuple[int, Any] | None:
+    """The step count and SufficientStatistics of a file's ``online`` field (or None)."""
+    if online is None:
+        return None
+    if not isinstance(online, dict):
+        raise chk.fail("online", f"must be an object or null, got {_describe(online)}")
+    from .stats import SufficientStatistics
+
+    n_batch_iter = chk.integer(chk.get(online, "n_batch_iter", "online.n_batch_iter"),
+                               "online.n_batch_iter", minimum=1)
+    stats = chk.get(online, "statistics", "online.statistics")
+    if not isinstance(stats, dict):
+        raise chk.fail("online.statistics", f"must be an object, got {_describe(stats)}")
+    shapes = {"shift": (k, d), "nk": (k,), "s1": (k, d), "s2": family.covariance_shape(k, d)}
+    arrays = {
+        name: chk.array(chk.get(stats, name, f"online.statistics.{name}"),
+                        f"online.statistics.{name}", shape, np.float64)
+        for name, shape in shapes.items()
+    }
+    if np.any(arrays["nk"] < 0):
+        raise chk.fail("online.statistics.nk", "must be >= 0")
+    log_likelihood = chk.number(
+        chk.get(stats, "log_likelihood", "online.statistics.log_likelihood"),
+        "online.statistics.log_likelihood",
+    )
+    weight_sum = chk.number(
+        chk.get(stats, "weight_sum", "online.statistics.weight_sum"),
+        "online.statistics.weight_sum",
+    )
+    if weight_sum <= 0:
+        raise chk.fail("online.statistics.weight_sum", f"must be > 0, got {weight_sum!r}")
+    running = SufficientStatistics(
+        family.name, arrays["shift"], arrays["nk"], arrays["s1"], arrays["s2"],
+        log_likelihood, weight_sum, None,
+    )
+    return n_batch_iter, running
 
 
 # What the checksum covers: everything that decides the model's predictions.
@@ -1188,6 +1259,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
         with np.errstate(all="ignore"):
             model = cls(**kwargs)
             check_parameters(model)  # the estimator's own checks (run by fit, not __init__)
+            check_schedule(model.learning_offset, model.learning_decay)
     except (TypeError, ValueError, OverflowError) as exc:
         raise chk.fail("params", f"are not valid GaussianMixture parameters: {exc}") from None
 
@@ -1209,6 +1281,9 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
         model.feature_names_in_ = np.asarray(feature_names, dtype=object)
     if n_samples is not None:
         model.n_samples_fit_ = n_samples
+    online = _online_from_dict(chk, doc.get("online"), family, k, d)
+    if online is not None:
+        model.n_batch_iter_, model.running_statistics_ = online
     return model
 
 

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import families
+from . import _online, families
 from . import stats as _stats
 from ._backends import _is_dask_array, data_source
 from ._criteria import information_criteria
@@ -49,6 +49,9 @@ def _not_fitted_error_class():
 
 
 _SKLEARN_NOT_FITTED = None
+
+# Batches of partial_fit from this many rows spread their E-step over a thread pool.
+_ONLINE_THREADED_ROWS = 50_000
 
 
 class GaussianMixture:
@@ -108,6 +111,15 @@ default="kmeans"
     verbose_interval : int, default=10
     block_size : int, optional
         Rows per block of the E-step (bounded memory); chosen automatically by default.
+    learning_offset : float, default=2.0
+        ``t0`` of the step size ``rho_t = (t + t0) ** -learning_decay`` of
+        :meth:`partial_fit` (scikit-learn's name in LatentDirichletAllocation); larger
+        values make the early batches count less. The defaults were chosen by
+        ``benchmarks/bench_online.py --sweep``.
+    learning_decay : float, default=0.7
+        ``alpha`` in (0.5, 1] of the step size of :meth:`partial_fit`: 1 averages all the
+        batches equally (with ``learning_offset=0``), smaller values forget old batches
+        faster.
 
     Attributes
     ----------
@@ -127,6 +139,11 @@ default="kmeans"
     degenerate_ : bool
         True when the fit looks like a spurious maximizer (a collapsed component).
     degenerate_reason_ : str or None
+    n_batch_iter_ : int
+        Batches seen by :meth:`partial_fit` (absent before the first one).
+    running_statistics_ : SufficientStatistics
+        :meth:`partial_fit`'s running averages of the sufficient statistics (per sample);
+        saved in model files so that a loaded model continues exactly.
 
     Examples
     --------
@@ -159,6 +176,8 @@ default="kmeans"
         verbose=0,
         verbose_interval=10,
         block_size=None,
+        learning_offset=_online.LEARNING_OFFSET,
+        learning_decay=_online.LEARNING_DECAY,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -175,6 +194,8 @@ default="kmeans"
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.block_size = block_size
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
 
     # ----------------------------------------------------------------------------------
     # scikit-learn estimator protocol, without importing scikit-learn
@@ -389,6 +410,10 @@ default="kmeans"
             self.feature_names_in_ = feature_names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
+        # A new fit replaces partial_fit's running statistics (partial_fit after fit
+        # starts from the fitted parameters).
+        for name in ("running_statistics_", "n_batch_iter_"):
+            self.__dict__.pop(name, None)
         if self.max_iter > 0:
             self._check_degenerate(data)
         else:  # only a starting point: nothing was fitted to judge
@@ -450,6 +475,152 @@ default="kmeans"
         self.precisions_ = params.family.precisions_from_cholesky(
             params.precisions_cholesky.astype(np.float64)
         ).astype(params.dtype)
+
+    # ----------------------------------------------------------------------------------
+    # Online EM
+    # ----------------------------------------------------------------------------------
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on a batch of rows; returns self.
+
+        The batch's E-step runs under the current parameters; its sufficient statistics,
+        averaged per sample, are blended into the running statistics,
+        ``S <- (1 - rho_t) S + rho_t S_batch`` with ``rho_t = (t + learning_offset) **
+        -learning_decay`` for the ``t``-th batch (Cappé & Moulines 2009), and the M-step
+        runs on ``S``. See :mod:`gaussmix._online`.
+
+        The first batch starts the model: initialisation (``init_params``, the ``*_init``
+        arrays), then EM on that batch alone (up to ``max_iter`` iterations, ``tol``; the
+        best of ``n_init`` starts), whose statistics become the running statistics. It
+        sets ``n_features_in_`` and needs at least ``n_components`` rows. After
+        :meth:`fit` (or on a loaded model file without running statistics), the fitted
+        parameters are the starting statistics, counted as the first batch (raise
+        ``learning_offset`` to give a fit on many rows more weight). A loaded model with
+        running statistics continues exactly where it was saved.
+
+        Online EM assumes the batches come in random order: shuffle sorted data first.
+        A Dask array is taken chunk by chunk, computed one at a time on the client
+        (stepwise EM is sequential; for data on a cluster, :meth:`fit` runs each E-step in
+        parallel on the workers and is the better call).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; the batch counts as one step whatever its weight.
+
+        Returns
+        -------
+        self
+        """
+        check_parameters(self)
+        _online.check_schedule(self.learning_offset, self.learning_decay)
+        if _is_dask_array(X):
+            for block, weights in _online.dask_row_chunks(X, sample_weight):
+                self.partial_fit(block, sample_weight=weights)
+            return self
+        started = hasattr(self, "means_")
+        if started:
+            self._check_same_model()
+            feature_names = getattr(self, "feature_names_in_", None)
+            X = self._validate_X(X).astype(self.means_.dtype, copy=False)
+        else:
+            feature_names = feature_names_of(X)
+        data = data_source(X, sample_weight, self.block_size, min_samples=1)
+        if not started and data.n_samples < self.n_components:
+            raise ValueError(
+                f"The first batch of partial_fit has {data.n_samples} rows, fewer than "
+                f"n_components={self.n_components}: it initialises the model and needs at "
+                "least one row per component. Pass a larger first batch."
+            )
+        n_done = getattr(self, "n_batch_iter_", 0)
+        if started:
+            params = self._get_parameters().astype(data.dtype)
+            running = getattr(self, "running_statistics_", None)
+            if running is None:  # after fit: the fit counts as the first batch's EM
+                running = _online.statistics_of_parameters(params, self.reg_covar)
+                n_done = 1
+            stats = self._batch_statistics(data, params)
+        else:
+            running = None
+            params, stats = self._first_batch_start(data)
+        n_step = n_done + 1
+        rho = 1.0 if running is None else _online.step_size(
+            n_step, self.learning_offset, self.learning_decay
+        )
+        blended = _online.blend(running, stats, rho)
+        new_params = _stats.m_step(blended, reg_covar=self.reg_covar, dtype=data.dtype)
+        # Every computation succeeded: update the model (a failed step changes nothing).
+        self._set_parameters(new_params)
+        self._fitted_covariance_type = new_params.covariance_type
+        self.running_statistics_ = blended
+        self.n_batch_iter_ = n_step
+        self.n_iter_ = getattr(self, "n_iter_", 0) + 1
+        self.converged_ = False  # stepwise EM has no convergence test
+        self.lower_bound_ = float(blended.log_likelihood)
+        if not hasattr(self, "lower_bounds_"):
+            self.lower_bounds_ = []
+        if not started:
+            self.n_features_in_ = data.n_features
+            if feature_names is not None:
+                self.feature_names_in_ = feature_names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            self.degenerate_, self.degenerate_reason_ = False, None
+        return self
+
+    def _check_same_model(self):
+        fitted = getattr(self, "_fitted_covariance_type", None) or families.get(
+            self.covariance_type
+        ).name
+        if (
+            self.means_.shape[0] != self.n_components
+            or families.get(self.covariance_type).name != fitted
+        ):
+            raise ValueError(
+                "partial_fit continues the fitted model, which has "
+                f"{self.means_.shape[0]} components and covariance_type {fitted!r}; got "
+                f"n_components={self.n_components} and covariance_type="
+                f"{self.covariance_type!r}. Use a new estimator to start afresh."
+            )
+
+    def _batch_statistics(self, data, params):
+        """The E-step of one batch (threads only for large batches: a pool costs ~1 ms)."""
+        if data.n_samples < _ONLINE_THREADED_ROWS:
+            return _stats.block_statistics(
+                data.X, params, data.sample_weight, block_size=self.block_size
+            )
+        with block_executor(data.n_samples) as executor:
+            return _stats.block_statistics(
+                data.X, params, data.sample_weight, block_size=self.block_size,
+                executor=executor,
+            )
+
+    def _first_batch_start(self, data):
+        """Start on the first batch: initialisation, then EM on the batch alone.
+
+        Up to ``max_iter`` iterations (``tol`` as in :meth:`fit`), from each of ``n_init``
+        starts; the run with the highest log-likelihood is kept. Returns the parameters
+        of its last E-step and that E-step's statistics: partial_fit's M-step on them
+        (rho = 1) is the run's last M-step. With ``max_iter=1`` the first batch is one
+        EM iteration from the start.
+        """
+        inits = self._check_initial_arrays(data.n_features, data.dtype)
+        random_state = check_random_state(self.random_state)
+        best = None
+        for _ in range(self.n_init):
+            params = self._initial_parameters(data, random_state, inits)
+            stats = self._batch_statistics(data, params)
+            for _ in range(self.max_iter - 1):
+                following = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=data.dtype)
+                following_stats = self._batch_statistics(data, following)
+                change = following_stats.mean_log_likelihood - stats.mean_log_likelihood
+                params, stats = following, following_stats
+                if abs(change) < self.tol:
+                    break
+            if best is None or stats.log_likelihood > best[1].log_likelihood:
+                best = (params, stats)
+        return best
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of every row.

@@ -204,3 +204,10 @@ def test_cli_select_with_a_scheduler(tmp_path):
         "covariance_type": model.covariance_type,
         "n_components": model.n_components,
     }
+
+
+def test_bad_dask_input_is_a_clear_error(client):
+    X = _blobs(300)
+    X[123, 1] = np.nan
+    with dask.config.set(scheduler=client), pytest.raises(ValueError, match="row 123"):
+        select_model(da.from_array(X, chunks=100), n_components=[1, 2], random_state=0)

@@ -1274,7 +1274,7 @@ def select_model(
     source = None  # the Dask array's data source, when its rows stay on the cluster
     n_total = None
     if _is_dask_array(X):
-        source = data_source(X, sample_weight)
+        source = data_source(X, sample_weight, params.get("block_size"))
         n_total = source.n_samples
         random_state = _entropy_from(random_state)
         X, sample_weight, in_memory = _dask_sample(source, random_state)

@@ -139,7 +139,10 @@ def test_fit_matches_the_library_exactly(fitted):
     """The command fits what the library fits, and the saved model predicts bit for bit."""
     out, _ = fitted
     X = load_faithful()
-    in_memory = GaussianMixture(2, covariance_type="full", n_init=1, random_state=0).fit(X)
+    # fit -k N -c TYPE starts robustly by default (select_model's starts).
+    in_memory = GaussianMixture(
+        2, covariance_type="full", n_init=1, init_params="robust", random_state=0
+    ).fit(X)
     loaded = load_model(out / "model.json")
     for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(loaded, attr), getattr(in_memory, attr))
@@ -317,7 +320,7 @@ def test_stdin_tsv_and_columns(tmp_path):
     assert result.stdout == ""
     model = load_model(out / "model.json")
     assert list(model.feature_names_in_) == ["erupt", "wait"]
-    expected = GaussianMixture(2, n_init=1, random_state=0).fit(X)
+    expected = GaussianMixture(2, n_init=1, init_params="robust", random_state=0).fit(X)
     np.testing.assert_array_equal(model.means_, expected.means_)
     # Predict picks the model's columns by name from a file with more columns.
     src = tmp_path / "more.tsv"
@@ -350,7 +353,9 @@ def test_npy_and_float32(tmp_path):
     assert result.returncode == 0, result.stderr
     model = load_model(out / "model.json")
     assert model.means_.dtype == np.float32
-    expected = GaussianMixture(2, covariance_type="diag", n_init=1, random_state=0)
+    expected = GaussianMixture(
+        2, covariance_type="diag", n_init=1, init_params="robust", random_state=0
+    )
     expected.fit(X.astype(np.float32))
     np.testing.assert_array_equal(model.means_, expected.means_)
 

@@ -731,10 +731,17 @@ def test_select_on_a_dask_cluster(tmp_path):
         best["covariance_type"],
         int(best["n_components"]),
     )
-    expected = GaussianMixture(
-        model.n_components, covariance_type=model.covariance_type, n_init=1, random_state=0
-    ).fit(X)
-    assert float(best["bic"]) == pytest.approx(expected.bic(X), rel=1e-9)
+    # select_model on the dask array: 120 rows are computed and selected as in memory.
+    from gaussmix.selection import select_model
+
+    expected = select_model(
+        X, n_components=[1, 2], covariance_types=("diag", "tied"), n_init=1, random_state=0
+    )
+    assert (model.covariance_type, model.n_components) == (
+        expected.best_params_["covariance_type"],
+        expected.best_params_["n_components"],
+    )
+    assert float(best["bic"]) == pytest.approx(expected.best_estimator_.bic(X), rel=1e-9)
     assert "best by BIC" in result.stdout
 
 

@@ -15,7 +15,7 @@ workers and row-wise outputs are computed and written one chunk at a time.
 This module is the commands, top to bottom: one function per command, the helpers they
 share, the argument parser and :func:`main`. Reading data is in ``_readers``, writing
 tables in ``_writers``, output folders in :mod:`gaussmix.io`, the printed summaries in
-``_summary``, and the Dask selection grid in ``_cli_dask``.
+``_summary``, and the subsample of a Dask array that plots show in ``_cli_dask``.
 """
 
 from __future__ import annotations
@@ -506,21 +506,19 @@ def _run_selection(
     params: dict[str, Any],
     args: argparse.Namespace,
 ) -> Any:
-    k_values = [k for k in k_values if k <= X.shape[0]]
-    if is_lazy(X):
-        from gaussmix._cli_dask import select_on_dask as select
-    else:
-        from gaussmix.selection import select_model as select
+    # In memory or on a Dask cluster (a lazy X): the same select_model.
+    from gaussmix.selection import select_model
 
-        if "init_params" in params:
-            raise UserError(
-                "--init applies to a single fit (-k N -c TYPE) or to --scheduler runs; model "
-                "selection makes its own starts, so remove --init"
-            )
+    k_values = [k for k in k_values if k <= X.shape[0]]
+    if "init_params" in params:
+        raise UserError(
+            "--init applies to a single fit (-k N -c TYPE); model selection makes its own "
+            "starts, so remove --init"
+        )
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
     # A ValueError (a bad argument, or every fit failed) is a user error in main.
     with _progress.grid_progress(show=show) as progress, _reported_warnings():
-        return select(
+        return select_model(
             X,
             n_components=k_values,
             covariance_types=tuple(covariance_types),

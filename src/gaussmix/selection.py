@@ -65,7 +65,10 @@ trees 1,000); the winners are then polished on all the rows, at most 30 EM steps
 SQUAREM cycle gains less than 1e-6 of the log-likelihood (mclust stops when one iteration
 gains less than 1e-5 of it). Only that last polish needs the full data, through a
 ``statistics(params)`` callable (:func:`gaussmix.em.statistics_step`), so a data source
-that is not in memory only has to provide a sample of rows and its statistics. One
+that is not in memory only has to provide a sample of rows and its statistics: a dask
+array is selected this way (its sample from ``sample_rows``, its final polish by
+:func:`source_step`, one pass on the cluster per EM step, and one more pass for every
+grid point's log-likelihood and ICL entropy on all the rows). One
 :class:`~gaussmix.GaussianMixture` per grid point is built at the end, from the parameters
 (no refit). ``GaussianMixture(init_params="robust")`` runs the same chain for one type.
 
@@ -88,7 +91,7 @@ from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
 from .em import run_squarem, statistics_step
-from .stats import MixtureParameters
+from .stats import MixtureParameters, m_step
 
 __all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
 
@@ -569,10 +572,12 @@ class _Engine:
     random subset of ``_RACE_MAX_SAMPLES`` rows. The winners are polished on those rows,
     then on all the rows (``full_step``) unless they were all the rows: in memory up to
     ``_LEAN_MAX_SAMPLES`` rows, beyond through the in-memory data source's
-    ``statistics(params)`` (any data source's would do).
+    ``statistics(params)`` (any data source's would do). With ``source`` (a data source
+    not in memory: a Dask array's), ``X`` is a sample of its rows, and the final polish
+    runs on the source (:func:`source_step`).
     """
 
-    def __init__(self, X, w, sample, types, reg_covar):
+    def __init__(self, X, w, sample, types, reg_covar, source=None):
         features = features_for(types)
         Xs = X if sample is None else X[sample]
         ws = None if w is None else (w if sample is None else w[sample])
@@ -581,6 +586,11 @@ class _Engine:
         self.full = None
         self.full_step = None
         self.all_rows = None  # every row as features, when they fit in memory
+        if source is not None:  # X is a sample of the rows of source (a Dask array)
+            self.full = Rows(Xs, ws, reg_covar, features)  # for the degeneracy checks
+            self.full.weight_sum = source.weight_sum
+            self.full_step = source_step(source, reg_covar)
+            return
         if sample is None:
             self.all_rows = self.rows
             return
@@ -696,16 +706,19 @@ def _one_blas_thread():
         yield
 
 
-def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=None):
+def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=None,
+               source=None):
     """Fit the grid ``ks x covariance_types``, in increasing K (a task of ``n_jobs``).
 
     Returns ``{(covariance_type, K): (candidate or None, errors)}``. Every grid point starts
     from the shared partitions of its K and from splits of the fit with K - 1 components of
     the same type (when that K - 1 is in the grid), so the result of a grid point does not
-    depend on how the grid is divided among processes.
+    depend on how the grid is divided among processes. ``source``: the data source of
+    which ``X`` is a sample (see :class:`_Engine`), or None.
     """
     with _one_blas_thread():
-        return _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done)
+        return _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done,
+                               source)
 
 
 def _type_groups(covariance_types, n_features):
@@ -715,7 +728,8 @@ def _type_groups(covariance_types, n_features):
     return [(t,) for t in covariance_types]
 
 
-def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done):
+def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done,
+                    source=None):
     reg_covar = params.get("reg_covar", 1e-6)
     race_tol = min(params.get("tol", 1e-3), _RACE_TOL)
     sample = _race_sample(X.shape[0], w, entropy)
@@ -723,7 +737,7 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
     ws = None if w is None else (w if sample is None else w[sample])
     weights = np.ones(Xs.shape[0]) if ws is None else ws
     spaces = [transform(Xs, weights) for transform in _SPACES]
-    groups = [(g, _Engine(X, w, sample, g, reg_covar))
+    groups = [(g, _Engine(X, w, sample, g, reg_covar, source))
               for g in _type_groups(covariance_types, X.shape[1])]
     results = {}
     for K in ks:
@@ -807,6 +821,111 @@ def _hierarchical_partitions(X, w, ks, entropy):
         for K, labels in _hc_partitions(transform(Xs, weights), weights, ks, rng).items():
             hc.setdefault(K, []).append(labels)
     return hc
+
+
+# --------------------------------------------------------------------------- data sources
+
+
+class _Summed(tuple):
+    """A tuple added element by element (``map_reduce`` sums the blocks' results with +)."""
+
+    __slots__ = ()
+
+    def __add__(self, other):
+        return _Summed(a + b for a, b in zip(self, other, strict=True))
+
+
+def _block_statistics_of(X, w, members, block_size):
+    """Statistics of every mixture of ``members`` on one block of rows."""
+    from .stats import block_statistics
+
+    X = np.asarray(X, dtype=np.float64)
+    return _Summed(block_statistics(X, p, w, block_size=block_size) for p in members)
+
+
+def source_step(source, reg_covar):
+    """An EM step of a batch of mixtures on every row of a data source: one pass.
+
+    As :func:`gaussmix.em.statistics_step`, but the statistics of all the mixtures of the
+    batch come from one ``source.map_reduce`` (on Dask: one graph and one compute per EM
+    step, whatever the number of mixtures).
+    """
+
+    def step(batch):
+        out = batch.copy()
+        ll = np.full(batch.size, -np.inf)
+        failed = np.zeros(batch.size, dtype=bool)
+        members, index = [], []
+        for s in range(batch.size):
+            try:
+                members.append(batch.member(s))
+                index.append(s)
+            except (ValueError, np.linalg.LinAlgError):
+                failed[s] = True
+        if not members:
+            return out, ll, failed
+        summed = source.map_reduce(_block_statistics_of, members, source.block_size,
+                                   name="estep")
+        for s, stats in zip(index, summed, strict=True):
+            try:
+                new = Batch.of(m_step(stats, reg_covar=reg_covar))
+            except (ValueError, np.linalg.LinAlgError):
+                failed[s] = True
+                continue
+            out = out.put([s], new)
+            ll[s] = stats.log_likelihood
+        return out, ll, failed
+
+    return step
+
+
+def _block_scores(X, w, members, block_size):
+    """``(S, 2)``: every mixture's log-likelihood and MAP entropy on one block of rows."""
+    from .stats import _for_each_block
+
+    X = np.asarray(X, dtype=np.float64)
+    w = None if w is None else np.asarray(w, dtype=np.float64)
+    out = np.zeros((len(members), 2))
+    for s, params in enumerate(members):
+
+        def write(estep, rows, log_prob, s=s):
+            resp, log_norm = estep.normalize(log_prob)[:2]
+            with np.errstate(divide="ignore"):
+                log_map = np.log(np.max(resp, axis=0))
+            ws = None if w is None else w[rows]
+            out[s, 0] += log_norm.sum() if ws is None else log_norm @ ws
+            out[s, 1] -= log_map.sum() if ws is None else log_map @ ws
+
+        _for_each_block(X, params, block_size, None, write)
+    return out
+
+
+def _score_on_source(source, candidates):
+    """Log-likelihood and MAP entropy of every candidate on all the rows: one pass."""
+    if not candidates:
+        return
+    members = [c.batch.member(0) for c in candidates]
+    scores = source.map_reduce(_block_scores, members, source.block_size, name="score")
+    for cand, (log_likelihood, entropy) in zip(candidates, scores, strict=True):
+        cand.log_likelihood = float(log_likelihood)
+        cand.entropy = float(entropy)
+
+
+def _dask_sample(source, entropy):
+    """The rows starts and race run on: all of them (in memory) when there are at most
+    ``_RACE_MAX_SAMPLES``, else that many drawn uniformly (``source.sample_rows``, seeded
+    by the entropy), without those of zero weight. Returns ``(X, w, all_rows)``."""
+    seed = int(np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0, 2)))
+               .integers(2**31 - 1))
+    Xs, ws = source.sample_rows(_RACE_MAX_SAMPLES, seed)
+    Xs = np.ascontiguousarray(Xs, dtype=np.float64)
+    ws = None if ws is None else np.asarray(ws, dtype=np.float64)
+    if Xs.shape[0] == source.n_samples:
+        return Xs, ws, True
+    if ws is not None:
+        keep = ws > 0
+        Xs, ws = Xs[keep], ws[keep]
+    return Xs, ws, False
 
 
 # --------------------------------------------------------------------------- result
@@ -1086,9 +1205,16 @@ def select_model(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or dask.array.Array of shape (n_samples, n_features)
         The data (fitted in float64). With a DataFrame, the fitted models get
-        ``feature_names_in_`` as if fitted on it.
+        ``feature_names_in_`` as if fitted on it. A dask array goes through the same
+        code: when it has at most 2,000 rows they are computed and the result is the
+        in-memory one; beyond, the starts, the race and the first polish run on 2,000
+        rows drawn from it in memory (``sample_rows`` of its data source, seeded by
+        ``random_state``), the final polish on all the rows on the cluster (one compute
+        per EM step for all the covariance types of a K), and one more pass computes every
+        grid point's log-likelihood and the ICL's entropy on all the rows. The fitted
+        models hold NumPy arrays.
     n_components : int or iterable of int, default=range(1, 10)
         Numbers of components to try (mclust's ``G``).
     covariance_types : str or iterable of str, default=("spherical", "diag", "tied", "full")
@@ -1103,14 +1229,15 @@ def select_model(
     random_state : int, numpy Generator or RandomState, default=None
         Seed of the randomised starts. The starts for a given number of components do not
         depend on the rest of the grid or on ``n_jobs``.
-    sample_weight : array-like of shape (n_samples,), default=None
+    sample_weight : array-like or dask array of shape (n_samples,), default=None
         Non-negative weights (frequency weights: ``n`` in BIC is their sum).
     progress : callable, default=None
         Called as ``progress(i, n, covariance_type, n_components)`` after each of the
         ``n`` grid points is done (``i`` counts from 1).
     n_jobs : int, default=None
         Number of worker processes (one number of components per task). None or 1 runs in
-        this process; -1 uses all CPUs.
+        this process; -1 uses all CPUs. Ignored for a dask array of more than 2,000 rows
+        (its passes run on the cluster).
     **params
         Other :class:`~gaussmix.GaussianMixture` parameters (``tol``, ``reg_covar``,
         ``max_iter``, ``block_size``, ...). The starting values, ``n_components`` and
@@ -1135,6 +1262,7 @@ def select_model(
     >>> res.best_params_
     {'covariance_type': 'tied', 'n_components': 3}
     """
+    from ._backends import _is_dask_array, data_source
     from ._validation import check_array, check_sample_weight, feature_names_of
 
     feature_names = feature_names_of(X)
@@ -1143,8 +1271,19 @@ def select_model(
             f"X must be a 2-dimensional array of shape (n_samples, n_features), got shape "
             f"{np.shape(X)}; reshape a single feature with X.reshape(-1, 1)."
         )
+    source = None  # the Dask array's data source, when its rows stay on the cluster
+    n_total = None
+    if _is_dask_array(X):
+        source = data_source(X, sample_weight, params.get("block_size"))
+        n_total = source.n_samples
+        random_state = _entropy_from(random_state)
+        X, sample_weight, in_memory = _dask_sample(source, random_state)
+        if in_memory:  # every row is now in memory: the in-memory path throughout
+            source = None
     X = np.ascontiguousarray(check_array(X), dtype=np.float64)
     n_samples, n_features = X.shape
+    if n_total is not None:
+        n_samples = n_total
 
     if isinstance(n_components, numbers.Integral):
         n_components = [n_components]
@@ -1189,9 +1328,9 @@ def select_model(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
 
-    w = check_sample_weight(sample_weight, n_samples)
-    weights = np.ones(n_samples) if w is None else w
-    n_eff = float(weights.sum())
+    w = check_sample_weight(sample_weight, X.shape[0])
+    weights = np.ones(X.shape[0]) if w is None else w
+    n_eff = float(weights.sum()) if source is None else source.weight_sum
 
     entropy = _entropy_from(random_state)
     # Hierarchical partitions, computed once for every K.
@@ -1216,7 +1355,7 @@ def select_model(
         workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
         if workers < 1:
             raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.")
-    if workers > 1 and len(types) > 1:
+    if workers > 1 and len(types) > 1 and source is None:
         # One task per covariance type: the K-chains are independent of each other.
         with ProcessPoolExecutor(max_workers=min(workers, len(types))) as pool:
             futures = [
@@ -1235,7 +1374,10 @@ def select_model(
             n_init,
             entropy,
             on_done=lambda key, value: collect({key: value}),
+            source=source,
         )
+    if source is not None:  # log-likelihoods and the ICL's entropies on all the rows
+        _score_on_source(source, [best for best, _ in outputs.values() if best is not None])
 
     table = []
     estimators = {}

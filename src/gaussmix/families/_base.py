@@ -201,12 +201,20 @@ class CovarianceFamily:
         """
         raise NotImplementedError
 
-    def m_step_covariances(self, nk, s1, s2, reg_covar: float, guard: float = 0.0):
+    def m_step_covariances(
+        self, nk, s1, s2, reg_covar: float, guard: float = 0.0, previous=None
+    ):
         """Covariances from summed statistics (MATH.md, M-step), plus ``reg_covar``.
 
         ``Sigma_k = (s2_k - s1_k d_k^T) / (N_k + guard)`` with ``d_k = s1_k / N_k`` (the
         exact ``N_k``, so no ``guard * |mu - c|^2`` of cancellation is left behind), reduced
         as the family's ``s2`` is, symmetrised, plus ``reg_covar`` on the diagonal.
+
+        ``previous`` is the current covariances in the family's storage shape, or None (a
+        start from responsibilities). Closed-form families ignore it; families whose M-step
+        is iterative start from it, so that every M-step raises the expected complete-data
+        log-likelihood (generalised EM stays monotone), and otherwise from a closed-form
+        start.
         """
         raise NotImplementedError
 

@@ -10,6 +10,10 @@ tests. The interface and its shapes table are in :mod:`gaussmix.families._base`.
     tied        EEE      (D, D)        shared_full      pooled      D (D + 1) / 2
     diag        VVI      (K, D)        diagonal         diagonal    K D
     spherical   VII      (K,)          scalar           trace       K
+    VEE         VEE      (K, D, D)     full             full        K + D (D + 1) / 2 - 1
+    EVE         EVE      (K, D, D)     full             full        1 + K (D - 1) + D (D - 1) / 2
+    VVE         VVE      (K, D, D)     full             full        K D + D (D - 1) / 2
+    VEV         VEV      (K, D, D)     full             full        K + D - 1 + K D (D - 1) / 2
 
 Examples
 --------
@@ -18,7 +22,7 @@ Examples
 'tied'
 >>> families.get("full").n_parameters(3, 2)
 17
->>> families.NAMES
+>>> families.NAMES[:4]
 ('full', 'tied', 'diag', 'spherical')
 >>> families.SELECTION_ORDER
 ('spherical', 'diag', 'tied', 'full')
@@ -26,7 +30,7 @@ Examples
 
 from __future__ import annotations
 
-from . import diag, full, spherical, tied
+from . import diag, eve, full, spherical, tied, vee, vev, vve
 from ._base import CovarianceFamily, MatrixFamily, VarianceFamily, collapse_error, direction_words
 
 __all__ = [
@@ -67,6 +71,8 @@ def register(family: CovarianceFamily) -> CovarianceFamily:
 
 
 for _module in (full, tied, diag, spherical):  # scikit-learn's order
+    register(_module.FAMILY)
+for _module in (vee, eve, vve, vev):  # mclust's other models, in mclust's order
     register(_module.FAMILY)
 
 
@@ -109,7 +115,13 @@ def _mclust_rank(family: CovarianceFamily) -> int:
     return MCLUST_MODELS.index(family.mclust_name)
 
 
-#: scikit-learn's names of the registered families.
+#: The names of the registered families (scikit-learn's four first, then mclust's names).
 NAMES = tuple(_FAMILIES)
-#: The same names in mclust's order (simplest model first), as selection grids list them.
-SELECTION_ORDER = tuple(f.name for f in sorted(all_families(), key=_mclust_rank))
+#: The families model selection compares by default (``select_model``, ``-c auto``), in
+#: mclust's order (simplest model first): scikit-learn's four until selection covers all
+#: of mclust's models (issue 11, item 2).
+SELECTION_ORDER = tuple(
+    f.name
+    for f in sorted(all_families(), key=_mclust_rank)
+    if f.name in ("full", "tied", "diag", "spherical")
+)

@@ -407,8 +407,10 @@ MCLUST_FAITHFUL = {
 
 def faithful_fit(model, G):
     X = np.asarray(load_faithful(), dtype=np.float64)
+    # tol is the change of the mean log-likelihood per row: 1e-6 is 2.7e-4 in total on
+    # 272 rows, well inside the 0.01 compared (tol=1e-7 gives the same table to 0.01).
     gm = GaussianMixture(
-        G, covariance_type=model, n_init=FAITHFUL_N_INIT, tol=1e-7, max_iter=3000,
+        G, covariance_type=model, n_init=FAITHFUL_N_INIT, tol=1e-6, max_iter=3000,
         random_state=0,
     )
     with warnings.catch_warnings():
@@ -417,6 +419,8 @@ def faithful_fit(model, G):
     return gm.score(X) * len(X)
 
 
+# Several k-means starts: these models have several local maxima on Old Faithful (one
+# start reaches mclust at every G for VEE and VEV, not for EVE and VVE).
 FAITHFUL_N_INIT = 5
 
 

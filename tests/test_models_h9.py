@@ -429,3 +429,14 @@ def test_faithful_reaches_mclust(model):
     got = [faithful_fit(model, G) for G in range(1, 10)]
     for G, (mine, theirs) in enumerate(zip(got, MCLUST_FAITHFUL[model], strict=True), 1):
         assert mine >= theirs - 0.01, (model, G, mine, theirs)
+
+
+@pytest.mark.parametrize("d", range(1, 9))
+def test_rotation_rounds_cover_every_plane_once_with_disjoint_planes(d):
+    from gaussmix.families._eigen import _round_robin
+
+    pairs = []
+    for I, J in _round_robin(d):
+        assert len(set(I) | set(J)) == 2 * len(I)  # disjoint within a round
+        pairs += list(zip(I.tolist(), J.tolist(), strict=True))
+    assert sorted(pairs) == [(i, j) for i in range(d) for j in range(i + 1, d)]

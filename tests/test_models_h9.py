@@ -292,6 +292,30 @@ def test_reg_covar_keeps_the_constraint(model):
 # --------------------------------------------------------------------------------------
 # EM
 # --------------------------------------------------------------------------------------
+def test_em_passes_the_current_covariances_to_the_m_step(monkeypatch):
+    """run_em -> stats.m_step(previous=params) -> m_step_covariances(previous=covariances)."""
+    family = families.get("VVE")
+    seen, results = [], []
+    original = type(family).m_step_covariances
+
+    def spy(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
+        seen.append(None if previous is None else np.array(previous))
+        results.append(original(self, nk, s1, s2, reg_covar, guard, previous=previous))
+        return results[-1]
+
+    monkeypatch.setattr(type(family), "m_step_covariances", spy)
+    rng = np.random.default_rng(8)
+    X = blobs(2, 2, rng)
+    gm = GaussianMixture(2, covariance_type="VVE", tol=0.0, max_iter=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    # The start from responsibilities has no previous; each EM iteration gets the last result.
+    assert seen[0] is None and len(seen) == 5
+    for previous, result in zip(seen[1:], results[:-1], strict=True):
+        np.testing.assert_array_equal(previous, result)
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     model=st.sampled_from(MODELS),

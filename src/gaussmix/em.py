@@ -79,7 +79,7 @@ def run_em(
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         stats = statistics(params)
-        params = m_step(stats, reg_covar=reg_covar, dtype=dtype)
+        params = m_step(stats, reg_covar=reg_covar, dtype=dtype, previous=params)
         lower_bound = stats.mean_log_likelihood
         lower_bounds.append(lower_bound)
         change = lower_bound - previous

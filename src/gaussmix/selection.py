@@ -766,6 +766,47 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
     return results
 
 
+def _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol):
+    """The robust start of a family selection does not compare yet (mclust's other models).
+
+    Each of the four families selection compares gives its robust fit; its
+    responsibilities, through this family's M-step, start a short EM in this family (at
+    most ``_PROXY_EM_ITER`` iterations); the start whose EM reaches the highest
+    log-likelihood is returned.
+    """
+    from ._backends import ArrayData
+    from .em import run_em
+    from .stats import m_step, predict_proba, statistics_from_responsibilities
+
+    data = ArrayData(X, w)
+    best, best_ll = None, -np.inf
+    for proxy_type in _COVARIANCE_TYPES:
+        try:
+            proxy = robust_parameters(X, w, n_components, proxy_type, reg_covar=reg_covar,
+                                      random_state=random_state, tol=tol)
+            resp = predict_proba(X, proxy)
+            stats = statistics_from_responsibilities(
+                X, resp, family, shift=X.mean(axis=0), sample_weight=w
+            )
+            start = m_step(stats, reg_covar=reg_covar, dtype=np.float64)
+            result = run_em(data.statistics, start, reg_covar=reg_covar, tol=tol,
+                            max_iter=_PROXY_EM_ITER)
+        except ValueError:  # a start that collapses in this family: try the next one
+            continue
+        if result.lower_bound > best_ll:
+            best, best_ll = start, result.lower_bound
+    if best is None:
+        raise ValueError(
+            f"init_params='robust' found no start for {n_components} {family.name} "
+            "components: every start collapsed. Lower n_components or raise reg_covar."
+        )
+    return best
+
+
+# EM iterations that judge each start of a family selection does not compare yet.
+_PROXY_EM_ITER = 100
+
+
 def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar=1e-6,
                       random_state=None, tol=1e-3) -> MixtureParameters:
     """The start :func:`select_model` would fit for one ``(n_components, covariance_type)``.
@@ -783,6 +824,9 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    family = families.get(covariance_type)
+    if family.name not in _COVARIANCE_TYPES:
+        return _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol)
     entropy = _entropy_from(random_state)
     ks = list(range(1, n_components + 1))
     hc = _hierarchical_partitions(X, w, ks, entropy)

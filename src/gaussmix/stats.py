@@ -426,7 +426,9 @@ def statistics_of_rows(rows, covariance_type, *, shift, weight_sum, sample_weigh
 # --------------------------------------------------------------------------------------
 # The M-step
 # --------------------------------------------------------------------------------------
-def m_step(stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.float64):
+def m_step(
+    stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.float64, previous=None
+):
     """New parameters from summed statistics (MATH.md, M-step).
 
     * N_k = sum_n gamma_nk                       (``nk``, plus 10 eps against empty ones)
@@ -439,13 +441,21 @@ def m_step(stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.flo
 
     Computed in float64, returned cast to ``dtype``. Raises ValueError naming the
     component whose covariance is not positive definite even after ``reg_covar``.
+
+    ``previous`` (optional) is the current :class:`MixtureParameters`: a family whose
+    M-step is iterative starts from its covariances (ignored if of another family).
     """
     guard = 10 * np.finfo(dtype).eps
     nk = stats.nk + guard
     means = stats.shift + stats.s1 / nk[:, None]
     # Scatter about the new mean: s2 - s1 s1^T / N_k, with the exact N_k (the family mixes
     # in the guarded N_k only as the divisor, see CovarianceFamily.m_step_covariances).
-    cov = stats.family.m_step_covariances(stats.nk, stats.s1, stats.s2, reg_covar, guard)
+    start = None
+    if previous is not None and previous.family is stats.family:
+        start = np.asarray(previous.covariances, dtype=np.float64)
+    cov = stats.family.m_step_covariances(
+        stats.nk, stats.s1, stats.s2, reg_covar, guard, previous=start
+    )
     weights = nk / nk.sum()
     params = MixtureParameters.from_covariances(
         stats.covariance_type, weights, means, cov, reg_covar

@@ -14,7 +14,11 @@ tests. The interface and its shapes table are in :mod:`gaussmix.families._base`.
     EEI         EEI      (K, D)        diagonal         diagonal    D
     VEI         VEI      (K, D)        diagonal         diagonal    K + D - 1
     EVI         EVI      (K, D)        diagonal         diagonal    1 + K (D - 1)
+    VEE         VEE      (K, D, D)     full             full        K + D (D + 1) / 2 - 1
+    EVE         EVE      (K, D, D)     full             full        1 + K (D - 1) + D (D - 1) / 2
+    VVE         VVE      (K, D, D)     full             full        K D + D (D - 1) / 2
     EEV         EEV      (K, D, D)     full             full        D + K D (D - 1) / 2
+    VEV         VEV      (K, D, D)     full             full        K + D - 1 + K D (D - 1) / 2
     EVV         EVV      (K, D, D)     full             full        1 + K (D (D + 1) / 2 - 1)
 
 A model sharing a piece across components (EII's variance, EEI's diagonal, EEV's
@@ -35,7 +39,7 @@ Examples
 
 from __future__ import annotations
 
-from . import diag, eei, eev, eii, evi, evv, full, spherical, tied, vei
+from . import diag, eei, eev, eii, eve, evi, evv, full, spherical, tied, vee, vei, vev, vve
 from ._base import CovarianceFamily, MatrixFamily, VarianceFamily, collapse_error, direction_words
 
 __all__ = [
@@ -78,7 +82,7 @@ def register(family: CovarianceFamily) -> CovarianceFamily:
 _SKLEARN_MODULES = (full, tied, diag, spherical)  # scikit-learn's order
 # mclust's other models, in mclust's order (EII VII EEI VEI EVI VVI EEE VEE EVE VVE EEV VEV
 # EVV VVV without scikit-learn's four).
-_MCLUST_MODULES = (eii, eei, vei, evi, eev, evv)
+_MCLUST_MODULES = (eii, eei, vei, evi, vee, eve, vve, eev, vev, evv)
 
 for _module in (*_SKLEARN_MODULES, *_MCLUST_MODULES):
     register(_module.FAMILY)

@@ -213,6 +213,12 @@ class CovarianceFamily:
         ``Sigma_k = (s2_k - s1_k d_k^T) / (N_k + guard)`` with ``d_k = s1_k / N_k`` (the
         exact ``N_k``, so no ``guard * |mu - c|^2`` of cancellation is left behind), reduced
         as the family's ``s2`` is, symmetrised, plus ``reg_covar`` on the diagonal.
+
+        ``previous`` is the current covariances in the family's storage shape, or None (a
+        start from responsibilities). Closed-form families ignore it; families whose M-step
+        is iterative start from it, so that every M-step raises the expected complete-data
+        log-likelihood (generalised EM stays monotone), and otherwise from a closed-form
+        start.
         """
         raise NotImplementedError
 

@@ -43,7 +43,7 @@ class Diag(VarianceFamily):
     def moved_scatter(self, s2, s1, nk, delta):
         return s2 + 2.0 * s1 * delta + nk[:, None] * delta**2
 
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0):
+    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
         d = s1 / np.where(nk > 0, nk, 1.0)[:, None]
         return (s2 - s1 * d) / (nk + guard)[:, None] + reg_covar
 

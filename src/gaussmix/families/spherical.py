@@ -49,7 +49,7 @@ class Spherical(VarianceFamily):
     def moved_scatter(self, s2, s1, nk, delta):
         return s2 + np.sum(2.0 * s1 * delta + nk[:, None] * delta**2, axis=1)
 
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0):
+    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
         n_features = s1.shape[1]
         d = s1 / np.where(nk > 0, nk, 1.0)[:, None]
         return (s2 - np.sum(s1 * d, axis=1)) / ((nk + guard) * n_features) + reg_covar

@@ -42,7 +42,7 @@ class Tied(MatrixFamily):
     def moved_scatter(self, s2, s1, nk, delta):
         return s2 + self._moved_matrix(s1, nk, delta).sum(axis=0)
 
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0):
+    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
         n_features = s1.shape[1]
         d = s1 / np.where(nk > 0, nk, 1.0)[:, None]
         cov = (s2 - s1.T @ d) / (nk + guard).sum()

@@ -37,6 +37,13 @@ def _mclust(covariance_type: str) -> str:
     return families.get(covariance_type).mclust_name
 
 
+def _type_words(family: families.CovarianceFamily) -> str:
+    """mclust's name (where it differs from the family's) and the family's description."""
+    if family.mclust_name == family.name:
+        return family.description
+    return f"{family.mclust_name}: {family.description}"
+
+
 def _full_covariances(model: Any) -> np.ndarray:
     """The (K, D, D) covariance stack of a fitted model, whatever its family."""
     k, d = np.shape(model.means_)
@@ -139,7 +146,7 @@ def describe_fit(
     lines = [
         f"Gaussian mixture fitted to {source} ({n} samples, {d} feature{'s' if d != 1 else ''}: "
         f"{', '.join(names)})",
-        f"  covariance type  {ct} ({family.mclust_name}: {family.description})",
+        f"  covariance type  {ct} ({_type_words(family)})",
         f"  components       {k}",
         f"  converged        {'yes' if converged else 'NO'}, after {n_iter} EM iteration"
         f"{'s' if n_iter != 1 else ''}",
@@ -184,7 +191,7 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
         f"written by gaussmix {printable(doc.get('gaussmix_version', 'unknown'), limit=40)}",
         f"A mixture of {k} Gaussian component{'s' if k != 1 else ''} over {d} feature"
         f"{'s' if d != 1 else ''} ({', '.join(names)}), {ct} covariance "
-        f"({family.mclust_name}: {family.description}); "
+        f"({_type_words(family)}); "
         f"{model._n_parameters()} free parameters, {doc.get('dtype')}.",
     ]
     n_iter = training.get("n_iter")

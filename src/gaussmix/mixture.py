@@ -77,8 +77,16 @@ class GaussianMixture:
             spherical  each component has its own single variance      (K,)
 
         mclust's names are accepted as aliases ("EEE" is "tied"); the fitted model and
-        its files show the scikit-learn name. Each family is described by one object in
-        :mod:`gaussmix.families`.
+        its files show the scikit-learn name. mclust's ten other models are accepted by
+        their names, Sigma_k = lambda_k D_k A_k D_k^T with volume, shape and orientation
+        Equal, Variable or Identity (Celeux & Govaert 1995)::
+
+            EII  (K,)        EEI, VEI, EVI  (K, D)     VEE, EVE, VVE, EEV, VEV, EVV  (K, D, D)
+
+        stored in the shape of the scikit-learn family they constrain, a shared piece
+        repeated per component. ``reg_covar`` is added to the scatter before the
+        constrained update, so it keeps the constraint. Each family is described by one
+        object in :mod:`gaussmix.families`.
     tol : float, default=1e-3
         EM stops when the mean per-sample log-likelihood changes by less than ``tol``.
     reg_covar : float, default=1e-6

@@ -189,6 +189,12 @@ class Rows:
             self._pairs = (rows, cols)
             self._twice = np.where(rows == cols, 1.0, 2.0)
             self._on_diagonal = np.flatnonzero(rows == cols)
+            # flat (D * D) positions of the upper triangle, and of every entry in it
+            self._upper_flat = rows * D + cols
+            position = np.empty((D, D), dtype=np.intp)
+            position[rows, cols] = np.arange(rows.size)
+            position[cols, rows] = np.arange(rows.size)
+            self._symmetric = position.ravel()
             quad = U[:, rows] * U[:, cols]
         elif features == "diag":
             quad = U * U
@@ -208,7 +214,6 @@ class Rows:
         D = self.n_features
         w, cov = batch.weights, batch.covariances
         m = batch.means - self.center
-        _S, _K = w.shape
         chol, bad_chol = _batched_cholesky(cov)
         bad = np.any(bad_chol, axis=1) | ~(w.min(axis=1) >= 0)
         # (the factors of matrices without one are the identity: see _batched_cholesky)
@@ -216,9 +221,9 @@ class Rows:
             np.linalg.inv(cov)
         )
         logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        S, K = w.shape
         if self.features == "full":
-            rows, cols = self._pairs
-            quad = -0.5 * prec[:, :, rows, cols] * self._twice
+            quad = -0.5 * prec.reshape(S, K, D * D)[..., self._upper_flat] * self._twice
         else:
             quad = -0.5 * np.diagonal(prec, axis1=-2, axis2=-1)
             if self.features == "spherical":
@@ -229,7 +234,8 @@ class Rows:
             D * _LOG_2PI + logdet + np.sum(lin * m, axis=-1)
         )
         coef = np.concatenate([const[..., None], lin, quad], axis=-1)
-        coef[bad] = 0.0
+        if bad.any():
+            coef[bad] = 0.0
         return coef, bad
 
     def e_step(self, batch: Batch):
@@ -284,10 +290,7 @@ class Rows:
         means = self.center + s1 / nk[..., None]
         idx = self._diag
         if self.features == "full":
-            rows, cols = self._pairs
-            s2 = np.empty((S, K, D, D))
-            s2[:, :, rows, cols] = quad
-            s2[:, :, cols, rows] = quad
+            s2 = quad[..., self._symmetric].reshape(S, K, D, D)
             scatter = s2 - s1[..., :, None] * d[..., None, :]
         else:
             sq = quad if self.features == "diag" else quad / D + np.zeros(D)

@@ -454,6 +454,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
     n_iter = np.zeros(S, dtype=np.int64)
     converged = np.zeros(S, dtype=bool)
     alive = np.ones(S, dtype=bool)
+    last = np.full(S, -np.inf)  # each start's latest log-likelihood
     current = batch
     budget = _FIRST_BUDGET
     winners = {}
@@ -468,15 +469,18 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
                 errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
                 alive[idx] = False
                 break
-            for j, s in enumerate(idx):
-                if bad[j]:
-                    alive[s] = False
-                    errors.setdefault(int(current.types[s]), []).append(_INVALID)
-                    continue
-                history[s].append(ll[j])
-                n_iter[s] += 1
-                if len(history[s]) > 1 and abs(ll[j] - history[s][-2]) < race_tol * n_eff:
-                    converged[s] = True
+            for s in idx[bad]:
+                alive[s] = False
+                errors.setdefault(int(current.types[s]), []).append(_INVALID)
+            good = idx[~bad]
+            ll_good = ll[~bad]
+            # converged: a second value within race_tol of the previous one
+            settled = (n_iter[good] > 0) & (np.abs(ll_good - last[good]) < race_tol * n_eff)
+            converged[good[settled]] = True
+            last[good] = ll_good
+            n_iter[good] += 1
+            for s, value in zip(good.tolist(), ll_good.tolist(), strict=True):
+                history[s].append(value)
             if idx.size == S and not bad.any():
                 current = new
             else:

@@ -67,3 +67,14 @@ def test_symmetric_take_matches_explicit_scatter():
     explicit[..., c, r] = quad
     taken = quad[..., rows._symmetric].reshape(explicit.shape)
     assert np.array_equal(taken, explicit)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_diagonal_view_writes_through_in_either_layout(order):
+    from gaussmix._batch import _diagonal_view
+
+    a = np.asarray(np.arange(2 * 3 * 3, dtype=float).reshape(2, 3, 3), order=order)
+    expected = a.copy()
+    expected[:, [0, 1, 2], [0, 1, 2]] += 0.5
+    _diagonal_view(a)[...] += 0.5
+    assert np.array_equal(a, expected)

@@ -184,6 +184,7 @@ class Rows:
         self.center = X.mean(axis=0) if w is None else w @ X / self.weight_sum
         U = X - self.center
         self._diag = np.arange(D)
+        self._eye = np.eye(D)
         if features == "full":
             rows, cols = np.triu_indices(D)
             self._pairs = (rows, cols)
@@ -288,14 +289,13 @@ class Rows:
         quad = G[..., D + 1 :]
         d = s1 / np.where(nk_exact > 0, nk_exact, 1.0)[..., None]
         means = self.center + s1 / nk[..., None]
-        idx = self._diag
         if self.features == "full":
             s2 = quad[..., self._symmetric].reshape(S, K, D, D)
             scatter = s2 - s1[..., :, None] * d[..., None, :]
         else:
             sq = quad if self.features == "diag" else quad / D + np.zeros(D)
             scatter = np.zeros((S, K, D, D))
-            scatter[:, :, idx, idx] = sq - s1 * d
+            _diagonal_view(scatter)[...] = sq - s1 * d
         if shrink:
             pooled = scatter.sum(axis=1) / nk.sum(axis=1)[:, None, None]
             cov = (scatter + shrink * pooled[:, None]) / (nk + shrink)[..., None, None]
@@ -312,10 +312,10 @@ class Rows:
             if spherical.any():
                 var = var.copy()
                 var[spherical] = var[spherical].mean(axis=-1, keepdims=True)
-            cov[diagonal] = var[..., None] * np.eye(D)
+            cov[diagonal] = var[..., None] * self._eye
         else:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-        cov[..., idx, idx] += reg
+        _diagonal_view(cov)[...] += reg
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
 
@@ -455,6 +455,15 @@ class Rows:
             sample = self.X[:: max(1, self.X.shape[0] // 5000)]
             self._repeated = any(len(np.unique(c)) < len(c) for c in sample.T)
         return self._repeated
+
+
+def _diagonal_view(a):
+    """A writeable view of the diagonals of a stack of (D, D) matrices (basic slicing when
+    the stack is C-contiguous, else the strided view ``np.einsum`` returns)."""
+    D = a.shape[-1]
+    if a.flags.c_contiguous:
+        return a.reshape(*a.shape[:-2], D * D)[..., :: D + 1]
+    return np.einsum("...ii->...i", a)
 
 
 def _batched_cholesky(cov):

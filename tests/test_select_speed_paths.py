@@ -78,3 +78,37 @@ def test_diagonal_view_writes_through_in_either_layout(order):
     expected[:, [0, 1, 2], [0, 1, 2]] += 0.5
     _diagonal_view(a)[...] += 0.5
     assert np.array_equal(a, expected)
+
+
+def test_race_keeps_finalists_and_the_best_polished_one_wins(monkeypatch):
+    """The race stops at two starts per type; both are polished; the better one is kept."""
+    from gaussmix import selection
+    from gaussmix.datasets import load_faithful
+
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    types = ("spherical", "diag", "tied", "full")
+    engine = selection._Engine(X, None, None, types, 1e-6)
+    K = 4
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, K, X.shape[0]) for _ in range(8)]
+    starts = selection._starts_of_partitions(engine.rows, labels, K, types)
+    race = selection._run_race(engine.rows, starts, engine.n_eff, 1e-6, {}, {})
+    assert set(race) == {0, 1, 2, 3}
+    assert all(len(finalists) == selection._FINALISTS for finalists in race.values())
+
+    seen = []
+    original = selection._polish
+
+    def spy(step, rows, cands, errors, **kw):
+        out = original(step, rows, cands, errors, **kw)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(selection, "_polish", spy)
+    rngs = {t: np.random.default_rng(1) for t in types}
+    fitted = selection._fit_components(engine, K, types, starts, rngs, 1e-6)
+    polished = seen[0]
+    assert len(polished) == 2 * len(types)  # every finalist was polished
+    for i, t in enumerate(types):
+        best = max(c.log_likelihood for c in polished[2 * i : 2 * i + 2])
+        assert fitted[t][0].log_likelihood == best

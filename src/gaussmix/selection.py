@@ -42,8 +42,8 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    ``K``. This is what reaches mclust at large ``K`` (VVV with 7 to 9 components on Old
    Faithful), where random starts rarely do.
 3. **A race, then polish.** EM from every start runs 4 iterations; the better half of each
-   covariance type runs on for twice as many, and so on until one per type is left
-   (successive halving). Starts are ranked by the log-likelihood projected a few
+   covariance type runs on for twice as many, and so on until two per type are left
+   (successive halving); both are polished and the better polished one is kept. Starts are ranked by the log-likelihood projected a few
    iterations ahead from the rate at which EM is still climbing, because EM stops far from
    its limit when components overlap. The winners then run on, accelerated by SQUAREM
    (Varadhan & Roland 2008, with a monotonicity safeguard: :func:`gaussmix.em.run_squarem`),
@@ -143,6 +143,10 @@ _SHARED_FEATURES_MAX_D = 8  # every covariance type steps together up to this ma
 _POLISH_RELATIVE = 1e-7  # ... or less than this fraction of the log-likelihood
 _EXTRA_STARTS = 6  # random restarts tried when every start of a grid point degenerated
 _N_SPLITS = 3  # components split to start K from the fit with K - 1
+# The race stops when at most this many starts of a type are left: they are all polished
+# and the best polished one is kept (cheaper than a last race stage, and never worse than
+# polishing the one such a stage would keep, up to the polish's stopping rule).
+_FINALISTS = 2
 
 
 def _gaussian_mixture_class():
@@ -447,7 +451,9 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
     ``degenerate[type code]``), as do starts whose EM fails. All the starts of all the
     types step together (one E-step and one M-step call per iteration).
 
-    Returns ``{type code: candidate}`` for the types that kept a regular start.
+    The race stops for a type when at most ``_FINALISTS`` of its starts are left.
+    Returns ``{type code: [finalist candidates, best ranked first]}`` for the types that
+    kept a regular start.
     """
     S = batch.size
     history = [[] for _ in range(S)]
@@ -503,10 +509,11 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
                             key=lambda s: -_projected(history[s], 2 * budget, converged[s]))
             keep = ranked[: max(1, len(ranked) // _HALVING)]
             alive[members] = False
-            if len(keep) == 1:
-                s = keep[0]
-                winners[int(code)] = _Candidate(current.take([s]), history[s][-1], None,
-                                                n_iter[s], converged[s])
+            if len(keep) <= _FINALISTS:
+                winners[int(code)] = [
+                    _Candidate(current.take([s]), history[s][-1], None, n_iter[s], converged[s])
+                    for s in keep
+                ]
             else:
                 alive[keep] = True
         budget *= 2
@@ -625,8 +632,11 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
                                          errors))
     codes = sorted(winners)
     if codes:
-        polished = _polish(lambda b: _em_step(rows, b), rows, [winners[c] for c in codes],
-                           errors)
+        finalists = [cand for c in codes for cand in winners[c]]
+        polished = iter(_polish(lambda b: _em_step(rows, b), rows, finalists, errors))
+        # the best polished finalist of each type (the first of equals: the better ranked)
+        polished = [max([next(polished) for _ in winners[code]],
+                        key=lambda cand: cand.log_likelihood) for code in codes]
         if engine.full_step is not None:
             polished = _polish(engine.full_step, engine.full, polished, errors,
                                max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE)

@@ -43,9 +43,10 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    Faithful), where random starts rarely do.
 3. **A race, then polish.** EM from every start runs 4 iterations; the better half of each
    covariance type runs on for twice as many, and so on until two per type are left
-   (successive halving); both are polished and the better polished one is kept. Starts are ranked by the log-likelihood projected a few
-   iterations ahead from the rate at which EM is still climbing, because EM stops far from
-   its limit when components overlap. The winners then run on, accelerated by SQUAREM
+   (successive halving); both are polished and the better polished one is kept. Starts
+   are ranked by the log-likelihood projected a few iterations ahead from the rate at
+   which EM is still climbing, because EM stops far from its limit when components
+   overlap. The winners then run on, accelerated by SQUAREM
    (Varadhan & Roland 2008, with a monotonicity safeguard: :func:`gaussmix.em.run_squarem`),
    until a cycle of three EM steps gains less than 0.01 in log-likelihood, so the reported
    log-likelihood is the maximum, not where a stopping rule left it.

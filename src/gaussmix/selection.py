@@ -471,7 +471,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             if not idx.size:
                 break
             try:
-                new, ll, bad = _em_step(rows, current.take(idx))
+                new, ll, bad = _em_step(rows, current if idx.size == S else current.take(idx))
             except Exception as exc:  # a failed start is recorded, not raised
                 errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
                 alive[idx] = False

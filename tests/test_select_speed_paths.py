@@ -112,3 +112,19 @@ def test_race_keeps_finalists_and_the_best_polished_one_wins(monkeypatch):
     for i, t in enumerate(types):
         best = max(c.log_likelihood for c in polished[2 * i : 2 * i + 2])
         assert fitted[t][0].log_likelihood == best
+
+
+def test_ward_tree_with_compaction_matches_scipy():
+    """Beyond 64 clusters the cost matrix is compacted as clusters merge; the merge costs
+    (increases of the within-cluster sum of squares) stay SciPy's Ward heights^2 / 2."""
+    hierarchy = pytest.importorskip("scipy.cluster.hierarchy")
+    from gaussmix import selection
+
+    rng = np.random.default_rng(0)
+    Y = np.vstack([rng.normal(c, 1.0, (100, 3)) for c in (0.0, 6.0, 12.0)])
+    merges = selection._ward_tree(Y, np.ones(Y.shape[0]))
+    heights = hierarchy.linkage(Y, "ward")[:, 2]
+    np.testing.assert_allclose([m[2] for m in merges], np.sort(heights**2 / 2), rtol=1e-9)
+    assert all(a < b for a, b, _ in merges)
+    cuts = selection._cut_tree(merges, Y.shape[0], [3])
+    assert len({tuple(np.unique(cuts[3][i * 100 : (i + 1) * 100])) for i in range(3)}) == 3

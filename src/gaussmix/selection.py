@@ -194,6 +194,7 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
     new cluster follow from the Lance-Williams update
     ``d(i, ab) = ((m_i + m_a) d(i, a) + (m_i + m_b) d(i, b) - m_i d(a, b)) / (m_i + m_a + m_b)``;
     each row keeps its minimum, recomputed only for the rows whose nearest cluster merged.
+    When half the clusters of the matrix have merged away, it is compacted to the others.
     """
     n = Y.shape[0]
     Y = np.asarray(Y, dtype=np.float64)
@@ -209,11 +210,26 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
     row_min = cost.min(axis=1)
     row_arg = cost.argmin(axis=1)
     merges: list[tuple[int, int, float]] = []
+    ids = np.arange(n)  # original index of each row of the (compacted) matrix
+    active = np.ones(n, dtype=bool)
+    n_active = n
     for _ in range(n - 1):
+        if n_active >= 64 and 2 * n_active <= cost.shape[0]:
+            # drop the merged-away rows and columns (all inf): half the work from here on;
+            # the order of the kept rows is unchanged, so every argmin picks the same one
+            keep = np.flatnonzero(active)
+            position = np.full(cost.shape[0], -1)
+            position[keep] = np.arange(keep.size)
+            cost = cost[np.ix_(keep, keep)]
+            mass, row_min, ids = mass[keep], row_min[keep], ids[keep]
+            row_arg = position[row_arg[keep]]
+            active = np.ones(keep.size, dtype=bool)
         a = int(np.argmin(row_min))
         b = int(row_arg[a])
         lo, hi = (a, b) if a < b else (b, a)
         merge_cost = float(cost[lo, hi])
+        active[hi] = False
+        n_active -= 1
         m_lo, m_hi = mass[lo], mass[hi]
         # inf where a cluster is inactive or at lo and hi (the diagonal is inf)
         new = ((mass + m_lo) * cost[lo] + (mass + m_hi) * cost[hi] - mass * merge_cost) / (
@@ -225,7 +241,7 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
         cost[:, hi] = np.inf
         mass[lo] = m_lo + m_hi
         row_min[hi] = np.inf
-        merges.append((lo, hi, merge_cost))
+        merges.append((int(ids[lo]), int(ids[hi]), merge_cost))
         stale = np.flatnonzero((row_arg == lo) | (row_arg == hi))  # inactive rows: all inf
         if stale.size:
             sub = cost[stale]

@@ -184,11 +184,18 @@ class Rows:
         self.center = X.mean(axis=0) if w is None else w @ X / self.weight_sum
         U = X - self.center
         self._diag = np.arange(D)
+        self._eye = np.eye(D)
         if features == "full":
             rows, cols = np.triu_indices(D)
             self._pairs = (rows, cols)
             self._twice = np.where(rows == cols, 1.0, 2.0)
             self._on_diagonal = np.flatnonzero(rows == cols)
+            # flat (D * D) positions of the upper triangle, and of every entry in it
+            self._upper_flat = rows * D + cols
+            position = np.empty((D, D), dtype=np.intp)
+            position[rows, cols] = np.arange(rows.size)
+            position[cols, rows] = np.arange(rows.size)
+            self._symmetric = position.ravel()
             quad = U[:, rows] * U[:, cols]
         elif features == "diag":
             quad = U * U
@@ -208,7 +215,6 @@ class Rows:
         D = self.n_features
         w, cov = batch.weights, batch.covariances
         m = batch.means - self.center
-        _S, _K = w.shape
         chol, bad_chol = _batched_cholesky(cov)
         bad = np.any(bad_chol, axis=1) | ~(w.min(axis=1) >= 0)
         # (the factors of matrices without one are the identity: see _batched_cholesky)
@@ -216,9 +222,9 @@ class Rows:
             np.linalg.inv(cov)
         )
         logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        S, K = w.shape
         if self.features == "full":
-            rows, cols = self._pairs
-            quad = -0.5 * prec[:, :, rows, cols] * self._twice
+            quad = -0.5 * prec.reshape(S, K, D * D)[..., self._upper_flat] * self._twice
         else:
             quad = -0.5 * np.diagonal(prec, axis1=-2, axis2=-1)
             if self.features == "spherical":
@@ -229,7 +235,8 @@ class Rows:
             D * _LOG_2PI + logdet + np.sum(lin * m, axis=-1)
         )
         coef = np.concatenate([const[..., None], lin, quad], axis=-1)
-        coef[bad] = 0.0
+        if bad.any():
+            coef[bad] = 0.0
         return coef, bad
 
     def e_step(self, batch: Batch):
@@ -282,17 +289,13 @@ class Rows:
         quad = G[..., D + 1 :]
         d = s1 / np.where(nk_exact > 0, nk_exact, 1.0)[..., None]
         means = self.center + s1 / nk[..., None]
-        idx = self._diag
         if self.features == "full":
-            rows, cols = self._pairs
-            s2 = np.empty((S, K, D, D))
-            s2[:, :, rows, cols] = quad
-            s2[:, :, cols, rows] = quad
+            s2 = quad[..., self._symmetric].reshape(S, K, D, D)
             scatter = s2 - s1[..., :, None] * d[..., None, :]
         else:
             sq = quad if self.features == "diag" else quad / D + np.zeros(D)
             scatter = np.zeros((S, K, D, D))
-            scatter[:, :, idx, idx] = sq - s1 * d
+            _diagonal_view(scatter)[...] = sq - s1 * d
         if shrink:
             pooled = scatter.sum(axis=1) / nk.sum(axis=1)[:, None, None]
             cov = (scatter + shrink * pooled[:, None]) / (nk + shrink)[..., None, None]
@@ -309,10 +312,10 @@ class Rows:
             if spherical.any():
                 var = var.copy()
                 var[spherical] = var[spherical].mean(axis=-1, keepdims=True)
-            cov[diagonal] = var[..., None] * np.eye(D)
+            cov[diagonal] = var[..., None] * self._eye
         else:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-        cov[..., idx, idx] += reg
+        _diagonal_view(cov)[...] += reg
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
 
@@ -452,6 +455,15 @@ class Rows:
             sample = self.X[:: max(1, self.X.shape[0] // 5000)]
             self._repeated = any(len(np.unique(c)) < len(c) for c in sample.T)
         return self._repeated
+
+
+def _diagonal_view(a):
+    """A writeable view of the diagonals of a stack of (D, D) matrices (basic slicing when
+    the stack is C-contiguous, else the strided view ``np.einsum`` returns)."""
+    D = a.shape[-1]
+    if a.flags.c_contiguous:
+        return a.reshape(*a.shape[:-2], D * D)[..., :: D + 1]
+    return np.einsum("...ii->...i", a)
 
 
 def _batched_cholesky(cov):

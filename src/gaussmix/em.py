@@ -184,7 +184,7 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
         finish = bad0 | (gained < gain) | (n_iter[active] >= max_steps)
         keep_good = ~bad0
         # theta0 (an M-step output, or the start) is each mixture's result so far.
-        result = _assign(result, active[keep_good], theta0.take(keep_good))
+        result = _assign(result, active[keep_good], _subset(theta0, keep_good))
         result_ll[active[keep_good]] = ll0[keep_good]
         failed[active[bad0]] = True
         done[active[finish]] = True
@@ -192,7 +192,7 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
         if not cont.any():
             break
         active = active[cont]
-        theta0, theta1, ll0 = theta0.take(cont), theta1.take(cont), ll0[cont]
+        theta0, theta1, ll0 = _subset(theta0, cont), _subset(theta1, cont), ll0[cont]
         previous[active] = ll0
         theta2, ll1, bad1 = step(theta1)
         n_iter[active] += 1
@@ -220,18 +220,28 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
     return AcceleratedResult(result, result_ll, n_iter, failed)
 
 
+def _subset(batch, mask):
+    """The mixtures of ``batch`` where ``mask`` (the batch itself when all are kept)."""
+    return batch if mask.all() else batch.take(mask)
+
+
 def _choose(mask, a, b):
-    """Mixtures of ``a`` where ``mask``, else of ``b``."""
+    """Mixtures of ``a`` where ``mask``, else of ``b`` (no batch is modified in place)."""
+    if mask.all():
+        return a
+    if not mask.any():
+        return b
     out = b.take(np.arange(b.size))
-    if mask.any():
-        out.weights[mask] = a.weights[mask]
-        out.means[mask] = a.means[mask]
-        out.covariances[mask] = a.covariances[mask]
+    out.weights[mask] = a.weights[mask]
+    out.means[mask] = a.means[mask]
+    out.covariances[mask] = a.covariances[mask]
     return out
 
 
 def _assign(target, index, source):
-    """``target`` with its mixtures at ``index`` replaced by ``source``'s (a copy)."""
+    """``target`` with its mixtures at ``index`` replaced by ``source``'s (no batch modified)."""
+    if index.size == target.size == source.size:  # index: distinct positions
+        return source
     out = target.take(np.arange(target.size))
     out.weights[index] = source.weights
     out.means[index] = source.means

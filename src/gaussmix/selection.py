@@ -42,10 +42,11 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    ``K``. This is what reaches mclust at large ``K`` (VVV with 7 to 9 components on Old
    Faithful), where random starts rarely do.
 3. **A race, then polish.** EM from every start runs 4 iterations; the better half of each
-   covariance type runs on for twice as many, and so on until one per type is left
-   (successive halving). Starts are ranked by the log-likelihood projected a few
-   iterations ahead from the rate at which EM is still climbing, because EM stops far from
-   its limit when components overlap. The winners then run on, accelerated by SQUAREM
+   covariance type runs on for twice as many, and so on until two per type are left
+   (successive halving); both are polished and the better polished one is kept. Starts
+   are ranked by the log-likelihood projected a few iterations ahead from the rate at
+   which EM is still climbing, because EM stops far from its limit when components
+   overlap. The winners then run on, accelerated by SQUAREM
    (Varadhan & Roland 2008, with a monotonicity safeguard: :func:`gaussmix.em.run_squarem`),
    until a cycle of three EM steps gains less than 0.01 in log-likelihood, so the reported
    log-likelihood is the maximum, not where a stopping rule left it.
@@ -146,6 +147,10 @@ _SHARED_FEATURES_MAX_D = 8  # every covariance type steps together up to this ma
 _POLISH_RELATIVE = 1e-7  # ... or less than this fraction of the log-likelihood
 _EXTRA_STARTS = 6  # random restarts tried when every start of a grid point degenerated
 _N_SPLITS = 3  # components split to start K from the fit with K - 1
+# The race stops when at most this many starts of a type are left: they are all polished
+# and the best polished one is kept (cheaper than a last race stage, and never worse than
+# polishing the one such a stage would keep, up to the polish's stopping rule).
+_FINALISTS = 2
 
 
 def _gaussian_mixture_class():
@@ -192,6 +197,7 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
     new cluster follow from the Lance-Williams update
     ``d(i, ab) = ((m_i + m_a) d(i, a) + (m_i + m_b) d(i, b) - m_i d(a, b)) / (m_i + m_a + m_b)``;
     each row keeps its minimum, recomputed only for the rows whose nearest cluster merged.
+    When half the clusters of the matrix have merged away, it is compacted to the others.
     """
     n = Y.shape[0]
     Y = np.asarray(Y, dtype=np.float64)
@@ -207,11 +213,26 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
     row_min = cost.min(axis=1)
     row_arg = cost.argmin(axis=1)
     merges: list[tuple[int, int, float]] = []
+    ids = np.arange(n)  # original index of each row of the (compacted) matrix
+    active = np.ones(n, dtype=bool)
+    n_active = n
     for _ in range(n - 1):
+        if n_active >= 64 and 2 * n_active <= cost.shape[0]:
+            # drop the merged-away rows and columns (all inf): half the work from here on;
+            # the order of the kept rows is unchanged, so every argmin picks the same one
+            keep = np.flatnonzero(active)
+            position = np.full(cost.shape[0], -1)
+            position[keep] = np.arange(keep.size)
+            cost = cost[np.ix_(keep, keep)]
+            mass, row_min, ids = mass[keep], row_min[keep], ids[keep]
+            row_arg = position[row_arg[keep]]
+            active = np.ones(keep.size, dtype=bool)
         a = int(np.argmin(row_min))
         b = int(row_arg[a])
         lo, hi = (a, b) if a < b else (b, a)
         merge_cost = float(cost[lo, hi])
+        active[hi] = False
+        n_active -= 1
         m_lo, m_hi = mass[lo], mass[hi]
         # inf where a cluster is inactive or at lo and hi (the diagonal is inf)
         new = ((mass + m_lo) * cost[lo] + (mass + m_hi) * cost[hi] - mass * merge_cost) / (
@@ -223,7 +244,7 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
         cost[:, hi] = np.inf
         mass[lo] = m_lo + m_hi
         row_min[hi] = np.inf
-        merges.append((lo, hi, merge_cost))
+        merges.append((int(ids[lo]), int(ids[hi]), merge_cost))
         stale = np.flatnonzero((row_arg == lo) | (row_arg == hi))  # inactive rows: all inf
         if stale.size:
             sub = cost[stale]
@@ -450,13 +471,16 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
     ``degenerate[type code]``), as do starts whose EM fails. All the starts of all the
     types step together (one E-step and one M-step call per iteration).
 
-    Returns ``{type code: candidate}`` for the types that kept a regular start.
+    The race stops for a type when at most ``_FINALISTS`` of its starts are left.
+    Returns ``{type code: [finalist candidates, best ranked first]}`` for the types that
+    kept a regular start.
     """
     S = batch.size
     history = [[] for _ in range(S)]
     n_iter = np.zeros(S, dtype=np.int64)
     converged = np.zeros(S, dtype=bool)
     alive = np.ones(S, dtype=bool)
+    last = np.full(S, -np.inf)  # each start's latest log-likelihood
     current = batch
     budget = _FIRST_BUDGET
     winners = {}
@@ -466,20 +490,23 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             if not idx.size:
                 break
             try:
-                new, ll, bad = _em_step(rows, current.take(idx))
+                new, ll, bad = _em_step(rows, current if idx.size == S else current.take(idx))
             except Exception as exc:  # a failed start is recorded, not raised
                 errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
                 alive[idx] = False
                 break
-            for j, s in enumerate(idx):
-                if bad[j]:
-                    alive[s] = False
-                    errors.setdefault(int(current.types[s]), []).append(_INVALID)
-                    continue
-                history[s].append(ll[j])
-                n_iter[s] += 1
-                if len(history[s]) > 1 and abs(ll[j] - history[s][-2]) < race_tol * n_eff:
-                    converged[s] = True
+            for s in idx[bad]:
+                alive[s] = False
+                errors.setdefault(int(current.types[s]), []).append(_INVALID)
+            good = idx[~bad]
+            ll_good = ll[~bad]
+            # converged: a second value within race_tol of the previous one
+            settled = (n_iter[good] > 0) & (np.abs(ll_good - last[good]) < race_tol * n_eff)
+            converged[good[settled]] = True
+            last[good] = ll_good
+            n_iter[good] += 1
+            for s, value in zip(good.tolist(), ll_good.tolist(), strict=True):
+                history[s].append(value)
             if idx.size == S and not bad.any():
                 current = new
             else:
@@ -502,10 +529,11 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
                             key=lambda s: -_projected(history[s], 2 * budget, converged[s]))
             keep = ranked[: max(1, len(ranked) // _HALVING)]
             alive[members] = False
-            if len(keep) == 1:
-                s = keep[0]
-                winners[int(code)] = _Candidate(current.take([s]), history[s][-1], None,
-                                                n_iter[s], converged[s])
+            if len(keep) <= _FINALISTS:
+                winners[int(code)] = [
+                    _Candidate(current.take([s]), history[s][-1], None, n_iter[s], converged[s])
+                    for s in keep
+                ]
             else:
                 alive[keep] = True
         budget *= 2
@@ -631,8 +659,11 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
                                          errors))
     codes = sorted(winners)
     if codes:
-        polished = _polish(lambda b: _em_step(rows, b), rows, [winners[c] for c in codes],
-                           errors)
+        finalists = [cand for c in codes for cand in winners[c]]
+        polished = iter(_polish(lambda b: _em_step(rows, b), rows, finalists, errors))
+        # the best polished finalist of each type (the first of equals: the better ranked)
+        polished = [max([next(polished) for _ in winners[code]],
+                        key=lambda cand: cand.log_likelihood) for code in codes]
         if engine.full_step is not None:
             polished = _polish(engine.full_step, engine.full, polished, errors,
                                max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE)

@@ -1,0 +1,130 @@
+"""The shortcuts of the selection engine's fast paths give the same mixtures as the long way."""
+
+import numpy as np
+import pytest
+
+from gaussmix import em
+from gaussmix._batch import TYPES, Batch, Rows
+
+
+def _batch(seed, S=3, K=2, D=2):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(S, K, D, D))
+    cov = A @ np.swapaxes(A, -1, -2) + np.eye(D)
+    w = rng.uniform(0.2, 1.0, (S, K))
+    return Batch(np.arange(S) % 4, w / w.sum(axis=1, keepdims=True),
+                 rng.normal(size=(S, K, D)), cov)
+
+
+def _snapshot(batch):
+    return [a.copy() for a in (batch.weights, batch.means, batch.covariances)]
+
+
+def _same(batch, arrays):
+    return all(np.array_equal(x, y) for x, y in
+               zip((batch.weights, batch.means, batch.covariances), arrays, strict=True))
+
+
+@pytest.mark.parametrize("mask", [[True, True, True], [False, False, False], [True, False, True]])
+def test_choose_picks_per_mixture_and_modifies_nothing(mask):
+    mask = np.array(mask)
+    a, b = _batch(0), _batch(1)
+    keep_a, keep_b = _snapshot(a), _snapshot(b)
+    out = em._choose(mask, a, b)
+    for s in range(3):
+        src = a if mask[s] else b
+        assert np.array_equal(out.weights[s], src.weights[s])
+        assert np.array_equal(out.covariances[s], src.covariances[s])
+    assert _same(a, keep_a) and _same(b, keep_b)
+
+
+@pytest.mark.parametrize("index", [[0, 1, 2], [1], [0, 2]])
+def test_assign_replaces_exactly_the_indexed_mixtures(index):
+    index = np.array(index)
+    target, source = _batch(2), _batch(3, S=index.size)
+    keep = _snapshot(target)
+    out = em._assign(target, index, source)
+    for j, s in enumerate(index):
+        assert np.array_equal(out.means[s], source.means[j])
+    for s in set(range(3)) - set(index.tolist()):
+        assert np.array_equal(out.means[s], target.means[s])
+    assert _same(target, keep)
+
+
+def test_symmetric_take_matches_explicit_scatter():
+    """m_step builds each (D, D) second moment from its upper triangle by one flat take."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 3))
+    rows = Rows(X, None, 1e-6, "full")
+    labels = [rng.integers(0, 3, 60) for _ in range(2)]
+    batch = rows.from_labels(labels, 3, TYPES)
+    G, _, _ = rows.e_step(batch)
+    D = 3
+    r, c = np.triu_indices(D)
+    quad = G[..., D + 1 :]
+    explicit = np.empty((*G.shape[:2], D, D))
+    explicit[..., r, c] = quad
+    explicit[..., c, r] = quad
+    taken = quad[..., rows._symmetric].reshape(explicit.shape)
+    assert np.array_equal(taken, explicit)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_diagonal_view_writes_through_in_either_layout(order):
+    from gaussmix._batch import _diagonal_view
+
+    a = np.asarray(np.arange(2 * 3 * 3, dtype=float).reshape(2, 3, 3), order=order)
+    expected = a.copy()
+    expected[:, [0, 1, 2], [0, 1, 2]] += 0.5
+    _diagonal_view(a)[...] += 0.5
+    assert np.array_equal(a, expected)
+
+
+def test_race_keeps_finalists_and_the_best_polished_one_wins(monkeypatch):
+    """The race stops at two starts per type; both are polished; the better one is kept."""
+    from gaussmix import selection
+    from gaussmix.datasets import load_faithful
+
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    types = ("spherical", "diag", "tied", "full")
+    engine = selection._Engine(X, None, None, types, 1e-6)
+    K = 4
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, K, X.shape[0]) for _ in range(8)]
+    starts = selection._starts_of_partitions(engine.rows, labels, K, types)
+    race = selection._run_race(engine.rows, starts, engine.n_eff, 1e-6, {}, {})
+    assert set(race) == {0, 1, 2, 3}
+    assert all(len(finalists) == selection._FINALISTS for finalists in race.values())
+
+    seen = []
+    original = selection._polish
+
+    def spy(step, rows, cands, errors, **kw):
+        out = original(step, rows, cands, errors, **kw)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(selection, "_polish", spy)
+    rngs = {t: np.random.default_rng(1) for t in types}
+    fitted = selection._fit_components(engine, K, types, starts, rngs, 1e-6)
+    polished = seen[0]
+    assert len(polished) == 2 * len(types)  # every finalist was polished
+    for i, t in enumerate(types):
+        best = max(c.log_likelihood for c in polished[2 * i : 2 * i + 2])
+        assert fitted[t][0].log_likelihood == best
+
+
+def test_ward_tree_with_compaction_matches_scipy():
+    """Beyond 64 clusters the cost matrix is compacted as clusters merge; the merge costs
+    (increases of the within-cluster sum of squares) stay SciPy's Ward heights^2 / 2."""
+    hierarchy = pytest.importorskip("scipy.cluster.hierarchy")
+    from gaussmix import selection
+
+    rng = np.random.default_rng(0)
+    Y = np.vstack([rng.normal(c, 1.0, (100, 3)) for c in (0.0, 6.0, 12.0)])
+    merges = selection._ward_tree(Y, np.ones(Y.shape[0]))
+    heights = hierarchy.linkage(Y, "ward")[:, 2]
+    np.testing.assert_allclose([m[2] for m in merges], np.sort(heights**2 / 2), rtol=1e-9)
+    assert all(a < b for a, b, _ in merges)
+    cuts = selection._cut_tree(merges, Y.shape[0], [3])
+    assert len({tuple(np.unique(cuts[3][i * 100 : (i + 1) * 100])) for i in range(3)}) == 3

@@ -128,3 +128,25 @@ def test_ward_tree_with_compaction_matches_scipy():
     assert all(a < b for a, b, _ in merges)
     cuts = selection._cut_tree(merges, Y.shape[0], [3])
     assert len({tuple(np.unique(cuts[3][i * 100 : (i + 1) * 100])) for i in range(3)}) == 3
+
+
+def test_final_polish_on_all_rows_never_keeps_a_sample_likelihood(monkeypatch):
+    """A winner raced on a sample whose polish on all the rows fails must not keep its
+    race result: that log-likelihood is of the 2,000 sampled rows, and with n = all rows
+    its BIC would come out far too low and win the selection."""
+    from gaussmix import selection
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (1500, 2)), rng.normal(6, 1, (1500, 2))])
+    calls = []
+    original = selection.run_squarem
+
+    def failing_on_all_rows(step, batch, **kw):
+        calls.append(step)
+        if len(calls) > 1:  # the first polish runs on the sample, the second on all rows
+            raise FloatingPointError("injected")
+        return original(step, batch, **kw)
+
+    monkeypatch.setattr(selection, "run_squarem", failing_on_all_rows)
+    with pytest.raises(ValueError, match="injected"):
+        selection.select_model(X, n_components=[2], covariance_types=["full"], random_state=0)

@@ -564,11 +564,15 @@ def _projected(history, n_iter, converged) -> float:
     return history[-1] + gain
 
 
-def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None):
+def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None,
+            other_rows=False):
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
 
     The gain is ``_POLISH_GAIN`` in total log-likelihood, or ``_POLISH_RELATIVE`` of it on
-    large data. A winner whose polish failed or degenerated keeps its race result.
+    large data. A winner whose polish failed or degenerated keeps its race result, except
+    with ``other_rows`` (the final polish on all the rows of a fit raced on a sample): its
+    race result is a log-likelihood of the sample, not of these rows, so a failed winner is
+    dropped (None) and a degenerate one is kept as polished (never selected).
     Returns the candidates in the same order.
     """
     batch = Batch.stack([c.batch for c in cands])
@@ -578,18 +582,18 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
         out = run_squarem(step, batch, gain=gain, max_steps=max_steps)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
-        return cands
+        return [None] * len(cands) if other_rows else cands
     verdicts = rows_check.degeneracy(out.batch)
     result = []
     for s, cand in enumerate(cands):
         if out.failed[s]:  # SQUAREM never lowers the log-likelihood; it can only fail
             errors.setdefault(int(batch.types[s]), []).append(_INVALID)
-            result.append(cand)
+            result.append(None if other_rows else cand)
             continue
         new = _Candidate(out.batch.take([s]), out.log_likelihood[s], verdicts[s],
                          cand.n_iter + int(out.n_iter[s]),
                          converged=bool(out.n_iter[s] < max_steps))
-        result.append(cand if new.verdict() is not None else new)
+        result.append(cand if new.verdict() is not None and not other_rows else new)
     return result
 
 
@@ -666,8 +670,9 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
                         key=lambda cand: cand.log_likelihood) for code in codes]
         if engine.full_step is not None:
             polished = _polish(engine.full_step, engine.full, polished, errors,
-                               max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE)
-        winners = dict(zip(codes, polished, strict=True))
+                               max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE,
+                               other_rows=True)
+        winners = {c: p for c, p in zip(codes, polished, strict=True) if p is not None}
     out = {}
     for t in types:
         code = TYPES.index(t)
@@ -679,8 +684,10 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
                     rows_all.responsibilities(winners[code].batch), rows_all.w
                 )
             out[t] = (winners[code], errs)
-        elif degenerate.get(code):
+        elif degenerate.get(code) and engine.full_step is None:
             out[t] = (max(degenerate[code], key=lambda c: c.log_likelihood), errs)
+        elif degenerate.get(code):  # degenerate on the race's sample: no likelihood of all rows
+            out[t] = (None, [*errs, "every start degenerated on the race's sample of rows"])
         else:
             out[t] = (None, errs)
     return out

@@ -303,3 +303,17 @@ def test_condition_is_the_conditional_mixture(covariance_type):
     assert samples.shape == (5, 2)
     with pytest.raises(ValueError, match="needs NaN"):
         gm.condition([1.0, 2.0, 3.0])
+
+
+def test_model_file_round_trip_keeps_the_missing_value_results(tmp_path):
+    from gaussmix import load as load_model
+
+    _, Xm = _data(seed=8)
+    gm = GaussianMixture(2, random_state=0).fit(Xm)
+    path = tmp_path / "model.json"
+    gm.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.score_samples(Xm), gm.score_samples(Xm))
+    np.testing.assert_array_equal(loaded.impute(Xm), gm.impute(Xm))
+    x = np.array([np.nan, 0.5, np.nan])
+    np.testing.assert_array_equal(loaded.condition(x).means_, gm.condition(x).means_)

@@ -49,13 +49,23 @@ def incomplete_rows(X) -> np.ndarray | None:
 
 
 def _patterns(missing: np.ndarray):
-    """``(pattern, rows)`` for every distinct missingness pattern (a boolean (D,) row)."""
-    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(patterns) + 1))
-    for p, pattern in enumerate(patterns):
-        yield pattern, order[bounds[p]:bounds[p + 1]]
+    """``(pattern, rows)`` for every distinct missingness pattern (a boolean (D,) row).
+
+    Patterns are grouped by an integer code (one bit per feature) when D <= 62: sorting
+    integers is an order of magnitude faster than ``np.unique(..., axis=0)`` on rows.
+    """
+    n_features = missing.shape[1]
+    if n_features <= 62:
+        codes = missing.astype(np.int64) @ (np.int64(1) << np.arange(n_features, dtype=np.int64))
+    else:
+        codes = np.unique(missing, axis=0, return_inverse=True)[1].reshape(-1)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    for start, end in zip(starts, ends, strict=True):
+        rows = order[start:end]
+        yield missing[rows[0]], rows
 
 
 class _Pattern:

@@ -145,6 +145,20 @@ default="kmeans"
         :meth:`partial_fit`'s running averages of the sufficient statistics (per sample);
         saved in model files so that a loaded model continues exactly.
 
+    Notes
+    -----
+    **Missing values.** NaN in ``X`` marks a missing value (in memory; not yet for Dask
+    arrays or :meth:`partial_fit`). :meth:`fit` then runs exact EM under "missing at
+    random" (Ghahramani & Jordan 1994): a row's density is the marginal of its observed
+    coordinates, and ``lower_bound_`` is the observed-data log-likelihood, which EM never
+    lowers. The initialisation (k-means, k-means++, random, robust) sees the data with each
+    NaN replaced by its column's mean, for the start only. :meth:`predict`,
+    :meth:`predict_proba`, :meth:`score_samples`, :meth:`score` and the information
+    criteria use the observed coordinates; :meth:`impute` fills the holes with their
+    conditional means and :meth:`condition` gives the conditional mixture of one row's
+    missing coordinates. Infinity, rows with no observed value and features with no
+    observed value are refused.
+
     Examples
     --------
     >>> import numpy as np

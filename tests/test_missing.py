@@ -317,3 +317,28 @@ def test_model_file_round_trip_keeps_the_missing_value_results(tmp_path):
     np.testing.assert_array_equal(loaded.impute(Xm), gm.impute(Xm))
     x = np.array([np.nan, 0.5, np.nan])
     np.testing.assert_array_equal(loaded.condition(x).means_, gm.condition(x).means_)
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data", "robust"])
+def test_every_start_sees_the_filled_data_and_lands_on_the_same_fit(init_params):
+    _, Xm = _data(n=600, seed=9)
+    reference = GaussianMixture(2, random_state=0).fit(Xm)  # k-means start
+    gm = GaussianMixture(2, init_params=init_params, random_state=0, n_init=2).fit(Xm)
+    assert abs(gm.lower_bound_ - reference.lower_bound_) < 1e-3
+    order, ref = np.argsort(gm.means_[:, 0]), np.argsort(reference.means_[:, 0])
+    np.testing.assert_allclose(gm.means_[order], reference.means_[ref], atol=0.02)
+
+
+@pytest.mark.parametrize("n_features", [8, 70])
+def test_rows_are_grouped_by_their_exact_pattern(n_features):
+    """Integer codes up to 62 features, rows compared whole beyond."""
+    from collections import defaultdict
+
+    from gaussmix import _missing
+
+    missing = np.random.default_rng(0).random((500, n_features)) < 0.05
+    expected = defaultdict(list)
+    for i, row in enumerate(missing):
+        expected[tuple(row)].append(i)
+    got = {tuple(p): sorted(rows) for p, rows in _missing._patterns(missing)}
+    assert got == dict(expected)

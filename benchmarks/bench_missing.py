@@ -6,7 +6,12 @@ random (about 57% of rows complete, 43% with at least one NaN). One E-step + M-s
 data complete, alternately, from the same parameters; the ratio of the medians is printed.
 The issue's target is a ratio of at most 3.
 
+Timings with several BLAS threads on a shared machine swing by 10x (the complete-data
+iteration is BLAS bound); pin the BLAS to one thread to compare the two paths.
+
 Usage::
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_missing.py
 
     .venv/bin/python benchmarks/bench_missing.py                # the shape
     .venv/bin/python benchmarks/bench_missing.py --n 20000 --repeats 3   # quicker

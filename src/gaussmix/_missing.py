@@ -170,14 +170,19 @@ def incomplete_statistics(X, params, sample_weight=None):
     s2 = np.zeros((K, D, D))
     log_likelihood = 0.0
     for rows, pat, _, resp, log_p, diff in _each_pattern(X, params):
+        # The completed, centred row is A_k (x_o - mu_k,o) with A_k = [I; gain_k] (rows in
+        # feature order), so its moments are A_k times the observed block's moments: the
+        # per-row work stays |o|-dimensional.
         wr = resp * w[rows][None, :]  # (K, n)
-        centred = np.empty((K, rows.size, D))
-        centred[:, :, pat.obs] = diff
-        centred[:, :, pat.mis] = pat.conditional_offsets(diff)
         weight_k = wr.sum(axis=1)
+        first = np.einsum("kn,kno->ko", wr, diff)
+        second = np.swapaxes(diff * wr[:, :, None], 1, 2) @ diff  # (K, |o|, |o|)
+        lift = np.zeros((K, D, pat.obs.size))
+        lift[:, pat.obs, np.arange(pat.obs.size)] = 1.0
+        lift[:, pat.mis, :] = pat.gain
         nk += weight_k
-        s1 += np.einsum("kn,knd->kd", wr, centred)
-        s2 += np.swapaxes(centred * wr[:, :, None], 1, 2) @ centred
+        s1 += np.einsum("kdo,ko->kd", lift, first)
+        s2 += lift @ second @ np.swapaxes(lift, 1, 2)
         m = pat.mis
         s2[np.ix_(np.arange(K), m, m)] += weight_k[:, None, None] * pat.cond_cov
         log_likelihood += float(np.dot(w[rows], log_p))

@@ -69,11 +69,15 @@ def test_fewer_samples_than_components(X):
         GaussianMixture(5).fit(X[:3])
 
 
-def test_nan_says_how_many_and_where(X):
+def test_nan_is_a_missing_value_but_an_empty_row_is_refused(X):
+    # NaN marks a missing value (issue 12, tests/test_missing.py); a row with no observed
+    # value is refused, counted and located.
     bad = X.copy()
     bad[3, 1] = np.nan
     bad[7, 0] = np.nan
-    with pytest.raises(ValueError, match=r"2 NaN values.*row 3, column 1"):
+    GaussianMixture().fit(bad)
+    bad[[3, 8]] = np.nan
+    with pytest.raises(ValueError, match=r"2 rows with no observed value.*first is row 3"):
         GaussianMixture().fit(bad)
 
 
@@ -82,15 +86,15 @@ def test_inf_says_how_many_and_where(X):
     bad[5, 0] = np.inf
     bad[9, 1] = -np.inf
     bad[11, 1] = np.nan
-    with pytest.raises(ValueError, match=r"1 NaN value and 2 infinite values.*row 5, column 0"):
+    with pytest.raises(ValueError, match=r"2 infinite values.*row 5, column 0"):
         GaussianMixture().fit(bad)
 
 
-def test_nan_at_predict(fitted, X):
+def test_inf_at_predict(fitted, X):
     bad = X[:4].copy()
-    bad[2, 0] = np.nan
+    bad[2, 0] = np.inf
     for method in ("predict", "predict_proba", "score_samples", "score"):
-        with pytest.raises(ValueError, match=r"1 NaN value.*row 2, column 0"):
+        with pytest.raises(ValueError, match=r"1 infinite value.*row 2, column 0"):
             getattr(fitted, method)(bad)
 
 

@@ -66,7 +66,9 @@ def _is_dask_array(X) -> bool:
     return type(X).__module__.startswith("dask.") and hasattr(X, "chunks")
 
 
-def data_source(X, sample_weight=None, block_size=None, executor=None, *, min_samples=2):
+def data_source(
+    X, sample_weight=None, block_size=None, executor=None, *, min_samples=2, allow_nan=False
+):
     """The data source of ``X``: :class:`ArrayData` in memory, ``DaskData`` for Dask.
 
     Parameters
@@ -81,6 +83,8 @@ def data_source(X, sample_weight=None, block_size=None, executor=None, *, min_sa
     executor : concurrent.futures.Executor, optional
         A thread pool for the in-memory blocks (or use ``with source.parallel():``).
     min_samples : int, default=2
+    allow_nan : bool, default=False
+        Keep NaN as missing values (in memory only; see ``gaussmix._missing``).
 
     Returns
     -------
@@ -90,7 +94,7 @@ def data_source(X, sample_weight=None, block_size=None, executor=None, *, min_sa
         from ._dask import DaskData
 
         return DaskData(X, sample_weight, block_size, min_samples=min_samples)
-    X = check_array(X, min_samples=min_samples)
+    X = check_array(X, min_samples=min_samples, allow_nan=allow_nan)
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     return ArrayData(X, sample_weight, block_size, executor)
 

@@ -44,11 +44,16 @@ def _first_bad_object(arr: np.ndarray):
     return None
 
 
-def check_array(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
+def check_array(
+    X, *, name: str = "X", min_samples: int = 1, allow_nan: bool = False
+) -> np.ndarray:
     """Validate ``X`` and return it as a 2-D float64 or float32 NumPy array.
 
     float64 and float32 keep their dtype, every other real dtype becomes float64. The
     result may share memory with ``X``: callers must treat it as read-only.
+
+    With ``allow_nan=True``, NaN marks a missing value and is kept; infinity and rows with
+    no observed value are still refused.
 
     Raises
     ------
@@ -125,7 +130,10 @@ def check_array(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
             f"{name} has {n_samples} sample{'s' if n_samples != 1 else ''} (n_samples = "
             f"{n_samples}), but fitting needs at least {min_samples}."
         )
-    check_finite(arr, name)
+    if allow_nan:
+        check_finite_or_nan(arr, name)
+    else:
+        check_finite(arr, name)
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.ascontiguousarray(arr)
     return arr
@@ -145,6 +153,30 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     first = np.argwhere(~finite)[0]
     at = f"row {first[0]}, column {first[1]}" if arr.ndim == 2 else f"index {first[0]}"
     raise ValueError(non_finite_message(name, n_nan, n_inf, at))
+
+
+def check_finite_or_nan(arr: np.ndarray, name: str = "X") -> None:
+    """Allow NaN (a missing value) but refuse infinity and rows that are entirely NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr, dtype=np.float64)):
+            return
+    infinite = np.isinf(arr)
+    if infinite.any():
+        first = np.argwhere(infinite)[0]
+        n_inf = int(infinite.sum())
+        raise ValueError(
+            f"{name} contains {n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity); "
+            f"the first is at row {first[0]}, column {first[1]}. NaN marks a missing value, "
+            "but infinity is not allowed: replace it with NaN or drop the rows that hold it."
+        )
+    empty = np.isnan(arr).all(axis=1)
+    if empty.any():
+        n_empty = int(empty.sum())
+        raise ValueError(
+            f"{name} has {n_empty} row{'s' if n_empty != 1 else ''} with no observed value "
+            f"(every feature NaN); the first is row {int(np.argmax(empty))}. Such rows carry "
+            "no information: drop them."
+        )
 
 
 def non_finite_message(name: str, n_nan: int, n_inf: int, at: str, hint: str = "") -> str:

@@ -9,9 +9,9 @@ import warnings
 
 import numpy as np
 
-from . import _online, families
+from . import _missing, _online, families
 from . import stats as _stats
-from ._backends import _is_dask_array, data_source
+from ._backends import ArrayData, _is_dask_array, data_source
 from ._criteria import information_criteria
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
 from ._init import initial_statistics
@@ -153,6 +153,20 @@ default="kmeans"
         :meth:`partial_fit`'s running averages of the sufficient statistics (per sample);
         saved in model files so that a loaded model continues exactly.
 
+    Notes
+    -----
+    **Missing values.** NaN in ``X`` marks a missing value (in memory; not yet for Dask
+    arrays or :meth:`partial_fit`). :meth:`fit` then runs exact EM under "missing at
+    random" (Ghahramani & Jordan 1994): a row's density is the marginal of its observed
+    coordinates, and ``lower_bound_`` is the observed-data log-likelihood, which EM never
+    lowers. The initialisation (k-means, k-means++, random, robust) sees the data with each
+    NaN replaced by its column's mean, for the start only. :meth:`predict`,
+    :meth:`predict_proba`, :meth:`score_samples`, :meth:`score` and the information
+    criteria use the observed coordinates; :meth:`impute` fills the holes with their
+    conditional means and :meth:`condition` gives the conditional mixture of one row's
+    missing coordinates. Infinity, rows with no observed value and features with no
+    observed value are refused.
+
     Examples
     --------
     >>> import numpy as np
@@ -256,7 +270,7 @@ default="kmeans"
             transformer_tags=None,
             classifier_tags=None,
             regressor_tags=None,
-            input_tags=InputTags(),
+            input_tags=InputTags(allow_nan=True),
         )
 
     def __sklearn_is_fitted__(self):
@@ -283,7 +297,7 @@ default="kmeans"
         """
         check_parameters(self)
         feature_names = None if _is_dask_array(X) else feature_names_of(X)
-        data = data_source(X, sample_weight, self.block_size)
+        data = data_source(X, sample_weight, self.block_size, allow_nan=True)
         if data.n_samples < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components, but got n_components = "
@@ -309,6 +323,7 @@ default="kmeans"
 
     def _initial_parameters(self, data, random_state, inits):
         weights_init, means_init, precisions_init = inits
+        data = _start_data(data)
         dtype = data.dtype
         if weights_init is not None and means_init is not None and precisions_init is not None:
             return MixtureParameters.from_precisions(
@@ -457,6 +472,12 @@ default="kmeans"
             from ._degeneracy import degeneracy_reason_of_estimator
         except ImportError:  # until the degeneracy module lands
             return
+        if isinstance(getattr(data, "X", None), np.ndarray) and (
+            _missing.incomplete_rows(data.X) is not None
+        ):
+            # The checks on the points themselves need complete rows: judge the
+            # parameters only (as for data out of core).
+            data = _WeightOnly(data.weight_sum)
         reason = degeneracy_reason_of_estimator(self, data)
         if reason:
             self.degenerate_ = True
@@ -647,7 +668,7 @@ default="kmeans"
                 "appropriate arguments before using this estimator."
             )
 
-    def _validate_X(self, X):
+    def _validate_X(self, X, allow_nan=False):
         self._check_fitted()
         names = feature_names_of(X)
         fitted_names = getattr(self, "feature_names_in_", None)
@@ -657,7 +678,7 @@ default="kmeans"
                     "The feature names should match those that were passed during fit. "
                     f"Fitted with {list(fitted_names)}, got {list(names)}."
                 )
-        X = check_array(X)
+        X = check_array(X, allow_nan=allow_nan)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but GaussianMixture is expecting "
@@ -678,7 +699,7 @@ default="kmeans"
         lazy = self._dask_or(X, "score_samples")
         if lazy is not None:
             return lazy
-        X = self._validate_X(X)
+        X = self._validate_X(X, allow_nan=True)
         with block_executor(X.shape[0]) as executor:
             return _stats.score_samples(
                 X, self._get_parameters(), block_size=self.block_size, executor=executor
@@ -698,7 +719,7 @@ default="kmeans"
         lazy = self._dask_or(X, "predict_proba")
         if lazy is not None:
             return lazy
-        X = self._validate_X(X)
+        X = self._validate_X(X, allow_nan=True)
         with block_executor(X.shape[0]) as executor:
             return _stats.predict_proba(
                 X, self._get_parameters(), block_size=self.block_size, executor=executor
@@ -709,11 +730,70 @@ default="kmeans"
         lazy = self._dask_or(X, "predict")
         if lazy is not None:
             return lazy
-        X = self._validate_X(X)
+        X = self._validate_X(X, allow_nan=True)
         with block_executor(X.shape[0]) as executor:
             return _stats.predict(
                 X, self._get_parameters(), block_size=self.block_size, executor=executor
             )
+
+    def impute(self, X):
+        """X with every NaN replaced by its conditional mean under the fitted mixture.
+
+        A missing coordinate gets ``E[x_m | x_o] = sum_k gamma_k(x_o) xhat_k,m``: the
+        components' conditional means ``xhat_k,m = mu_k,m + Sigma_k,mo Sigma_k,oo^-1
+        (x_o - mu_k,o)`` weighted by the posterior given the observed values. Observed
+        values are returned unchanged. Rows without NaN are copied.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), X's dtype (float64 or float32)
+        """
+        X = self._validate_X(X, allow_nan=True)
+        out = np.array(X, copy=True)
+        incomplete = _missing.incomplete_rows(X)
+        if incomplete is not None:
+            out[incomplete] = _missing.impute(X[incomplete], self._get_parameters())
+        return out
+
+    def condition(self, x):
+        """The mixture of one row's missing coordinates given its observed ones.
+
+        Gaussian mixture regression: put NaN in the target columns of ``x``. Component k
+        of the result has the posterior weight ``gamma_k(x_o)``, the conditional mean
+        ``mu_k,m + Sigma_k,mo Sigma_k,oo^-1 (x_o - mu_k,o)`` and the conditional covariance
+        ``Sigma_k,mm - Sigma_k,mo Sigma_k,oo^-1 Sigma_k,om``.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_features,) or (1, n_features)
+            One row with at least one NaN and at least one observed value.
+
+        Returns
+        -------
+        GaussianMixture
+            A fitted mixture over the missing coordinates (in feature order), so that
+            ``sample``, ``score_samples``, ``predict`` and so on work on it. Its
+            ``covariance_type`` is the model's for "full", "tied", "diag" and
+            "spherical" (the conditionals keep that form), "full" otherwise.
+        """
+        if np.ndim(x) == 1:
+            x = np.asarray(x).reshape(1, -1)
+        row = self._validate_X(x, allow_nan=True)
+        if row.shape[0] != 1:
+            raise ValueError(f"condition takes one row; got {row.shape[0]} rows.")
+        if not np.isnan(row).any():
+            raise ValueError(
+                "condition needs NaN in the coordinates to predict (the missing ones); the "
+                "row has none."
+            )
+        _, weights, means, covariances = _missing.condition_row(
+            row[0], self._get_parameters()
+        )
+        return _conditional_mixture(self, weights, means, covariances, row.dtype)
 
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted mixture.
@@ -815,3 +895,63 @@ default="kmeans"
         from ._summary import describe_fit
 
         return describe_fit(self, X, feature_names, source)
+
+
+class _WeightOnly:
+    """The training data's weight, without its rows (for the degeneracy check)."""
+
+    def __init__(self, weight_sum):
+        self.weight_sum = weight_sum
+
+
+def _start_data(data):
+    """The data initialisation sees: NaN filled with the column means, for the start only.
+
+    k-means, k-means++, random starts and the robust start need complete rows; EM then
+    runs on the data with its NaN (exact EM on the observed values).
+    """
+    X = getattr(data, "X", None)
+    if not isinstance(X, np.ndarray) or _missing.incomplete_rows(X) is None:
+        return data
+    nan = np.isnan(X)
+    observed = (~nan).sum(axis=0)
+    if np.any(observed == 0):
+        j = int(np.argmax(observed == 0))
+        raise ValueError(
+            f"Feature {j} of X has no observed value (every row is NaN there): its mean "
+            "and variance cannot be estimated. Drop that column."
+        )
+    column_means = np.where(nan, 0.0, X).sum(axis=0, dtype=np.float64) / observed
+    filled = np.where(nan, column_means.astype(X.dtype), X)
+    return ArrayData(filled, data.sample_weight, data.block_size, data.executor)
+
+
+def _conditional_mixture(model, weights, means, covariances, dtype):
+    """A fitted GaussianMixture of the given conditional components (full (K, m, m))."""
+    name = model._family().name
+    family = families.get(name if name in ("full", "tied", "diag", "spherical") else "full")
+    K, n_missing = means.shape
+    if family.name == "tied":
+        stored = covariances[0]
+    elif family.name == "diag":
+        stored = np.diagonal(covariances, axis1=1, axis2=2).copy()
+    elif family.name == "spherical":
+        stored = np.diagonal(covariances, axis1=1, axis2=2).mean(axis=1)
+    else:
+        stored = covariances
+    params = MixtureParameters.from_covariances(
+        family.name, weights, means, stored
+    ).astype(dtype)
+    result = GaussianMixture(
+        n_components=K, covariance_type=family.name, reg_covar=model.reg_covar,
+        random_state=model.random_state,
+    )
+    result._set_parameters(params)
+    result._fitted_covariance_type = family.name
+    result.converged_ = True
+    result.n_iter_ = 0
+    result.lower_bound_ = -np.inf
+    result.lower_bounds_ = []
+    result.n_features_in_ = n_missing
+    result.degenerate_, result.degenerate_reason_ = False, None
+    return result

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import families
+from . import _missing, families
 from ._estep import make_estep
 
 __all__ = [
@@ -311,6 +311,11 @@ def block_statistics(
         float64 statistics; add them over blocks and pass the sum to :func:`m_step`.
     """
     X = np.asarray(X)
+    incomplete = _missing.incomplete_rows(X)
+    if incomplete is not None:
+        return _statistics_with_missing(
+            X, incomplete, params, sample_weight, block_size, executor
+        )
     dtype = _working_dtype(X)
     estep = _estep_over(X, params, sample_weight, dtype, block_size, executor)
     if not estep.accurate():
@@ -324,6 +329,25 @@ def block_statistics(
             exact=True, about=estep.new_means(),
         )
     return _statistics(estep, params)
+
+
+def _statistics_with_missing(X, incomplete, params, sample_weight, block_size, executor):
+    """Complete rows by the fast E-step, rows with NaN by gaussmix._missing; summed."""
+    weight = None if sample_weight is None else np.asarray(sample_weight)
+    shift, nk, s1, s2, log_likelihood, weight_sum = _missing.incomplete_statistics(
+        X[incomplete], params, None if weight is None else weight[incomplete]
+    )
+    stats = SufficientStatistics(
+        params.covariance_type, shift, nk, s1, s2, log_likelihood, weight_sum,
+        _parameters_id(params),
+    )
+    complete = ~incomplete
+    if complete.any():
+        stats = block_statistics(
+            X[complete], params, None if weight is None else weight[complete],
+            block_size=block_size, executor=executor,
+        ) + stats
+    return stats
 
 
 def _statistics(estep, params: MixtureParameters) -> SufficientStatistics:
@@ -494,9 +518,37 @@ def _for_each_block(X, params, block_size, executor, write):
     _run_parts(executor, blocks, run)
 
 
+def _with_missing(X, params, out, fast, from_weighted):
+    """Fill ``out``: complete rows by ``fast(X_complete)``, rows with NaN from their observed
+    marginals' weighted log-probabilities (n, K) by ``from_weighted``. None without NaN."""
+    incomplete = _missing.incomplete_rows(X)
+    if incomplete is None:
+        return None
+    complete = ~incomplete
+    if complete.any():
+        out[complete] = fast(X[complete])
+    out[incomplete] = from_weighted(_missing.weighted_log_prob(X[incomplete], params))
+    return out
+
+
+def _log_sum_exp_rows(weighted):
+    top = weighted.max(axis=1, keepdims=True)
+    return (top + np.log(np.sum(np.exp(weighted - top), axis=1, keepdims=True)))[:, 0]
+
+
 def score_samples(X, params: MixtureParameters, *, block_size=None, executor=None):
-    """log p(x_n) = log sum_k pi_k N(x_n | mu_k, Sigma_k) for every row, shape (n_samples,)."""
+    """log p(x_n) = log sum_k pi_k N(x_n | mu_k, Sigma_k) for every row, shape (n_samples,).
+
+    A row with NaN gets the density of its observed coordinates (their marginal).
+    """
     X = np.asarray(X)
+    missing = _with_missing(
+        X, params, np.empty(X.shape[0], dtype=_working_dtype(X)),
+        lambda Xc: score_samples(Xc, params, block_size=block_size, executor=executor),
+        _log_sum_exp_rows,
+    )
+    if missing is not None:
+        return missing
     out = np.empty(X.shape[0], dtype=_working_dtype(X))
 
     def write(estep, rows, log_dens):
@@ -507,8 +559,18 @@ def score_samples(X, params: MixtureParameters, *, block_size=None, executor=Non
 
 
 def predict_proba(X, params: MixtureParameters, *, block_size=None, executor=None):
-    """Responsibilities gamma_nk, shape (n_samples, n_components); rows sum to 1."""
+    """Responsibilities gamma_nk, shape (n_samples, n_components); rows sum to 1.
+
+    A row with NaN gets the posterior given its observed coordinates.
+    """
     X = np.asarray(X)
+    missing = _with_missing(
+        X, params, np.empty((X.shape[0], params.n_components), dtype=_working_dtype(X)),
+        lambda Xc: predict_proba(Xc, params, block_size=block_size, executor=executor),
+        lambda weighted: np.exp(weighted - _log_sum_exp_rows(weighted)[:, None]),
+    )
+    if missing is not None:
+        return missing
     out = np.empty((X.shape[0], params.n_components), dtype=_working_dtype(X))
 
     def write(estep, rows, log_dens):
@@ -519,8 +581,15 @@ def predict_proba(X, params: MixtureParameters, *, block_size=None, executor=Non
 
 
 def predict(X, params: MixtureParameters, *, block_size=None, executor=None):
-    """Most probable component of every row, shape (n_samples,)."""
+    """Most probable component of every row, shape (n_samples,) (NaN: given the observed)."""
     X = np.asarray(X)
+    missing = _with_missing(
+        X, params, np.empty(X.shape[0], dtype=np.intp),
+        lambda Xc: predict(Xc, params, block_size=block_size, executor=executor),
+        lambda weighted: weighted.argmax(axis=1),
+    )
+    if missing is not None:
+        return missing
     out = np.empty(X.shape[0], dtype=np.intp)
 
     def write(estep, rows, log_dens):

@@ -288,3 +288,46 @@ def test_sklearn_score_equals_mean_of_score_samples(dtype):
     # and still the mean log-density, to float32 rounding of a sum of N terms
     exact = np.mean(samples, dtype=np.float64)
     assert gm.score(X) == pytest.approx(exact, rel=10 * float(np.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize("separation", [1e3, 1e6, 1e7])
+def test_tied_scatter_of_far_apart_clusters_does_not_cancel(separation):
+    """The shared whitening's expanded scatter (about the mixture mean) loses eps * s^2 for
+    clusters s standard deviations apart (relative error 2e-2 at 1e7 before the guard);
+    beyond 1e4 sd the iteration is redone about the means, as exact as the full family."""
+    from gaussmix.stats import MixtureParameters, block_statistics, m_step
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    X = rng.normal(size=(2 * n, 2)) @ np.array([[1.0, 0.0], [0.5, 0.2]])
+    X[:n, 0] += separation
+    X[n:, 0] -= separation
+    means = np.array([X[:n].mean(0), X[n:].mean(0)])
+    exact = ((X[:n] - means[0]).T @ (X[:n] - means[0])
+             + (X[n:] - means[1]).T @ (X[n:] - means[1])) / (2 * n)
+    params = MixtureParameters.from_covariances("tied", np.array([0.5, 0.5]), means, exact)
+    new = m_step(block_statistics(X, params), reg_covar=0.0)
+    assert np.abs(new.covariances - exact).max() / np.abs(exact).max() < 1e-10
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "EII", "VVE"])
+def test_an_empty_component_keeps_its_mean(covariance_type):
+    """A component no row belongs to keeps its mean through an EM step, in every family
+    (the quadratic E-step takes its moments about the mixture mean, which used to become
+    the empty component's mean: an arbitrary point inside the data)."""
+    from gaussmix.stats import MixtureParameters, block_statistics, m_step
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (300, 2)), rng.normal(5, 1, (300, 2))])
+    full = MixtureParameters.from_covariances(
+        "full", np.full(3, 1 / 3), np.array([[0.0, 0.0], [5.0, 5.0], [1e4, 1e4]]),
+        np.stack([np.eye(2)] * 3),
+    )
+    from gaussmix import families
+
+    family = families.get(covariance_type)
+    cov = family.from_full(full.covariances, full.weights)
+    params = MixtureParameters.from_covariances(family.name, full.weights, full.means, cov)
+    new = m_step(block_statistics(X, params), reg_covar=1e-6, previous=params)
+    np.testing.assert_array_equal(new.means[2], [1e4, 1e4])
+    assert np.all(np.isfinite(new.covariances))

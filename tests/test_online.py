@@ -499,3 +499,17 @@ def test_benchmark_runs_and_prints_its_tables(capsys):
     assert abs(gap) < 0.01  # one pass of 40 batches on well-separated data
     assert re.search(r"ratio \d+\.\d\d \(target <= 4\)", out)
     assert re.search(r"peak resident memory \d+ MB", out)
+
+
+def test_partial_fit_on_dask_takes_a_scalar_sample_weight():
+    """A scalar sample_weight is one weight per row on Dask too (it used to be sliced as a
+    0-d array: IndexError)."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (400, 2)), rng.normal(6, 1, (400, 2))])
+    lazy = da.from_array(X, chunks=(200, 2))
+    on_dask = GaussianMixture(2, random_state=0).partial_fit(lazy, sample_weight=2.0)
+    in_memory = GaussianMixture(2, random_state=0)
+    for start in range(0, 800, 200):
+        in_memory.partial_fit(X[start:start + 200], sample_weight=2.0)
+    np.testing.assert_allclose(on_dask.means_, in_memory.means_, rtol=1e-10)

@@ -54,6 +54,9 @@ _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
 # factor is at most 1 + reach^2; a larger one means the new means or variances moved far
 # (a poor start, a collapsing component).
 _QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.0}
+# Largest relative rounding accepted from the shared whitening's expanded scatter
+# (eps * squared whitened distance of a mean from the centre; see PooledWhitening).
+_POOLED_ROUNDING = 1e-8
 # A new variance from the quadratic moments must exceed its rounding error, about
 # eps * E[(x_i - c_i)^2], this many times over (relative error below 1e-3).
 _NEW_VARIANCE_NOISE = 1024.0
@@ -96,6 +99,8 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     precision_form, statistic = family_forms(params)
     work = np.dtype(dtype)
     if precision_form == "shared_full":
+        if exact:  # moments about the means: no cancellation, whatever the distances
+            return CentredWhitening(params, np.dtype(np.float64), statistic)
         cls = PooledWhitening if work == np.float64 else CentredWhitening
         return cls(params, work, statistic)
     reach = _reach(params, precision_form, work)
@@ -816,6 +821,14 @@ class PooledWhitening(_Whitening):
         self.nk += resp.sum(axis=1, dtype=np.float64)
         self.whitened_sums += np.dot(resp, whitened.T)
         self.shared_scatter += np.dot(whitened * resp.sum(axis=0), whitened.T)
+
+    def accurate(self) -> bool:
+        """Whether the expanded scatter below kept float64's accuracy: its rounding is
+        about eps * max_k |m_k|^2 relative (m_k a mean's whitened distance from the centre),
+        so means within about 1e4 standard deviations of the centre. Beyond, the
+        iteration is redone with the moments about the means (CentredWhitening)."""
+        reach_sq = float(np.max(self.m_sq)) if self.m_sq.size else 0.0
+        return np.finfo(np.float64).eps * reach_sq <= _POOLED_ROUNDING
 
     def _whitened_moments(self):
         """With y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and

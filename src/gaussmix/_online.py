@@ -141,6 +141,10 @@ def dask_row_chunks(X, sample_weight=None):
     weight_blocks = None
     if sample_weight is not None and type(sample_weight).__module__.startswith("dask."):
         weight_blocks = sample_weight.rechunk((X.chunks[0],))
+    elif sample_weight is not None:  # a scalar or an array in memory: one weight per row
+        from ._validation import check_sample_weight
+
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
     start = 0
     for i, rows in enumerate(X.chunks[0]):
         block = np.asarray(X.blocks[i, 0].compute())

@@ -472,6 +472,11 @@ def m_step(
     guard = 10 * np.finfo(dtype).eps
     nk = stats.nk + guard
     means = stats.shift + stats.s1 / nk[:, None]
+    empty = stats.nk < guard  # weight below rounding: no rows to place the mean
+    if previous is not None and np.any(empty):
+        # An empty component keeps its mean (as the whitening E-steps' moments about the
+        # means give anyway), not the point the E-step took its moments about.
+        means = np.where(empty[:, None], np.asarray(previous.means, np.float64), means)
     # Scatter about the new mean: s2 - s1 s1^T / N_k, with the exact N_k (the family mixes
     # in the guarded N_k only as the divisor, see CovarianceFamily.m_step_covariances).
     start = None

@@ -206,10 +206,6 @@ class CovarianceFamily:
     ):
         """Covariances from summed statistics (MATH.md, M-step), plus ``reg_covar``.
 
-        ``previous`` is the current covariances in the family's storage shape, or None (a
-        start from responsibilities): iterative M-steps start from it, so that the update
-        never lowers the expected complete-data log-likelihood (generalised EM).
-
         ``Sigma_k = (s2_k - s1_k d_k^T) / (N_k + guard)`` with ``d_k = s1_k / N_k`` (the
         exact ``N_k``, so no ``guard * |mu - c|^2`` of cancellation is left behind), reduced
         as the family's ``s2`` is, symmetrised, plus ``reg_covar`` on the diagonal.

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gaussmix import em
+from gaussmix import em, selection
 from gaussmix._batch import TYPES, Batch, Rows
 
 
@@ -150,3 +150,17 @@ def test_final_polish_on_all_rows_never_keeps_a_sample_likelihood(monkeypatch):
     monkeypatch.setattr(selection, "run_squarem", failing_on_all_rows)
     with pytest.raises(ValueError, match="injected"):
         selection.select_model(X, n_components=[2], covariance_types=["full"], random_state=0)
+
+
+def test_selected_models_keep_their_polish_trace():
+    """A model built by select_model carries the log-likelihood of its polish, one value per
+    SQUAREM cycle (non-decreasing, ending at lower_bound_): the CLI's loglik.png plots it
+    (it used to hold the final value only, a one-point plot)."""
+    from gaussmix.datasets import load_faithful
+
+    model = selection.select_model(load_faithful(), n_components=[3],
+                                   covariance_types=["tied"], random_state=0).best_estimator_
+    bounds = np.asarray(model.lower_bounds_)
+    assert bounds.size >= 2
+    assert np.all(np.diff(bounds) >= -1e-12)
+    assert bounds[-1] == model.lower_bound_

@@ -510,6 +510,18 @@ def _run_selection(
     from gaussmix.selection import select_model
 
     k_values = [k for k in k_values if k <= X.shape[0]]
+    compared = [t for t in covariance_types if t not in COVARIANCE_TYPES]
+    if compared:
+        raise UserError(
+            f"model selection (-k auto, -c auto, select) compares {', '.join(COVARIANCE_TYPES)} "
+            f"(mclust's VII, VVI, EEE, VVV) for now; fit {compared[0]} with a given number "
+            f"of components: -k N -c {compared[0]}"
+        )
+    if getattr(args, "dtype", None) == "float32":
+        raise UserError(
+            "model selection fits in float64 whatever --dtype says; remove --dtype float32, "
+            "or fit the chosen model again with -k N -c TYPE --dtype float32"
+        )
     if "init_params" in params:
         raise UserError(
             "--init applies to a single fit (-k N -c TYPE); model selection makes its own "

@@ -108,12 +108,16 @@ class AcceleratedResult:
         EM steps (E-step and M-step pairs) spent on each mixture.
     failed : ndarray of shape (S,)
         Mixtures whose parameters became invalid (a covariance not positive definite).
+    history : list of list of float
+        Per mixture, the total log-likelihood at the start of every cycle (every third EM
+        step), non-decreasing; its last value is ``log_likelihood``.
     """
 
     batch: object
     log_likelihood: np.ndarray
     n_iter: np.ndarray
     failed: np.ndarray
+    history: list = field(default_factory=list)
 
 
 def statistics_step(statistics, reg_covar: float):
@@ -175,10 +179,14 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
     result = theta0
     result_ll = np.full(S, -np.inf)
     previous = np.full(S, -np.inf)
+    history: list[list[float]] = [[] for _ in range(S)]
     active = np.arange(S)
     while active.size:
         theta1, ll0, bad0 = step(theta0)
         n_iter[active] += 1
+        for i, value, bad in zip(active, ll0, bad0, strict=True):
+            if not bad:
+                history[i].append(float(value))
         # theta0 is the start of this cycle: its log-likelihood is now known.
         gained = ll0 - previous[active]
         finish = bad0 | (gained < gain) | (n_iter[active] >= max_steps)
@@ -217,7 +225,7 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
             # unless its M-step failed: fall back to theta1 then.
             theta2 = _choose(bad1, theta1, theta2)
         theta0 = _choose(accept, theta3, theta2)
-    return AcceleratedResult(result, result_ll, n_iter, failed)
+    return AcceleratedResult(result, result_ll, n_iter, failed, history)
 
 
 def _subset(batch, mask):

@@ -298,7 +298,8 @@ def plot_clusters(
     if title is None:
         title = (
             f"Gaussian mixture: {k} component{'s' if k != 1 else ''}, "
-            f"{family.name} covariance ({family.mclust_name})"
+            f"{family.name} covariance"
+            + (f" ({family.mclust_name})" if family.mclust_name != family.name else "")
         )
     shown = ""
     if n_samples > len(X_draw):
@@ -507,7 +508,9 @@ def plot_bic(
         color, marker, style = family.plot_style if family else _OTHER_STYLE
         ks_arr, values_arr = np.asarray(ks), np.asarray(values)
         hollow_arr = np.asarray(hollow, dtype=bool)
-        label = f"{ct} ({family.mclust_name})" if family else ct
+        label = (
+            f"{ct} ({family.mclust_name})" if family and family.mclust_name != ct else ct
+        )
         ax.plot(
             ks_arr,
             values_arr,

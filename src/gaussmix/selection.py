@@ -435,8 +435,8 @@ def _reason(candidate) -> str | None:
 class _Candidate:
     """One mixture of a grid point: parameters, log-likelihood, verdict, iterations."""
 
-    __slots__ = ("batch", "converged", "covariance_type", "entropy", "log_likelihood",
-                 "n_components", "n_iter", "reason")
+    __slots__ = ("batch", "bounds", "converged", "covariance_type", "entropy",
+                 "log_likelihood", "n_components", "n_iter", "reason")
 
     def __init__(self, batch, log_likelihood, reason, n_iter, converged=False):
         self.batch = batch  # a Batch of one
@@ -447,6 +447,7 @@ class _Candidate:
         self.n_iter = int(n_iter)
         self.converged = bool(converged)
         self.entropy = None  # of the MAP assignment on all the rows, when computed
+        self.bounds = [self.log_likelihood]  # total log-likelihoods of the last polish
 
     def verdict(self):
         self.reason = _reason(self)
@@ -593,6 +594,8 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
         new = _Candidate(out.batch.take([s]), out.log_likelihood[s], verdicts[s],
                          cand.n_iter + int(out.n_iter[s]),
                          converged=bool(out.n_iter[s] < max_steps))
+        if out.history and out.history[s]:
+            new.bounds = out.history[s]
         result.append(cand if new.verdict() is not None and not other_rows else new)
     return result
 
@@ -1025,7 +1028,8 @@ def _estimator(cand, params, X, w, n_eff, feature_names, seed):
     model.converged_ = bool(cand.converged)
     model.n_iter_ = int(cand.n_iter)
     model.lower_bound_ = cand.log_likelihood / n_eff
-    model.lower_bounds_ = [model.lower_bound_]
+    # The polish's trace (one value per SQUAREM cycle of three EM steps), per sample.
+    model.lower_bounds_ = [b / n_eff for b in cand.bounds]
     model.n_features_in_ = X.shape[1]
     model.degenerate_ = cand.reason is not None
     model.degenerate_reason_ = cand.reason

@@ -306,3 +306,22 @@ def test_dask_refuses_missing_values(fitted, tmp_path):
         f"{int(np.isnan(X).sum())} missing values (NaN)",
         "--scheduler (Dask) does not take missing values yet",
     )
+
+
+def test_fit_with_plots_shows_the_complete_rows(fitted, tmp_path):
+    from gaussmix.cli import _plotted_rows
+
+    X, src, out, _ = fitted
+    model = load_model(out / "model.json")
+    complete = ~np.isnan(X).any(axis=1)
+    np.testing.assert_array_equal(_plotted_rows(model, X), X[complete])
+    # No complete row: the imputed rows are shown.
+    alternate = X[:4].copy()
+    alternate[[0, 2], 0] = alternate[[1, 3], 1] = np.nan
+    np.testing.assert_array_equal(_plotted_rows(model, alternate), model.impute(alternate))
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plots"
+    result = run("fit", src, "-k", "2", "-c", "diag", "-q", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "clusters.png").stat().st_size > 0
+    assert (out / "loglik.png").stat().st_size > 0

@@ -1,9 +1,11 @@
 """Reading the command line's data: CSV/TSV, ``.npy`` and Parquet, in memory or on Dask.
 
 Text files have their header and delimiter detected; ``columns`` picks columns by name or
-1-based number, in order. Every problem with a file (missing, unreadable, a non-numeric
-cell, missing or infinite values, ragged rows, no data) raises :class:`DataError` with one
-line naming the file, the place and the fix.
+1-based number, in order. Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``;
+Parquet nulls) are read as NaN when the caller allows them, and refused otherwise. Every
+problem with a file (missing, unreadable, a non-numeric cell, refused missing values,
+infinite values, a row with nothing observed, ragged rows, no data) raises
+:class:`DataError` with one line naming the file, the place and the fix.
 
 With ``--scheduler``, :func:`read_dask_data` opens ``.npy`` files, folders of them and
 Parquet data as a dask array that stays on the workers.

@@ -12,6 +12,10 @@ With ``--scheduler ADDRESS`` (or ``local:N``), ``fit``, ``select``, ``predict`` 
 run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay on the
 workers and row-wise outputs are computed and written one chunk at a time.
 
+Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``; Parquet nulls) are used by a
+single fit, ``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`);
+model selection, ``--stream`` and ``--scheduler`` refuse them, saying so.
+
 This module is the commands, top to bottom: one function per command, the helpers they
 share, the argument parser and :func:`main`. Reading data is in ``_readers``, writing
 tables in ``_writers``, output folders in :mod:`gaussmix.io`, the printed summaries in
@@ -828,7 +832,9 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 def _data_options(parser: argparse.ArgumentParser) -> None:
     """The DATA argument and --columns."""
     parser.add_argument(
-        "data", help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet"
+        "data",
+        help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet; "
+        "empty, NA and nan cells are missing values",
     )
     parser.add_argument(
         "--columns",

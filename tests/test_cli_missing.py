@@ -316,7 +316,7 @@ def test_fit_with_plots_shows_the_complete_rows(fitted, tmp_path):
     complete = ~np.isnan(X).any(axis=1)
     np.testing.assert_array_equal(_plotted_rows(model, X), X[complete])
     # No complete row: the imputed rows are shown.
-    alternate = X[:4].copy()
+    alternate = np.asarray(load_faithful(), dtype=np.float64)[:4].copy()
     alternate[[0, 2], 0] = alternate[[1, 3], 1] = np.nan
     np.testing.assert_array_equal(_plotted_rows(model, alternate), model.impute(alternate))
     pytest.importorskip("matplotlib")

@@ -400,7 +400,11 @@ BAD_CSV = {
         "a,b\n1,2\n3,oops\n",
         "non-numeric value 'oops' at line 3 (data row 2), column 'b'",
     ),
-    "nan": ("a,b\n1,2\n3,NaN\n4,\n", "2 missing values, the first at line 3, column 'b'"),
+    # Missing cells are used (tests/test_cli_missing.py); a row with none observed is not.
+    "nothing-observed": (
+        "a,b\n1,2\n3,NaN\n,NA\n",
+        "1 row with no observed value, the first at line 4",
+    ),
     "ragged": ("a,b\n1,2\n3,4,5\n", "line 3 has 3 fields but the header has 2"),
     "empty": ("", "no data rows"),
     "header-only": ("a,b\n", "no data rows"),

@@ -1,9 +1,11 @@
 """Reading the command line's data: CSV/TSV, ``.npy`` and Parquet, in memory or on Dask.
 
 Text files have their header and delimiter detected; ``columns`` picks columns by name or
-1-based number, in order. Every problem with a file (missing, unreadable, a non-numeric
-cell, missing or infinite values, ragged rows, no data) raises :class:`DataError` with one
-line naming the file, the place and the fix.
+1-based number, in order. Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``;
+Parquet nulls) are read as NaN when the caller allows them, and refused otherwise. Every
+problem with a file (missing, unreadable, a non-numeric cell, refused missing values,
+infinite values, a row with nothing observed, ragged rows, no data) raises
+:class:`DataError` with one line naming the file, the place and the fix.
 
 With ``--scheduler``, :func:`read_dask_data` opens ``.npy`` files, folders of them and
 Parquet data as a dask array that stays on the workers.
@@ -72,6 +74,7 @@ def read_data(
     columns: Sequence[str] | None = None,
     dtype: str = "float64",
     prefer: Sequence[str] | None = None,
+    allow_missing: bool = False,
 ) -> Dataset:
     """Read a numeric table from CSV/TSV (``-`` = stdin), ``.npy`` or Parquet.
 
@@ -86,6 +89,9 @@ def read_data(
     prefer : sequence of str, optional
         Without ``columns``: if the header names all of these, read only them (a model's
         feature names, so other columns such as identifiers may be non-numeric).
+    allow_missing : bool, default=False
+        Keep missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``; Parquet nulls)
+        as NaN instead of refusing them. A row with no observed value is still refused.
 
     Returns
     -------
@@ -95,28 +101,28 @@ def read_data(
     ------
     DataError
         For a missing or unreadable file, a non-numeric cell (naming line and column),
-        missing values (their count and the first position), infinite values, ragged rows
-        or no data.
+        missing values unless ``allow_missing`` (their count and the first position), a row
+        with nothing observed, infinite values, ragged rows or no data.
     """
     source = "stdin" if path == "-" else path
     lower = path.lower()
     if lower.endswith((".parquet", ".pq")):
-        ds = _read_parquet(path, columns, prefer)
+        ds = _read_parquet(path, columns, prefer, allow_missing)
     else:
         raw = _read_bytes(path)
         if raw.startswith(b"\x93NUMPY"):
-            ds = _read_npy(raw, source, columns)
+            ds = _read_npy(raw, source, columns, allow_missing)
         elif raw.startswith(b"PAR1"):
-            ds = _read_parquet(path, columns, prefer)
+            ds = _read_parquet(path, columns, prefer, allow_missing)
         else:
             tsv = lower.endswith((".tsv", ".tab"))
-            ds = _read_text(raw, source, columns, tsv, prefer)
+            ds = _read_text(raw, source, columns, tsv, prefer, allow_missing)
     if ds.X.shape[0] == 0:
         raise DataError(f"{source}: no data rows (the input is empty)")
     if ds.X.shape[1] == 0:
         raise DataError(f"{source}: no columns selected")
     ds.X = ds.X.astype(dtype, copy=False)
-    if dtype == "float32" and not np.all(np.isfinite(ds.X)):
+    if dtype == "float32" and np.isinf(ds.X).any():
         raise DataError(f"{source}: values overflow float32; use --dtype float64")
     return ds
 
@@ -154,14 +160,31 @@ def _select_columns(
     return picked, [names[j] for j in picked]
 
 
-def _check_values(X: np.ndarray, names: list[str], where: Any, source: str) -> None:
-    """Error on missing (NaN) or infinite values, with the count and the first position."""
+STREAM_MISSING_HINT = (
+    "--stream (online EM) does not take missing values yet: fit without --stream (exact EM "
+    "with missing values), or remove the rows that hold them"
+)
+
+
+def _check_values(
+    X: np.ndarray,
+    names: list[str],
+    where: Any,
+    source: str,
+    allow_missing: bool = False,
+    missing_hint: str = "remove or impute them first",
+) -> None:
+    """Error on infinite values and on missing (NaN) values unless ``allow_missing``.
+
+    With ``allow_missing``, a row with no observed value is still an error (its count and
+    the first one). Errors name the count and the first position.
+    """
     nan = np.isnan(X)
-    if nan.any():
+    if nan.any() and not allow_missing:
         r, c = (int(i) for i in np.argwhere(nan)[0])
         raise DataError(
             f"{source}: {int(nan.sum())} missing value{'s' if nan.sum() > 1 else ''}, the first "
-            f"at {where(r)}, column {names[c]!r}; remove or impute them first"
+            f"at {where(r)}, column {names[c]!r}; {missing_hint}"
         )
     inf = np.isinf(X)
     if inf.any():
@@ -169,6 +192,15 @@ def _check_values(X: np.ndarray, names: list[str], where: Any, source: str) -> N
         raise DataError(
             f"{source}: infinite value at {where(r)}, column {names[c]!r}; the data must be finite"
         )
+    if allow_missing and nan.any():
+        empty = nan.all(axis=1)
+        if empty.any():
+            n_empty = int(empty.sum())
+            raise DataError(
+                f"{source}: {n_empty} row{'s' if n_empty > 1 else ''} with no observed value, "
+                f"the first at {where(int(np.argmax(empty)))}; a row needs at least one value: "
+                "remove such rows"
+            )
 
 
 def _looks_numeric(cell: str) -> bool:
@@ -279,6 +311,7 @@ def _read_text(
     columns: Sequence[str] | None,
     tsv: bool,
     prefer: Sequence[str] | None = None,
+    allow_missing: bool = False,
 ) -> Dataset:
     try:
         text = raw.decode("utf-8-sig")
@@ -299,11 +332,13 @@ def _read_text(
     X, line_numbers = layout.parse(body, source)
     kept = layout.kept
     has_header = layout.has_header
-    _check_values(X, kept, lambda r: f"line {line_numbers[r]}", source)
+    _check_values(X, kept, lambda r: f"line {line_numbers[r]}", source, allow_missing)
     return Dataset(X, kept, has_header, source)
 
 
-def _read_npy(raw: bytes, source: str, columns: Sequence[str] | None) -> Dataset:
+def _read_npy(
+    raw: bytes, source: str, columns: Sequence[str] | None, allow_missing: bool = False
+) -> Dataset:
     try:
         X = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:
@@ -317,12 +352,15 @@ def _read_npy(raw: bytes, source: str, columns: Sequence[str] | None) -> Dataset
     names = [f"x{j}" for j in range(X.shape[1])]
     picked, kept = _select_columns(names, columns, source)
     X = np.asarray(X[:, picked], dtype=np.float64)
-    _check_values(X, kept, lambda r: f"row {r} (counting from 0)", source)
+    _check_values(X, kept, lambda r: f"row {r} (counting from 0)", source, allow_missing)
     return Dataset(X, kept, False, source)
 
 
 def _read_parquet(
-    path: str, columns: Sequence[str] | None, prefer: Sequence[str] | None = None
+    path: str,
+    columns: Sequence[str] | None,
+    prefer: Sequence[str] | None = None,
+    allow_missing: bool = False,
 ) -> Dataset:
     try:
         import pyarrow.parquet as pq
@@ -347,10 +385,18 @@ def _read_parquet(
                 f"{path}: column {names[j]!r} is not numeric (type {kind}); "
                 "select numeric columns with --columns"
             )
-        values = column.to_numpy(zero_copy_only=False)
-        out[:, k] = np.asarray(values, dtype=np.float64)
-    _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path)
+        out[:, k] = _parquet_floats(column)
+    _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path, allow_missing)
     return Dataset(out, kept, True, path)
+
+
+def _parquet_floats(column: Any) -> np.ndarray:
+    """A numeric Parquet column as float64, its nulls as NaN (missing values)."""
+    import pyarrow as pa
+
+    if column.null_count:
+        column = column.cast(pa.float64())
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def model_columns(
@@ -610,7 +656,7 @@ class ChunkedData:
             rows = X[start : start + ARRAY_CHUNK_ROWS]
             chunk = np.asarray(rows[:, self.picked], dtype=np.float64)
             _check_values(chunk, self.names, lambda r, s=start: f"row {s + r} (counting from 0)",
-                          self.source)
+                          self.source, missing_hint=STREAM_MISSING_HINT)
             yield chunk
 
     def _parquet_chunks(self) -> Iterator[np.ndarray]:
@@ -624,10 +670,10 @@ class ChunkedData:
             for batch in batches:
                 chunk = np.empty((batch.num_rows, len(self.names)))
                 for k in range(len(self.names)):
-                    values = batch.column(k).to_numpy(zero_copy_only=False)
-                    chunk[:, k] = np.asarray(values, dtype=np.float64)
+                    chunk[:, k] = _parquet_floats(batch.column(k))
                 _check_values(chunk, self.names,
-                              lambda r, s=start: f"row {s + r} (counting from 0)", self.source)
+                              lambda r, s=start: f"row {s + r} (counting from 0)", self.source,
+                              missing_hint=STREAM_MISSING_HINT)
                 start += batch.num_rows
                 yield chunk
         except DataError:
@@ -703,7 +749,8 @@ class ChunkedData:
             if line.strip() and line[0] != "#"
         ]
         X, numbers = self.layout.parse(body, self.source, rows_before)
-        _check_values(X, self.names, lambda r: f"line {numbers[r]}", self.source)
+        _check_values(X, self.names, lambda r: f"line {numbers[r]}", self.source,
+                      missing_hint=STREAM_MISSING_HINT)
         return X
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "describe_fit",
     "describe_model_file",
     "information_criteria",
+    "missing_counts",
     "selection_csv",
     "selection_top",
 ]
@@ -156,6 +157,14 @@ def describe_fit(
     ]
     if getattr(model, "degenerate_", False):
         lines.append(f"  degenerate       {getattr(model, 'degenerate_reason_', '') or 'yes'}")
+    missing = missing_counts(X)
+    if missing is not None and missing[0]:
+        n_cells, n_rows = missing
+        lines.append(
+            f"  missing values   {n_cells} cell{'s' if n_cells != 1 else ''} "
+            f"({n_cells / (n * d):.1%}) in {n_rows} row{'s' if n_rows != 1 else ''} "
+            f"({n_rows / n:.1%}); exact EM on the observed values"
+        )
     lines.append("")
     lines.extend("  " + row for row in _component_table(model, names))
     if family.shared and family.correlated:
@@ -165,6 +174,14 @@ def describe_fit(
         for row in cov:
             lines.append("    " + "  ".join(f"{v:12.6g}" for v in row))
     return "\n".join(lines)
+
+
+def missing_counts(X: Any) -> tuple[int, int] | None:
+    """(missing cells, rows with a missing cell) of an in-memory ``X``; None for dask data."""
+    if type(X).__module__.startswith("dask"):
+        return None
+    nan = np.isnan(np.asarray(X))
+    return int(nan.sum()), int(nan.any(axis=1).sum())
 
 
 def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:

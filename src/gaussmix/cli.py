@@ -1,4 +1,4 @@
-"""The ``gaussmix`` command: fit, select, predict, score, sample, info, demo.
+"""The ``gaussmix`` command: fit, select, predict, score, impute, sample, info, demo.
 
 Files in (CSV/TSV with the header and delimiter detected, ``-`` for stdin, ``.npy``, Parquet
 when pyarrow is installed), model files, tables and plots out. Every file is written
@@ -11,6 +11,10 @@ are removed and listed in the summary. A user error is one line on stderr and ex
 With ``--scheduler ADDRESS`` (or ``local:N``), ``fit``, ``select``, ``predict`` and ``score``
 run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay on the
 workers and row-wise outputs are computed and written one chunk at a time.
+
+Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``; Parquet nulls) are used by a
+single fit, ``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`);
+model selection, ``--stream`` and ``--scheduler`` refuse them, saying so.
 
 This module is the commands, top to bottom: one function per command, the helpers they
 share, the argument parser and :func:`main`. Reading data is in ``_readers``, writing
@@ -49,6 +53,7 @@ from gaussmix._summary import (
     compare_with_mclust,
     describe_model_file,
     information_criteria,
+    missing_counts,
     selection_top,
 )
 from gaussmix._summary import selection_csv as _selection_csv  # a test replaces it here
@@ -97,6 +102,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()
+    if args.n_components == "auto" or args.covariance == "auto":
+        _refuse_missing_in_selection(ds, "fit -k auto / -c auto")
     if args.n_components == "auto":
         k_values = _parse_components(args.components)
     else:
@@ -248,6 +255,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     """gaussmix select: the model-selection table, the best model and bic.png."""
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()
+    _refuse_missing_in_selection(ds, "select")
     k_values = _parse_components(args.components)
     types = _parse_covariances(args.covariance)
     _check_components(k_values, ds.X.shape[0])
@@ -306,6 +314,22 @@ def cmd_score(args: argparse.Namespace) -> int:
         [np.array([v]) for v in (n, total, total / n, bic, aic)],
     )
     emit(text, args.output)
+    return EXIT_OK
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    """gaussmix impute: the data with missing values replaced by E[x_m | x_o], as CSV."""
+    model = _load(args.model)
+    ds = _input(args, _model_dtype(model), prefer=_model_names(model))
+    X = _aligned(model, ds, bool(args.columns))
+    with no_feature_name_warnings():
+        filled = model.impute(X)
+    names = _model_names(model) or list(ds.names)
+    if X is not ds.X and ds.has_header and set(names) <= set(ds.names):
+        header = list(names)  # matched by name: the model's columns, in its order
+    else:
+        header = list(ds.names) if len(ds.names) == filled.shape[1] else list(names)
+    emit(csv_text(header if ds.has_header else None, list(filled.T)), args.output)
     return EXIT_OK
 
 
@@ -399,9 +423,41 @@ def _grid_words(result: Any) -> str:
 
 
 def _input(args: argparse.Namespace, dtype: str, prefer: Sequence[str] | None = None) -> Dataset:
+    """The command's data; missing values are kept as NaN in memory, refused on Dask."""
     if getattr(args, "scheduler", None):
-        return read_dask_data(args.data, args.columns, dtype, prefer)
-    return read_data(args.data, args.columns, dtype, prefer)
+        ds = read_dask_data(args.data, args.columns, dtype, prefer)
+        ds.X = _refuse_missing_on_dask(ds.X, ds.source)
+        return ds
+    return read_data(args.data, args.columns, dtype, prefer, allow_missing=True)
+
+
+def _refuse_missing_on_dask(X: Any, source: str) -> Any:
+    """``X`` if it holds no missing value (one pass over the data); Dask does not take them yet."""
+    import dask.array as da
+
+    if bool(da.isnan(X).any().compute()):
+        n_cells = int(da.isnan(X).sum().compute())
+        raise UserError(
+            f"{source}: {n_cells} missing value{'s' if n_cells != 1 else ''} (NaN); --scheduler "
+            "(Dask) does not take missing values yet: run without --scheduler (exact EM with "
+            "missing values in memory), or remove the rows that hold them"
+        )
+    return X
+
+
+def _refuse_missing_in_selection(ds: Dataset, command: str) -> None:
+    """Model selection does not take missing values yet: say so, and what works."""
+    counts = missing_counts(ds.X)
+    if counts is None or not counts[0]:
+        return
+    n_cells, n_rows = counts
+    raise UserError(
+        f"{ds.source}: {n_cells} missing value{'s' if n_cells != 1 else ''} in {n_rows} "
+        f"row{'s' if n_rows != 1 else ''}; model selection ('gaussmix {command}') does not "
+        "take missing values yet: fit a given number of components and covariance type "
+        "(gaussmix fit DATA -k 3 -c full), which uses exact EM on the observed values, or "
+        "remove the incomplete rows to select"
+    )
 
 
 def _plots_available() -> bool:
@@ -590,12 +646,25 @@ def _fit_outputs(
     from gaussmix._cli_dask import plot_rows
 
     with no_feature_name_warnings():
-        shown = plot_rows(ds.X)
+        shown = plot_rows(_plotted_rows(model, ds.X))
         figure = plot.plot_clusters(model, shown, feature_names=names)
         _stage_figure(out, "clusters.png", figure)
     _stage_figure(out, "loglik.png", plot.plot_loglik(model, n_samples=ds.X.shape[0]))
     if result is not None:
         _stage_figure(out, "bic.png", plot.plot_bic(result))
+
+
+def _plotted_rows(model: Any, X: Any) -> Any:
+    """The rows a scatter plot shows: the complete ones (all, if none is complete: imputed)."""
+    if is_lazy(X):
+        return X
+    incomplete = np.isnan(X).any(axis=1)
+    if not incomplete.any():
+        return X
+    if incomplete.all():
+        with no_feature_name_warnings():
+            return model.impute(X)
+    return X[~incomplete]
 
 
 def _stage_figure(out: OutputDir, name: str, figure: Any) -> None:
@@ -775,7 +844,9 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 def _data_options(parser: argparse.ArgumentParser) -> None:
     """The DATA argument and --columns."""
     parser.add_argument(
-        "data", help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet"
+        "data",
+        help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet; "
+        "empty, NA and nan cells are missing values",
     )
     parser.add_argument(
         "--columns",
@@ -1009,6 +1080,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-sample", action="store_true", help="one log-density per row")
     _output_file_option(p)
     _scheduler_option(p)
+
+    p = command(
+        "impute",
+        cmd_impute,
+        "Write DATA with its missing values (empty, NA or nan cells; NaN in .npy; Parquet "
+        "nulls) replaced by their expected value given the row's observed values under MODEL "
+        "(the posterior-weighted conditional mean), as CSV with the model's columns; observed "
+        f"values are written unchanged. {_MATCHING}",
+        help="fill the missing values of a data file from a model",
+        epilog="example:\n  gaussmix impute out/model.json data.csv -o filled.csv",
+    )
+    _model_argument(p)
+    _data_options(p)
+    _output_file_option(p)
 
     p = command(
         "sample",

@@ -260,3 +260,16 @@ def test_selection_says_what_it_compares_and_refuses_float32(tmp_path):
               "-o", tmp_path / "b")
     assert f32.returncode == 2 and "float64" in f32.stderr
     assert not (tmp_path / "b" / "model.json").exists()
+
+
+def test_output_to_a_directory_names_the_users_path(tmp_path):
+    """predict -o DIR used to report the hidden temporary file next to it."""
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, load_faithful(), delimiter=",", header="eruptions,waiting", comments="")
+    fit = run("fit", data, "-k", "2", "-c", "full", "--no-plots", "-q", "-o", tmp_path / "m")
+    assert fit.returncode == 0, fit.stderr
+    (tmp_path / "adir").mkdir()
+    out = run("predict", tmp_path / "m" / "model.json", data, "-o", tmp_path / "adir")
+    assert out.returncode == 2
+    assert f"cannot write {tmp_path / 'adir'}: it is a directory" in out.stderr
+    assert ".tmp" not in out.stderr

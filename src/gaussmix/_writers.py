@@ -47,11 +47,15 @@ def emit_stream(write: Any, output: str | None) -> None:
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise OutputError(f"cannot write {output}: directory {directory} does not exist")
+    if os.path.isdir(output):
+        raise OutputError(f"cannot write {output}: it is a directory; give a file name")
     try:
         with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             write(f)
     except PermissionError:
         raise OutputError(f"cannot write {output}: permission denied") from None
+    except OSError as exc:  # name the user's path, not the temporary file next to it
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def emit(text: str, output: str | None) -> None:

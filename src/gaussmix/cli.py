@@ -909,7 +909,8 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=["robust", "kmeans", "k-means++", "random", "random_from_data"],
         help="initialisation of a single fit (default robust: model selection's starts for "
-        "this K and covariance type; kmeans is scikit-learn's default)",
+        "this K and covariance type; kmeans is scikit-learn's default; --stream starts "
+        "from kmeans on its first batch unless this says otherwise)",
     )
     parser.add_argument(
         "--seed", type=_seed, default=DEFAULT_SEED, help="random seed (results are reproducible)"

@@ -113,3 +113,14 @@ def test_robust_start_serves_every_family(name):
         gm = GaussianMixture(3, covariance_type=name, init_params="robust", tol=1e-6,
                              random_state=0).fit(X)
     assert gm.score(X) * X.shape[0] >= _MCLUST_G3[name] - 0.5
+
+
+def test_selected_models_record_the_users_seed():
+    """A model file of a selected model says the seed the user gave (it used to hold a
+    number derived per grid point, which reproduced nothing)."""
+    X = load_faithful()
+    result = select_model(X, n_components=[2, 3], covariance_types=["tied"], random_state=7)
+    assert {m.random_state for m in result.estimators_.values()} == {7}
+    generator = select_model(X, n_components=[2], covariance_types=["tied"],
+                             random_state=np.random.default_rng(0))
+    assert isinstance(generator.best_estimator_.random_state, int)

@@ -1475,9 +1475,14 @@ def select_model(
             if best is None:
                 row["error"] = "; ".join(dict.fromkeys(errors)) or "no start could be made"
             else:
-                seed = int(np.random.default_rng(
-                    np.random.SeedSequence(entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
-                ).integers(2**31 - 1))
+                # The model records the user's seed (an integer or None) as its
+                # random_state, as a model file's settings; a Generator or RandomState
+                # becomes an integer drawn for this grid point.
+                seed = random_state if random_state is None or isinstance(
+                    random_state, numbers.Integral) else int(np.random.default_rng(
+                        np.random.SeedSequence(
+                            entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
+                    ).integers(2**31 - 1))
                 model = _estimator(best, params, X, w, n_eff, feature_names, seed)
                 row.update(
                     log_likelihood=best.log_likelihood,

@@ -273,3 +273,22 @@ def test_output_to_a_directory_names_the_users_path(tmp_path):
     assert out.returncode == 2
     assert f"cannot write {tmp_path / 'adir'}: it is a directory" in out.stderr
     assert ".tmp" not in out.stderr
+
+
+def test_resume_and_stream_refuse_options_they_would_ignore(tmp_path):
+    """--resume used to ignore -c and --init, and --stream --tol / --max-iter, silently."""
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, load_faithful(), delimiter=",", header="eruptions,waiting", comments="")
+    first = run("fit", data, "--stream", "-k", "2", "-c", "VVE", "-q", "--no-plots",
+                "-o", tmp_path / "s")
+    assert first.returncode == 0, first.stderr
+    model = tmp_path / "s" / "model.json"
+    other = run("fit", "--resume", model, data, "-c", "EEE", "-q", "-o", tmp_path / "r1")
+    assert other.returncode == 2 and "continues a VVE model; remove -c EEE" in other.stderr
+    same = run("fit", "--resume", model, data, "-c", "VVE", "-q", "--no-plots",
+               "-o", tmp_path / "r2")
+    assert same.returncode == 0, same.stderr
+    init = run("fit", "--resume", model, data, "--init", "kmeans", "-q", "-o", tmp_path / "r3")
+    assert init.returncode == 2 and "remove --init kmeans" in init.stderr
+    tol = run("fit", data, "--stream", "-k", "2", "--tol", "0.5", "-q", "-o", tmp_path / "t")
+    assert tol.returncode == 2 and "--tol has no effect with --stream" in tol.stderr

@@ -98,6 +98,9 @@ class UserError(Exception):
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """gaussmix fit: one model, or automatic selection with -k auto / -c auto."""
+    args.covariance_given = args.covariance is not None
+    if args.covariance is None:
+        args.covariance = "full"
     if args.stream or args.resume:
         return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
@@ -164,6 +167,11 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
     OutputDir(args.output).check_writable()
+    ignored = [flag for flag, value in (("--tol", args.tol), ("--max-iter", args.max_iter))
+               if value is not None]
+    if ignored:  # online EM runs --passes over the data, one M-step per batch
+        raise UserError(f"{ignored[0]} has no effect with --stream or --resume (online EM "
+                        "takes one step per batch); use --passes, or remove it")
     if args.resume:
         model = _load(args.resume)
         k = int(np.shape(model.means_)[0])
@@ -171,6 +179,16 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume continues a model with {k} components; remove -k {args.n_components}"
             )
+        family = families.of_model(model)
+        if args.covariance_given and (
+            args.covariance == "auto" or families.get(args.covariance, "-c") is not family
+        ):
+            raise UserError(
+                f"--resume continues a {family.name} model; remove -c {args.covariance}"
+            )
+        if args.init is not None:
+            raise UserError("--resume continues a fitted model, which needs no start; "
+                            f"remove --init {args.init}")
         data = open_chunked(args.data, args.columns, _model_dtype(model), _model_names(model))
         _align_chunked(model, data, bool(args.columns))
     else:
@@ -1025,10 +1043,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-c",
         "--covariance",
-        default="full",
+        default=None,
         choices=[*COVARIANCE_NAMES, "auto"],
-        help="covariance type (scikit-learn's or mclust's name), or auto to choose by "
-        "--criterion",
+        help="covariance type (scikit-learn's or mclust's name; default full), or auto to "
+        "choose by --criterion",
     )
     p.add_argument(
         "--components",

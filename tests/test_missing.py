@@ -357,3 +357,24 @@ def test_readme_worked_example_runs():
     rmse = {name: float(v) for name, v in re.findall(r"cells, (impute|column means)\s*: (\S+)",
                                                      out)}
     assert rmse["impute"] < 0.5 * rmse["column means"]
+
+
+@pytest.mark.parametrize("name", ["EII", "EEI", "EVI", "VEV", "VVE"])
+def test_condition_of_mclust_models_holds_the_exact_conditionals(name):
+    """condition() of a constrained model: the unconstrained family of the same precision
+    form, holding exactly Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om per component."""
+    import warnings
+
+    from gaussmix import families
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    X[:200] += 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = GaussianMixture(2, covariance_type=name, random_state=0).fit(X)
+    cond = gm.condition(np.array([4.0, np.nan, np.nan]))
+    full = families.get(name).full_covariances(gm.covariances_, 2, 3)
+    expected = full[:, 1:, 1:] - full[:, 1:, :1] @ np.linalg.inv(full[:, :1, :1]) @ full[:, :1, 1:]
+    got = families.of_model(cond).full_covariances(cond.covariances_, 2, 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)

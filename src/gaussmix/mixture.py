@@ -926,19 +926,17 @@ def _start_data(data):
     return ArrayData(filled, data.sample_weight, data.block_size, data.executor)
 
 
+_UNCONSTRAINED = {"full": "full", "shared_full": "tied", "diagonal": "diag", "scalar": "spherical"}
+
+
 def _conditional_mixture(model, weights, means, covariances, dtype):
     """A fitted GaussianMixture of the given conditional components (full (K, m, m))."""
-    name = model._family().name
-    family = families.get(name if name in ("full", "tied", "diag", "spherical") else "full")
+    # Conditionals keep the form of the precision (a shared matrix stays shared, a diagonal
+    # stays diagonal, a scalar stays scalar) but not mclust's volume/shape/orientation
+    # constraints: the result is the unconstrained family of the same form.
+    family = families.get(_UNCONSTRAINED[model._family().precision_form])
     K, n_missing = means.shape
-    if family.name == "tied":
-        stored = covariances[0]
-    elif family.name == "diag":
-        stored = np.diagonal(covariances, axis1=1, axis2=2).copy()
-    elif family.name == "spherical":
-        stored = np.diagonal(covariances, axis1=1, axis2=2).mean(axis=1)
-    else:
-        stored = covariances
+    stored = family.from_full(covariances, weights)
     params = MixtureParameters.from_covariances(
         family.name, weights, means, stored
     ).astype(dtype)

@@ -343,14 +343,9 @@ def _read_npy(
         X = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:
         raise DataError(f"{source}: cannot read the .npy file ({exc})") from None
-    if X.dtype.kind not in "biuf":
-        raise DataError(f"{source}: the array must be numeric, got dtype {X.dtype}")
+    picked, kept = _npy_columns(X, source, columns)
     if X.ndim == 1:
         X = X[:, None]
-    if X.ndim != 2:
-        raise DataError(f"{source}: the array must have 1 or 2 dimensions, got {X.ndim}")
-    names = [f"x{j}" for j in range(X.shape[1])]
-    picked, kept = _select_columns(names, columns, source)
     X = np.asarray(X[:, picked], dtype=np.float64)
     _check_values(X, kept, lambda r: f"row {r} (counting from 0)", source, allow_missing)
     return Dataset(X, kept, False, source)
@@ -362,6 +357,21 @@ def _read_parquet(
     prefer: Sequence[str] | None = None,
     allow_missing: bool = False,
 ) -> Dataset:
+    table = _parquet(path, "read_table")
+    names = [str(n) for n in table.column_names]
+    picked, kept = _select_columns(names, columns, path, prefer)
+    out = np.empty((table.num_rows, len(picked)))
+    for k, j in enumerate(picked):
+        column = table.column(j)
+        _check_parquet_numeric(path, names[j], column.type)
+        out[:, k] = _parquet_floats(column)
+    _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path, allow_missing)
+    return Dataset(out, kept, True, path)
+
+
+def _parquet(path: str, reader: str) -> Any:
+    """``pyarrow.parquet.<reader>(path)`` (read_table or read_schema), with its errors as
+    DataError: pyarrow missing, no such file, or a file pyarrow cannot read."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -371,23 +381,19 @@ def _read_parquet(
     if not os.path.exists(path):
         raise DataError(f"data file not found: {path}")
     try:
-        table = pq.read_table(path)
+        return getattr(pq, reader)(path)
     except Exception as exc:  # pyarrow raises its own error types
         raise DataError(f"{path}: cannot read the Parquet file ({exc})") from None
-    names = [str(n) for n in table.column_names]
-    picked, kept = _select_columns(names, columns, path, prefer)
-    out = np.empty((table.num_rows, len(picked)))
-    for k, j in enumerate(picked):
-        column = table.column(j)
-        kind = str(column.type)
-        if not any(kind.startswith(t) for t in ("int", "uint", "float", "double", "bool")):
-            raise DataError(
-                f"{path}: column {names[j]!r} is not numeric (type {kind}); "
-                "select numeric columns with --columns"
-            )
-        out[:, k] = _parquet_floats(column)
-    _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path, allow_missing)
-    return Dataset(out, kept, True, path)
+
+
+def _check_parquet_numeric(path: str, name: str, arrow_type: Any) -> None:
+    """Refuse a Parquet column whose type is not a number (or a boolean)."""
+    kind = str(arrow_type)
+    if not any(kind.startswith(t) for t in ("int", "uint", "float", "double", "bool")):
+        raise DataError(
+            f"{path}: column {name!r} is not numeric (type {kind}); "
+            "select numeric columns with --columns"
+        )
 
 
 def _parquet_floats(column: Any) -> np.ndarray:
@@ -782,6 +788,16 @@ def _drop_header(text: str, line_no: int) -> tuple[str, int]:
             return "", line_no
 
 
+def _npy_columns(X: np.ndarray, source: str, columns: Sequence[str] | None):
+    """Check a .npy array (numeric, 1 or 2 dimensions) and pick its columns (x0, x1, ...)."""
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{source}: the array must be numeric, got dtype {X.dtype}")
+    if X.ndim not in (1, 2):
+        raise DataError(f"{source}: the array must have 1 or 2 dimensions, got {X.ndim}")
+    n_columns = 1 if X.ndim == 1 else X.shape[1]
+    return _select_columns([f"x{j}" for j in range(n_columns)], columns, source)
+
+
 def _open_npy(path: str) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
@@ -826,13 +842,7 @@ def open_chunked(
     if head.startswith(b"\x93NUMPY"):
         if path == "-":
             raise DataError("stdin: give .npy data as a file, not on stdin")
-        X = _open_npy(path)
-        if X.dtype.kind not in "biuf":
-            raise DataError(f"{path}: the array must be numeric, got dtype {X.dtype}")
-        if X.ndim not in (1, 2):
-            raise DataError(f"{path}: the array must have 1 or 2 dimensions, got {X.ndim}")
-        n_columns = 1 if X.ndim == 1 else X.shape[1]
-        picked, kept = _select_columns([f"x{j}" for j in range(n_columns)], columns, path)
+        picked, kept = _npy_columns(_open_npy(path), path, columns)
         return ChunkedData(path, "npy", kept, False, picked, dtype)
     source = "stdin" if path == "-" else path
     text = _decode_piece(head, source, True)
@@ -847,25 +857,9 @@ def open_chunked(
 
 
 def _open_parquet_chunked(path, columns, dtype, prefer) -> ChunkedData:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(
-            f"{path}: reading Parquet needs pyarrow (pip install pyarrow); or give CSV or .npy"
-        ) from None
-    if not os.path.exists(path):
-        raise DataError(f"data file not found: {path}")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # pyarrow raises its own error types
-        raise DataError(f"{path}: cannot read the Parquet file ({exc})") from None
+    schema = _parquet(path, "read_schema")
     names = [str(n) for n in schema.names]
     picked, kept = _select_columns(names, columns, path, prefer)
     for j in picked:
-        kind = str(schema.field(j).type)
-        if not any(kind.startswith(t) for t in ("int", "uint", "float", "double", "bool")):
-            raise DataError(
-                f"{path}: column {names[j]!r} is not numeric (type {kind}); "
-                "select numeric columns with --columns"
-            )
+        _check_parquet_numeric(path, names[j], schema.field(j).type)
     return ChunkedData(path, "parquet", kept, True, picked, dtype)

@@ -28,6 +28,7 @@ import functools
 
 import numpy as np
 
+from ._scatter import regularised_scatter
 from .full import Full
 
 __all__ = ["EigenFamily", "common_orientation_sweep", "fit_common_orientation", "objective"]
@@ -43,11 +44,6 @@ def objective(W, n, covariances) -> float:
     inv_chol = np.linalg.solve(chol, eye)  # C^-1, so Sigma^-1 = C^-T C^-1
     trace = np.einsum("kij,kjl,kil->k", inv_chol, W, inv_chol)
     return float(np.sum(n * log_det + trace))
-
-
-def geometric_mean(values, axis=-1):
-    """The geometric mean along ``axis`` (of positive values), computed in log space."""
-    return np.exp(np.mean(np.log(values), axis=axis))
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,12 +177,7 @@ class EigenFamily(Full):
         return self.fit_scatter(full * weights[:, None, None], weights)
 
     def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
-        n_features = s1.shape[1]
-        n = np.asarray(nk, dtype=np.float64) + guard
-        d = s1 / np.where(nk > 0, nk, 1.0)[:, None]
-        W = s2 - s1[:, :, None] * d[:, None, :]
-        W = 0.5 * (W + np.swapaxes(W, 1, 2))
-        W[:, np.arange(n_features), np.arange(n_features)] += reg_covar * n[:, None]
+        W, n = regularised_scatter("full", nk, s1, s2, reg_covar, guard)
         return self.fit_scatter(W, n, previous)
 
     def fit_scatter(self, W, n, previous=None):

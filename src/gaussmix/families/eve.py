@@ -9,9 +9,9 @@ from ._eigen import (
     common_eigenvectors,
     commutator_error,
     fit_common_orientation,
-    geometric_mean,
     spread,
 )
+from ._scatter import geometric_mean
 
 
 class EVE(EigenFamily):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._eigen import EigenFamily, geometric_mean, spread
+from ._eigen import EigenFamily, spread
+from ._scatter import geometric_mean
 
 
 class VEV(EigenFamily):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _scatter
 from ._base import VarianceFamily
 
 
@@ -58,6 +59,26 @@ class Diag(VarianceFamily):
                     "(reg_covar={reg}; the data's variance there is {data})"
                 )
                 yield k, float(var[j]), float(means[k, j] ** 2), float(data_var[j]), template
+
+
+class ConstrainedDiag(Diag):
+    """A diagonal model with a constraint across components (mclust's EEI, VEI, EVI):
+    stored as diag, its M-step and projection are ``_constrained`` applied to the
+    regularised diagonal scatters (``_scatter.regularised_scatter``)."""
+
+    def _constrained(self, W, n_k, previous=None):
+        """Covariances (K, D) maximising the expected complete-data log-likelihood for
+        diagonal scatters ``W`` (K, D) and counts ``n_k`` under the family's constraint."""
+        raise NotImplementedError
+
+    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
+        W, n_k = _scatter.regularised_scatter("diagonal", nk, s1, s2, reg_covar, guard)
+        return self._constrained(W, n_k, previous)
+
+    def from_full(self, full, weights):
+        weights = np.asarray(weights, dtype=np.float64)
+        diagonal = np.diagonal(np.asarray(full, dtype=np.float64), axis1=1, axis2=2)
+        return self._constrained(weights[:, None] * diagonal, weights)
 
 
 FAMILY = Diag()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
-from .diag import Diag
+from .diag import ConstrainedDiag
 
 
-class EEI(Diag):
+class EEI(ConstrainedDiag):
     """Sigma_k = lambda B for every k, B diagonal with |B| = 1: D parameters.
 
     Stored as scikit-learn's diag covariances, shape (K, D), the row repeated.
@@ -36,17 +36,8 @@ class EEI(Diag):
     def min_points(self, n_features):
         return 1  # the variances are pooled over all components
 
-    def _constrained(self, W, n_k):
+    def _constrained(self, W, n_k, previous=None):
         return np.broadcast_to(W.sum(axis=0) / n_k.sum(), W.shape).copy()
-
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
-        W, n_k = _scatter.regularised_scatter("diagonal", nk, s1, s2, reg_covar, guard)
-        return self._constrained(W, n_k)
-
-    def from_full(self, full, weights):
-        weights = np.asarray(weights, dtype=np.float64)
-        diagonal = np.diagonal(np.asarray(full, dtype=np.float64), axis1=1, axis2=2)
-        return self._constrained(weights[:, None] * diagonal, weights)
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
-from .diag import Diag
+from .diag import ConstrainedDiag
 
 
-class EVI(Diag):
+class EVI(ConstrainedDiag):
     """Sigma_k = lambda B_k, B_k diagonal with |B_k| = 1: 1 + K (D - 1) parameters.
 
     Stored as scikit-learn's diag covariances, shape (K, D); every row has the same
@@ -34,22 +34,13 @@ class EVI(Diag):
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features - 1)
 
-    def _constrained(self, W, n_k):
+    def _constrained(self, W, n_k, previous=None):
         root = _scatter.geometric_mean(W)  # |diag W_k|^(1/D), (K,)
         volume = root.sum() / n_k.sum()
         # A component whose scatter is flat along a feature keeps it flat (singular: the
         # precision Cholesky factor reports the collapse) instead of dividing by zero.
         shape = W / np.where(root > 0, root, 1.0)[:, None]
         return volume * shape
-
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
-        W, n_k = _scatter.regularised_scatter("diagonal", nk, s1, s2, reg_covar, guard)
-        return self._constrained(W, n_k)
-
-    def from_full(self, full, weights):
-        weights = np.asarray(weights, dtype=np.float64)
-        diagonal = np.diagonal(np.asarray(full, dtype=np.float64), axis1=1, axis2=2)
-        return self._constrained(weights[:, None] * diagonal, weights)
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)

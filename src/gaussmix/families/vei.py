@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
-from .diag import Diag
+from .diag import ConstrainedDiag
 
 
-class VEI(Diag):
+class VEI(ConstrainedDiag):
     """Sigma_k = lambda_k B, B diagonal with |B| = 1: K + D - 1 parameters.
 
     Stored as scikit-learn's diag covariances, shape (K, D); the rows are proportional.
@@ -70,15 +70,6 @@ class VEI(Diag):
                 break
         volumes = (W / shape).sum(axis=1) / (n_features * n_k)
         return volumes[:, None] * shape
-
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
-        W, n_k = _scatter.regularised_scatter("diagonal", nk, s1, s2, reg_covar, guard)
-        return self._constrained(W, n_k, previous)
-
-    def from_full(self, full, weights):
-        weights = np.asarray(weights, dtype=np.float64)
-        diagonal = np.diagonal(np.asarray(full, dtype=np.float64), axis1=1, axis2=2)
-        return self._constrained(weights[:, None] * diagonal, weights)
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)

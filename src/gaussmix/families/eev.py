@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
-from .full import Full
+from .full import ConstrainedFull
 
 
-class EEV(Full):
+class EEV(ConstrainedFull):
     """Sigma_k = lambda D_k A D_k^T, |A| = 1: D + K D (D - 1) / 2 parameters.
 
     ``D_k`` is orthogonal (each component's orientation), ``A`` diagonal (the shape).
@@ -46,15 +46,6 @@ class EEV(Full):
         eigval, eigvec = np.linalg.eigh(W)  # increasing eigenvalues, (K, D), (K, D, D)
         pooled = eigval.sum(axis=0) / n_k.sum()  # lambda A, (D,)
         return _scatter.symmetrise((eigvec * pooled) @ np.swapaxes(eigvec, 1, 2))
-
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
-        W, n_k = _scatter.regularised_scatter("full", nk, s1, s2, reg_covar, guard)
-        return self._constrained(W, n_k)
-
-    def from_full(self, full, weights):
-        weights = np.asarray(weights, dtype=np.float64)
-        full = np.asarray(full, dtype=np.float64)
-        return self._constrained(weights[:, None, None] * full, weights)
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)

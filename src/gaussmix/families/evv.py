@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
-from .full import Full
+from .full import ConstrainedFull
 
 
-class EVV(Full):
+class EVV(ConstrainedFull):
     """Sigma_k = lambda C_k, |C_k| = 1: 1 + K (D (D + 1) / 2 - 1) parameters.
 
     ``C_k = D_k A_k D_k^T`` holds each component's shape and orientation.
@@ -38,15 +38,6 @@ class EVV(Full):
         volume = root.sum() / n_k.sum()
         # A singular scatter stays singular (the Cholesky factor reports the collapse).
         return volume * W / np.where(root > 0, root, 1.0)[:, None, None]
-
-    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
-        W, n_k = _scatter.regularised_scatter("full", nk, s1, s2, reg_covar, guard)
-        return self._constrained(W, n_k)
-
-    def from_full(self, full, weights):
-        weights = np.asarray(weights, dtype=np.float64)
-        full = np.asarray(full, dtype=np.float64)
-        return self._constrained(weights[:, None, None] * full, weights)
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)

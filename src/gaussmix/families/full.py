@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _scatter
 from ._base import MatrixFamily
 
 
@@ -52,6 +53,26 @@ class Full(MatrixFamily):
         cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
         cov[:, np.arange(n_features), np.arange(n_features)] += reg_covar
         return cov
+
+
+class ConstrainedFull(Full):
+    """A full-matrix model with a closed-form constraint across components (mclust's EEV,
+    EVV): stored as full, its M-step and projection are ``_constrained`` applied to the
+    regularised scatters (``_scatter.regularised_scatter``)."""
+
+    def _constrained(self, W, n_k):
+        """Covariances (K, D, D) maximising the expected complete-data log-likelihood for
+        scatters ``W`` (K, D, D) and counts ``n_k`` under the family's constraint."""
+        raise NotImplementedError
+
+    def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
+        W, n_k = _scatter.regularised_scatter("full", nk, s1, s2, reg_covar, guard)
+        return self._constrained(W, n_k)
+
+    def from_full(self, full, weights):
+        weights = np.asarray(weights, dtype=np.float64)
+        full = np.asarray(full, dtype=np.float64)
+        return self._constrained(weights[:, None, None] * full, weights)
 
 
 FAMILY = Full()

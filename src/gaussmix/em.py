@@ -127,24 +127,44 @@ def statistics_step(statistics, reg_covar: float):
     :func:`run_squarem`: the E-step is the data source's (in memory, Dask...), mixture
     after mixture, the M-step :func:`~gaussmix.stats.m_step`.
     """
-    from ._batch import Batch
 
     def step(batch):
-        out = batch.copy()
-        ll = np.full(batch.size, -np.inf)
-        failed = np.zeros(batch.size, dtype=bool)
+        summed = []
         for s in range(batch.size):
             try:
-                stats = statistics(batch.member(s))
-                new = Batch.of(m_step(stats, reg_covar=reg_covar))
+                summed.append(statistics(batch.member(s)))
             except (ValueError, np.linalg.LinAlgError):
-                failed[s] = True
-                continue
-            out = out.put([s], new)
-            ll[s] = stats.log_likelihood
-        return out, ll, failed
+                summed.append(None)
+        return m_step_each(batch, summed, reg_covar)
 
     return step
+
+
+def m_step_each(batch, summed, reg_covar: float):
+    """The M-step of every mixture of ``batch`` from its summed statistics.
+
+    ``summed[s]`` is mixture s's :class:`~gaussmix.stats.SufficientStatistics`, or None
+    when its E-step failed. Returns ``(new batch, log-likelihood (S,), failed (S,))``, the
+    step :func:`run_squarem` takes; a mixture whose E-step or M-step failed keeps its
+    parameters and is marked failed.
+    """
+    from ._batch import Batch
+
+    out = batch.copy()
+    ll = np.full(batch.size, -np.inf)
+    failed = np.zeros(batch.size, dtype=bool)
+    for s, stats in enumerate(summed):
+        if stats is None:
+            failed[s] = True
+            continue
+        try:
+            new = Batch.of(m_step(stats, reg_covar=reg_covar))
+        except (ValueError, np.linalg.LinAlgError):
+            failed[s] = True
+            continue
+        out = out.put([s], new)
+        ll[s] = stats.log_likelihood
+    return out, ll, failed
 
 
 def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResult:

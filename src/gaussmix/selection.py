@@ -91,7 +91,7 @@ from . import families
 from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
-from .em import run_squarem, statistics_step
+from .em import m_step_each, run_squarem, statistics_step
 from .stats import MixtureParameters, m_step
 
 __all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
@@ -817,7 +817,7 @@ def _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol):
     """
     from ._backends import ArrayData
     from .em import run_em
-    from .stats import m_step, predict_proba, statistics_from_responsibilities
+    from .stats import predict_proba, statistics_from_responsibilities
 
     data = ArrayData(X, w)
     best, best_ll = None, -np.inf
@@ -937,29 +937,20 @@ def source_step(source, reg_covar):
     """
 
     def step(batch):
-        out = batch.copy()
-        ll = np.full(batch.size, -np.inf)
-        failed = np.zeros(batch.size, dtype=bool)
         members, index = [], []
         for s in range(batch.size):
             try:
                 members.append(batch.member(s))
                 index.append(s)
             except (ValueError, np.linalg.LinAlgError):
-                failed[s] = True
-        if not members:
-            return out, ll, failed
-        summed = source.map_reduce(_block_statistics_of, members, source.block_size,
-                                   name="estep")
-        for s, stats in zip(index, summed, strict=True):
-            try:
-                new = Batch.of(m_step(stats, reg_covar=reg_covar))
-            except (ValueError, np.linalg.LinAlgError):
-                failed[s] = True
-                continue
-            out = out.put([s], new)
-            ll[s] = stats.log_likelihood
-        return out, ll, failed
+                pass  # no valid parameters: marked failed below
+        summed = [None] * batch.size
+        if members:
+            reduced = source.map_reduce(_block_statistics_of, members, source.block_size,
+                                        name="estep")
+            for s, stats in zip(index, reduced, strict=True):
+                summed[s] = stats
+        return m_step_each(batch, summed, reg_covar)
 
     return step
 

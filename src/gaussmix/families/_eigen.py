@@ -232,6 +232,14 @@ def commutator_error(covariances) -> float:
     return worst
 
 
+def starting_orientation(W, previous=None) -> np.ndarray:
+    """The shared orientation an M-step starts from: the previous covariances' common
+    eigenvectors (so the update never lowers the objective), else the pooled scatter's."""
+    if previous is not None:
+        return common_eigenvectors(np.asarray(previous, dtype=np.float64))
+    return np.linalg.eigh(W.sum(axis=0))[1]
+
+
 def common_eigenvectors(covariances) -> np.ndarray:
     """An orthogonal D diagonalising every matrix of a commuting stack (d, d).
 

@@ -6,10 +6,10 @@ import numpy as np
 
 from ._eigen import (
     EigenFamily,
-    common_eigenvectors,
     commutator_error,
     fit_common_orientation,
     spread,
+    starting_orientation,
 )
 from ._scatter import geometric_mean
 
@@ -36,10 +36,7 @@ class EVE(EigenFamily):
         return n_features + 1  # a shape per component along a shared, free orientation
 
     def fit_scatter(self, W, n, previous=None):
-        if previous is not None:
-            start = common_eigenvectors(np.asarray(previous, dtype=np.float64))
-        else:
-            start = np.linalg.eigh(W.sum(axis=0))[1]
+        start = starting_orientation(W, previous)
         total = n.sum()
 
         def variances(diag):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._eigen import EigenFamily, common_eigenvectors, commutator_error, fit_common_orientation
+from ._eigen import EigenFamily, commutator_error, fit_common_orientation, starting_orientation
 
 
 class VVE(EigenFamily):
@@ -29,10 +29,7 @@ class VVE(EigenFamily):
         return n_features + 1  # a shape per component along a shared, free orientation
 
     def fit_scatter(self, W, n, previous=None):
-        if previous is not None:
-            start = common_eigenvectors(np.asarray(previous, dtype=np.float64))
-        else:
-            start = np.linalg.eigh(W.sum(axis=0))[1]
+        start = starting_orientation(W, previous)
 
         def variances(diag):
             return np.maximum(diag, 1e-300) / n[:, None]

@@ -4,7 +4,7 @@
   (which prints the measured figures; all but its 100,000 x 32 data set, whose figures are
   far inside the bounds), gaussmix's float32 fits land within 1e-5 of the
   float64 fit of the same numbers from the same start for the covariances (relative to the
-  largest entry) and within 1e-6 (relative) for the lower bound, for every covariance type.
+  largest entry) and within 2e-6 (relative) for the lower bound, for every covariance type.
 * ``select_model`` fits float32 input in float64 (README, "As a library").
 * ``lower_bounds_`` with the default reg_covar in degenerate fits of Old Faithful (README,
   "As a library"): the dips stay below 1e-8. (The general bound, for fits whose variances
@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import float32_accuracy
 
 COVARIANCES_RTOL = 1e-5
-LOWER_BOUND_RTOL = 1e-6
+# 2e-6: 6e-7 was measured on one machine, 1.3e-6 (spherical, clusters near 1e4) on another
+# whose OpenBLAS kernels sum in another order; about 11 float32 epsilons.
+LOWER_BOUND_RTOL = 2e-6
 # All of the script's data sets but its 100,000 x 32 one (20 s of the test budget on the
 # shared 2-core machine; the script prints its figures, 1.5e-7 and 5.2e-8 today).
 DATASETS = {name: (X32, k) for name, X32, k in float32_accuracy.datasets()

@@ -56,7 +56,7 @@ _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
 _QUADRATIC_CANCELLATION = {np.dtype(np.float64): 1e8, np.dtype(np.float32): 300.0}
 # Largest relative rounding accepted from the shared whitening's expanded scatter
 # (eps * squared whitened distance of a mean from the centre; see PooledWhitening).
-_POOLED_ROUNDING = 1e-8
+_POOLED_ROUNDING = 1e-11
 # A new variance from the quadratic moments must exceed its rounding error, about
 # eps * E[(x_i - c_i)^2], this many times over (relative error below 1e-3).
 _NEW_VARIANCE_NOISE = 1024.0

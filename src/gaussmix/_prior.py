@@ -33,25 +33,29 @@ For every model the rest of the log-posterior has the form
 the expected complete-data log-likelihood of scatters ``P_k + Lambda_k`` and counts
 ``N_k + c_k``: the posterior mode is the model's maximum-likelihood M-step (closed form or
 iterative, :mod:`gaussmix.families`) applied to them. The counts and scales per model
-(:data:`TERMS`; they reproduce mclust 6.0.0's M-steps to rounding, checked by
-``benchmarks/mclust_prior_reference.py``)::
+(:data:`TERMS`, checked against mclust by ``benchmarks/mclust_prior_reference.py``)::
 
     model  c_k                     Lambda_k      Sigma_k's update
     VVV    nu + D + 2              Lambda        (P_k + Lambda) / (N_k + nu + D + 2)
     EEE    (nu + D + 1 + K) / K    Lambda / K    (Lambda + sum P_k) / (N + nu + D + 1 + K)
-    EEV    (nu + D + 1) / K        Lambda        eigenvalues pooled over k, / (N + nu + D + 1)
+    EEV    (nu + D + 2) / K        Lambda        eigenvalues pooled over k, / (N + nu + D + 2)
     VEV    0                       Lambda        VEV's iterative update
     VVI    nu + 3                  s I           (s + diag P_k) / (N_k + nu + 3)
-    EEI    1 + (nu + 2) / K        s I / K       (s + diag sum P_k) / (N + nu + K + 2)
-    EVI    1 + (nu + 2) / K        s I           EVI's update, volume / (N + nu + K + 2)
+    EEI    (nu + 2) / K            s I / K       (s + diag sum P_k) / (N + nu + 2)
+    EVI    (nu + 2) / K            s I           EVI's update, volume / (N + nu + 2)
     VEI    (nu + 3) / D            s I           VEI's iterative update
     VII    1 + (nu + 2) / D        s I / D       (s + tr P_k) / (D N_k + D + nu + 2)
     EII    1 + (nu + 2) / (K D)    0             sum_k tr P_k / (D N + K D + nu + 2)
 
-In mclust 6.0.0's EII update the scale does not enter (only the degrees of freedom do);
-gaussmix follows it so that the two agree. mclust also reports the unshrunk means
-``xbar_k`` for EEI and EEV (while using ``P_k``); gaussmix reports the posterior mode
-``mu_k`` for every model (they differ by ``kappa_P / N_k`` of ``xbar_k - mu_P``).
+These are the fixed points of mclust 6.0.0's MAP EM, ``me(..., prior = priorControl())``
+(what ``Mclust`` runs). For EEI, EVI and EEV mclust's single ``mstep()`` uses other counts
+(N + nu + K + 2, N + nu + K + 2 and N + nu + D + 1, with ``W_k + Lambda`` for EEV), so its
+``me()`` does not stop at a fixed point of its ``mstep()``; gaussmix follows ``me()``. In
+mclust's EII update the scale does not enter (only the degrees of freedom do); gaussmix
+follows it so that the two agree. mclust reports the unshrunk means ``xbar_k`` for EEI
+(while using ``P_k``); gaussmix reports the posterior mode ``mu_k`` for every model (they
+differ by ``kappa_P / (N_k + kappa_P)`` of ``xbar_k - mu_P``; the log-likelihoods on
+faithful agree within 0.0013).
 
 VEE, EVE, VVE and EVV have no prior update in mclust, nor here (a clear error).
 """
@@ -86,11 +90,11 @@ def _terms_c(model, dof, K, D):
     return {
         "VVV": dof + D + 2,
         "EEE": (dof + D + 1 + K) / K,
-        "EEV": (dof + D + 1) / K,
+        "EEV": (dof + D + 2) / K,
         "VEV": 0.0,
         "VVI": dof + 3,
-        "EEI": 1 + (dof + 2) / K,
-        "EVI": 1 + (dof + 2) / K,
+        "EEI": (dof + 2) / K,
+        "EVI": (dof + 2) / K,
         "VEI": (dof + 3) / D,
         "VII": 1 + (dof + 2) / D,
         "EII": 1 + (dof + 2) / (K * D),

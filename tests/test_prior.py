@@ -220,3 +220,40 @@ def test_prior_keeps_a_collapsing_component_regular():
         warnings.simplefilter("ignore", DegenerateFitWarning)
         gm = GaussianMixture(2, prior="default", reg_covar=0.0, means_init=means).fit(X)
     assert np.all(np.linalg.eigvalsh(gm.covariances_) > 1e-3)
+
+
+def _fit(X, sample_weight=None, **kwargs):
+    options = dict(n_components=2, covariance_type="VVV", prior="default", tol=1e-9,
+                   max_iter=5000, means_init=np.array([[2.0, 55.0], [4.3, 80.0]]))
+    options.update(kwargs)
+    return GaussianMixture(**options).fit(X, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize("model", ["VVV", "EEI", "VII"])
+def test_integer_weights_fit_as_repeated_rows(model):
+    X = load_faithful()
+    w = np.ones(len(X))
+    w[:30] = 3
+    weighted = _fit(X, covariance_type=model, sample_weight=w)
+    repeated = _fit(np.vstack([X, X[:30], X[:30]]), covariance_type=model)
+    np.testing.assert_allclose(weighted.prior_.scale, repeated.prior_.scale, rtol=1e-12)
+    np.testing.assert_allclose(weighted.covariances_, repeated.covariances_, rtol=1e-6)
+    np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-7)
+
+
+def test_float32_keeps_float32_under_a_prior():
+    X = load_faithful()
+    fit32 = _fit(X.astype(np.float32), tol=1e-6)
+    fit64 = _fit(X, tol=1e-6)
+    assert fit32.covariances_.dtype == fit32.means_.dtype == np.float32
+    np.testing.assert_allclose(fit32.covariances_, fit64.covariances_, rtol=1e-4)
+
+
+def test_dask_fit_under_a_prior_equals_the_in_memory_fit():
+    da = pytest.importorskip("dask.array")
+    X = load_faithful()
+    lazy = _fit(da.from_array(X, chunks=100))
+    eager = _fit(X)
+    np.testing.assert_allclose(lazy.prior_.scale, eager.prior_.scale, rtol=1e-12)
+    np.testing.assert_allclose(lazy.prior_.mean, eager.prior_.mean, rtol=1e-12)
+    np.testing.assert_allclose(lazy.covariances_, eager.covariances_, rtol=1e-8)

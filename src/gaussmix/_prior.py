@@ -128,6 +128,10 @@ class Prior:
         nu_P > 0.
     scale : ndarray
         (D, D) for EEE, EEV, VEV, VVV; shape () (a variance) for the other models.
+    weight : float
+        The factor by which the fit's sample weights were rescaled (1 without weights):
+        the log prior is multiplied by it, so that the posterior mode is the one of the
+        weights as given (integer weights fit as repeated rows). Not a hyperparameter.
     """
 
     model: str
@@ -135,16 +139,17 @@ class Prior:
     mean: np.ndarray
     dof: float
     scale: np.ndarray
+    weight: float = 1.0
 
     def counts(self, n_components):
         """``c_k``, (K,)."""
         c = TERMS[self.model][0](self.dof, n_components, self.mean.shape[0])
-        return np.full(n_components, float(c))
+        return np.full(n_components, self.weight * float(c))
 
     def scatter_term(self, statistic, n_components):
         """``Lambda_k`` reduced as the family's statistic (full, pooled, diagonal, trace)."""
         K, D = n_components, self.mean.shape[0]
-        f = TERMS[self.model][1](K, D)
+        f = self.weight * TERMS[self.model][1](K, D)
         scale = np.asarray(self.scale, dtype=np.float64)
         matrix = scale if scale.ndim == 2 else scale * np.eye(D)
         if statistic == "pooled":
@@ -284,13 +289,15 @@ def _check_scale(scale, model, D):
     return scale
 
 
-def data_moments(X, sample_weight=None):
+def data_moments(X, sample_weight=None, rescale=1.0):
     """Weighted mean (D,) and covariance (D, D) of complete rows ``X``, in float64.
 
-    The covariance divides by ``sum(w) - 1`` (R's ``var`` for unit weights).
+    The covariance divides by ``sum(w) - 1`` (R's ``var`` for unit weights), with the
+    weights as the user gave them: ``sample_weight / rescale``.
     """
     X = np.asarray(X, dtype=np.float64)
     w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = w / rescale
     total = w.sum()
     mean = w @ X / total
     Xc = X - mean
@@ -307,7 +314,7 @@ def prior_scatter(statistic, nk, s1, s2, shift, prior, reg_covar, guard):
     s2 = np.asarray(s2, dtype=np.float64)
     shift = np.asarray(shift, dtype=np.float64)
     K, D = s1.shape
-    kappa = prior.shrinkage
+    kappa = prior.shrinkage * prior.weight
     safe = np.where(nk > 0, nk, 1.0)
     d = s1 / safe[:, None]  # xbar_k - c_k
     dev = shift + d - prior.mean  # xbar_k - mu_P
@@ -354,4 +361,5 @@ def log_prior(params, prior) -> float:
     lam = prior.scatter_term("full", K)
     trace = np.einsum("kij,kji->k", lam, inv)
     c = prior.counts(K)
-    return float(-0.5 * np.sum(prior.shrinkage * quad + c * log_det + trace))
+    kappa = prior.shrinkage * prior.weight
+    return float(-0.5 * np.sum(kappa * quad + c * log_det + trace))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import time
@@ -22,6 +23,7 @@ from ._validation import (
     check_parameters,
     check_precisions_init,
     check_random_state,
+    check_sample_weight,
     check_weights_init,
     feature_names_of,
 )
@@ -322,8 +324,11 @@ default="kmeans"
                 f"{self.n_components} and n_samples = {data.n_samples}. Lower "
                 "n_components or provide more data."
             )
+        weight_total = None  # the weights' sum as given (ArrayData rescales them to mean 1)
+        if self.prior is not None and sample_weight is not None and isinstance(data, ArrayData):
+            weight_total = float(np.sum(check_sample_weight(sample_weight, data.n_samples)))
         with data.parallel():
-            self._fit(data, feature_names)
+            self._fit(data, feature_names, weight_total)
         return self
 
     def _check_initial_arrays(self, n_features, dtype):
@@ -389,7 +394,7 @@ default="kmeans"
             tol=self.tol,
         )
 
-    def _fit(self, data, feature_names):
+    def _fit(self, data, feature_names, weight_total=None):
         inits = self._check_initial_arrays(data.n_features, data.dtype)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and (
@@ -404,7 +409,7 @@ default="kmeans"
                 "Set warm_start=False to start afresh."
             )
         n_init = self.n_init if do_init else 1
-        prior = self._resolve_prior(data)
+        prior = self._resolve_prior(data, weight_total)
         random_state = check_random_state(self.random_state)
         best = None
         for init in range(n_init):
@@ -465,8 +470,13 @@ default="kmeans"
         else:  # only a starting point: nothing was fitted to judge
             self.degenerate_, self.degenerate_reason_ = False, None
 
-    def _resolve_prior(self, data):
-        """The conjugate prior's hyperparameters for this fit (None without a prior)."""
+    def _resolve_prior(self, data, weight_total=None):
+        """The conjugate prior's hyperparameters for this fit (None without a prior).
+
+        ``weight_total`` is the sum of the sample weights as the user gave them, when the
+        data source rescaled them (to mean 1): the prior is then weighted by the same
+        factor, so that integer weights still fit as repeated rows.
+        """
         if self.prior is None:
             return None
         from ._prior import data_moments, resolve_prior
@@ -475,12 +485,14 @@ default="kmeans"
         # Fail before any pass over the data on a model without a prior update.
         resolve_prior(self.prior, family, self.n_components, np.zeros(data.n_features),
                       np.eye(data.n_features))
+        rescale = 1.0 if weight_total is None else data.weight_sum / weight_total
         if isinstance(getattr(data, "X", None), np.ndarray):
             start = _start_data(data)
-            mean, cov = data_moments(start.X, start.sample_weight)
+            mean, cov = data_moments(start.X, start.sample_weight, rescale)
         else:
             mean, cov = _streamed_moments(data)
-        return resolve_prior(self.prior, family, self.n_components, mean, cov)
+        prior = resolve_prior(self.prior, family, self.n_components, mean, cov)
+        return prior if rescale == 1.0 else dataclasses.replace(prior, weight=rescale)
 
     def _iteration_callback(self):
         user_callback = getattr(self, "_callback", None)

@@ -110,27 +110,40 @@ def fit_from_z(X, model, z, **kwargs):
 
 
 def compare(doc):
+    import warnings
+
+    from gaussmix import GaussianMixture
     from gaussmix.datasets import load_faithful
 
     X = load_faithful()
     n = X.shape[0]
-    print(f"mclust {doc['mclust']}, faithful, prior = priorControl(); MAP EM from the same z")
-    print(f"{'model':5} {'G':>2} {'mclust me()':>14} {'gaussmix':>14} {'diff':>9}   "
-          f"{'Mclust() BIC':>12}")
+    print(f"mclust {doc['mclust']}, faithful, prior = priorControl()")
+    print("MAP EM from the same z as mclust's me() (tolerance 1e-11), and the best fit of each")
+    print("(mclust: Mclust() from its hierarchical start; gaussmix: init_params='robust')")
+    print(f"{'model':5} {'G':>2} {'me() loglik':>14} {'gaussmix':>14} {'diff':>9}   "
+          f"{'Mclust() BIC':>12} {'robust BIC':>12}")
     worst = 0.0
     for key, ref in doc["mes"].items():
         model, G = key.split("-")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            best = GaussianMixture(
+                int(G), covariance_type=model, prior="default", reg_covar=0.0,
+                init_params="robust", tol=1e-8, max_iter=1000, random_state=0,
+            ).fit(X)
+        bic = f"{doc['fits'][key]['bic']:>12.3f} {-best.bic(X):>12.3f}"
         if ref["loglik"] is None:  # me() stopped with an error code
-            print(f"{model:5} {G:>2} {'(failed)':>14}")
+            print(f"{model:5} {G:>2} {'(failed)':>14} {'':>14} {'':>9}   {bic}")
             continue
         z = np.asarray(doc["z"][G])
-        gm = fit_from_z(X, model, z)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = fit_from_z(X, model, z)
         ll = gm.score(X) * n
         diff = ll - ref["loglik"]
         worst = max(worst, abs(diff))
-        print(f"{model:5} {G:>2} {ref['loglik']:>14.6f} {ll:>14.6f} {diff:>9.1e}   "
-              f"{doc['fits'][key]['bic']:>12.3f}")
-    print(f"largest |difference| of log-likelihoods: {worst:.2e}")
+        print(f"{model:5} {G:>2} {ref['loglik']:>14.6f} {ll:>14.6f} {diff:>9.1e}   {bic}")
+    print(f"largest |difference| of log-likelihoods from the same z: {worst:.2e}")
 
 
 def main(argv=None):

@@ -143,7 +143,10 @@ default="kmeans"
         (a (D, D) positive definite matrix for EEE/tied, EEV, VEV and VVV/full; a
         positive variance for EII, VII, EEI, VEI, EVI and VVI); a key left out takes the
         default. mclust's models VEE, EVE, VVE and EVV have no update under this prior
-        (an error), nor has :meth:`partial_fit`. See ``docs/math.md``.
+        (an error), nor has :meth:`partial_fit`. EM then raises the log-posterior at every
+        iteration; the log-likelihood in ``lower_bounds_`` may fall slightly on the way.
+        With missing values the default mean and scale come from the data with each NaN
+        replaced by its column's mean. See ``docs/math.md``, section 9.
 
     Attributes
     ----------

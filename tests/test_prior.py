@@ -257,3 +257,33 @@ def test_dask_fit_under_a_prior_equals_the_in_memory_fit():
     np.testing.assert_allclose(lazy.prior_.scale, eager.prior_.scale, rtol=1e-12)
     np.testing.assert_allclose(lazy.prior_.mean, eager.prior_.mean, rtol=1e-12)
     np.testing.assert_allclose(lazy.covariances_, eager.covariances_, rtol=1e-8)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run([sys.executable, "-m", "gaussmix", *map(str, args)],
+                          capture_output=True, text=True, env=env)
+
+
+def test_command_line_fit_with_the_default_prior(tmp_path):
+    X = load_faithful()
+    data = tmp_path / "faithful.csv"
+    data.write_text("eruptions,waiting\n" + "".join(f"{e!r},{w!r}\n" for e, w in X.tolist()))
+    out = tmp_path / "out"
+    result = _cli("fit", data, "-k", "2", "-c", "VVV", "--prior", "default", "--seed", "0",
+                  "-o", out)
+    assert result.returncode == 0, result.stderr
+    loaded = load(out / "model.json")
+    expected = GaussianMixture(2, covariance_type="VVV", prior="default", random_state=0,
+                               init_params="robust").fit(X)
+    np.testing.assert_array_equal(loaded.covariances_, expected.covariances_)
+    assert loaded.prior == expected.prior_.to_dict()
+    refused = _cli("fit", data, "-k", "auto", "--prior", "default", "-o", tmp_path / "o2")
+    assert refused.returncode == 2 and "--prior works with a single fit" in refused.stderr
+    refused = _cli("fit", data, "-k", "2", "-c", "VEE", "--prior", "default",
+                   "-o", tmp_path / "o3")
+    assert refused.returncode == 2 and "no update under the conjugate prior" in refused.stderr

@@ -391,6 +391,7 @@ def test_clone_and_params():
         "init_params", "weights_init", "means_init", "precisions_init", "random_state",
         "warm_start", "verbose", "verbose_interval", "block_size",
         "learning_offset", "learning_decay",  # partial_fit's step size (issue 13)
+        "prior",  # mclust's conjugate prior, MAP EM (issue 11)
     }
     for key, value in params.items():
         if isinstance(value, np.ndarray):

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from . import families
+from ._prior import check_prior_spec
 
 COVARIANCE_TYPES = families.NAMES  # scikit-learn's names; families.get also takes aliases
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "robust")
@@ -271,6 +272,7 @@ def check_parameters(est) -> None:
         raise TypeError(f"warm_start must be True or False, got {est.warm_start!r}.")
     if est.block_size is not None:
         _check_int(est.block_size, "block_size", 1)
+    check_prior_spec(getattr(est, "prior", None))
     rs = est.random_state
     if not (
         rs is None

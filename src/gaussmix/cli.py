@@ -557,6 +557,7 @@ def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
         ("tol", "tol"),
         ("reg_covar", "reg_covar"),
         ("init_params", "init"),
+        ("prior", "prior"),
     ):
         value = getattr(args, attr, None)
         if value is not None:
@@ -595,6 +596,11 @@ def _run_selection(
         raise UserError(
             "model selection fits in float64 whatever --dtype says; remove --dtype float32, "
             "or fit the chosen model again with -k N -c TYPE --dtype float32"
+        )
+    if "prior" in params:
+        raise UserError(
+            "--prior works with a single fit for now: give -k N -c TYPE (model selection "
+            "with a prior is not wired to the command line yet)"
         )
     if "init_params" in params:
         raise UserError(
@@ -921,6 +927,13 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="added to covariance diagonals for stability (default 1e-6)",
+    )
+    parser.add_argument(
+        "--prior",
+        default=None,
+        choices=["default"],
+        help="MAP EM under mclust's default conjugate prior, priorControl() (Fraley & "
+        "Raftery 2007), for a single fit (-k N -c TYPE; not VEE, EVE, VVE, EVV)",
     )
     parser.add_argument(
         "--init",

@@ -50,6 +50,7 @@ def run_em(
     max_iter: int,
     lower_bound: float = -np.inf,
     callback: Callable[[int, float, float], None] | None = None,
+    prior=None,
 ) -> EMResult:
     """Run EM from ``params``.
 
@@ -71,6 +72,9 @@ def run_em(
         The previous lower bound (for warm starts), else -inf.
     callback : callable, optional
         ``callback(n_iter, lower_bound, change)`` after every iteration.
+    prior : gaussmix._prior.Prior, optional
+        A resolved conjugate prior: the M-step is then the posterior mode (MAP EM, which
+        raises the log-posterior; the lower bound is still the log-likelihood).
     """
     dtype = params.dtype
     lower_bounds = []
@@ -79,7 +83,7 @@ def run_em(
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         stats = statistics(params)
-        params = m_step(stats, reg_covar=reg_covar, dtype=dtype, previous=params)
+        params = m_step(stats, reg_covar=reg_covar, dtype=dtype, previous=params, prior=prior)
         lower_bound = stats.mean_log_likelihood
         lower_bounds.append(lower_bound)
         change = lower_bound - previous

@@ -108,6 +108,7 @@ _PARAM_NAMES = (
     "block_size",
     "learning_offset",
     "learning_decay",
+    "prior",
 )
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 
@@ -705,6 +706,10 @@ def model_to_dict(
     if hasattr(model, "get_params"):
         all_params = model.get_params(deep=False)
         params = {k: _json_param(k, all_params[k]) for k in _PARAM_NAMES if k in all_params}
+        # The prior as the hyperparameters the fit resolved (a loaded model refits the same).
+        resolved = getattr(model, "prior_", None)
+        if "prior" in params:
+            params["prior"] = None if resolved is None else resolved.to_dict()
     if feature_names is None:
         feature_names = getattr(model, "feature_names_in_", None)
     if feature_names is not None:
@@ -1281,6 +1286,13 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
         model.feature_names_in_ = np.asarray(feature_names, dtype=object)
     if n_samples is not None:
         model.n_samples_fit_ = n_samples
+    if getattr(model, "prior", None) is not None:
+        from ._prior import resolve_prior
+
+        try:
+            model.prior_ = resolve_prior(model.prior, family, k, np.zeros(d), None)
+        except (TypeError, ValueError) as exc:
+            raise chk.fail("params.prior", str(exc)) from None
     online = _online_from_dict(chk, doc.get("online"), family, k, d)
     if online is not None:
         model.n_batch_iter_, model.running_statistics_ = online

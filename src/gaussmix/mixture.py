@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import time
@@ -22,6 +23,7 @@ from ._validation import (
     check_parameters,
     check_precisions_init,
     check_random_state,
+    check_sample_weight,
     check_weights_init,
     feature_names_of,
 )
@@ -128,6 +130,23 @@ default="kmeans"
         ``alpha`` in (0.5, 1] of the step size of :meth:`partial_fit`: 1 averages all the
         batches equally (with ``learning_offset=0``), smaller values forget old batches
         faster.
+    prior : None, "default" or dict, default=None
+        None: maximum likelihood (scikit-learn's EM). ``"default"``: mclust's
+        ``priorControl()``, the conjugate prior of Fraley & Raftery (2007) with shrinkage
+        0.01, the data's mean, D + 2 degrees of freedom and scale var(X) / K^(2/D) (a
+        variance, the mean of var(X)'s diagonal over K^(2/D), for the spherical and
+        diagonal models). EM then finds the posterior mode (MAP): the M-step shrinks the
+        means towards the prior mean and the covariances towards the scale, which keeps
+        components from collapsing. ``lower_bound_``, :meth:`score` and :meth:`bic` are
+        the log-likelihood at that mode, as mclust's BIC with a prior. A dict gives the
+        hyperparameters ``shrinkage`` (>= 0), ``mean`` (D,), ``dof`` (> 0) and ``scale``
+        (a (D, D) positive definite matrix for EEE/tied, EEV, VEV and VVV/full; a
+        positive variance for EII, VII, EEI, VEI, EVI and VVI); a key left out takes the
+        default. mclust's models VEE, EVE, VVE and EVV have no update under this prior
+        (an error), nor has :meth:`partial_fit`. EM then raises the log-posterior at every
+        iteration; the log-likelihood in ``lower_bounds_`` may fall slightly on the way.
+        With missing values the default mean and scale come from the data with each NaN
+        replaced by its column's mean. See ``docs/math.md``, section 9.
 
     Attributes
     ----------
@@ -149,6 +168,8 @@ default="kmeans"
     degenerate_reason_ : str or None
     n_batch_iter_ : int
         Batches seen by :meth:`partial_fit` (absent before the first one).
+    prior_ : gaussmix._prior.Prior or None
+        The resolved hyperparameters the last fit used (None without a prior).
     running_statistics_ : SufficientStatistics
         :meth:`partial_fit`'s running averages of the sufficient statistics (per sample);
         saved in model files so that a loaded model continues exactly.
@@ -200,6 +221,7 @@ default="kmeans"
         block_size=None,
         learning_offset=_online.LEARNING_OFFSET,
         learning_decay=_online.LEARNING_DECAY,
+        prior=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -218,6 +240,7 @@ default="kmeans"
         self.block_size = block_size
         self.learning_offset = learning_offset
         self.learning_decay = learning_decay
+        self.prior = prior
 
     # ----------------------------------------------------------------------------------
     # scikit-learn estimator protocol, without importing scikit-learn
@@ -304,8 +327,11 @@ default="kmeans"
                 f"{self.n_components} and n_samples = {data.n_samples}. Lower "
                 "n_components or provide more data."
             )
+        weight_total = None  # the weights' sum as given (ArrayData rescales them to mean 1)
+        if self.prior is not None and sample_weight is not None and isinstance(data, ArrayData):
+            weight_total = float(np.sum(check_sample_weight(sample_weight, data.n_samples)))
         with data.parallel():
-            self._fit(data, feature_names)
+            self._fit(data, feature_names, weight_total)
         return self
 
     def _check_initial_arrays(self, n_features, dtype):
@@ -321,7 +347,7 @@ default="kmeans"
             )
         return weights, means, precisions
 
-    def _initial_parameters(self, data, random_state, inits):
+    def _initial_parameters(self, data, random_state, inits, prior=None):
         weights_init, means_init, precisions_init = inits
         data = _start_data(data)
         dtype = data.dtype
@@ -336,7 +362,9 @@ default="kmeans"
             stats = initial_statistics(
                 data, self.init_params, self.n_components, random_state, self.covariance_type
             )
-            params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
+            params = _stats.m_step(
+                stats, reg_covar=self.reg_covar, dtype=np.float64, prior=prior
+            )
             # As scikit-learn: initial weights are N_k / N (not renormalised).
             weights = (stats.nk + 10 * np.finfo(dtype).eps) / stats.weight_sum
         if weights_init is not None:
@@ -369,7 +397,7 @@ default="kmeans"
             tol=self.tol,
         )
 
-    def _fit(self, data, feature_names):
+    def _fit(self, data, feature_names, weight_total=None):
         inits = self._check_initial_arrays(data.n_features, data.dtype)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and (
@@ -384,13 +412,14 @@ default="kmeans"
                 "Set warm_start=False to start afresh."
             )
         n_init = self.n_init if do_init else 1
+        prior = self._resolve_prior(data, weight_total)
         random_state = check_random_state(self.random_state)
         best = None
         for init in range(n_init):
             if self.verbose:
                 print(f"Initialization {init}")
             if do_init:
-                params = self._initial_parameters(data, random_state, inits)
+                params = self._initial_parameters(data, random_state, inits, prior)
                 start_bound = -np.inf
             else:
                 params = self._get_parameters().astype(data.dtype)
@@ -403,6 +432,7 @@ default="kmeans"
                 max_iter=self.max_iter,
                 lower_bound=start_bound,
                 callback=self._iteration_callback(),
+                prior=prior,
             )
             if self.verbose:
                 state = "converged" if result.converged else "did not converge"
@@ -428,6 +458,7 @@ default="kmeans"
         self.n_iter_ = best.n_iter
         self.lower_bound_ = float(best.lower_bound) if self.max_iter > 0 else -np.inf
         self.lower_bounds_ = [float(b) for b in best.lower_bounds]
+        self.prior_ = prior
         self.n_features_in_ = data.n_features
         if feature_names is not None:
             self.feature_names_in_ = feature_names
@@ -441,6 +472,30 @@ default="kmeans"
             self._check_degenerate(data)
         else:  # only a starting point: nothing was fitted to judge
             self.degenerate_, self.degenerate_reason_ = False, None
+
+    def _resolve_prior(self, data, weight_total=None):
+        """The conjugate prior's hyperparameters for this fit (None without a prior).
+
+        ``weight_total`` is the sum of the sample weights as the user gave them, when the
+        data source rescaled them (to mean 1): the prior is then weighted by the same
+        factor, so that integer weights still fit as repeated rows.
+        """
+        if self.prior is None:
+            return None
+        from ._prior import data_moments, resolve_prior
+
+        family = families.get(self.covariance_type)
+        # Fail before any pass over the data on a model without a prior update.
+        resolve_prior(self.prior, family, self.n_components, np.zeros(data.n_features),
+                      np.eye(data.n_features))
+        rescale = 1.0 if weight_total is None else data.weight_sum / weight_total
+        if isinstance(getattr(data, "X", None), np.ndarray):
+            start = _start_data(data)
+            mean, cov = data_moments(start.X, start.sample_weight, rescale)
+        else:
+            mean, cov = _streamed_moments(data)
+        prior = resolve_prior(self.prior, family, self.n_components, mean, cov)
+        return prior if rescale == 1.0 else dataclasses.replace(prior, weight=rescale)
 
     def _iteration_callback(self):
         user_callback = getattr(self, "_callback", None)
@@ -544,6 +599,12 @@ default="kmeans"
         """
         check_parameters(self)
         _online.check_schedule(self.learning_offset, self.learning_decay)
+        if self.prior is not None:
+            raise ValueError(
+                "partial_fit does not support a prior (online EM's running statistics are "
+                "per-sample averages, which the prior's counts do not fit): set prior=None, "
+                "or call fit."
+            )
         if _is_dask_array(X):
             for block, weights in _online.dask_row_chunks(X, sample_weight):
                 self.partial_fit(block, sample_weight=weights)
@@ -895,6 +956,25 @@ default="kmeans"
         from ._summary import describe_fit
 
         return describe_fit(self, X, feature_names, source)
+
+
+def _streamed_moments(data):
+    """Mean and covariance (divisor sum(w) - 1) of data out of core, in one E-step pass.
+
+    A one-component model gives every row responsibility 1, so its summed statistics are
+    the data's moments about a point near the mean (from a sample: no cancellation).
+    """
+    rows, _ = data.sample_rows(1000, 0)
+    centre = np.asarray(rows, dtype=np.float64).mean(axis=0)
+    D = centre.shape[0]
+    params = MixtureParameters.from_covariances(
+        "full", np.ones(1), centre[None, :], np.eye(D)[None]
+    ).astype(data.dtype)
+    stats = data.statistics(params)
+    n = float(stats.nk[0])
+    mean = stats.shift[0] + stats.s1[0] / n
+    cov = (stats.s2[0] - np.outer(stats.s1[0], stats.s1[0]) / n) / max(n - 1.0, 1e-300)
+    return mean, 0.5 * (cov + cov.T)
 
 
 class _WeightOnly:

@@ -451,7 +451,12 @@ def statistics_of_rows(rows, covariance_type, *, shift, weight_sum, sample_weigh
 # The M-step
 # --------------------------------------------------------------------------------------
 def m_step(
-    stats: SufficientStatistics, *, reg_covar: float = 1e-6, dtype=np.float64, previous=None
+    stats: SufficientStatistics,
+    *,
+    reg_covar: float = 1e-6,
+    dtype=np.float64,
+    previous=None,
+    prior=None,
 ):
     """New parameters from summed statistics (MATH.md, M-step).
 
@@ -468,8 +473,14 @@ def m_step(
 
     ``previous`` (optional) is the current :class:`MixtureParameters`: a family whose
     M-step is iterative starts from its covariances (ignored if of another family).
+
+    ``prior`` (optional) is a resolved conjugate prior (:class:`gaussmix._prior.Prior`):
+    the means and covariances are then the posterior mode (MAP) of Fraley & Raftery
+    (2007), see :mod:`gaussmix._prior`; the weights are still N_k / N.
     """
     guard = 10 * np.finfo(dtype).eps
+    if prior is not None:
+        return _map_step(stats, reg_covar, dtype, previous, prior, guard)
     nk = stats.nk + guard
     means = stats.shift + stats.s1 / nk[:, None]
     empty = stats.nk < guard  # weight below rounding: no rows to place the mean
@@ -488,6 +499,21 @@ def m_step(
     weights = nk / nk.sum()
     params = MixtureParameters.from_covariances(
         stats.covariance_type, weights, means, cov, reg_covar
+    )
+    return params.astype(dtype)
+
+
+def _map_step(stats, reg_covar, dtype, previous, prior, guard):
+    """:func:`m_step` under a conjugate prior: the posterior mode (gaussmix._prior)."""
+    start = None
+    if previous is not None and previous.family is stats.family:
+        start = np.asarray(previous.covariances, dtype=np.float64)
+    means, cov = stats.family.map_covariances(
+        stats.nk, stats.s1, stats.s2, stats.shift, prior, reg_covar, guard, previous=start
+    )
+    nk = stats.nk + guard
+    params = MixtureParameters.from_covariances(
+        stats.covariance_type, nk / nk.sum(), means, cov, reg_covar
     )
     return params.astype(dtype)
 

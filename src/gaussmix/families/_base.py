@@ -218,6 +218,31 @@ class CovarianceFamily:
         """
         raise NotImplementedError
 
+    def solve_scatter(self, W, n, n_features: int, previous=None):
+        """Covariances maximising ``-1/2 sum_k [n_k log|Sigma_k| + tr(W_k Sigma_k^-1)]``
+        under the family's constraint, for scatters ``W`` reduced as the family's
+        ``statistic`` and counts ``n`` (K,): the M-step's update, used by the MAP M-step
+        (:meth:`map_covariances`) with the prior's scatters and counts. ``previous`` as in
+        :meth:`m_step_covariances`."""
+        raise NotImplementedError
+
+    def map_covariances(
+        self, nk, s1, s2, shift, prior, reg_covar: float, guard: float = 0.0, previous=None
+    ):
+        """``(means, covariances)``: the posterior mode under the conjugate prior ``prior``
+        (a resolved :class:`gaussmix._prior.Prior`), from summed statistics about ``shift``.
+
+        The mean's mode is ``(N_k xbar_k + kappa mu_P) / (N_k + kappa)``; the covariances are
+        :meth:`solve_scatter` of the prior-augmented scatters and counts (see
+        :mod:`gaussmix._prior`). ``reg_covar`` enters the scatter as in the M-step.
+        """
+        from .._prior import prior_scatter
+
+        W, n, means = prior_scatter(
+            self.statistic, nk, s1, s2, shift, prior, reg_covar, guard
+        )
+        return means, self.solve_scatter(W, n, np.shape(s1)[1], previous)
+
     # -- checks ------------------------------------------------------------------------
     def check_precisions_init(self, precisions) -> None:
         """Raise ValueError unless every precision is valid (shape already checked)."""

@@ -180,6 +180,9 @@ class EigenFamily(Full):
         W, n = regularised_scatter("full", nk, s1, s2, reg_covar, guard)
         return self.fit_scatter(W, n, previous)
 
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return self.fit_scatter(W, n, previous)
+
     def fit_scatter(self, W, n, previous=None):
         """Covariances maximising ``Q`` (module docstring) for scatters ``W`` and counts ``n``.
 

@@ -48,6 +48,9 @@ class Diag(VarianceFamily):
         d = s1 / np.where(nk > 0, nk, 1.0)[:, None]
         return (s2 - s1 * d) / (nk + guard)[:, None] + reg_covar
 
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return W / n[:, None]
+
     def variance_checks(self, covariances, means, scale):
         K, D = means.shape
         variances = np.asarray(covariances, dtype=np.float64).reshape(K, D)
@@ -74,6 +77,9 @@ class ConstrainedDiag(Diag):
     def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
         W, n_k = _scatter.regularised_scatter("diagonal", nk, s1, s2, reg_covar, guard)
         return self._constrained(W, n_k, previous)
+
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return self._constrained(W, n, previous)
 
     def from_full(self, full, weights):
         weights = np.asarray(weights, dtype=np.float64)

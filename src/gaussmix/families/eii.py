@@ -41,6 +41,9 @@ class EII(Spherical):
         W, n_k = _scatter.regularised_scatter("trace", nk, s1, s2, reg_covar, guard)
         return np.full(n_k.shape[0], np.sum(W) / (np.sum(n_k) * s1.shape[1]))
 
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return np.full(n.shape[0], np.sum(W) / (np.sum(n) * n_features))
+
     def from_full(self, full, weights):
         full = np.asarray(full, dtype=np.float64)
         weights = np.asarray(weights, dtype=np.float64)

@@ -54,6 +54,9 @@ class Full(MatrixFamily):
         cov[:, np.arange(n_features), np.arange(n_features)] += reg_covar
         return cov
 
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return _scatter.symmetrise(W / n[:, None, None])
+
 
 class ConstrainedFull(Full):
     """A full-matrix model with a closed-form constraint across components (mclust's EEV,
@@ -68,6 +71,9 @@ class ConstrainedFull(Full):
     def m_step_covariances(self, nk, s1, s2, reg_covar, guard=0.0, previous=None):
         W, n_k = _scatter.regularised_scatter("full", nk, s1, s2, reg_covar, guard)
         return self._constrained(W, n_k)
+
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return self._constrained(W, n)
 
     def from_full(self, full, weights):
         weights = np.asarray(weights, dtype=np.float64)

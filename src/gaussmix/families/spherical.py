@@ -54,6 +54,9 @@ class Spherical(VarianceFamily):
         d = s1 / np.where(nk > 0, nk, 1.0)[:, None]
         return (s2 - np.sum(s1 * d, axis=1)) / ((nk + guard) * n_features) + reg_covar
 
+    def solve_scatter(self, W, n, n_features, previous=None):
+        return W / (n * n_features)
+
     def variance_checks(self, covariances, means, scale):
         K = means.shape[0]
         variances = np.asarray(covariances, dtype=np.float64).reshape(K)

@@ -50,5 +50,9 @@ class Tied(MatrixFamily):
         cov.flat[:: n_features + 1] += reg_covar
         return cov
 
+    def solve_scatter(self, W, n, n_features, previous=None):
+        cov = W / np.sum(n)
+        return 0.5 * (cov + cov.T)
+
 
 FAMILY = Tied()

@@ -150,3 +150,59 @@ def test_fit_help_names_all_14_models_and_the_presets(capsys):
     assert ", ".join(MODELS) in text
     for preset in ("auto (select_model's default set)", "all (the 14)", "sklearn"):
         assert preset in text
+
+
+# ---------------------------------------------------------------------------------------
+# mclust's 14-model table for Old Faithful, shipped as data (no R needed)
+
+# What mclust prints for mclustBIC(faithful) (mclust 6.0.0), written out here as printed:
+# the four models gaussmix shipped before, and mclust's top three over the 14.
+PRINTED = {
+    ("VII", 1): -4024.721, ("VII", 9): -2919.415, ("VVI", 2): -2346.065,
+    ("EEE", 1): -2607.623, ("EEE", 3): -2314.316, ("VVV", 2): -2322.192,
+    ("VVV", 9): -2460.398, ("VEE", 3): -2322.103,
+}
+
+
+def test_mclust_table_has_the_14_models_in_mclusts_order():
+    from gaussmix.datasets import faithful_mclust_table
+
+    rows = faithful_mclust_table()
+    assert [(r["model"], r["n_components"]) for r in rows] == [
+        (m, g) for m in MODELS for g in range(1, 10)
+    ]
+    best = max(rows, key=lambda r: r["bic"])
+    assert (best["model"], best["n_components"]) == ("EEE", 3)
+
+
+def test_mclust_table_counts_are_gaussmixs_and_its_bic_is_its_log_likelihood():
+    """mclust's nMclustParams equals each family's n_parameters, and mclust's BIC is
+    2 log L - p log n with n = 272 (so the stored log-likelihoods are mclust's)."""
+    from gaussmix.datasets import faithful_mclust_table
+
+    n = len(load_faithful())
+    for row in faithful_mclust_table():
+        p = families.get(row["model"]).n_parameters(row["n_components"], 2)
+        assert row["n_parameters"] == p, row
+        assert row["bic"] == pytest.approx(
+            2 * row["log_likelihood"] - p * np.log(n), abs=1e-6
+        ), row
+
+
+def test_mclust_bic_presets_round_as_mclust_prints():
+    from gaussmix.datasets import faithful_mclust_bic, faithful_mclust_table
+
+    four, everything = faithful_mclust_bic(), faithful_mclust_bic("all")
+    assert list(four) == ["VII", "VVI", "EEE", "VVV"]
+    assert list(everything) == list(MODELS)
+    assert faithful_mclust_bic(["VVE", "EEE"]).keys() == {"VVE", "EEE"}
+    for (model, g), value in PRINTED.items():
+        assert everything[model][g] == value
+        if model in four:
+            assert four[model][g] == value
+    full = {(r["model"], r["n_components"]): r["bic"] for r in faithful_mclust_table()}
+    for model, row in everything.items():
+        for g, value in row.items():
+            assert abs(value - full[model, g]) <= 0.0005 + 1e-9
+    with pytest.raises(ValueError, match="mclust's names"):
+        faithful_mclust_bic(["XYZ"])

@@ -423,7 +423,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"Best: {best['covariance_type']} covariance "
             f"({families.get(best['covariance_type']).mclust_name}), "
             f"{best['n_components']} components.",
-            _wrap(compare_with_mclust(result, faithful_mclust_bic())),
+            _wrap(compare_with_mclust(result, faithful_mclust_bic("all"))),
             "",
             model.summary(X, feature_names=ds.names, source=ds.source),
         ]

@@ -1153,9 +1153,13 @@ def _check_constraint(
             f"{constraint}, but {where}. The file is damaged or was edited by hand",
         )
 
-    def first_differing(values: np.ndarray, tol: float) -> int | None:
+    def first_differing(values: np.ndarray, tol: Any) -> int | None:
+        """The first component whose ``values`` differ from component 0's by more than
+        ``tol`` (a number, or one per value and component)."""
         values = values.reshape(k, -1)
-        bad = np.flatnonzero(~(np.max(np.abs(values - values[:1]), axis=1) <= tol))
+        tol = np.broadcast_to(np.asarray(tol, dtype=np.float64).reshape(k, -1)
+                              if np.ndim(tol) else tol, values.shape)
+        bad = np.flatnonzero(~np.all(np.abs(values - values[:1]) <= tol, axis=1))
         return int(bad[0]) if bad.size else None
 
     if family.orientation == "axis-aligned" or family.shape == "identity":
@@ -1190,8 +1194,10 @@ def _check_constraint(
         log_volume = log_volume.sum(axis=1) / d
         sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
         corr_eig = np.linalg.eigvalsh(cov / (sd[:, :, None] * sd[:, None, :]))
-        cond = float(np.max(corr_eig[:, -1] / np.maximum(corr_eig[:, 0], np.finfo(float).tiny)))
-        bad = first_differing(log_volume, base + 4.0 * d * eps * cond)
+        # Per component: its rounding and component 0's (an edit cannot widen component
+        # 0's, and scaling a covariance leaves its correlations as they are).
+        cond = corr_eig[:, -1] / np.maximum(corr_eig[:, 0], np.finfo(np.float64).tiny)
+        bad = first_differing(log_volume, base + 4.0 * d * eps * (cond + cond[0]))
         if bad is not None:
             raise fail(
                 "every component must have the same volume (determinant)",
@@ -1212,12 +1218,13 @@ def _check_constraint(
                 f"component {bad}'s is not",
             )
     elif equal["shape"]:
-        # Proportional eigenvalues; the smallest is rounded by eps times the largest.
-        log_eig = np.log(eigval)
-        cond = float(np.max(eigval[:, -1] / eigval[:, 0]))
-        bad = first_differing(
-            log_eig - log_eig.mean(axis=1, keepdims=True), base + 4.0 * d * eps * cond
-        )
+        # Proportional eigenvalues: equal ratios to the largest. Eigenvalue i is rounded by
+        # about eps times the largest, a relative error of eps * largest / eigenvalue i; of
+        # two components with equal shapes that bound is the same, so the smaller of the
+        # two is taken (an edit that makes one component ill-conditioned cannot widen it).
+        ratio = eigval / eigval[:, -1:]
+        rounding = np.minimum(1.0 / ratio, 1.0 / ratio[:1])
+        bad = first_differing(np.log(ratio), base + 8.0 * d * eps * rounding)
         if bad is not None:
             raise fail(
                 "every component's eigenvalues must be proportional to component 0's "

@@ -6,11 +6,11 @@ Shared by ``tests/test_model_fuzz.py`` (a short run in the test suite) and
 A case is a valid model file of one covariance family and dtype, fitted to a small data set,
 with one mutation applied: to the decoded document (a value replaced by a hostile one, a key
 or list element removed, duplicated or swapped, a number nudged, a precision factor rotated,
-sign-flipped or transposed) or to the text (truncated, a byte changed, a number replaced by
-an out-of-range literal). :func:`outcome` loads it: a strict reader either refuses it with a
-:class:`~gaussmix.io.ModelFileError` or returns a model that predicts exactly what the
-original does.
-"""
+sign-flipped or transposed, one component's covariance changed so that it breaks the model's
+constraint, with the checksum removed and the precisions recomputed) or to the text
+(truncated, a byte changed, a number replaced by an out-of-range literal). :func:`outcome`
+loads it: a strict reader either refuses it with a :class:`~gaussmix.io.ModelFileError` or
+returns a model that predicts exactly what the original does. """
 
 from __future__ import annotations
 
@@ -196,7 +196,69 @@ def _damage_factor(draw, doc):
     return f"{how} {field}", doc
 
 
-_DOC_MUTATIONS = (_replace, _delete, _duplicate, _swap, _nudge, _damage_factor)
+def _rotation(d: int, a: int, b: int, angle: float) -> np.ndarray:
+    q = np.eye(d)
+    c, s = np.cos(angle), np.sin(angle)
+    q[a, a], q[a, b], q[b, a], q[b, b] = c, -s, s, c
+    return q
+
+
+@st.composite
+def _break_constraint(draw, doc):
+    """A hand edit that breaks the family's constraint and nothing else: the checksum is
+    removed and the precisions recomputed from the edited covariances, so that only the
+    constraint check can tell (mclust's ten models; the others keep their file as it is,
+    without its checksum).
+
+    One component's covariance is changed in the first piece its model shares: its volume
+    (scaled), else its shape (two eigenvalues or variances scaled by c and 1 / c), else its
+    orientation (rotated in a plane).
+    """
+    del doc["checksum"]
+    family = families.get(doc["covariance_type"])
+    k, d = doc["n_components"], doc["n_features"]
+    dtype = np.dtype(doc["dtype"])
+    equal = [getattr(family, p) == "equal" for p in ("volume", "shape", "orientation")]
+    if family.shared or not any(equal):
+        return f"remove the checksum ({family.name} has no constraint)", doc
+    cov = np.asarray(doc["covariances"], dtype=np.float64)
+    m = draw(st.integers(0, k - 1))
+    c = draw(st.sampled_from([1.05, 1.5, 3.0, 0.5, 1e-3]))
+    if equal[0]:
+        how = f"scale component {m}'s covariance by {c}"
+        cov[m] = cov[m] * c
+    elif equal[1]:
+        i, j = draw(st.lists(st.integers(0, d - 1), min_size=2, max_size=2, unique=True))
+        how = f"change component {m}'s shape (x{c} and /{c})"
+        if cov.ndim == 2:  # variances per feature
+            cov[m, i] *= c
+            cov[m, j] /= c
+        else:
+            eigval, eigvec = np.linalg.eigh(cov[m])
+            eigval[i] *= c
+            eigval[j] /= c
+            cov[m] = (eigvec * eigval) @ eigvec.T
+    else:
+        i, j = draw(st.lists(st.integers(0, d - 1), min_size=2, max_size=2, unique=True))
+        angle = draw(st.floats(0.2, 1.3))
+        q = _rotation(d, i, j, angle)
+        how = f"rotate component {m}'s covariance by {angle:.2f} in plane ({i}, {j})"
+        cov[m] = q @ cov[m] @ q.T
+    if cov.ndim == 3:
+        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+    cov = cov.astype(dtype).astype(np.float64)
+    chol = family.precision_cholesky(cov)
+    doc["covariances"] = cov.tolist()
+    doc["precisions_cholesky"] = chol.astype(dtype).astype(np.float64).tolist()
+    doc["precisions"] = (
+        family.precisions_from_cholesky(chol).astype(dtype).astype(np.float64).tolist()
+    )
+    return f"{how}, without the checksum", doc
+
+
+_DOC_MUTATIONS = (
+    _replace, _delete, _duplicate, _swap, _nudge, _damage_factor, _break_constraint
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -250,6 +312,9 @@ def mutated_files(draw, cases=CASES):
 def outcome(case: tuple[str, str], data: bytes) -> str:
     """``"refused: <field>"`` or ``"same predictions"``; anything else raises.
 
+    A refusal for breaking the model's constraint is ``"refused: covariances (the model's
+    constraint)"``.
+
     Raises AssertionError if the file loads but predicts differently from the original, and
     lets any exception other than ModelFileError through.
     """
@@ -259,7 +324,10 @@ def outcome(case: tuple[str, str], data: bytes) -> str:
     except ModelFileError as error:
         text = str(error)
         field = text.split("field ", 1)[1].split(" ", 1)[0] if "field " in text else "(file)"
-        return f"refused: {field.split('[', 1)[0].strip(chr(39))}"
+        field = field.split("[", 1)[0].strip(chr(39))
+        if "model's constraint" in text:
+            field += " (the model's constraint)"
+        return f"refused: {field}"
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))

@@ -7,15 +7,17 @@ import doctest
 import importlib
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
 
-from gaussmix import GaussianMixture, NotFittedError
+from gaussmix import GaussianMixture, NotFittedError, families
 from gaussmix.io import (
     FORMAT_VERSION,
     ModelFileError,
     load_model,
+    model_from_dict,
     model_from_json,
     model_to_dict,
     save_model,
@@ -214,7 +216,9 @@ def test_model_file_version_is_checked(good_doc, tmp_path, mutate, message):
 
 
 def test_model_file_current_version_loads(good_doc, tmp_path):
-    assert good_doc["version"] == FORMAT_VERSION == 2
+    # scikit-learn's four are still written as version 2 (their files did not change in
+    # version 3, which added mclust's ten other models); FORMAT_VERSION is what this reads.
+    assert good_doc["version"] == 2 and FORMAT_VERSION == 3
     path = tmp_path / "model.json"
     path.write_text(json.dumps(good_doc))
     model = load_model(path)
@@ -308,3 +312,123 @@ def test_docstring_examples_run():
     module = importlib.import_module("gaussmix.io")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------------------------------
+# mclust's 14 models (issue 11): format version 3 and the constraint of each model
+
+
+def _fitted_14(name, dtype=np.float64, X=None):
+    X = _data(dtype) if X is None else X.astype(dtype)
+    return GaussianMixture(3, covariance_type=name, random_state=0, max_iter=50).fit(X)
+
+
+@pytest.mark.parametrize("name", families.MCLUST_MODELS)
+def test_version_3_only_for_mclusts_ten_other_models(name, tmp_path):
+    model = _fitted_14(name)
+    family = families.get(name)
+    doc = model_to_dict(model)
+    assert doc["covariance_type"] == family.name
+    assert doc["version"] == (2 if family.name != name else 3)
+    # A file of the same model written as version 2 (before version 3 existed) still loads,
+    # to the same model.
+    del doc["checksum"]
+    doc["version"] = 2
+    loaded = model_from_dict(json.loads(json.dumps(doc)))
+    assert families.of_model(loaded) is family
+    np.testing.assert_array_equal(loaded.covariances_, model.covariances_)
+
+
+def test_older_gaussmix_is_told_to_upgrade_for_version_3():
+    doc = model_to_dict(_fitted_14("VVE"))
+    doc["version"] = FORMAT_VERSION + 1
+    with pytest.raises(ModelFileError, match="upgrade gaussmix"):
+        model_from_dict(doc)
+
+
+def _break(doc, change):
+    """``doc`` without its checksum, its covariances changed by ``change`` (in place on a
+    float64 array) and its precisions recomputed to match: only the constraint is broken."""
+    doc = copy.deepcopy(doc)
+    del doc["checksum"]
+    family = families.get(doc["covariance_type"])
+    cov = np.asarray(doc["covariances"], dtype=np.float64)
+    change(cov)
+    chol = family.precision_cholesky(cov)
+    doc["covariances"] = cov.tolist()
+    doc["precisions_cholesky"] = chol.tolist()
+    doc["precisions"] = family.precisions_from_cholesky(chol).tolist()
+    return doc
+
+
+def _scale(cov):
+    cov[1] *= 1.3
+
+
+def _swap_diagonal(cov):  # same volume, another shape
+    cov[1] = cov[1][::-1].copy()
+
+
+def _reshape(cov):  # same volume and orientation, another shape
+    w, v = np.linalg.eigh(cov[1])
+    cov[1] = (v * (w * np.array([1.5, 1.0, 1.0 / 1.5]))) @ v.T
+
+
+def _rotate(cov):  # same eigenvalues, another orientation
+    c, s = np.cos(0.4), np.sin(0.4)
+    q = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    cov[1] = q @ cov[1] @ q.T
+
+
+# (model, edit, the constraint the message names)
+BROKEN = [
+    ("EII", _scale, "the same volume"),
+    ("EEI", _scale, "the same volume"),
+    ("EVI", _scale, "the same volume"),
+    ("VEI", _swap_diagonal, "proportional to component 0's (equal shape)"),
+    ("EEV", _scale, "the same volume"),
+    ("EEV", _reshape, "eigenvalues must be proportional"),
+    ("VEV", _reshape, "eigenvalues must be proportional"),
+    ("EVV", _scale, "the same volume"),
+    ("EVE", _scale, "the same volume"),
+    ("EVE", _rotate, "share their eigenvectors (equal orientation)"),
+    ("VVE", _rotate, "share their eigenvectors (equal orientation)"),
+    ("VEE", _reshape, "multiple of component 0's (equal shape and orientation)"),
+    ("VEE", _rotate, "multiple of component 0's (equal shape and orientation)"),
+]
+
+
+@pytest.mark.parametrize("name, change, constraint", BROKEN,
+                         ids=[f"{n}-{c.__name__[1:]}" for n, c, _ in BROKEN])
+def test_file_breaking_the_models_constraint_is_refused(name, change, constraint):
+    doc = model_to_dict(_fitted_14(name))
+    with pytest.raises(ModelFileError) as info:
+        model_from_dict(_break(doc, change))
+    message = str(info.value)
+    assert "field 'covariances'" in message
+    assert f"break the {name} model's constraint" in message and constraint in message
+    assert "component 1" in message
+
+
+@pytest.mark.parametrize("name", ["VII", "VVI", "VVV"])
+def test_models_without_a_constraint_accept_any_consistent_edit(name):
+    doc = model_to_dict(_fitted_14(name))
+    loaded = model_from_dict(_break(doc, _scale))
+    np.testing.assert_allclose(loaded.covariances_[1], 1.3 * np.asarray(doc["covariances"])[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", families.MCLUST_MODELS)
+def test_ill_conditioned_fits_of_every_model_load(name, dtype):
+    """Features on scales 1e-4 to 1e4 and a nearly collinear third one: the constraint
+    check's tolerance follows the rounding, so every file gaussmix writes loads."""
+    rng = np.random.default_rng(3)
+    X = _data(np.float64)
+    X = np.column_stack(
+        [X[:, 0] * 1e-4, X[:, 1] * 1e4, X[:, 0] + 1e-3 * X[:, 1] + rng.normal(0, 1e-6, len(X))]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _fitted_14(name, dtype, X)
+    loaded = model_from_dict(json.loads(json.dumps(model_to_dict(model))))
+    np.testing.assert_array_equal(loaded.covariances_, model.covariances_)

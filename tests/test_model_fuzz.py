@@ -14,9 +14,11 @@ import json
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from gaussmix import families
 from gaussmix.io import ModelFileError, model_from_json
-from model_mutations import CASES, mutated_files, original, outcome
+from model_mutations import CASES, _break_constraint, mutated_files, original, outcome
 
 
 @settings(
@@ -47,3 +49,22 @@ def test_a_nudged_mean_is_refused_by_the_checksum():
         model_from_json(json.dumps(doc))
     del doc["checksum"]  # a hand edit, accepted as such without the checksum
     assert np.allclose(model_from_json(json.dumps(doc)).means_, doc["means"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+@settings(max_examples=10, derandomize=True, deadline=None, database=None)
+@given(data=st.data())
+def test_a_hand_edit_breaking_the_constraint_is_refused(case, data):
+    """Without its checksum, a file whose covariances break the model's constraint (and
+    whose precisions were recomputed to match) is refused by the constraint check; models
+    without a constraint load the file without its checksum as it is."""
+    family = families.get(case[0])
+    constrained = not family.shared and "equal" in (
+        family.volume, family.shape, family.orientation
+    )
+    description, doc = data.draw(_break_constraint(json.loads(original(*case)[2])))
+    result = outcome(case, json.dumps(doc).encode())
+    if constrained:
+        assert result == "refused: covariances (the model's constraint)", description
+    else:
+        assert result == "same predictions", description

@@ -196,3 +196,81 @@ def test_failed_save_leaves_no_file(model2d, tmp_path):
     with pytest.raises(FileNotFoundError):
         plot.plot_loglik(model, path=tmp_path / "missing" / "loglik.png")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def table_14():
+    """A selection table of all 14 models, K = 1..3, from real fits on small data.
+
+    Built with GaussianMixture per model and K (not select_model), with two rows changed:
+    VVE at K=2 failed (a gap) and EEV at K=3 absent from the table (also a gap).
+    """
+    from gaussmix import families
+
+    X = _blobs(2, n=60)
+    rows = []
+    for name in families.MCLUST_MODELS:
+        for k in (1, 2, 3):
+            if (name, k) == ("EEV", 3):
+                continue
+            model = GaussianMixture(
+                k, covariance_type=name, random_state=0, max_iter=30, tol=1e-3
+            ).fit(X)
+            failed = (name, k) == ("VVE", 2)
+            rows.append({
+                "covariance_type": families.get(name).name,
+                "n_components": k,
+                "bic": None if failed else model.bic(X),
+                "aic": model.aic(X),
+                "icl": None,
+                "degenerate": None,
+                "error": "failed" if failed else None,
+            })
+    return rows, X
+
+
+def test_bic_plot_has_one_distinct_curve_per_model_of_mclusts_14(table_14, tmp_path):
+    from gaussmix import families
+
+    rows, _ = table_14
+    path = tmp_path / "bic14.png"
+    fig = plot.plot_bic(rows, path=path)
+    assert_valid_png(path, (750, 550))
+    ax = fig.axes[0]
+    curves = [line for line in ax.lines if not line.get_label().startswith(("best", "_"))]
+    # One curve per model, in mclust's order, named by gaussmix's name with mclust's added
+    # where they differ.
+    expected = [
+        name if families.get(name).name == name else f"{families.get(name).name} ({name})"
+        for name in families.MCLUST_MODELS
+    ]
+    assert [line.get_label() for line in curves] == expected
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:14] == expected and legend[14].startswith("best: ")
+    # 14 distinguishable styles: every colour and every marker differs.
+    colors = {line.get_color() for line in curves}
+    markers = {line.get_marker() for line in curves}
+    assert len(colors) == 14 and len(markers) == 14
+    assert {line.get_linestyle() for line in curves} >= {"-", "--", ":", "-."}
+    # The values are -BIC; a failed fit and a missing row are gaps (NaN), not joined.
+    by_label = {line.get_label(): line for line in curves}
+    for row in rows:
+        if row["bic"] is None:
+            continue
+        family = families.get(row["covariance_type"])
+        label = expected[families.MCLUST_MODELS.index(family.mclust_name)]
+        line = by_label[label]
+        assert list(line.get_xdata()) == [1, 2, 3]
+        assert line.get_ydata()[row["n_components"] - 1] == pytest.approx(-row["bic"])
+    assert np.isnan(by_label["VVE"].get_ydata()[1])
+    assert np.isnan(by_label["EEV"].get_ydata()[2])
+    assert not np.isnan(by_label["EEV"].get_ydata()[:2]).any()
+    # The circled best is the highest -BIC of the table.
+    best = min((r for r in rows if r["bic"] is not None), key=lambda r: r["bic"])
+    assert legend[14] == f"best: {best['covariance_type']}, {best['n_components']} components"
+
+
+def test_bic_plot_of_a_four_model_table_keeps_mclusts_order():
+    ax = plot.plot_bic(list(reversed(_table()))).axes[0]
+    labels = [line.get_label() for line in ax.lines][:4]
+    assert labels == ["spherical (VII)", "diag (VVI)", "tied (EEE)", "full (VVV)"]

@@ -25,6 +25,7 @@ __all__ = [
     "describe_model_file",
     "information_criteria",
     "missing_counts",
+    "model_words",
     "selection_csv",
     "selection_top",
 ]
@@ -38,11 +39,34 @@ def _mclust(covariance_type: str) -> str:
     return families.get(covariance_type).mclust_name
 
 
+def model_words(family: families.CovarianceFamily) -> str:
+    """The family's volume, shape and orientation in words, from the family object.
+
+    "variable volume, equal shape, variable orientation" (VEV); a model whose shape is the
+    identity is "spherical" (EII: "equal volume, spherical"), one whose orientation is the
+    axes is "axis-aligned" (VEI: "variable volume, equal shape, axis-aligned").
+    """
+    parts = [f"{family.volume} volume"]
+    if family.shape == "identity":
+        parts.append("spherical")
+    else:
+        parts.append(f"{family.shape} shape")
+        if family.orientation == "axis-aligned":
+            parts.append("axis-aligned")
+        else:
+            parts.append(f"{family.orientation} orientation")
+    return ", ".join(parts)
+
+
 def _type_words(family: families.CovarianceFamily) -> str:
-    """mclust's name (where it differs from the family's) and the family's description."""
+    """mclust's name (where it differs from the family's) and the model in words.
+
+    "variable volume, equal shape, variable orientation" (VEV), "EEE: equal volume, equal
+    shape, equal orientation" (tied).
+    """
     if family.mclust_name == family.name:
-        return family.description
-    return f"{family.mclust_name}: {family.description}"
+        return model_words(family)
+    return f"{family.mclust_name}: {model_words(family)}"
 
 
 def _full_covariances(model: Any) -> np.ndarray:
@@ -148,6 +172,7 @@ def describe_fit(
         f"Gaussian mixture fitted to {source} ({n} samples, {d} feature{'s' if d != 1 else ''}: "
         f"{', '.join(names)})",
         f"  covariance type  {ct} ({_type_words(family)})",
+        f"                   {family.description}",
         f"  components       {k}",
         f"  converged        {'yes' if converged else 'NO'}, after {n_iter} EM iteration"
         f"{'s' if n_iter != 1 else ''}",
@@ -208,7 +233,7 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
         f"written by gaussmix {printable(doc.get('gaussmix_version', 'unknown'), limit=40)}",
         f"A mixture of {k} Gaussian component{'s' if k != 1 else ''} over {d} feature"
         f"{'s' if d != 1 else ''} ({', '.join(names)}), {ct} covariance "
-        f"({_type_words(family)}); "
+        f"({_type_words(family)}: {family.description}); "
         f"{model._n_parameters()} free parameters, {doc.get('dtype')}.",
     ]
     n_iter = training.get("n_iter")

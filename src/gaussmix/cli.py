@@ -71,9 +71,24 @@ from gaussmix.io import (
 
 PROG = "gaussmix"
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
-COVARIANCE_TYPES = families.SELECTION_ORDER  # spherical, diag, tied, full
-# What -c accepts: scikit-learn's names and mclust's (VII, VVI, EEE, VVV).
+# mclust's 14 models in mclust's order, each by gaussmix's name (scikit-learn's for four).
+ALL_COVARIANCE_TYPES = tuple(families.get(name).name for name in families.MCLUST_MODELS)
+# scikit-learn's four (spherical, diag, tied, full), in mclust's order.
+SKLEARN_COVARIANCE_TYPES = tuple(
+    name for name in ALL_COVARIANCE_TYPES if families.get(name).mclust_name != name
+)
+COVARIANCE_TYPES = SKLEARN_COVARIANCE_TYPES  # (the old name)
+# What -c accepts: scikit-learn's names and mclust's, all 14 models.
 COVARIANCE_NAMES = tuple(n for f in families.all_families() for n in (f.name, *f.aliases))
+# -c values that mean model selection over a set of covariance types: auto (select_model's
+# default set), all (mclust's 14 models) and sklearn (scikit-learn's four).
+COVARIANCE_PRESETS = ("auto", "all", "sklearn")
+COVARIANCE_HELP = (
+    "covariance types compared: auto (select_model's default set), all (mclust's 14 models: "
+    + ", ".join(families.MCLUST_MODELS)
+    + "), sklearn (scikit-learn's four: spherical, diag, tied, full), or a list of names "
+    "such as VVV,EEE,VVE or full,tied (scikit-learn's or mclust's names)"
+)
 PLOT_INSTALL_HINT = 'pip install "gaussmix[plot]"'
 DEFAULT_SEED = 0
 DEFAULT_N_INIT = 3
@@ -105,8 +120,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()
-    if args.n_components == "auto" or args.covariance == "auto":
-        _refuse_missing_in_selection(ds, "fit -k auto / -c auto")
+    if args.n_components == "auto" or args.covariance in COVARIANCE_PRESETS:
+        _refuse_missing_in_selection(ds, f"fit -k auto / -c {args.covariance}")
     if args.n_components == "auto":
         k_values = _parse_components(args.components)
     else:
@@ -121,12 +136,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _check_n_components(k_values[0], "-k/--n-components")
     _check_components(k_values, ds.X.shape[0])
     params = _estimator_params(args)
-    if args.n_components == "auto" or args.covariance == "auto":
-        types = (
-            COVARIANCE_TYPES
-            if args.covariance == "auto"
-            else (families.get(args.covariance).name,)
-        )
+    if args.n_components == "auto" or args.covariance in COVARIANCE_PRESETS:
+        types = _parse_covariances(args.covariance)
         result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
         model = result.best_estimator_
     else:
@@ -181,7 +192,8 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
             )
         family = families.of_model(model)
         if args.covariance_given and (
-            args.covariance == "auto" or families.get(args.covariance, "-c") is not family
+            args.covariance in COVARIANCE_PRESETS
+            or families.get(args.covariance, "-c") is not family
         ):
             raise UserError(
                 f"--resume continues a {family.name} model; remove -c {args.covariance}"
@@ -192,7 +204,7 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
         data = open_chunked(args.data, args.columns, _model_dtype(model), _model_names(model))
         _align_chunked(model, data, bool(args.columns))
     else:
-        if args.n_components == "auto" or args.covariance == "auto":
+        if args.n_components == "auto" or args.covariance in COVARIANCE_PRESETS:
             raise UserError(
                 "--stream fits one model: give -k N and a covariance type (model selection "
                 "compares fits on all the rows; run 'gaussmix select' on a sample to choose)"
@@ -411,7 +423,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"Best: {best['covariance_type']} covariance "
             f"({families.get(best['covariance_type']).mclust_name}), "
             f"{best['n_components']} components.",
-            _wrap(compare_with_mclust(result, faithful_mclust_bic())),
+            _wrap(compare_with_mclust(result, faithful_mclust_bic("all"))),
             "",
             model.summary(X, feature_names=ds.names, source=ds.source),
         ]
@@ -535,16 +547,25 @@ def _check_n_components(k: int, option: str) -> None:
         )
 
 
-def _parse_covariances(text: str) -> tuple[str, ...]:
-    if text in ("all", "auto"):
-        return COVARIANCE_TYPES
+def _parse_covariances(text: str) -> tuple[str, ...] | None:
+    """The covariance types of ``-c``/``--covariance``, by gaussmix's names, in order.
+
+    None for auto: select_model's default set, whatever it is (so ``-c auto`` always means
+    what ``select_model(X)`` compares).
+    """
+    if text == "auto":
+        return None
+    if text == "all":
+        return ALL_COVARIANCE_TYPES
+    if text == "sklearn":
+        return SKLEARN_COVARIANCE_TYPES
     types = tuple(t.strip() for t in text.split(",") if t.strip())
     if not types:
         raise UserError(f"--covariance needs at least one covariance type; got {text!r}")
     try:  # scikit-learn's names or mclust's ("EEE" = tied), reported by scikit-learn's name
         return tuple(dict.fromkeys(families.get(t, what="--covariance").name for t in types))
     except ValueError as error:
-        raise UserError(f"{error} Or give all.") from None
+        raise UserError(f"{error} Or give auto, all or sklearn.") from None
 
 
 def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -576,7 +597,7 @@ def _check_components(k_values: Sequence[int], n_samples: int) -> None:
 def _run_selection(
     X: np.ndarray,
     k_values: Sequence[int],
-    covariance_types: Sequence[str],
+    covariance_types: Sequence[str] | None,
     criterion: str,
     params: dict[str, Any],
     args: argparse.Namespace,
@@ -585,13 +606,8 @@ def _run_selection(
     from gaussmix.selection import select_model
 
     k_values = [k for k in k_values if k <= X.shape[0]]
-    compared = [t for t in covariance_types if t not in COVARIANCE_TYPES]
-    if compared:
-        raise UserError(
-            f"model selection (-k auto, -c auto, select) compares {', '.join(COVARIANCE_TYPES)} "
-            f"(mclust's VII, VVI, EEE, VVV) for now; fit {compared[0]} with a given number "
-            f"of components: -k N -c {compared[0]}"
-        )
+    # None (-c auto): select_model's own default set of covariance types.
+    types = {} if covariance_types is None else {"covariance_types": tuple(covariance_types)}
     if getattr(args, "dtype", None) == "float32":
         raise UserError(
             "model selection fits in float64 whatever --dtype says; remove --dtype float32, "
@@ -613,8 +629,8 @@ def _run_selection(
         return select_model(
             X,
             n_components=k_values,
-            covariance_types=tuple(covariance_types),
             criterion=criterion,
+            **types,
             progress=progress,
             **params,
         )
@@ -1057,9 +1073,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--covariance",
         default=None,
-        choices=[*COVARIANCE_NAMES, "auto"],
-        help="covariance type (scikit-learn's or mclust's name; default full), or auto to "
-        "choose by --criterion",
+        choices=[*COVARIANCE_NAMES, *COVARIANCE_PRESETS],
+        metavar="TYPE",
+        help="covariance type: any of mclust's 14 models ("
+        + ", ".join(families.MCLUST_MODELS)
+        + ") or scikit-learn's names (spherical = VII, diag = VVI, tied = EEE, full = VVV); "
+        "default full. Or choose it by --criterion among auto (select_model's default set), "
+        "all (the 14) or sklearn (scikit-learn's four)",
     )
     p.add_argument(
         "--components",
@@ -1078,9 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _fit_options(p)
     p.add_argument("--components", default="1-9", help="numbers of components: 1-9, 2,3,5, ...")
-    p.add_argument(
-        "--covariance", default="all", help="covariance types: all, or a list such as full,tied"
-    )
+    p.add_argument("-c", "--covariance", default="auto", help=COVARIANCE_HELP)
 
     p = command(
         "predict",
@@ -1162,9 +1180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _output_dir_option(p, default="demo-output", metavar="DIR")
     p.add_argument("--components", default="1-9", help="numbers of components: 1-9, 2,3,5, ...")
-    p.add_argument(
-        "--covariance", default="all", help="covariance types: all, or a list such as full,tied"
-    )
+    p.add_argument("-c", "--covariance", default="auto", help=COVARIANCE_HELP)
     p.add_argument("--n-init", type=int, default=DEFAULT_N_INIT, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     _no_plots_option(p)

@@ -2,7 +2,7 @@
 
 A model file is one JSON object::
 
-    {"format": "gaussmix-model", "version": 2,
+    {"format": "gaussmix-model", "version": 2 | 3,
      "gaussmix_version": "0.1.0",
      "covariance_type": "tied", "n_components": 3, "n_features": 2, "dtype": "float64",
      "feature_names": ["eruptions", "waiting"] | null,
@@ -17,6 +17,12 @@ A model file is one JSON object::
                                       "s2": ..., "log_likelihood": ..., "weight_sum": 1.0}},
      "checksum": "sha256:..."}
 
+``version`` is 3 for mclust's ten models scikit-learn does not have (covariance_type EII,
+EEI, VEI, EVI, VEE, EVE, VVE, EEV, VEV or EVV, stored in the shape of the scikit-learn type
+each specialises, shared pieces repeated) and 2 for scikit-learn's four, whose files did not
+change (so older gaussmix versions still read them, and refuse a version-3 file with
+"upgrade gaussmix"). Files of versions 1 and 2 still load, of any covariance type.
+
 ``online`` (version 2) holds ``partial_fit``'s running statistics (per-sample averages,
 ``s2`` shaped as the covariances) and its step count, so that a loaded model continues
 its stream exactly; it is null for models fitted by ``fit``. Version-1 files (without it)
@@ -27,11 +33,13 @@ value, so it reads back bit-exact (float32 models are written as the exact float
 each float32 and cast back on loading). Loading checks everything (schema, types, shapes,
 finiteness, weights, symmetric positive definite covariances, agreement of covariances and
 precisions, precision-Cholesky factors that are upper triangular with a positive diagonal,
-and the checksum of the numbers that decide the predictions, :func:`model_checksum`) and
-raises :class:`ModelFileError` naming the field and the problem, whatever the file holds:
-numbers out of range, wrong types and ragged lists are field errors too. Files larger than
-64 MB are refused before they are read whole (``GAUSSMIX_MAX_MODEL_MB`` or ``max_bytes``
-raises the limit). Nothing is ever unpickled or evaluated.
+covariances that keep their model's constraint (an equal volume, shape or orientation across
+components, :func:`_check_constraint`), and the checksum of the numbers that decide the
+predictions, :func:`model_checksum`) and raises :class:`ModelFileError` naming the field and
+the problem, whatever the file holds: numbers out of range, wrong types and ragged lists are
+field errors too. Files larger than 64 MB are refused before they are read whole
+(``GAUSSMIX_MAX_MODEL_MB`` or ``max_bytes`` raises the limit). Nothing is ever unpickled or
+evaluated.
 
 Every write goes to a temporary file in the destination directory, is flushed to disk and
 then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
@@ -61,6 +69,7 @@ from . import families
 from ._exceptions import NotFittedError
 from ._online import check_schedule
 from ._validation import COVARIANCE_TYPES, check_parameters
+from .families._eigen import common_eigenvectors
 
 __all__ = [
     "FORMAT_NAME",
@@ -81,7 +90,12 @@ __all__ = [
 ]
 
 FORMAT_NAME = "gaussmix-model"
-FORMAT_VERSION = 2  # 2: the "online" field (partial_fit's running statistics)
+# 2: the "online" field (partial_fit's running statistics). 3: mclust's ten other
+# covariance models (covariance_type EII, EEI, VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV).
+FORMAT_VERSION = 3
+#: The version written for scikit-learn's four covariance types, whose files did not change
+#: in version 3 (so gaussmix versions that read version 2 still read them).
+_SKLEARN_FORMAT_VERSION = 2
 #: Model files larger than this many megabytes are refused unless the environment variable
 #: ``GAUSSMIX_MAX_MODEL_MB`` (or ``load_model(max_bytes=...)``) raises the limit.
 DEFAULT_MAX_MODEL_MB = 64
@@ -746,7 +760,7 @@ def model_to_dict(
     }
     doc: dict[str, Any] = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": _file_version(families.of_model(model)),
         "gaussmix_version": _gaussmix_version(),
         "covariance_type": families.of_model(model).name,
         "n_components": int(n_components),
@@ -760,6 +774,16 @@ def model_to_dict(
     doc["online"] = _online_to_dict(model)
     doc["checksum"] = model_checksum(doc)
     return doc
+
+
+def _file_version(family: families.CovarianceFamily) -> int:
+    """The format version a model of ``family`` is written with: the lowest that holds it.
+
+    Version 3 for mclust's ten models that scikit-learn does not have (an older gaussmix then
+    says "upgrade gaussmix" instead of refusing the covariance type), version 2 for
+    scikit-learn's four.
+    """
+    return _SKLEARN_FORMAT_VERSION if family.mclust_name != family.name else FORMAT_VERSION
 
 
 def _online_to_dict(model: Any) -> dict[str, Any] | None:
@@ -1096,6 +1120,156 @@ def _check_covariances(
             raise chk.fail("precisions", "does not match precisions_cholesky")
 
 
+def _check_constraint(
+    chk: _Checker, family: families.CovarianceFamily, covariances: np.ndarray, k: int, d: int
+) -> None:
+    """The covariances satisfy the family's constraint (mclust's Sigma_k = lambda_k D_k A_k D_k^T).
+
+    Read from the family's own words, ``volume``, ``shape`` and ``orientation`` ("equal",
+    "variable", "identity" or "axis-aligned"): an equal volume is an equal ``det^(1/D)``, an
+    equal shape equal eigenvalues after dividing by it (the diagonal, in feature order, for
+    axis-aligned models), an equal orientation covariances that commute (share their
+    eigenvectors), and an equal shape and orientation covariances that are multiples of one
+    matrix. Identity shapes and axis-aligned orientations are kept by the storage itself
+    ((K,) variances, (K, D) diagonals), and a shared covariance (tied) is stored once.
+
+    The tolerance is a relative difference: 1e-6 (1e-4 for float32 files), widened by the
+    rounding of the eigenvalues of ill-conditioned matrices (``D * eps * condition number``),
+    so that every file gaussmix writes loads, while a hand edit that breaks the constraint
+    (a file whose checksum was removed) is refused naming the field and the constraint.
+    """
+    if family.shared or k == 1:
+        return
+    equal = {p: getattr(family, p) == "equal" for p in ("volume", "shape", "orientation")}
+    if not any(equal.values()):
+        return
+    eps = float(np.finfo(covariances.dtype).eps)
+    cov = (
+        family.full_covariances(covariances, k, d)
+        if family.correlated
+        else np.asarray(covariances, dtype=np.float64)
+    )
+    base = 1e-6 if covariances.dtype == np.float64 else 1e-4
+
+    def fail(constraint: str, where: str) -> ModelFileError:
+        return chk.fail(
+            "covariances",
+            f"break the {family.mclust_name} model's constraint ({family.description}): "
+            f"{constraint}, but {where}. The file is damaged or was edited by hand",
+        )
+
+    def first_differing(values: np.ndarray, tol: Any) -> int | None:
+        """The first component whose ``values`` differ from component 0's by more than
+        ``tol`` (a number, or one per value and component)."""
+        values = values.reshape(k, -1)
+        tol = np.broadcast_to(np.asarray(tol, dtype=np.float64).reshape(k, -1)
+                              if np.ndim(tol) else tol, values.shape)
+        bad = np.flatnonzero(~np.all(np.abs(values - values[:1]) <= tol, axis=1))
+        return int(bad[0]) if bad.size else None
+
+    if family.orientation == "axis-aligned" or family.shape == "identity":
+        # (K,) variances or (K, D) diagonals: elementwise logs, exact to rounding.
+        log_var = np.log(cov.reshape(k, -1))
+        if family.shape == "identity":
+            log_var = np.repeat(log_var, d, axis=1)
+        log_volume = log_var.mean(axis=1)
+        if equal["volume"]:
+            bad = first_differing(log_volume, base)
+            if bad is not None:
+                raise fail(
+                    "every component must have the same volume (the product of its variances)",
+                    f"component {bad}'s differs from component 0's",
+                )
+        if equal["shape"]:
+            bad = first_differing(log_var - log_volume[:, None], base)
+            if bad is not None:
+                raise fail(
+                    "every component's variances must be proportional to component 0's "
+                    "(equal shape)",
+                    f"component {bad}'s are not",
+                )
+        return
+    eigval = np.linalg.eigvalsh(cov)
+    if not np.all(eigval[:, 0] > 0):
+        return  # singular to rounding: the constraint cannot be told from rounding
+    if equal["volume"]:
+        # log det from the Cholesky factor: its rounding follows the condition number of
+        # the correlation matrix (features on different scales do not widen it).
+        log_volume = 2.0 * np.log(np.diagonal(np.linalg.cholesky(cov), axis1=1, axis2=2))
+        log_volume = log_volume.sum(axis=1) / d
+        sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+        corr_eig = np.linalg.eigvalsh(cov / (sd[:, :, None] * sd[:, None, :]))
+        # Per component: its rounding and component 0's (an edit cannot widen component
+        # 0's, and scaling a covariance leaves its correlations as they are).
+        cond = corr_eig[:, -1] / np.maximum(corr_eig[:, 0], np.finfo(np.float64).tiny)
+        bad = first_differing(log_volume, base + 4.0 * d * eps * (cond + cond[0]))
+        if bad is not None:
+            raise fail(
+                "every component must have the same volume (determinant)",
+                f"component {bad}'s differs from component 0's",
+            )
+    if equal["shape"] and equal["orientation"]:
+        # Multiples of one matrix: the matrices scaled to a unit norm agree. Each feature is
+        # first divided by a scale common to all components (which keeps multiples
+        # multiples), so that a feature of small variance counts as much as the others.
+        scale = np.sqrt(np.diagonal(cov, axis1=1, axis2=2).mean(axis=0))
+        unit = cov / (scale[:, None] * scale[None, :])
+        unit = unit / np.linalg.norm(unit, axis=(1, 2))[:, None, None]
+        bad = first_differing(unit, base)
+        if bad is not None:
+            raise fail(
+                "every component's covariance must be a multiple of component 0's (equal "
+                "shape and orientation)",
+                f"component {bad}'s is not",
+            )
+    elif equal["shape"]:
+        # Proportional eigenvalues: equal ratios to the largest. Eigenvalue i is rounded by
+        # about eps times the largest, a relative error of eps * largest / eigenvalue i; of
+        # two components with equal shapes that bound is the same, so the smaller of the
+        # two is taken (an edit that makes one component ill-conditioned cannot widen it).
+        ratio = eigval / eigval[:, -1:]
+        rounding = np.minimum(1.0 / ratio, 1.0 / ratio[:1])
+        bad = first_differing(np.log(ratio), base + 8.0 * d * eps * rounding)
+        if bad is not None:
+            raise fail(
+                "every component's eigenvalues must be proportional to component 0's "
+                "(equal shape)",
+                f"component {bad}'s are not",
+            )
+    elif equal["orientation"]:
+        bad = _not_commuting(cov, eigval[:, -1], base)
+        if bad is not None:
+            raise fail(
+                "all components must share their eigenvectors (equal orientation)",
+                f"component {bad}'s covariance does not commute with the others'",
+            )
+
+
+def _not_commuting(cov: np.ndarray, largest: np.ndarray, tol: float) -> int | None:
+    """A component whose covariance does not commute with the others', or None.
+
+    Quick test: every matrix is diagonal (to ``tol`` times its largest eigenvalue) in the
+    eigenvectors of a combination of them all (the families' ``common_eigenvectors``). Only
+    if that fails (or the combination's eigenvectors are ill-determined) are the matrices
+    compared pairwise, ``|S_i S_j - S_j S_i|`` for unit-norm S, which rounding alone keeps
+    near eps whatever their eigenvalues.
+    """
+    d = cov.shape[-1]
+    basis = common_eigenvectors(cov)
+    rotated = np.swapaxes(basis, 0, 1) @ cov @ basis
+    off = np.abs(rotated * (1.0 - np.eye(d))).max(axis=(1, 2)) / largest
+    if np.all(off <= tol):
+        return None
+    unit = cov / np.linalg.norm(cov, axis=(1, 2))[:, None, None]
+    for i in range(len(unit)):
+        product = unit[i] @ unit[i + 1:]
+        error = np.max(np.abs(product - np.swapaxes(product, 1, 2)), axis=(1, 2), initial=0.0)
+        bad = np.flatnonzero(~(error <= tol))
+        if bad.size:
+            return i + 1 + int(bad[0])
+    return None
+
+
 def _check_triangular_factor(chk: _Checker, field: str, factor: np.ndarray) -> None:
     """An upper-triangular matrix with a positive diagonal (the unique Cholesky factor).
 
@@ -1224,6 +1398,7 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
         precisions = chk.array(doc["precisions"], "precisions", cov_shape, dtype)
     with np.errstate(all="ignore"):  # huge entries overflow: the checks then fail cleanly
         _check_covariances(chk, family, covariances, precisions_cholesky, precisions, k, d)
+        _check_constraint(chk, family, covariances, k, d)
 
     _check_checksum(chk, doc)
 

@@ -40,6 +40,14 @@ def _family(name: Any) -> families.CovarianceFamily | None:
         return None
 
 
+def _mclust_rank(name: str) -> tuple[int, str]:
+    """Sort key of a table's covariance type: mclust's order of its 14 models, unknowns last."""
+    family = _family(name)
+    if family is None or family.mclust_name not in families.MCLUST_MODELS:
+        return len(families.MCLUST_MODELS), str(name)
+    return families.MCLUST_MODELS.index(family.mclust_name), ""
+
+
 def _figure(figsize: tuple[float, float]) -> Any:
     """A new Figure attached to an Agg canvas (no pyplot, no global backend change)."""
     try:
@@ -456,7 +464,12 @@ def plot_bic(
     """Plot the selection criterion against the number of components, one curve per family.
 
     As in mclust, the curves show ``-BIC = 2 log L - p log n`` (higher is better); the
-    y-axis label says so. The best model is circled and named.
+    y-axis label says so. The best model is circled and named. There is one curve per
+    covariance model, in mclust's order of its 14 models, each drawn in its family's own
+    colour, marker and line style (``plot_style``) and named in the legend by its name, with
+    mclust's name added for scikit-learn's four ("tied (EEE)"). A number of components a
+    model has no value for (its fit failed, or the table has no row) is a gap in its curve;
+    degenerate fits are drawn with hollow markers and never chosen as the best.
 
     Parameters
     ----------
@@ -486,15 +499,17 @@ def plot_bic(
     by_family: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         by_family.setdefault(row["covariance_type"], []).append(row)
-    order = [ct for ct in families.SELECTION_ORDER if ct in by_family]
-    order += [ct for ct in by_family if ct not in order]
-    all_k: set[int] = set()
+    order = sorted(by_family, key=_mclust_rank)
+    # Every curve runs over every number of components in the table: one a model lacks (no
+    # row, a failed fit, no value) is a gap in its curve, as in mclust's plot.
+    all_k = {int(row["n_components"]) for row in table}
     for ct in order:
-        rows = sorted(by_family[ct], key=lambda r: r["n_components"])
+        rows = {int(row["n_components"]): row for row in by_family[ct]}
         ks, values, hollow = [], [], []
-        for row in rows:
+        for k in sorted(all_k):
+            row = rows.get(k, {"error": "no fit"})
             value = row.get(criterion)
-            ks.append(row["n_components"])
+            ks.append(k)
             if row.get("error") or value is None or not math.isfinite(float(value)):
                 values.append(np.nan)
                 hollow.append(False)
@@ -502,8 +517,7 @@ def plot_bic(
             values.append(-float(value))
             hollow.append(bool(row.get("degenerate")))
             if not row.get("degenerate") and (best is None or -float(value) > best[0]):
-                best = (-float(value), ct, row["n_components"])
-        all_k.update(ks)
+                best = (-float(value), ct, k)
         family = _family(ct)
         color, marker, style = family.plot_style if family else _OTHER_STYLE
         ks_arr, values_arr = np.asarray(ks), np.asarray(values)
@@ -559,7 +573,17 @@ def plot_bic(
     ax.set_ylabel(_CRITERION_LABELS[criterion])
     ax.set_title(title or f"Model selection by {criterion.upper()} (mclust style)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small", title="covariance type")
+    # mclust's legend: one entry per model in the lower right, in two columns when there
+    # are many (14 models and the best).
+    n_entries = len(order) + (best is not None)
+    ax.legend(
+        loc="lower right",
+        fontsize="x-small" if n_entries > 8 else "small",
+        ncol=2 if n_entries > 8 else 1,
+        title="covariance type",
+        title_fontsize="small",
+        framealpha=0.85,
+    )
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)

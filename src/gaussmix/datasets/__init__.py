@@ -6,7 +6,7 @@ from importlib.resources import files
 
 import numpy as np
 
-__all__ = ["FAITHFUL_FEATURES", "faithful_mclust_bic", "load_faithful"]
+__all__ = ["FAITHFUL_FEATURES", "faithful_mclust_bic", "faithful_mclust_table", "load_faithful"]
 
 FAITHFUL_FEATURES = ("eruptions", "waiting")
 
@@ -43,34 +43,77 @@ def load_faithful(*, as_frame: bool = False):
     return data
 
 
-# mclust's BIC (its sign: 2 log L - p log n, higher is better) on Old Faithful, G = 1..9.
-_FAITHFUL_MCLUST_BIC = {
-    "VII": (-4024.721, -3458.305, -3336.598, -3242.826, -3129.080, -3038.171, -2973.374,
-            -2935.082, -2919.415),
-    "VVI": (-3055.835, -2346.065, -2342.366, -2343.486, -2351.017, -2373.469, -2394.696,
-            -2413.705, -2432.708),
-    "EEE": (-2607.623, -2325.220, -2314.316, -2331.223, -2360.659, -2347.352, -2369.330,
-            -2376.104, -2389.609),
-    "VVV": (-2607.623, -2322.192, -2349.696, -2351.493, -2379.388, -2387.016, -2412.440,
-            -2442.018, -2460.398),
-}  # fmt: skip
+#: scikit-learn's four models by mclust's name, in mclust's order.
+_SKLEARN_MODELS = ("VII", "VVI", "EEE", "VVV")
 
 
-def faithful_mclust_bic() -> dict[str, dict[int, float]]:
-    """mclust's published BIC table for Old Faithful, for the four models gaussmix fits.
+def faithful_mclust_table() -> list[dict]:
+    """mclust's 14-model BIC table for Old Faithful, G = 1..9, at full precision.
+
+    What R's ``mclustBIC(faithful)`` gives (mclust 6.0.0, R 4.2.2, its default settings:
+    all 14 models, G = 1 to 9 components), as produced by ``Rscript
+    benchmarks/mclust_faithful_table.R`` (R's mclust run as a black box) and stored in
+    ``gaussmix/datasets/data/faithful_mclust_bic.csv``. gaussmix needs no R to read it.
+
+    Returns
+    -------
+    list of dict
+        One row per model and number of components, in mclust's order of the models, with
+        ``model`` (mclust's name), ``n_components``, ``bic`` (mclust's sign: ``2 log L -
+        p log n``, higher is better, minus gaussmix's BIC), ``n_parameters`` (mclust's
+        ``nMclustParams``) and ``log_likelihood`` (``(bic + p log n) / 2``). A new list on
+        every call.
+
+    Examples
+    --------
+    >>> from gaussmix.datasets import faithful_mclust_table
+    >>> rows = faithful_mclust_table()
+    >>> len(rows), len({row["model"] for row in rows})
+    (126, 14)
+    >>> best = max(rows, key=lambda row: row["bic"])
+    >>> best["model"], best["n_components"], round(best["bic"], 3)
+    ('EEE', 3, -2314.316)
+    """
+    path = files(__package__).joinpath("data", "faithful_mclust_bic.csv")
+    rows = []
+    with path.open("r", encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    header = lines[0].split(",")
+    for line in lines[1:]:
+        cells = dict(zip(header, line.split(","), strict=True))
+        rows.append({
+            "model": cells["model"],
+            "n_components": int(cells["G"]),
+            "bic": float(cells["bic"]),
+            "n_parameters": int(cells["n_parameters"]),
+            "log_likelihood": float(cells["loglik"]),
+        })
+    return rows
+
+
+def faithful_mclust_bic(models="sklearn") -> dict[str, dict[int, float]]:
+    """mclust's published BIC table for Old Faithful, G = 1..9, to 3 decimals.
 
     The values R's mclust prints for ``mclustBIC(faithful)`` (mclust 6.0.0, its default
-    settings), for models VII, VVI, EEE and VVV (gaussmix's spherical, diag, tied and full)
-    with G = 1 to 9 components, to 3 decimals. mclust's sign: ``2 log L - p log n``, higher
-    is better, so it is minus gaussmix's BIC. mclust's pick over this grid is EEE with 3
-    components (-2314.316). Reproduce with::
+    settings) with G = 1 to 9 components, to 3 decimals, from
+    :func:`faithful_mclust_table`. mclust's sign: ``2 log L - p log n``, higher is better,
+    so it is minus gaussmix's BIC. mclust's pick over this grid is EEE with 3 components
+    (-2314.316), over the four models and over all 14. Reproduce with::
 
         Rscript -e 'library(mclust); mclustBIC(faithful, G = 1:9,
                     modelNames = c("VII", "VVI", "EEE", "VVV"))'
 
+    or ``Rscript benchmarks/mclust_faithful_table.R`` for all 14 models.
+
     Reference: Scrucca, Fop, Murphy & Raftery (2016), mclust 5: clustering, classification
     and density estimation using Gaussian finite mixture models, The R Journal 8(1), 289-317
     (the package); Fraley & Raftery (2002), JASA 97, 611-631 (the BIC).
+
+    Parameters
+    ----------
+    models : {"sklearn", "all"} or iterable of str, default="sklearn"
+        The models: scikit-learn's four (VII, VVI, EEE and VVV: gaussmix's spherical, diag,
+        tied and full), all 14 of mclust's, or a list of mclust names.
 
     Returns
     -------
@@ -85,5 +128,25 @@ def faithful_mclust_bic() -> dict[str, dict[int, float]]:
     -2314.316
     >>> max((bic, name, k) for name, row in table.items() for k, bic in row.items())
     (-2314.316, 'EEE', 3)
+    >>> len(faithful_mclust_bic("all")), faithful_mclust_bic("all")["VEE"][3]
+    (14, -2322.103)
     """
-    return {name: dict(enumerate(row, start=1)) for name, row in _FAITHFUL_MCLUST_BIC.items()}
+    rows = faithful_mclust_table()
+    known = list(dict.fromkeys(row["model"] for row in rows))
+    if isinstance(models, str) and models == "sklearn":
+        wanted = list(_SKLEARN_MODELS)
+    elif isinstance(models, str) and models == "all":
+        wanted = known
+    else:
+        wanted = [models] if isinstance(models, str) else list(models)
+        unknown = [m for m in wanted if m not in known]
+        if unknown:
+            raise ValueError(
+                f"models must be 'sklearn', 'all' or mclust's names {', '.join(known)}; "
+                f"got {unknown[0]!r}."
+            )
+    table: dict[str, dict[int, float]] = {name: {} for name in wanted}
+    for row in rows:
+        if row["model"] in table:
+            table[row["model"]][row["n_components"]] = round(row["bic"], 3)
+    return table

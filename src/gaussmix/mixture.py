@@ -155,8 +155,8 @@ default="kmeans"
 
     Notes
     -----
-    **Missing values.** NaN in ``X`` marks a missing value (in memory; not yet for Dask
-    arrays or :meth:`partial_fit`). :meth:`fit` then runs exact EM under "missing at
+    **Missing values.** NaN in ``X`` marks a missing value (in memory, in
+    :meth:`partial_fit` and on Dask arrays). :meth:`fit` then runs exact EM under "missing at
     random" (Ghahramani & Jordan 1994): a row's density is the marginal of its observed
     coordinates, and ``lower_bound_`` is the observed-data log-likelihood, which EM never
     lowers. The initialisation (k-means, k-means++, random, robust) sees the data with each
@@ -526,6 +526,11 @@ default="kmeans"
         ``learning_offset`` to give a fit on many rows more weight). A loaded model with
         running statistics continues exactly where it was saved.
 
+        NaN marks a missing value, as in :meth:`fit`: the batch's statistics of its
+        incomplete rows are their conditional expectations under the current parameters
+        (exact EM with missing values, :mod:`gaussmix._missing`), so a first batch with
+        ``rho = 1`` takes exactly the EM iterations :meth:`fit` would.
+
         Online EM assumes the batches come in random order: shuffle sorted data first.
         A Dask array is taken chunk by chunk, computed one at a time on the client
         (stepwise EM is sequential; for data on a cluster, :meth:`fit` runs each E-step in
@@ -552,10 +557,10 @@ default="kmeans"
         if started:
             self._check_same_model()
             feature_names = getattr(self, "feature_names_in_", None)
-            X = self._validate_X(X).astype(self.means_.dtype, copy=False)
+            X = self._validate_X(X, allow_nan=True).astype(self.means_.dtype, copy=False)
         else:
             feature_names = feature_names_of(X)
-        data = data_source(X, sample_weight, self.block_size, min_samples=1)
+        data = data_source(X, sample_weight, self.block_size, min_samples=1, allow_nan=True)
         if not started and data.n_samples < self.n_components:
             raise ValueError(
                 f"The first batch of partial_fit has {data.n_samples} rows, fewer than "

@@ -3,10 +3,10 @@ their conditional expectations under the current parameters."""
 
 import numpy as np
 import pytest
-from test_missing import _data, _reference_em, _start, _stored
 
 from gaussmix import GaussianMixture, _online
 from gaussmix.stats import block_statistics
+from test_missing import _data, _reference_em, _start, _stored
 
 FAMILIES = ("full", "tied", "diag", "spherical")
 

@@ -757,6 +757,9 @@ default="kmeans"
         -------
         ndarray of shape (n_samples, n_features), X's dtype (float64 or float32)
         """
+        lazy = self._dask_or(X, "impute")
+        if lazy is not None:
+            return lazy
         X = self._validate_X(X, allow_nan=True)
         out = np.array(X, copy=True)
         incomplete = _missing.incomplete_rows(X)
@@ -915,6 +918,8 @@ def _start_data(data):
     k-means, k-means++, random starts and the robust start need complete rows; EM then
     runs on the data with its NaN (exact EM on the observed values).
     """
+    if hasattr(data, "filled_for_start"):  # a Dask source: its NaN filled lazily
+        return data.filled_for_start()
     X = getattr(data, "X", None)
     if not isinstance(X, np.ndarray) or _missing.incomplete_rows(X) is None:
         return data

@@ -23,7 +23,7 @@ def _holed(n=900, seed=0, missing=0.2):
     rng = np.random.default_rng(seed)
     X = np.vstack([
         rng.normal(size=(n // 2, 3)) @ rng.normal(size=(3, 3)),
-        rng.normal(size=(n - n // 2, 3)) + [4.0, 4.0, -2.0],
+        rng.normal(size=(n - n // 2, 3)) + np.array([4.0, 4.0, -2.0]),
     ])
     X[rng.random(X.shape) < missing] = np.nan
     return X[~np.isnan(X).all(axis=1)]

@@ -152,3 +152,15 @@ def test_an_all_missing_row_is_named():
     params = _params("full", _data(n=100, seed=9))
     with pytest.raises(ValueError, match="no observed value"):
         _missing.incomplete_statistics(X, params)
+
+
+def test_threads_over_the_row_blocks_give_the_same_statistics():
+    from concurrent.futures import ThreadPoolExecutor
+
+    X = _data(n=600, seed=10)
+    params = _params("full", X)
+    w = np.random.default_rng(3).uniform(0.5, 2.0, size=len(X))
+    expected = _missing.incomplete_statistics(X, params, w, block_size=16)
+    with ThreadPoolExecutor(2) as pool:
+        got = _missing.incomplete_statistics(X, params, w, block_size=16, executor=pool)
+    _assert_same(got, expected, 1e-12)

@@ -272,29 +272,37 @@ class _Quadratic:
     """Per-pattern coefficients of the log-density on the features q(u) = (1, u, u_i u_j),
     and the row blocks' features in (F, n) layout (as gaussmix._estep.QuadraticEStep)."""
 
-    def __init__(self, D, centre, block_size):
+    def __init__(self, D, centre):
         from ._estep import _feature_pairs
 
         self.D = D
         self.centre = centre
         self.pairs = _feature_pairs(D)
         self.n_features = 1 + D + len(self.pairs[0])
-        # Buffers reused block after block (a fresh array that size is a new mapping and
-        # page faults): the features, with D / 2 more rows when D is even (the products
-        # are built D rows at a time, the last D / 2 repeating pairs), and u twice over.
-        self.buffer = np.empty((1 + D + (D // 2 + 1) * D, block_size))
-        self.buffer[0] = 1.0
-        self.twice = np.empty((2 * D, block_size))
 
-    def features(self, X_rows):
+    def workspace(self, block_size, n_components):
+        """Buffers of one thread, reused block after block (a fresh array that size is a
+        new mapping and page faults): the features, with D / 2 more rows when D is even
+        (the products are built D rows at a time, the last D / 2 repeating pairs), u twice
+        over, the log-densities and the responsibilities."""
+        D = self.D
+        buffer = np.empty((1 + D + (D // 2 + 1) * D, block_size))
+        buffer[0] = 1.0
+        return {
+            "buffer": buffer, "twice": np.empty((2 * D, block_size)),
+            "log_dens": np.empty((n_components, block_size)),
+            "resp": np.empty((n_components, block_size)),
+        }
+
+    def features(self, X_rows, work):
         """q(u) (F, n) of rows (n, D) with NaN: u = x - c, zero at missing coordinates."""
         n, D = X_rows.shape
-        out = self.buffer[:self.n_features, :n]
+        out = work["buffer"][:self.n_features, :n]
         u = out[1:1 + D]
         np.copyto(u, X_rows.T)  # a transposing copy, then contiguous arithmetic
         u -= self.centre[:, None]
         np.copyto(u, 0.0, where=np.isnan(u))
-        twice = self.twice[:, :n]
+        twice = work["twice"][:, :n]
         twice[:D] = u
         twice[D:] = u
         step = twice.strides[0]
@@ -303,7 +311,7 @@ class _Quadratic:
         rotations = np.lib.stride_tricks.as_strided(
             twice, (D // 2 + 1, D, n), (step, step, twice.strides[1]), writeable=False
         )
-        np.multiply(u, rotations, out=self.buffer[1 + D:, :n].reshape(D // 2 + 1, D, n))
+        np.multiply(u, rotations, out=work["buffer"][1 + D:, :n].reshape(D // 2 + 1, D, n))
         return out
 
     def coefficients(self, factors, means, log_weights):
@@ -374,6 +382,15 @@ def _normalise_lowered(log_dens, row_shift, resp):
     return log_norm
 
 
+def _run_parts(executor, blocks, run):
+    """``run(part)`` on round-robin parts of ``blocks``, one per thread of ``executor``
+    (as gaussmix.stats does for complete rows)."""
+    n_workers = getattr(executor, "_max_workers", 1) if executor is not None else 1
+    if n_workers < 2 or len(blocks) < 2 * n_workers:
+        return [run(blocks)]
+    return list(executor.map(run, [blocks[i::n_workers] for i in range(n_workers)]))
+
+
 def _moments_accurate(nk, s2, second, observed, covariances) -> bool:
     """Whether the per-pattern moments about the means kept float64 accuracy.
 
@@ -400,11 +417,11 @@ def _moments_accurate(nk, s2, second, observed, covariances) -> bool:
 # --------------------------------------------------------------------------------------
 # Residuals (exact path)
 # --------------------------------------------------------------------------------------
-def _residuals(rows_z, observed, factors, p, means):
-    """Zero-filled residuals (K, n, D), their whitened form and the completed residuals."""
+def _residuals(rows_z, observed, factors, p, means, lift=True):
+    """Zero-filled residuals (K, n, D): whitened, and completed (None without ``lift``)."""
     d = (rows_z[None, :, :] - means[:, None, :]) * observed
     z = d @ np.swapaxes(factors.inv_chol[p], 1, 2)
-    completed = d @ np.swapaxes(factors.lift[p], 1, 2)
+    completed = d @ np.swapaxes(factors.lift[p], 1, 2) if lift else None
     return z, completed
 
 
@@ -416,10 +433,11 @@ def _prepare(X, params):
     return X, means, covariances, log_weights, _Sorted(np.isnan(X))
 
 
-def _exact_pass(X, params, block_size, visit):
+def _exact_pass(X, params, block_size, visit, lift=True):
     """Call ``visit(rows, p, factors, completed, weighted)`` for every pattern segment of
     every row block: the rows (indices into X), the pattern's index in ``factors``, the
-    completed residuals (K, n, D) and the weighted log-densities (n, K)."""
+    completed residuals (K, n, D; None without ``lift``) and the weighted log-densities
+    (n, K)."""
     X, means, covariances, log_weights, index = _prepare(X, params)
     if block_size is None:
         block_size = default_block_size(X.shape[1], params.n_components)
@@ -431,7 +449,7 @@ def _exact_pass(X, params, block_size, visit):
                 rows = index.order[s:e]
                 observed = ~index.patterns[a + p]
                 rows_z = np.where(observed, np.take(X, rows, axis=0).astype(np.float64), 0.0)
-                z, completed = _residuals(rows_z, observed, factors, p, means)
+                z, completed = _residuals(rows_z, observed, factors, p, means, lift)
                 weighted = (log_const[p][:, None] - 0.5 * np.einsum("knd,knd->kn", z, z)).T
                 visit(rows, p, factors, completed, weighted)
 
@@ -443,7 +461,7 @@ def weighted_log_prob(X, params, block_size=None) -> np.ndarray:
     def visit(rows, p, factors, completed, weighted):
         out[rows] = weighted
 
-    _exact_pass(X, params, block_size, visit)
+    _exact_pass(X, params, block_size, visit, lift=False)
     return out
 
 
@@ -467,13 +485,16 @@ def _exact_statistics(X, params, w, block_size):
     return nk, s1, s2, total[0]
 
 
-def incomplete_statistics(X, params, sample_weight=None, block_size=None, rows=None):
+def incomplete_statistics(
+    X, params, sample_weight=None, block_size=None, rows=None, executor=None
+):
     """Moments of rows with NaN about the components' means: ``(shift, nk, s1, s2, ll, w)``.
 
     ``s2`` has the family's statistic form (full (K, D, D), pooled (D, D), diagonal (K, D)
     or trace (K,)); everything float64. Quadratic features per pattern; the residual
     path when the moments would cancel (see the module docstring). ``rows``: the rows of
     X to use (all by default; saves the caller a copy), ``sample_weight`` theirs.
+    ``executor``: a thread pool to spread the row blocks over (each thread sums its own).
     """
     X = np.asarray(X)
     means, covariances, log_weights = _full_parameters(params)
@@ -491,36 +512,44 @@ def incomplete_statistics(X, params, sample_weight=None, block_size=None, rows=N
     block_size = max(1, min(int(block_size), n))
     weights = np.asarray(params.weights, dtype=np.float64)
     centre = weights @ means / weights.sum()
-    quadratic = _Quadratic(D, centre, block_size)
+    quadratic = _Quadratic(D, centre)
     nk, s1, s2 = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
     log_likelihood = 0.0
     accurate = True
     order_weights = w[local_order] if weighted_rows else None
-    log_dens = np.empty((K, block_size))
-    resp_buffer = np.empty((K, block_size))
     for a, b in index.groups(K):
         factors = _Factors(covariances, index.patterns[a:b])
         coef, lowered = quadratic.coefficients(factors, means, log_weights)
-        sums = np.zeros((b - a, quadratic.n_features, K))
-        for r0, r1, segments in index.blocks(a, b, block_size):
-            nb = r1 - r0
-            features = quadratic.features(np.take(X, index.order[r0:r1], axis=0))
-            dens = log_dens[:, :nb]
-            lengths = []
-            for p, s, e in segments:
-                np.matmul(coef[p], features[:, s - r0:e - r0], out=dens[:, s - r0:e - r0])
-                lengths.append(e - s)
-            row_shift = np.repeat(lowered[[p for p, _, _ in segments]], lengths)
-            resp = resp_buffer[:, :nb]
-            log_p = _normalise_lowered(dens, row_shift, resp)
-            if weighted_rows:
-                wb = order_weights[r0:r1]
-                resp *= wb
-                log_likelihood += float(np.dot(wb, log_p))
-            else:
-                log_likelihood += float(log_p.sum())
-            for p, s, e in segments:
-                sums[p] += features[:, s - r0:e - r0] @ resp[:, s - r0:e - r0].T
+
+        def run(blocks, coef=coef, lowered=lowered, n_patterns=b - a):
+            """Summed features times responsibilities per pattern, and log-likelihood."""
+            work = quadratic.workspace(block_size, K)
+            sums = np.zeros((n_patterns, quadratic.n_features, K))
+            total = 0.0
+            for r0, r1, segments in blocks:
+                nb = r1 - r0
+                features = quadratic.features(np.take(X, index.order[r0:r1], axis=0), work)
+                dens = work["log_dens"][:, :nb]
+                lengths = []
+                for p, s, e in segments:
+                    np.matmul(coef[p], features[:, s - r0:e - r0], out=dens[:, s - r0:e - r0])
+                    lengths.append(e - s)
+                row_shift = np.repeat(lowered[[p for p, _, _ in segments]], lengths)
+                resp = work["resp"][:, :nb]
+                log_p = _normalise_lowered(dens, row_shift, resp)
+                if weighted_rows:
+                    wb = order_weights[r0:r1]
+                    resp *= wb
+                    total += float(np.dot(wb, log_p))
+                else:
+                    total += float(log_p.sum())
+                for p, s, e in segments:
+                    sums[p] += features[:, s - r0:e - r0] @ resp[:, s - r0:e - r0].T
+            return sums, total
+
+        parts = _run_parts(executor, list(index.blocks(a, b, block_size)), run)
+        sums = sum(part[0] for part in parts)
+        log_likelihood += sum(part[1] for part in parts)
         pat_nk, pat_s1, pat_s2, second = quadratic.moments(sums, means)
         accurate = accurate and _moments_accurate(
             pat_nk, pat_s2, second, ~index.patterns[a:b], covariances

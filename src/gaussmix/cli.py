@@ -13,8 +13,9 @@ run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay 
 workers and row-wise outputs are computed and written one chunk at a time.
 
 Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``; Parquet nulls) are used by a
-single fit, ``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`);
-model selection, ``--stream`` and ``--scheduler`` refuse them, saying so.
+fit, model selection (``-k auto``, ``-c auto``, ``select``: :mod:`gaussmix._missing_select`),
+``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`); ``--stream``
+and ``--scheduler`` refuse them, saying so.
 
 This module is the commands, top to bottom: one function per command, the helpers they
 share, the argument parser and :func:`main`. Reading data is in ``_readers``, writing

@@ -164,3 +164,19 @@ def test_threads_over_the_row_blocks_give_the_same_statistics():
     with ThreadPoolExecutor(2) as pool:
         got = _missing.incomplete_statistics(X, params, w, block_size=16, executor=pool)
     _assert_same(got, expected, 1e-12)
+
+
+def test_the_speed_benchmark_runs():
+    """benchmarks/bench_missing.py (the issue's speed figure) on a small shape."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_missing.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--n", "3000", "--repeats", "2", "--fit"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert re.search(r"ratio\s+:\s+\d+\.\d\d", out)
+    assert re.search(r"fit, 10 EM iterations: .* ratio \d+\.\d\d", out)

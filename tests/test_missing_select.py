@@ -92,3 +92,15 @@ def test_complete_data_does_not_take_this_path(monkeypatch):
     monkeypatch.setattr(_missing_select, "select", refuse)
     res = select_model(X, n_components=[1, 2], covariance_types="full", random_state=0)
     assert res.best_params_["n_components"] == 2
+
+
+def test_a_start_is_made_when_k_means_loses_clusters():
+    """Many equal rows: partial-distance k-means may find fewer than K clusters; a random
+    partition then starts the grid point, which is fitted (or marked), not left empty."""
+    X = np.repeat(np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, np.nan]]), 20, axis=0)
+    observed = ~np.isnan(X)
+    parts = _missing_select._partitions(X, observed, np.ones(len(X)), [5], 0, entropy=1)[5]
+    assert parts and all(len(np.unique(p)) == 5 for p in parts)
+    res = select_model(X, n_components=[2, 5], covariance_types="spherical", random_state=0)
+    row = next(r for r in res.table if r["n_components"] == 5)
+    assert row["error"] is None or "no start could be made" not in row["error"]

@@ -186,6 +186,10 @@ def _partitions(X, observed, w, ks, n_init, entropy):
             if key not in seen and len(np.unique(labels)) == K:
                 seen.add(key)
                 found.append(labels)
+        if not found:  # every run lost a cluster (many equal rows): a random partition
+            labels = rng.integers(K, size=len(X))
+            labels[rng.choice(len(X), K, replace=False)] = np.arange(K)
+            found.append(labels)
         out[K] = found
     return out
 

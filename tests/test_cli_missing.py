@@ -2,7 +2,8 @@
 
 Empty, ``NA`` and ``nan`` cells (NaN in ``.npy``, nulls in Parquet) are used by a single
 fit, ``predict``, ``score`` and ``impute``, with the library's exact EM; what is not done
-yet (model selection, ``--stream``, ``--scheduler``) is refused with a message saying so.
+yet (``--stream``, ``--scheduler``) is refused with a message saying so. Model selection
+(``fit -k auto``, ``select``) runs :func:`gaussmix.selection.select_model` on the NaN.
 """
 
 from __future__ import annotations
@@ -257,23 +258,34 @@ def test_non_numeric_cells_are_still_refused(tmp_path):
 @pytest.mark.parametrize(
     "command",
     [
-        ("fit", "-k", "auto", "-c", "full"),
-        ("fit", "-k", "2", "-c", "auto"),
-        ("select", "--components", "1-2"),
+        ("fit", "-k", "auto", "--components", "1-3", "-c", "auto"),
+        ("select", "--components", "1-3"),
     ],
-    ids=["fit-k-auto", "fit-c-auto", "select"],
+    ids=["fit-k-auto", "select"],
 )
-def test_model_selection_refuses_missing_values(fitted, tmp_path, command):
+def test_model_selection_uses_missing_values(fitted, tmp_path, command):
+    """-k auto / select run the library's select_model on the data with its NaN."""
+    from gaussmix.selection import select_model
+
     X, src, _, _ = fitted
     out = tmp_path / "out"
-    nan = np.isnan(X)
-    assert_user_error(
-        run(command[0], src, *command[1:], "-o", out),
-        f"{int(nan.sum())} missing values in {int(nan.any(axis=1).sum())} rows",
-        "does not take missing values yet",
-        "fit a given number of components and covariance type",
-    )
-    assert not out.exists()
+    result = run(command[0], src, *command[1:], "--no-plots", "-o", out)
+    assert result.returncode == 0, result.stderr
+    expected = select_model(X, n_components=[1, 2, 3], n_init=DEFAULT_N_INIT,
+                            random_state=DEFAULT_SEED)
+    rows = {(r["covariance_type"], r["n_components"]): r for r in expected.table}
+    lines = list(csv.DictReader(io.StringIO((out / "selection.csv").read_text())))
+    assert len(lines) == len(rows) == 12
+    for line in lines:
+        row = rows[(line["covariance_type"], int(line["n_components"]))]
+        assert float(line["bic"]) == pytest.approx(row["bic"], rel=1e-9)
+        assert float(line["log_likelihood"]) == pytest.approx(row["log_likelihood"], rel=1e-9)
+    model = load_model(out / "model.json")
+    best = expected.best_estimator_
+    assert model.covariance_type == best.covariance_type
+    np.testing.assert_allclose(model.means_, best.means_, rtol=1e-9)
+    # The holes were used, not dropped: the model scores the rows with NaN.
+    assert np.isfinite(model.score_samples(X)).all()
 
 
 def test_stream_refuses_missing_values(fitted, tmp_path):

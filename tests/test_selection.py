@@ -417,8 +417,11 @@ def test_bad_arguments(kwargs, error, match):
 def test_bad_X():
     with pytest.raises(ValueError, match="2-dimensional"):
         select_model(np.arange(10.0))
-    with pytest.raises(ValueError, match="NaN"):
-        select_model(np.array([[1.0, np.nan], [2.0, 3.0]]), n_components=[1])
+    # NaN is a missing value (issue 12: gaussmix._missing_select); infinity is refused.
+    with pytest.raises(ValueError, match="infinite"):
+        select_model(np.array([[1.0, np.nan], [2.0, np.inf], [0.0, 1.0]]), n_components=[1])
+    with pytest.raises(ValueError, match="no observed value"):
+        select_model(np.array([[np.nan, np.nan], [2.0, 3.0]]), n_components=[1])
 
 
 def test_docstring_examples_run():

@@ -84,7 +84,7 @@ def data_source(
         A thread pool for the in-memory blocks (or use ``with source.parallel():``).
     min_samples : int, default=2
     allow_nan : bool, default=False
-        Keep NaN as missing values (in memory only; see ``gaussmix._missing``).
+        Keep NaN as missing values (see ``gaussmix._missing``).
 
     Returns
     -------
@@ -93,7 +93,8 @@ def data_source(
     if _is_dask_array(X):
         from ._dask import DaskData
 
-        return DaskData(X, sample_weight, block_size, min_samples=min_samples)
+        return DaskData(X, sample_weight, block_size, min_samples=min_samples,
+                        allow_nan=allow_nan)
     X = check_array(X, min_samples=min_samples, allow_nan=allow_nan)
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     return ArrayData(X, sample_weight, block_size, executor)

@@ -29,7 +29,6 @@ import numpy as np
 
 from ._backends import sample_indices
 from ._validation import (
-    check_finite,
     check_random_state,
     check_sample_weight,
     non_finite_message,
@@ -179,18 +178,34 @@ def _check_dask_weights(sample_weight, n_samples, row_chunks, dtype):
     return da.from_array(weights, chunks=(tuple(row_chunks),))
 
 
-def _check_chunk(x, w, offset):
-    """Per-chunk validation summary (counts and first offending positions, global rows)."""
+def _check_chunk(x, w, offset, allow_nan=False):
+    """Per-chunk validation summary (counts and first offending positions, global rows).
+
+    With ``allow_nan`` (missing values), NaN is counted but not offending; the chunk also
+    reports its rows with no observed value and, per feature, the count and sum of the
+    observed values (for the column means of the initialisation's filled view).
+    """
     out = {"n_nan": 0, "n_inf": 0, "first_bad": None}
     with np.errstate(over="ignore", invalid="ignore"):
         fast = np.isfinite(np.sum(x, dtype=np.float64))
     if not fast:
         finite = np.isfinite(x)
         if not finite.all():
-            out["n_nan"] = int(np.isnan(x).sum())
+            nan = np.isnan(x)
+            out["n_nan"] = int(nan.sum())
             out["n_inf"] = int((~finite).sum()) - out["n_nan"]
-            row, col = np.argwhere(~finite)[0]
-            out["first_bad"] = (int(row) + offset, int(col))
+            bad = ~finite if not allow_nan else np.isinf(x)
+            if bad.any():
+                row, col = np.argwhere(bad)[0]
+                out["first_bad"] = (int(row) + offset, int(col))
+            if allow_nan:
+                empty = nan.all(axis=1)
+                out["n_empty"] = int(empty.sum())
+                out["first_empty"] = int(np.argmax(empty)) + offset if empty.any() else None
+    if allow_nan:
+        observed = ~np.isnan(x)
+        out["col_count"] = observed.sum(axis=0)
+        out["col_sum"] = np.where(observed, x, 0).sum(axis=0, dtype=np.float64)
     if w is not None:
         w64 = w.astype(np.float64)
         finite = np.isfinite(w64)
@@ -205,6 +220,34 @@ def _check_chunk(x, w, offset):
         out["w_sum"] = float(np.sum(w64[finite]))
         out["w_positive"] = int(np.count_nonzero(w64 > 0))
     return out
+
+
+def _raise_on_missing_values(summaries):
+    """With missing values allowed: refuse infinity, empty rows and empty features."""
+    n_inf = sum(s["n_inf"] for s in summaries)
+    if n_inf:
+        first = next(s["first_bad"] for s in summaries if s["first_bad"] is not None)
+        raise ValueError(
+            f"X contains {n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity); the "
+            f"first is at row {first[0]}, column {first[1]}. NaN marks a missing value, but "
+            "infinity is not allowed: replace it with NaN or drop the rows that hold it."
+        )
+    n_empty = sum(s.get("n_empty", 0) for s in summaries)
+    if n_empty:
+        first = next(s["first_empty"] for s in summaries if s.get("first_empty") is not None)
+        raise ValueError(
+            f"X has {n_empty} row{'s' if n_empty != 1 else ''} with no observed value (every "
+            f"feature NaN); the first is row {first}. Such rows carry no information: drop "
+            "them (for example X[~da.isnan(X).all(axis=1)])."
+        )
+    counts = sum(s["col_count"] for s in summaries)
+    if np.any(counts == 0):
+        j = int(np.argmax(counts == 0))
+        raise ValueError(
+            f"Feature {j} of X has no observed value (every row is NaN there): its mean "
+            "and variance cannot be estimated. Drop that column."
+        )
+    return sum(s["col_sum"] for s in summaries) / counts
 
 
 def _raise_on_bad_input(summaries, weighted):
@@ -369,7 +412,8 @@ class DaskData:
         Number of tasks in the graph of every E-step computed so far (constant).
     """
 
-    def __init__(self, X, sample_weight=None, block_size=None, *, persist=None, min_samples=2):
+    def __init__(self, X, sample_weight=None, block_size=None, *, persist=None, min_samples=2,
+                 allow_nan=False):
         import dask
 
         X = _check_dask_X(X, min_samples=min_samples)
@@ -393,7 +437,7 @@ class DaskData:
 
         checks = self._graph(
             _check_chunk,
-            per_chunk=[(int(o),) for o in self._offsets[:-1]],
+            per_chunk=[(int(o), bool(allow_nan)) for o in self._offsets[:-1]],
             kind="check",
             reduce=False,
         )
@@ -401,9 +445,35 @@ class DaskData:
         # rows (as the in-memory source does).
         head = X[: min(self.n_samples, 1000)]
         summaries, head = self._compute((checks, head))
+        #: Number of NaN (missing) cells, and the observed column means when there are any
+        #: (the initialisation's filled view, :meth:`filled_for_start`).
+        self.n_missing = 0
+        self.column_means = None
+        if allow_nan:
+            column_means = _raise_on_missing_values(summaries)
+            self.n_missing = sum(s["n_nan"] for s in summaries)
+            for s in summaries:  # the NaN are dealt with; the weights are checked below
+                s["n_nan"] = s["n_inf"] = 0
+            if self.n_missing:
+                self.column_means = column_means
         total = _raise_on_bad_input(summaries, w is not None)
         self.weight_sum = float(self.n_samples) if total is None else float(total)
-        self.reference = np.asarray(head).mean(axis=0, dtype=np.float64)
+        head = np.asarray(head)
+        if self.n_missing:
+            head = np.where(np.isnan(head), self.column_means, head)
+        self.reference = head.mean(axis=0, dtype=np.float64)
+
+    def filled_for_start(self):
+        """The rows with each NaN replaced by its column's observed mean (lazily), for the
+        initialisation only (as in memory); EM then runs on the rows with their NaN."""
+        import dask.array as da
+
+        if self.column_means is None:
+            return self
+        means = self.column_means.astype(self.dtype)
+        filled = da.where(da.isnan(self.X), means, self.X)
+        return DaskData(filled, self.sample_weight, self.block_size, persist=False,
+                        min_samples=1)
 
     # ----------------------------------------------------------------------------------
     @property
@@ -598,16 +668,37 @@ def _row_offset(block_info):
 
 
 def _finite_block(x, block_info):
-    try:
-        check_finite(x)
-    except ValueError:
-        finite = np.isfinite(x)
-        row, col = np.argwhere(~finite)[0]
+    """NaN is a missing value; refuse infinity and rows with no observed value (global
+    row numbers)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(x, dtype=np.float64)):
+            return
+    infinite = np.isinf(x)
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
         raise ValueError(
-            f"X contains NaN or infinite values; the first is at row "
-            f"{row + _row_offset(block_info)}, column {col}. Gaussian mixtures need finite "
-            "values: drop or impute the rows that hold them."
-        ) from None
+            f"X contains infinite values; the first is at row {row + _row_offset(block_info)}, "
+            f"column {col}. NaN marks a missing value, but infinity is not allowed: replace "
+            "it with NaN or drop the rows that hold it."
+        )
+    empty = np.isnan(x).all(axis=1)
+    if empty.any():
+        raise ValueError(
+            f"X has a row with no observed value (every feature NaN): row "
+            f"{int(np.argmax(empty)) + _row_offset(block_info)}. Such rows carry no "
+            "information: drop them."
+        )
+
+
+def _impute_block(x, params, block_size, block_info=None):
+    from . import _missing
+
+    _finite_block(x, block_info)
+    out = np.array(x, copy=True)
+    incomplete = _missing.incomplete_rows(x)
+    if incomplete is not None:
+        out[incomplete] = _missing.impute(x[incomplete], params, block_size=block_size)
+    return out
 
 
 def _predict_block(x, params, block_size, block_info=None):
@@ -716,6 +807,33 @@ def score_samples(est, X):
         dtype=X.dtype,
         meta=np.empty((0,), dtype=X.dtype),
         name="gaussmix-score-samples-" + uuid.uuid4().hex,
+    )
+
+
+def impute(est, X):
+    """X with every NaN replaced by its conditional mean under the fitted mixture, lazily.
+
+    Parameters
+    ----------
+    est : GaussianMixture
+        A fitted estimator (see :meth:`gaussmix.GaussianMixture.impute`).
+    X : dask.array.Array of shape (n_samples, n_features)
+        Real values with known chunk sizes; rechunked to whole rows. Infinity and rows
+        with no observed value raise a ValueError naming their row when computed.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape and chunks of X (whole rows), in X's float dtype; observed values unchanged.
+    """
+    X, params = _predict_input(est, X)
+    return X.map_blocks(
+        _impute_block,
+        params,
+        est.block_size,
+        dtype=X.dtype,
+        meta=np.empty((0, 0), dtype=X.dtype),
+        name="gaussmix-impute-" + uuid.uuid4().hex,
     )
 
 

@@ -13,8 +13,9 @@ run on a Dask cluster: the data (``.npy`` files, folders of them, Parquet) stay 
 workers and row-wise outputs are computed and written one chunk at a time.
 
 Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``; Parquet nulls) are used by a
-single fit, ``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`);
-model selection, ``--stream`` and ``--scheduler`` refuse them, saying so.
+fit, model selection (``-k auto``, ``-c auto``, ``select``: :mod:`gaussmix._missing_select`),
+``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`); ``--stream``
+and ``--scheduler`` refuse them, saying so.
 
 This module is the commands, top to bottom: one function per command, the helpers they
 share, the argument parser and :func:`main`. Reading data is in ``_readers``, writing
@@ -53,7 +54,6 @@ from gaussmix._summary import (
     compare_with_mclust,
     describe_model_file,
     information_criteria,
-    missing_counts,
     selection_top,
 )
 from gaussmix._summary import selection_csv as _selection_csv  # a test replaces it here
@@ -120,8 +120,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()
-    if args.n_components == "auto" or args.covariance in COVARIANCE_PRESETS:
-        _refuse_missing_in_selection(ds, f"fit -k auto / -c {args.covariance}")
     if args.n_components == "auto":
         k_values = _parse_components(args.components)
     else:
@@ -285,7 +283,6 @@ def cmd_select(args: argparse.Namespace) -> int:
     """gaussmix select: the model-selection table, the best model and bic.png."""
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()
-    _refuse_missing_in_selection(ds, "select")
     k_values = _parse_components(args.components)
     types = _parse_covariances(args.covariance)
     _check_components(k_values, ds.X.shape[0])
@@ -473,21 +470,6 @@ def _refuse_missing_on_dask(X: Any, source: str) -> Any:
             "missing values in memory), or remove the rows that hold them"
         )
     return X
-
-
-def _refuse_missing_in_selection(ds: Dataset, command: str) -> None:
-    """Model selection does not take missing values yet: say so, and what works."""
-    counts = missing_counts(ds.X)
-    if counts is None or not counts[0]:
-        return
-    n_cells, n_rows = counts
-    raise UserError(
-        f"{ds.source}: {n_cells} missing value{'s' if n_cells != 1 else ''} in {n_rows} "
-        f"row{'s' if n_rows != 1 else ''}; model selection ('gaussmix {command}') does not "
-        "take missing values yet: fit a given number of components and covariance type "
-        "(gaussmix fit DATA -k 3 -c full), which uses exact EM on the observed values, or "
-        "remove the incomplete rows to select"
-    )
 
 
 def _plots_available() -> bool:

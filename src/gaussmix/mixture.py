@@ -176,8 +176,8 @@ default="kmeans"
 
     Notes
     -----
-    **Missing values.** NaN in ``X`` marks a missing value (in memory; not yet for Dask
-    arrays or :meth:`partial_fit`). :meth:`fit` then runs exact EM under "missing at
+    **Missing values.** NaN in ``X`` marks a missing value (in memory, in
+    :meth:`partial_fit` and on Dask arrays). :meth:`fit` then runs exact EM under "missing at
     random" (Ghahramani & Jordan 1994): a row's density is the marginal of its observed
     coordinates, and ``lower_bound_`` is the observed-data log-likelihood, which EM never
     lowers. The initialisation (k-means, k-means++, random, robust) sees the data with each
@@ -581,6 +581,11 @@ default="kmeans"
         ``learning_offset`` to give a fit on many rows more weight). A loaded model with
         running statistics continues exactly where it was saved.
 
+        NaN marks a missing value, as in :meth:`fit`: the batch's statistics of its
+        incomplete rows are their conditional expectations under the current parameters
+        (exact EM with missing values, :mod:`gaussmix._missing`), so a first batch with
+        ``rho = 1`` takes exactly the EM iterations :meth:`fit` would.
+
         Online EM assumes the batches come in random order: shuffle sorted data first.
         A Dask array is taken chunk by chunk, computed one at a time on the client
         (stepwise EM is sequential; for data on a cluster, :meth:`fit` runs each E-step in
@@ -613,10 +618,10 @@ default="kmeans"
         if started:
             self._check_same_model()
             feature_names = getattr(self, "feature_names_in_", None)
-            X = self._validate_X(X).astype(self.means_.dtype, copy=False)
+            X = self._validate_X(X, allow_nan=True).astype(self.means_.dtype, copy=False)
         else:
             feature_names = feature_names_of(X)
-        data = data_source(X, sample_weight, self.block_size, min_samples=1)
+        data = data_source(X, sample_weight, self.block_size, min_samples=1, allow_nan=True)
         if not started and data.n_samples < self.n_components:
             raise ValueError(
                 f"The first batch of partial_fit has {data.n_samples} rows, fewer than "
@@ -813,6 +818,9 @@ default="kmeans"
         -------
         ndarray of shape (n_samples, n_features), X's dtype (float64 or float32)
         """
+        lazy = self._dask_or(X, "impute")
+        if lazy is not None:
+            return lazy
         X = self._validate_X(X, allow_nan=True)
         out = np.array(X, copy=True)
         incomplete = _missing.incomplete_rows(X)
@@ -990,6 +998,8 @@ def _start_data(data):
     k-means, k-means++, random starts and the robust start need complete rows; EM then
     runs on the data with its NaN (exact EM on the observed values).
     """
+    if hasattr(data, "filled_for_start"):  # a Dask source: its NaN filled lazily
+        return data.filled_for_start()
     X = getattr(data, "X", None)
     if not isinstance(X, np.ndarray) or _missing.incomplete_rows(X) is None:
         return data

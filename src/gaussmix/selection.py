@@ -1348,6 +1348,12 @@ def select_model(
             f"X must be a 2-dimensional array of shape (n_samples, n_features), got shape "
             f"{np.shape(X)}; reshape a single feature with X.reshape(-1, 1)."
         )
+    from . import _missing_select
+
+    if _missing_select.has_missing(X):  # NaN: exact EM on the observed values
+        return _missing_select.select(X, n_components, covariance_types, criterion, n_init=n_init,
+                                      random_state=random_state, sample_weight=sample_weight,
+                                      progress=progress, n_jobs=n_jobs, **params)
     source = None  # the Dask array's data source, when its rows stay on the cluster
     n_total = None
     if _is_dask_array(X):

@@ -335,7 +335,8 @@ def _statistics_with_missing(X, incomplete, params, sample_weight, block_size, e
     """Complete rows by the fast E-step, rows with NaN by gaussmix._missing; summed."""
     weight = None if sample_weight is None else np.asarray(sample_weight)
     shift, nk, s1, s2, log_likelihood, weight_sum = _missing.incomplete_statistics(
-        X[incomplete], params, None if weight is None else weight[incomplete]
+        X, params, None if weight is None else weight[incomplete],
+        block_size=block_size, rows=np.flatnonzero(incomplete), executor=executor,
     )
     stats = SufficientStatistics(
         params.covariance_type, shift, nk, s1, s2, log_likelihood, weight_sum,

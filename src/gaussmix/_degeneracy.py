@@ -166,8 +166,8 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _flat_components(X, resp, sample_weight):
-    """Yield ``(k, smallest eigenvalue, its eigenvector)`` of each component's data scatter."""
+def _component_scatters(X, resp, sample_weight):
+    """Yield ``(k, weighted scatter (D, D) of the data about component k's mean)``."""
     X = np.asarray(X, dtype=np.float64)
     resp = np.asarray(resp, dtype=np.float64)
     if sample_weight is not None:
@@ -179,9 +179,80 @@ def _flat_components(X, resp, sample_weight):
         r = resp[:, k]
         mean = r @ X / nk[k]
         Xc = X - mean
-        scatter = (Xc * r[:, None]).T @ Xc / nk[k]
-        eigval, eigvec = np.linalg.eigh(scatter)
-        yield k, float(eigval[0]), eigvec[:, 0]
+        yield k, (Xc * r[:, None]).T @ Xc / nk[k]
+
+
+def _varying_features(data_var, centre, reg_covar, eps, resolution):
+    """Indices of the features along which the data have a spread to lose.
+
+    A feature whose variance is at most ``2 * reg_covar`` (``reg_covar`` dominates it) or
+    at most the rounding of its values (``resolution * eps * centre**2``: a constant
+    column, whose computed variance is 1e-30 rather than 0) is not held against a
+    component.
+    """
+    limit = np.maximum(2.0 * reg_covar, resolution * eps * np.asarray(centre) ** 2)
+    return np.flatnonzero(np.asarray(data_var) > limit)
+
+
+def _weighted_median(values, weights):
+    """The weighted median of ``values`` (the lower one at a tie)."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution):
+    """Where the symmetric (D, D) matrix ``W`` (a scatter, without ``reg_covar``) is flat.
+
+    Returns None, or ``(variance, v)``: the variance of ``W`` along the unit vector ``v``
+    (a feature's axis or a direction) that is zero up to rounding. Scale-free: first
+    each varying feature's own variance ``W_jj`` against
+    ``max(REG_FRACTION * reg_covar, resolution * eps * m_j**2)``; then the smallest
+    eigenvalue ``mu`` of the correlation matrix ``R = W_jj^-1/2 W W_jj^-1/2`` against
+    ``resolution * eps * (1 + (m~ . u)**2)`` (``m~`` the mean in units of the standard
+    deviations, ``u`` the eigenvector). An eigenvalue of ``W`` itself would carry an
+    absolute rounding of ``eps * max_j W_jj``: -9.4 along a feature of variance 5 when
+    another has 1e16. ``m`` is the mean of the component (of the component at the weighted
+    median of ``(m_k . v)**2`` for a shared matrix: a far outlier's component, of weight
+    1/N, does not set the rounding of a scatter pooled over all the others).
+    """
+    if varying.size == 0:
+        return None
+    J = varying
+    WJ = W[np.ix_(J, J)]
+    MJ = np.atleast_2d(means)[:, J]
+
+    def mean_sq(direction):
+        return _weighted_median((MJ @ direction) ** 2, weights)
+
+    diag = np.diag(WJ)
+    eye = np.eye(len(J))
+    for i, j in enumerate(J):
+        if diag[i] <= max(REG_FRACTION * reg_covar, resolution * eps * mean_sq(eye[i])):
+            v = np.zeros(W.shape[0])
+            v[j] = 1.0
+            return float(diag[i]), v
+    sd = np.sqrt(diag)
+    R = WJ / np.outer(sd, sd)
+    mu_all, U = np.linalg.eigh(0.5 * (R + R.T))
+    mu, u = float(mu_all[0]), U[:, 0]
+    direction = u / sd
+    length_sq = float(direction @ direction)
+    variance = mu / length_sq  # u' R u = v' W v |u / sd|^2 with v the unit direction
+    direction /= np.sqrt(length_sq)
+    relative_mean_sq = _weighted_median((MJ / sd @ u) ** 2, weights)
+    if mu <= resolution * eps * (1.0 + relative_mean_sq) or variance <= REG_FRACTION * reg_covar:
+        v = np.zeros(W.shape[0])
+        v[J] = direction
+        return variance, v
+    return None
+
+
+def _data_flat_along(v, scale, reg_covar, eps, resolution) -> bool:
+    """Whether the data themselves have no spread along ``v`` (then nothing collapsed)."""
+    data_var = float(v @ scale @ v)
+    rounding = resolution * eps * float(np.abs(v) @ np.abs(scale) @ np.abs(v))
+    return data_var <= max(2.0 * reg_covar, rounding)
 
 
 def degeneracy_reason(
@@ -284,34 +355,65 @@ def degeneracy_reason(
             f"a {family.name} component needs"
         )
 
-    # 2. Smallest variance at the regularisation floor (the family says which variances).
+    # 2. A variance (or the smallest along any direction) at the regularisation floor.
+    centre = weights @ means / weights.sum() if weights.sum() > 0 else means.mean(axis=0)
+    varying = _varying_features(np.diag(scale), centre, reg_covar, eps, resolution)
 
-    def floor(mean_sq: float, data_var: float) -> float:
-        return max(REG_FRACTION * reg_covar, resolution * eps * (mean_sq + data_var))
+    def floor(mean_sq: float) -> float:
+        return max(REG_FRACTION * reg_covar, resolution * eps * mean_sq)
 
-    def at_floor(var: float, mean_sq: float, data_var: float) -> bool:
-        if data_var <= 2.0 * reg_covar:
-            return False  # the data themselves have no spread there (a constant feature)
-        return bool(var - reg_covar <= floor(mean_sq, data_var))
-
-    checks = family.variance_checks(covariances, means, scale)
-    for key, var, mean_sq, data_var, template in checks:
-        if at_floor(var, mean_sq, data_var):
-            problems.setdefault(key, []).append(
-                template.format(var=_fmt(var), reg=_fmt(reg_covar), data=_fmt(data_var))
+    if family.precision_form in ("full", "shared_full"):
+        full = family.full_covariances(covariances, n_components, n_features)
+        keys = [-1] if family.shared else range(n_components)
+        for key in keys:
+            W = full[max(key, 0)] - reg_covar * np.eye(n_features)
+            found = _flattest_direction(
+                W,
+                means if key < 0 else means[key],
+                weights if key < 0 else np.ones(1),
+                varying, reg_covar, eps, resolution,
             )
+            if found is None or _data_flat_along(found[1], scale, reg_covar, eps, resolution):
+                continue
+            variance, v = found
+            problems.setdefault(key, []).append(
+                f"its variance along {direction_words(v)} is {_fmt(variance + reg_covar)}, "
+                f"at the regularisation floor (reg_covar={_fmt(reg_covar)}; the data's "
+                f"variance there is {_fmt(float(v @ scale @ v))})"
+            )
+    else:
+        varying_set = set(varying.tolist())
+        checks = family.variance_checks(covariances, means, scale)
+        for i, (key, var, mean_sq, data_var, template) in enumerate(checks):
+            if family.precision_form == "diagonal":
+                if i % n_features not in varying_set:  # yielded per component, per feature
+                    continue
+            elif data_var <= 2.0 * reg_covar or varying.size == 0:
+                continue  # the data themselves have no spread (a constant feature)
+            if var - reg_covar <= floor(mean_sq):
+                problems.setdefault(key, []).append(
+                    template.format(var=_fmt(var), reg=_fmt(reg_covar), data=_fmt(data_var))
+                )
 
     # 3. Spherical components whose points have no spread along some direction.
     if family.hides_flat_directions and X is not None and resp is not None:
         data_cov = data_covariance(X, sample_weight)
-        for k, eigval, v in _flat_components(X, resp, sample_weight):
-            data_var = float(v @ data_cov @ v)
-            if data_var > 0 and eigval <= floor(float((means[k] @ v) ** 2), data_var):
-                problems.setdefault(k, []).append(
-                    f"its points have no spread along {direction_words(v)} (weighted variance "
-                    f"{_fmt(max(eigval, 0.0))}, the data's is {_fmt(data_var)}): they share "
-                    f"one value there, which its {family.name} covariance hides"
-                )
+        data_centre = np.average(np.asarray(X, dtype=np.float64), axis=0, weights=sample_weight)
+        data_varying = _varying_features(
+            np.diag(data_cov), data_centre, reg_covar, eps, resolution
+        )
+        for k, scatter in _component_scatters(X, resp, sample_weight):
+            found = _flattest_direction(
+                scatter, means[k], np.ones(1), data_varying, reg_covar, eps, resolution
+            )
+            if found is None or _data_flat_along(found[1], data_cov, reg_covar, eps, resolution):
+                continue
+            variance, v = found
+            problems.setdefault(k, []).append(
+                f"its points have no spread along {direction_words(v)} (weighted variance "
+                f"{_fmt(max(variance, 0.0))}, the data's is {_fmt(float(v @ data_cov @ v))}): "
+                f"they share one value there, which its {family.name} covariance hides"
+            )
 
     if not problems:
         return None

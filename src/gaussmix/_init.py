@@ -14,6 +14,13 @@ array); the M-step then turns them into parameters:
 * ``"random_from_data"``: one-hot on ``n_components`` rows drawn without replacement with
   probability proportional to their weight (``source.sample_rows(..., weighted=True)``).
 
+The moments of a one-hot start are taken about each component's own centre (its k-means
+centre, its row), not about one common point: a component far from that point (a far
+outlier on its own: one row at 1e10 times the data's scale) would otherwise lose its
+variance, and its neighbours theirs, to cancellation (``E[(x - c)^2] - (E[x] - c)^2`` with
+``|E[x] - c|`` of 1e10 leaves nothing of a variance of 1 in float64). See
+``docs/robustness.md``.
+
 :func:`kmeans_plusplus` and :func:`kmeans` (NumPy, block by block) honour sample weights:
 a row of weight w counts as w copies of itself, so integer weights behave as repeated rows.
 """
@@ -24,11 +31,12 @@ import numbers
 
 import numpy as np
 
+from . import families
 from .stats import (
+    SufficientStatistics,
     _blocks,
     auto_block_size,
     statistics_from_responsibilities,
-    statistics_of_rows,
 )
 
 __all__ = ["initial_statistics", "kmeans", "kmeans_plusplus", "nearest_center"]
@@ -74,7 +82,6 @@ def initial_statistics(source, method, n_components, random_state, covariance_ty
             _nearest_center_statistics,
             centers,
             covariance_type,
-            source.reference,
             block_size,
             name="init",
             fixed_blocks=True,  # in memory: the same sums whatever the thread pool
@@ -101,13 +108,24 @@ def initial_statistics(source, method, n_components, random_state, covariance_ty
 
 
 def _one_hot_rows(source, rows, weights, covariance_type):
-    """Component k is the single row ``rows[k]``; the weight of all the data is N."""
-    return statistics_of_rows(
-        rows,
-        covariance_type,
-        shift=source.reference,
-        weight_sum=source.weight_sum,
-        sample_weight=weights,
+    """Component k is the single row ``rows[k]``; the weight of all the data is N.
+
+    The moments are about the rows themselves, so they are exactly zero (no rounding of
+    ``(x - c)^2`` about a common point ``c`` to cancel, however far a row lies).
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    n_rows = len(rows)
+    nk = np.ones(n_rows) if weights is None else np.asarray(weights, dtype=np.float64)
+    family = families.get(covariance_type)
+    zeros = np.zeros_like(rows)
+    return SufficientStatistics(
+        family.name,
+        rows.copy(),
+        nk,
+        zeros,
+        family.scatter(zeros, np.diag(nk)),
+        0.0,
+        source.weight_sum,
     )
 
 
@@ -128,17 +146,34 @@ def _responsibility_statistics(X, w, resp_of_rows, covariance_type, shift, block
     return total
 
 
-def _nearest_center_statistics(X, w, centers, covariance_type, shift, block_size):
-    """One-hot on the nearest of ``centers``."""
+def _nearest_center_statistics(X, w, centers, covariance_type, block_size):
+    """One-hot on the nearest of ``centers``, moments about each row's own centre.
+
+    Two-pass accuracy without a second pass: k-means's centres are (close to) the means
+    of their rows, so ``x - c_k`` holds the spread of cluster k without cancellation.
+    """
+    family = families.get(covariance_type)
+    K, D = centers.shape
     centers_sq = np.einsum("kd,kd->k", centers, centers)
-    eye = np.eye(centers.shape[0])
-    return _responsibility_statistics(
-        X,
-        w,
-        lambda Xb: eye[nearest_center(Xb.astype(np.float64), centers, centers_sq)],
-        covariance_type,
-        shift,
-        block_size,
+    nk = np.zeros(K)
+    s1 = np.zeros((K, D))
+    s2 = None
+    for rows in _blocks(X.shape[0], block_size):
+        Xb = X[rows].astype(np.float64)
+        labels = nearest_center(Xb, centers, centers_sq)
+        wb = np.ones(len(labels)) if w is None else w[rows].astype(np.float64)
+        Xc = Xb - centers[labels]
+        resp = np.zeros((len(labels), K))
+        resp[np.arange(len(labels)), labels] = wb
+        nk += resp.sum(axis=0)
+        s1 += resp.T @ Xc
+        part = family.scatter(Xc, resp)
+        s2 = part if s2 is None else s2 + part
+    if s2 is None:  # no rows in this block
+        s2 = family.scatter(np.zeros((0, D)), np.zeros((0, K)))
+    return SufficientStatistics(
+        family.name, np.asarray(centers, dtype=np.float64).copy(), nk, s1, s2, 0.0,
+        float(X.shape[0] if w is None else np.sum(w, dtype=np.float64)),
     )
 
 

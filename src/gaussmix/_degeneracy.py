@@ -69,6 +69,8 @@ from . import families
 from .families import direction_words
 
 __all__ = [
+    "OUTLIER_POINTS",
+    "OUTLIER_SDS",
     "REG_FRACTION",
     "RESOLUTION",
     "data_covariance",
@@ -76,6 +78,7 @@ __all__ = [
     "degeneracy_reason_of_estimator",
     "min_component_points",
     "mixture_covariance",
+    "outlier_components",
 ]
 
 #: A component variance without ``reg_covar`` at most this fraction of ``reg_covar`` ...
@@ -160,6 +163,50 @@ def mixture_covariance(weights, means, covariances, covariance_type) -> np.ndarr
     centre = weights @ means / weights.sum()
     dev = means - centre
     return within + (dev * weights[:, None]).T @ dev
+
+
+#: A component on at most this many effective points ...
+OUTLIER_POINTS = 1.5
+#: ... whose mean lies more than this many standard deviations from every other component
+#: (gaussmix._init.ISOLATION_SDS) holds an isolated far row: an outlier component.
+OUTLIER_SDS = 1e4
+
+
+def outlier_components(weights, means, covariances, covariance_type, n_samples,
+                       resp_sum=None) -> list[tuple[int, float, float]]:
+    """Components that hold one far row alone: ``(k, effective points, distance in sd)``.
+
+    Component ``k`` carries at most :data:`OUTLIER_POINTS` effective points and its mean
+    lies more than :data:`OUTLIER_SDS` standard deviations from every component with more
+    points (Mahalanobis distance in that component's covariance). Such a component is not
+    a spurious maximizer sitting among the data: it isolates a far outlier, which keeps
+    the other components as they are without it (docs/robustness.md). Its covariance is
+    at the regularisation floor, so its likelihood depends on ``reg_covar``.
+    """
+    family = families.get(covariance_type)
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    means = np.atleast_2d(np.asarray(means, dtype=np.float64))
+    K, D = means.shape
+    nk = (np.asarray(resp_sum, dtype=np.float64).ravel() if resp_sum is not None
+          else float(n_samples) * weights)
+    small = [k for k in range(K) if 0 < nk[k] <= OUTLIER_POINTS]
+    large = [j for j in range(K) if nk[j] > OUTLIER_POINTS]
+    if not small or not large:
+        return []
+    cov = np.asarray(covariances, dtype=np.float64)
+    found = []
+    for k in small:
+        distances = []
+        for j in large:
+            diff = means[k] - means[j]
+            try:
+                sq = float(diff @ np.linalg.solve(family.component_covariance(cov, j, D), diff))
+            except np.linalg.LinAlgError:
+                sq = 0.0
+            distances.append(np.sqrt(max(sq, 0.0)))
+        if min(distances) > OUTLIER_SDS:
+            found.append((k, float(nk[k]), float(min(distances))))
+    return found
 
 
 def _fmt(x: float) -> str:
@@ -415,6 +462,9 @@ def degeneracy_reason(
                 f"they share one value there, which its {family.name} covariance hides"
             )
 
+    # A component holding one far row alone is an outlier's, not a spurious maximizer.
+    for k, _, _ in outlier_components(weights, means, covariances, family, n_samples, nk):
+        problems.pop(k, None)
     if not problems:
         return None
     parts = [

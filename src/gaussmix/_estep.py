@@ -18,9 +18,13 @@ The classes, and when :func:`make_estep` picks them (see each class for its alge
 ``QuadraticEStep``     every precision form but the shared one, while the features pay
                        and the means lie within reach of the centre; moments about c
 ``StackedWhitening``   full precisions otherwise (float64, or float32 means within 100 sd)
-``CentredWhitening``   full float32 with a far mean; shared precision in float32
+``CentredWhitening``   full float32 with a far mean; shared precision in float32, or in
+                       float64 with a mean beyond PooledWhitening's reach
 ``PooledWhitening``    shared precision in float64
-``ResidualEStep``      diagonal and scalar precisions when moments about c would cancel
+``ResidualEStep``      diagonal and scalar precisions when moments about c would cancel,
+                       or with a mean beyond ``_RESIDUAL_REACH`` (a far outlier's component)
+``AboutWhitening``     full and shared precisions, a redone iteration: moments about the
+                       new means (a mean that jumped onto a far outlier)
 =====================  ==================================================================
 
 The whitening and residual classes take their moments about the components' current means,
@@ -107,6 +111,10 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     if precision_form == "shared_full":
         if exact:  # moments about the means: no cancellation, whatever the distances
             return CentredWhitening(params, np.dtype(np.float64), statistic)
+        if work == np.float64 and not _pooled_within_reach(params, work):
+            # The expanded scatter and log-densities would cancel (a component on a far
+            # outlier): predictions have no redo, so take the means out first.
+            return CentredWhitening(params, work, statistic)
         cls = PooledWhitening if work == np.float64 else CentredWhitening
         return cls(params, work, statistic)
     reach = _reach(params, precision_form, work)
@@ -131,6 +139,17 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     if work == np.float64 or reach < 100.0:
         return StackedWhitening(params, work, statistic)
     return CentredWhitening(params, work, statistic)
+
+
+def _pooled_within_reach(params, work) -> bool:
+    """Whether PooledWhitening's expansion about the centre keeps float64's accuracy:
+    eps * max_k |L^T (mu_k - c)|^2 <= _POOLED_ROUNDING (as its :meth:`accurate`)."""
+    weights = np.asarray(params.weights, dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    m = (means - _centre(weights, means, work)) @ np.asarray(
+        params.precisions_cholesky, dtype=np.float64)
+    reach_sq = float(np.max(np.sum(m**2, axis=1)))
+    return np.finfo(np.float64).eps * reach_sq <= _POOLED_ROUNDING
 
 
 def _reach(params, precision_form, work) -> float:

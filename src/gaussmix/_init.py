@@ -324,3 +324,119 @@ def _farthest_points(X, mean, centers, labels, weights, count):
         dist[weights <= 0] = -1.0
     far = np.argsort(dist)[::-1][:count]
     return X[far].astype(np.float64) - mean
+
+
+# --------------------------------------------------------------------------------------
+# Far outliers: isolated before the start
+# --------------------------------------------------------------------------------------
+#: A row lying more than this many standard deviations (of the other rows, in some
+#: feature) from the other rows' mean gets a component of its own at the start.
+ISOLATION_SDS = 1e4
+
+
+def far_rows(X, sample_weight, max_rows: int) -> list[tuple[int, float]]:
+    """Rows far outside the others, at most ``max_rows``, as ``(row, distance in sd)``.
+
+    Repeatedly: the row with the largest standardised deviation from the mean of the rows
+    kept so far is removed when it lies more than :data:`ISOLATION_SDS` standard
+    deviations from the mean of the *other* kept rows, along some feature whose spread
+    among them is positive. One far outlier inflates the data's variance by ``d**2 / N``,
+    so it is measured against the others (leave-one-out), not against all rows. Rows of
+    zero weight are never chosen. Gaussian data never come near: the largest deviation of
+    1e9 normal draws is about 6 standard deviations. Two passes over X per row examined
+    (one when nothing is far).
+    """
+    if max_rows < 1 or X.shape[0] < 3:
+        return []
+    n, D = X.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    kept = w > 0
+    found: list[tuple[int, float]] = []
+    block = auto_block_size(D, 1)
+    while len(found) < max_rows and kept.sum() > 2:
+        mean, sd = _weighted_spread(X, w * kept, block)
+        positive = sd > 0
+        if not positive.any():
+            break
+        score = np.full(n, -1.0)
+        for rows in _blocks(n, block):
+            dev = np.abs(X[rows].astype(np.float64) - mean)[:, positive] / sd[positive]
+            score[rows] = np.where(kept[rows], dev.max(axis=1), -1.0)
+        top = int(np.argmax(score))
+        others = kept.copy()
+        others[top] = False
+        mean_o, sd_o = _weighted_spread(X, w * others, block)
+        x = X[top].astype(np.float64)
+        usable = sd_o > 0
+        if not usable.any():
+            break
+        distance = float(np.max(np.abs(x - mean_o)[usable] / sd_o[usable]))
+        if not distance > ISOLATION_SDS:
+            break
+        found.append((top, distance))
+        kept[top] = False
+    return found
+
+
+def _weighted_spread(X, w, block):
+    """Weighted mean and standard deviation per feature (two passes, float64)."""
+    total = float(w.sum())
+    mean = np.zeros(X.shape[1])
+    for rows in _blocks(X.shape[0], block):
+        mean += w[rows] @ X[rows].astype(np.float64)
+    mean /= total
+    var = np.zeros(X.shape[1])
+    for rows in _blocks(X.shape[0], block):
+        diff = X[rows].astype(np.float64) - mean
+        var += w[rows] @ (diff * diff)
+    return mean, np.sqrt(var / total)
+
+
+def with_isolated_rows(stats, rows, weights, weight_sum, covariance_type):
+    """``stats`` of the other rows, plus one component per row of ``rows`` (appended).
+
+    The rows' components are one-hot on them (moments exactly zero about the rows);
+    ``weight_sum`` becomes the weight of all the data, so that the initial weights are
+    N_k / N over every row.
+    """
+    family = families.get(covariance_type)
+    rows = np.asarray(rows, dtype=np.float64)
+    nk_rows = np.ones(len(rows)) if weights is None else np.asarray(weights, np.float64)
+    zeros = np.zeros_like(rows)
+    s2_rows = family.scatter(zeros, np.diag(nk_rows))
+    if family.statistic == "pooled":
+        s2 = stats.s2 + s2_rows
+    else:
+        s2 = np.concatenate([stats.s2, s2_rows])
+    return SufficientStatistics(
+        family.name,
+        np.concatenate([stats.shift, rows]),
+        np.concatenate([stats.nk, nk_rows]),
+        np.concatenate([stats.s1, zeros]),
+        s2,
+        0.0,
+        float(weight_sum),
+    )
+
+
+def statistics_of_parameters(params, weight_sum, reg_covar):
+    """Statistics whose M-step (with ``reg_covar``) gives back ``params`` (sklearn's four
+    families exactly; the constrained ones their projection): N_k = weight_sum * pi_k,
+    moments about the means, scatter N_k (Sigma_k - reg_covar I)."""
+    family = params.family
+    nk = float(weight_sum) * np.asarray(params.weights, dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    cov = np.asarray(params.covariances, dtype=np.float64)
+    K, D = means.shape
+    if family.statistic == "full":
+        full = family.full_covariances(cov, K, D) - reg_covar * np.eye(D)
+        s2 = nk[:, None, None] * full
+    elif family.statistic == "pooled":
+        s2 = nk.sum() * (family.component_covariance(cov, 0, D) - reg_covar * np.eye(D))
+    elif family.statistic == "diagonal":
+        s2 = nk[:, None] * (cov.reshape(K, D) - reg_covar)
+    else:
+        s2 = nk * D * (cov.reshape(K) - reg_covar)
+    return SufficientStatistics(
+        family.name, means.copy(), nk, np.zeros_like(means), s2, 0.0, float(weight_sum)
+    )

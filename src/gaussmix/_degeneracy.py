@@ -18,15 +18,20 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
    unconstrained D x D covariance from D points or fewer is singular), ``2`` for diag and
    spherical (a variance needs two distinct values), ``1`` for tied (the covariance is
    pooled, so a component needs only its mean; below one point it carries no data at all).
-2. **Covariance at the regularisation floor.** Along the direction ``v`` of the smallest
-   eigenvalue ``lambda`` of the component's covariance (the family's ``variance_checks``;
-   for diag: each feature; for spherical: its single variance), the variance *without*
-   the regulariser, ``lambda - reg_covar``, is zero up to rounding: at most
-   ``max(REG_FRACTION * reg_covar, RESOLUTION * eps * (m_v**2 + s_v))`` with
+2. **Covariance at the regularisation floor.** The component's scatter without the
+   regulariser, ``W = Sigma_k - reg_covar I``, is flat along some direction ``v``:
+   zero up to rounding. Checked scale-free (:func:`_flattest_direction`): first each
+   feature's own variance ``W_jj`` against
+   ``max(REG_FRACTION * reg_covar, RESOLUTION * eps * m_j**2)``; then (matrix families)
+   the smallest eigenvalue ``mu`` of the correlation matrix
+   ``W_jj^-1/2 W W_jj^-1/2`` against ``RESOLUTION * eps * (1 + (m~ . u)**2)``
+   (``m~`` the mean in units of the component's standard deviations, ``u`` the
+   eigenvector), or the variance along the direction below ``REG_FRACTION * reg_covar``.
    ``REG_FRACTION = 1e-3``, ``RESOLUTION = 30``, ``eps`` the machine epsilon of the
-   covariances' dtype, ``m_v`` the component's mean along ``v`` and ``s_v = v' S v`` the
-   data's variance along ``v``. So ``reg_covar`` makes up (practically) all of the
-   component's variance there: its points share one value along ``v``.
+   covariances' dtype, ``m`` the component's mean (for a shared covariance, the mean of
+   the component at the weighted median). Diag and spherical compare their variances
+   (``variance_checks``) with the same floor. So ``reg_covar`` makes up (practically) all
+   of the component's variance there: its points share one value along ``v``.
 3. **Spherical components on a flat set of points** (needs the data and the
    responsibilities; families with ``hides_flat_directions``). A spherical covariance
    averages the spread over all features, so a component sitting on points that share
@@ -42,23 +47,34 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
 
 Why these thresholds. A collapse is exact: the points under the component are identical
 along ``v``, so its unregularised variance is zero except for rounding in the M-step,
-which is of the order of ``eps * (m_v**2 + s_v)`` (uncentred second moments, as in
+which is of the order of ``eps * m_v**2`` (uncentred second moments, as in
 scikit-learn, lose that much; centred ones lose less). The collapsed Old Faithful fit that
 scikit-learn reaches (diag, 5 components, log-likelihood -1042 where mclust's VVI,5 has
 -1108: one component on the 14 eruptions whose waiting time is exactly 83 minutes) has
-``lambda - reg_covar = 1.8e-12``, i.e. 1.2 ``eps * (m_v**2 + s_v)``; ``RESOLUTION = 30``
+``lambda - reg_covar = 1.8e-12``, i.e. 1.2 ``eps * m_v**2``; ``RESOLUTION = 30``
 leaves a margin of 25 for longer sums. Genuine components are not near the floor however
-narrow or far from the origin they are: the floor is 8e-7 for clusters with standard
+narrow or far from the origin they are: the floor is 7e-7 for clusters with standard
 deviation 0.05 placed 9999 apart (their variance is 2.5e-3), 7e-6 for unit clusters 1e4
 apart, 5e-11 on Old Faithful (the smallest genuine component variance over mclust's grid
-is about 1e-2); in float32 (``eps`` 1.2e-7) it is 2e-4 for data of size 5 and spread 4,
-where a genuinely thin component with variance 1.4e-3 stays clear of it. The data's
-*global* spread is deliberately not the yardstick: clusters far apart relative to their
-width are legitimate. ``REG_FRACTION * reg_covar``
-keeps the test meaningful when the data sit near the origin (``m_v = 0``). The point
-counts of sign 1 are the identifiability limits of the covariance estimates; they need no
-tuning. Directions along which the whole data set has no spread (``s_v <= 2 reg_covar``,
-a constant feature) are not held against a component.
+is about 1e-2); in float32 (``eps`` 1.2e-7) it is 9e-5 for data of size 5, where a
+genuinely thin component with variance 1.4e-3 stays clear of it. The data's variance is
+deliberately not the yardstick: clusters far apart relative to their width are
+legitimate, and one far outlier inflates it by ``d**2 / N`` (1e17 for an outlier 1e10
+standard deviations out), which made every regular component look collapsed. Nor is an
+eigenvalue of the covariance itself: it carries an absolute rounding of ``eps`` times
+the largest entry, -9.4 for a feature of variance 5 next to one of 1e16; the correlation
+matrix has a unit diagonal. ``REG_FRACTION * reg_covar`` keeps the test meaningful when
+the data sit near the origin (``m_v = 0``). The point counts of sign 1 are the
+identifiability limits of the covariance estimates; they need no tuning. Features along
+which the whole data set has no spread (variance at most ``2 reg_covar``, or at most the
+rounding of a constant column, ``RESOLUTION * eps * centre**2``) and directions along
+which it has none are not held against a component.
+
+A component that holds one far row alone (:func:`outlier_components`: at most 1.5
+effective points, more than 1e4 standard deviations from every other component) is an
+outlier's, not a spurious maximizer among the data: it is reported by
+:func:`outlier_components` and by the estimator (``outlier_components_`` and a warning),
+not here (docs/robustness.md).
 """
 
 from __future__ import annotations

@@ -147,6 +147,14 @@ default="kmeans"
     degenerate_ : bool
         True when the fit looks like a spurious maximizer (a collapsed component).
     degenerate_reason_ : str or None
+    outlier_components_ : ndarray of int
+        Components that hold one far row alone (at most 1.5 effective points, more than
+        1e4 standard deviations from every other component): a far outlier's, named in a
+        ``DegenerateFitWarning``; the other components are fitted as without it. See
+        ``docs/robustness.md``.
+    outlier_rows_ : ndarray of int
+        Rows that were given a component of their own at the start: rows more than 1e4
+        standard deviations (of the other rows) away, at most ``n_components - 1``.
     n_batch_iter_ : int
         Batches seen by :meth:`partial_fit` (absent before the first one).
     running_statistics_ : SufficientStatistics

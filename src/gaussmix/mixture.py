@@ -445,6 +445,12 @@ default="kmeans"
         random_state = check_random_state(self.random_state)
         # Far outliers get components of their own at the start (docs/robustness.md).
         self._isolated = self._far_rows(data, inits) if do_init else []
+        try:
+            self._run_inits(data, feature_names, inits, do_init, n_init, random_state)
+        finally:
+            self.__dict__.pop("_isolated", None)
+
+    def _run_inits(self, data, feature_names, inits, do_init, n_init, random_state):
         best = None
         for init in range(n_init):
             if self.verbose:
@@ -480,7 +486,7 @@ default="kmeans"
                 f"tol={self.tol:g}. Increase max_iter or tol, try other init_params, or "
                 "check the data for duplicated or degenerate points.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self._set_parameters(best.params)
         self._fitted_covariance_type = best.params.covariance_type  # the family's name
@@ -507,7 +513,7 @@ default="kmeans"
         """``outlier_rows_``, ``outlier_components_`` and a warning naming them."""
         from ._degeneracy import outlier_components
 
-        isolated = self.__dict__.pop("_isolated", None) or []
+        isolated = getattr(self, "_isolated", None) or []
         self.outlier_rows_ = np.array([row for row, _ in isolated], dtype=np.intp)
         found = outlier_components(
             self.weights_, self.means_, self.covariances_, self._family(), data.weight_sum
@@ -530,7 +536,7 @@ default="kmeans"
             "far row alone (its covariance is at reg_covar); the other components are "
             "fitted as without it. Drop those rows, or read them as outliers.",
             DegenerateFitWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
     def _iteration_callback(self):
@@ -574,7 +580,7 @@ default="kmeans"
             self.degenerate_ = True
             self.degenerate_reason_ = reason
             warnings.warn(
-                f"The fit looks degenerate: {reason}", DegenerateFitWarning, stacklevel=4
+                f"The fit looks degenerate: {reason}", DegenerateFitWarning, stacklevel=5
             )
 
     def _get_parameters(self) -> MixtureParameters:

@@ -32,7 +32,18 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
    the component at the weighted median). Diag and spherical compare their variances
    (``variance_checks``) with the same floor. So ``reg_covar`` makes up (practically) all
    of the component's variance there: its points share one value along ``v``.
-3. **Spherical components on a flat set of points** (needs the data and the
+3. **The points themselves** (needs the data and the responsibilities). mclust's ten
+   constrained models add ``reg_covar`` to the scatter *before* their constrained update,
+   so their covariances minus ``reg_covar`` are not the scatter and sign 2 does not
+   apply to them. They are judged by the components' responsibility-weighted scatters
+   ``S_k`` and the rule their volume, shape and orientation give
+   (:func:`scatter_rules`): a piece a component estimates alone collapses with its own
+   points (its own shape: ``S_k`` flat along a direction, VVV, EVV, EVE, VVE, or along a
+   feature, VVI, EVI; only its own volume: all its points identical, VEI, VEE, VEV); a
+   pooled piece only with all of them (``sum_k N_k S_k`` flat: EEE, VEE along a
+   direction, EEI, VEI along a feature, EII identical points; EEV, VEV: every ``S_k``
+   flat). Without the data (out of core), sign 2 on the parameters stands in. And for
+   **spherical components on a flat set of points** (needs the data and the
    responsibilities; families with ``hides_flat_directions``). A spherical covariance
    averages the spread over all features, so a component sitting on points that share
    one value of a feature (one whole minute of waiting time) keeps a moderate variance
@@ -264,7 +275,8 @@ def _weighted_median(values, weights):
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
-def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution):
+def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution,
+                        axes_only=False):
     """Where the symmetric (D, D) matrix ``W`` (a scatter, without ``reg_covar``) is flat.
 
     Returns None, or ``(variance, v)``: the variance of ``W`` along the unit vector ``v``
@@ -295,6 +307,8 @@ def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution):
             v = np.zeros(W.shape[0])
             v[j] = 1.0
             return float(diag[i]), v
+    if axes_only:
+        return None
     sd = np.sqrt(diag)
     R = WJ / np.outer(sd, sd)
     mu_all, U = np.linalg.eigh(0.5 * (R + R.T))
@@ -309,6 +323,105 @@ def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution):
         v[J] = direction
         return variance, v
     return None
+
+
+#: The 4 scikit-learn families: their covariance minus ``reg_covar`` is the scatter, so the
+#: parameters show a collapse (sign 2); the others add ``reg_covar`` to the scatter before a
+#: constrained update, and their collapse shows in the components' scatters (sign 3).
+_SCATTER_IS_COVARIANCE = ("full", "tied", "diag", "spherical")
+
+
+def scatter_rules(covariance_type) -> tuple[str | None, str | None]:
+    """Which flat scatters make a fit of this family degenerate: ``(component, pooled)``.
+
+    Read from the family's volume, shape and orientation (Sigma_k = lambda_k D_k A_k
+    D_k^T): what a component estimates alone can collapse with its own points, what is
+    pooled only with all of them.
+
+    ``component``: a component's scatter flat along ``"any"`` direction (its own shape:
+    VVV, EVV, and EVE, VVE, whose shared orientation is free to turn to the flat
+    direction), along a feature ``"axes"`` (its own diagonal shape: VVI, EVI), or in
+    every direction, ``"all"`` (all its points identical: only its volume is its own: VII, VEI,
+    VEE, VEV); None (EII, EEI, EEE, EEV: nothing is its own but the mean).
+    ``pooled``: the pooled scatter ``sum_k N_k S_k`` flat along ``"any"`` direction (a
+    shared orientation and shape: EEE, VEE), along a feature ``"axes"`` (EEI, VEI), in
+    every direction ``"all"`` (EII), or ``"each"``: every component's scatter flat along
+    some direction (shared eigenvalues, own orientations: EEV, VEV); None when the
+    component rule covers it.
+    """
+    family = families.get(covariance_type)
+    volume, shape, orientation = family.volume, family.shape, family.orientation
+    if shape == "variable":
+        # A shared orientation is free too: it turns to a component's flat direction (its
+        # MM update converges there slowly, so its axes are no yardstick).
+        component = "axes" if orientation == "axis-aligned" else "any"
+        return component, None
+    component = "all" if volume == "variable" else None
+    if shape == "identity":
+        return component, (None if component else "all")
+    pooled = {"axis-aligned": "axes", "equal": "any", "variable": "each"}[orientation]
+    return component, pooled
+
+
+def _scatter_problems(family, X, resp, sample_weight, means, covariances, reg_covar, eps,
+                      resolution):
+    """Sign 3 for every family: ``{key: [message]}`` from the components' scatters."""
+    component_rule, pooled_rule = scatter_rules(family)
+    data_cov = data_covariance(X, sample_weight)
+    data_centre = np.average(np.asarray(X, dtype=np.float64), axis=0, weights=sample_weight)
+    varying = _varying_features(np.diag(data_cov), data_centre, reg_covar, eps, resolution)
+    scatters = dict(_component_scatters(X, resp, sample_weight))
+    out: dict[int, list[str]] = {}
+
+    def flat(W, mean, weights, rule):
+        found = _flattest_direction(W, mean, weights, varying, reg_covar, eps, resolution,
+                                    axes_only=rule in ("axes", "all"))
+        if found is None:
+            return None
+        if rule == "all":  # every varying feature flat: all its points identical
+            d = np.diag(W)[varying]
+            floors = [max(REG_FRACTION * reg_covar, resolution * eps * float(
+                np.max(np.atleast_2d(mean)[:, j] ** 2))) for j in varying]
+            if not np.all(d <= np.array(floors)):
+                return None
+        if _data_flat_along(found[1], data_cov, reg_covar, eps, resolution):
+            return None
+        return found
+
+    def say(found, what):
+        variance, v = found
+        return (f"{what} no spread along {direction_words(v)} (weighted variance "
+                f"{_fmt(max(variance, 0.0))}, the data's is {_fmt(float(v @ data_cov @ v))})")
+
+    if component_rule is not None:
+        for k, W in scatters.items():
+            found = flat(W, means[k], np.ones(1), component_rule)
+            if found is not None:
+                what = "its points have" if component_rule != "all" else (
+                    "its points are all identical:")
+                out.setdefault(k, []).append(
+                    say(found, what) + f": they share one value there, and its {family.name} "
+                    "covariance has a piece of its own there")
+    if pooled_rule is not None and scatters:
+        nk = np.array([float(np.sum(resp[:, k])) for k in scatters])
+        keys = list(scatters)
+        if pooled_rule == "each":
+            founds = [flat(scatters[k], means[k], np.ones(1), "any") for k in keys]
+            if all(f is not None for f in founds):
+                out.setdefault(-1, []).append(
+                    "every component's points have no spread along some direction (first: "
+                    + say(founds[0], "component's").split("along ", 1)[1] + "), and its "
+                    "eigenvalues are pooled")
+        else:
+            pooled = sum(nk[i] * scatters[k] for i, k in enumerate(keys)) / nk.sum()
+            found = flat(pooled, means[keys], nk / nk.sum(),
+                         "axes" if pooled_rule == "axes" else (
+                             "all" if pooled_rule == "all" else "any"))
+            if found is not None:
+                out.setdefault(-1, []).append(
+                    say(found, "the components' points have") + ": each component's share "
+                    "one value there")
+    return out
 
 
 def _data_flat_along(v, scale, reg_covar, eps, resolution) -> bool:
@@ -425,7 +538,11 @@ def degeneracy_reason(
     def floor(mean_sq: float) -> float:
         return max(REG_FRACTION * reg_covar, resolution * eps * mean_sq)
 
-    if family.precision_form in ("full", "shared_full"):
+    constrained = family.name not in _SCATTER_IS_COVARIANCE
+    with_data = X is not None and resp is not None
+    if constrained and with_data:
+        pass  # their covariances are not scatter + reg_covar: sign 3 judges the scatters
+    elif family.precision_form in ("full", "shared_full"):
         full = family.full_covariances(covariances, n_components, n_features)
         keys = [-1] if family.shared else range(n_components)
         for key in keys:
@@ -457,6 +574,13 @@ def degeneracy_reason(
                 problems.setdefault(key, []).append(
                     template.format(var=_fmt(var), reg=_fmt(reg_covar), data=_fmt(data_var))
                 )
+
+    # 3. The components' scatters (the 10 constrained families).
+    if constrained and with_data:
+        for key, messages in _scatter_problems(
+            family, X, resp, sample_weight, means, covariances, reg_covar, eps, resolution
+        ).items():
+            problems.setdefault(key, []).extend(messages)
 
     # 3. Spherical components whose points have no spread along some direction.
     if family.hides_flat_directions and X is not None and resp is not None:
@@ -545,7 +669,10 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         return None  # max_iter=0: no EM ran, so there is no fit to judge
     family = families.of_model(estimator)
     resp = None
-    if X is not None and family.hides_flat_directions and _has_repeated_values(X):
+    if X is not None and family.name not in _SCATTER_IS_COVARIANCE:
+        # The constrained families are judged by their components' scatters (sign 3).
+        resp = estimator.predict_proba(X)
+    elif X is not None and family.hides_flat_directions and _has_repeated_values(X):
         # Sign 3 (points sharing one value of a feature) needs repeated values; continuous
         # data skip its E-step and scatter passes (0.5 s on 1e5 x 32).
         resp = estimator.predict_proba(X)

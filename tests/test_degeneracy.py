@@ -268,3 +268,98 @@ def test_docstring_examples_run():
     module = importlib.import_module("gaussmix._degeneracy")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------------------
+# Degeneracy rules per model (issue 11, item 4): each of the 14 with a collapsing component
+# --------------------------------------------------------------------------------------
+from gaussmix import families as _families  # noqa: E402
+from gaussmix._degeneracy import scatter_rules  # noqa: E402
+
+# Which collapse each model can have. "one": component 1's points share one value of
+# feature 1 (the other component's points spread); "all": both components' points share
+# one value of feature 1 each. A model collapses when a piece that sees the flat scatter
+# has no other points to pool with.
+_ONE_FLAT = {"VVV", "EVV", "VVI", "EVI", "EVE", "VVE", "VII"}
+_ALL_FLAT = _ONE_FLAT | {"EEE", "VEE", "EEI", "VEI", "EEV", "VEV"}  # not EII: pooled trace
+
+
+def _flat_data(both):
+    rng = np.random.default_rng(3)
+    a = np.c_[rng.normal(0, 1, 80), rng.normal(0, 1, 80) if not both else np.full(80, -2.0)]
+    b = np.c_[rng.normal(8, 1, 40), np.full(40, 6.0)]
+    X = np.r_[a, b]
+    resp = np.zeros((120, 2))
+    resp[:80, 0] = 1.0
+    resp[80:, 1] = 1.0
+    return X, resp
+
+
+def _judged(model_name, both):
+    X, resp = _flat_data(both)
+    gm = GaussianMixture(2, covariance_type=model_name, means_init=[[0, 0], [8, 6]],
+                         max_iter=200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    # EM keeps the two clusters apart (8 standard deviations): the responsibilities are
+    # the clusters'.
+    np.testing.assert_array_equal(gm.predict(X), resp.argmax(axis=1))
+    return gm, degeneracy_reason_of_estimator(gm, X)
+
+
+@pytest.mark.parametrize("model_name", _families.MCLUST_MODELS)
+def test_each_model_with_one_flat_component(model_name):
+    """Component 1 sits on points sharing one value of feature 1. Models with a piece of
+    their own there (their own shape: VVV, EVV, VVI, EVI, EVE, VVE; VII's hidden flat
+    direction) are degenerate and name component 1; models that pool that piece with
+    component 0's spread (EII, EEI, VEI, EEE, VEE, EEV, VEV) are regular."""
+    gm, reason = _judged(model_name, both=False)
+    if model_name in _ONE_FLAT:
+        assert reason is not None and "component 1 " in reason, reason
+        assert "component 0 " not in reason, reason
+        assert gm.degenerate_ is True
+    else:
+        assert reason is None, reason
+        assert gm.degenerate_ is False
+
+
+@pytest.mark.parametrize("model_name", _families.MCLUST_MODELS)
+def test_each_model_with_every_component_flat(model_name):
+    """Both components sit on points sharing one value of feature 1 each: every model but
+    EII (one pooled variance, which the other feature keeps up) is degenerate."""
+    gm, reason = _judged(model_name, both=True)
+    if model_name in _ALL_FLAT:
+        assert reason is not None and "feature 1" in reason, reason
+    else:
+        assert reason is None, reason
+    assert gm.degenerate_ is (reason is not None)
+
+
+def test_scatter_rules_follow_volume_shape_orientation():
+    rules = {name: scatter_rules(name) for name in _families.MCLUST_MODELS}
+    assert rules["VVV"] == ("any", None) and rules["EVV"] == ("any", None)
+    assert rules["VVI"] == ("axes", None) and rules["EVI"] == ("axes", None)
+    assert rules["EVE"] == ("any", None) and rules["VVE"] == ("any", None)
+    assert rules["EEE"] == (None, "any") and rules["VEE"] == ("all", "any")
+    assert rules["EEI"] == (None, "axes") and rules["VEI"] == ("all", "axes")
+    assert rules["EEV"] == (None, "each") and rules["VEV"] == ("all", "each")
+    assert rules["EII"] == (None, "all") and rules["VII"] == ("all", None)
+
+
+@pytest.mark.parametrize("model_name", ["VEI", "VEE", "VEV"])
+def test_variable_volume_models_collapse_on_identical_points(model_name):
+    """A component of variable volume on identical points (here 5 copies of one row)
+    shrinks its volume to reg_covar: degenerate, though it has min_points rows."""
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (100, 2)), np.repeat([[9.0, 9.0]], 5, axis=0)]
+    resp = np.zeros((105, 2))
+    resp[:100, 0] = 1.0
+    resp[100:, 1] = 1.0
+    gm = GaussianMixture(2, covariance_type=model_name, means_init=[[0, 0], [9, 9]],
+                         random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    reason = degeneracy_reason_of_estimator(gm, X)
+    assert reason is not None and "component 1 " in reason and "identical" in reason, reason

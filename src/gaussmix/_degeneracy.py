@@ -18,16 +18,32 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
    unconstrained D x D covariance from D points or fewer is singular), ``2`` for diag and
    spherical (a variance needs two distinct values), ``1`` for tied (the covariance is
    pooled, so a component needs only its mean; below one point it carries no data at all).
-2. **Covariance at the regularisation floor.** Along the direction ``v`` of the smallest
-   eigenvalue ``lambda`` of the component's covariance (the family's ``variance_checks``;
-   for diag: each feature; for spherical: its single variance), the variance *without*
-   the regulariser, ``lambda - reg_covar``, is zero up to rounding: at most
-   ``max(REG_FRACTION * reg_covar, RESOLUTION * eps * (m_v**2 + s_v))`` with
+2. **Covariance at the regularisation floor.** The component's scatter without the
+   regulariser, ``W = Sigma_k - reg_covar I``, is flat along some direction ``v``:
+   zero up to rounding. Checked scale-free (:func:`_flattest_direction`): first each
+   feature's own variance ``W_jj`` against
+   ``max(REG_FRACTION * reg_covar, RESOLUTION * eps * m_j**2)``; then (matrix families)
+   the smallest eigenvalue ``mu`` of the correlation matrix
+   ``W_jj^-1/2 W W_jj^-1/2`` against ``RESOLUTION * eps * (1 + (m~ . u)**2)``
+   (``m~`` the mean in units of the component's standard deviations, ``u`` the
+   eigenvector), or the variance along the direction below ``REG_FRACTION * reg_covar``.
    ``REG_FRACTION = 1e-3``, ``RESOLUTION = 30``, ``eps`` the machine epsilon of the
-   covariances' dtype, ``m_v`` the component's mean along ``v`` and ``s_v = v' S v`` the
-   data's variance along ``v``. So ``reg_covar`` makes up (practically) all of the
-   component's variance there: its points share one value along ``v``.
-3. **Spherical components on a flat set of points** (needs the data and the
+   covariances' dtype, ``m`` the component's mean (for a shared covariance, the mean of
+   the component at the weighted median). Diag and spherical compare their variances
+   (``variance_checks``) with the same floor. So ``reg_covar`` makes up (practically) all
+   of the component's variance there: its points share one value along ``v``.
+3. **The points themselves** (needs the data and the responsibilities). mclust's ten
+   constrained models add ``reg_covar`` to the scatter *before* their constrained update,
+   so their covariances minus ``reg_covar`` are not the scatter and sign 2 does not
+   apply to them. They are judged by the components' responsibility-weighted scatters
+   ``S_k`` and the rule their volume, shape and orientation give
+   (:func:`scatter_rules`): a piece a component estimates alone collapses with its own
+   points (its own shape: ``S_k`` flat along a direction, VVV, EVV, EVE, VVE, or along a
+   feature, VVI, EVI; only its own volume: all its points identical, VEI, VEE, VEV); a
+   pooled piece only with all of them (``sum_k N_k S_k`` flat: EEE, VEE along a
+   direction, EEI, VEI along a feature, EII identical points; EEV, VEV: every ``S_k``
+   flat). Without the data (out of core), sign 2 on the parameters stands in. And for
+   **spherical components on a flat set of points** (needs the data and the
    responsibilities; families with ``hides_flat_directions``). A spherical covariance
    averages the spread over all features, so a component sitting on points that share
    one value of a feature (one whole minute of waiting time) keeps a moderate variance
@@ -42,23 +58,34 @@ Three signs identify a degenerate component ``k`` (``n_k`` is its effective numb
 
 Why these thresholds. A collapse is exact: the points under the component are identical
 along ``v``, so its unregularised variance is zero except for rounding in the M-step,
-which is of the order of ``eps * (m_v**2 + s_v)`` (uncentred second moments, as in
+which is of the order of ``eps * m_v**2`` (uncentred second moments, as in
 scikit-learn, lose that much; centred ones lose less). The collapsed Old Faithful fit that
 scikit-learn reaches (diag, 5 components, log-likelihood -1042 where mclust's VVI,5 has
 -1108: one component on the 14 eruptions whose waiting time is exactly 83 minutes) has
-``lambda - reg_covar = 1.8e-12``, i.e. 1.2 ``eps * (m_v**2 + s_v)``; ``RESOLUTION = 30``
+``lambda - reg_covar = 1.8e-12``, i.e. 1.2 ``eps * m_v**2``; ``RESOLUTION = 30``
 leaves a margin of 25 for longer sums. Genuine components are not near the floor however
-narrow or far from the origin they are: the floor is 8e-7 for clusters with standard
+narrow or far from the origin they are: the floor is 7e-7 for clusters with standard
 deviation 0.05 placed 9999 apart (their variance is 2.5e-3), 7e-6 for unit clusters 1e4
 apart, 5e-11 on Old Faithful (the smallest genuine component variance over mclust's grid
-is about 1e-2); in float32 (``eps`` 1.2e-7) it is 2e-4 for data of size 5 and spread 4,
-where a genuinely thin component with variance 1.4e-3 stays clear of it. The data's
-*global* spread is deliberately not the yardstick: clusters far apart relative to their
-width are legitimate. ``REG_FRACTION * reg_covar``
-keeps the test meaningful when the data sit near the origin (``m_v = 0``). The point
-counts of sign 1 are the identifiability limits of the covariance estimates; they need no
-tuning. Directions along which the whole data set has no spread (``s_v <= 2 reg_covar``,
-a constant feature) are not held against a component.
+is about 1e-2); in float32 (``eps`` 1.2e-7) it is 9e-5 for data of size 5, where a
+genuinely thin component with variance 1.4e-3 stays clear of it. The data's variance is
+deliberately not the yardstick: clusters far apart relative to their width are
+legitimate, and one far outlier inflates it by ``d**2 / N`` (1e17 for an outlier 1e10
+standard deviations out), which made every regular component look collapsed. Nor is an
+eigenvalue of the covariance itself: it carries an absolute rounding of ``eps`` times
+the largest entry, -9.4 for a feature of variance 5 next to one of 1e16; the correlation
+matrix has a unit diagonal. ``REG_FRACTION * reg_covar`` keeps the test meaningful when
+the data sit near the origin (``m_v = 0``). The point counts of sign 1 are the
+identifiability limits of the covariance estimates; they need no tuning. Features along
+which the whole data set has no spread (variance at most ``2 reg_covar``, or at most the
+rounding of a constant column, ``RESOLUTION * eps * centre**2``) and directions along
+which it has none are not held against a component.
+
+A component that holds one far row alone (:func:`outlier_components`: at most 1.5
+effective points, more than 1e4 standard deviations from every other component) is an
+outlier's, not a spurious maximizer among the data: it is reported by
+:func:`outlier_components` and by the estimator (``outlier_components_`` and a warning),
+not here (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -69,6 +96,8 @@ from . import families
 from .families import direction_words
 
 __all__ = [
+    "OUTLIER_POINTS",
+    "OUTLIER_SDS",
     "REG_FRACTION",
     "RESOLUTION",
     "data_covariance",
@@ -76,6 +105,7 @@ __all__ = [
     "degeneracy_reason_of_estimator",
     "min_component_points",
     "mixture_covariance",
+    "outlier_components",
 ]
 
 #: A component variance without ``reg_covar`` at most this fraction of ``reg_covar`` ...
@@ -162,12 +192,56 @@ def mixture_covariance(weights, means, covariances, covariance_type) -> np.ndarr
     return within + (dev * weights[:, None]).T @ dev
 
 
+#: A component on at most this many effective points ...
+OUTLIER_POINTS = 1.5
+#: ... whose mean lies more than this many standard deviations from every other component
+#: (gaussmix._init.ISOLATION_SDS) holds an isolated far row: an outlier component.
+OUTLIER_SDS = 1e4
+
+
+def outlier_components(weights, means, covariances, covariance_type, n_samples,
+                       resp_sum=None) -> list[tuple[int, float, float]]:
+    """Components that hold one far row alone: ``(k, effective points, distance in sd)``.
+
+    Component ``k`` carries at most :data:`OUTLIER_POINTS` effective points and its mean
+    lies more than :data:`OUTLIER_SDS` standard deviations from every component with more
+    points (Mahalanobis distance in that component's covariance). Such a component is not
+    a spurious maximizer sitting among the data: it isolates a far outlier, which keeps
+    the other components as they are without it (docs/robustness.md). Its covariance is
+    at the regularisation floor, so its likelihood depends on ``reg_covar``.
+    """
+    family = families.get(covariance_type)
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    means = np.atleast_2d(np.asarray(means, dtype=np.float64))
+    K, D = means.shape
+    nk = (np.asarray(resp_sum, dtype=np.float64).ravel() if resp_sum is not None
+          else float(n_samples) * weights)
+    small = [k for k in range(K) if 0 < nk[k] <= OUTLIER_POINTS]
+    large = [j for j in range(K) if nk[j] > OUTLIER_POINTS]
+    if not small or not large:
+        return []
+    cov = np.asarray(covariances, dtype=np.float64)
+    found = []
+    for k in small:
+        distances = []
+        for j in large:
+            diff = means[k] - means[j]
+            try:
+                sq = float(diff @ np.linalg.solve(family.component_covariance(cov, j, D), diff))
+            except np.linalg.LinAlgError:
+                sq = 0.0
+            distances.append(np.sqrt(max(sq, 0.0)))
+        if min(distances) > OUTLIER_SDS:
+            found.append((k, float(nk[k]), float(min(distances))))
+    return found
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _flat_components(X, resp, sample_weight):
-    """Yield ``(k, smallest eigenvalue, its eigenvector)`` of each component's data scatter."""
+def _component_scatters(X, resp, sample_weight):
+    """Yield ``(k, weighted scatter (D, D) of the data about component k's mean)``."""
     X = np.asarray(X, dtype=np.float64)
     resp = np.asarray(resp, dtype=np.float64)
     if sample_weight is not None:
@@ -179,9 +253,182 @@ def _flat_components(X, resp, sample_weight):
         r = resp[:, k]
         mean = r @ X / nk[k]
         Xc = X - mean
-        scatter = (Xc * r[:, None]).T @ Xc / nk[k]
-        eigval, eigvec = np.linalg.eigh(scatter)
-        yield k, float(eigval[0]), eigvec[:, 0]
+        yield k, (Xc * r[:, None]).T @ Xc / nk[k]
+
+
+def _varying_features(data_var, centre, reg_covar, eps, resolution):
+    """Indices of the features along which the data have a spread to lose.
+
+    A feature whose variance is at most ``2 * reg_covar`` (``reg_covar`` dominates it) or
+    at most the rounding of its values (``resolution * eps * centre**2``: a constant
+    column, whose computed variance is 1e-30 rather than 0) is not held against a
+    component.
+    """
+    limit = np.maximum(2.0 * reg_covar, resolution * eps * np.asarray(centre) ** 2)
+    return np.flatnonzero(np.asarray(data_var) > limit)
+
+
+def _weighted_median(values, weights):
+    """The weighted median of ``values`` (the lower one at a tie)."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution,
+                        axes_only=False):
+    """Where the symmetric (D, D) matrix ``W`` (a scatter, without ``reg_covar``) is flat.
+
+    Returns None, or ``(variance, v)``: the variance of ``W`` along the unit vector ``v``
+    (a feature's axis or a direction) that is zero up to rounding. Scale-free: first
+    each varying feature's own variance ``W_jj`` against
+    ``max(REG_FRACTION * reg_covar, resolution * eps * m_j**2)``; then the smallest
+    eigenvalue ``mu`` of the correlation matrix ``R = W_jj^-1/2 W W_jj^-1/2`` against
+    ``resolution * eps * (1 + (m~ . u)**2)`` (``m~`` the mean in units of the standard
+    deviations, ``u`` the eigenvector). An eigenvalue of ``W`` itself would carry an
+    absolute rounding of ``eps * max_j W_jj``: -9.4 along a feature of variance 5 when
+    another has 1e16. ``m`` is the mean of the component (of the component at the weighted
+    median of ``(m_k . v)**2`` for a shared matrix: a far outlier's component, of weight
+    1/N, does not set the rounding of a scatter pooled over all the others).
+    """
+    if varying.size == 0:
+        return None
+    J = varying
+    WJ = W[np.ix_(J, J)]
+    MJ = np.atleast_2d(means)[:, J]
+
+    def mean_sq(direction):
+        return _weighted_median((MJ @ direction) ** 2, weights)
+
+    diag = np.diag(WJ)
+    eye = np.eye(len(J))
+    for i, j in enumerate(J):
+        if diag[i] <= max(REG_FRACTION * reg_covar, resolution * eps * mean_sq(eye[i])):
+            v = np.zeros(W.shape[0])
+            v[j] = 1.0
+            return float(diag[i]), v
+    if axes_only:
+        return None
+    sd = np.sqrt(diag)
+    R = WJ / np.outer(sd, sd)
+    mu_all, U = np.linalg.eigh(0.5 * (R + R.T))
+    mu, u = float(mu_all[0]), U[:, 0]
+    direction = u / sd
+    length_sq = float(direction @ direction)
+    variance = mu / length_sq  # u' R u = v' W v |u / sd|^2 with v the unit direction
+    direction /= np.sqrt(length_sq)
+    relative_mean_sq = _weighted_median((MJ / sd @ u) ** 2, weights)
+    if mu <= resolution * eps * (1.0 + relative_mean_sq) or variance <= REG_FRACTION * reg_covar:
+        v = np.zeros(W.shape[0])
+        v[J] = direction
+        return variance, v
+    return None
+
+
+#: The 4 scikit-learn families: their covariance minus ``reg_covar`` is the scatter, so the
+#: parameters show a collapse (sign 2); the others add ``reg_covar`` to the scatter before a
+#: constrained update, and their collapse shows in the components' scatters (sign 3).
+_SCATTER_IS_COVARIANCE = ("full", "tied", "diag", "spherical")
+
+
+def scatter_rules(covariance_type) -> tuple[str | None, str | None]:
+    """Which flat scatters make a fit of this family degenerate: ``(component, pooled)``.
+
+    Read from the family's volume, shape and orientation (Sigma_k = lambda_k D_k A_k
+    D_k^T): what a component estimates alone can collapse with its own points, what is
+    pooled only with all of them.
+
+    ``component``: a component's scatter flat along ``"any"`` direction (its own shape:
+    VVV, EVV, and EVE, VVE, whose shared orientation is free to turn to the flat
+    direction), along a feature ``"axes"`` (its own diagonal shape: VVI, EVI), or in
+    every direction, ``"all"`` (all its points identical: only its volume is its own: VII, VEI,
+    VEE, VEV); None (EII, EEI, EEE, EEV: nothing is its own but the mean).
+    ``pooled``: the pooled scatter ``sum_k N_k S_k`` flat along ``"any"`` direction (a
+    shared orientation and shape: EEE, VEE), along a feature ``"axes"`` (EEI, VEI), in
+    every direction ``"all"`` (EII), or ``"each"``: every component's scatter flat along
+    some direction (shared eigenvalues, own orientations: EEV, VEV); None when the
+    component rule covers it.
+    """
+    family = families.get(covariance_type)
+    volume, shape, orientation = family.volume, family.shape, family.orientation
+    if shape == "variable":
+        # A shared orientation is free too: it turns to a component's flat direction (its
+        # MM update converges there slowly, so its axes are no yardstick).
+        component = "axes" if orientation == "axis-aligned" else "any"
+        return component, None
+    component = "all" if volume == "variable" else None
+    if shape == "identity":
+        return component, (None if component else "all")
+    pooled = {"axis-aligned": "axes", "equal": "any", "variable": "each"}[orientation]
+    return component, pooled
+
+
+def _scatter_problems(family, X, resp, sample_weight, means, covariances, reg_covar, eps,
+                      resolution):
+    """Sign 3 for every family: ``{key: [message]}`` from the components' scatters."""
+    component_rule, pooled_rule = scatter_rules(family)
+    data_cov = data_covariance(X, sample_weight)
+    data_centre = np.average(np.asarray(X, dtype=np.float64), axis=0, weights=sample_weight)
+    varying = _varying_features(np.diag(data_cov), data_centre, reg_covar, eps, resolution)
+    scatters = dict(_component_scatters(X, resp, sample_weight))
+    out: dict[int, list[str]] = {}
+
+    def flat(W, mean, weights, rule):
+        found = _flattest_direction(W, mean, weights, varying, reg_covar, eps, resolution,
+                                    axes_only=rule in ("axes", "all"))
+        if found is None:
+            return None
+        if rule == "all":  # every varying feature flat: all its points identical
+            d = np.diag(W)[varying]
+            floors = [max(REG_FRACTION * reg_covar, resolution * eps * float(
+                np.max(np.atleast_2d(mean)[:, j] ** 2))) for j in varying]
+            if not np.all(d <= np.array(floors)):
+                return None
+        if _data_flat_along(found[1], data_cov, reg_covar, eps, resolution):
+            return None
+        return found
+
+    def say(found, what):
+        variance, v = found
+        return (f"{what} no spread along {direction_words(v)} (weighted variance "
+                f"{_fmt(max(variance, 0.0))}, the data's is {_fmt(float(v @ data_cov @ v))})")
+
+    if component_rule is not None:
+        for k, W in scatters.items():
+            found = flat(W, means[k], np.ones(1), component_rule)
+            if found is not None:
+                what = "its points have" if component_rule != "all" else (
+                    "its points are all identical:")
+                out.setdefault(k, []).append(
+                    say(found, what) + f": they share one value there, and its {family.name} "
+                    "covariance has a piece of its own there")
+    if pooled_rule is not None and scatters:
+        nk = np.array([float(np.sum(resp[:, k])) for k in scatters])
+        keys = list(scatters)
+        if pooled_rule == "each":
+            founds = [flat(scatters[k], means[k], np.ones(1), "any") for k in keys]
+            if all(f is not None for f in founds):
+                out.setdefault(-1, []).append(
+                    "every component's points have no spread along some direction (first: "
+                    + say(founds[0], "component's").split("along ", 1)[1] + "), and its "
+                    "eigenvalues are pooled")
+        else:
+            pooled = sum(nk[i] * scatters[k] for i, k in enumerate(keys)) / nk.sum()
+            found = flat(pooled, means[keys], nk / nk.sum(),
+                         "axes" if pooled_rule == "axes" else (
+                             "all" if pooled_rule == "all" else "any"))
+            if found is not None:
+                out.setdefault(-1, []).append(
+                    say(found, "the components' points have") + ": each component's share "
+                    "one value there")
+    return out
+
+
+def _data_flat_along(v, scale, reg_covar, eps, resolution) -> bool:
+    """Whether the data themselves have no spread along ``v`` (then nothing collapsed)."""
+    data_var = float(v @ scale @ v)
+    rounding = resolution * eps * float(np.abs(v) @ np.abs(scale) @ np.abs(v))
+    return data_var <= max(2.0 * reg_covar, rounding)
 
 
 def degeneracy_reason(
@@ -284,35 +531,80 @@ def degeneracy_reason(
             f"a {family.name} component needs"
         )
 
-    # 2. Smallest variance at the regularisation floor (the family says which variances).
+    # 2. A variance (or the smallest along any direction) at the regularisation floor.
+    centre = weights @ means / weights.sum() if weights.sum() > 0 else means.mean(axis=0)
+    varying = _varying_features(np.diag(scale), centre, reg_covar, eps, resolution)
 
-    def floor(mean_sq: float, data_var: float) -> float:
-        return max(REG_FRACTION * reg_covar, resolution * eps * (mean_sq + data_var))
+    def floor(mean_sq: float) -> float:
+        return max(REG_FRACTION * reg_covar, resolution * eps * mean_sq)
 
-    def at_floor(var: float, mean_sq: float, data_var: float) -> bool:
-        if data_var <= 2.0 * reg_covar:
-            return False  # the data themselves have no spread there (a constant feature)
-        return bool(var - reg_covar <= floor(mean_sq, data_var))
-
-    checks = family.variance_checks(covariances, means, scale)
-    for key, var, mean_sq, data_var, template in checks:
-        if at_floor(var, mean_sq, data_var):
-            problems.setdefault(key, []).append(
-                template.format(var=_fmt(var), reg=_fmt(reg_covar), data=_fmt(data_var))
+    constrained = family.name not in _SCATTER_IS_COVARIANCE
+    with_data = X is not None and resp is not None
+    if constrained and with_data:
+        pass  # their covariances are not scatter + reg_covar: sign 3 judges the scatters
+    elif family.precision_form in ("full", "shared_full"):
+        full = family.full_covariances(covariances, n_components, n_features)
+        keys = [-1] if family.shared else range(n_components)
+        for key in keys:
+            W = full[max(key, 0)] - reg_covar * np.eye(n_features)
+            found = _flattest_direction(
+                W,
+                means if key < 0 else means[key],
+                weights if key < 0 else np.ones(1),
+                varying, reg_covar, eps, resolution,
             )
+            if found is None or _data_flat_along(found[1], scale, reg_covar, eps, resolution):
+                continue
+            variance, v = found
+            problems.setdefault(key, []).append(
+                f"its variance along {direction_words(v)} is {_fmt(variance + reg_covar)}, "
+                f"at the regularisation floor (reg_covar={_fmt(reg_covar)}; the data's "
+                f"variance there is {_fmt(float(v @ scale @ v))})"
+            )
+    else:
+        varying_set = set(varying.tolist())
+        checks = family.variance_checks(covariances, means, scale)
+        for i, (key, var, mean_sq, data_var, template) in enumerate(checks):
+            if family.precision_form == "diagonal":
+                if i % n_features not in varying_set:  # yielded per component, per feature
+                    continue
+            elif data_var <= 2.0 * reg_covar or varying.size == 0:
+                continue  # the data themselves have no spread (a constant feature)
+            if var - reg_covar <= floor(mean_sq):
+                problems.setdefault(key, []).append(
+                    template.format(var=_fmt(var), reg=_fmt(reg_covar), data=_fmt(data_var))
+                )
+
+    # 3. The components' scatters (the 10 constrained families).
+    if constrained and with_data:
+        for key, messages in _scatter_problems(
+            family, X, resp, sample_weight, means, covariances, reg_covar, eps, resolution
+        ).items():
+            problems.setdefault(key, []).extend(messages)
 
     # 3. Spherical components whose points have no spread along some direction.
     if family.hides_flat_directions and X is not None and resp is not None:
         data_cov = data_covariance(X, sample_weight)
-        for k, eigval, v in _flat_components(X, resp, sample_weight):
-            data_var = float(v @ data_cov @ v)
-            if data_var > 0 and eigval <= floor(float((means[k] @ v) ** 2), data_var):
-                problems.setdefault(k, []).append(
-                    f"its points have no spread along {direction_words(v)} (weighted variance "
-                    f"{_fmt(max(eigval, 0.0))}, the data's is {_fmt(data_var)}): they share "
-                    f"one value there, which its {family.name} covariance hides"
-                )
+        data_centre = np.average(np.asarray(X, dtype=np.float64), axis=0, weights=sample_weight)
+        data_varying = _varying_features(
+            np.diag(data_cov), data_centre, reg_covar, eps, resolution
+        )
+        for k, scatter in _component_scatters(X, resp, sample_weight):
+            found = _flattest_direction(
+                scatter, means[k], np.ones(1), data_varying, reg_covar, eps, resolution
+            )
+            if found is None or _data_flat_along(found[1], data_cov, reg_covar, eps, resolution):
+                continue
+            variance, v = found
+            problems.setdefault(k, []).append(
+                f"its points have no spread along {direction_words(v)} (weighted variance "
+                f"{_fmt(max(variance, 0.0))}, the data's is {_fmt(float(v @ data_cov @ v))}): "
+                f"they share one value there, which its {family.name} covariance hides"
+            )
 
+    # A component holding one far row alone is an outlier's, not a spurious maximizer.
+    for k, _, _ in outlier_components(weights, means, covariances, family, n_samples, nk):
+        problems.pop(k, None)
     if not problems:
         return None
     parts = [
@@ -377,7 +669,10 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         return None  # max_iter=0: no EM ran, so there is no fit to judge
     family = families.of_model(estimator)
     resp = None
-    if X is not None and family.hides_flat_directions and _has_repeated_values(X):
+    if X is not None and family.name not in _SCATTER_IS_COVARIANCE:
+        # The constrained families are judged by their components' scatters (sign 3).
+        resp = estimator.predict_proba(X)
+    elif X is not None and family.hides_flat_directions and _has_repeated_values(X):
         # Sign 3 (points sharing one value of a feature) needs repeated values; continuous
         # data skip its E-step and scatter passes (0.5 s on 1e5 x 32).
         resp = estimator.predict_proba(X)

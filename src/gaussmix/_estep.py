@@ -18,9 +18,13 @@ The classes, and when :func:`make_estep` picks them (see each class for its alge
 ``QuadraticEStep``     every precision form but the shared one, while the features pay
                        and the means lie within reach of the centre; moments about c
 ``StackedWhitening``   full precisions otherwise (float64, or float32 means within 100 sd)
-``CentredWhitening``   full float32 with a far mean; shared precision in float32
+``CentredWhitening``   full float32 with a far mean; shared precision in float32, or in
+                       float64 with a mean beyond PooledWhitening's reach
 ``PooledWhitening``    shared precision in float64
-``ResidualEStep``      diagonal and scalar precisions when moments about c would cancel
+``ResidualEStep``      diagonal and scalar precisions when moments about c would cancel,
+                       or with a mean beyond ``_RESIDUAL_REACH`` (a far outlier's component)
+``AboutWhitening``     full and shared precisions, a redone iteration: moments about the
+                       new means (a mean that jumped onto a far outlier)
 =====================  ==================================================================
 
 The whitening and residual classes take their moments about the components' current means,
@@ -49,6 +53,10 @@ _LOG_2PI = np.log(2.0 * np.pi)
 # quadratic features are used, per working dtype: their rounding grows like
 # eps * distance^2.
 _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
+# Largest whitened distance of a mean from the centre for which diagonal and scalar
+# precisions take the quadratic features at all: beyond it their log-densities round by
+# eps * reach^2 > 1e-4 (a component of one far outlier, docs/robustness.md).
+_RESIDUAL_REACH = 1e6
 # Largest cancellation factor max_{k,i} E_k[(x_i - c_i)^2] / Var_k[x_i] accepted from a
 # quadratic E-step (relative error of the variances ~ eps * factor). Within the reach the
 # factor is at most 1 + reach^2; a larger one means the new means or variances moved far
@@ -98,9 +106,15 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     """
     precision_form, statistic = family_forms(params)
     work = np.dtype(dtype)
+    if exact and about is not None and precision_form in ("full", "shared_full"):
+        return AboutWhitening(params, np.dtype(np.float64), statistic, about)
     if precision_form == "shared_full":
         if exact:  # moments about the means: no cancellation, whatever the distances
             return CentredWhitening(params, np.dtype(np.float64), statistic)
+        if work == np.float64 and not _pooled_within_reach(params, work):
+            # The expanded scatter and log-densities would cancel (a component on a far
+            # outlier): predictions have no redo, so take the means out first.
+            return CentredWhitening(params, work, statistic)
         cls = PooledWhitening if work == np.float64 else CentredWhitening
         return cls(params, work, statistic)
     reach = _reach(params, precision_form, work)
@@ -109,6 +123,10 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
             return ResidualEStep(params, np.dtype(np.float64), statistic, about)
         # The quadratic rounding is eps * reach^2: harmless in float64 (a block whose
         # moments cancel anyway is redone, see accurate); float32 only within its reach.
+        # Beyond _RESIDUAL_REACH (a component on a far outlier) the log-densities
+        # themselves are lost (exp overflows): residuals about the means from the start.
+        if reach > _RESIDUAL_REACH:
+            return ResidualEStep(params, np.dtype(np.float64), statistic, about)
         if work == np.float32 and reach > _QUADRATIC_REACH[work]:
             work = np.dtype(np.float64)
         return QuadraticEStep(params, work, statistic)
@@ -121,6 +139,17 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     if work == np.float64 or reach < 100.0:
         return StackedWhitening(params, work, statistic)
     return CentredWhitening(params, work, statistic)
+
+
+def _pooled_within_reach(params, work) -> bool:
+    """Whether PooledWhitening's expansion about the centre keeps float64's accuracy:
+    eps * max_k |L^T (mu_k - c)|^2 <= _POOLED_ROUNDING (as its :meth:`accurate`)."""
+    weights = np.asarray(params.weights, dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    m = (means - _centre(weights, means, work)) @ np.asarray(
+        params.precisions_cholesky, dtype=np.float64)
+    reach_sq = float(np.max(np.sum(m**2, axis=1)))
+    return np.finfo(np.float64).eps * reach_sq <= _POOLED_ROUNDING
 
 
 def _reach(params, precision_form, work) -> float:
@@ -644,10 +673,35 @@ class _Whitening(EStep):
 
     def accurate(self) -> bool:
         """float32: a mean may move at most ``_FLOAT32_MAX_SHIFT`` of its standard
-        deviations (moments about the old means cancel beyond that)."""
-        if self.dtype == np.float32:
-            return self.max_whitened_shift() <= _FLOAT32_MAX_SHIFT
-        return True
+        deviations (moments about the old means cancel beyond that). Any dtype: the new
+        variances must be resolved (:meth:`new_variances_resolved`)."""
+        if self.dtype == np.float32 and self.max_whitened_shift() > _FLOAT32_MAX_SHIFT:
+            return False
+        return self.new_variances_resolved()
+
+    def new_variances_resolved(self) -> bool:
+        """Whether every new variance exceeds ``_NEW_VARIANCE_NOISE`` times its rounding.
+
+        The moments are about the old means; the M-step's variance of feature i is
+        E[u_i^2] - E[u_i]^2 (u = x - old mean), rounded by about eps * E[u_i^2]. A mean
+        jumping onto a far point in one step (a component collapsing onto a far
+        outlier: a move of 1e10 for a new variance of 1) loses it all; the iteration
+        is then redone about the new means (:class:`AboutWhitening`).
+        """
+        _, nk, s1, s2 = self.moments()
+        used = nk > 0
+        if not used.any():
+            return True
+        if self.statistic == "pooled":
+            n = float(nk[used].sum())
+            second = np.diagonal(s2) / n
+            new = second - np.sum(s1[used] ** 2 / nk[used, None], axis=0) / n
+        else:
+            nk, s1 = nk[used, None], s1[used]
+            second = np.diagonal(s2[used], axis1=1, axis2=2) / nk
+            new = second - (s1 / nk) ** 2
+        noise = _NEW_VARIANCE_NOISE * np.finfo(self.dtype).eps * second
+        return bool(np.all(new > noise))
 
     def max_whitened_shift(self) -> float:
         """Largest move of a mean, in standard deviations of its component."""
@@ -784,6 +838,51 @@ class CentredWhitening(_PerComponentWhitening):
         return self._finish_log_dens(self._squared_norms(parts, n)), parts
 
 
+class AboutWhitening(CentredWhitening):
+    """Log-densities as :class:`CentredWhitening` (float64); moments of the residuals
+    x - a_k about given points a_k (the new means of a first pass), in data coordinates.
+
+    The two-pass form for full and shared precisions, as :class:`ResidualEStep` is for
+    diagonal and scalar ones: sum_n r_nk (x - a_k) ~ 0, so the M-step's covariances
+    cancel nothing. Only for the rare iteration whose moments about the old means would
+    (a mean jumping onto a far outlier); K products of (D, n) blocks.
+    """
+
+    mode = "about"
+    accumulators = ("nk", "sum_residuals", "sum_scatter")
+
+    def __init__(self, params, dtype, statistic, about):
+        super().__init__(params, dtype, statistic)
+        K, D = self.n_components, self.n_features
+        self.about = np.asarray(about, dtype=np.float64)
+        self.sum_residuals = np.zeros((K, D))
+        self.sum_scatter = np.zeros((D, D) if statistic == "pooled" else (K, D, D))
+
+    def log_prob(self, Xb):
+        """(log_dens (K, n), the block itself)."""
+        log_dens, _ = super().log_prob(Xb)
+        return log_dens, Xb
+
+    def _add_moments(self, resp, Xb):
+        self.nk += resp.sum(axis=1, dtype=np.float64)
+        data = np.asarray(Xb, dtype=np.float64)
+        for k in range(self.n_components):
+            e = data - self.about[k]
+            weighted = e * resp[k][:, None]
+            self.sum_residuals[k] += weighted.sum(axis=0)
+            if self.statistic == "pooled":
+                self.sum_scatter += weighted.T @ e
+            else:
+                self.sum_scatter[k] += weighted.T @ e
+
+    def moments(self) -> Moments:
+        return Moments(self.about.copy(), self.nk.copy(), self.sum_residuals.copy(),
+                       self.sum_scatter.copy())
+
+    def accurate(self) -> bool:
+        return True
+
+
 class PooledWhitening(_Whitening):
     """One shared whitening y0 = L^T (x - c) for every component (shared precision).
 
@@ -825,10 +924,14 @@ class PooledWhitening(_Whitening):
     def accurate(self) -> bool:
         """Whether the expanded scatter below kept float64's accuracy: its rounding is
         about eps * max_k |m_k|^2 relative (m_k a mean's whitened distance from the centre),
-        so means within about 1e4 standard deviations of the centre. Beyond, the
-        iteration is redone with the moments about the means (CentredWhitening)."""
+        so means within about 1e4 standard deviations of the centre; and the new
+        variances are resolved (see :meth:`_Whitening.new_variances_resolved`). Otherwise
+        the iteration is redone with the moments about the means."""
         reach_sq = float(np.max(self.m_sq)) if self.m_sq.size else 0.0
-        return np.finfo(np.float64).eps * reach_sq <= _POOLED_ROUNDING
+        return (
+            np.finfo(np.float64).eps * reach_sq <= _POOLED_ROUNDING
+            and self.new_variances_resolved()
+        )
 
     def _whitened_moments(self):
         """With y_k = y0 - m_k:  sum_n r_nk y_k = sy0_k - N_k m_k  and

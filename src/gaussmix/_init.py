@@ -14,6 +14,13 @@ array); the M-step then turns them into parameters:
 * ``"random_from_data"``: one-hot on ``n_components`` rows drawn without replacement with
   probability proportional to their weight (``source.sample_rows(..., weighted=True)``).
 
+The moments of a one-hot start are taken about each component's own centre (its k-means
+centre, its row), not about one common point: a component far from that point (a far
+outlier on its own: one row at 1e10 times the data's scale) would otherwise lose its
+variance, and its neighbours theirs, to cancellation (``E[(x - c)^2] - (E[x] - c)^2`` with
+``|E[x] - c|`` of 1e10 leaves nothing of a variance of 1 in float64). See
+``docs/robustness.md``.
+
 :func:`kmeans_plusplus` and :func:`kmeans` (NumPy, block by block) honour sample weights:
 a row of weight w counts as w copies of itself, so integer weights behave as repeated rows.
 """
@@ -24,11 +31,12 @@ import numbers
 
 import numpy as np
 
+from . import families
 from .stats import (
+    SufficientStatistics,
     _blocks,
     auto_block_size,
     statistics_from_responsibilities,
-    statistics_of_rows,
 )
 
 __all__ = ["initial_statistics", "kmeans", "kmeans_plusplus", "nearest_center"]
@@ -74,7 +82,6 @@ def initial_statistics(source, method, n_components, random_state, covariance_ty
             _nearest_center_statistics,
             centers,
             covariance_type,
-            source.reference,
             block_size,
             name="init",
             fixed_blocks=True,  # in memory: the same sums whatever the thread pool
@@ -101,13 +108,24 @@ def initial_statistics(source, method, n_components, random_state, covariance_ty
 
 
 def _one_hot_rows(source, rows, weights, covariance_type):
-    """Component k is the single row ``rows[k]``; the weight of all the data is N."""
-    return statistics_of_rows(
-        rows,
-        covariance_type,
-        shift=source.reference,
-        weight_sum=source.weight_sum,
-        sample_weight=weights,
+    """Component k is the single row ``rows[k]``; the weight of all the data is N.
+
+    The moments are about the rows themselves, so they are exactly zero (no rounding of
+    ``(x - c)^2`` about a common point ``c`` to cancel, however far a row lies).
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    n_rows = len(rows)
+    nk = np.ones(n_rows) if weights is None else np.asarray(weights, dtype=np.float64)
+    family = families.get(covariance_type)
+    zeros = np.zeros_like(rows)
+    return SufficientStatistics(
+        family.name,
+        rows.copy(),
+        nk,
+        zeros,
+        family.scatter(zeros, np.diag(nk)),
+        0.0,
+        source.weight_sum,
     )
 
 
@@ -128,17 +146,34 @@ def _responsibility_statistics(X, w, resp_of_rows, covariance_type, shift, block
     return total
 
 
-def _nearest_center_statistics(X, w, centers, covariance_type, shift, block_size):
-    """One-hot on the nearest of ``centers``."""
+def _nearest_center_statistics(X, w, centers, covariance_type, block_size):
+    """One-hot on the nearest of ``centers``, moments about each row's own centre.
+
+    Two-pass accuracy without a second pass: k-means's centres are (close to) the means
+    of their rows, so ``x - c_k`` holds the spread of cluster k without cancellation.
+    """
+    family = families.get(covariance_type)
+    K, D = centers.shape
     centers_sq = np.einsum("kd,kd->k", centers, centers)
-    eye = np.eye(centers.shape[0])
-    return _responsibility_statistics(
-        X,
-        w,
-        lambda Xb: eye[nearest_center(Xb.astype(np.float64), centers, centers_sq)],
-        covariance_type,
-        shift,
-        block_size,
+    nk = np.zeros(K)
+    s1 = np.zeros((K, D))
+    s2 = None
+    for rows in _blocks(X.shape[0], block_size):
+        Xb = X[rows].astype(np.float64)
+        labels = nearest_center(Xb, centers, centers_sq)
+        wb = np.ones(len(labels)) if w is None else w[rows].astype(np.float64)
+        Xc = Xb - centers[labels]
+        resp = np.zeros((len(labels), K))
+        resp[np.arange(len(labels)), labels] = wb
+        nk += resp.sum(axis=0)
+        s1 += resp.T @ Xc
+        part = family.scatter(Xc, resp)
+        s2 = part if s2 is None else s2 + part
+    if s2 is None:  # no rows in this block
+        s2 = family.scatter(np.zeros((0, D)), np.zeros((0, K)))
+    return SufficientStatistics(
+        family.name, np.asarray(centers, dtype=np.float64).copy(), nk, s1, s2, 0.0,
+        float(X.shape[0] if w is None else np.sum(w, dtype=np.float64)),
     )
 
 
@@ -289,3 +324,119 @@ def _farthest_points(X, mean, centers, labels, weights, count):
         dist[weights <= 0] = -1.0
     far = np.argsort(dist)[::-1][:count]
     return X[far].astype(np.float64) - mean
+
+
+# --------------------------------------------------------------------------------------
+# Far outliers: isolated before the start
+# --------------------------------------------------------------------------------------
+#: A row lying more than this many standard deviations (of the other rows, in some
+#: feature) from the other rows' mean gets a component of its own at the start.
+ISOLATION_SDS = 1e4
+
+
+def far_rows(X, sample_weight, max_rows: int) -> list[tuple[int, float]]:
+    """Rows far outside the others, at most ``max_rows``, as ``(row, distance in sd)``.
+
+    Repeatedly: the row with the largest standardised deviation from the mean of the rows
+    kept so far is removed when it lies more than :data:`ISOLATION_SDS` standard
+    deviations from the mean of the *other* kept rows, along some feature whose spread
+    among them is positive. One far outlier inflates the data's variance by ``d**2 / N``,
+    so it is measured against the others (leave-one-out), not against all rows. Rows of
+    zero weight are never chosen. Gaussian data never come near: the largest deviation of
+    1e9 normal draws is about 6 standard deviations. Two passes over X per row examined
+    (one when nothing is far).
+    """
+    if max_rows < 1 or X.shape[0] < 3:
+        return []
+    n, D = X.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    kept = w > 0
+    found: list[tuple[int, float]] = []
+    block = auto_block_size(D, 1)
+    while len(found) < max_rows and kept.sum() > 2:
+        mean, sd = _weighted_spread(X, w * kept, block)
+        positive = sd > 0
+        if not positive.any():
+            break
+        score = np.full(n, -1.0)
+        for rows in _blocks(n, block):
+            dev = np.abs(X[rows].astype(np.float64) - mean)[:, positive] / sd[positive]
+            score[rows] = np.where(kept[rows], dev.max(axis=1), -1.0)
+        top = int(np.argmax(score))
+        others = kept.copy()
+        others[top] = False
+        mean_o, sd_o = _weighted_spread(X, w * others, block)
+        x = X[top].astype(np.float64)
+        usable = sd_o > 0
+        if not usable.any():
+            break
+        distance = float(np.max(np.abs(x - mean_o)[usable] / sd_o[usable]))
+        if not distance > ISOLATION_SDS:
+            break
+        found.append((top, distance))
+        kept[top] = False
+    return found
+
+
+def _weighted_spread(X, w, block):
+    """Weighted mean and standard deviation per feature (two passes, float64)."""
+    total = float(w.sum())
+    mean = np.zeros(X.shape[1])
+    for rows in _blocks(X.shape[0], block):
+        mean += w[rows] @ X[rows].astype(np.float64)
+    mean /= total
+    var = np.zeros(X.shape[1])
+    for rows in _blocks(X.shape[0], block):
+        diff = X[rows].astype(np.float64) - mean
+        var += w[rows] @ (diff * diff)
+    return mean, np.sqrt(var / total)
+
+
+def with_isolated_rows(stats, rows, weights, weight_sum, covariance_type):
+    """``stats`` of the other rows, plus one component per row of ``rows`` (appended).
+
+    The rows' components are one-hot on them (moments exactly zero about the rows);
+    ``weight_sum`` becomes the weight of all the data, so that the initial weights are
+    N_k / N over every row.
+    """
+    family = families.get(covariance_type)
+    rows = np.asarray(rows, dtype=np.float64)
+    nk_rows = np.ones(len(rows)) if weights is None else np.asarray(weights, np.float64)
+    zeros = np.zeros_like(rows)
+    s2_rows = family.scatter(zeros, np.diag(nk_rows))
+    if family.statistic == "pooled":
+        s2 = stats.s2 + s2_rows
+    else:
+        s2 = np.concatenate([stats.s2, s2_rows])
+    return SufficientStatistics(
+        family.name,
+        np.concatenate([stats.shift, rows]),
+        np.concatenate([stats.nk, nk_rows]),
+        np.concatenate([stats.s1, zeros]),
+        s2,
+        0.0,
+        float(weight_sum),
+    )
+
+
+def statistics_of_parameters(params, weight_sum, reg_covar):
+    """Statistics whose M-step (with ``reg_covar``) gives back ``params`` (sklearn's four
+    families exactly; the constrained ones their projection): N_k = weight_sum * pi_k,
+    moments about the means, scatter N_k (Sigma_k - reg_covar I)."""
+    family = params.family
+    nk = float(weight_sum) * np.asarray(params.weights, dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    cov = np.asarray(params.covariances, dtype=np.float64)
+    K, D = means.shape
+    if family.statistic == "full":
+        full = family.full_covariances(cov, K, D) - reg_covar * np.eye(D)
+        s2 = nk[:, None, None] * full
+    elif family.statistic == "pooled":
+        s2 = nk.sum() * (family.component_covariance(cov, 0, D) - reg_covar * np.eye(D))
+    elif family.statistic == "diagonal":
+        s2 = nk[:, None] * (cov.reshape(K, D) - reg_covar)
+    else:
+        s2 = nk * D * (cov.reshape(K) - reg_covar)
+    return SufficientStatistics(
+        family.name, means.copy(), nk, np.zeros_like(means), s2, 0.0, float(weight_sum)
+    )

@@ -182,6 +182,13 @@ def describe_fit(
     ]
     if getattr(model, "degenerate_", False):
         lines.append(f"  degenerate       {getattr(model, 'degenerate_reason_', '') or 'yes'}")
+    from ._degeneracy import outlier_components
+
+    for j, points, distance in outlier_components(
+        model.weights_, model.means_, model.covariances_, family, n
+    ):
+        lines.append(f"  outlier          component {j} holds {points:.3g} point(s), "
+                     f"{distance:.2g} sd from every other component")
     missing = missing_counts(X)
     if missing is not None and missing[0]:
         n_cells, n_rows = missing

@@ -15,7 +15,7 @@ from . import stats as _stats
 from ._backends import ArrayData, _is_dask_array, data_source
 from ._criteria import information_criteria
 from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
-from ._init import initial_statistics
+from ._init import far_rows, initial_statistics, statistics_of_parameters, with_isolated_rows
 from ._parallel import block_executor
 from ._validation import (
     check_array,
@@ -28,7 +28,7 @@ from ._validation import (
     feature_names_of,
 )
 from .em import run_em
-from .stats import MixtureParameters
+from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["GaussianMixture"]
 
@@ -166,6 +166,14 @@ default="kmeans"
     degenerate_ : bool
         True when the fit looks like a spurious maximizer (a collapsed component).
     degenerate_reason_ : str or None
+    outlier_components_ : ndarray of int
+        Components that hold one far row alone (at most 1.5 effective points, more than
+        1e4 standard deviations from every other component): a far outlier's, named in a
+        ``DegenerateFitWarning``; the other components are fitted as without it. See
+        ``docs/robustness.md``.
+    outlier_rows_ : ndarray of int
+        Rows that were given a component of their own at the start: rows more than 1e4
+        standard deviations (of the other rows) away, at most ``n_components - 1``.
     n_batch_iter_ : int
         Batches seen by :meth:`partial_fit` (absent before the first one).
     prior_ : gaussmix._prior.Prior or None
@@ -355,7 +363,10 @@ default="kmeans"
             return MixtureParameters.from_precisions(
                 self.covariance_type, weights_init, means_init, precisions_init
             ).astype(dtype)
-        if self.init_params == "robust":
+        isolated = getattr(self, "_isolated", None)
+        if isolated:
+            params, weights = self._isolating_start(data, random_state, isolated)
+        elif self.init_params == "robust":
             params = self._robust_start(data, random_state)
             weights = params.weights
         else:
@@ -378,7 +389,54 @@ default="kmeans"
             self.covariance_type, weights, means, params.covariances, params.precisions_cholesky
         ).astype(dtype)
 
-    def _robust_start(self, data, random_state) -> MixtureParameters:
+    def _isolating_start(self, data, random_state, isolated):
+        """The start with one component on each far row (``_isolated``, see
+        :func:`gaussmix._init.far_rows`) and ``init_params`` on the other rows.
+
+        The other rows get exactly the start they would get without the far ones (same
+        method, same random draws), so EM fits them as it would without the outliers,
+        whose components hold them alone. Returns ``(parameters, initial weights)``.
+        """
+        rows = np.array([row for row, _ in isolated])
+        others = np.ones(data.n_samples, dtype=bool)
+        others[rows] = False
+        weights_all = data.sample_weight
+        rest = ArrayData(
+            data.X[others], None if weights_all is None else weights_all[others],
+            data.block_size, data.executor,
+        )
+        n_rest = self.n_components - len(rows)
+        if self.init_params == "robust":
+            rest_params = self._robust_start(rest, random_state, n_rest)
+            stats = statistics_of_parameters(rest_params, rest.weight_sum, self.reg_covar)
+        else:
+            stats = initial_statistics(
+                rest, self.init_params, n_rest, random_state, self.covariance_type
+            )
+        row_weights = None if weights_all is None else weights_all[rows]
+        # The other rows' weight in the units of all the data (ArrayData rescales weights
+        # to mean 1 over the rows it holds).
+        scale = (data.weight_sum - (len(rows) if row_weights is None else row_weights.sum())
+                 ) / stats.weight_sum
+        stats = with_isolated_rows(
+            SufficientStatistics(stats.covariance_type, stats.shift, stats.nk * scale,
+                                 stats.s1 * scale, stats.s2 * scale, 0.0, data.weight_sum),
+            data.X[rows], row_weights, data.weight_sum, self.covariance_type,
+        )
+        params = _stats.m_step(stats, reg_covar=self.reg_covar, dtype=np.float64)
+        return params, (stats.nk + 10 * np.finfo(data.dtype).eps) / stats.weight_sum
+
+    def _far_rows(self, data, inits):
+        """Rows to isolate at the start (:func:`gaussmix._init.far_rows`): only for a fresh
+        start on data in memory with at least two components and no initial arrays."""
+        if self.n_components < 2 or any(a is not None for a in inits):
+            return []
+        data = _start_data(data)
+        if not isinstance(getattr(data, "X", None), np.ndarray):
+            return []
+        return far_rows(data.X, data.sample_weight, self.n_components - 1)
+
+    def _robust_start(self, data, random_state, n_components=None) -> MixtureParameters:
         """The start of ``init_params="robust"``: select_model's strategy for this K and type.
 
         On data in memory, all rows; on a Dask array, a random sample of rows (as k-means
@@ -390,7 +448,7 @@ default="kmeans"
         return robust_parameters(
             X,
             weights,
-            self.n_components,
+            self.n_components if n_components is None else n_components,
             families.get(self.covariance_type).name,
             reg_covar=self.reg_covar,
             random_state=random_state,
@@ -414,6 +472,14 @@ default="kmeans"
         n_init = self.n_init if do_init else 1
         prior = self._resolve_prior(data, weight_total)
         random_state = check_random_state(self.random_state)
+        # Far outliers get components of their own at the start (docs/robustness.md).
+        self._isolated = self._far_rows(data, inits) if do_init else []
+        try:
+            self._run_inits(data, feature_names, inits, do_init, n_init, random_state)
+        finally:
+            self.__dict__.pop("_isolated", None)
+
+    def _run_inits(self, data, feature_names, inits, do_init, n_init, random_state):
         best = None
         for init in range(n_init):
             if self.verbose:
@@ -450,7 +516,7 @@ default="kmeans"
                 f"tol={self.tol:g}. Increase max_iter or tol, try other init_params, or "
                 "check the data for duplicated or degenerate points.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self._set_parameters(best.params)
         self._fitted_covariance_type = best.params.covariance_type  # the family's name
@@ -472,6 +538,37 @@ default="kmeans"
             self._check_degenerate(data)
         else:  # only a starting point: nothing was fitted to judge
             self.degenerate_, self.degenerate_reason_ = False, None
+        self._report_isolated(data)
+
+    def _report_isolated(self, data):
+        """``outlier_rows_``, ``outlier_components_`` and a warning naming them."""
+        from ._degeneracy import outlier_components
+
+        isolated = getattr(self, "_isolated", None) or []
+        self.outlier_rows_ = np.array([row for row, _ in isolated], dtype=np.intp)
+        found = outlier_components(
+            self.weights_, self.means_, self.covariances_, self._family(), data.weight_sum
+        ) if self.max_iter > 0 else []
+        self.outlier_components_ = np.array([k for k, _, _ in found], dtype=np.intp)
+        if not found:
+            return
+        notes = [
+            f"component {k} holds {points:.3g} effective point"
+            f"{'' if f'{points:.3g}' == '1' else 's'}, "
+            f"{distance:.2g} standard deviations from every other component"
+            for k, points, distance in found
+        ]
+        rows = ""
+        if len(self.outlier_rows_):
+            rows = f" (row{'s' if len(self.outlier_rows_) > 1 else ''} " + ", ".join(
+                map(str, self.outlier_rows_)) + ", isolated at the start)"
+        warnings.warn(
+            "Far outliers: " + "; ".join(notes) + rows + ". Each such component holds a "
+            "far row alone (its covariance is at reg_covar); the other components are "
+            "fitted as without it. Drop those rows, or read them as outliers.",
+            DegenerateFitWarning,
+            stacklevel=5,
+        )
 
     def _resolve_prior(self, data, weight_total=None):
         """The conjugate prior's hyperparameters for this fit (None without a prior).
@@ -538,7 +635,7 @@ default="kmeans"
             self.degenerate_ = True
             self.degenerate_reason_ = reason
             warnings.warn(
-                f"The fit looks degenerate: {reason}", DegenerateFitWarning, stacklevel=4
+                f"The fit looks degenerate: {reason}", DegenerateFitWarning, stacklevel=5
             )
 
     def _get_parameters(self) -> MixtureParameters:

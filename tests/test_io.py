@@ -258,10 +258,12 @@ def test_corrupt_file_is_rejected(text, message):
         model_from_json(text)
 
 
-def test_truncated_file_is_rejected(good_doc, tmp_path):
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.75, 0.99])
+def test_truncated_file_is_rejected(good_doc, tmp_path, fraction):
+    """Wherever the cut falls (in a number such as "-0.", in a string, between items)."""
     path = tmp_path / "model.json"
     full = json.dumps(good_doc)
-    path.write_text(full[: len(full) // 2])
+    path.write_text(full[: int(len(full) * fraction)])
     with pytest.raises(ModelFileError, match=r"model\.json.*looks truncated"):
         load_model(path)
 

@@ -1497,6 +1497,27 @@ def model_from_json(text: str | bytes, source: str = "<model>") -> Any:
     return model_from_dict(_document_from_json(text, source), source)
 
 
+def _unclosed(text: str) -> bool:
+    """Whether a JSON text ends inside a string, an object or an array: what a file cut
+    short looks like, wherever the cut fell (in a number, a string, between items)."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return in_string or depth > 0
+
+
 def _document_from_json(text: str | bytes, source: str) -> Any:
     """The decoded JSON document of model file text (not yet validated)."""
     chk = _Checker(source)
@@ -1510,7 +1531,7 @@ def _document_from_json(text: str | bytes, source: str) -> Any:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        hint = " (the file looks truncated)" if _unclosed(text) else ""
         raise chk.fail(
             None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None

@@ -475,11 +475,11 @@ default="kmeans"
         # Far outliers get components of their own at the start (docs/robustness.md).
         self._isolated = self._far_rows(data, inits) if do_init else []
         try:
-            self._run_inits(data, feature_names, inits, do_init, n_init, random_state)
+            self._run_inits(data, feature_names, inits, do_init, n_init, random_state, prior)
         finally:
             self.__dict__.pop("_isolated", None)
 
-    def _run_inits(self, data, feature_names, inits, do_init, n_init, random_state):
+    def _run_inits(self, data, feature_names, inits, do_init, n_init, random_state, prior):
         best = None
         for init in range(n_init):
             if self.verbose:

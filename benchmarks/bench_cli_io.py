@@ -83,17 +83,32 @@ def bench_csv(path: str, repeats: int) -> tuple[float, float, bool]:
     return statistics.median(ours), statistics.median(theirs), same
 
 
+# Runs a command and prints its peak resident set size (KiB) and its exit code. A fresh
+# small process launches the command: on Linux a child's ru_maxrss starts from the RSS of
+# the process it was forked from, which here (after reading the CSV) is large.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_of(command: list[str]) -> tuple[float, float]:
-    """(peak resident MB, seconds) of a child process; raises if it fails."""
+    """(peak resident MB, seconds) of a command in a child process; exits if it fails."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *command], capture_output=True, text=True,
+        check=False,
+    )
     seconds = time.perf_counter() - start
-    err = child.stderr.read().decode(errors="replace") if child.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
+    try:
+        kib, code = (int(v) for v in proc.stdout.split())
+    except ValueError:
+        kib, code = 0, -1
     if code != 0:
-        raise SystemExit(f"{' '.join(command)} failed (exit {code}):\n{err}")
-    return usage.ru_maxrss / 1024.0, seconds  # ru_maxrss is in KiB on Linux
+        raise SystemExit(f"{' '.join(command)} failed (exit {code}):\n{proc.stderr}")
+    return kib / 1024.0, seconds  # ru_maxrss is in KiB on Linux
 
 
 def main(argv: list[str] | None = None) -> int:

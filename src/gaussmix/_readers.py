@@ -475,15 +475,17 @@ def _arrow_rows(body: Any, layout: _TextLayout) -> np.ndarray | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "input contained no data"
-                X = np.loadtxt(io.BytesIO(bytes(body)), comments="#", ndmin=2, encoding="utf-8")
+                X = np.loadtxt(io.BytesIO(bytes(body)), comments=None, ndmin=2, encoding="utf-8")
         except ValueError:
             return None
         if X.shape[0] and X.shape[1] != n_fields:
             return None
         return X[:, layout.picked].reshape(-1, len(layout.picked))
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:  # the line parser reads it, slowly: pip install "gaussmix[cli]"
+        return None
     names = [f"f{j}" for j in range(n_fields)]
     kept = [names[j] for j in layout.picked]
     if not bytes(body[:4096]).strip() and not any(bytes(body).split()):
@@ -538,23 +540,19 @@ def _read_text(
     if not raw.isascii():
         _decode_piece(raw, source, True)  # UTF-8 throughout
     X = _arrow_text(raw, layout)
-    if X is not None and (
-        allow_missing and not np.isinf(X).any() and not np.isnan(X).all(axis=1).any()
-        if not np.isfinite(X.sum())
-        else True
-    ):
-        return Dataset(X, layout.kept, layout.has_header, source)
+    if X is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = bool(np.isfinite(X.sum()))
+        if finite or (
+            allow_missing and not np.isinf(X).any() and not np.isnan(X).all(axis=1).any()
+        ):
+            return Dataset(X, layout.kept, layout.has_header, source)
     # Arrow refused the text, or it holds values to refuse: the line parser names the line.
     return _read_text_lines(raw, source, layout, allow_missing)
 
 
 def _arrow_text(raw: bytes, layout: _TextLayout) -> np.ndarray | None:
     """The data rows of a whole text file through :func:`_arrow_rows`, or None."""
-    try:
-        import pyarrow.csv  # noqa: F401
-    except ImportError:
-        if layout.delimiter is not None or len(layout.names) == 1:
-            return None  # the line parser reads it (slowly): pip install gaussmix[cli]
     return _arrow_body(memoryview(raw)[_skip_to_data(raw, layout.has_header) :], layout)
 
 

@@ -5,7 +5,8 @@ Two measurements, with the issue's targets:
 1. **Reading CSV**: ``gaussmix._readers.read_data`` (what every command reads a CSV with:
    header and delimiter detection, Apache Arrow's parser, the checks) against
    ``pandas.read_csv`` on the same file, alternately, ``--repeats`` times each. The ratio
-   of the medians is printed. Target: at most 2 on a 2,000,000 x 4 CSV.
+   of the medians is printed. Target: at most 2 on a 2,000,000 x 4 CSV. The peak memory
+   of each, reading the file once in a child process, is printed too.
 2. **Peak memory of the command line on a .npy file**: ``gaussmix fit DATA.npy -k 3 -c full``
    (model.json, assignments.csv, plots) and ``gaussmix predict MODEL DATA.npy --proba``, each
    in a child process whose peak resident set size is read from ``os.wait4`` (the kernel's
@@ -140,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
               f"same values: {same}")
         if verdict == "FAIL" or not same:
             failed.append("csv")
+        for name, code in (
+            ("gaussmix read_data", "from gaussmix._readers import read_data as r; r(sys.argv[1])"),
+            ("pandas.read_csv", "import pandas; pandas.read_csv(sys.argv[1])"),
+        ):
+            peak, _ = peak_of([sys.executable, "-c", f"import sys; {code}", csv_path])
+            print(f"  peak memory, {name:19s} {peak:5.0f} MB (one child process)")
         os.remove(csv_path)
 
         npy = os.path.join(workdir, "data.npy")

@@ -367,3 +367,28 @@ def test_without_pyarrow_the_line_parser_reads_the_same(tmp_path, monkeypatch, c
     buf = io.StringIO()
     _writers.block_writer(np.zeros((3, 1)), ["row", "v"], lambda b: [b[:, 0] + 0.5])(buf)
     assert buf.getvalue() == "row,v\n0,0.5\n1,0.5\n2,0.5\n"
+
+
+def test_large_files_are_streamed_with_the_same_result(tmp_path, monkeypatch):
+    """Files above STREAM_BYTES go through Arrow's streaming reader (open_csv); the values,
+    the names and the errors are those of the whole-file reader."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 3))
+    body = "".join(",".join(repr(float(v)) for v in row) + "\n" for row in X)
+    path = _file(tmp_path, "id,a,b\n" + body)
+    whole = read_data(path, columns=["b", "id"])
+    monkeypatch.setattr(_readers, "STREAM_BYTES", 1000)
+    calls = []
+    original = _readers._arrow_stream
+    monkeypatch.setattr(_readers, "_arrow_stream",
+                        lambda *a: calls.append(1) or original(*a))
+    streamed = read_data(path, columns=["b", "id"])
+    assert calls and streamed.names == whole.names == ["b", "id"]
+    np.testing.assert_array_equal(streamed.X, whole.X)
+    np.testing.assert_array_equal(streamed.X, X[:, [2, 0]])
+    # comment lines: refused by the stream, read whole
+    commented = _file(tmp_path, "a,b\n# note\n" + "1.5,2\n" * 400 + "#\n3,4\n", "c.csv")
+    np.testing.assert_array_equal(read_data(commented).X[-1], [3, 4])
+    bad = _file(tmp_path, "a,b\n" + "1.5,2\n" * 400 + "3,1_000\n", "bad.csv")
+    with pytest.raises(DataError, match=r"'1_000' at line 402 \(data row 401\), column 'b'"):
+        read_data(bad)

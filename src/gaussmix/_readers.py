@@ -120,6 +120,11 @@ def read_data(
         ds = _read_parquet(path, columns, prefer, allow_missing)
     elif path != "-" and _magic(path) == b"\x93NUMPY":
         ds = _read_npy_mapped(path, columns, dtype, allow_missing)
+    elif path != "-" and _magic(path)[:4] == b"PAR1":
+        ds = _read_parquet(path, columns, prefer, allow_missing)
+    elif path != "-" and os.path.isfile(path) and os.path.getsize(path) > STREAM_BYTES:
+        tsv = lower.endswith((".tsv", ".tab"))
+        ds = _read_text_file(path, columns, tsv, prefer, allow_missing)
     else:
         raw = _read_bytes(path)
         if raw.startswith(b"\x93NUMPY"):
@@ -462,6 +467,71 @@ def _skip_to_data(raw: bytes, has_header: bool) -> int:
     return pos
 
 
+def _arrow_options(layout: _TextLayout) -> tuple[Any, Any, Any, list[str]]:
+    """Arrow's read, parse and convert options for data lines of this layout, and the
+    names (f0, f1, ...) of the chosen columns."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"f{j}" for j in range(len(layout.names))]
+    kept = [names[j] for j in layout.picked]
+    return (
+        pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+        pacsv.ParseOptions(
+            # One column: a delimiter that never occurs (a cell holding a comma or a blank
+            # is then refused, as by the line parser).
+            delimiter=layout.delimiter or "\x1f", quote_char='"', ignore_empty_lines=True
+        ),
+        pacsv.ConvertOptions(
+            column_types=dict.fromkeys(kept, pa.float64()),
+            include_columns=kept,
+            null_values=_arrow_nulls(),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+        kept,
+    )
+
+
+def _columns_of(table: Any, kept: list[str]) -> np.ndarray:
+    """The columns ``kept`` of an Arrow table or record batch as a float64 array (nulls as
+    NaN), copied chunk by chunk."""
+    X = np.empty((table.num_rows, len(kept)))
+    for k, name in enumerate(kept):
+        column = table.column(name)
+        start = 0
+        for chunk in getattr(column, "chunks", [column]):
+            X[start : start + len(chunk), k] = chunk.to_numpy(zero_copy_only=False)
+            start += len(chunk)
+    return X
+
+
+def _arrow_stream(path: str, offset: int, layout: _TextLayout) -> np.ndarray | None:
+    """The data lines of a file from byte ``offset`` on, through Arrow's streaming CSV
+    reader (``pyarrow.csv.open_csv``): 8 MB of text at a time, never the whole file in
+    memory. None when Arrow refuses the text (as :func:`_arrow_rows`)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    read, parse, convert, kept = _arrow_options(layout)
+    blocks = []
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            reader = pacsv.open_csv(
+                f, read_options=read, parse_options=parse, convert_options=convert
+            )
+            for batch in reader:
+                blocks.append(_columns_of(batch, kept))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if not blocks:
+        return np.empty((0, len(kept)))
+    return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+
 def _arrow_rows(body: Any, layout: _TextLayout) -> np.ndarray | None:
     """The chosen columns of CSV data lines (bytes, no header), parsed by Apache Arrow.
 
@@ -486,36 +556,16 @@ def _arrow_rows(body: Any, layout: _TextLayout) -> np.ndarray | None:
         import pyarrow.csv as pacsv
     except ImportError:  # the line parser reads it, slowly: pip install "gaussmix[cli]"
         return None
-    names = [f"f{j}" for j in range(n_fields)]
-    kept = [names[j] for j in layout.picked]
+    read, parse, convert, kept = _arrow_options(layout)
     if not bytes(body[:4096]).strip() and not any(bytes(body).split()):
         return np.empty((0, len(kept)))
     try:
         table = pacsv.read_csv(
-            pa.py_buffer(body),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
-            parse_options=pacsv.ParseOptions(
-                # One column: a delimiter that never occurs (a cell holding a comma or a
-                # blank is then refused, as by the line parser).
-                delimiter=layout.delimiter or "\x1f", quote_char='"', ignore_empty_lines=True
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(kept, pa.float64()),
-                include_columns=kept,
-                null_values=_arrow_nulls(),
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
+            pa.py_buffer(body), read_options=read, parse_options=parse, convert_options=convert
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    X = np.empty((table.num_rows, len(kept)))
-    for k, name in enumerate(kept):
-        start = 0
-        for chunk in table.column(name).chunks:  # nulls become NaN
-            X[start : start + len(chunk), k] = chunk.to_numpy(zero_copy_only=False)
-            start += len(chunk)
-    return X
+    return _columns_of(table, kept)
 
 
 def _read_text(
@@ -526,29 +576,69 @@ def _read_text(
     prefer: Sequence[str] | None = None,
     allow_missing: bool = False,
 ) -> Dataset:
-    # The layout (delimiter, header, columns) from the first MB, as the chunked reader does.
     head = raw[: 1 << 20]
     if len(raw) > len(head):
         head = head[: head.rfind(b"\n") + 1] or raw[: raw.find(b"\n") + 1] or raw
+    layout = _text_layout(head, source, columns, tsv, prefer)
+    if not raw.isascii():
+        _decode_piece(raw, source, True)  # UTF-8 throughout
+    X = _arrow_text(raw, layout)
+    if X is not None and _accepted(X, allow_missing):
+        return Dataset(X, layout.kept, layout.has_header, source)
+    # Arrow refused the text, or it holds values to refuse: the line parser names the line.
+    return _read_text_lines(raw, source, layout, allow_missing)
+
+
+# Text files larger than this are read by Arrow's streaming reader (not loaded whole).
+STREAM_BYTES = 32 << 20
+
+
+def _read_text_file(
+    path: str,
+    columns: Sequence[str] | None,
+    tsv: bool,
+    prefer: Sequence[str] | None,
+    allow_missing: bool,
+) -> Dataset:
+    """A large CSV/TSV file, streamed through Arrow; if Arrow refuses it (a bad cell,
+    comment lines among the data), read whole by :func:`_read_text`, which says why."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+        head += f.readline()
+    layout = _text_layout(head, path, columns, tsv, prefer)
+    X = None
+    if layout.delimiter is not None or len(layout.names) == 1:
+        X = _arrow_stream(path, _skip_to_data(head, layout.has_header), layout)
+    if X is not None and _accepted(X, allow_missing):
+        return Dataset(X, layout.kept, layout.has_header, path)
+    return _read_text(_read_bytes(path), path, columns, tsv, prefer, allow_missing)
+
+
+def _text_layout(
+    head: bytes,
+    source: str,
+    columns: Sequence[str] | None,
+    tsv: bool,
+    prefer: Sequence[str] | None,
+) -> _TextLayout:
+    """The layout (delimiter, header, columns) from the first lines (the first MB), as the
+    chunked reader does."""
     text = _decode_piece(head, source, True)
     content = [
         (i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and line[0] != "#"
     ]
     if not content:
         raise DataError(f"{source}: no data rows (the input is empty)")
-    layout = _TextLayout.detect(content, source, columns, tsv, prefer)
-    if not raw.isascii():
-        _decode_piece(raw, source, True)  # UTF-8 throughout
-    X = _arrow_text(raw, layout)
-    if X is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = bool(np.isfinite(X.sum()))
-        if finite or (
-            allow_missing and not np.isinf(X).any() and not np.isnan(X).all(axis=1).any()
-        ):
-            return Dataset(X, layout.kept, layout.has_header, source)
-    # Arrow refused the text, or it holds values to refuse: the line parser names the line.
-    return _read_text_lines(raw, source, layout, allow_missing)
+    return _TextLayout.detect(content, source, columns, tsv, prefer)
+
+
+def _accepted(X: np.ndarray, allow_missing: bool) -> bool:
+    """True if the values need no error: finite, or NaN allowed (no infinity, no row
+    without an observed value)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(X.sum()):
+            return True
+    return allow_missing and not np.isinf(X).any() and not np.isnan(X).all(axis=1).any()
 
 
 def _arrow_text(raw: bytes, layout: _TextLayout) -> np.ndarray | None:

@@ -392,3 +392,39 @@ def test_large_files_are_streamed_with_the_same_result(tmp_path, monkeypatch):
     bad = _file(tmp_path, "a,b\n" + "1.5,2\n" * 400 + "3,1_000\n", "bad.csv")
     with pytest.raises(DataError, match=r"'1_000' at line 402 \(data row 401\), column 'b'"):
         read_data(bad)
+
+
+def test_a_failure_while_writing_blocks_leaves_no_file(tmp_path, capsys, monkeypatch):
+    """Predictions are computed while the file is written: a failure in a later block
+    must leave nothing behind (the staging of io.atomic_path), not a partial CSV."""
+    X = _blobs(200, seed=4)
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "out"
+    assert _cli(capsys, "fit", tmp_path / "x.npy", "-k", "3", "-o", out, "-q",
+                "--no-plots")[0] == 0
+    monkeypatch.setattr(_writers, "WRITE_ROWS", 50)
+    original = GaussianMixture.predict
+    calls = []
+
+    def failing(self, data):
+        calls.append(len(data))
+        if len(calls) == 3:
+            raise MemoryError("no memory left")
+        return original(self, data)
+
+    monkeypatch.setattr(GaussianMixture, "predict", failing)
+    target = tmp_path / "pred" / "labels.csv"
+    target.parent.mkdir()
+    code, _, err = _cli(capsys, "predict", out / "model.json", tmp_path / "x.npy", "-o", target)
+    assert code != 0 and "no memory left" in err
+    assert len(calls) == 3
+    assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_line_endings_and_leading_comments(tmp_path, end):
+    """The header is found after blank and comment lines, whatever the line ending."""
+    text = end.join(["", "# made by hand", "x,y", "1,2", "", "3.5,-4"]) + end
+    ds = read_data(_file(tmp_path, text))
+    assert ds.names == ["x", "y"] and ds.has_header
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3.5, -4]])

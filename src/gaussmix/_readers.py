@@ -453,14 +453,17 @@ def _arrow_nulls() -> list[str]:
     return _ARROW_NULLS
 
 
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n|\Z)")
+
+
 def _skip_to_data(raw: bytes, has_header: bool) -> int:
     """Byte offset of the first data line: after leading blank and comment lines (and the
-    header, if any)."""
+    header, if any). Lines end with LF, CRLF or CR."""
     pos = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     while pos < len(raw):
-        end = raw.find(b"\n", pos)
-        end = len(raw) if end < 0 else end + 1
-        line = raw[pos:end]
+        match = _LINE.match(raw, pos)
+        assert match is not None  # the pattern matches at every position
+        line, end = match.group(), match.end()
         if line.strip() and not line.startswith(b"#"):
             return end if has_header else pos
         pos = end

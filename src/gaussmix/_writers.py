@@ -2,8 +2,10 @@
 
 Tables go to stdout or, atomically (temporary file, fsync, rename), to a file. Row-wise
 results over large data (``assignments.csv``, ``predict``, ``score --per-sample``) are
-computed and written ``WRITE_ROWS`` rows at a time (:func:`block_writer`; one Dask chunk
-at a time for a dask array), so memory does not grow with the number of rows. Blocks are
+computed and written ``WRITE_ROWS`` rows at a time (:func:`block_writer`; for a dask
+array, :func:`table_writer` computes one chunk at a time), so memory does not grow with
+the number of rows. A failure part-way leaves no partial file (the temporary file is
+removed); on stdout the rows already written stay written. Blocks are
 formatted by Apache Arrow's CSV writer when pyarrow is installed (floats in their
 shortest exact form), else by the csv module.
 """

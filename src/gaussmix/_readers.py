@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,15 @@ __all__ = [
 ]
 
 MISSING_TOKENS = {"", "na", "nan", "n/a", "null", "none", "?", "."}
+
+# What a numeric cell may hold (after stripping): ASCII digits with an optional point and
+# exponent, or inf/nan. Python's float() takes more (``1_000``, non-ASCII digits), which
+# would be misread: such cells are refused instead (see :func:`_cell_error`).
+_NUMBER = re.compile(
+    r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.I | re.ASCII
+)
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
 class DataError(ValueError):
@@ -108,6 +118,13 @@ def read_data(
     lower = path.lower()
     if lower.endswith((".parquet", ".pq")):
         ds = _read_parquet(path, columns, prefer, allow_missing)
+    elif path != "-" and _magic(path) == b"\x93NUMPY":
+        ds = _read_npy_mapped(path, columns, dtype, allow_missing)
+    elif path != "-" and _magic(path)[:4] == b"PAR1":
+        ds = _read_parquet(path, columns, prefer, allow_missing)
+    elif path != "-" and os.path.isfile(path) and os.path.getsize(path) > STREAM_BYTES:
+        tsv = lower.endswith((".tsv", ".tab"))
+        ds = _read_text_file(path, columns, tsv, prefer, allow_missing)
     else:
         raw = _read_bytes(path)
         if raw.startswith(b"\x93NUMPY"):
@@ -121,10 +138,66 @@ def read_data(
         raise DataError(f"{source}: no data rows (the input is empty)")
     if ds.X.shape[1] == 0:
         raise DataError(f"{source}: no columns selected")
-    ds.X = ds.X.astype(dtype, copy=False)
-    if dtype == "float32" and np.isinf(ds.X).any():
-        raise DataError(f"{source}: values overflow float32; use --dtype float64")
+    if ds.X.dtype != np.dtype(dtype):
+        ds.X = _converted(ds.X, dtype)
+        if dtype == "float32" and any(np.isinf(b).any() for b in _row_blocks(ds.X)):
+            raise DataError(f"{source}: values overflow float32; use --dtype float64")
     return ds
+
+
+# Rows of an array checked or converted at a time (bounded temporaries on large data).
+CHECK_ROWS = 1 << 18
+
+
+def _row_blocks(X: np.ndarray, rows: int = CHECK_ROWS) -> Iterator[np.ndarray]:
+    for start in range(0, X.shape[0], rows):
+        yield X[start : start + rows]
+
+
+def _converted(
+    X: np.ndarray, dtype: Any, picked: Sequence[int] | None = None, source: str = ""
+) -> np.ndarray:
+    """``X[:, picked]`` as a new C-ordered ``dtype`` array, copied block by block (no
+    temporary of the whole array, e.g. from a memory-mapped file).
+
+    With ``source``: finite values that overflow float32 are a DataError naming it.
+    """
+    picked = list(range(X.shape[1])) if picked is None else list(picked)
+    out = np.empty((X.shape[0], len(picked)), dtype=dtype)
+    for start in range(0, X.shape[0], CHECK_ROWS):
+        block = X[start : start + CHECK_ROWS][:, picked]
+        part = out[start : start + len(block)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            part[...] = block
+        if source and out.dtype == np.float32 and not np.isfinite(part.sum(dtype=np.float64)):
+            if (np.isinf(part) & np.isfinite(block)).any():
+                raise DataError(f"{source}: values overflow float32; use --dtype float64")
+    return out
+
+
+def _magic(path: str) -> bytes:
+    """The first 6 bytes of a file ("" for a directory or a file that cannot be opened:
+    the reader then says why)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(6)
+    except OSError:
+        return b""
+
+
+def _read_npy_mapped(
+    path: str, columns: Sequence[str] | None, dtype: str, allow_missing: bool
+) -> Dataset:
+    """A ``.npy`` file, memory-mapped: no copy when its columns and dtype are the ones
+    wanted (C order), else one block-wise copy; values checked block by block."""
+    X = _open_npy(path)
+    picked, kept = _npy_columns(X, path, columns)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.dtype != np.dtype(dtype) or picked != list(range(X.shape[1])) or not X.flags.c_contiguous:
+        X = _converted(X, dtype, picked, path)
+    _check_values(X, kept, lambda r: f"row {r} (counting from 0)", path, allow_missing)
+    return Dataset(X, kept, False, path)
 
 
 def _select_columns(
@@ -177,38 +250,86 @@ def _check_values(
     """Error on infinite values and on missing (NaN) values unless ``allow_missing``.
 
     With ``allow_missing``, a row with no observed value is still an error (its count and
-    the first one). Errors name the count and the first position.
+    the first one). Errors name the count and the first position. ``X`` is read in blocks
+    of rows (a memory-mapped file is not loaded whole).
     """
-    nan = np.isnan(X)
-    if nan.any() and not allow_missing:
-        r, c = (int(i) for i in np.argwhere(nan)[0])
+    n_nan = n_empty = 0
+    first_nan = first_inf = first_empty = None
+    for start in range(0, X.shape[0], CHECK_ROWS):
+        block = X[start : start + CHECK_ROWS]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(block, dtype=np.float64)):
+                continue
+        nan = np.isnan(block)
+        if nan.any():
+            n_nan += int(nan.sum())
+            if first_nan is None:
+                r, c = np.argwhere(nan)[0]
+                first_nan = (start + int(r), int(c))
+            empty = nan.all(axis=1)
+            if empty.any():
+                n_empty += int(empty.sum())
+                if first_empty is None:
+                    first_empty = start + int(np.argmax(empty))
+        inf = np.isinf(block)
+        if first_inf is None and inf.any():
+            r, c = np.argwhere(inf)[0]
+            first_inf = (start + int(r), int(c))
+    if n_nan and not allow_missing:
+        r, c = first_nan
         raise DataError(
-            f"{source}: {int(nan.sum())} missing value{'s' if nan.sum() > 1 else ''}, the first "
+            f"{source}: {n_nan} missing value{'s' if n_nan > 1 else ''}, the first "
             f"at {where(r)}, column {names[c]!r}; {missing_hint}"
         )
-    inf = np.isinf(X)
-    if inf.any():
-        r, c = (int(i) for i in np.argwhere(inf)[0])
+    if first_inf is not None:
+        r, c = first_inf
         raise DataError(
             f"{source}: infinite value at {where(r)}, column {names[c]!r}; the data must be finite"
         )
-    if allow_missing and nan.any():
-        empty = nan.all(axis=1)
-        if empty.any():
-            n_empty = int(empty.sum())
-            raise DataError(
-                f"{source}: {n_empty} row{'s' if n_empty > 1 else ''} with no observed value, "
-                f"the first at {where(int(np.argmax(empty)))}; a row needs at least one value: "
-                "remove such rows"
-            )
+    if allow_missing and n_empty:
+        raise DataError(
+            f"{source}: {n_empty} row{'s' if n_empty > 1 else ''} with no observed value, "
+            f"the first at {where(first_empty)}; a row needs at least one value: "
+            "remove such rows"
+        )
+
+
+def _to_float(cell: str) -> float:
+    """The number in a cell; ValueError for anything but a plain decimal number (see _NUMBER)."""
+    stripped = cell.strip()
+    if not _NUMBER.fullmatch(stripped):
+        raise ValueError(stripped)
+    return float(stripped)
 
 
 def _looks_numeric(cell: str) -> bool:
     try:
-        float(cell)
+        _to_float(cell)
     except ValueError:
         return cell.strip().lower() in MISSING_TOKENS
     return True
+
+
+def _cell_error(source: str, cell: str, line_no: int, row: int, name: str) -> DataError:
+    """The error for a cell that is not a number, with the fix for the usual mistakes."""
+    cell = cell.strip()
+    bare = cell.strip('"').strip()  # a quoted cell read by whitespace splitting
+    where = f"at line {line_no} (data row {row}), column {name!r}"
+    if _DECIMAL_COMMA.fullmatch(bare):
+        return DataError(
+            f"{source}: decimal comma in {cell[:40]!r} {where}; gaussmix reads decimal points "
+            f"only: write {bare.replace(',', '.')[:40]!r} (replace the decimal commas with "
+            "points, and separate the columns with ';', tabs or commas)"
+        )
+    if "_" in bare and _NUMBER.fullmatch(bare.replace("_", "")):
+        return DataError(
+            f"{source}: digits grouped with '_' in {cell[:40]!r} {where}; write the number "
+            f"without separators ({bare.replace('_', '')[:40]!r})"
+        )
+    return DataError(
+        f"{source}: non-numeric value {cell[:40]!r} {where}; select numeric columns with "
+        "--columns"
+    )
 
 
 def _sniff_delimiter(lines: list[str], tsv: bool) -> str | None:
@@ -227,6 +348,21 @@ def _sniff_delimiter(lines: list[str], tsv: bool) -> str | None:
         if score > best_score:
             best, best_score = delimiter, score
     return best
+
+
+def _refuse_ambiguous_commas(content: list[tuple[int, str]], source: str) -> None:
+    """Refuse a header-less file whose lines all read ``1,5``: two columns of integers, or
+    one column written with decimal commas? Guessing would misread one of the two."""
+    rows = [next(csv.reader([line])) for _, line in content]
+    if all(len(r) == 2 and all(_INTEGER.fullmatch(c.strip()) for c in r) for r in rows):
+        line_no, line = content[0]
+        decimal = ".".join(c.strip() for c in rows[0])
+        raise DataError(
+            f"{source}: line {line_no} ({line.strip()[:40]!r}) is ambiguous: two columns of "
+            f"integers, or one number with a decimal comma ({decimal})? gaussmix reads decimal "
+            "points only. To read two columns, add a header line naming them (for example "
+            f"x,y); to read decimals, write them with a decimal point ({decimal})"
+        )
 
 
 @dataclass
@@ -257,6 +393,8 @@ class _TextLayout:
             layout.names = [cell or f"column{j + 1}" for j, cell in enumerate(first)]
         else:
             layout.names = [f"x{j}" for j in range(len(first))]
+        if delimiter == "," and not layout.has_header:
+            _refuse_ambiguous_commas(content[:50], source)
         layout.picked, layout.kept = _select_columns(
             layout.names, columns, source, prefer if layout.has_header else None
         )
@@ -287,22 +425,150 @@ class _TextLayout:
                     + ("" if self.delimiter is None else f" (delimiter {self.delimiter!r})")
                 )
             line_numbers[r] = line_no
-            try:
-                X[r] = [float(cells[j]) for j in picked]
-            except ValueError:
-                for out, j in enumerate(picked):
-                    try:
-                        X[r, out] = float(cells[j])
-                    except ValueError:
-                        if cells[j].strip().lower() not in MISSING_TOKENS:
-                            row = rows_before + r + 1
-                            raise DataError(
-                                f"{source}: non-numeric value {cells[j].strip()[:40]!r} at "
-                                f"line {line_no} (data row {row}), column {names[j]!r}; "
-                                "select numeric columns with --columns"
-                            ) from None
-                        X[r, out] = np.nan
+            for out, j in enumerate(picked):
+                try:
+                    X[r, out] = _to_float(cells[j])
+                except ValueError:
+                    if cells[j].strip().lower() not in MISSING_TOKENS:
+                        row = rows_before + r + 1
+                        raise _cell_error(source, cells[j], line_no, row, names[j]) from None
+                    X[r, out] = np.nan
         return X, line_numbers
+
+
+# Lines Arrow does not skip by itself: comments (# in the first column) and lines of blanks.
+_SKIPPED_LINE = re.compile(rb"(?m)^(?:#[^\n]*|[ \t\f\v\r]*)(?:\n|\Z)")
+_COMMENT_OR_BLANKS = re.compile(rb"(?m)^(?:#|[ \t\f\v]+\r?$)")
+# Arrow's cells read as missing values: MISSING_TOKENS in every combination of case.
+_ARROW_NULLS: list[str] = []
+
+
+def _arrow_nulls() -> list[str]:
+    if not _ARROW_NULLS:
+        import itertools
+
+        for token in MISSING_TOKENS:
+            cases = itertools.product(*({c.lower(), c.upper()} for c in token))
+            _ARROW_NULLS.extend(sorted({"".join(c) for c in cases}))
+    return _ARROW_NULLS
+
+
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n|\Z)")
+
+
+def _skip_to_data(raw: bytes, has_header: bool) -> int:
+    """Byte offset of the first data line: after leading blank and comment lines (and the
+    header, if any). Lines end with LF, CRLF or CR."""
+    pos = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    while pos < len(raw):
+        match = _LINE.match(raw, pos)
+        assert match is not None  # the pattern matches at every position
+        line, end = match.group(), match.end()
+        if line.strip() and not line.startswith(b"#"):
+            return end if has_header else pos
+        pos = end
+    return pos
+
+
+def _arrow_options(layout: _TextLayout) -> tuple[Any, Any, Any, list[str]]:
+    """Arrow's read, parse and convert options for data lines of this layout, and the
+    names (f0, f1, ...) of the chosen columns."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"f{j}" for j in range(len(layout.names))]
+    kept = [names[j] for j in layout.picked]
+    return (
+        pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+        pacsv.ParseOptions(
+            # One column: a delimiter that never occurs (a cell holding a comma or a blank
+            # is then refused, as by the line parser).
+            delimiter=layout.delimiter or "\x1f", quote_char='"', ignore_empty_lines=True
+        ),
+        pacsv.ConvertOptions(
+            column_types=dict.fromkeys(kept, pa.float64()),
+            include_columns=kept,
+            null_values=_arrow_nulls(),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+        kept,
+    )
+
+
+def _columns_of(table: Any, kept: list[str]) -> np.ndarray:
+    """The columns ``kept`` of an Arrow table or record batch as a float64 array (nulls as
+    NaN), copied chunk by chunk."""
+    X = np.empty((table.num_rows, len(kept)))
+    for k, name in enumerate(kept):
+        column = table.column(name)
+        start = 0
+        for chunk in getattr(column, "chunks", [column]):
+            X[start : start + len(chunk), k] = chunk.to_numpy(zero_copy_only=False)
+            start += len(chunk)
+    return X
+
+
+def _arrow_stream(path: str, offset: int, layout: _TextLayout) -> np.ndarray | None:
+    """The data lines of a file from byte ``offset`` on, through Arrow's streaming CSV
+    reader (``pyarrow.csv.open_csv``): 8 MB of text at a time, never the whole file in
+    memory. None when Arrow refuses the text (as :func:`_arrow_rows`)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    read, parse, convert, kept = _arrow_options(layout)
+    blocks = []
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            reader = pacsv.open_csv(
+                f, read_options=read, parse_options=parse, convert_options=convert
+            )
+            for batch in reader:
+                blocks.append(_columns_of(batch, kept))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if not blocks:
+        return np.empty((0, len(kept)))
+    return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+
+def _arrow_rows(body: Any, layout: _TextLayout) -> np.ndarray | None:
+    """The chosen columns of CSV data lines (bytes, no header), parsed by Apache Arrow.
+
+    None when Arrow refuses the text (a bad cell, ragged rows): the caller then parses it
+    line by line (``_TextLayout.parse``) to name the line and column, or to read what only
+    that parser reads (whitespace-padded missing-value tokens). Whitespace-separated
+    columns are read by NumPy's C parser (Arrow needs a one-character delimiter).
+    """
+    n_fields = len(layout.names)
+    if layout.delimiter is None and n_fields > 1:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data"
+                X = np.loadtxt(io.BytesIO(bytes(body)), comments=None, ndmin=2, encoding="utf-8")
+        except ValueError:
+            return None
+        if X.shape[0] and X.shape[1] != n_fields:
+            return None
+        return X[:, layout.picked].reshape(-1, len(layout.picked))
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:  # the line parser reads it, slowly: pip install "gaussmix[cli]"
+        return None
+    read, parse, convert, kept = _arrow_options(layout)
+    if not bytes(body[:4096]).strip() and not any(bytes(body).split()):
+        return np.empty((0, len(kept)))
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body), read_options=read, parse_options=parse, convert_options=convert
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return _columns_of(table, kept)
 
 
 def _read_text(
@@ -313,27 +579,96 @@ def _read_text(
     prefer: Sequence[str] | None = None,
     allow_missing: bool = False,
 ) -> Dataset:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{source}: not a UTF-8 text file; give CSV/TSV, .npy or .parquet data"
-        ) from None
-    if "\x00" in text[:4096]:
-        raise DataError(
-            f"{source}: looks like a binary file, not CSV/TSV; give CSV, .npy or .parquet"
-        )
-    lines = text.splitlines()
-    content = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and line[0] != "#"]
+    head = raw[: 1 << 20]
+    if len(raw) > len(head):
+        head = head[: head.rfind(b"\n") + 1] or raw[: raw.find(b"\n") + 1] or raw
+    layout = _text_layout(head, source, columns, tsv, prefer)
+    if not raw.isascii():
+        _decode_piece(raw, source, True)  # UTF-8 throughout
+    X = _arrow_text(raw, layout)
+    if X is not None and _accepted(X, allow_missing):
+        return Dataset(X, layout.kept, layout.has_header, source)
+    # Arrow refused the text, or it holds values to refuse: the line parser names the line.
+    return _read_text_lines(raw, source, layout, allow_missing)
+
+
+# Text files larger than this are read by Arrow's streaming reader (not loaded whole).
+STREAM_BYTES = 32 << 20
+
+
+def _read_text_file(
+    path: str,
+    columns: Sequence[str] | None,
+    tsv: bool,
+    prefer: Sequence[str] | None,
+    allow_missing: bool,
+) -> Dataset:
+    """A large CSV/TSV file, streamed through Arrow; if Arrow refuses it (a bad cell,
+    comment lines among the data), read whole by :func:`_read_text`, which says why."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+        head += f.readline()
+    layout = _text_layout(head, path, columns, tsv, prefer)
+    X = None
+    if layout.delimiter is not None or len(layout.names) == 1:
+        X = _arrow_stream(path, _skip_to_data(head, layout.has_header), layout)
+    if X is not None and _accepted(X, allow_missing):
+        return Dataset(X, layout.kept, layout.has_header, path)
+    return _read_text(_read_bytes(path), path, columns, tsv, prefer, allow_missing)
+
+
+def _text_layout(
+    head: bytes,
+    source: str,
+    columns: Sequence[str] | None,
+    tsv: bool,
+    prefer: Sequence[str] | None,
+) -> _TextLayout:
+    """The layout (delimiter, header, columns) from the first lines (the first MB), as the
+    chunked reader does."""
+    text = _decode_piece(head, source, True)
+    content = [
+        (i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and line[0] != "#"
+    ]
     if not content:
         raise DataError(f"{source}: no data rows (the input is empty)")
-    layout = _TextLayout.detect(content, source, columns, tsv, prefer)
+    return _TextLayout.detect(content, source, columns, tsv, prefer)
+
+
+def _accepted(X: np.ndarray, allow_missing: bool) -> bool:
+    """True if the values need no error: finite, or NaN allowed (no infinity, no row
+    without an observed value)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(X.sum()):
+            return True
+    return allow_missing and not np.isinf(X).any() and not np.isnan(X).all(axis=1).any()
+
+
+def _arrow_text(raw: bytes, layout: _TextLayout) -> np.ndarray | None:
+    """The data rows of a whole text file through :func:`_arrow_rows`, or None."""
+    return _arrow_body(memoryview(raw)[_skip_to_data(raw, layout.has_header) :], layout)
+
+
+def _arrow_body(body: Any, layout: _TextLayout) -> np.ndarray | None:
+    """:func:`_arrow_rows` of data lines that may hold comment lines and lines of blanks."""
+    X = _arrow_rows(body, layout)
+    if X is None and _COMMENT_OR_BLANKS.search(body):
+        # Comment lines or lines of blanks among the data: drop them and try again.
+        X = _arrow_rows(_SKIPPED_LINE.sub(b"", bytes(body)), layout)
+    return X
+
+
+def _read_text_lines(
+    raw: bytes, source: str, layout: _TextLayout, allow_missing: bool
+) -> Dataset:
+    """Parse text line by line (Python), for exact error messages (line and column)."""
+    text = raw.decode("utf-8-sig")
+    lines = text.splitlines()
+    content = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and line[0] != "#"]
     body = content[1:] if layout.has_header else content
     X, line_numbers = layout.parse(body, source)
-    kept = layout.kept
-    has_header = layout.has_header
-    _check_values(X, kept, lambda r: f"line {line_numbers[r]}", source, allow_missing)
-    return Dataset(X, kept, has_header, source)
+    _check_values(X, layout.kept, lambda r: f"line {line_numbers[r]}", source, allow_missing)
+    return Dataset(X, layout.kept, layout.has_header, source)
 
 
 def _read_npy(
@@ -588,8 +923,8 @@ class ChunkedData:
     """A data file read in chunks of rows, pass after pass, in bounded memory.
 
     ``.npy`` files are memory-mapped, Parquet is read by record batches and CSV/TSV text
-    ``TEXT_CHUNK_BYTES`` at a time (NumPy's C parser; a chunk it rejects is parsed again
-    line by line for an error naming the line and column). Standard input (``-``) can be
+    ``TEXT_CHUNK_BYTES`` at a time (Apache Arrow's CSV parser; a chunk it rejects is parsed
+    again line by line for an error naming the line and column). Standard input (``-``) can be
     read only once. Open with :func:`open_chunked`.
 
     Attributes
@@ -728,20 +1063,9 @@ class ChunkedData:
 
     def _parse_text(self, text: str, line_no: int, rows_before: int) -> np.ndarray:
         """Rows of a piece of text whose first line is line ``line_no + 1``."""
-        layout = self.layout
-        n_fields = len(layout.names)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "input contained no data"
-                X = np.loadtxt(
-                    io.StringIO(text), delimiter=layout.delimiter, comments="#", ndmin=2,
-                    quotechar='"',
-                )
-            if X.shape[0] and X.shape[1] != n_fields:
-                raise ValueError("ragged")
-        except ValueError:  # a non-numeric cell, ragged rows: name the line
+        X = _arrow_body(text.encode("utf-8"), self.layout)
+        if X is None:  # a non-numeric cell, ragged rows: name the line
             return self._parse_slow(text, line_no, rows_before)
-        X = X[:, layout.picked]
         if not np.all(np.isfinite(X)):
             # Parse again line by line to name the line.
             return self._parse_slow(text, line_no, rows_before)

@@ -1,6 +1,13 @@
-"""Writing the command line's tables: CSV from whole columns or one Dask chunk at a time.
+"""Writing the command line's tables: CSV from whole columns, or block by block.
 
-Tables go to stdout or, atomically (temporary file, fsync, rename), to a file.
+Tables go to stdout or, atomically (temporary file, fsync, rename), to a file. Row-wise
+results over large data (``assignments.csv``, ``predict``, ``score --per-sample``) are
+computed and written ``WRITE_ROWS`` rows at a time (:func:`block_writer`; for a dask
+array, :func:`table_writer` computes one chunk at a time), so memory does not grow with
+the number of rows. A failure part-way leaves no partial file (the temporary file is
+removed); on stdout the rows already written stay written. Blocks are
+formatted by Apache Arrow's CSV writer when pyarrow is installed (floats in their
+shortest exact form), else by the csv module.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import numpy as np
 from gaussmix._readers import is_lazy
 from gaussmix.io import OutputError, atomic_path
 
-__all__ = ["csv_rows", "csv_text", "emit", "emit_stream", "table_writer"]
+__all__ = ["block_writer", "csv_rows", "csv_text", "emit", "emit_stream", "table_writer"]
+
+# Rows computed and written at a time by block_writer.
+WRITE_ROWS = 65_536
 
 
 def csv_rows(f: Any, header: Sequence[str] | None, columns: Sequence[np.ndarray]) -> None:
@@ -28,7 +38,8 @@ def csv_rows(f: Any, header: Sequence[str] | None, columns: Sequence[np.ndarray]
     writer = csv.writer(f, lineterminator="\n")
     if header is not None:
         writer.writerow(header)
-    writer.writerows(zip(*[np.asarray(c).tolist() for c in columns], strict=True))
+    if columns:
+        writer.writerows(zip(*[np.asarray(c).tolist() for c in columns], strict=True))
 
 
 def csv_text(header: Sequence[str], columns: Sequence[np.ndarray]) -> str:
@@ -86,6 +97,47 @@ def table_writer(
             first = None
 
     return write
+
+
+def block_writer(
+    X: Any, header: Sequence[str], columns: Callable[[Any], list[np.ndarray]]
+) -> Callable[[Any], None]:
+    """``write(text_file)`` for the CSV of ``row`` and ``columns(X_block)``, block by block.
+
+    ``columns`` computes the row-wise results of a block of rows of an in-memory (or
+    memory-mapped) ``X``, for instance a model's predict on the block; only
+    ``WRITE_ROWS`` rows of results are in memory at a time. (For a dask ``X``, use
+    :func:`table_writer` with the lazy results.)
+    """
+
+    def write(f: Any) -> None:
+        csv_rows(f, header, [])
+        for start in range(0, X.shape[0], WRITE_ROWS):
+            block = X[start : start + WRITE_ROWS]
+            rows = np.arange(start, start + len(block))
+            _write_block(f, [rows, *columns(block)])
+
+    return write
+
+
+def _write_block(f: Any, columns: Sequence[np.ndarray]) -> None:
+    """CSV rows (no header) of whole columns, by pyarrow if it is installed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        csv_rows(f, None, columns)
+        return
+    table = pa.table({f"c{j}": np.asarray(c) for j, c in enumerate(columns)})
+    options = pacsv.WriteOptions(include_header=False)
+    binary = getattr(f, "buffer", None)  # a text file's bytes: no decoding
+    if binary is not None:
+        f.flush()
+        pacsv.write_csv(table, binary, options)
+        return
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, options)
+    f.write(buf.getvalue().decode("utf-8"))
 
 
 def _row_blocks(X: Any, *lazy: Any) -> Iterator[tuple[int, list[np.ndarray]]]:

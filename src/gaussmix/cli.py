@@ -57,7 +57,14 @@ from gaussmix._summary import (
     selection_top,
 )
 from gaussmix._summary import selection_csv as _selection_csv  # a test replaces it here
-from gaussmix._writers import csv_text, emit, emit_stream, table_writer
+from gaussmix._writers import (
+    WRITE_ROWS,
+    block_writer,
+    csv_text,
+    emit,
+    emit_stream,
+    table_writer,
+)
 from gaussmix.io import (
     ModelFileError,
     OutputDir,
@@ -313,9 +320,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     X = _aligned(model, ds, bool(args.columns))
     if args.proba:
         write = _assignments_writer(model, X)
-    else:
+    elif is_lazy(X):
         with no_feature_name_warnings():
             write = table_writer(X, ["row", "label"], [model.predict(X)])
+    else:
+        write = block_writer(X, ["row", "label"], lambda block: [_quiet(model.predict, block)])
     emit_stream(write, args.output)
     return EXIT_OK
 
@@ -325,16 +334,27 @@ def cmd_score(args: argparse.Namespace) -> int:
     model = _load(args.model)
     ds = _input(args, _model_dtype(model), prefer=_model_names(model))
     X = _aligned(model, ds, bool(args.columns))
-    with no_feature_name_warnings():
-        log_density = model.score_samples(X)
-    if args.per_sample:
-        emit_stream(table_writer(X, ["row", "log_likelihood"], [log_density]), args.output)
+    header = ["row", "log_likelihood"]
+    if args.per_sample and not is_lazy(X):
+        emit_stream(
+            block_writer(X, header, lambda block: [_quiet(model.score_samples, block)]),
+            args.output,
+        )
         return EXIT_OK
     n = int(X.shape[0])
     if is_lazy(X):
+        with no_feature_name_warnings():
+            log_density = model.score_samples(X)
+        if args.per_sample:
+            emit_stream(table_writer(X, header, [log_density]), args.output)
+            return EXIT_OK
         total = float(log_density.sum().compute())
-    else:
-        total = float(np.sum(log_density, dtype=np.float64))
+    else:  # block by block: no array of n log-densities
+        total = sum(
+            float(np.sum(_quiet(model.score_samples, X[start : start + WRITE_ROWS]),
+                         dtype=np.float64))
+            for start in range(0, n, WRITE_ROWS)
+        )
     bic, aic = information_criteria(total, model._n_parameters(), n)
     text = csv_text(
         ["n_samples", "log_likelihood", "mean_log_likelihood", "bic", "aic"],
@@ -636,10 +656,22 @@ def _assignments_writer(model: Any, X: Any) -> Callable[[Any], None]:
         proba = np.asarray(proba, dtype=np.float64)
         return [labels, 1.0 - proba.max(axis=1), *proba.T]
 
+    header = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
+    if not is_lazy(X):  # computed and written block by block (bounded memory)
+        return block_writer(
+            X,
+            header,
+            lambda block: columns(_quiet(model.predict, block), _quiet(model.predict_proba, block)),
+        )
     with no_feature_name_warnings():
         arrays = [model.predict(X), model.predict_proba(X)]
-    header = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
     return table_writer(X, header, arrays, columns)
+
+
+def _quiet(method: Callable[[Any], Any], X: Any) -> Any:
+    """``method(X)`` without the feature-name warning (the CLI checked the names itself)."""
+    with no_feature_name_warnings():
+        return method(X)
 
 
 def _stage_model(out: OutputDir, model: Any, ds: Dataset) -> None:

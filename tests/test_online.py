@@ -456,6 +456,9 @@ def test_cli_stream_passes_checkpoint_and_resume_continue_exactly(tmp_path, caps
         (["-k", "auto"], "--stream fits one model: give -k N"),
         (["-k", "2", "--passes", "0"], "--passes must be >= 1"),
         (["-k", "2", "--batch-size", "0"], "--batch-size must be >= 1"),
+        # refused before connecting: nothing listens on port 1, so a connection attempt
+        # would end in another message (review finding: the cluster was started first)
+        (["-k", "2", "--scheduler", "tcp://127.0.0.1:1"], "--stream reads the file here"),
     ],
 )
 def test_cli_stream_bad_arguments(tmp_path, capsys, extra, match):

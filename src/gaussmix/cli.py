@@ -173,11 +173,6 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
     from gaussmix import GaussianMixture
     from gaussmix._readers import open_chunked
 
-    if getattr(args, "scheduler", None):
-        raise UserError(
-            "--stream reads the file here, in chunks; remove --scheduler, or remove --stream "
-            "to fit on the cluster"
-        )
     if args.passes < 1:
         raise UserError(f"--passes must be >= 1; got {args.passes}")
     if args.batch_size < 1:
@@ -815,6 +810,11 @@ def _dask_session(args: argparse.Namespace) -> Iterator[Any]:
     if not spec:
         yield None
         return
+    if getattr(args, "stream", False) or getattr(args, "resume", None):
+        raise UserError(  # before any cluster is started or connected to
+            "--stream reads the file here, in chunks; remove --scheduler, or remove --stream "
+            "to fit on the cluster"
+        )
     check_dask_input(getattr(args, "data", None))
     try:
         from gaussmix import _dask

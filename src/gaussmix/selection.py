@@ -94,13 +94,21 @@ from ._criteria import information_criteria, map_entropy
 from .em import m_step_each, run_squarem, statistics_step
 from .stats import MixtureParameters, m_step
 
-__all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
+__all__ = ["MCLUST_NAMES", "PRESETS", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
 
-#: The covariance types selection compares, simplest first, with mclust's names (each
-#: family says its own; see :mod:`gaussmix.families`).
-MCLUST_NAMES = {name: families.get(name).mclust_name for name in families.SELECTION_ORDER}
+#: The covariance types selection compares, in mclust's order (simplest first), with
+#: mclust's names (each family says its own; see :mod:`gaussmix.families`): all 14 of
+#: mclust's models, scikit-learn's four under scikit-learn's names.
+MCLUST_NAMES = {families.get(m).name: m for m in families.MCLUST_MODELS}
 
-_COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # spherical, diag, tied, full
+_COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # the default grid: mclust's 14 models
+_SKLEARN_TYPES = families.SELECTION_ORDER  # spherical, diag, tied, full
+#: Named grids of covariance types (``covariance_types="sklearn"``, ...).
+PRESETS = {
+    "all": _COVARIANCE_TYPES,
+    "mclust": _COVARIANCE_TYPES,
+    "sklearn": _SKLEARN_TYPES,
+}
 _CRITERIA = ("bic", "aic", "icl")
 #: Keys of a row of :attr:`SelectionResult.table`, in order.
 TABLE_KEYS = (
@@ -151,6 +159,11 @@ _N_SPLITS = 3  # components split to start K from the fit with K - 1
 # and the best polished one is kept (cheaper than a last race stage, and never worse than
 # polishing the one such a stage would keep, up to the polish's stopping rule).
 _FINALISTS = 2
+# ... for mclust's ten other models, whose local maxima are many and close (their race
+# ranks worse): at most this many are left to polish.
+_FINALISTS_CONSTRAINED = 8
+# EM steps of the accelerated run that screens many finalists before the polish.
+_SCREEN_STEPS = 30
 
 
 def _gaussian_mixture_class():
@@ -382,6 +395,10 @@ def _reduce_to_type(full, weights, type_code):
     D = full.shape[-1]
     if type_code == FULL:
         return full
+    if type_code > FULL:  # mclust's other models: the family's own projection
+        family = families.get(TYPES[type_code])
+        K = full.shape[0]
+        return np.array(family.full_covariances(family.from_full(full, weights), K, D))
     if type_code == TIED:
         pooled = np.tensordot(weights / weights.sum(), full, axes=1)
         return np.broadcast_to(pooled, full.shape).copy()
@@ -528,9 +545,12 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             members = np.flatnonzero(alive & (current.types == code))
             ranked = sorted(members,
                             key=lambda s: -_projected(history[s], 2 * budget, converged[s]))
-            keep = ranked[: max(1, len(ranked) // _HALVING)]
+            if code > FULL and len(ranked) <= _FINALISTS_CONSTRAINED:
+                keep = ranked  # few enough: polish them all
+            else:
+                keep = ranked[: max(1, len(ranked) // _HALVING)]
             alive[members] = False
-            if len(keep) <= _FINALISTS:
+            if len(keep) <= (_FINALISTS if code <= FULL else _FINALISTS_CONSTRAINED):
                 winners[int(code)] = [
                     _Candidate(current.take([s]), history[s][-1], None, n_iter[s], converged[s])
                     for s in keep
@@ -579,8 +599,11 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
     batch = Batch.stack([c.batch for c in cands])
     try:
         relative = _POLISH_RELATIVE if relative is None else relative
-        gain = max(_POLISH_GAIN, relative * max(abs(c.log_likelihood) for c in cands))
-        out = run_squarem(step, batch, gain=gain, max_steps=max_steps)
+        scale = max((abs(c.log_likelihood) for c in cands if np.isfinite(c.log_likelihood)),
+                    default=0.0)
+        gain = max(_POLISH_GAIN, relative * scale)
+        out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
+                          project=rows_check.project)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return [None] * len(cands) if other_rows else cands
@@ -664,10 +687,21 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
             if extra is not None:
                 winners.update(_run_race(rows, extra, engine.n_eff, race_tol, degenerate,
                                          errors))
+    _add_cross_finalists(winners)
     codes = sorted(winners)
     if codes:
+        step = lambda b: _em_step(rows, b)  # noqa: E731
+        if any(len(winners[c]) > _FINALISTS for c in codes):
+            # Many finalists (mclust's other models): a short accelerated run of all of
+            # them, then the best _FINALISTS of each type are polished to the end.
+            screened = iter(_polish(step, rows, [c for code in codes for c in winners[code]],
+                                    errors, max_steps=_SCREEN_STEPS))
+            for code in codes:
+                group = [next(screened) for _ in winners[code]]
+                order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)
+                winners[code] = [group[i] for i in sorted(order[:_FINALISTS])]
         finalists = [cand for c in codes for cand in winners[c]]
-        polished = iter(_polish(lambda b: _em_step(rows, b), rows, finalists, errors))
+        polished = iter(_polish(step, rows, finalists, errors))
         # the best polished finalist of each type (the first of equals: the better ranked)
         polished = [max([next(polished) for _ in winners[code]],
                         key=lambda cand: cand.log_likelihood) for code in codes]
@@ -694,6 +728,26 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
         else:
             out[t] = (None, errs)
     return out
+
+
+def _add_cross_finalists(winners):
+    """Add to each of mclust's ten other models the best race finalist of every other type,
+    projected onto it (``from_full``: same weights and means), as one more finalist.
+
+    These models share a piece (volume, shape or orientation) with several others, whose
+    fits are often near their maximum (mclust starts every model from one partition).
+    """
+    donors = {code: cands[0] for code, cands in winners.items() if cands}
+    if len(donors) < 2:
+        return
+    for code in [c for c in winners if c > FULL]:
+        for other, d in donors.items():
+            if other == code:
+                continue
+            b = d.batch
+            cov = _reduce_to_type(b.covariances[0], b.weights[0], code)
+            start = Batch(np.array([code]), b.weights.copy(), b.means.copy(), cov[None])
+            winners[code].append(_Candidate(start, -np.inf, None, d.n_iter))
 
 
 def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
@@ -786,7 +840,7 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
         for types, engine in groups:
             rngs = {
                 t: np.random.default_rng(
-                    np.random.SeedSequence(entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
+                    np.random.SeedSequence(entropy, spawn_key=(K, TYPES.index(t) + 1))
                 )
                 for t in types
             }
@@ -802,8 +856,9 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
             fitted = _fit_components(engine, K, types, starts, rngs, race_tol)
             for t in types:
                 results[(t, K)] = fitted[t]
-                if on_done is not None:
-                    on_done((t, K), fitted[t])
+        for t in covariance_types:
+            if on_done is not None:
+                on_done((t, K), results[(t, K)])
     return results
 
 
@@ -821,7 +876,7 @@ def _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol):
 
     data = ArrayData(X, w)
     best, best_ll = None, -np.inf
-    for proxy_type in _COVARIANCE_TYPES:
+    for proxy_type in _SKLEARN_TYPES:
         try:
             proxy = robust_parameters(X, w, n_components, proxy_type, reg_covar=reg_covar,
                                       random_state=random_state, tol=tol)
@@ -866,7 +921,7 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     family = families.get(covariance_type)
-    if family.name not in _COVARIANCE_TYPES:
+    if family.name not in _SKLEARN_TYPES:
         return _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol)
     entropy = _entropy_from(random_state)
     ks = list(range(1, n_components + 1))
@@ -1259,6 +1314,44 @@ def _entropy_from(random_state) -> int:
     )
 
 
+def covariance_types_of(covariance_types) -> list[str]:
+    """The families a ``covariance_types`` argument names, in order, without repeats.
+
+    A preset name (``"all"`` or ``"mclust"``: mclust's 14 models; ``"sklearn"``:
+    scikit-learn's four), one family name, or an iterable of family names and presets, in
+    scikit-learn's names or mclust's (``"EEE"`` is ``"tied"``). Results use scikit-learn's
+    names for its four types and mclust's for the others.
+    """
+    if isinstance(covariance_types, str):
+        covariance_types = [covariance_types]
+    try:
+        given = list(covariance_types)
+    except TypeError:
+        raise TypeError(
+            "covariance_types must be a name, a preset ('all', 'mclust', 'sklearn') or an "
+            f"iterable of names, got {type(covariance_types).__name__}."
+        ) from None
+    types = []
+    for t in given:
+        if isinstance(t, str) and t.lower() in PRESETS:
+            types.extend(PRESETS[t.lower()])
+            continue
+        try:
+            types.append(families.get(t, what="each of covariance_types").name)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} Presets: 'all' (= 'mclust', the 14 models), 'sklearn' "
+                f"{_SKLEARN_TYPES}."
+            ) from None
+    types = list(dict.fromkeys(types))
+    if not types:
+        raise ValueError(
+            "covariance_types is empty; give some of "
+            f"{_COVARIANCE_TYPES} or a preset ('all', 'sklearn')."
+        )
+    return types
+
+
 def select_model(
     X,
     n_components=range(1, 10),
@@ -1378,20 +1471,7 @@ def select_model(
             f"n_components={ks[-1]} exceeds n_samples={n_samples}; try fewer components."
         )
 
-    if isinstance(covariance_types, str):
-        covariance_types = [covariance_types]
-    types = []
-    for t in covariance_types:  # scikit-learn's names or mclust's ("EEE" = "tied")
-        name = families.get(t, what="each of covariance_types").name
-        if name not in _COVARIANCE_TYPES:
-            raise ValueError(
-                f"select_model compares the covariance types {_COVARIANCE_TYPES} (mclust's "
-                f"{tuple(MCLUST_NAMES.values())}); {t!r} is not among them yet."
-            )
-        types.append(name)
-    types = list(dict.fromkeys(types))
-    if not types:
-        raise ValueError(f"covariance_types is empty; give some of {_COVARIANCE_TYPES}.")
+    types = covariance_types_of(covariance_types)
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 0:
@@ -1472,7 +1552,7 @@ def select_model(
                 seed = random_state if random_state is None or isinstance(
                     random_state, numbers.Integral) else int(np.random.default_rng(
                         np.random.SeedSequence(
-                            entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
+                            entropy, spawn_key=(K, TYPES.index(t) + 1))
                     ).integers(2**31 - 1))
                 model = _estimator(best, params, X, w, n_eff, feature_names, seed)
                 row.update(

@@ -429,15 +429,19 @@ class Rows:
         floor = np.maximum(REG_FRACTION * reg, RESOLUTION * eps * (mean_sq + within + spread))
         clear &= low - reg > 2.0 * floor
         repeated = self._repeated_values()
+        # The third sign (points flat along a direction) for spherical mixtures, and for
+        # mclust's constrained models, whose shared pieces can keep a component's variance
+        # above the floor along a direction where its own points have no spread.
+        flat_check = (batch.types == SPHERICAL) | (batch.types > FULL)
         if repeated:
-            spherical = np.flatnonzero(batch.types == SPHERICAL)
-            if spherical.size:
-                clear[spherical] &= self._spread_is_clear(batch.take(spherical), eps, reg)
+            checked = np.flatnonzero(flat_check)
+            if checked.size:
+                clear[checked] &= self._spread_is_clear(batch.take(checked), eps, reg)
         out: list[str | None] = [None] * S
         for s in np.flatnonzero(~clear):
             t = batch.covariance_type(s)
             resp = None
-            if t == "spherical" and repeated:
+            if flat_check[s] and repeated:
                 resp = self.responsibilities(batch.take([s]))
             out[s] = degeneracy_reason(
                 batch.weights[s], batch.means[s], batch.covariances_of(s), t,
@@ -445,7 +449,43 @@ class Rows:
                 X=self.X if resp is not None else None, resp=resp,
                 sample_weight=self.sample_weight,
             )
+            if out[s] is None and resp is not None and batch.types[s] > FULL:
+                out[s] = self._flat_reason(batch.means[s], resp, t, eps, reg)
         return out
+
+    def _flat_reason(self, means, resp, name, eps, reg):
+        """The third sign of :func:`gaussmix._degeneracy.degeneracy_reason` for a model
+        whose family does not run it: a component whose points have no spread along some
+        direction (smallest eigenvalue of their weighted scatter at the floor)."""
+        X = self.X
+        w = np.ones(X.shape[0]) if self.w is None else self.w
+        centre = w @ X / w.sum()
+        data_cov = ((X - centre) * w[:, None]).T @ (X - centre) / w.sum()
+        parts = []
+        for k in range(resp.shape[1]):
+            rk = resp[:, k] * w
+            nk = rk.sum()
+            if nk <= 0:
+                continue
+            Xc = X - rk @ X / nk
+            eigval, eigvec = np.linalg.eigh((Xc * rk[:, None]).T @ Xc / nk)
+            lam, v = float(eigval[0]), eigvec[:, 0]
+            data_var = float(v @ data_cov @ v)
+            floor = max(REG_FRACTION * reg, RESOLUTION * eps * (float(means[k] @ v) ** 2
+                                                                + data_var))
+            if data_var > 0 and lam <= floor:
+                parts.append(
+                    f"component {k} ({nk:.3g} effective points): its points have no spread "
+                    f"along {_families.direction_words(v)} (weighted variance "
+                    f"{max(lam, 0.0):.3g}, the data's is {data_var:.3g}): they share one "
+                    f"value there, which the {name} model's shared volume, shape or "
+                    "orientation hides"
+                )
+        if not parts:
+            return None
+        return ("; ".join(parts) + ". The component has collapsed onto a few (often repeated) "
+                "points: a spurious maximizer of the likelihood. Try other initialisations, "
+                "fewer components, or a simpler covariance_type.")
 
     def _spread_is_clear(self, batch: Batch, eps: float, reg: float) -> np.ndarray:
         """(S,) whether no component's points are flat along a direction (third sign).

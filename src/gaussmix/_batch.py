@@ -39,10 +39,9 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
 #: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
 #: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
-TYPES = ("spherical", "diag", "tied", "full") + tuple(
-    _families.get(m).name for m in _families.MCLUST_MODELS
-    if _families.get(m).name not in ("spherical", "diag", "tied", "full")
-)
+_SKLEARN = ("spherical", "diag", "tied", "full")
+TYPES = (*_SKLEARN, *(_families.get(m).name for m in _families.MCLUST_MODELS
+                      if _families.get(m).name not in _SKLEARN))
 SPHERICAL, DIAG, TIED, FULL = range(4)
 #: The families of the codes 4 to 13, whose M-step is the family's own constrained update
 #: (:meth:`Rows.m_step`).
@@ -607,7 +606,7 @@ def project_covariances(name, cov):
     SQUAREM's extrapolations, whose mixtures need not satisfy the constraint; one that is
     not positive definite gives non-finite values (the E-step then rejects it).
     """
-    S, K, D, _ = cov.shape
+    K, D = cov.shape[1], cov.shape[-1]
     eye = np.eye(D)
     with np.errstate(divide="ignore", invalid="ignore"):
         diag = np.diagonal(cov, axis1=-2, axis2=-1)
@@ -777,7 +776,7 @@ def _common_orientation(W, n_k, previous, equal_volume):
     method, the families' ``common_orientation_sweep``), vectorised over the mixtures."""
     from .families._eigen import _round_robin
 
-    S, K, d, _ = W.shape
+    K, d = W.shape[1], W.shape[-1]
     n_total = n_k.sum(axis=1)
 
     def variances(diag):  # (S, K, d)

@@ -94,7 +94,8 @@ from ._criteria import information_criteria, map_entropy
 from .em import m_step_each, run_squarem, statistics_step
 from .stats import MixtureParameters, m_step
 
-__all__ = ["MCLUST_NAMES", "PRESETS", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
+__all__ = ["MCLUST_NAMES", "PRESETS", "TABLE_KEYS", "SelectionResult", "covariance_types_of",
+           "robust_parameters", "select_model"]
 
 #: The covariance types selection compares, in mclust's order (simplest first), with
 #: mclust's names (each family says its own; see :mod:`gaussmix.families`): all 14 of

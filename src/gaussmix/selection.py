@@ -164,7 +164,7 @@ _FINALISTS = 2
 # ranks worse): at most this many are left to polish.
 _FINALISTS_CONSTRAINED = 8
 # EM steps of the accelerated run that screens many finalists before the polish.
-_SCREEN_STEPS = 30
+_SCREEN_STEPS = 20
 
 
 def _gaussian_mixture_class():
@@ -586,6 +586,53 @@ def _projected(history, n_iter, converged) -> float:
     return history[-1] + gain
 
 
+def _squarem_pruned(step, batch, gain, max_steps, project):
+    """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
+    mixture that cannot catch up with the best of its covariance type stops.
+
+    "Cannot catch up": its log-likelihood plus ``_PRUNE_HORIZON`` times its last cycle's
+    gain (EM's gains shrink geometrically; this assumes a ratio of at most
+    ``1 - 1 / _PRUNE_HORIZON``) is below the best log-likelihood of its type. Only the
+    best of each type is kept by the caller, so this only shortens the polish of losers.
+    """
+    S = batch.size
+    codes = batch.types
+    result = batch.copy()
+    ll = np.full(S, -np.inf)
+    n_iter = np.zeros(S, dtype=np.int64)
+    failed = np.zeros(S, dtype=bool)
+    history: list[list[float]] = [[] for _ in range(S)]
+    active = np.arange(S)
+    current = batch
+    while active.size:
+        budget = min(_PRUNE_CHUNK, max_steps - int(n_iter[active].max()))
+        out = run_squarem(step, current, gain=gain, max_steps=budget, project=project)
+        result = result.put(active, out.batch)
+        ll[active] = out.log_likelihood
+        n_iter[active] += out.n_iter
+        failed[active] |= out.failed
+        for j, s in enumerate(active):
+            history[s].extend(out.history[j])
+        done = out.failed | (out.n_iter < budget) | (n_iter[active] >= max_steps)
+        for j, s in enumerate(active):
+            if done[j]:
+                continue
+            h = history[s]
+            last_gain = h[-1] - h[-2] if len(h) >= 2 else np.inf
+            rivals = (codes == codes[s]) & ~failed
+            if ll[s] + _PRUNE_HORIZON * last_gain < ll[rivals].max():
+                done[j] = True
+        active = active[~done]
+        current = out.batch.take(~done)
+    from .em import AcceleratedResult
+
+    return AcceleratedResult(result, ll, n_iter, failed, history)
+
+
+_PRUNE_CHUNK = 12  # EM steps (4 SQUAREM cycles) between two looks at the polish
+_PRUNE_HORIZON = 10.0
+
+
 def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None,
             other_rows=False):
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
@@ -603,8 +650,11 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
         scale = max((abs(c.log_likelihood) for c in cands if np.isfinite(c.log_likelihood)),
                     default=0.0)
         gain = max(_POLISH_GAIN, relative * scale)
-        out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
-                          project=rows_check.project)
+        if other_rows:
+            out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
+                              project=rows_check.project)
+        else:
+            out = _squarem_pruned(step, batch, gain, max_steps, rows_check.project)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return [None] * len(cands) if other_rows else cands
@@ -731,6 +781,9 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
     return out
 
 
+_DONOR_CODES = frozenset(range(14))
+
+
 def _add_cross_finalists(winners):
     """Add to each of mclust's ten other models the best race finalist of every other type,
     projected onto it (``from_full``: same weights and means), as one more finalist.
@@ -738,7 +791,8 @@ def _add_cross_finalists(winners):
     These models share a piece (volume, shape or orientation) with several others, whose
     fits are often near their maximum (mclust starts every model from one partition).
     """
-    donors = {code: cands[0] for code, cands in winners.items() if cands}
+    donors = {code: cands[0] for code, cands in winners.items()
+              if cands and code in _DONOR_CODES}
     if len(donors) < 2:
         return
     for code in [c for c in winners if c > FULL]:

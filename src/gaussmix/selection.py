@@ -13,7 +13,10 @@ mclust does with ``mclustBIC``. Criteria use scikit-learn's sign (lower is bette
 where ``L`` is the likelihood, ``p`` the number of free parameters, ``n`` the number of
 samples (the sum of the sample weights when given) and ``r_nk`` the responsibilities.
 
-Covariance types and their mclust names:
+Covariance types: by default all of mclust's 14 models, as mclust's ``Mclust`` and
+``mclustBIC`` compare them (``covariance_types="all"`` or ``"mclust"``); ``"sklearn"`` is
+scikit-learn's four. Lists may mix both naming schemes and presets (``["sklearn", "EEV"]``);
+results name scikit-learn's four by scikit-learn's names:
 
 ============  ======  ==================================================
 gaussmix      mclust  covariance of component k
@@ -22,6 +25,7 @@ gaussmix      mclust  covariance of component k
 "diag"        VVI     ``diag(sigma_k1^2, ...)`` (variable volume and shape, axis-aligned)
 "tied"        EEE     ``Sigma`` shared by all components
 "full"        VVV     ``Sigma_k`` unconstrained
+"EII" ...     EII...  the other ten of ``lambda_k D_k A_k D_k^T`` (:mod:`gaussmix.families`)
 ============  ======  ==================================================
 
 How the fits are made (so that every grid point reaches at least mclust's log-likelihood):
@@ -50,10 +54,23 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    (Varadhan & Roland 2008, with a monotonicity safeguard: :func:`gaussmix.em.run_squarem`),
    until a cycle of three EM steps gains less than 0.01 in log-likelihood, so the reported
    log-likelihood is the maximum, not where a stopping rule left it.
-4. **No spurious maximizers.** Every fit is checked by
+4. **mclust's ten other models** share the starts and the race, and the M-step of each is
+   its family's (closed forms for EII, EEI, EVI, EEV, EVV, batched over the starts; the
+   block updates of VEI, VEE, VEV, EVE and VVE, vectorised over the starts, a few rounds
+   per EM step from the current parameters: generalised EM, monotone, whose fixed points
+   are the constrained maxima). SQUAREM's extrapolations are moved back onto each model's
+   constraint before they are used (:meth:`gaussmix._batch.Rows.project`), which keeps the
+   safeguard's monotonicity. Their local maxima are many and close, so the race keeps up
+   to ``_FINALISTS_CONSTRAINED`` (8) of their starts, each model also gets the best race
+   finalist of every other model projected onto it (mclust starts all its models from one
+   partition), all of these run ``_SCREEN_STEPS`` (20) accelerated EM steps together, and
+   the best two of each model are polished.
+5. **No spurious maximizers.** Every fit is checked by
    :func:`gaussmix._degeneracy.degeneracy_reason` (a component on fewer points than its
    covariance needs, a variance at the ``reg_covar`` floor, or a spherical component on
-   points sharing one value of a feature). Degenerate fits leave the race at once; when
+   points sharing one value of a feature; for the ten other models, whose shared volume,
+   shape or orientation can keep a component's variance above the floor where its own
+   points are flat, that third sign too). Degenerate fits leave the race at once; when
    every start of a grid point degenerates, a few random restarts are tried, and if they
    degenerate too the grid point is marked degenerate in the table, with the reason, and is
    never selected.
@@ -73,7 +90,8 @@ grid point's log-likelihood and ICL entropy on all the rows). One
 :class:`~gaussmix.GaussianMixture` per grid point is built at the end, from the parameters
 (no refit). ``GaussianMixture(init_params="robust")`` runs the same chain for one type.
 
-``benchmarks/bench_select.py`` times the default grid against mclust's ``mclustBIC``.
+``benchmarks/bench_select.py`` times both grids (scikit-learn's four and mclust's 14)
+against mclust's ``mclustBIC``.
 """
 
 from __future__ import annotations
@@ -165,6 +183,7 @@ _FINALISTS = 2
 _FINALISTS_CONSTRAINED = 8
 # EM steps of the accelerated run that screens many finalists before the polish.
 _SCREEN_STEPS = 20
+_SCREEN_CHUNK = 6  # ... looking at the runs (and stopping hopeless ones) every 6 steps
 
 
 def _gaussian_mixture_class():
@@ -586,15 +605,17 @@ def _projected(history, n_iter, converged) -> float:
     return history[-1] + gain
 
 
-def _squarem_pruned(step, batch, gain, max_steps, project):
+def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None):
     """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
     mixture that cannot catch up with the best of its covariance type stops.
 
     "Cannot catch up": its log-likelihood plus ``_PRUNE_HORIZON`` times its last cycle's
     gain (EM's gains shrink geometrically; this assumes a ratio of at most
-    ``1 - 1 / _PRUNE_HORIZON``) is below the best log-likelihood of its type. Only the
-    best of each type is kept by the caller, so this only shortens the polish of losers.
+    ``1 - 1 / _PRUNE_HORIZON``) is below the ``keep``-th best log-likelihood of its type.
+    The caller keeps only the best ``keep`` of each type, so this only shortens the runs
+    of losers.
     """
+    chunk = _PRUNE_CHUNK if chunk is None else chunk
     S = batch.size
     codes = batch.types
     result = batch.copy()
@@ -605,7 +626,7 @@ def _squarem_pruned(step, batch, gain, max_steps, project):
     active = np.arange(S)
     current = batch
     while active.size:
-        budget = min(_PRUNE_CHUNK, max_steps - int(n_iter[active].max()))
+        budget = min(chunk, max_steps - int(n_iter[active].max()))
         out = run_squarem(step, current, gain=gain, max_steps=budget, project=project)
         result = result.put(active, out.batch)
         ll[active] = out.log_likelihood
@@ -619,8 +640,8 @@ def _squarem_pruned(step, batch, gain, max_steps, project):
                 continue
             h = history[s]
             last_gain = h[-1] - h[-2] if len(h) >= 2 else np.inf
-            rivals = (codes == codes[s]) & ~failed
-            if ll[s] + _PRUNE_HORIZON * last_gain < ll[rivals].max():
+            rivals = np.sort(ll[(codes == codes[s]) & ~failed])[::-1]
+            if rivals.size > keep and ll[s] + _PRUNE_HORIZON * last_gain < rivals[keep - 1]:
                 done[j] = True
         active = active[~done]
         current = out.batch.take(~done)
@@ -634,7 +655,7 @@ _PRUNE_HORIZON = 10.0
 
 
 def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None,
-            other_rows=False):
+            other_rows=False, keep=1, chunk=None):
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
 
     The gain is ``_POLISH_GAIN`` in total log-likelihood, or ``_POLISH_RELATIVE`` of it on
@@ -654,7 +675,7 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
             out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
                               project=rows_check.project)
         else:
-            out = _squarem_pruned(step, batch, gain, max_steps, rows_check.project)
+            out = _squarem_pruned(step, batch, gain, max_steps, rows_check.project, keep, chunk)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return [None] * len(cands) if other_rows else cands
@@ -746,7 +767,8 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
             # Many finalists (mclust's other models): a short accelerated run of all of
             # them, then the best _FINALISTS of each type are polished to the end.
             screened = iter(_polish(step, rows, [c for code in codes for c in winners[code]],
-                                    errors, max_steps=_SCREEN_STEPS))
+                                    errors, max_steps=_SCREEN_STEPS, keep=_FINALISTS,
+                                    chunk=_SCREEN_CHUNK))
             for code in codes:
                 group = [next(screened) for _ in winners[code]]
                 order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)
@@ -1422,8 +1444,8 @@ def select_model(
 ) -> SelectionResult:
     """Fit Gaussian mixtures over a grid and select one by BIC, AIC or ICL.
 
-    The grid is every pair of ``n_components`` and ``covariance_types`` (mclust's
-    ``mclustBIC`` grid with the models VII, VVI, EEE and VVV). Each grid point is fitted
+    The grid is every pair of ``n_components`` and ``covariance_types`` (by default
+    mclust's ``mclustBIC`` grid: its 14 models, G = 1..9). Each grid point is fitted
     from several starts shared across the grid, degenerate solutions are avoided, and the
     model with the lowest criterion among the regular fits is selected. See the module
     documentation for the criteria, the mclust correspondence and the fitting strategy.
@@ -1442,8 +1464,11 @@ def select_model(
         models hold NumPy arrays.
     n_components : int or iterable of int, default=range(1, 10)
         Numbers of components to try (mclust's ``G``).
-    covariance_types : str or iterable of str, default=("spherical", "diag", "tied", "full")
-        Covariance types to try.
+    covariance_types : str or iterable of str, default: mclust's 14 models
+        Covariance types to try, in scikit-learn's names or mclust's (``"EEE"`` is
+        ``"tied"``), or presets: ``"all"`` / ``"mclust"`` (the 14 models, in mclust's
+        order EII VII EEI VEI EVI VVI EEE VEE EVE VVE EEV VEV EVV VVV) and ``"sklearn"``
+        (spherical, diag, tied, full). A list may mix names and presets.
     criterion : {"bic", "aic", "icl"}, default="bic"
         Criterion to rank by; lower is better.
     n_init : int, default=1

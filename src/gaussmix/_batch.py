@@ -373,16 +373,9 @@ class Rows:
         return new, ll, bad
 
     def project(self, batch: Batch) -> Batch:
-        """``batch`` with the covariances of mclust's constrained models moved onto their
-        constraint (:func:`project_covariances`); the others are returned as they are."""
-        codes = batch.types
-        if codes.max(initial=0) <= FULL:
-            return batch
-        out = batch.copy()
-        for code in np.unique(codes[codes > FULL]):
-            members = np.flatnonzero(codes == code)
-            out.covariances[members] = project_covariances(TYPES[code], out.covariances[members])
-        return out
+        """:func:`project` (the rows play no part; a method so that
+        :func:`gaussmix.em.run_squarem` finds it on ``rows.step``)."""
+        return project(batch)
 
     # ------------------------------------------------------------------ starts
     def from_labels(self, labels: list[np.ndarray], K: int, types, *, shrink=0.0) -> Batch:
@@ -595,6 +588,19 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
     if name in ("EVE", "VVE"):
         return _common_orientation(Wf, n_k, previous, equal_volume=name == "EVE")
     raise ValueError(f"no batched M-step for covariance family {name!r}")  # pragma: no cover
+
+
+def project(batch: Batch) -> Batch:
+    """``batch`` with the covariances of mclust's constrained models moved onto their
+    constraint (:func:`project_covariances`); the others are returned as they are."""
+    codes = batch.types
+    if codes.max(initial=0) <= FULL:
+        return batch
+    out = batch.copy()
+    for code in np.unique(codes[codes > FULL]):
+        members = np.flatnonzero(codes == code)
+        out.covariances[members] = project_covariances(TYPES[code], out.covariances[members])
+    return out
 
 
 def project_covariances(name, cov):

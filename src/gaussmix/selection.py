@@ -107,10 +107,11 @@ import numpy as np
 
 from . import families
 from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for
+from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
 from .em import m_step_each, run_squarem, statistics_step
-from .stats import MixtureParameters, m_step
+from .stats import MixtureParameters
 
 __all__ = ["MCLUST_NAMES", "PRESETS", "TABLE_KEYS", "SelectionResult", "covariance_types_of",
            "robust_parameters", "select_model"]
@@ -939,54 +940,15 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
     return results
 
 
-def _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol):
-    """The robust start of a family selection does not compare yet (mclust's other models).
-
-    Each of the four families selection compares gives its robust fit; its
-    responsibilities, through this family's M-step, start a short EM in this family (at
-    most ``_PROXY_EM_ITER`` iterations); the start whose EM reaches the highest
-    log-likelihood is returned.
-    """
-    from ._backends import ArrayData
-    from .em import run_em
-    from .stats import predict_proba, statistics_from_responsibilities
-
-    data = ArrayData(X, w)
-    best, best_ll = None, -np.inf
-    for proxy_type in _SKLEARN_TYPES:
-        try:
-            proxy = robust_parameters(X, w, n_components, proxy_type, reg_covar=reg_covar,
-                                      random_state=random_state, tol=tol)
-            resp = predict_proba(X, proxy)
-            stats = statistics_from_responsibilities(
-                X, resp, family, shift=X.mean(axis=0), sample_weight=w
-            )
-            start = m_step(stats, reg_covar=reg_covar, dtype=np.float64)
-            result = run_em(data.statistics, start, reg_covar=reg_covar, tol=tol,
-                            max_iter=_PROXY_EM_ITER)
-        except ValueError:  # a start that collapses in this family: try the next one
-            continue
-        if result.lower_bound > best_ll:
-            best, best_ll = start, result.lower_bound
-    if best is None:
-        raise ValueError(
-            f"init_params='robust' found no start for {n_components} {family.name} "
-            "components: every start collapsed. Lower n_components or raise reg_covar."
-        )
-    return best
-
-
-# EM iterations that judge each start of a family selection does not compare yet.
-_PROXY_EM_ITER = 100
-
-
 def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar=1e-6,
                       random_state=None, tol=1e-3) -> MixtureParameters:
     """The start :func:`select_model` would fit for one ``(n_components, covariance_type)``.
 
     The chain K = 1 .. n_components of that covariance type, as in :func:`select_model`
     with ``n_init=1``: shared hierarchical, k-means and random partitions, splits of the
-    fit with one component fewer, the race and the polish. Used by
+    fit with one component fewer, the race and the polish. One of mclust's ten other
+    models runs its chain alongside scikit-learn's four, whose race finalists it also
+    starts from (as in a grid of the five). Used by
     ``GaussianMixture(init_params="robust")``.
 
     Returns
@@ -998,13 +960,15 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     family = families.get(covariance_type)
-    if family.name not in _SKLEARN_TYPES:
-        return _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol)
+    covariance_type = family.name
+    # mclust's other models race alongside scikit-learn's four, whose fits they also start
+    # from (as in select_model's grid).
+    chain = (covariance_type,) if covariance_type in _SKLEARN_TYPES else (
+        *_SKLEARN_TYPES, covariance_type)
     entropy = _entropy_from(random_state)
     ks = list(range(1, n_components + 1))
     hc = _hierarchical_partitions(X, w, ks, entropy)
-    out = _fit_chain(X, w, ks, (covariance_type,), {"reg_covar": reg_covar, "tol": tol},
-                     hc, 1, entropy)
+    out = _fit_chain(X, w, ks, chain, {"reg_covar": reg_covar, "tol": tol}, hc, 1, entropy)
     best, errors = out[(covariance_type, n_components)]
     if best is None:
         raise ValueError(
@@ -1021,7 +985,8 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
 
             step = statistics_step(ArrayData(X, w).statistics, reg_covar)
         with _one_blas_thread():
-            tight = run_squarem(step, batch, gain=_ROBUST_GAIN, max_steps=_POLISH_MAX_ITER)
+            tight = run_squarem(step, batch, gain=_ROBUST_GAIN, max_steps=_POLISH_MAX_ITER,
+                                project=project_batch)
         if not tight.failed[0]:
             batch = tight.batch
     return batch.member(0)

@@ -541,3 +541,24 @@ def test_ward_tree_matches_brute_force():
     cuts = selection._cut_tree(merges, Y.shape[0], [3])
     # the three clusters drawn are recovered at K = 3
     assert len({tuple(np.unique(cuts[3][i * 12 : (i + 1) * 12])) for i in range(3)}) == 3
+
+
+def test_grid_with_mclusts_other_models_is_the_same_with_n_jobs():
+    """mclust's other models start from every model's race at the same K: such a grid runs
+    in one process, so n_jobs does not change it."""
+    X = load_faithful()
+    kw = dict(n_components=[1, 2, 3], covariance_types=["tied", "VVE", "EEV"], random_state=0)
+    one = select_model(X, **kw)
+    two = select_model(X, n_jobs=2, **kw)
+    assert [r["log_likelihood"] for r in one.table] == [r["log_likelihood"] for r in two.table]
+    assert [r["covariance_type"] for r in one.table[::3]] == ["tied", "VVE", "EEV"]
+
+
+def test_one_constrained_model_alone_reaches_mclust():
+    """A grid of one of mclust's other models (no other model's finalists to start from)."""
+    X = load_faithful()
+    res = select_model(X, n_components=[1, 2, 3], covariance_types="VEV", random_state=0)
+    for row in res.table:
+        ref = _mclust_log_likelihood_14("VEV", row["n_components"])
+        assert row["log_likelihood"] >= ref - 0.01
+        assert row["degenerate"] is None

@@ -1442,16 +1442,19 @@ def select_model(
         the fit with one component fewer. Shared by all covariance types. Raise it for
         data with many local maxima; the cost grows about linearly.
     random_state : int, numpy Generator or RandomState, default=None
-        Seed of the randomised starts. The starts for a given number of components do not
-        depend on the rest of the grid or on ``n_jobs``.
+        Seed of the randomised starts. The fits of scikit-learn's four types do not depend
+        on the rest of the grid or on ``n_jobs``; those of mclust's other models also start
+        from the other models of the grid.
     sample_weight : array-like or dask array of shape (n_samples,), default=None
         Non-negative weights (frequency weights: ``n`` in BIC is their sum).
     progress : callable, default=None
         Called as ``progress(i, n, covariance_type, n_components)`` after each of the
         ``n`` grid points is done (``i`` counts from 1).
     n_jobs : int, default=None
-        Number of worker processes (one number of components per task). None or 1 runs in
-        this process; -1 uses all CPUs. Ignored for a dask array of more than 2,000 rows
+        Number of worker processes (one covariance type per task), for grids of
+        scikit-learn's four only: mclust's other models start from the race finalists of
+        every model of the grid, so a grid with any of them runs in this process. None or 1
+        runs in this process; -1 uses all CPUs. Ignored for a dask array of more than 2,000 rows
         (its passes run on the cluster).
     **params
         Other :class:`~gaussmix.GaussianMixture` parameters (``tol``, ``reg_covar``,
@@ -1557,7 +1560,10 @@ def select_model(
         workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
         if workers < 1:
             raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.")
-    if workers > 1 and len(types) > 1 and source is None:
+    # mclust's other models also start from the other models' race finalists at the same
+    # K: a grid holding any of them runs in this process.
+    constrained = any(t not in _SKLEARN_TYPES for t in types)
+    if workers > 1 and len(types) > 1 and source is None and not constrained:
         # One task per covariance type: the K-chains are independent of each other.
         with ProcessPoolExecutor(max_workers=min(workers, len(types))) as pool:
             futures = [

@@ -525,6 +525,10 @@ class Rows:
 _WARM_ROUNDS = 20
 _COLD_ROUNDS = 200
 _INNER_TOL = 1e-9
+#: ... for EVE and VVE, sweeps of plane rotations of the shared orientation (each costs
+#: D - 1 rounds of rotations; fewer per EM step, as generalised EM allows).
+_WARM_SWEEPS = 3
+_COLD_SWEEPS = 30
 
 
 def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
@@ -796,10 +800,10 @@ def _common_orientation(W, n_k, previous, equal_volume):
         scaled = previous / np.trace(previous, axis1=-2, axis2=-1)[..., None, None]
         mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
         Dm = np.linalg.eigh(mix)[1]
-        rounds = _WARM_ROUNDS
+        rounds = _WARM_SWEEPS
     else:
         Dm = np.linalg.eigh(W.sum(axis=1))[1]
-        rounds = _COLD_ROUNDS
+        rounds = _COLD_SWEEPS
     planes = _round_robin(d)
     for _ in range(rounds):
         B = np.einsum("sia,skij,sjb->skab", Dm, W, Dm)
@@ -818,13 +822,11 @@ def _common_orientation(W, n_k, previous, equal_volume):
             s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), sin2)
             largest = max(largest, float(np.max(np.abs(s), initial=0.0)))
             # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
-            first, second = Dm[..., I], Dm[..., J]
-            Dm = Dm.copy()
+            first, second = Dm[..., I], Dm[..., J]  # copies (fancy indexing)
             Dm[..., I] = c[:, None] * first + s[:, None] * second
             Dm[..., J] = c[:, None] * second - s[:, None] * first
             cs, ss = c[:, None, None], s[:, None, None]
             first, second = B[..., I], B[..., J]
-            B = B.copy()
             B[..., I] = cs * first + ss * second
             B[..., J] = cs * second - ss * first
             cr, sr = c[:, None, :, None], s[:, None, :, None]

@@ -106,7 +106,7 @@ from typing import Any
 import numpy as np
 
 from . import families
-from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for
+from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for, project_covariances
 from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
@@ -411,13 +411,18 @@ def _full_covariances(model) -> np.ndarray:
     return np.stack([covariance_of_component(cov, kind, k, D) for k in range(K)])
 
 
+_ITERATIVE = ("VEI", "VEE", "EVE", "VVE", "VEV")  # M-steps without a closed form
+
+
 def _reduce_to_type(full, weights, type_code):
     """(K, D, D) covariances reduced to a type, kept as (K, D, D) matrices."""
     D = full.shape[-1]
     if type_code == FULL:
         return full
-    if type_code > FULL:  # mclust's other models: the family's own projection
+    if type_code > FULL:  # mclust's other models: the family's projection (closed forms)
         family = families.get(TYPES[type_code])
+        if family.name in _ITERATIVE:  # or a cheap move onto the constraint (a start only)
+            return project_covariances(family.name, full[None])[0]
         K = full.shape[0]
         return np.array(family.full_covariances(family.from_full(full, weights), K, D))
     if type_code == TIED:

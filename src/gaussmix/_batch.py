@@ -786,8 +786,9 @@ def _common_orientation(W, n_k, previous, equal_volume):
     method, the families' ``common_orientation_sweep``), vectorised over the mixtures."""
     from .families._eigen import _round_robin
 
-    K, d = W.shape[1], W.shape[-1]
+    S, K, d = W.shape[0], W.shape[1], W.shape[-1]
     n_total = n_k.sum(axis=1)
+    eye = np.eye(d)
 
     def variances(diag):  # (S, K, d)
         if equal_volume:  # EVE: lambda A_k, |A_k| = 1
@@ -822,17 +823,13 @@ def _common_orientation(W, n_k, previous, equal_volume):
             s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), sin2)
             largest = max(largest, float(np.max(np.abs(s), initial=0.0)))
             # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
-            first, second = Dm[..., I], Dm[..., J]  # copies (fancy indexing)
-            Dm[..., I] = c[:, None] * first + s[:, None] * second
-            Dm[..., J] = c[:, None] * second - s[:, None] * first
-            cs, ss = c[:, None, None], s[:, None, None]
-            first, second = B[..., I], B[..., J]
-            B[..., I] = cs * first + ss * second
-            B[..., J] = cs * second - ss * first
-            cr, sr = c[:, None, :, None], s[:, None, :, None]
-            first, second = B[..., I, :], B[..., J, :]
-            B[..., I, :] = cr * first + sr * second
-            B[..., J, :] = cr * second - sr * first
+            R = np.broadcast_to(eye, (S, d, d)).copy()
+            R[:, I, I] = c
+            R[:, J, J] = c
+            R[:, I, J] = -s
+            R[:, J, I] = s
+            Dm = Dm @ R
+            B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
         if not largest > _INNER_TOL:
             break
     Dm = np.linalg.qr(Dm)[0]

@@ -865,9 +865,20 @@ def _batched_cholesky(cov):
     except np.linalg.LinAlgError:
         pass
     flat = cov.reshape(-1, *cov.shape[-2:])
+    eye = np.eye(flat.shape[-1])
+    # The matrices with a non-positive (or non-finite) eigenvalue have none; the others
+    # are factored together (one call), unless rounding makes one fail after all.
+    finite = np.all(np.isfinite(flat), axis=(1, 2))
+    low = np.full(flat.shape[0], -np.inf)
+    low[finite] = np.linalg.eigvalsh(flat[finite])[:, 0]
+    bad = ~(low > 0)
+    try:
+        chol = np.linalg.cholesky(np.where(bad[:, None, None], eye, flat))
+        return chol.reshape(cov.shape), bad.reshape(cov.shape[:-2])
+    except np.linalg.LinAlgError:
+        pass
     chol = np.empty_like(flat)
     bad = np.zeros(flat.shape[0], dtype=bool)
-    eye = np.eye(flat.shape[-1])
     for i, c in enumerate(flat):
         try:
             chol[i] = np.linalg.cholesky(c)

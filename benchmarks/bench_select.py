@@ -7,12 +7,18 @@ Usage::
     python benchmarks/bench_select.py --repeats 3      # median of 3 timings per library
     python benchmarks/bench_select.py --only faithful,iris --no-mclust
     python benchmarks/bench_select.py --data-dir DIR   # keep the CSV files there
+    python benchmarks/bench_select.py --grid sklearn   # only the 4-model grid (or: all)
 
 Method
 ------
-* Grid: K = 1..9 x {spherical, diag, tied, full}, which mclust names VII, VVI, EEE, VVV.
-  gaussmix runs ``select_model(X, random_state=0)`` (its defaults are that grid); mclust runs
-  ``mclustBIC(X, G=1:9, modelNames=c("VII","VVI","EEE","VVV"))`` with its other defaults.
+* Grids (``--grid``, default both, one table each):
+
+  - ``sklearn``: K = 1..9 x {spherical, diag, tied, full}, which mclust names VII, VVI, EEE,
+    VVV. gaussmix runs ``select_model(X, covariance_types="sklearn", random_state=0)``;
+    mclust runs ``mclustBIC(X, G=1:9, modelNames=c("VII","VVI","EEE","VVV"))``.
+  - ``all``: K = 1..9 x mclust's 14 models. gaussmix runs ``select_model(X,
+    random_state=0)`` (its default grid); mclust runs ``mclustBIC(X, G=1:9)`` (its default
+    grid), both with their other defaults.
 * Data sets: the bundled Old Faithful (272 x 2), scikit-learn's iris (150 x 4, the four
   measurements), and two synthetic sets of 5,000 x 5 and 20,000 x 5 rows drawn from a fixed
   seed from a mixture of 4 Gaussians with random full covariances. Every set is written to a
@@ -48,13 +54,22 @@ GRID_K = range(1, 10)
 TYPES = ("spherical", "diag", "tied", "full")
 MCLUST = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
 DATASETS = ("faithful", "iris", "synthetic-5k", "synthetic-20k")
+#: gaussmix's covariance_types and mclust's modelNames of each grid.
+GRIDS = {
+    "sklearn": ("sklearn", 'c("VII", "VVI", "EEE", "VVV")'),
+    "all": ("all", "NULL"),
+}
+GRID_WORDS = {
+    "sklearn": "K = 1..9 x spherical/diag/tied/full (mclust VII/VVI/EEE/VVV)",
+    "all": "K = 1..9 x mclust's 14 models (mclustBIC's default grid)",
+}
 
 R_SCRIPT = r"""
 suppressPackageStartupMessages(library(mclust))
 args <- commandArgs(trailingOnly = TRUE)
 repeats <- as.integer(args[1])
-files <- args[-1]
-models <- c("VII", "VVI", "EEE", "VVV")
+models <- eval(parse(text = args[2]))
+files <- args[-(1:2)]
 invisible(mclustBIC(as.matrix(read.csv(files[1])), G = 1:2, modelNames = models, verbose = FALSE))
 for (f in files) {
   X <- as.matrix(read.csv(f))
@@ -126,12 +141,13 @@ def mclust_version() -> str:
     return proc.stdout.strip()
 
 
-def run_mclust(files: list[Path], repeats: int, workdir: Path) -> dict[str, tuple[float, float]]:
+def run_mclust(files: list[Path], repeats: int, workdir: Path,
+               grid: str = "sklearn") -> dict[str, tuple[float, float]]:
     """{file name: (median seconds, best BIC in gaussmix's sign)} timed inside R."""
     script = workdir / "bench_mclust.R"
     script.write_text(R_SCRIPT)
     proc = subprocess.run(
-        ["Rscript", str(script), str(repeats), *map(str, files)],
+        ["Rscript", str(script), str(repeats), GRIDS[grid][1], *map(str, files)],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
@@ -145,14 +161,16 @@ def run_mclust(files: list[Path], repeats: int, workdir: Path) -> dict[str, tupl
     return {name: (statistics.median(t), bics[name]) for name, t in times.items()}
 
 
-def run_gaussmix(X: np.ndarray, repeats: int) -> tuple[float, float, object]:
+def run_gaussmix(X: np.ndarray, repeats: int, grid: str = "sklearn"
+                 ) -> tuple[float, float, object]:
     from gaussmix.selection import select_model
 
     seconds = []
     result = None
     for _ in range(repeats):
         start = time.perf_counter()
-        result = select_model(X, n_components=GRID_K, covariance_types=TYPES, random_state=0)
+        result = select_model(X, n_components=GRID_K, covariance_types=GRIDS[grid][0],
+                              random_state=0)
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds), result.ranked()[0]["bic"], result
 
@@ -171,6 +189,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="timings per library and set")
     parser.add_argument("--no-mclust", action="store_true", help="time gaussmix alone")
     parser.add_argument("--data-dir", help="write the CSV files here (default: a temp dir)")
+    parser.add_argument("--grid", default="sklearn,all",
+                        help="comma-separated grids among sklearn (4 models), all (14)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in DATASETS]
@@ -178,6 +198,9 @@ def main(argv=None) -> int:
         parser.error(f"unknown data sets {unknown}; choose among {', '.join(DATASETS)}")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    grids = [g for g in args.grid.split(",") if g]
+    if not grids or any(g not in GRIDS for g in grids):
+        parser.error(f"--grid: choose among {', '.join(GRIDS)}; got {args.grid!r}")
 
     import gaussmix
 
@@ -198,8 +221,7 @@ def main(argv=None) -> int:
         print(f"- mclust {mclust_version()}; timed inside R around mclustBIC only (proc.time)")
     else:
         print(f"- mclust not run: {why_not}")
-    print("- grid: K = 1..9 x spherical/diag/tied/full (mclust VII/VVI/EEE/VVV); "
-          f"median of {args.repeats} timing(s) per library and data set")
+    print(f"- median of {args.repeats} timing(s) per library, grid and data set")
     print(f"- load average at start: {load_average()} ({os.cpu_count()} CPUs)")
     print()
 
@@ -215,10 +237,25 @@ def main(argv=None) -> int:
 
     select_model(data[names[0]], n_components=[1, 2], covariance_types=["full"], random_state=0)
 
-    mclust = run_mclust(files, args.repeats, workdir) if why_not is None else {}
+    for grid in grids:
+        print(f"## Grid: {GRID_WORDS[grid]}")
+        print()
+        print(f"- load average before this grid: {load_average()}")
+        print()
+        table(grid, names, files, data, args.repeats, workdir, why_not)
+        print()
+    print(f"- load average at end: {load_average()}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+def table(grid, names, files, data, repeats, workdir, why_not) -> None:
+    """Time both libraries on every data set over one grid and print the table."""
+    mclust = run_mclust(files, repeats, workdir, grid) if why_not is None else {}
     rows = []
     for name, path in zip(names, files, strict=True):
-        seconds, bic, _ = run_gaussmix(data[name], args.repeats)
+        seconds, bic, _ = run_gaussmix(data[name], repeats, grid)
         m_seconds, m_bic = mclust.get(path.name, (None, None))
         rows.append((name, data[name].shape, seconds, bic, m_seconds, m_bic))
 
@@ -256,10 +293,6 @@ def main(argv=None) -> int:
               + (f" (slower on {', '.join(slower)})" if slower else ""))
         print(f"- target, best BIC equal or better: {'PASS' if not worse else 'FAIL'}"
               + (f" (worse on {', '.join(worse)})" if worse else ""))
-    print(f"- load average at end: {load_average()}")
-    if tmp is not None:
-        tmp.cleanup()
-    return 0
 
 
 if __name__ == "__main__":

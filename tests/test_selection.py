@@ -33,6 +33,50 @@ MCLUST_FAITHFUL_BIC = {
 }
 
 
+# The whole of mclustBIC(faithful) (mclust 6.0.0, its defaults, all 14 models), columns in
+# mclust's order, G = 1..9 (mclust's sign). mclust's pick: EEE,3; then VVE,2 and VEE,3.
+MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV",
+                 "VEV", "EVV", "VVV")
+MCLUST_FAITHFUL_BIC_14 = {
+    "EII": (-4024.721, -3452.998, -3377.701, -3230.264, -3149.394, -3081.414, -2990.367,
+            -2978.100, -2953.359),
+    "VII": (-4024.721, -3458.305, -3336.598, -3242.826, -3129.080, -3038.171, -2973.374,
+            -2935.082, -2919.415),
+    "EEI": (-3055.835, -2354.601, -2323.014, -2323.673, -2327.059, -2338.205, -2356.454,
+            -2364.140, -2372.790),
+    "VEI": (-3055.835, -2350.607, -2332.687, -2331.284, -2350.230, -2360.578, -2368.513,
+            -2384.740, -2398.223),
+    "EVI": (-3055.835, -2352.618, -2332.205, -2334.749, -2347.564, -2357.660, -2372.851,
+            -2389.064, -2407.224),
+    "VVI": (-3055.835, -2346.065, -2342.366, -2343.486, -2351.017, -2373.469, -2394.696,
+            -2413.705, -2432.708),
+    "EEE": (-2607.623, -2325.220, -2314.316, -2331.223, -2360.659, -2347.352, -2369.330,
+            -2376.104, -2389.609),
+    "VEE": (-2607.623, -2322.972, -2322.103, -2340.173, -2347.337, -2372.287, -2371.175,
+            -2390.391, -2406.732),
+    "EVE": (-2607.623, -2324.273, -2342.319, -2361.821, -2351.828, -2366.482, -2379.810,
+            -2403.934, -2414.089),
+    "VVE": (-2607.623, -2320.433, -2336.271, -2362.487, -2368.937, -2386.537, -2402.220,
+            -2425.956, -2448.208),
+    "EEV": (-2607.623, -2329.115, -2325.322, -2351.523, -2356.856, -2366.087, -2379.071,
+            -2392.988, -2407.500),
+    "VEV": (-2607.623, -2325.416, -2329.648, -2361.084, -2368.101, -2386.323, -2401.270,
+            -2425.426, -2446.726),
+    "EVV": (-2607.623, -2327.598, -2339.983, -2344.686, -2364.900, -2384.117, -2398.703,
+            -2414.962, -2438.876),
+    "VVV": (-2607.623, -2322.192, -2349.696, -2351.493, -2379.388, -2387.016, -2412.440,
+            -2442.018, -2460.398),
+}
+
+
+def _mclust_log_likelihood_14(model, K, n=272, D=2):
+    """mclust's log-likelihood of any of its 14 models on Old Faithful, from its BIC."""
+    from gaussmix import families
+
+    p = families.get(model).n_parameters(K, D)
+    return (MCLUST_FAITHFUL_BIC_14[model][K - 1] + p * math.log(n)) / 2.0
+
+
 def _n_params(covariance_type, K, D):
     cov = {"spherical": K, "diag": K * D, "tied": D * (D + 1) // 2, "full": K * D * (D + 1) // 2}
     return cov[covariance_type] + K * D + K - 1
@@ -73,17 +117,29 @@ def test_faithful_default_grid_selects_tied_3(faithful_result):
 
 
 def test_faithful_every_grid_point_reaches_mclust(faithful_result):
+    """The default grid is mclust's: 14 models x G = 1..9, each at least mclust's fit."""
     res = faithful_result
-    assert len(res.table) == 36
+    assert len(res.table) == 14 * 9
+    assert [MCLUST_NAMES[r["covariance_type"]] for r in res.table[::9]] == list(MCLUST_MODELS)
     short = []
     for row in res.table:
-        ref = _mclust_log_likelihood(row["covariance_type"], row["n_components"])
+        t, K = row["covariance_type"], row["n_components"]
+        if t in TYPES:
+            ref = _mclust_log_likelihood(t, K)
+            assert _mclust_log_likelihood_14(MCLUST_NAMES[t], K) == pytest.approx(ref)
+            assert row["n_parameters"] == _n_params(t, K, 2)
+        else:
+            ref = _mclust_log_likelihood_14(t, K)
         # mclust's BIC is printed to 3 decimals: its log-likelihood is known to +-0.001.
         if row["log_likelihood"] < ref - 0.002:
-            short.append((row["covariance_type"], row["n_components"], row["log_likelihood"], ref))
+            short.append((t, K, row["log_likelihood"], ref))
         assert row["degenerate"] is None, row
-        assert row["n_parameters"] == _n_params(row["covariance_type"], row["n_components"], 2)
     assert not short, f"below mclust's log-likelihood: {short}"
+
+
+def test_faithful_best_bic_is_mclusts_pick(faithful_result):
+    best = max(bic for row in MCLUST_FAITHFUL_BIC_14.values() for bic in row)
+    assert faithful_result.ranked()[0]["bic"] <= -best + 0.002
 
 
 def test_faithful_text_table(faithful_result):
@@ -96,11 +152,12 @@ def test_faithful_text_table(faithful_result):
     assert first[:4] == ["1", "tied", "3", "EEE,3"]
     assert first[header.index("BIC") + 1] == "0.000"  # difference to the best ("BIC diff")
     # Sorted by BIC, differences non-decreasing.
-    bics = [float(line.split()[6]) for line in lines[3:39]]
+    n = len(faithful_result.table)
+    bics = [float(line.split()[6]) for line in lines[3:3 + n]]
     assert bics == sorted(bics)
     md = faithful_result.to_markdown()
     assert "| 1 | tied | 3 | EEE,3 |" in md
-    assert md.count("\n|") == 2 + 36
+    assert md.count("\n|") == 2 + n
 
 
 def test_table_keys_and_criteria_consistency(faithful_result):
@@ -220,7 +277,8 @@ def _family_data(covariance_type, seed=0, n=450):
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_recovers_family_and_number_of_components(covariance_type):
     X, _ = _family_data(covariance_type)
-    res = select_model(X, n_components=range(1, 6), random_state=0)
+    # scikit-learn's four (over mclust's 14, EVI fits the diag data with fewer parameters)
+    res = select_model(X, n_components=range(1, 6), covariance_types="sklearn", random_state=0)
     assert res.best_params_ == {"covariance_type": covariance_type, "n_components": 3}
 
 
@@ -390,7 +448,28 @@ def test_dataframe_input_and_params_passthrough():
 
 
 def test_mclust_names():
-    assert MCLUST_NAMES == {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+    assert {t: MCLUST_NAMES[t] for t in TYPES} == {
+        "spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"
+    }
+    assert sorted(MCLUST_NAMES.values()) == sorted(MCLUST_MODELS)
+    others = [m for m in MCLUST_MODELS if m not in ("VII", "VVI", "EEE", "VVV")]
+    assert all(MCLUST_NAMES[m] == m for m in others)  # named by mclust's name
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sklearn", ["spherical", "diag", "tied", "full"]),
+        ("all", list(selection.PRESETS["all"])),
+        ("MCLUST", list(selection.PRESETS["all"])),
+        (["EEE", "tied", "VVE", "diag"], ["tied", "VVE", "diag"]),
+        (["sklearn", "EII"], ["spherical", "diag", "tied", "full", "EII"]),
+        ("VVV", ["full"]),
+    ],
+)
+def test_covariance_types_presets_and_both_naming_schemes(given, expected):
+    assert selection.covariance_types_of(given) == expected
+    assert len(selection.PRESETS["all"]) == 14
 
 
 @pytest.mark.parametrize(
@@ -465,3 +544,24 @@ def test_ward_tree_matches_brute_force():
     cuts = selection._cut_tree(merges, Y.shape[0], [3])
     # the three clusters drawn are recovered at K = 3
     assert len({tuple(np.unique(cuts[3][i * 12 : (i + 1) * 12])) for i in range(3)}) == 3
+
+
+def test_grid_with_mclusts_other_models_is_the_same_with_n_jobs():
+    """mclust's other models start from every model's race at the same K: such a grid runs
+    in one process, so n_jobs does not change it."""
+    X = load_faithful()
+    kw = dict(n_components=[1, 2, 3], covariance_types=["tied", "VVE", "EEV"], random_state=0)
+    one = select_model(X, **kw)
+    two = select_model(X, n_jobs=2, **kw)
+    assert [r["log_likelihood"] for r in one.table] == [r["log_likelihood"] for r in two.table]
+    assert [r["covariance_type"] for r in one.table[::3]] == ["tied", "VVE", "EEV"]
+
+
+def test_one_constrained_model_alone_reaches_mclust():
+    """A grid of one of mclust's other models (no other model's finalists to start from)."""
+    X = load_faithful()
+    res = select_model(X, n_components=[1, 2, 3], covariance_types="VEV", random_state=0)
+    for row in res.table:
+        ref = _mclust_log_likelihood_14("VEV", row["n_components"])
+        assert row["log_likelihood"] >= ref - 0.01
+        assert row["degenerate"] is None

@@ -31,14 +31,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import families as _families
 from . import stats as _stats
 from ._degeneracy import REG_FRACTION, RESOLUTION, degeneracy_reason, min_component_points
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
-#: Covariance types by code (the ``types`` array of a Batch).
-TYPES = ("spherical", "diag", "tied", "full")
+#: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
+#: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
+_SKLEARN = ("spherical", "diag", "tied", "full")
+TYPES = (*_SKLEARN, *(_families.get(m).name for m in _families.MCLUST_MODELS
+                      if _families.get(m).name not in _SKLEARN))
 SPHERICAL, DIAG, TIED, FULL = range(4)
+#: The families of the codes 4 to 13, whose M-step is the family's own constrained update
+#: (:meth:`Rows.m_step`).
+_CONSTRAINED = tuple(_families.get(t) for t in TYPES[4:])
 
 
 @dataclass
@@ -87,14 +94,7 @@ class Batch:
 
     def covariances_of(self, s: int) -> np.ndarray:
         """Covariances of mixture ``s`` in its type's shape (as ``covariances_``)."""
-        cov = self.covariances[s]
-        t = int(self.types[s])
-        if t == FULL:
-            return cov.copy()
-        if t == TIED:
-            return cov[0].copy()
-        diag = np.diagonal(cov, axis1=-2, axis2=-1)
-        return diag.copy() if t == DIAG else diag.mean(axis=1)
+        return _storage(int(self.types[s]), self.covariances[s])
 
     def member(self, s: int) -> _stats.MixtureParameters:
         """Mixture ``s`` as :class:`~gaussmix.stats.MixtureParameters` (float64)."""
@@ -115,14 +115,9 @@ class Batch:
         means = np.asarray(means, dtype=np.float64)
         cov = np.asarray(covariances, dtype=np.float64)
         K, D = means.shape
-        if covariance_type == "full":
-            full = cov.copy()
-        elif covariance_type == "tied":
-            full = np.broadcast_to(cov, (K, D, D)).copy()
-        else:
-            diag = cov if covariance_type == "diag" else np.repeat(cov[:, None], D, axis=1)
-            full = diag[:, :, None] * np.eye(D)
-        return cls(np.array([TYPES.index(covariance_type)]), weights[None], means[None],
+        family = _families.get(covariance_type)
+        full = np.array(family.full_covariances(cov, K, D), dtype=np.float64)
+        return cls(np.array([TYPES.index(family.name)]), weights[None], means[None],
                    full[None])
 
     @classmethod
@@ -151,10 +146,10 @@ class Batch:
 
 def features_for(covariance_types) -> str:
     """The smallest feature set serving every type: "full", "diag" or "spherical"."""
-    types = set(covariance_types)
-    if types & {"full", "tied"}:
+    forms = {_families.get(t).precision_form for t in covariance_types}
+    if forms & {"full", "shared_full"}:
         return "full"
-    return "diag" if "diag" in types else "spherical"
+    return "diag" if "diagonal" in forms else "spherical"
 
 
 class Rows:
@@ -273,13 +268,18 @@ class Rows:
         return lp
 
     # ------------------------------------------------------------------ M-step
-    def m_step(self, G, types, *, shrink: float = 0.0) -> Batch:
+    def m_step(self, G, types, *, shrink: float = 0.0, previous: Batch | None = None) -> Batch:
         """New parameters from the feature sums (:func:`gaussmix.stats.m_step`'s formulas).
 
         ``shrink > 0`` (starts only) moves each covariance towards the pooled
         within-component covariance with the weight of ``shrink`` pseudo-points,
         ``(N_k Sigma_k + m Sigma_pooled) / (N_k + m)``, before it is reduced to its type
         (tied: the pooled covariance itself).
+
+        mclust's other ten models (codes 4 to 13) take their family's constrained update of
+        the regularised scatter (:func:`constrained_covariances`); the iterative ones start
+        from ``previous`` (the batch the E-step used), so that the step never lowers the
+        expected complete-data log-likelihood.
         """
         D, reg = self.n_features, self.reg_covar
         nk_exact = G[..., 0]
@@ -297,8 +297,8 @@ class Rows:
             scatter = np.zeros((S, K, D, D))
             _diagonal_view(scatter)[...] = sq - s1 * d
         if shrink:
-            pooled = scatter.sum(axis=1) / nk.sum(axis=1)[:, None, None]
-            cov = (scatter + shrink * pooled[:, None]) / (nk + shrink)[..., None, None]
+            within = scatter.sum(axis=1) / nk.sum(axis=1)[:, None, None]
+            cov = (scatter + shrink * within[:, None]) / (nk + shrink)[..., None, None]
         else:
             cov = scatter / nk[..., None, None]
         tied = types == TIED
@@ -316,6 +316,20 @@ class Rows:
         else:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         _diagonal_view(cov)[...] += reg
+        if types.max(initial=0) > FULL:
+            if shrink:
+                W = scatter + shrink * within[:, None]
+                n_k = nk + shrink
+            else:
+                W, n_k = scatter, nk
+            for code in np.unique(types[types > FULL]):
+                members = np.flatnonzero(types == code)
+                prev = None if previous is None else previous.covariances[members]
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    cov[members] = constrained_covariances(
+                        _CONSTRAINED[code - 4], W[members], n_k[members], reg, self.features,
+                        prev,
+                    )
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
 
@@ -342,7 +356,7 @@ class Rows:
         (:func:`gaussmix.stats.block_statistics` and :func:`gaussmix.stats.m_step`).
         """
         G, ll, bad = self.e_step(batch)
-        new = self.m_step(G, batch.types)
+        new = self.m_step(G, batch.types, previous=batch)
         ok = self.accurate(G, batch) | bad
         if not ok.all():
             for s in np.flatnonzero(~ok):
@@ -357,6 +371,11 @@ class Rows:
                 new = new.put([s], fresh)
                 ll[s] = stats.log_likelihood
         return new, ll, bad
+
+    def project(self, batch: Batch) -> Batch:
+        """:func:`project` (the rows play no part; a method so that
+        :func:`gaussmix.em.run_squarem` finds it on ``rows.step``)."""
+        return project(batch)
 
     # ------------------------------------------------------------------ starts
     def from_labels(self, labels: list[np.ndarray], K: int, types, *, shrink=0.0) -> Batch:
@@ -402,15 +421,19 @@ class Rows:
         floor = np.maximum(REG_FRACTION * reg, RESOLUTION * eps * (mean_sq + within + spread))
         clear &= low - reg > 2.0 * floor
         repeated = self._repeated_values()
+        # The third sign (points flat along a direction) for spherical mixtures, and for
+        # mclust's constrained models, whose shared pieces can keep a component's variance
+        # above the floor along a direction where its own points have no spread.
+        flat_check = (batch.types == SPHERICAL) | (batch.types > FULL)
         if repeated:
-            spherical = np.flatnonzero(batch.types == SPHERICAL)
-            if spherical.size:
-                clear[spherical] &= self._spread_is_clear(batch.take(spherical), eps, reg)
+            checked = np.flatnonzero(flat_check)
+            if checked.size:
+                clear[checked] &= self._spread_is_clear(batch.take(checked), eps, reg)
         out: list[str | None] = [None] * S
         for s in np.flatnonzero(~clear):
             t = batch.covariance_type(s)
             resp = None
-            if t == "spherical" and repeated:
+            if flat_check[s] and repeated:
                 resp = self.responsibilities(batch.take([s]))
             out[s] = degeneracy_reason(
                 batch.weights[s], batch.means[s], batch.covariances_of(s), t,
@@ -418,7 +441,43 @@ class Rows:
                 X=self.X if resp is not None else None, resp=resp,
                 sample_weight=self.sample_weight,
             )
+            if out[s] is None and resp is not None and batch.types[s] > FULL:
+                out[s] = self._flat_reason(batch.means[s], resp, t, eps, reg)
         return out
+
+    def _flat_reason(self, means, resp, name, eps, reg):
+        """The third sign of :func:`gaussmix._degeneracy.degeneracy_reason` for a model
+        whose family does not run it: a component whose points have no spread along some
+        direction (smallest eigenvalue of their weighted scatter at the floor)."""
+        X = self.X
+        w = np.ones(X.shape[0]) if self.w is None else self.w
+        centre = w @ X / w.sum()
+        data_cov = ((X - centre) * w[:, None]).T @ (X - centre) / w.sum()
+        parts = []
+        for k in range(resp.shape[1]):
+            rk = resp[:, k] * w
+            nk = rk.sum()
+            if nk <= 0:
+                continue
+            Xc = X - rk @ X / nk
+            eigval, eigvec = np.linalg.eigh((Xc * rk[:, None]).T @ Xc / nk)
+            lam, v = float(eigval[0]), eigvec[:, 0]
+            data_var = float(v @ data_cov @ v)
+            floor = max(REG_FRACTION * reg, RESOLUTION * eps * (float(means[k] @ v) ** 2
+                                                                + data_var))
+            if data_var > 0 and lam <= floor:
+                parts.append(
+                    f"component {k} ({nk:.3g} effective points): its points have no spread "
+                    f"along {_families.direction_words(v)} (weighted variance "
+                    f"{max(lam, 0.0):.3g}, the data's is {data_var:.3g}): they share one "
+                    f"value there, which the {name} model's shared volume, shape or "
+                    "orientation hides"
+                )
+        if not parts:
+            return None
+        return ("; ".join(parts) + ". The component has collapsed onto a few (often repeated) "
+                "points: a spurious maximizer of the likelihood. Try other initialisations, "
+                "fewer components, or a simpler covariance_type.")
 
     def _spread_is_clear(self, batch: Batch, eps: float, reg: float) -> np.ndarray:
         """(S,) whether no component's points are flat along a direction (third sign).
@@ -457,6 +516,339 @@ class Rows:
         return self._repeated
 
 
+#: Most rounds of the iterative M-steps (VEI, VEE, VEV, EVE, VVE) per EM step when they
+#: start from the current parameters: each round raises the expected complete-data
+#: log-likelihood, so EM stays monotone (generalised EM) and its fixed points are the
+#: constrained maxima; more rounds are allowed from a partition. The rounds stop earlier
+#: when the shared piece moves by less than _INNER_TOL (relative; for an orientation, the
+#: sine of every plane rotation).
+_WARM_ROUNDS = 20
+_COLD_ROUNDS = 200
+_INNER_TOL = 1e-9
+#: ... for EVE and VVE, sweeps of plane rotations of the shared orientation (each costs
+#: D - 1 rounds of rotations; fewer per EM step, as generalised EM allows).
+_WARM_SWEEPS = 3
+_COLD_SWEEPS = 30
+
+
+def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
+    """(S, K, D, D) covariances of one of mclust's constrained families, for S mixtures.
+
+    ``W`` (S, K, D, D) are the weighted scatters about the new means (only their diagonal
+    is meaningful with ``features`` "diag", their mean diagonal with "spherical"), ``n_k``
+    (S, K) the divisors; ``previous`` (S, K, D, D) the current covariances (the start of
+    the iterative updates) or None. The scatter is regularised as the family's own
+    M-step does it (``W_k + reg_covar n_k I``, before the constrained update). The closed
+    forms (EII, EEI, EVI, EEV, EVV) are the family's, for all S mixtures at once. The
+    iterative models (VEI, VEE, VEV, EVE, VVE) take the family's block updates (each the
+    exact maximiser of one block given the others), vectorised over the mixtures, for
+    ``_WARM_ROUNDS`` rounds from ``previous`` (generalised EM: the expected complete-data
+    log-likelihood never falls; at EM's fixed point the rounds are at their constrained
+    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start.
+    """
+    S, K, D, _ = W.shape
+    name = family.name
+    form = family.statistic  # "trace", "diagonal" or "full"
+    n_total = n_k.sum(axis=1)  # (S,)
+    if form == "trace" or (form == "diagonal" and features == "spherical"):
+        diag = np.repeat(np.trace(W, axis1=-2, axis2=-1)[..., None] / D, D, axis=-1)
+    else:
+        diag = np.diagonal(W, axis1=-2, axis2=-1)
+    diag = diag + reg_covar * n_k[..., None]  # (S, K, D): the regularised diagonal
+    eye = np.eye(D)
+    if previous is not None:
+        previous = _usable(previous, W, n_k)
+    if name == "EII":
+        lam = diag.sum(axis=(1, 2)) / (D * n_total)
+        return lam[:, None, None, None] * eye + np.zeros((S, K, D, D))
+    if name == "EEI":
+        var = diag.sum(axis=1) / n_total[:, None]  # (S, D)
+        return np.broadcast_to((var[:, :, None] * eye)[:, None], (S, K, D, D)).copy()
+    if name == "EVI":
+        with np.errstate(divide="ignore"):
+            root = np.exp(np.mean(np.log(diag), axis=-1))  # (S, K)
+        volume = root.sum(axis=1) / n_total
+        var = volume[:, None, None] * diag / np.where(root > 0, root, 1.0)[..., None]
+        return var[..., None] * eye
+    if name == "VEI":
+        return _vei(diag, n_k, previous)[..., None] * eye
+    Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
+    _diagonal_view(Wf)[...] += reg_covar * n_k[..., None]
+    if name == "EEV":
+        eigval, eigvec = np.linalg.eigh(Wf)
+        pooled = eigval.sum(axis=1) / n_total[:, None]  # (S, D)
+        cov = (eigvec * pooled[:, None, None, :]) @ np.swapaxes(eigvec, -1, -2)
+        return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    if name == "EVV":
+        sign, logdet = np.linalg.slogdet(Wf)
+        root = np.where(sign > 0, np.exp(logdet / D), 0.0)  # (S, K)
+        volume = root.sum(axis=1) / n_total
+        scale = volume[:, None] / np.where(root > 0, root, 1.0)
+        return scale[..., None, None] * Wf
+    if name == "VEE":
+        return _vee(Wf, n_k, previous)
+    if name == "VEV":
+        return _vev(Wf, n_k, previous)
+    if name in ("EVE", "VVE"):
+        return _common_orientation(Wf, n_k, previous, equal_volume=name == "EVE")
+    raise ValueError(f"no batched M-step for covariance family {name!r}")  # pragma: no cover
+
+
+def project(batch: Batch) -> Batch:
+    """``batch`` with the covariances of mclust's constrained models moved onto their
+    constraint (:func:`project_covariances`); the others are returned as they are."""
+    codes = batch.types
+    if codes.max(initial=0) <= FULL:
+        return batch
+    out = batch.copy()
+    for code in np.unique(codes[codes > FULL]):
+        members = np.flatnonzero(codes == code)
+        out.covariances[members] = project_covariances(TYPES[code], out.covariances[members])
+    return out
+
+
+def project_covariances(name, cov):
+    """(S, K, D, D) covariances moved onto the constraint of mclust's model ``name``.
+
+    Each shared piece becomes the mean of the components' pieces (volumes and shapes as
+    geometric means, orientations as the eigenvectors of a combination of the matrices);
+    covariances that satisfy the constraint are returned unchanged (to rounding). Used on
+    SQUAREM's extrapolations, whose mixtures need not satisfy the constraint; one that is
+    not positive definite gives non-finite values (the E-step then rejects it).
+    """
+    K, D = cov.shape[1], cov.shape[-1]
+    eye = np.eye(D)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diag = np.diagonal(cov, axis1=-2, axis2=-1)
+        if name == "EII":
+            return np.broadcast_to(diag.mean(axis=(1, 2))[:, None, None, None] * eye,
+                                   cov.shape).copy()
+        if name == "EEI":
+            return np.broadcast_to((diag.mean(axis=1)[..., None] * eye)[:, None],
+                                   cov.shape).copy()
+        if name in ("VEI", "EVI"):
+            log_diag = np.log(diag)
+            log_vol = log_diag.mean(axis=-1, keepdims=True)  # (S, K, 1)
+            log_shape = log_diag - log_vol
+            if name == "VEI":
+                log_shape = np.broadcast_to(log_shape.mean(axis=1, keepdims=True), diag.shape)
+            else:
+                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
+            return np.exp(log_vol + log_shape)[..., None] * eye
+        if name in ("VEE", "EVV"):
+            sign, logdet = np.linalg.slogdet(cov)
+            log_vol = np.where(sign > 0, logdet / D, np.nan)  # (S, K)
+            unit = cov / np.exp(log_vol)[..., None, None]
+            if name == "VEE":
+                unit = np.broadcast_to(_normalised(unit.mean(axis=1))[:, None], cov.shape)
+            else:
+                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
+            out = np.exp(log_vol)[..., None, None] * unit
+            return 0.5 * (out + np.swapaxes(out, -1, -2))
+        if name in ("EEV", "VEV"):
+            eigval, eigvec = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+            log_eig = np.log(eigval)
+            log_vol = log_eig.mean(axis=-1, keepdims=True)
+            log_shape = np.broadcast_to((log_eig - log_vol).mean(axis=1, keepdims=True),
+                                        eigval.shape)
+            if name == "EEV":
+                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
+            values = np.exp(log_vol + log_shape)
+            out = (eigvec * values[..., None, :]) @ np.swapaxes(eigvec, -1, -2)
+            return 0.5 * (out + np.swapaxes(out, -1, -2))
+        if name in ("EVE", "VVE"):
+            if not np.all(np.isfinite(cov)):
+                return np.full(cov.shape, np.nan)
+            scaled = cov / np.trace(cov, axis1=-2, axis2=-1)[..., None, None]
+            mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
+            Dm = np.linalg.eigh(0.5 * (mix + np.swapaxes(mix, -1, -2)))[1]
+            sigma = np.einsum("sia,skij,sja->ska", Dm, cov, Dm)
+            if name == "EVE":
+                log_sigma = np.log(sigma)
+                log_vol = log_sigma.mean(axis=-1, keepdims=True)
+                sigma = np.exp(log_sigma - log_vol + log_vol.mean(axis=1, keepdims=True))
+            out = np.einsum("sia,ska,sja->skij", Dm, sigma, Dm)
+            return 0.5 * (out + np.swapaxes(out, -1, -2))
+    raise ValueError(f"no projection for covariance family {name!r}")  # pragma: no cover
+
+
+def _usable(previous, W, n_k):
+    """``previous`` with the mixtures that are not valid starts (non-finite or without a
+    positive diagonal: an extrapolation gone astray) replaced by their scatters."""
+    diag = np.diagonal(previous, axis1=-2, axis2=-1)
+    bad = ~np.all(np.isfinite(previous), axis=(1, 2, 3)) | ~np.all(diag > 0, axis=(1, 2))
+    if not bad.all():
+        sign, _ = np.linalg.slogdet(np.where(bad[:, None, None, None], np.eye(W.shape[-1]),
+                                             previous))
+        bad |= ~np.all(sign > 0, axis=1)
+    if not bad.any():
+        return previous
+    previous = previous.copy()
+    D = W.shape[-1]
+    previous[bad] = W[bad] / n_k[bad][..., None, None] + np.eye(D) * 1e-300
+    return previous
+
+
+def _geometric_mean(values, axis=-1):
+    with np.errstate(divide="ignore"):
+        return np.exp(np.mean(np.log(values), axis=axis))
+
+
+def _vei(diag, n_k, previous):
+    """VEI (lambda_k B, B diagonal, |B| = 1): alternate volumes and shape (family's rounds)."""
+    D = diag.shape[-1]
+    if previous is not None:
+        log_shape = np.mean(np.log(np.diagonal(previous, axis1=-2, axis2=-1)), axis=1)
+        rounds = _WARM_ROUNDS
+    else:
+        log_shape = np.log(diag.sum(axis=1))
+        rounds = _COLD_ROUNDS
+    shape = np.exp(log_shape - log_shape.mean(axis=-1, keepdims=True))  # (S, D)
+    for _ in range(rounds):
+        volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)  # (S, K)
+        weighted = (diag / np.where(volumes > 0, volumes, np.inf)[..., None]).sum(axis=1)
+        new = weighted / _geometric_mean(weighted)[:, None]
+        change = np.max(np.abs(new / shape - 1.0), initial=0.0)
+        shape = new
+        if not change > _INNER_TOL:
+            break
+    volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)
+    return volumes[..., None] * shape[:, None]
+
+
+def _normalised(matrices):
+    D = matrices.shape[-1]
+    _, log_det = np.linalg.slogdet(matrices)
+    return matrices / np.exp(log_det / D)[..., None, None]
+
+
+def _vee(W, n_k, previous):
+    """VEE (lambda_k C, |C| = 1): alternate volumes and the shared C (family's rounds)."""
+    D = W.shape[-1]
+    if previous is not None:
+        shape = _normalised(_normalised(previous).mean(axis=1))
+        rounds = _WARM_ROUNDS
+    else:
+        shape = _normalised(W.sum(axis=1))
+        rounds = _COLD_ROUNDS
+    for _ in range(rounds + 1):
+        inv = np.linalg.inv(shape)
+        trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
+        volume = trace / (D * n_k)  # (S, K)
+        if _ == rounds:
+            break
+        new = _normalised(np.einsum("sk,skij->sij", 1.0 / volume, W))
+        new = 0.5 * (new + np.swapaxes(new, -1, -2))
+        change = np.max(np.abs(new - shape), initial=0.0) / max(np.max(np.abs(new)), 1e-300)
+        shape = new
+        if not change > _INNER_TOL:
+            inv = np.linalg.inv(shape)
+            trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
+            volume = trace / (D * n_k)
+            break
+    return volume[..., None, None] * shape[:, None]
+
+
+def _vev(W, n_k, previous):
+    """VEV (lambda_k D_k A D_k^T, |A| = 1): eigenvalues of each scatter, then alternate
+    volumes and the shared shape A (family's rounds)."""
+    D = W.shape[-1]
+    omega, vectors = np.linalg.eigh(W)
+    omega = np.maximum(omega[..., ::-1], 1e-300)  # decreasing, (S, K, D)
+    vectors = vectors[..., ::-1]
+    if previous is not None:
+        eig = np.linalg.eigvalsh(previous)[..., ::-1]
+        shape = (eig / _geometric_mean(eig)[..., None]).mean(axis=1)
+        rounds = _WARM_ROUNDS
+    else:
+        shape = (omega / n_k[..., None]).sum(axis=1)
+        rounds = _COLD_ROUNDS
+    shape = shape / _geometric_mean(shape)[:, None]  # (S, D)
+    for _ in range(rounds + 1):
+        volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
+        if _ == rounds:
+            break
+        new = (omega / volume[..., None]).sum(axis=1)
+        new = new / _geometric_mean(new)[:, None]
+        change = np.max(np.abs(new / shape - 1.0), initial=0.0)
+        shape = new
+        if not change > _INNER_TOL:
+            volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
+            break
+    variances = volume[..., None] * shape[:, None]
+    cov = np.einsum("skia,ska,skja->skij", vectors, variances, vectors)
+    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+def _common_orientation(W, n_k, previous, equal_volume):
+    """EVE and VVE (Sigma_k = D diag(sigma_k) D^T, one orientation D): the variances given
+    D (their exact maximiser) alternated with sweeps of plane rotations of D (Jacobi's
+    method, the families' ``common_orientation_sweep``), vectorised over the mixtures."""
+    from .families._eigen import _round_robin
+
+    S, K, d = W.shape[0], W.shape[1], W.shape[-1]
+    n_total = n_k.sum(axis=1)
+    eye = np.eye(d)
+
+    def variances(diag):  # (S, K, d)
+        if equal_volume:  # EVE: lambda A_k, |A_k| = 1
+            diag = np.maximum(diag, 1e-300)
+            g = _geometric_mean(diag)  # (S, K)
+            return (g.sum(axis=1) / n_total)[:, None, None] * (diag / g[..., None])
+        return np.maximum(diag, 1e-300) / n_k[..., None]  # VVE
+
+    if previous is not None:  # the previous covariances' common eigenvectors
+        scaled = previous / np.trace(previous, axis1=-2, axis2=-1)[..., None, None]
+        mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
+        Dm = np.linalg.eigh(mix)[1]
+        rounds = _WARM_SWEEPS
+    else:
+        Dm = np.linalg.eigh(W.sum(axis=1))[1]
+        rounds = _COLD_SWEEPS
+    planes = _round_robin(d)
+    for _ in range(rounds):
+        B = np.einsum("sia,skij,sjb->skab", Dm, W, Dm)
+        largest = 0.0
+        for I, J in planes:
+            weights = 1.0 / variances(np.diagonal(B, axis1=-2, axis2=-1))
+            dw = weights[..., I] - weights[..., J]  # (S, K, m)
+            p = 0.5 * np.sum(dw * (B[..., I, I] - B[..., J, J]), axis=1)  # (S, m)
+            q = np.sum(dw * B[..., I, J], axis=1)
+            r = np.hypot(p, q)
+            active = p + r > 1e-15 * (np.abs(p) + np.abs(q))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cos2 = np.where(active, -p / r, 1.0)
+                sin2 = np.where(active, -q / r, 0.0)
+            c = np.sqrt(np.maximum(0.5 * (1.0 + cos2), 0.0))
+            s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), sin2)
+            largest = max(largest, float(np.max(np.abs(s), initial=0.0)))
+            # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
+            R = np.broadcast_to(eye, (S, d, d)).copy()
+            R[:, I, I] = c
+            R[:, J, J] = c
+            R[:, I, J] = -s
+            R[:, J, I] = s
+            Dm = Dm @ R
+            B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
+        if not largest > _INNER_TOL:
+            break
+    Dm = np.linalg.qr(Dm)[0]
+    sigma = variances(np.einsum("sia,skij,sja->ska", Dm, W, Dm))
+    cov = np.einsum("sia,ska,sja->skij", Dm, sigma, Dm)
+    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+def _storage(code, cov):
+    """(K, D, D) covariances in the storage shape of the family of type ``code``."""
+    if code == TIED:
+        return cov[0].copy()
+    form = _families.get(TYPES[code]).precision_form
+    if form == "full":
+        return cov.copy()
+    diag = np.diagonal(cov, axis1=-2, axis2=-1)
+    return diag.copy() if form == "diagonal" else diag.mean(axis=1)
+
+
 def _diagonal_view(a):
     """A writeable view of the diagonals of a stack of (D, D) matrices (basic slicing when
     the stack is C-contiguous, else the strided view ``np.einsum`` returns)."""
@@ -473,9 +865,20 @@ def _batched_cholesky(cov):
     except np.linalg.LinAlgError:
         pass
     flat = cov.reshape(-1, *cov.shape[-2:])
+    eye = np.eye(flat.shape[-1])
+    # The matrices with a non-positive (or non-finite) eigenvalue have none; the others
+    # are factored together (one call), unless rounding makes one fail after all.
+    finite = np.all(np.isfinite(flat), axis=(1, 2))
+    low = np.full(flat.shape[0], -np.inf)
+    low[finite] = np.linalg.eigvalsh(flat[finite])[:, 0]
+    bad = ~(low > 0)
+    try:
+        chol = np.linalg.cholesky(np.where(bad[:, None, None], eye, flat))
+        return chol.reshape(cov.shape), bad.reshape(cov.shape[:-2])
+    except np.linalg.LinAlgError:
+        pass
     chol = np.empty_like(flat)
     bad = np.zeros(flat.shape[0], dtype=bool)
-    eye = np.eye(flat.shape[-1])
     for i, c in enumerate(flat):
         try:
             chol[i] = np.linalg.cholesky(c)

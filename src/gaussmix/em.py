@@ -171,7 +171,7 @@ def m_step_each(batch, summed, reg_covar: float):
     return out, ll, failed
 
 
-def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResult:
+def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> AcceleratedResult:
     """EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3) with a safeguard.
 
     A cycle takes two EM steps from theta_0 (theta_1, theta_2), extrapolates
@@ -194,7 +194,15 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
     batch : gaussmix._batch.Batch
     gain : float
     max_steps : int
+    project : callable, optional
+        ``project(batch) -> batch``: the extrapolated parameters moved onto each model's
+        constraint (the extrapolation of two mixtures with, say, equal volumes need not
+        have equal volumes, and EM's monotonicity only holds from a point of the model).
+        By default the ``project`` method of the object ``step`` is bound to, if any
+        (:meth:`gaussmix._batch.Rows.project`).
     """
+    if project is None:
+        project = getattr(getattr(step, "__self__", None), "project", None)
     theta0 = batch
     S = theta0.size
     n_iter = np.zeros(S, dtype=np.int64)
@@ -241,6 +249,8 @@ def run_squarem(step, batch, *, gain: float, max_steps: int) -> AcceleratedResul
         thetap = theta0.with_vector(tp)
         wsum = thetap.weights.sum(axis=1, keepdims=True)
         thetap.weights = thetap.weights / np.where(wsum > 0, wsum, 1.0)
+        if project is not None:  # back onto the models' constraints (see docstring)
+            thetap = project(thetap)
         theta3, llp, badp = step(thetap)
         n_iter[active] += 1
         accept = ~badp & (llp >= ll1) & ~bad1

@@ -13,7 +13,10 @@ mclust does with ``mclustBIC``. Criteria use scikit-learn's sign (lower is bette
 where ``L`` is the likelihood, ``p`` the number of free parameters, ``n`` the number of
 samples (the sum of the sample weights when given) and ``r_nk`` the responsibilities.
 
-Covariance types and their mclust names:
+Covariance types: by default all of mclust's 14 models, as mclust's ``Mclust`` and
+``mclustBIC`` compare them (``covariance_types="all"`` or ``"mclust"``); ``"sklearn"`` is
+scikit-learn's four. Lists may mix both naming schemes and presets (``["sklearn", "EEV"]``);
+results name scikit-learn's four by scikit-learn's names:
 
 ============  ======  ==================================================
 gaussmix      mclust  covariance of component k
@@ -22,6 +25,7 @@ gaussmix      mclust  covariance of component k
 "diag"        VVI     ``diag(sigma_k1^2, ...)`` (variable volume and shape, axis-aligned)
 "tied"        EEE     ``Sigma`` shared by all components
 "full"        VVV     ``Sigma_k`` unconstrained
+"EII" ...     EII...  the other ten of ``lambda_k D_k A_k D_k^T`` (:mod:`gaussmix.families`)
 ============  ======  ==================================================
 
 How the fits are made (so that every grid point reaches at least mclust's log-likelihood):
@@ -50,10 +54,23 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    (Varadhan & Roland 2008, with a monotonicity safeguard: :func:`gaussmix.em.run_squarem`),
    until a cycle of three EM steps gains less than 0.01 in log-likelihood, so the reported
    log-likelihood is the maximum, not where a stopping rule left it.
-4. **No spurious maximizers.** Every fit is checked by
+4. **mclust's ten other models** share the starts and the race, and the M-step of each is
+   its family's (closed forms for EII, EEI, EVI, EEV, EVV, batched over the starts; the
+   block updates of VEI, VEE, VEV, EVE and VVE, vectorised over the starts, a few rounds
+   per EM step from the current parameters: generalised EM, monotone, whose fixed points
+   are the constrained maxima). SQUAREM's extrapolations are moved back onto each model's
+   constraint before they are used (:meth:`gaussmix._batch.Rows.project`), which keeps the
+   safeguard's monotonicity. Their local maxima are many and close, so the race keeps up
+   to ``_FINALISTS_CONSTRAINED`` (8) of their starts, each model also gets the best race
+   finalist of every other model projected onto it (mclust starts all its models from one
+   partition), all of these run ``_SCREEN_STEPS`` (20) accelerated EM steps together, and
+   the best two of each model are polished.
+5. **No spurious maximizers.** Every fit is checked by
    :func:`gaussmix._degeneracy.degeneracy_reason` (a component on fewer points than its
    covariance needs, a variance at the ``reg_covar`` floor, or a spherical component on
-   points sharing one value of a feature). Degenerate fits leave the race at once; when
+   points sharing one value of a feature; for the ten other models, whose shared volume,
+   shape or orientation can keep a component's variance above the floor where its own
+   points are flat, that third sign too). Degenerate fits leave the race at once; when
    every start of a grid point degenerates, a few random restarts are tried, and if they
    degenerate too the grid point is marked degenerate in the table, with the reason, and is
    never selected.
@@ -73,7 +90,8 @@ grid point's log-likelihood and ICL entropy on all the rows). One
 :class:`~gaussmix.GaussianMixture` per grid point is built at the end, from the parameters
 (no refit). ``GaussianMixture(init_params="robust")`` runs the same chain for one type.
 
-``benchmarks/bench_select.py`` times the default grid against mclust's ``mclustBIC``.
+``benchmarks/bench_select.py`` times both grids (scikit-learn's four and mclust's 14)
+against mclust's ``mclustBIC``.
 """
 
 from __future__ import annotations
@@ -88,19 +106,29 @@ from typing import Any
 import numpy as np
 
 from . import families
-from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for
+from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for, project_covariances
+from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
 from .em import m_step_each, run_squarem, statistics_step
-from .stats import MixtureParameters, m_step
+from .stats import MixtureParameters
 
-__all__ = ["MCLUST_NAMES", "TABLE_KEYS", "SelectionResult", "robust_parameters", "select_model"]
+__all__ = ["MCLUST_NAMES", "PRESETS", "TABLE_KEYS", "SelectionResult", "covariance_types_of",
+           "robust_parameters", "select_model"]
 
-#: The covariance types selection compares, simplest first, with mclust's names (each
-#: family says its own; see :mod:`gaussmix.families`).
-MCLUST_NAMES = {name: families.get(name).mclust_name for name in families.SELECTION_ORDER}
+#: The covariance types selection compares, in mclust's order (simplest first), with
+#: mclust's names (each family says its own; see :mod:`gaussmix.families`): all 14 of
+#: mclust's models, scikit-learn's four under scikit-learn's names.
+MCLUST_NAMES = {families.get(m).name: m for m in families.MCLUST_MODELS}
 
-_COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # spherical, diag, tied, full
+_COVARIANCE_TYPES = tuple(MCLUST_NAMES)  # the default grid: mclust's 14 models
+_SKLEARN_TYPES = families.SELECTION_ORDER  # spherical, diag, tied, full
+#: Named grids of covariance types (``covariance_types="sklearn"``, ...).
+PRESETS = {
+    "all": _COVARIANCE_TYPES,
+    "mclust": _COVARIANCE_TYPES,
+    "sklearn": _SKLEARN_TYPES,
+}
 _CRITERIA = ("bic", "aic", "icl")
 #: Keys of a row of :attr:`SelectionResult.table`, in order.
 TABLE_KEYS = (
@@ -151,6 +179,12 @@ _N_SPLITS = 3  # components split to start K from the fit with K - 1
 # and the best polished one is kept (cheaper than a last race stage, and never worse than
 # polishing the one such a stage would keep, up to the polish's stopping rule).
 _FINALISTS = 2
+# ... for mclust's ten other models, whose local maxima are many and close (their race
+# ranks worse): at most this many are left to polish.
+_FINALISTS_CONSTRAINED = 8
+# EM steps of the accelerated run that screens many finalists before the polish.
+_SCREEN_STEPS = 20
+_SCREEN_CHUNK = 6  # ... looking at the runs (and stopping hopeless ones) every 6 steps
 
 
 def _gaussian_mixture_class():
@@ -377,11 +411,20 @@ def _full_covariances(model) -> np.ndarray:
     return np.stack([covariance_of_component(cov, kind, k, D) for k in range(K)])
 
 
+_ITERATIVE = ("VEI", "VEE", "EVE", "VVE", "VEV")  # M-steps without a closed form
+
+
 def _reduce_to_type(full, weights, type_code):
     """(K, D, D) covariances reduced to a type, kept as (K, D, D) matrices."""
     D = full.shape[-1]
     if type_code == FULL:
         return full
+    if type_code > FULL:  # mclust's other models: the family's projection (closed forms)
+        family = families.get(TYPES[type_code])
+        if family.name in _ITERATIVE:  # or a cheap move onto the constraint (a start only)
+            return project_covariances(family.name, full[None])[0]
+        K = full.shape[0]
+        return np.array(family.full_covariances(family.from_full(full, weights), K, D))
     if type_code == TIED:
         pooled = np.tensordot(weights / weights.sum(), full, axes=1)
         return np.broadcast_to(pooled, full.shape).copy()
@@ -528,9 +571,12 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             members = np.flatnonzero(alive & (current.types == code))
             ranked = sorted(members,
                             key=lambda s: -_projected(history[s], 2 * budget, converged[s]))
-            keep = ranked[: max(1, len(ranked) // _HALVING)]
+            if code > FULL and len(ranked) <= _FINALISTS_CONSTRAINED:
+                keep = ranked  # few enough: polish them all
+            else:
+                keep = ranked[: max(1, len(ranked) // _HALVING)]
             alive[members] = False
-            if len(keep) <= _FINALISTS:
+            if len(keep) <= (_FINALISTS if code <= FULL else _FINALISTS_CONSTRAINED):
                 winners[int(code)] = [
                     _Candidate(current.take([s]), history[s][-1], None, n_iter[s], converged[s])
                     for s in keep
@@ -565,8 +611,57 @@ def _projected(history, n_iter, converged) -> float:
     return history[-1] + gain
 
 
+def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None):
+    """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
+    mixture that cannot catch up with the best of its covariance type stops.
+
+    "Cannot catch up": its log-likelihood plus ``_PRUNE_HORIZON`` times its last cycle's
+    gain (EM's gains shrink geometrically; this assumes a ratio of at most
+    ``1 - 1 / _PRUNE_HORIZON``) is below the ``keep``-th best log-likelihood of its type.
+    The caller keeps only the best ``keep`` of each type, so this only shortens the runs
+    of losers.
+    """
+    chunk = _PRUNE_CHUNK if chunk is None else chunk
+    S = batch.size
+    codes = batch.types
+    result = batch.copy()
+    ll = np.full(S, -np.inf)
+    n_iter = np.zeros(S, dtype=np.int64)
+    failed = np.zeros(S, dtype=bool)
+    history: list[list[float]] = [[] for _ in range(S)]
+    active = np.arange(S)
+    current = batch
+    while active.size:
+        budget = min(chunk, max_steps - int(n_iter[active].max()))
+        out = run_squarem(step, current, gain=gain, max_steps=budget, project=project)
+        result = result.put(active, out.batch)
+        ll[active] = out.log_likelihood
+        n_iter[active] += out.n_iter
+        failed[active] |= out.failed
+        for j, s in enumerate(active):
+            history[s].extend(out.history[j])
+        done = out.failed | (out.n_iter < budget) | (n_iter[active] >= max_steps)
+        for j, s in enumerate(active):
+            if done[j]:
+                continue
+            h = history[s]
+            last_gain = h[-1] - h[-2] if len(h) >= 2 else np.inf
+            rivals = np.sort(ll[(codes == codes[s]) & ~failed])[::-1]
+            if rivals.size > keep and ll[s] + _PRUNE_HORIZON * last_gain < rivals[keep - 1]:
+                done[j] = True
+        active = active[~done]
+        current = out.batch.take(~done)
+    from .em import AcceleratedResult
+
+    return AcceleratedResult(result, ll, n_iter, failed, history)
+
+
+_PRUNE_CHUNK = 12  # EM steps (4 SQUAREM cycles) between two looks at the polish
+_PRUNE_HORIZON = 10.0
+
+
 def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None,
-            other_rows=False):
+            other_rows=False, keep=1, chunk=None):
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
 
     The gain is ``_POLISH_GAIN`` in total log-likelihood, or ``_POLISH_RELATIVE`` of it on
@@ -579,8 +674,14 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
     batch = Batch.stack([c.batch for c in cands])
     try:
         relative = _POLISH_RELATIVE if relative is None else relative
-        gain = max(_POLISH_GAIN, relative * max(abs(c.log_likelihood) for c in cands))
-        out = run_squarem(step, batch, gain=gain, max_steps=max_steps)
+        scale = max((abs(c.log_likelihood) for c in cands if np.isfinite(c.log_likelihood)),
+                    default=0.0)
+        gain = max(_POLISH_GAIN, relative * scale)
+        if other_rows:
+            out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
+                              project=rows_check.project)
+        else:
+            out = _squarem_pruned(step, batch, gain, max_steps, rows_check.project, keep, chunk)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return [None] * len(cands) if other_rows else cands
@@ -664,10 +765,22 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
             if extra is not None:
                 winners.update(_run_race(rows, extra, engine.n_eff, race_tol, degenerate,
                                          errors))
+    _add_cross_finalists(winners)
     codes = sorted(winners)
     if codes:
+        step = lambda b: _em_step(rows, b)  # noqa: E731
+        if any(len(winners[c]) > _FINALISTS for c in codes):
+            # Many finalists (mclust's other models): a short accelerated run of all of
+            # them, then the best _FINALISTS of each type are polished to the end.
+            screened = iter(_polish(step, rows, [c for code in codes for c in winners[code]],
+                                    errors, max_steps=_SCREEN_STEPS, keep=_FINALISTS,
+                                    chunk=_SCREEN_CHUNK))
+            for code in codes:
+                group = [next(screened) for _ in winners[code]]
+                order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)
+                winners[code] = [group[i] for i in sorted(order[:_FINALISTS])]
         finalists = [cand for c in codes for cand in winners[c]]
-        polished = iter(_polish(lambda b: _em_step(rows, b), rows, finalists, errors))
+        polished = iter(_polish(step, rows, finalists, errors))
         # the best polished finalist of each type (the first of equals: the better ranked)
         polished = [max([next(polished) for _ in winners[code]],
                         key=lambda cand: cand.log_likelihood) for code in codes]
@@ -694,6 +807,30 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
         else:
             out[t] = (None, errs)
     return out
+
+
+_DONOR_CODES = frozenset(range(14))
+
+
+def _add_cross_finalists(winners):
+    """Add to each of mclust's ten other models the best race finalist of every other type,
+    projected onto it (``from_full``: same weights and means), as one more finalist.
+
+    These models share a piece (volume, shape or orientation) with several others, whose
+    fits are often near their maximum (mclust starts every model from one partition).
+    """
+    donors = {code: cands[0] for code, cands in winners.items()
+              if cands and code in _DONOR_CODES}
+    if len(donors) < 2:
+        return
+    for code in [c for c in winners if c > FULL]:
+        for other, d in donors.items():
+            if other == code:
+                continue
+            b = d.batch
+            cov = _reduce_to_type(b.covariances[0], b.weights[0], code)
+            start = Batch(np.array([code]), b.weights.copy(), b.means.copy(), cov[None])
+            winners[code].append(_Candidate(start, -np.inf, None, d.n_iter))
 
 
 def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
@@ -786,7 +923,7 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
         for types, engine in groups:
             rngs = {
                 t: np.random.default_rng(
-                    np.random.SeedSequence(entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
+                    np.random.SeedSequence(entropy, spawn_key=(K, TYPES.index(t) + 1))
                 )
                 for t in types
             }
@@ -802,50 +939,10 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
             fitted = _fit_components(engine, K, types, starts, rngs, race_tol)
             for t in types:
                 results[(t, K)] = fitted[t]
-                if on_done is not None:
-                    on_done((t, K), fitted[t])
+        for t in covariance_types:
+            if on_done is not None:
+                on_done((t, K), results[(t, K)])
     return results
-
-
-def _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol):
-    """The robust start of a family selection does not compare yet (mclust's other models).
-
-    Each of the four families selection compares gives its robust fit; its
-    responsibilities, through this family's M-step, start a short EM in this family (at
-    most ``_PROXY_EM_ITER`` iterations); the start whose EM reaches the highest
-    log-likelihood is returned.
-    """
-    from ._backends import ArrayData
-    from .em import run_em
-    from .stats import predict_proba, statistics_from_responsibilities
-
-    data = ArrayData(X, w)
-    best, best_ll = None, -np.inf
-    for proxy_type in _COVARIANCE_TYPES:
-        try:
-            proxy = robust_parameters(X, w, n_components, proxy_type, reg_covar=reg_covar,
-                                      random_state=random_state, tol=tol)
-            resp = predict_proba(X, proxy)
-            stats = statistics_from_responsibilities(
-                X, resp, family, shift=X.mean(axis=0), sample_weight=w
-            )
-            start = m_step(stats, reg_covar=reg_covar, dtype=np.float64)
-            result = run_em(data.statistics, start, reg_covar=reg_covar, tol=tol,
-                            max_iter=_PROXY_EM_ITER)
-        except ValueError:  # a start that collapses in this family: try the next one
-            continue
-        if result.lower_bound > best_ll:
-            best, best_ll = start, result.lower_bound
-    if best is None:
-        raise ValueError(
-            f"init_params='robust' found no start for {n_components} {family.name} "
-            "components: every start collapsed. Lower n_components or raise reg_covar."
-        )
-    return best
-
-
-# EM iterations that judge each start of a family selection does not compare yet.
-_PROXY_EM_ITER = 100
 
 
 def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar=1e-6,
@@ -854,7 +951,9 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
 
     The chain K = 1 .. n_components of that covariance type, as in :func:`select_model`
     with ``n_init=1``: shared hierarchical, k-means and random partitions, splits of the
-    fit with one component fewer, the race and the polish. Used by
+    fit with one component fewer, the race and the polish. One of mclust's ten other
+    models runs its chain alongside scikit-learn's four, whose race finalists it also
+    starts from (as in a grid of the five). Used by
     ``GaussianMixture(init_params="robust")``.
 
     Returns
@@ -866,13 +965,15 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     family = families.get(covariance_type)
-    if family.name not in _COVARIANCE_TYPES:
-        return _robust_by_proxy(X, w, n_components, family, reg_covar, random_state, tol)
+    covariance_type = family.name
+    # mclust's other models race alongside scikit-learn's four, whose fits they also start
+    # from (as in select_model's grid).
+    chain = (covariance_type,) if covariance_type in _SKLEARN_TYPES else (
+        *_SKLEARN_TYPES, covariance_type)
     entropy = _entropy_from(random_state)
     ks = list(range(1, n_components + 1))
     hc = _hierarchical_partitions(X, w, ks, entropy)
-    out = _fit_chain(X, w, ks, (covariance_type,), {"reg_covar": reg_covar, "tol": tol},
-                     hc, 1, entropy)
+    out = _fit_chain(X, w, ks, chain, {"reg_covar": reg_covar, "tol": tol}, hc, 1, entropy)
     best, errors = out[(covariance_type, n_components)]
     if best is None:
         raise ValueError(
@@ -889,7 +990,8 @@ def robust_parameters(X, sample_weight, n_components, covariance_type, reg_covar
 
             step = statistics_step(ArrayData(X, w).statistics, reg_covar)
         with _one_blas_thread():
-            tight = run_squarem(step, batch, gain=_ROBUST_GAIN, max_steps=_POLISH_MAX_ITER)
+            tight = run_squarem(step, batch, gain=_ROBUST_GAIN, max_steps=_POLISH_MAX_ITER,
+                                project=project_batch)
         if not tight.failed[0]:
             batch = tight.batch
     return batch.member(0)
@@ -1259,6 +1361,44 @@ def _entropy_from(random_state) -> int:
     )
 
 
+def covariance_types_of(covariance_types) -> list[str]:
+    """The families a ``covariance_types`` argument names, in order, without repeats.
+
+    A preset name (``"all"`` or ``"mclust"``: mclust's 14 models; ``"sklearn"``:
+    scikit-learn's four), one family name, or an iterable of family names and presets, in
+    scikit-learn's names or mclust's (``"EEE"`` is ``"tied"``). Results use scikit-learn's
+    names for its four types and mclust's for the others.
+    """
+    if isinstance(covariance_types, str):
+        covariance_types = [covariance_types]
+    try:
+        given = list(covariance_types)
+    except TypeError:
+        raise TypeError(
+            "covariance_types must be a name, a preset ('all', 'mclust', 'sklearn') or an "
+            f"iterable of names, got {type(covariance_types).__name__}."
+        ) from None
+    types = []
+    for t in given:
+        if isinstance(t, str) and t.lower() in PRESETS:
+            types.extend(PRESETS[t.lower()])
+            continue
+        try:
+            types.append(families.get(t, what="each of covariance_types").name)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} Presets: 'all' (= 'mclust', the 14 models), 'sklearn' "
+                f"{_SKLEARN_TYPES}."
+            ) from None
+    types = list(dict.fromkeys(types))
+    if not types:
+        raise ValueError(
+            "covariance_types is empty; give some of "
+            f"{_COVARIANCE_TYPES} or a preset ('all', 'sklearn')."
+        )
+    return types
+
+
 def select_model(
     X,
     n_components=range(1, 10),
@@ -1274,8 +1414,8 @@ def select_model(
 ) -> SelectionResult:
     """Fit Gaussian mixtures over a grid and select one by BIC, AIC or ICL.
 
-    The grid is every pair of ``n_components`` and ``covariance_types`` (mclust's
-    ``mclustBIC`` grid with the models VII, VVI, EEE and VVV). Each grid point is fitted
+    The grid is every pair of ``n_components`` and ``covariance_types`` (by default
+    mclust's ``mclustBIC`` grid: its 14 models, G = 1..9). Each grid point is fitted
     from several starts shared across the grid, degenerate solutions are avoided, and the
     model with the lowest criterion among the regular fits is selected. See the module
     documentation for the criteria, the mclust correspondence and the fitting strategy.
@@ -1294,8 +1434,11 @@ def select_model(
         models hold NumPy arrays.
     n_components : int or iterable of int, default=range(1, 10)
         Numbers of components to try (mclust's ``G``).
-    covariance_types : str or iterable of str, default=("spherical", "diag", "tied", "full")
-        Covariance types to try.
+    covariance_types : str or iterable of str, default: mclust's 14 models
+        Covariance types to try, in scikit-learn's names or mclust's (``"EEE"`` is
+        ``"tied"``), or presets: ``"all"`` / ``"mclust"`` (the 14 models, in mclust's
+        order EII VII EEI VEI EVI VVI EEE VEE EVE VVE EEV VEV EVV VVV) and ``"sklearn"``
+        (spherical, diag, tied, full). A list may mix names and presets.
     criterion : {"bic", "aic", "icl"}, default="bic"
         Criterion to rank by; lower is better.
     n_init : int, default=1
@@ -1304,16 +1447,19 @@ def select_model(
         the fit with one component fewer. Shared by all covariance types. Raise it for
         data with many local maxima; the cost grows about linearly.
     random_state : int, numpy Generator or RandomState, default=None
-        Seed of the randomised starts. The starts for a given number of components do not
-        depend on the rest of the grid or on ``n_jobs``.
+        Seed of the randomised starts. The fits of scikit-learn's four types do not depend
+        on the rest of the grid or on ``n_jobs``; those of mclust's other models also start
+        from the other models of the grid.
     sample_weight : array-like or dask array of shape (n_samples,), default=None
         Non-negative weights (frequency weights: ``n`` in BIC is their sum).
     progress : callable, default=None
         Called as ``progress(i, n, covariance_type, n_components)`` after each of the
         ``n`` grid points is done (``i`` counts from 1).
     n_jobs : int, default=None
-        Number of worker processes (one number of components per task). None or 1 runs in
-        this process; -1 uses all CPUs. Ignored for a dask array of more than 2,000 rows
+        Number of worker processes (one covariance type per task), for grids of
+        scikit-learn's four only: mclust's other models start from the race finalists of
+        every model of the grid, so a grid with any of them runs in this process. None or 1
+        runs in this process; -1 uses all CPUs. Ignored for a dask array of more than 2,000 rows
         (its passes run on the cluster).
     **params
         Other :class:`~gaussmix.GaussianMixture` parameters (``tol``, ``reg_covar``,
@@ -1384,20 +1530,7 @@ def select_model(
             f"n_components={ks[-1]} exceeds n_samples={n_samples}; try fewer components."
         )
 
-    if isinstance(covariance_types, str):
-        covariance_types = [covariance_types]
-    types = []
-    for t in covariance_types:  # scikit-learn's names or mclust's ("EEE" = "tied")
-        name = families.get(t, what="each of covariance_types").name
-        if name not in _COVARIANCE_TYPES:
-            raise ValueError(
-                f"select_model compares the covariance types {_COVARIANCE_TYPES} (mclust's "
-                f"{tuple(MCLUST_NAMES.values())}); {t!r} is not among them yet."
-            )
-        types.append(name)
-    types = list(dict.fromkeys(types))
-    if not types:
-        raise ValueError(f"covariance_types is empty; give some of {_COVARIANCE_TYPES}.")
+    types = covariance_types_of(covariance_types)
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 0:
@@ -1438,7 +1571,10 @@ def select_model(
         workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
         if workers < 1:
             raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.")
-    if workers > 1 and len(types) > 1 and source is None:
+    # mclust's other models also start from the other models' race finalists at the same
+    # K: a grid holding any of them runs in this process.
+    constrained = any(t not in _SKLEARN_TYPES for t in types)
+    if workers > 1 and len(types) > 1 and source is None and not constrained:
         # One task per covariance type: the K-chains are independent of each other.
         with ProcessPoolExecutor(max_workers=min(workers, len(types))) as pool:
             futures = [
@@ -1478,7 +1614,7 @@ def select_model(
                 seed = random_state if random_state is None or isinstance(
                     random_state, numbers.Integral) else int(np.random.default_rng(
                         np.random.SeedSequence(
-                            entropy, spawn_key=(K, _COVARIANCE_TYPES.index(t) + 1))
+                            entropy, spawn_key=(K, TYPES.index(t) + 1))
                     ).integers(2**31 - 1))
                 model = _estimator(best, params, X, w, n_eff, feature_names, seed)
                 row.update(

@@ -275,7 +275,7 @@ def test_model_selection_uses_missing_values(fitted, tmp_path, command):
                             random_state=DEFAULT_SEED)
     rows = {(r["covariance_type"], r["n_components"]): r for r in expected.table}
     lines = list(csv.DictReader(io.StringIO((out / "selection.csv").read_text())))
-    assert len(lines) == len(rows) == 12
+    assert len(lines) == len(rows) == 3 * 14  # -c auto: mclust's 14 models, as select_model
     for line in lines:
         row = rows[(line["covariance_type"], int(line["n_components"]))]
         assert float(line["bic"]) == pytest.approx(row["bic"], rel=1e-9)

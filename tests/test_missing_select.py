@@ -104,3 +104,14 @@ def test_a_start_is_made_when_k_means_loses_clusters():
     res = select_model(X, n_components=[2, 5], covariance_types="spherical", random_state=0)
     row = next(r for r in res.table if r["n_components"] == 5)
     assert row["error"] is None or "no start could be made" not in row["error"]
+
+
+def test_every_one_of_the_fourteen_models_is_fitted_with_nan():
+    """select_model's default grid (mclust's 14 models) on data with holes: every grid point
+    is fitted. (At the merge of 14-model selection, the ten constrained models' starts broke
+    their constraint and every K >= 2 of them was an error row.)"""
+    X, _ = _blobs(n=300)
+    res = select_model(X, n_components=[1, 2, 3], random_state=0)
+    assert len(res.table) == 3 * 14
+    assert [(r["covariance_type"], r["n_components"]) for r in res.table if r["error"]] == []
+    assert res.best_params_["n_components"] == 3

@@ -716,6 +716,20 @@ def _vei(diag, n_k, previous):
     return volumes[..., None] * shape[:, None]
 
 
+def _spd_inverse(matrices):
+    """Inverses of a stack of symmetric positive semi-definite matrices. ``np.linalg.inv``
+    as a rule; when one of the stack is singular to working precision (a start holding a
+    far outlier: eigenvalues 1e24 apart), the whole stack through eigenvalues floored at
+    eps times the largest, so that one start cannot stop the others."""
+    try:
+        return np.linalg.inv(matrices)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(matrices)
+        floor = np.finfo(np.float64).eps * np.max(np.abs(values), axis=-1, keepdims=True)
+        values = np.maximum(values, np.maximum(floor, 1e-300))
+        return (vectors / values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+
+
 def _normalised(matrices):
     D = matrices.shape[-1]
     _, log_det = np.linalg.slogdet(matrices)
@@ -732,7 +746,7 @@ def _vee(W, n_k, previous):
         shape = _normalised(W.sum(axis=1))
         rounds = _COLD_ROUNDS
     for _ in range(rounds + 1):
-        inv = np.linalg.inv(shape)
+        inv = _spd_inverse(shape)
         trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
         volume = trace / (D * n_k)  # (S, K)
         if _ == rounds:
@@ -742,7 +756,7 @@ def _vee(W, n_k, previous):
         change = np.max(np.abs(new - shape), initial=0.0) / max(np.max(np.abs(new)), 1e-300)
         shape = new
         if not change > _INNER_TOL:
-            inv = np.linalg.inv(shape)
+            inv = _spd_inverse(shape)
             trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
             volume = trace / (D * n_k)
             break

@@ -160,17 +160,12 @@ def _start_parameters(X, observed, w, labels, K, covariance_type):
     weights = onehot.sum(axis=0)
     weights = np.maximum(weights, 1e-3 * weights.sum() / K)
     weights /= weights.sum()
+    # The diagonal start projected onto the family's constraint (equal volume, shape or
+    # orientation: mclust's other models refuse a start that breaks theirs).
     family = families.get(covariance_type)
-    form = family.precision_form
-    if form == "full":
-        precisions = np.stack([np.diag(1.0 / v) for v in variances])
-    elif form == "shared_full":
-        precisions = np.diag(1.0 / (weights @ variances))
-    elif form == "diagonal":
-        precisions = 1.0 / variances
-    else:
-        precisions = 1.0 / variances.mean(axis=1)
-    return weights, means, precisions
+    full = np.stack([np.diag(v) for v in variances])
+    covariances = family.from_full(full, weights)
+    return weights, means, family.precisions(covariances)
 
 
 def _partitions(X, observed, w, ks, n_init, entropy):

@@ -1616,10 +1616,19 @@ def select_model(
                         np.random.SeedSequence(
                             entropy, spawn_key=(K, TYPES.index(t) + 1))
                     ).integers(2**31 - 1))
-                model = _estimator(best, params, X, w, n_eff, feature_names, seed)
+                try:
+                    model = _estimator(best, params, X, w, n_eff, feature_names, seed)
+                    criteria = _criteria(model, X, w, best, n_eff)
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    # e.g. a covariance composed from its eigen-decomposition that rounding
+                    # left indefinite (entries near 1e20 next to a far outlier): this grid
+                    # point failed, the others stand.
+                    row["error"] = str(exc) or type(exc).__name__
+                    table.append(row)
+                    continue
                 row.update(
                     log_likelihood=best.log_likelihood,
-                    **_criteria(model, X, w, best, n_eff),
+                    **criteria,
                     converged=best.converged,
                     n_iter=best.n_iter,
                     degenerate=best.reason,

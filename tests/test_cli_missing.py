@@ -288,15 +288,24 @@ def test_model_selection_uses_missing_values(fitted, tmp_path, command):
     assert np.isfinite(model.score_samples(X)).all()
 
 
-def test_stream_refuses_missing_values(fitted, tmp_path):
-    _, src, _, _ = fitted
+def test_stream_uses_missing_values(fitted, tmp_path):
+    """fit --stream reads the holes and online EM uses them (partial_fit's missing-value
+    statistics): the result equals the library's partial_fit over the same batches."""
+    X, src, _, _ = fitted
     out = tmp_path / "out"
-    assert_user_error(
-        run("fit", src, "--stream", "-k", "2", "-c", "full", "-o", out),
-        "--stream (online EM) does not take missing values yet",
-        "fit without --stream",
-    )
-    assert not (out / "model.json").exists()
+    result = run("fit", src, "--stream", "-k", "2", "-c", "full", "--batch-size", "100",
+                 "--passes", "1", "--no-plots", "-o", out)
+    assert result.returncode == 0, result.stderr
+    model = load_model(out / "model.json")
+    assert np.isfinite(model.score_samples(X)).all()
+    from gaussmix._readers import open_chunked
+
+    reference = GaussianMixture(**model.get_params())  # the CLI's settings, as saved
+    batches = list(open_chunked(str(src)).batches(100))  # the batches the CLI read
+    np.testing.assert_array_equal(np.vstack(batches), X)
+    for batch in batches:
+        reference.partial_fit(batch)
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-6)
 
 
 def test_impute_error_leaves_no_file(fitted, tmp_path):
@@ -309,15 +318,31 @@ def test_impute_error_leaves_no_file(fitted, tmp_path):
     assert os.listdir(tmp_path) == ["bad.csv"]
 
 
-def test_dask_refuses_missing_values(fitted, tmp_path):
+def test_dask_takes_missing_values_but_not_in_selection(fitted, tmp_path):
+    """--scheduler: predict and fit -k N -c TYPE use the holes (the library's Dask path),
+    as in memory; selection on Dask refuses them before any fit, saying what to do."""
     pytest.importorskip("distributed")
     X, _, out, _ = fitted
     np.save(tmp_path / "holes.npy", X)
+    on_dask = run("predict", out, tmp_path / "holes.npy", "--scheduler", "local:1")
+    in_memory = run("predict", out, tmp_path / "holes.npy")
+    assert on_dask.returncode == in_memory.returncode == 0, on_dask.stderr
+    assert on_dask.stdout == in_memory.stdout
+    fit_out = tmp_path / "dask-fit"
+    result = run("fit", tmp_path / "holes.npy", "-k", "2", "-c", "full", "--no-plots",
+                 "--scheduler", "local:1", "-o", fit_out)
+    assert result.returncode == 0, result.stderr
+    dask_model, memory_model = load_model(fit_out / "model.json"), load_model(out / "model.json")
+    np.testing.assert_allclose(np.sort(dask_model.means_, axis=0),
+                               np.sort(memory_model.means_, axis=0), rtol=1e-3)
+    sel_out = tmp_path / "dask-select"
     assert_user_error(
-        run("predict", out, tmp_path / "holes.npy", "--scheduler", "local:1"),
+        run("select", tmp_path / "holes.npy", "--components", "1-2", "--scheduler", "local:1",
+            "-o", sel_out),
         f"{int(np.isnan(X).sum())} missing values (NaN)",
-        "--scheduler (Dask) does not take missing values yet",
+        "with --scheduler (Dask) does not take missing values yet",
     )
+    assert not sel_out.exists()
 
 
 def test_fit_with_plots_shows_the_complete_rows(fitted, tmp_path):

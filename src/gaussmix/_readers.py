@@ -233,12 +233,6 @@ def _select_columns(
     return picked, [names[j] for j in picked]
 
 
-STREAM_MISSING_HINT = (
-    "--stream (online EM) does not take missing values yet: fit without --stream (exact EM "
-    "with missing values), or remove the rows that hold them"
-)
-
-
 def _check_values(
     X: np.ndarray,
     names: list[str],
@@ -997,7 +991,7 @@ class ChunkedData:
             rows = X[start : start + ARRAY_CHUNK_ROWS]
             chunk = np.asarray(rows[:, self.picked], dtype=np.float64)
             _check_values(chunk, self.names, lambda r, s=start: f"row {s + r} (counting from 0)",
-                          self.source, missing_hint=STREAM_MISSING_HINT)
+                          self.source, allow_missing=True)
             yield chunk
 
     def _parquet_chunks(self) -> Iterator[np.ndarray]:
@@ -1014,7 +1008,7 @@ class ChunkedData:
                     chunk[:, k] = _parquet_floats(batch.column(k))
                 _check_values(chunk, self.names,
                               lambda r, s=start: f"row {s + r} (counting from 0)", self.source,
-                              missing_hint=STREAM_MISSING_HINT)
+                              allow_missing=True)
                 start += batch.num_rows
                 yield chunk
         except DataError:
@@ -1080,7 +1074,7 @@ class ChunkedData:
         ]
         X, numbers = self.layout.parse(body, self.source, rows_before)
         _check_values(X, self.names, lambda r: f"line {numbers[r]}", self.source,
-                      missing_hint=STREAM_MISSING_HINT)
+                      allow_missing=True)
         return X
 
 

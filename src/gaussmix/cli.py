@@ -14,8 +14,8 @@ workers and row-wise outputs are computed and written one chunk at a time.
 
 Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``; Parquet nulls) are used by a
 fit, model selection (``-k auto``, ``-c auto``, ``select``: :mod:`gaussmix._missing_select`),
-``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`); ``--stream``
-and ``--scheduler`` refuse them, saying so.
+``predict``, ``score`` and ``impute`` (exact EM, see :mod:`gaussmix._missing`), also with
+``--stream`` (online EM) and ``--scheduler``; only model selection on Dask refuses them.
 
 This module is the commands, top to bottom: one function per command, the helpers they
 share, the argument parser and :func:`main`. Reading data is in ``_readers``, writing
@@ -465,26 +465,25 @@ def _grid_words(result: Any) -> str:
 
 
 def _input(args: argparse.Namespace, dtype: str, prefer: Sequence[str] | None = None) -> Dataset:
-    """The command's data; missing values are kept as NaN in memory, refused on Dask."""
+    """The command's data; missing values are kept as NaN (in memory and on Dask)."""
     if getattr(args, "scheduler", None):
-        ds = read_dask_data(args.data, args.columns, dtype, prefer)
-        ds.X = _refuse_missing_on_dask(ds.X, ds.source)
-        return ds
+        return read_dask_data(args.data, args.columns, dtype, prefer)
     return read_data(args.data, args.columns, dtype, prefer, allow_missing=True)
 
 
-def _refuse_missing_on_dask(X: Any, source: str) -> Any:
-    """``X`` if it holds no missing value (one pass over the data); Dask does not take them yet."""
+def _refuse_missing_in_dask_selection(X: Any) -> None:
+    """Model selection on Dask does not take missing values yet (one pass over the data);
+    a single fit, predict, score and impute on Dask do."""
     import dask.array as da
 
-    if bool(da.isnan(X).any().compute()):
-        n_cells = int(da.isnan(X).sum().compute())
+    n_cells = int(da.isnan(X).sum().compute())
+    if n_cells:
         raise UserError(
-            f"{source}: {n_cells} missing value{'s' if n_cells != 1 else ''} (NaN); --scheduler "
-            "(Dask) does not take missing values yet: run without --scheduler (exact EM with "
-            "missing values in memory), or remove the rows that hold them"
+            f"{n_cells} missing value{'s' if n_cells != 1 else ''} (NaN): model selection "
+            "with --scheduler (Dask) does not take missing values yet; run it without "
+            "--scheduler (exact EM with missing values in memory), or fit one model on the "
+            "cluster with -k N -c TYPE"
         )
-    return X
 
 
 def _plots_available() -> bool:
@@ -620,6 +619,8 @@ def _run_selection(
             "--init applies to a single fit (-k N -c TYPE); model selection makes its own "
             "starts, so remove --init"
         )
+    if not isinstance(X, np.ndarray):  # a Dask array
+        _refuse_missing_in_dask_selection(X)
     show = _progress.enabled(quiet=getattr(args, "quiet", False))
     # A ValueError (a bad argument, or every fit failed) is a user error in main.
     with _progress.grid_progress(show=show) as progress, _reported_warnings():

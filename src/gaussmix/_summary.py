@@ -251,11 +251,14 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
     trained += f": {'converged' if converged else 'did NOT converge'} after {n_iter} EM iterations"
     lower_bound = training.get("lower_bound")
     if lower_bound is not None:
-        trained += f", final EM log-likelihood {lower_bound:.6g} per sample"
+        # lower_bound_ is the log-likelihood at the last E-step, before the last M-step:
+        # within tol of the final parameters' (which `fit` prints), not equal to it.
+        trained += f", last EM log-likelihood {lower_bound:.6g} per sample"
         if n_samples:
             total = lower_bound * n_samples
             bic, _ = information_criteria(total, model._n_parameters(), n_samples)
-            trained += f" ({total:.6g} total; BIC {bic:.6g})"
+            trained += (f" ({total:.6g} total, BIC {bic:.6g}, at the last E-step; 'gaussmix "
+                        "score' on the data gives the final parameters' log-likelihood)")
     online = doc.get("online")
     if online:  # partial_fit (issue 13): no convergence, a running average of batches
         trained = f"Trained by online EM (partial_fit) over {online.get('n_batch_iter')} batches"

@@ -331,3 +331,25 @@ def test_an_empty_component_keeps_its_mean(covariance_type):
     new = m_step(block_statistics(X, params), reg_covar=1e-6, previous=params)
     np.testing.assert_array_equal(new.means[2], [1e4, 1e4])
     assert np.all(np.isfinite(new.covariances))
+
+
+@pytest.mark.parametrize("n_features", [5, 47, 48, 100, 129])
+def test_inverse_of_triangular_factors_by_blocks(n_features):
+    """The whitening maps its moments back with L_k^-1, inverted by triangular blocks from
+    48 features on: equal to the general inverse, and L^-1 L = I to rounding. A factor
+    that is not triangular takes the general inverse."""
+    from gaussmix._estep import _inverse_factor
+
+    D = n_features
+    rng = np.random.default_rng(D)
+    a = rng.normal(size=(3, D, D))
+    precisions = a @ np.swapaxes(a, 1, 2) / D + 1e-2 * np.eye(D)
+    upper = np.swapaxes(np.linalg.cholesky(precisions), 1, 2)  # L, L L^T a precision
+    got = _inverse_factor(upper)
+    assert np.all(np.tril(got, -1) == 0.0)
+    np.testing.assert_allclose(got, np.linalg.inv(upper), rtol=0,
+                               atol=1e-12 * np.abs(got).max())
+    np.testing.assert_allclose(got @ upper, np.broadcast_to(np.eye(D), (3, D, D)), atol=1e-12)
+    full = upper + 1e-3 * np.tril(rng.normal(size=(3, D, D)), -1)
+    np.testing.assert_allclose(_inverse_factor(full), np.linalg.inv(full), rtol=1e-12,
+                               atol=1e-12 * np.abs(np.linalg.inv(full)).max())

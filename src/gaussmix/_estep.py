@@ -787,12 +787,18 @@ class StackedWhitening(_PerComponentWhitening):
         data = self._buffer("data", (D + 1, n))  # ones over the centred block, transposed
         data[0] = 1.0
         np.subtract(Xb.T, self.centre[:, None], out=data[1:])
+        log_dens, partial = self._kn(n)
         parts = []
-        for lo, band in self.bands:
+        for i, (lo, band) in enumerate(self.bands):
             y = self._buffer(("y", lo), (band.shape[0], n))
             np.matmul(band, data[: band.shape[1]], out=y)
-            parts.append((lo, y.reshape(K, -1, n)))
-        return self._finish_log_dens(self._squared_norms(parts, n)), parts
+            y = y.reshape(K, -1, n)
+            parts.append((lo, y))
+            # Its squared norms now, while the band is still in cache.
+            np.einsum("kdn,kdn->kn", y, y, out=log_dens if i == 0 else partial)
+            if i:
+                log_dens += partial
+        return self._finish_log_dens(log_dens), parts
 
 
 class CentredWhitening(_PerComponentWhitening):

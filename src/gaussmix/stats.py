@@ -249,7 +249,8 @@ def _parameters_id(params: MixtureParameters) -> str:
     """A fingerprint of the parameters (to refuse adding statistics of different ones)."""
     digest = hashlib.blake2b(params.covariance_type.encode(), digest_size=12)
     for a in (params.weights, params.means, params.precisions_cholesky):
-        digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        # The array's own buffer (no bytes copy: 1 MB per iteration at K = 8, D = 128).
+        digest.update(np.ascontiguousarray(a, dtype=np.float64).data)
     return digest.hexdigest()
 
 

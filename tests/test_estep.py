@@ -353,3 +353,50 @@ def test_inverse_of_triangular_factors_by_blocks(n_features):
     full = upper + 1e-3 * np.tril(rng.normal(size=(3, D, D)), -1)
     np.testing.assert_allclose(_inverse_factor(full), np.linalg.inv(full), rtol=1e-12,
                                atol=1e-12 * np.abs(np.linalg.inv(full)).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scatter_from_the_rows_each_component_holds(dtype, monkeypatch):
+    """Separated components: each one's scatter is taken from the rows where it holds a
+    responsibility above 1e-30 of the row's largest, gathered and whitened again. The
+    moments equal those of every row (the all-rows path, forced) and the naive ones; a
+    block where the components overlap takes the all-rows path, with the same result."""
+    import gaussmix._estep as estep_module
+
+    K, D, N = 4, 30, 600
+    params = _parameters("full", K, D, seed=31)
+    spread = params.means + 40.0 * np.eye(K, D)  # components tens of sd apart
+    params = MixtureParameters.from_covariances("full", params.weights, spread,
+                                                params.covariances)
+    rng = np.random.default_rng(32)
+    labels = rng.integers(0, K, N)
+    X = (spread[labels] + rng.normal(0, 0.7, (N, D))).astype(dtype)
+    X[:5] = spread.mean(axis=0)  # a few rows between the components
+
+    def statistics():
+        estep = make_estep(params.astype(dtype), np.dtype(dtype), exact=True)
+        assert estep.mode == "stacked"
+        for start in range(0, N, 128):
+            estep.accumulate(X[start : start + 128])
+        return gstats._statistics(estep, params)
+
+    calls = []
+    take = np.take
+    monkeypatch.setattr(estep_module.np, "take", lambda *a, **k: calls.append(1) or take(*a, **k))
+    gathered = statistics()
+    assert calls, "the gathered path did not run"
+    monkeypatch.setattr(estep_module, "_SPARSE_SHARE", -1.0)  # every block: all rows
+    every_row = statistics()
+    Xr = X.astype(np.float64)
+    resp, _ = _posterior(Xr, params.weights, params.means, _dense_precisions(params))
+    reference = gstats.statistics_from_responsibilities(Xr, resp, "full", shift=Xr[0])
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    for got in (gathered, every_row):
+        moved = got.moved_to(reference.shift)
+        for name in ("nk", "s1", "s2"):
+            x, y = getattr(moved, name), getattr(reference, name)
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.max(np.abs(y)),
+                                       err_msg=name)
+    tight = 1e-13 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(gathered.s2, every_row.s2, rtol=tight,
+                               atol=tight * np.abs(every_row.s2).max())

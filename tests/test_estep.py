@@ -111,7 +111,7 @@ def test_every_estep_class_gives_the_naive_statistics(covariance_type, dtype, ex
 @pytest.mark.parametrize("n_features", [23, 24, 50, 100])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_stacked_whitening_in_triangular_bands(n_features, dtype):
-    """Many features: L_k^T's rows in 1 to 4 bands, each product on a prefix of the block.
+    """Many features: L_k^T's rows in 1 to 8 bands, each product on a prefix of the block.
 
     The log-densities and moments equal the textbook ones (and the bands do split).
     """
@@ -121,7 +121,7 @@ def test_stacked_whitening_in_triangular_bands(n_features, dtype):
     X = params.means[rng.integers(0, K, N)] + rng.normal(0, 1.0, (N, D))
     estep = make_estep(params.astype(dtype), np.dtype(dtype), exact=True)
     assert estep.mode == "stacked"
-    assert len(estep.bands) == {23: 1, 24: 2, 50: 3, 100: 4}[D]
+    assert len(estep.bands) == {23: 1, 24: 2, 50: 4, 100: 8}[D]
     log_dens = estep.log_prob(X.astype(dtype))[0].copy()
     estep.accumulate(X.astype(dtype))
     Xr = X.astype(dtype).astype(np.float64)
@@ -331,3 +331,72 @@ def test_an_empty_component_keeps_its_mean(covariance_type):
     new = m_step(block_statistics(X, params), reg_covar=1e-6, previous=params)
     np.testing.assert_array_equal(new.means[2], [1e4, 1e4])
     assert np.all(np.isfinite(new.covariances))
+
+
+@pytest.mark.parametrize("n_features", [5, 47, 48, 100, 129])
+def test_inverse_of_triangular_factors_by_blocks(n_features):
+    """The whitening maps its moments back with L_k^-1, inverted by triangular blocks from
+    48 features on: equal to the general inverse, and L^-1 L = I to rounding. A factor
+    that is not triangular takes the general inverse."""
+    from gaussmix._estep import _inverse_factor
+
+    D = n_features
+    rng = np.random.default_rng(D)
+    a = rng.normal(size=(3, D, D))
+    precisions = a @ np.swapaxes(a, 1, 2) / D + 1e-2 * np.eye(D)
+    upper = np.swapaxes(np.linalg.cholesky(precisions), 1, 2)  # L, L L^T a precision
+    got = _inverse_factor(upper)
+    assert np.all(np.tril(got, -1) == 0.0)
+    np.testing.assert_allclose(got, np.linalg.inv(upper), rtol=0,
+                               atol=1e-12 * np.abs(got).max())
+    np.testing.assert_allclose(got @ upper, np.broadcast_to(np.eye(D), (3, D, D)), atol=1e-12)
+    full = upper + 1e-3 * np.tril(rng.normal(size=(3, D, D)), -1)
+    np.testing.assert_allclose(_inverse_factor(full), np.linalg.inv(full), rtol=1e-12,
+                               atol=1e-12 * np.abs(np.linalg.inv(full)).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scatter_from_the_rows_each_component_holds(dtype, monkeypatch):
+    """Separated components: each one's scatter is taken from the rows where it holds a
+    responsibility above 1e-30 of the row's largest, gathered and whitened again. The
+    moments equal those of every row (the all-rows path, forced) and the naive ones; a
+    block where the components overlap takes the all-rows path, with the same result."""
+    import gaussmix._estep as estep_module
+
+    K, D, N = 4, 30, 600
+    params = _parameters("full", K, D, seed=31)
+    spread = params.means + 40.0 * np.eye(K, D)  # components tens of sd apart
+    params = MixtureParameters.from_covariances("full", params.weights, spread,
+                                                params.covariances)
+    rng = np.random.default_rng(32)
+    labels = rng.integers(0, K, N)
+    X = (spread[labels] + rng.normal(0, 0.7, (N, D))).astype(dtype)
+    X[:5] = spread.mean(axis=0)  # a few rows between the components
+
+    def statistics():
+        estep = make_estep(params.astype(dtype), np.dtype(dtype), exact=True)
+        assert estep.mode == "stacked"
+        for start in range(0, N, 128):
+            estep.accumulate(X[start : start + 128])
+        return gstats._statistics(estep, params)
+
+    calls = []
+    take = np.take
+    monkeypatch.setattr(estep_module.np, "take", lambda *a, **k: calls.append(1) or take(*a, **k))
+    gathered = statistics()
+    assert calls, "the gathered path did not run"
+    monkeypatch.setattr(estep_module, "_SPARSE_SHARE", -1.0)  # every block: all rows
+    every_row = statistics()
+    Xr = X.astype(np.float64)
+    resp, _ = _posterior(Xr, params.weights, params.means, _dense_precisions(params))
+    reference = gstats.statistics_from_responsibilities(Xr, resp, "full", shift=Xr[0])
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    for got in (gathered, every_row):
+        moved = got.moved_to(reference.shift)
+        for name in ("nk", "s1", "s2"):
+            x, y = getattr(moved, name), getattr(reference, name)
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.max(np.abs(y)),
+                                       err_msg=name)
+    tight = 1e-13 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(gathered.s2, every_row.s2, rtol=tight,
+                               atol=tight * np.abs(every_row.s2).max())

@@ -252,6 +252,36 @@ def test_block_statistics_of_halves_add_up(covariance_type, weighted):
     np.testing.assert_allclose(a.means, b.means, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blocks_holding_nan_are_left_to_the_missing_value_estep(covariance_type, weighted,
+                                                                 dtype):
+    """Each E-step thread checks its own blocks for NaN: a block holding one is left out
+    and its rows go through the missing-value E-step (its complete rows through the fast
+    one). The statistics equal the sum of the complete rows' and the incomplete rows'
+    statistics, whatever the block size and the threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    K, D, N = 3, 4, 400
+    params = _random_parameters(covariance_type, K, D, seed=21).astype(dtype)
+    rng = np.random.default_rng(22)
+    X = rng.normal(0, 2.0, (N, D)).astype(dtype)
+    sw = rng.uniform(0, 4, N) if weighted else None
+    holes = np.zeros(N, bool)
+    holes[[3, 4, 150, 151, 152, 399]] = True  # in a few blocks of 16 rows, not all
+    X[holes, rng.integers(0, D, holes.sum())] = np.nan
+    complete = block_statistics(X[~holes], params, None if sw is None else sw[~holes])
+    incomplete = block_statistics(X[holes], params, None if sw is None else sw[holes])
+    expected = complete + incomplete
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    for block_size, threads in ((16, 1), (16, 2), (1000, 1), (1, 2)):
+        with ThreadPoolExecutor(threads) as pool:
+            got = block_statistics(X, params, sw, block_size=block_size, executor=pool)
+        _assert_stats_equal(got, expected, rtol=rtol)
+        assert np.isfinite(got.s2).all() and np.isfinite(got.log_likelihood)
+
+
 @settings(PROPERTY_SETTINGS, max_examples=200)
 @given(
     seed=st.integers(0, 2**16),

@@ -286,3 +286,16 @@ def test_a_truly_flat_component_is_still_flagged_at_any_scale():
         scale = s * np.eye(2) * 3
         reason = degeneracy_reason([0.5, 0.5], np.zeros((2, 2)), covs, "full", 100, scale, 1e-6)
         assert reason is not None and "component 1 " in reason and "component 0 " not in reason
+
+
+def test_selection_over_all_models_completes_on_float32_input_at_1e12():
+    """benchmarks/outlier_matrix.py's one failure after the 14-model default landed:
+    ``select -c auto`` on float32 data with an outlier at 1e12 stopped with LinAlgError
+    (a covariance factored, yet singular to working precision, in the batched E-step)."""
+    clean, X, _ = _with_outlier(1e12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = select_model(X.astype(np.float32), n_components=range(1, 5), random_state=0)
+    best = result.best_estimator_
+    assert best.n_components >= 2
+    assert int(best.predict(X[-1:])[0]) not in best.predict(clean)

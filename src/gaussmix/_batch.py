@@ -213,9 +213,11 @@ class Rows:
         chol, bad_chol = _batched_cholesky(cov)
         bad = np.any(bad_chol, axis=1) | ~(w.min(axis=1) >= 0)
         # (the factors of matrices without one are the identity: see _batched_cholesky)
-        prec = np.linalg.inv(chol @ np.swapaxes(chol, -1, -2)) if bad.any() else (
-            np.linalg.inv(cov)
+        prec, singular = _inverses(
+            chol @ np.swapaxes(chol, -1, -2) if bad.any() else cov
         )
+        if singular is not None:  # factored, yet singular to working precision (1e12 apart)
+            bad |= np.any(singular, axis=1)
         logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         S, K = w.shape
         if self.features == "full":
@@ -714,6 +716,26 @@ def _vei(diag, n_k, previous):
             break
     volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)
     return volumes[..., None] * shape[:, None]
+
+
+def _inverses(matrices):
+    """``(inverses, singular)``: ``np.linalg.inv`` of a stack, and None; when one matrix of
+    the stack is singular to working precision, each inverted alone, the singular ones
+    replaced by the identity and marked in ``singular`` (so one start cannot stop the rest)."""
+    try:
+        return np.linalg.inv(matrices), None
+    except np.linalg.LinAlgError:
+        D = matrices.shape[-1]
+        flat = matrices.reshape(-1, D, D)
+        out = np.empty_like(flat)
+        singular = np.zeros(flat.shape[0], dtype=bool)
+        for i, matrix in enumerate(flat):
+            try:
+                out[i] = np.linalg.inv(matrix)
+            except np.linalg.LinAlgError:
+                out[i] = np.eye(D)
+                singular[i] = True
+        return out.reshape(matrices.shape), singular.reshape(matrices.shape[:-2])
 
 
 def _spd_inverse(matrices):

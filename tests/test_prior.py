@@ -287,3 +287,37 @@ def test_command_line_fit_with_the_default_prior(tmp_path):
     refused = _cli("fit", data, "-k", "2", "-c", "VEE", "--prior", "default",
                    "-o", tmp_path / "o3")
     assert refused.returncode == 2 and "no update under the conjugate prior" in refused.stderr
+
+
+def _with_holes(seed=0, fraction=0.4):
+    rng = np.random.default_rng(seed)
+    cov = np.array([[4.0, 1.5, 0.0], [1.5, 1.0, 0.0], [0.0, 0.0, 9.0]])
+    X = rng.multivariate_normal([0.0, 0.0, 0.0], cov, size=3000)
+    holed = X.copy()
+    holed[rng.random(X.shape) < fraction] = np.nan
+    empty = np.isnan(holed).all(axis=1)
+    holed[empty, 0] = X[empty, 0]
+    return X, holed
+
+
+def test_default_prior_with_missing_values_uses_the_observed_moments():
+    # Filling the holes with column means shrank the default scale by the missing
+    # fraction (variances by 40%, the correlation 0.9 -> 0.35); the prior is built from
+    # one Gaussian's maximum-likelihood moments of the observed cells instead.
+    X, holed = _with_holes()
+    complete = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(X)
+    missing = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(holed)
+    np.testing.assert_allclose(missing.prior_.scale, complete.prior_.scale, rtol=0.1,
+                               atol=0.1)
+    np.testing.assert_allclose(missing.prior_.mean, complete.prior_.mean, atol=0.1)
+
+
+def test_dask_default_prior_with_missing_values_equals_the_in_memory_fit():
+    # It raised numpy's LinAlgError (the moments of the NaN sample were NaN).
+    da = pytest.importorskip("dask.array")
+    _, holed = _with_holes(fraction=0.2)
+    eager = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(holed)
+    lazy = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(
+        da.from_array(holed, chunks=700))
+    np.testing.assert_allclose(lazy.prior_.scale, eager.prior_.scale, rtol=1e-8)
+    np.testing.assert_allclose(lazy.prior_.mean, eager.prior_.mean, rtol=1e-8, atol=1e-12)

@@ -586,11 +586,11 @@ default="kmeans"
         resolve_prior(self.prior, family, self.n_components, np.zeros(data.n_features),
                       np.eye(data.n_features))
         rescale = 1.0 if weight_total is None else data.weight_sum / weight_total
-        if isinstance(getattr(data, "X", None), np.ndarray):
-            start = _start_data(data)
-            mean, cov = data_moments(start.X, start.sample_weight, rescale)
-        else:
-            mean, cov = _streamed_moments(data)
+        X = getattr(data, "X", None)
+        if isinstance(X, np.ndarray) and _missing.incomplete_rows(X) is None:
+            mean, cov = data_moments(X, data.sample_weight, rescale)
+        else:  # out of core, or with NaN: one Gaussian's (ML) moments from the observed cells
+            mean, cov = _streamed_moments(data, rescale)
         prior = resolve_prior(self.prior, family, self.n_components, mean, cov)
         return prior if rescale == 1.0 else dataclasses.replace(prior, weight=rescale)
 
@@ -1063,23 +1063,49 @@ default="kmeans"
         return describe_fit(self, X, feature_names, source)
 
 
-def _streamed_moments(data):
-    """Mean and covariance (divisor sum(w) - 1) of data out of core, in one E-step pass.
+def _streamed_moments(data, rescale=1.0, max_iter=100, tol=1e-10):
+    """Mean and covariance (divisor sum(w) - 1) of data out of core or with NaN.
 
     A one-component model gives every row responsibility 1, so its summed statistics are
-    the data's moments about a point near the mean (from a sample: no cancellation).
+    the data's moments about a point near the mean (from a sample: no cancellation). On
+    complete rows one pass is exact whatever the parameters. With missing cells the
+    statistics hold each row's conditional moments under the current Gaussian, so the
+    passes are EM for one Gaussian: they end at the maximum-likelihood mean and covariance
+    under "missing at random" (filling the holes with column means instead would shrink the
+    variances and correlations by the missing fraction). The divisor is the weights' sum
+    as the user gave them (``weight_sum / rescale``) minus 1, as :func:`data_moments`.
     """
     rows, _ = data.sample_rows(1000, 0)
-    centre = np.asarray(rows, dtype=np.float64).mean(axis=0)
-    D = centre.shape[0]
-    params = MixtureParameters.from_covariances(
-        "full", np.ones(1), centre[None, :], np.eye(D)[None]
-    ).astype(data.dtype)
-    stats = data.statistics(params)
-    n = float(stats.nk[0])
-    mean = stats.shift[0] + stats.s1[0] / n
-    cov = (stats.s2[0] - np.outer(stats.s1[0], stats.s1[0]) / n) / max(n - 1.0, 1e-300)
-    return mean, 0.5 * (cov + cov.T)
+    rows = np.asarray(rows, dtype=np.float64)
+    D = rows.shape[1]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column all NaN in the sample
+        centre = np.nan_to_num(np.nanmean(rows, axis=0))
+        spread = np.nanvar(rows, axis=0)
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    cov = np.diag(spread)
+    for _ in range(max_iter):
+        params = MixtureParameters.from_covariances(
+            "full", np.ones(1), centre[None, :], cov[None]
+        ).astype(data.dtype)
+        stats = data.statistics(params)
+        n = float(stats.nk[0])
+        mean = stats.shift[0] + stats.s1[0] / n
+        scatter = stats.s2[0] - np.outer(stats.s1[0], stats.s1[0]) / n
+        new = 0.5 * (scatter + scatter.T) / n
+        complete = not getattr(data, "n_missing", 0) and not (
+            isinstance(getattr(data, "X", None), np.ndarray)
+            and _missing.incomplete_rows(data.X) is not None
+        )
+        done = complete or (
+            np.max(np.abs(new - cov)) <= tol * np.max(np.abs(np.diag(new)))
+            and np.max(np.abs(mean - centre) / np.sqrt(np.diag(new))) <= tol ** 0.5
+        )
+        centre, cov = mean, new
+        if done or not np.all(np.isfinite(new)):
+            break
+    given = n / rescale
+    return centre, cov * (given / max(given - 1.0, 1e-300))
 
 
 class _WeightOnly:

@@ -286,3 +286,40 @@ def test_a_truly_flat_component_is_still_flagged_at_any_scale():
         scale = s * np.eye(2) * 3
         reason = degeneracy_reason([0.5, 0.5], np.zeros((2, 2)), covs, "full", 100, scale, 1e-6)
         assert reason is not None and "component 1 " in reason and "component 0 " not in reason
+
+
+def _two_clusters_with_holes_and_a_far_row():
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(0, 1, (150, 2)), rng.normal(6, 1, (150, 2))])
+    rows = np.arange(len(X))
+    X[rows % 7 == 0, 0] = np.nan
+    X[(rows % 11 == 0) & (rows % 7 != 0), 1] = np.nan
+    X[3] = [1e9, np.nan]
+    return X
+
+
+def test_the_start_with_missing_values_is_not_dragged_by_a_far_value():
+    # The start filled the holes with the column mean, which the far value moved to 3.9e6:
+    # the filled rows formed a second far cluster and the clusters' start mean was 5.6e5.
+    X = _two_clusters_with_holes_and_a_far_row()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        gm = GaussianMixture(2, max_iter=0, random_state=0).fit(X)
+    inliers = int(np.argmin(np.abs(gm.means_[:, 0])))
+    assert -1 < gm.means_[inliers, 0] < 7
+    assert gm.covariances_[inliers, 0, 0] < 100
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "robust"])
+def test_a_far_incomplete_row_gets_its_component(init_params):
+    # Adding the complete rows' statistics moved the far incomplete row's moments
+    # (N = 1, at 1e9) to the complete rows' centre: 1e18 cancelled to a negative variance
+    # and the fit failed ("not positive definite ... smallest eigenvalue -128").
+    X = _two_clusters_with_holes_and_a_far_row()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        gm = GaussianMixture(2, random_state=0, init_params=init_params).fit(X)
+    far = int(np.argmax(gm.means_[:, 0]))
+    assert gm.means_[far, 0] == pytest.approx(1e9)
+    assert np.all(np.linalg.eigvalsh(gm.covariances_) > 0)
+    assert list(gm.outlier_components_) == [far]

@@ -357,7 +357,8 @@ default="kmeans"
 
     def _initial_parameters(self, data, random_state, inits, prior=None):
         weights_init, means_init, precisions_init = inits
-        data = _start_data(data)
+        far = [row for row, _ in getattr(self, "_isolated", None) or ()]
+        data = _start_data(data, exclude=far)
         dtype = data.dtype
         if weights_init is not None and means_init is not None and precisions_init is not None:
             return MixtureParameters.from_precisions(
@@ -431,7 +432,7 @@ default="kmeans"
         start on data in memory with at least two components and no initial arrays."""
         if self.n_components < 2 or any(a is not None for a in inits):
             return []
-        data = _start_data(data)
+        data = _start_data(data, median=True)
         if not isinstance(getattr(data, "X", None), np.ndarray):
             return []
         return far_rows(data.X, data.sample_weight, self.n_components - 1)
@@ -1115,11 +1116,15 @@ class _WeightOnly:
         self.weight_sum = weight_sum
 
 
-def _start_data(data):
+def _start_data(data, median=False, exclude=()):
     """The data initialisation sees: NaN filled with the column means, for the start only.
 
     k-means, k-means++, random starts and the robust start need complete rows; EM then
-    runs on the data with its NaN (exact EM on the observed values).
+    runs on the data with its NaN (exact EM on the observed values). The means leave out
+    the rows ``exclude`` (the far rows isolated at the start): one far value (1e9) would
+    otherwise move every filled cell of its column near it, and the start would see a
+    second far cluster. The far-row search itself (``median=True``) fills with the column
+    medians, which no far value moves.
     """
     if hasattr(data, "filled_for_start"):  # a Dask source: its NaN filled lazily
         return data.filled_for_start()
@@ -1134,8 +1139,16 @@ def _start_data(data):
             f"Feature {j} of X has no observed value (every row is NaN there): its mean "
             "and variance cannot be estimated. Drop that column."
         )
-    column_means = np.where(nan, 0.0, X).sum(axis=0, dtype=np.float64) / observed
-    filled = np.where(nan, column_means.astype(X.dtype), X)
+    if median:
+        centre = np.nanmedian(X, axis=0)
+    else:
+        kept = np.ones(X.shape[0], dtype=bool)
+        kept[list(exclude)] = False
+        counts = (~nan[kept]).sum(axis=0)
+        if not kept.any() or np.any(counts == 0):
+            kept[:], counts = True, observed
+        centre = np.where(nan[kept], 0.0, X[kept]).sum(axis=0, dtype=np.float64) / counts
+    filled = np.where(nan, centre.astype(X.dtype), X)
     return ArrayData(filled, data.sample_weight, data.block_size, data.executor)
 
 

@@ -216,10 +216,17 @@ def test_prior_keeps_a_collapsing_component_regular():
     rng = np.random.default_rng(0)
     X = np.vstack([np.repeat([[5.0, 5.0]], 3, axis=0), rng.normal(size=(50, 2))])
     means = np.array([[5.0, 5.0], [0.0, 0.0]])
-    with warnings.catch_warnings():  # the degeneracy rule counts points, not the prior
-        warnings.simplefilter("ignore", DegenerateFitWarning)
+    with warnings.catch_warnings():
+        # Under a prior no fit is a spurious maximizer: no DegenerateFitWarning (it was
+        # raised, counting 3 points against the 6 a full component needs).
+        warnings.simplefilter("error", DegenerateFitWarning)
         gm = GaussianMixture(2, prior="default", reg_covar=0.0, means_init=means).fit(X)
     assert np.all(np.linalg.eigvalsh(gm.covariances_) > 1e-3)
+    assert gm.degenerate_ is False and gm.degenerate_reason_ is None
+    without = GaussianMixture(2, reg_covar=1e-6, means_init=means)
+    with pytest.warns(DegenerateFitWarning):
+        without.fit(X)
+    assert without.degenerate_
 
 
 def _fit(X, sample_weight=None, **kwargs):
@@ -321,3 +328,27 @@ def test_dask_default_prior_with_missing_values_equals_the_in_memory_fit():
         da.from_array(holed, chunks=700))
     np.testing.assert_allclose(lazy.prior_.scale, eager.prior_.scale, rtol=1e-8)
     np.testing.assert_allclose(lazy.prior_.mean, eager.prior_.mean, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_default_prior_leaves_the_isolated_far_row_out(holes):
+    # var(X) with one row at 1e9 was singular in floating point ("the data's covariance
+    # is singular (a constant feature ...)"), or, with NaN, inflated the other component's
+    # covariance to sd 2.7e6: the far rows isolated at the start are left out of the
+    # default prior's moments, so the other component fits as without the far row.
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 1, (300, 2))
+    if holes:
+        X[::7, 0] = np.nan
+    far = np.vstack([X[:5], [[1e9, 1e9 if not holes else np.nan]], X[5:]])
+    options = dict(covariance_type="VVV", prior="default", random_state=0,
+                   init_params="robust")
+    clean = GaussianMixture(1, **options).fit(X)
+    with pytest.warns(DegenerateFitWarning, match="Far outliers.*the prior's mode"):
+        fitted = GaussianMixture(2, **options).fit(far)
+    assert list(fitted.outlier_rows_) == [5]
+    (inlier,) = [k for k in range(2) if k not in fitted.outlier_components_]
+    np.testing.assert_allclose(fitted.prior_.mean, clean.prior_.mean, rtol=1e-6)
+    np.testing.assert_allclose(fitted.means_[inlier], clean.means_[0], atol=0.01)
+    np.testing.assert_allclose(fitted.covariances_[inlier], clean.covariances_[0],
+                               atol=0.05)

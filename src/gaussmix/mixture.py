@@ -165,6 +165,9 @@ default="kmeans"
         Defined only when X was a DataFrame with string column names.
     degenerate_ : bool
         True when the fit looks like a spurious maximizer (a collapsed component).
+        Always False under a ``prior``: the posterior mode has no such maximizers (every
+        covariance is bounded below by the prior's scale over ``N_k + c_k``), as mclust
+        does not flag its MAP fits either.
     degenerate_reason_ : str or None
     outlier_components_ : ndarray of int
         Components that hold one far row alone (at most 1.5 effective points, more than
@@ -471,10 +474,14 @@ default="kmeans"
                 "Set warm_start=False to start afresh."
             )
         n_init = self.n_init if do_init else 1
-        prior = self._resolve_prior(data, weight_total)
+        # Fail on a model without a prior update before any pass over the data.
+        self._resolve_prior(data, weight_total, check_only=True)
         random_state = check_random_state(self.random_state)
         # Far outliers get components of their own at the start (docs/robustness.md).
         self._isolated = self._far_rows(data, inits) if do_init else []
+        # ... and are left out of the default prior's mean and scale (one row at 1e9 made
+        # var(X) singular in floating point, or inflated every component's covariance).
+        prior = self._resolve_prior(data, weight_total, [row for row, _ in self._isolated])
         try:
             self._run_inits(data, feature_names, inits, do_init, n_init, random_state, prior)
         finally:
@@ -565,32 +572,47 @@ default="kmeans"
                 map(str, self.outlier_rows_)) + ", isolated at the start)"
         warnings.warn(
             "Far outliers: " + "; ".join(notes) + rows + ". Each such component holds a "
-            "far row alone (its covariance is at reg_covar); the other components are "
+            "far row alone (" + ("its covariance is at reg_covar" if self.prior_ is None
+                                 else "its mean and covariance are the prior's mode for "
+                                 "one point") + "); the other components are "
             "fitted as without it. Drop those rows, or read them as outliers.",
             DegenerateFitWarning,
             stacklevel=5,
         )
 
-    def _resolve_prior(self, data, weight_total=None):
+    def _resolve_prior(self, data, weight_total=None, exclude=(), check_only=False):
         """The conjugate prior's hyperparameters for this fit (None without a prior).
 
         ``weight_total`` is the sum of the sample weights as the user gave them, when the
         data source rescaled them (to mean 1): the prior is then weighted by the same
-        factor, so that integer weights still fit as repeated rows.
+        factor, so that integer weights still fit as repeated rows. ``exclude``: rows
+        (the far rows isolated at the start) left out of the data's moments.
         """
         if self.prior is None:
             return None
         from ._prior import data_moments, resolve_prior
 
         family = families.get(self.covariance_type)
-        # Fail before any pass over the data on a model without a prior update.
         resolve_prior(self.prior, family, self.n_components, np.zeros(data.n_features),
                       np.eye(data.n_features))
+        if check_only:
+            return None
         rescale = 1.0 if weight_total is None else data.weight_sum / weight_total
         X = getattr(data, "X", None)
+        if isinstance(X, np.ndarray):
+            w = data.sample_weight
+            if len(exclude):
+                kept = np.ones(X.shape[0], dtype=bool)
+                kept[list(exclude)] = False
+                X, w = X[kept], None if w is None else w[kept]
         if isinstance(X, np.ndarray) and _missing.incomplete_rows(X) is None:
-            mean, cov = data_moments(X, data.sample_weight, rescale)
-        else:  # out of core, or with NaN: one Gaussian's (ML) moments from the observed cells
+            mean, cov = data_moments(X, w, rescale)
+        elif isinstance(X, np.ndarray):
+            # With NaN: one Gaussian's (ML) moments of the observed cells, by EM.
+            kept = ArrayData(X, w, data.block_size, data.executor)
+            ratio = 1.0 if w is None else kept.weight_sum / float(np.sum(w))
+            mean, cov = _streamed_moments(kept, rescale * ratio)
+        else:  # out of core (and with NaN, as above)
             mean, cov = _streamed_moments(data, rescale)
         prior = resolve_prior(self.prior, family, self.n_components, mean, cov)
         return prior if rescale == 1.0 else dataclasses.replace(prior, weight=rescale)
@@ -621,6 +643,10 @@ default="kmeans"
         """Flag fits that look like spurious maximizers (see gaussmix._degeneracy)."""
         self.degenerate_ = False
         self.degenerate_reason_ = None
+        if getattr(self, "prior_", None) is not None:
+            # MAP EM: the prior's scale keeps every covariance regular, a component with
+            # few points included; the likelihood's spurious maximizers do not arise.
+            return
         try:
             from ._degeneracy import degeneracy_reason_of_estimator
         except ImportError:  # until the degeneracy module lands

@@ -352,3 +352,19 @@ def test_default_prior_leaves_the_isolated_far_row_out(holes):
     np.testing.assert_allclose(fitted.means_[inlier], clean.means_[0], atol=0.01)
     np.testing.assert_allclose(fitted.covariances_[inlier], clean.covariances_[0],
                                atol=0.05)
+
+
+def test_summary_and_info_say_the_fit_is_map(tmp_path):
+    # Neither the fit summary nor `info` mentioned the prior: a MAP BIC read as an ML one.
+    X = load_faithful()
+    data = tmp_path / "faithful.csv"
+    data.write_text("eruptions,waiting\n" + "".join(f"{e!r},{w!r}\n" for e, w in X.tolist()))
+    for prior, expected in ((["--prior", "default"], True), ([], False)):
+        out = tmp_path / f"out{len(prior)}"
+        fitted = _cli("fit", data, "-k", "2", "-c", "VVV", *prior, "-o", out)
+        assert fitted.returncode == 0, fitted.stderr
+        info = _cli("info", out / "model.json")
+        assert info.returncode == 0, info.stderr
+        assert ("prior            conjugate (MAP EM" in fitted.stdout) is expected
+        assert ("Prior: conjugate (MAP EM" in info.stdout) is expected
+        assert ("shrinkage 0.01, dof 4;" in info.stdout) is expected

@@ -1104,7 +1104,6 @@ def _streamed_moments(data, rescale=1.0, max_iter=100, tol=1e-10):
     """
     rows, _ = data.sample_rows(1000, 0)
     rows = np.asarray(rows, dtype=np.float64)
-    D = rows.shape[1]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a column all NaN in the sample
         centre = np.nan_to_num(np.nanmean(rows, axis=0))

@@ -360,3 +360,22 @@ def test_summary_and_info_say_the_fit_is_map(tmp_path):
         assert ("prior            conjugate (MAP EM" in fitted.stdout) is expected
         assert ("Prior: conjugate (MAP EM" in info.stdout) is expected
         assert ("shrinkage 0.01, dof 4;" in info.stdout) is expected
+
+
+@pytest.mark.parametrize("edit", ["mean", "scale", "default"])
+def test_a_model_file_prior_needs_its_four_hyperparameters(tmp_path, edit):
+    # A file's prior without its mean loaded with mean 0 (the data it was built from are
+    # not in the file); without its scale, or as "default", numpy's "cannot reshape".
+    from gaussmix.io import ModelFileError
+
+    gm = GaussianMixture(2, covariance_type="VVV", prior="default", random_state=0)
+    path = tmp_path / "m.json"
+    gm.fit(load_faithful()).save(path)
+    doc = json.loads(path.read_text())
+    if edit == "default":
+        doc["params"]["prior"] = "default"
+    else:
+        del doc["params"]["prior"][edit]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="resolved hyperparameters.*missing"):
+        load(path)

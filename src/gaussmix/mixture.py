@@ -145,8 +145,9 @@ default="kmeans"
         default. mclust's models VEE, EVE, VVE and EVV have no update under this prior
         (an error), nor has :meth:`partial_fit`. EM then raises the log-posterior at every
         iteration; the log-likelihood in ``lower_bounds_`` may fall slightly on the way.
-        With missing values the default mean and scale come from the data with each NaN
-        replaced by its column's mean. See ``docs/math.md``, section 9.
+        With missing values the default mean and scale are one Gaussian's
+        maximum-likelihood moments of the observed cells; the far rows isolated at the
+        start are left out of them. See ``docs/math.md``, section 9.
 
     Attributes
     ----------

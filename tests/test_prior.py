@@ -379,3 +379,16 @@ def test_a_model_file_prior_needs_its_four_hyperparameters(tmp_path, edit):
     path.write_text(json.dumps(doc))
     with pytest.raises(ModelFileError, match="resolved hyperparameters.*missing"):
         load(path)
+
+
+def test_command_line_prior_with_stream_is_refused_in_its_own_words(tmp_path):
+    # It said "partial_fit does not support a prior ... set prior=None, or call fit".
+    X = load_faithful()
+    data = tmp_path / "faithful.csv"
+    data.write_text("eruptions,waiting\n" + "".join(f"{e!r},{w!r}\n" for e, w in X.tolist()))
+    result = _cli("fit", data, "-k", "2", "-c", "VVV", "--prior", "default", "--stream",
+                  "-o", tmp_path / "out")
+    assert result.returncode == 2
+    assert "--prior does not work with --stream" in result.stderr
+    assert "partial_fit" not in result.stderr
+    assert not (tmp_path / "out" / "model.json").exists()

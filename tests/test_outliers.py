@@ -323,3 +323,22 @@ def test_a_far_incomplete_row_gets_its_component(init_params):
     assert gm.means_[far, 0] == pytest.approx(1e9)
     assert np.all(np.linalg.eigvalsh(gm.covariances_) > 0)
     assert list(gm.outlier_components_) == [far]
+
+
+def test_select_model_with_missing_values_isolates_the_far_row():
+    # select_model's missing-value path started every component on partitions in which
+    # the far row (1e9, NaN) shared a cluster, and shrank every start variance towards a
+    # pooled variance the far row inflated by 1e15: the fits with its own component were
+    # flagged degenerate (2 effective points) and never selected (best: tied K=3).
+    X = _two_clusters_with_holes_and_a_far_row()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = select_model(X, n_components=range(1, 4), random_state=0,
+                              covariance_types=["spherical", "full"])
+    best = result.best_estimator_
+    assert (best.covariance_type, best.n_components) == ("spherical", 3)
+    assert best.degenerate_ is False
+    found = outlier_components(best.weights_, best.means_, best.covariances_,
+                               best.covariance_type, X.shape[0])
+    assert [k for k, _, _ in found] == [int(best.predict(X[3:4])[0])]
+    assert not any(row["degenerate"] for row in result.table if row["n_components"] > 1)

@@ -377,7 +377,7 @@ def test_a_model_file_prior_needs_its_four_hyperparameters(tmp_path, edit):
     else:
         del doc["params"]["prior"][edit]
     path.write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="resolved hyperparameters.*missing"):
+    with pytest.raises(ModelFileError, match=r"resolved hyperparameters.*missing"):
         load(path)
 
 

@@ -299,3 +299,59 @@ def test_selection_over_all_models_completes_on_float32_input_at_1e12():
     best = result.best_estimator_
     assert best.n_components >= 2
     assert int(best.predict(X[-1:])[0]) not in best.predict(clean)
+
+
+def _two_clusters_with_holes_and_a_far_row():
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(0, 1, (150, 2)), rng.normal(6, 1, (150, 2))])
+    rows = np.arange(len(X))
+    X[rows % 7 == 0, 0] = np.nan
+    X[(rows % 11 == 0) & (rows % 7 != 0), 1] = np.nan
+    X[3] = [1e9, np.nan]
+    return X
+
+
+def test_the_start_with_missing_values_is_not_dragged_by_a_far_value():
+    # The start filled the holes with the column mean, which the far value moved to 3.9e6:
+    # the filled rows formed a second far cluster and the clusters' start mean was 5.6e5.
+    X = _two_clusters_with_holes_and_a_far_row()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        gm = GaussianMixture(2, max_iter=0, random_state=0).fit(X)
+    inliers = int(np.argmin(np.abs(gm.means_[:, 0])))
+    assert -1 < gm.means_[inliers, 0] < 7
+    assert gm.covariances_[inliers, 0, 0] < 100
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "robust"])
+def test_a_far_incomplete_row_gets_its_component(init_params):
+    # Adding the complete rows' statistics moved the far incomplete row's moments
+    # (N = 1, at 1e9) to the complete rows' centre: 1e18 cancelled to a negative variance
+    # and the fit failed ("not positive definite ... smallest eigenvalue -128").
+    X = _two_clusters_with_holes_and_a_far_row()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        gm = GaussianMixture(2, random_state=0, init_params=init_params).fit(X)
+    far = int(np.argmax(gm.means_[:, 0]))
+    assert gm.means_[far, 0] == pytest.approx(1e9)
+    assert np.all(np.linalg.eigvalsh(gm.covariances_) > 0)
+    assert list(gm.outlier_components_) == [far]
+
+
+def test_select_model_with_missing_values_isolates_the_far_row():
+    # select_model's missing-value path started every component on partitions in which
+    # the far row (1e9, NaN) shared a cluster, and shrank every start variance towards a
+    # pooled variance the far row inflated by 1e15: the fits with its own component were
+    # flagged degenerate (2 effective points) and never selected (best: tied K=3).
+    X = _two_clusters_with_holes_and_a_far_row()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = select_model(X, n_components=range(1, 4), random_state=0,
+                              covariance_types=["spherical", "full"])
+    best = result.best_estimator_
+    assert (best.covariance_type, best.n_components) == ("spherical", 3)
+    assert best.degenerate_ is False
+    found = outlier_components(best.weights_, best.means_, best.covariances_,
+                               best.covariance_type, X.shape[0])
+    assert [k for k, _, _ in found] == [int(best.predict(X[3:4])[0])]
+    assert not any(row["degenerate"] for row in result.table if row["n_components"] > 1)

@@ -6,7 +6,9 @@ run as a black box); these tests never need R.
 
 import json
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,9 @@ from gaussmix._exceptions import DegenerateFitWarning
 from gaussmix._prior import PRIOR_MODELS, data_moments, log_prior, resolve_prior
 from gaussmix.datasets import load_faithful
 from gaussmix.stats import block_statistics, m_step, statistics_from_responsibilities
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import mclust_prior_reference
 
 REF = os.path.join(os.path.dirname(__file__), "data", "mclust_prior_faithful.json")
 # mclust's mstep() and me() agree for these; for EEI, EVI and EEV gaussmix follows me().
@@ -29,21 +34,8 @@ def ref():
 
 
 def _fit_from_z(X, model, z, **kwargs):
-    family = families.get(model)
-    K = z.shape[1]
-    prior = resolve_prior("default", family, K, *data_moments(X))
-    stats = statistics_from_responsibilities(X, z, family.name, shift=X.mean(axis=0))
-    start = m_step(stats, reg_covar=0.0, prior=prior)
-    options = dict(reg_covar=0.0, tol=1e-11, max_iter=100000)
-    options.update(kwargs)
-    with warnings.catch_warnings():  # a near-empty component is judged elsewhere
-        warnings.simplefilter("ignore", DegenerateFitWarning)
-        return GaussianMixture(
-            K, covariance_type=model, prior="default", weights_init=start.weights,
-            means_init=start.means,
-            precisions_init=family.precisions_from_cholesky(start.precisions_cholesky),
-            **options,
-        ).fit(X)
+    # The benchmark's own function (which wrote the reference), not a copy of it.
+    return mclust_prior_reference.fit_from_z(X, model, z, **kwargs)
 
 
 @pytest.mark.parametrize("model", MSTEP_MODELS)
@@ -216,10 +208,17 @@ def test_prior_keeps_a_collapsing_component_regular():
     rng = np.random.default_rng(0)
     X = np.vstack([np.repeat([[5.0, 5.0]], 3, axis=0), rng.normal(size=(50, 2))])
     means = np.array([[5.0, 5.0], [0.0, 0.0]])
-    with warnings.catch_warnings():  # the degeneracy rule counts points, not the prior
-        warnings.simplefilter("ignore", DegenerateFitWarning)
+    with warnings.catch_warnings():
+        # Under a prior no fit is a spurious maximizer: no DegenerateFitWarning (it was
+        # raised, counting 3 points against the 6 a full component needs).
+        warnings.simplefilter("error", DegenerateFitWarning)
         gm = GaussianMixture(2, prior="default", reg_covar=0.0, means_init=means).fit(X)
     assert np.all(np.linalg.eigvalsh(gm.covariances_) > 1e-3)
+    assert gm.degenerate_ is False and gm.degenerate_reason_ is None
+    without = GaussianMixture(2, reg_covar=1e-6, means_init=means)
+    with pytest.warns(DegenerateFitWarning):
+        without.fit(X)
+    assert without.degenerate_
 
 
 def _fit(X, sample_weight=None, **kwargs):
@@ -287,3 +286,109 @@ def test_command_line_fit_with_the_default_prior(tmp_path):
     refused = _cli("fit", data, "-k", "2", "-c", "VEE", "--prior", "default",
                    "-o", tmp_path / "o3")
     assert refused.returncode == 2 and "no update under the conjugate prior" in refused.stderr
+
+
+def _with_holes(seed=0, fraction=0.4):
+    rng = np.random.default_rng(seed)
+    cov = np.array([[4.0, 1.5, 0.0], [1.5, 1.0, 0.0], [0.0, 0.0, 9.0]])
+    X = rng.multivariate_normal([0.0, 0.0, 0.0], cov, size=3000)
+    holed = X.copy()
+    holed[rng.random(X.shape) < fraction] = np.nan
+    empty = np.isnan(holed).all(axis=1)
+    holed[empty, 0] = X[empty, 0]
+    return X, holed
+
+
+def test_default_prior_with_missing_values_uses_the_observed_moments():
+    # Filling the holes with column means shrank the default scale by the missing
+    # fraction (variances by 40%, the correlation 0.9 -> 0.35); the prior is built from
+    # one Gaussian's maximum-likelihood moments of the observed cells instead.
+    X, holed = _with_holes()
+    complete = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(X)
+    missing = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(holed)
+    np.testing.assert_allclose(missing.prior_.scale, complete.prior_.scale, rtol=0.1,
+                               atol=0.1)
+    np.testing.assert_allclose(missing.prior_.mean, complete.prior_.mean, atol=0.1)
+
+
+def test_dask_default_prior_with_missing_values_equals_the_in_memory_fit():
+    # It raised numpy's LinAlgError (the moments of the NaN sample were NaN).
+    da = pytest.importorskip("dask.array")
+    _, holed = _with_holes(fraction=0.2)
+    eager = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(holed)
+    lazy = GaussianMixture(2, prior="default", random_state=0, max_iter=0).fit(
+        da.from_array(holed, chunks=700))
+    np.testing.assert_allclose(lazy.prior_.scale, eager.prior_.scale, rtol=1e-8)
+    np.testing.assert_allclose(lazy.prior_.mean, eager.prior_.mean, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_default_prior_leaves_the_isolated_far_row_out(holes):
+    # var(X) with one row at 1e9 was singular in floating point ("the data's covariance
+    # is singular (a constant feature ...)"), or, with NaN, inflated the other component's
+    # covariance to sd 2.7e6: the far rows isolated at the start are left out of the
+    # default prior's moments, so the other component fits as without the far row.
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 1, (300, 2))
+    if holes:
+        X[::7, 0] = np.nan
+    far = np.vstack([X[:5], [[1e9, 1e9 if not holes else np.nan]], X[5:]])
+    options = dict(covariance_type="VVV", prior="default", random_state=0,
+                   init_params="robust")
+    clean = GaussianMixture(1, **options).fit(X)
+    with pytest.warns(DegenerateFitWarning, match="Far outliers.*the prior's mode"):
+        fitted = GaussianMixture(2, **options).fit(far)
+    assert list(fitted.outlier_rows_) == [5]
+    (inlier,) = [k for k in range(2) if k not in fitted.outlier_components_]
+    np.testing.assert_allclose(fitted.prior_.mean, clean.prior_.mean, rtol=1e-6)
+    np.testing.assert_allclose(fitted.means_[inlier], clean.means_[0], atol=0.01)
+    np.testing.assert_allclose(fitted.covariances_[inlier], clean.covariances_[0],
+                               atol=0.05)
+
+
+def test_summary_and_info_say_the_fit_is_map(tmp_path):
+    # Neither the fit summary nor `info` mentioned the prior: a MAP BIC read as an ML one.
+    X = load_faithful()
+    data = tmp_path / "faithful.csv"
+    data.write_text("eruptions,waiting\n" + "".join(f"{e!r},{w!r}\n" for e, w in X.tolist()))
+    for prior, expected in ((["--prior", "default"], True), ([], False)):
+        out = tmp_path / f"out{len(prior)}"
+        fitted = _cli("fit", data, "-k", "2", "-c", "VVV", *prior, "-o", out)
+        assert fitted.returncode == 0, fitted.stderr
+        info = _cli("info", out / "model.json")
+        assert info.returncode == 0, info.stderr
+        assert ("prior            conjugate (MAP EM" in fitted.stdout) is expected
+        assert ("Prior: conjugate (MAP EM" in info.stdout) is expected
+        assert ("shrinkage 0.01, dof 4;" in info.stdout) is expected
+
+
+@pytest.mark.parametrize("edit", ["mean", "scale", "default"])
+def test_a_model_file_prior_needs_its_four_hyperparameters(tmp_path, edit):
+    # A file's prior without its mean loaded with mean 0 (the data it was built from are
+    # not in the file); without its scale, or as "default", numpy's "cannot reshape".
+    from gaussmix.io import ModelFileError
+
+    gm = GaussianMixture(2, covariance_type="VVV", prior="default", random_state=0)
+    path = tmp_path / "m.json"
+    gm.fit(load_faithful()).save(path)
+    doc = json.loads(path.read_text())
+    if edit == "default":
+        doc["params"]["prior"] = "default"
+    else:
+        del doc["params"]["prior"][edit]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match=r"resolved hyperparameters.*missing"):
+        load(path)
+
+
+def test_command_line_prior_with_stream_is_refused_in_its_own_words(tmp_path):
+    # It said "partial_fit does not support a prior ... set prior=None, or call fit".
+    X = load_faithful()
+    data = tmp_path / "faithful.csv"
+    data.write_text("eruptions,waiting\n" + "".join(f"{e!r},{w!r}\n" for e, w in X.tolist()))
+    result = _cli("fit", data, "-k", "2", "-c", "VVV", "--prior", "default", "--stream",
+                  "-o", tmp_path / "out")
+    assert result.returncode == 2
+    assert "--prior does not work with --stream" in result.stderr
+    assert "partial_fit" not in result.stderr
+    assert not (tmp_path / "out" / "model.json").exists()

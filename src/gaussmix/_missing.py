@@ -515,9 +515,16 @@ def incomplete_statistics(
     quadratic = _Quadratic(D, centre)
     nk, s1, s2 = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
     log_likelihood = 0.0
-    accurate = True
+    # A component whose mean is far from the centre in its own standard deviations (a far
+    # row isolated in its component, at reg_covar) makes the quadratic features' terms
+    # cancel before exp() (rounding ~ eps * that squared distance; exp overflowed for a
+    # component 1e9 away with variance 1e-6): the exact path from the start.
+    variances = np.diagonal(covariances, axis1=1, axis2=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = np.max((means - centre) ** 2 / variances)
+    accurate = bool(reach <= _CANCELLATION)
     order_weights = w[local_order] if weighted_rows else None
-    for a, b in index.groups(K):
+    for a, b in index.groups(K) if accurate else ():
         factors = _Factors(covariances, index.patterns[a:b])
         coef, lowered = quadratic.coefficients(factors, means, log_weights)
 

@@ -18,6 +18,12 @@
    Each partition starts EM with its clusters' weights, per-coordinate observed means and
    diagonal covariances (observed variances, shrunk towards the pooled ones by ``D + 1``
    pseudo-points so that small clusters do not start singular), in the family's form.
+
+   *Far outliers* (:func:`gaussmix._init.far_rows` on the data with holes filled by the
+   column medians, as ``GaussianMixture.fit`` isolates them): for every K above their
+   number F, the other rows are partitioned into K - F clusters and each far row gets
+   its own, started tight (1e-12 of the pooled variance); they are left out of the
+   pooled moments.
 2. **Exact EM with missing values** (:mod:`gaussmix._missing`) from every start, through
    :class:`~gaussmix.GaussianMixture` with the caller's ``**params``; the start with the
    highest observed-data log-likelihood among the non-degenerate fits is kept.
@@ -140,11 +146,22 @@ def _hierarchical(X, observed, w, ks, entropy):
     return out
 
 
-def _start_parameters(X, observed, w, labels, K, covariance_type):
-    """weights, means and precisions (the family's stored form) of a partition."""
+def _start_parameters(X, observed, w, labels, K, covariance_type, far=()):
+    """weights, means and precisions (the family's stored form) of a partition.
+
+    ``far``: the far rows isolated in the last ``len(far)`` clusters (one each). They are
+    left out of the pooled moments (one row at 1e9 inflated every start variance by 1e15)
+    and their clusters start with a variance 1e-12 of the pooled one (also along their
+    missing coordinates, which EM does not inform), as GaussianMixture.fit's isolated
+    rows start at reg_covar.
+    """
     D = X.shape[1]
+    rest = np.ones(len(X), dtype=bool)
+    rest[list(far)] = False
     means = _centres_of(X, observed, w, labels, K, 0.0)
-    pooled_mean = _centres_of(X, observed, w, np.zeros(len(X), np.intp), 1, 0.0)[0]
+    pooled_mean = _centres_of(
+        X[rest], observed[rest], w[rest], np.zeros(int(rest.sum()), np.intp), 1, 0.0
+    )[0]
     means = np.where(np.isnan(means), pooled_mean, means)
     onehot = np.zeros((len(X), K))
     onehot[np.arange(len(X)), labels] = w
@@ -152,11 +169,13 @@ def _start_parameters(X, observed, w, labels, K, covariance_type):
     resid = np.where(observed, X - means[labels], 0.0)
     counts = onehot.T @ obs  # (K, D) observed weight per coordinate
     scatter = onehot.T @ resid**2
-    total_resid = np.where(observed, X - pooled_mean, 0.0)
-    pooled = (w @ total_resid**2) / np.maximum(w @ obs, 1e-300)
+    total_resid = np.where(observed[rest], X[rest] - pooled_mean, 0.0)
+    pooled = (w[rest] @ total_resid**2) / np.maximum(w[rest] @ obs[rest], 1e-300)
     pooled = np.where(pooled > 0, pooled, 1.0)
     prior = D + 1.0
     variances = (scatter + prior * pooled) / (counts + prior)
+    if len(far):
+        variances[K - len(far):] = 1e-12 * pooled
     weights = onehot.sum(axis=0)
     weights = np.maximum(weights, 1e-3 * weights.sum() / K)
     weights /= weights.sum()
@@ -168,8 +187,46 @@ def _start_parameters(X, observed, w, labels, K, covariance_type):
     return weights, means, family.precisions(covariances)
 
 
-def _partitions(X, observed, w, ks, n_init, entropy):
-    """{K: [labels, ...]}: k-means runs and the hierarchical cuts, duplicates dropped."""
+def _far(X, observed, w, max_rows):
+    """The far rows to isolate (:func:`gaussmix._init.far_rows`, as GaussianMixture.fit
+    does), on X with its holes filled by the column medians (which no far value moves)."""
+    if max_rows < 1:
+        return []
+    from ._init import far_rows
+
+    filled = np.where(observed, X, np.nanmedian(X, axis=0))
+    return [row for row, _ in far_rows(filled, w, max_rows)]
+
+
+def _partitions(X, observed, w, ks, n_init, entropy, far=()):
+    """{K: [labels, ...]}: k-means runs and the hierarchical cuts, duplicates dropped.
+
+    With ``far`` rows (F of them), every K > F partitions the other rows into K - F
+    clusters and gives each far row a cluster of its own (the last F labels).
+    """
+    F = len(far)
+    isolated = [K for K in ks if F and K > F]
+    out = _plain_partitions(X, observed, w, [K for K in ks if K not in isolated], n_init,
+                            entropy) if len(isolated) < len(ks) else {}
+    if isolated:
+        rest = np.ones(len(X), dtype=bool)
+        rest[list(far)] = False
+        sub = _plain_partitions(X[rest], observed[rest], w[rest],
+                                [K - F for K in isolated], n_init, entropy)
+        for K in isolated:
+            out[K] = []
+            for labels_rest in sub[K - F]:
+                labels = np.empty(len(X), dtype=np.intp)
+                labels[rest] = labels_rest
+                labels[list(far)] = np.arange(K - F, K)
+                out[K].append(labels)
+    return out
+
+
+def _plain_partitions(X, observed, w, ks, n_init, entropy):
+    """:func:`_partitions` without far rows."""
+    if not ks:
+        return {}
     hc = _hierarchical(X, observed, w, ks, entropy)
     out = {}
     for K in ks:
@@ -199,14 +256,15 @@ def _canonical(labels):
 # --------------------------------------------------------------------------- fits
 
 
-def _fit_point(X, w, observed, covariance_type, K, partitions, params, seed):
+def _fit_point(X, w, observed, covariance_type, K, partitions, params, seed, far=()):
     """Best fit of one grid point over the starts: (model or None, errors)."""
     from .mixture import GaussianMixture
 
     best, best_ll, errors = None, -np.inf, []
+    far = far if len(far) and K > len(far) else ()
     for labels in partitions:
         weights, means, precisions = _start_parameters(
-            X, observed, w, labels, K, covariance_type
+            X, observed, w, labels, K, covariance_type, far
         )
         model = GaussianMixture(
             n_components=K, covariance_type=covariance_type, weights_init=weights,
@@ -268,7 +326,8 @@ def select(
     w = np.ones(n_samples) if w is None else w
     n_eff = float(w.sum())
     entropy = selection._entropy_from(random_state)
-    partitions = _partitions(X, observed, w, ks, n_init, entropy)
+    far = _far(X, observed, w, ks[-1] - 1)  # far outliers: a cluster of their own
+    partitions = _partitions(X, observed, w, ks, n_init, entropy, far)
     seed = random_state if random_state is None or isinstance(
         random_state, numbers.Integral) else int(entropy % (2**31 - 1))
 
@@ -276,7 +335,8 @@ def select(
     results: dict[tuple[str, int], Any] = {}
     for K in ks:
         for t in types:
-            results[(t, K)] = _fit_point(X, w, observed, t, K, partitions[K], params, seed)
+            results[(t, K)] = _fit_point(X, w, observed, t, K, partitions[K], params, seed,
+                                         far)
             done += 1
             if progress is not None:
                 progress(done, len(ks) * len(types), t, K)

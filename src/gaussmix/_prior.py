@@ -258,7 +258,8 @@ def resolve_prior(spec, family, n_components, data_mean, data_cov) -> Prior | No
             raise ValueError(
                 "The data's covariance is singular (a constant feature, or fewer distinct "
                 "rows than features), so the default prior scale var(X) / K^(2/D) is not "
-                "positive definite. Drop constant features, or give prior={'scale': ...}."
+                "positive definite. Drop constant features, or give the scale yourself "
+                "(GaussianMixture(prior={'scale': ...}) in Python)."
             )
     return Prior(model, shrinkage, mean, dof, scale)
 

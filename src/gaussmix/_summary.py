@@ -99,6 +99,18 @@ def printable(value: Any, limit: int = 200) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+def _prior_words(prior) -> str:
+    """One line on a fit's conjugate prior (its hyperparameters as in a model file)."""
+    try:
+        shrinkage, dof = float(prior["shrinkage"]), float(prior["dof"])
+    except (KeyError, TypeError, ValueError):
+        return "conjugate (MAP EM)"
+    return (
+        f"conjugate (MAP EM, mclust's priorControl() form): shrinkage {shrinkage:.3g}, "
+        f"dof {dof:.3g}; the log-likelihood and BIC are at the posterior mode"
+    )
+
+
 def _setting(value: Any) -> str:
     """A setting from a model file: numbers and strings (escaped) as they are, else its kind."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -180,6 +192,9 @@ def describe_fit(
         f"  BIC              {bic:.6f} (lower is better; mclust's sign: {-bic:.6f})",
         f"  free parameters  {model._n_parameters()}",
     ]
+    prior = getattr(model, "prior_", None)
+    if prior is not None:
+        lines.append(f"  prior            {_prior_words(prior.to_dict())}")
     if getattr(model, "degenerate_", False):
         lines.append(f"  degenerate       {getattr(model, 'degenerate_reason_', '') or 'yes'}")
     from ._degeneracy import outlier_components
@@ -276,6 +291,8 @@ def describe_model_file(model: Any, doc: Mapping[str, Any], path: str) -> str:
     )
     if settings:
         lines.append(f"Settings: {settings}.")
+    if isinstance(params.get("prior"), dict):
+        lines.append(f"Prior: {_prior_words(params['prior'])}.")
     if training.get("degenerate"):
         lines.append(f"Degenerate fit: {printable(training.get('degenerate_reason'), 1000)}")
     lines.append("")

@@ -124,6 +124,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.covariance is None:
         args.covariance = "full"
     if args.stream or args.resume:
+        if getattr(args, "prior", None) is not None:
+            raise UserError(
+                "--prior does not work with --stream or --resume (online EM has no MAP "
+                "update): remove --prior, or fit the data in one piece without --stream"
+            )
         return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
     OutputDir(args.output).check_writable()

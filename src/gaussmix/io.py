@@ -1464,6 +1464,18 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     if getattr(model, "prior", None) is not None:
         from ._prior import resolve_prior
 
+        # A file holds the hyperparameters the fit resolved, all four: a missing one
+        # would take a default built from data the file does not have (the mean was
+        # silently zero; a missing scale was numpy's "cannot reshape" error).
+        missing = [key for key in ("shrinkage", "mean", "dof", "scale")
+                   if not isinstance(model.prior, dict) or key not in model.prior]
+        if missing:
+            raise chk.fail(
+                "params.prior",
+                "must be the fit's resolved hyperparameters, a mapping with shrinkage, "
+                f"mean, dof and scale; {', '.join(missing)} missing (got "
+                f"{str(model.prior)[:60]!r})",
+            )
         try:
             model.prior_ = resolve_prior(model.prior, family, k, np.zeros(d), None)
         except (TypeError, ValueError) as exc:

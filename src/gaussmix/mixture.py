@@ -145,8 +145,9 @@ default="kmeans"
         default. mclust's models VEE, EVE, VVE and EVV have no update under this prior
         (an error), nor has :meth:`partial_fit`. EM then raises the log-posterior at every
         iteration; the log-likelihood in ``lower_bounds_`` may fall slightly on the way.
-        With missing values the default mean and scale come from the data with each NaN
-        replaced by its column's mean. See ``docs/math.md``, section 9.
+        With missing values the default mean and scale are one Gaussian's
+        maximum-likelihood moments of the observed cells; the far rows isolated at the
+        start are left out of them. See ``docs/math.md``, section 9.
 
     Attributes
     ----------
@@ -165,6 +166,9 @@ default="kmeans"
         Defined only when X was a DataFrame with string column names.
     degenerate_ : bool
         True when the fit looks like a spurious maximizer (a collapsed component).
+        Always False under a ``prior``: the posterior mode has no such maximizers (every
+        covariance is bounded below by the prior's scale over ``N_k + c_k``), as mclust
+        does not flag its MAP fits either.
     degenerate_reason_ : str or None
     outlier_components_ : ndarray of int
         Components that hold one far row alone (at most 1.5 effective points, more than
@@ -357,7 +361,8 @@ default="kmeans"
 
     def _initial_parameters(self, data, random_state, inits, prior=None):
         weights_init, means_init, precisions_init = inits
-        data = _start_data(data)
+        far = [row for row, _ in getattr(self, "_isolated", None) or ()]
+        data = _start_data(data, exclude=far)
         dtype = data.dtype
         if weights_init is not None and means_init is not None and precisions_init is not None:
             return MixtureParameters.from_precisions(
@@ -431,7 +436,7 @@ default="kmeans"
         start on data in memory with at least two components and no initial arrays."""
         if self.n_components < 2 or any(a is not None for a in inits):
             return []
-        data = _start_data(data)
+        data = _start_data(data, median=True)
         if not isinstance(getattr(data, "X", None), np.ndarray):
             return []
         return far_rows(data.X, data.sample_weight, self.n_components - 1)
@@ -470,10 +475,14 @@ default="kmeans"
                 "Set warm_start=False to start afresh."
             )
         n_init = self.n_init if do_init else 1
-        prior = self._resolve_prior(data, weight_total)
+        # Fail on a model without a prior update before any pass over the data.
+        self._resolve_prior(data, weight_total, check_only=True)
         random_state = check_random_state(self.random_state)
         # Far outliers get components of their own at the start (docs/robustness.md).
         self._isolated = self._far_rows(data, inits) if do_init else []
+        # ... and are left out of the default prior's mean and scale (one row at 1e9 made
+        # var(X) singular in floating point, or inflated every component's covariance).
+        prior = self._resolve_prior(data, weight_total, [row for row, _ in self._isolated])
         try:
             self._run_inits(data, feature_names, inits, do_init, n_init, random_state, prior)
         finally:
@@ -564,33 +573,48 @@ default="kmeans"
                 map(str, self.outlier_rows_)) + ", isolated at the start)"
         warnings.warn(
             "Far outliers: " + "; ".join(notes) + rows + ". Each such component holds a "
-            "far row alone (its covariance is at reg_covar); the other components are "
+            "far row alone (" + ("its covariance is at reg_covar" if self.prior_ is None
+                                 else "its mean and covariance are the prior's mode for "
+                                 "one point") + "); the other components are "
             "fitted as without it. Drop those rows, or read them as outliers.",
             DegenerateFitWarning,
             stacklevel=5,
         )
 
-    def _resolve_prior(self, data, weight_total=None):
+    def _resolve_prior(self, data, weight_total=None, exclude=(), check_only=False):
         """The conjugate prior's hyperparameters for this fit (None without a prior).
 
         ``weight_total`` is the sum of the sample weights as the user gave them, when the
         data source rescaled them (to mean 1): the prior is then weighted by the same
-        factor, so that integer weights still fit as repeated rows.
+        factor, so that integer weights still fit as repeated rows. ``exclude``: rows
+        (the far rows isolated at the start) left out of the data's moments.
         """
         if self.prior is None:
             return None
         from ._prior import data_moments, resolve_prior
 
         family = families.get(self.covariance_type)
-        # Fail before any pass over the data on a model without a prior update.
         resolve_prior(self.prior, family, self.n_components, np.zeros(data.n_features),
                       np.eye(data.n_features))
+        if check_only:
+            return None
         rescale = 1.0 if weight_total is None else data.weight_sum / weight_total
-        if isinstance(getattr(data, "X", None), np.ndarray):
-            start = _start_data(data)
-            mean, cov = data_moments(start.X, start.sample_weight, rescale)
-        else:
-            mean, cov = _streamed_moments(data)
+        X = getattr(data, "X", None)
+        if isinstance(X, np.ndarray):
+            w = data.sample_weight
+            if len(exclude):
+                kept = np.ones(X.shape[0], dtype=bool)
+                kept[list(exclude)] = False
+                X, w = X[kept], None if w is None else w[kept]
+        if isinstance(X, np.ndarray) and _missing.incomplete_rows(X) is None:
+            mean, cov = data_moments(X, w, rescale)
+        elif isinstance(X, np.ndarray):
+            # With NaN: one Gaussian's (ML) moments of the observed cells, by EM.
+            kept = ArrayData(X, w, data.block_size, data.executor)
+            ratio = 1.0 if w is None else kept.weight_sum / float(np.sum(w))
+            mean, cov = _streamed_moments(kept, rescale * ratio)
+        else:  # out of core (and with NaN, as above)
+            mean, cov = _streamed_moments(data, rescale)
         prior = resolve_prior(self.prior, family, self.n_components, mean, cov)
         return prior if rescale == 1.0 else dataclasses.replace(prior, weight=rescale)
 
@@ -620,6 +644,10 @@ default="kmeans"
         """Flag fits that look like spurious maximizers (see gaussmix._degeneracy)."""
         self.degenerate_ = False
         self.degenerate_reason_ = None
+        if getattr(self, "prior_", None) is not None:
+            # MAP EM: the prior's scale keeps every covariance regular, a component with
+            # few points included; the likelihood's spurious maximizers do not arise.
+            return
         try:
             from ._degeneracy import degeneracy_reason_of_estimator
         except ImportError:  # until the degeneracy module lands
@@ -1063,23 +1091,48 @@ default="kmeans"
         return describe_fit(self, X, feature_names, source)
 
 
-def _streamed_moments(data):
-    """Mean and covariance (divisor sum(w) - 1) of data out of core, in one E-step pass.
+def _streamed_moments(data, rescale=1.0, max_iter=100, tol=1e-10):
+    """Mean and covariance (divisor sum(w) - 1) of data out of core or with NaN.
 
     A one-component model gives every row responsibility 1, so its summed statistics are
-    the data's moments about a point near the mean (from a sample: no cancellation).
+    the data's moments about a point near the mean (from a sample: no cancellation). On
+    complete rows one pass is exact whatever the parameters. With missing cells the
+    statistics hold each row's conditional moments under the current Gaussian, so the
+    passes are EM for one Gaussian: they end at the maximum-likelihood mean and covariance
+    under "missing at random" (filling the holes with column means instead would shrink the
+    variances and correlations by the missing fraction). The divisor is the weights' sum
+    as the user gave them (``weight_sum / rescale``) minus 1, as :func:`data_moments`.
     """
     rows, _ = data.sample_rows(1000, 0)
-    centre = np.asarray(rows, dtype=np.float64).mean(axis=0)
-    D = centre.shape[0]
-    params = MixtureParameters.from_covariances(
-        "full", np.ones(1), centre[None, :], np.eye(D)[None]
-    ).astype(data.dtype)
-    stats = data.statistics(params)
-    n = float(stats.nk[0])
-    mean = stats.shift[0] + stats.s1[0] / n
-    cov = (stats.s2[0] - np.outer(stats.s1[0], stats.s1[0]) / n) / max(n - 1.0, 1e-300)
-    return mean, 0.5 * (cov + cov.T)
+    rows = np.asarray(rows, dtype=np.float64)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column all NaN in the sample
+        centre = np.nan_to_num(np.nanmean(rows, axis=0))
+        spread = np.nanvar(rows, axis=0)
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    cov = np.diag(spread)
+    for _ in range(max_iter):
+        params = MixtureParameters.from_covariances(
+            "full", np.ones(1), centre[None, :], cov[None]
+        ).astype(data.dtype)
+        stats = data.statistics(params)
+        n = float(stats.nk[0])
+        mean = stats.shift[0] + stats.s1[0] / n
+        scatter = stats.s2[0] - np.outer(stats.s1[0], stats.s1[0]) / n
+        new = 0.5 * (scatter + scatter.T) / n
+        complete = not getattr(data, "n_missing", 0) and not (
+            isinstance(getattr(data, "X", None), np.ndarray)
+            and _missing.incomplete_rows(data.X) is not None
+        )
+        done = complete or (
+            np.max(np.abs(new - cov)) <= tol * np.max(np.abs(np.diag(new)))
+            and np.max(np.abs(mean - centre) / np.sqrt(np.diag(new))) <= tol ** 0.5
+        )
+        centre, cov = mean, new
+        if done or not np.all(np.isfinite(new)):
+            break
+    given = n / rescale
+    return centre, cov * (given / max(given - 1.0, 1e-300))
 
 
 class _WeightOnly:
@@ -1089,11 +1142,15 @@ class _WeightOnly:
         self.weight_sum = weight_sum
 
 
-def _start_data(data):
+def _start_data(data, median=False, exclude=()):
     """The data initialisation sees: NaN filled with the column means, for the start only.
 
     k-means, k-means++, random starts and the robust start need complete rows; EM then
-    runs on the data with its NaN (exact EM on the observed values).
+    runs on the data with its NaN (exact EM on the observed values). The means leave out
+    the rows ``exclude`` (the far rows isolated at the start): one far value (1e9) would
+    otherwise move every filled cell of its column near it, and the start would see a
+    second far cluster. The far-row search itself (``median=True``) fills with the column
+    medians, which no far value moves.
     """
     if hasattr(data, "filled_for_start"):  # a Dask source: its NaN filled lazily
         return data.filled_for_start()
@@ -1108,8 +1165,16 @@ def _start_data(data):
             f"Feature {j} of X has no observed value (every row is NaN there): its mean "
             "and variance cannot be estimated. Drop that column."
         )
-    column_means = np.where(nan, 0.0, X).sum(axis=0, dtype=np.float64) / observed
-    filled = np.where(nan, column_means.astype(X.dtype), X)
+    if median:
+        centre = np.nanmedian(X, axis=0)
+    else:
+        kept = np.ones(X.shape[0], dtype=bool)
+        kept[list(exclude)] = False
+        counts = (~nan[kept]).sum(axis=0)
+        if not kept.any() or np.any(counts == 0):
+            kept[:], counts = True, observed
+        centre = np.where(nan[kept], 0.0, X[kept]).sum(axis=0, dtype=np.float64) / counts
+    filled = np.where(nan, centre.astype(X.dtype), X)
     return ArrayData(filled, data.sample_weight, data.block_size, data.executor)
 
 

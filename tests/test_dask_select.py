@@ -209,5 +209,11 @@ def test_cli_select_with_a_scheduler(tmp_path):
 def test_bad_dask_input_is_a_clear_error(client):
     X = _blobs(300)
     X[123, 1] = np.nan
-    with dask.config.set(scheduler=client), pytest.raises(ValueError, match="row 123"):
+    with dask.config.set(scheduler=client), pytest.raises(
+        ValueError, match=r"row 123.*model selection on a Dask array does not take missing "
+        r"values yet.*select_model\(X.compute\(\)\)"
+    ):
+        select_model(da.from_array(X, chunks=100), n_components=[1, 2], random_state=0)
+    X[200, 0] = np.inf
+    with dask.config.set(scheduler=client), pytest.raises(ValueError, match="infinite"):
         select_model(da.from_array(X, chunks=100), n_components=[1, 2], random_state=0)

@@ -253,6 +253,14 @@ def _raise_on_missing_values(summaries):
 def _raise_on_bad_input(summaries, weighted):
     n_nan = sum(s["n_nan"] for s in summaries)
     n_inf = sum(s["n_inf"] for s in summaries)
+    if n_nan and not n_inf:  # only model selection reads Dask data without allow_nan
+        first = next(s["first_bad"] for s in summaries if s["first_bad"] is not None)
+        raise ValueError(
+            f"X holds {n_nan} missing value{'s' if n_nan != 1 else ''} (NaN; the first at row "
+            f"{first[0]}, column {first[1]}): model selection on a Dask array does not take "
+            "missing values yet. Select in memory (select_model(X.compute()) uses exact EM "
+            "with missing values), or fit one model on Dask (GaussianMixture.fit takes them)."
+        )
     if n_nan or n_inf:
         first = next(s["first_bad"] for s in summaries if s["first_bad"] is not None)
         raise ValueError(

@@ -582,7 +582,7 @@ def degeneracy_reason(
         ).items():
             problems.setdefault(key, []).extend(messages)
 
-    # 3. Spherical components whose points have no spread along some direction.
+    # 4. Spherical components whose points have no spread along some direction.
     if family.hides_flat_directions and X is not None and resp is not None:
         data_cov = data_covariance(X, sample_weight)
         data_centre = np.average(np.asarray(X, dtype=np.float64), axis=0, weights=sample_weight)

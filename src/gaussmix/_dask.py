@@ -29,6 +29,7 @@ import numpy as np
 
 from ._backends import sample_indices
 from ._validation import (
+    check_finite_or_nan,
     check_random_state,
     check_sample_weight,
     non_finite_message,
@@ -677,25 +678,8 @@ def _row_offset(block_info):
 
 def _finite_block(x, block_info):
     """NaN is a missing value; refuse infinity and rows with no observed value (global
-    row numbers)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(x, dtype=np.float64)):
-            return
-    infinite = np.isinf(x)
-    if infinite.any():
-        row, col = np.argwhere(infinite)[0]
-        raise ValueError(
-            f"X contains infinite values; the first is at row {row + _row_offset(block_info)}, "
-            f"column {col}. NaN marks a missing value, but infinity is not allowed: replace "
-            "it with NaN or drop the rows that hold it."
-        )
-    empty = np.isnan(x).all(axis=1)
-    if empty.any():
-        raise ValueError(
-            f"X has a row with no observed value (every feature NaN): row "
-            f"{int(np.argmax(empty)) + _row_offset(block_info)}. Such rows carry no "
-            "information: drop them."
-        )
+    row numbers; the counts are the block's)."""
+    check_finite_or_nan(x, row_offset=_row_offset(block_info))
 
 
 def _impute_block(x, params, block_size, block_info=None):

@@ -156,8 +156,11 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     raise ValueError(non_finite_message(name, n_nan, n_inf, at))
 
 
-def check_finite_or_nan(arr: np.ndarray, name: str = "X") -> None:
-    """Allow NaN (a missing value) but refuse infinity and rows that are entirely NaN."""
+def check_finite_or_nan(arr: np.ndarray, name: str = "X", row_offset: int = 0) -> None:
+    """Allow NaN (a missing value) but refuse infinity and rows that are entirely NaN.
+
+    ``row_offset`` is added to the row numbers in the messages (a block of a larger array:
+    the counts are then the block's)."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(arr, dtype=np.float64)):
             return
@@ -167,16 +170,17 @@ def check_finite_or_nan(arr: np.ndarray, name: str = "X") -> None:
         n_inf = int(infinite.sum())
         raise ValueError(
             f"{name} contains {n_inf} infinite value{'s' if n_inf != 1 else ''} (infinity); "
-            f"the first is at row {first[0]}, column {first[1]}. NaN marks a missing value, "
-            "but infinity is not allowed: replace it with NaN or drop the rows that hold it."
+            f"the first is at row {first[0] + row_offset}, column {first[1]}. NaN marks a "
+            "missing value, but infinity is not allowed: replace it with NaN or drop the rows "
+            "that hold it."
         )
     empty = np.isnan(arr).all(axis=1)
     if empty.any():
         n_empty = int(empty.sum())
         raise ValueError(
             f"{name} has {n_empty} row{'s' if n_empty != 1 else ''} with no observed value "
-            f"(every feature NaN); the first is row {int(np.argmax(empty))}. Such rows carry "
-            "no information: drop them."
+            f"(every feature NaN); the first is row {int(np.argmax(empty)) + row_offset}. Such "
+            "rows carry no information: drop them."
         )
 
 

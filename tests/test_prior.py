@@ -17,7 +17,12 @@ from gaussmix import GaussianMixture, families, load
 from gaussmix._exceptions import DegenerateFitWarning
 from gaussmix._prior import PRIOR_MODELS, data_moments, log_prior, resolve_prior
 from gaussmix.datasets import load_faithful
-from gaussmix.stats import block_statistics, m_step, statistics_from_responsibilities
+from gaussmix.stats import (
+    MixtureParameters,
+    block_statistics,
+    m_step,
+    statistics_from_responsibilities,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import mclust_prior_reference
@@ -392,3 +397,32 @@ def test_command_line_prior_with_stream_is_refused_in_its_own_words(tmp_path):
     assert "--prior does not work with --stream" in result.stderr
     assert "partial_fit" not in result.stderr
     assert not (tmp_path / "out" / "model.json").exists()
+
+
+def test_n_init_under_a_prior_keeps_the_highest_log_posterior(monkeypatch):
+    """Review finding G: the best of n_init starts was the highest log-likelihood; under a
+    prior it must be the highest log-posterior (what MAP EM raises). Two made-up EM results:
+    the first has the higher log-likelihood, the second the higher log-posterior."""
+    import types
+
+    from gaussmix import mixture
+
+    X = load_faithful()
+    fitted = GaussianMixture(2, prior="default", random_state=0).fit(X)
+    good = fitted._get_parameters()
+    sharp = MixtureParameters.from_covariances(
+        "full", good.weights, good.means, good.covariances * 1e-4)
+    prior = fitted.prior_
+    n = X.shape[0]
+    results = [
+        types.SimpleNamespace(params=sharp, lower_bound=-1.0, lower_bounds=[-1.0],
+                              converged=True, n_iter=3),
+        types.SimpleNamespace(params=good, lower_bound=-1.5, lower_bounds=[-1.5],
+                              converged=True, n_iter=3),
+    ]
+    assert (results[0].lower_bound + log_prior(sharp, prior) / n
+            < results[1].lower_bound + log_prior(good, prior) / n)
+    monkeypatch.setattr(mixture, "run_em", lambda *a, **k: results.pop(0))
+    gm = GaussianMixture(2, prior="default", n_init=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(gm.covariances_, good.covariances)
+    assert gm.lower_bound_ == -1.5

@@ -488,8 +488,20 @@ default="kmeans"
         finally:
             self.__dict__.pop("_isolated", None)
 
+    @staticmethod
+    def _objective(result, prior, n_samples):
+        """The mean log-likelihood EM reached, plus the log prior per sample under a prior."""
+        if prior is None or not np.isfinite(result.lower_bound):
+            return result.lower_bound
+        from ._prior import log_prior
+
+        try:
+            return result.lower_bound + log_prior(result.params, prior) / n_samples
+        except np.linalg.LinAlgError:  # a covariance without a factor: not a mode to keep
+            return -np.inf
+
     def _run_inits(self, data, feature_names, inits, do_init, n_init, random_state, prior):
-        best = None
+        best, best_key = None, -np.inf
         for init in range(n_init):
             if self.verbose:
                 print(f"Initialization {init}")
@@ -513,11 +525,11 @@ default="kmeans"
                 state = "converged" if result.converged else "did not converge"
                 print(f"Initialization {state}. lower bound {result.lower_bound:.5f}.")
             # As scikit-learn: keep the highest lower bound (with max_iter=0 every bound
-            # is -inf and the last initialisation is kept).
-            if best is None or result.lower_bound > best.lower_bound or (
-                best.lower_bound == -np.inf
-            ):
-                best = result
+            # is -inf and the last initialisation is kept); under a prior, the highest
+            # log-posterior, which is what MAP EM raises.
+            key = self._objective(result, prior, data.n_samples)
+            if best is None or key > best_key or best_key == -np.inf:
+                best, best_key = result, key
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "The best initialization did not converge: EM stopped at max_iter="

@@ -108,25 +108,32 @@ def test_bic_against_mclust(faithful_map):
     G = 1: mclust fits one component with its single-Gaussian code (mvn), whose prior is
     that of VII, VVI or VVV for every spherical, diagonal or ellipsoidal model: gaussmix
     uses each model's own prior (gaussmix._prior), equal to mclust's for VII, VVI, EEE,
-    EEV and VVV. For G >= 2 gaussmix is at least as good as mclust at most grid points,
-    and never worse than mclust's best selection.
+    EEV and VVV. For G >= 2, at the regular grid points, gaussmix reaches mclust's BIC or
+    better up to small gaps between nearby posterior modes (at most 0.06 when measured by
+    benchmarks/mclust_prior_select_reference.py --compare), and is better by far at many.
+    Degenerate rows (never selected; mclust's fits there also have components carrying
+    less than one point) are compared more loosely.
     """
     ref = json.loads(DATA.read_text())
     ours = {(families.get(r["covariance_type"]).mclust_name, r["n_components"]): r
             for r in faithful_map.table}
     for model in ("VII", "VVI", "EEE", "EEV", "VVV"):
         assert -ours[(model, 1)]["bic"] == pytest.approx(ref["bic"][model][0], abs=1e-3)
-    diffs = []
+    diffs, regular = [], []
     for model, values in ref["bic"].items():
         for G, theirs in zip(ref["G"], values, strict=True):
-            row = ours.get((model, G))
-            if theirs is None or G == 1 or row["degenerate"] is not None:
+            if theirs is None or G == 1:
                 continue
+            row = ours[(model, G)]
+            assert row["error"] is None
             diffs.append(-row["bic"] - theirs)
-    diffs = np.array(diffs)
-    assert len(diffs) > 50
-    assert np.mean(diffs >= -0.05) > 0.8
-    assert diffs.sum() > 0
+            regular.append(row["degenerate"] is None)
+    diffs, regular = np.array(diffs), np.array(regular)
+    assert len(diffs) == 80 and regular.sum() >= 50
+    assert diffs[regular].min() > -0.2
+    assert diffs.min() > -2.0
+    assert np.mean(diffs > -0.03) > 0.85
+    assert np.sum(diffs > 1.0) >= 20
 
 
 def test_sample_weights_as_repeated_rows():

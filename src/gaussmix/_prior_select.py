@@ -38,7 +38,8 @@ __all__ = ["prior_grid", "select_with_prior"]
 
 _MAP_TOL = 1e-8  # per-sample change of the log-likelihood ending the final MAP EM
 _MAP_MAX_ITER = 20_000
-_RACE_ITER = 30  # MAP EM iterations of every start before the best one is kept
+_LOOSE_TOL = 1e-5  # ... ending MAP EM from every start
+_FINALISTS = 3  # starts run on to _MAP_TOL
 
 
 def prior_grid(types: list[str]) -> list[str]:
@@ -92,6 +93,14 @@ def _log_posterior(model, X, w):
     return _log_likelihood(model, X, w) + log_prior(model._get_parameters(), prior) / prior.weight
 
 
+def _rank(model, X, w):
+    """Among the posterior modes reached from the starts: regular before degenerate (an
+    empty component costs the log-posterior nothing, the weights having no prior), then
+    the highest log-likelihood at the mode (what BIC, AIC and ICL use)."""
+    value = _log_likelihood(model, X, w)
+    return (not model.degenerate_, value if np.isfinite(value) else -np.inf)
+
+
 def _cross_start(other, t, K, X, w, prior, reg_covar):
     """One MAP M-step for type ``t`` from another fit's responsibilities."""
     from .stats import m_step, statistics_from_responsibilities
@@ -101,13 +110,24 @@ def _cross_start(other, t, K, X, w, prior, reg_covar):
     return m_step(stats, reg_covar=reg_covar, prior=prior)
 
 
-def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None):
+def _partition_start(labels, t, K, X, w, prior, reg_covar):
+    """One MAP M-step for type ``t`` from a hard partition (hierarchical starts)."""
+    from .stats import m_step, statistics_from_responsibilities
+
+    resp = np.zeros((X.shape[0], K))
+    resp[np.arange(X.shape[0]), labels] = 1.0
+    stats = statistics_from_responsibilities(X, resp, t, shift=X.mean(axis=0), sample_weight=w)
+    return m_step(stats, reg_covar=reg_covar, prior=prior)
+
+
+def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, hc=None):
     """The MAP table and estimators from the ML selection ``ml`` (module docstring)."""
     from .selection import TABLE_KEYS
 
     reg_covar = params.get("reg_covar", 1e-6)
     user_tol = params.get("tol", 1e-3)
     mean, cov = data_moments(X, w)
+    hc = {} if hc is None else hc
     table, estimators = [], {}
     for i, ml_row in enumerate(ml.table, 1):
         t, K = ml_row["covariance_type"], ml_row["n_components"]
@@ -125,26 +145,35 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None):
                         starts.append(_cross_start(other, t, K, X, w, resolved, reg_covar))
                     except (ValueError, np.linalg.LinAlgError):
                         continue
+            for labels in hc.get(K, []):
+                if labels.shape[0] != X.shape[0]:
+                    continue  # cut on a sample of the rows
+                try:
+                    starts.append(_partition_start(labels, t, K, X, w, resolved, reg_covar))
+                except (ValueError, np.linalg.LinAlgError):
+                    continue
             if not starts:
                 raise ValueError(ml_row["error"] or "no start could be made")
-            best, best_value, errors = None, (False, -np.inf), []
-            for start in starts:
+            reached, errors = [], []
+            for start in starts:  # every start to a loose tolerance ...
                 try:
                     model = _run(_map_model(t, K, prior, params, seeds[(t, K)]), X, w,
-                                 start, _RACE_ITER, _MAP_TOL)
-                    value = _log_posterior(model, X, w)
+                                 start, _MAP_MAX_ITER, _LOOSE_TOL)
+                    reached.append((_rank(model, X, w), len(reached), model))
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    errors.append(str(exc) or type(exc).__name__)
+            best, best_value = None, None
+            for _, _, model in sorted(reached, reverse=True)[:_FINALISTS]:
+                try:  # ... the best few to the tight one
+                    model = _run(model, X, w, None, _MAP_MAX_ITER, _MAP_TOL)
+                    value = _rank(model, X, w)
                 except (ValueError, np.linalg.LinAlgError) as exc:
                     errors.append(str(exc) or type(exc).__name__)
                     continue
-                # A regular fit beats a degenerate one (an empty component costs the
-                # log-posterior nothing: the weights have no prior), then the log-posterior.
-                value = (not model.degenerate_, value)
-                if np.isfinite(value[1]) and (best is None or value > best_value):
+                if best is None or value > best_value:
                     best, best_value = model, value
             if best is None:
                 raise ValueError("; ".join(dict.fromkeys(errors)) or "MAP EM failed")
-            if not best.converged_:
-                best = _run(best, X, w, None, _MAP_MAX_ITER, _MAP_TOL)
             best.set_params(warm_start=False, tol=user_tol,
                             max_iter=params.get("max_iter", 100))
             log_lik = _log_likelihood(best, X, w)
@@ -170,7 +199,12 @@ def select_with_prior(select_model, X, n_components, covariance_types, criterion
     """``select_model`` with ``prior`` (module docstring); returns a SelectionResult."""
     from ._backends import _is_dask_array
     from ._validation import check_array, check_sample_weight, feature_names_of
-    from .selection import SelectionResult, _entropy_from, covariance_types_of
+    from .selection import (
+        SelectionResult,
+        _entropy_from,
+        _hierarchical_partitions,
+        covariance_types_of,
+    )
 
     check_prior_spec(prior)
     if _is_dask_array(X):
@@ -199,7 +233,11 @@ def select_with_prior(select_model, X, n_components, covariance_types, criterion
         ml.estimators_.get((r["covariance_type"], r["n_components"])), "random_state",
         random_state) for r in ml.table}
     n = n_points[0] or len(ml.table)
-    table, estimators = refine(ml, Xa, w, prior, params, seeds, progress, n, 2 * n)
+    hc = {}
+    if not np.isnan(Xa).any():  # the Ward cuts mclust-like starts are made from
+        ks = sorted({r["n_components"] for r in ml.table if r["n_components"] > 1})
+        hc = _hierarchical_partitions(Xa, w, ks, entropy if entropy is not None else 0)
+    table, estimators = refine(ml, Xa, w, prior, params, seeds, progress, n, 2 * n, hc)
     if feature_names is not None:
         for model in estimators.values():
             model.feature_names_in_ = feature_names

@@ -175,3 +175,26 @@ def test_command_line_selection_with_the_prior_equals_the_library(tmp_path):
     refused = _cli("select", data, "--components", "2", "--covariance", "VEE", "--prior",
                    "default", "-o", tmp_path / "o2")
     assert refused.returncode == 2 and "no update under the conjugate prior" in refused.stderr
+
+
+def test_missing_values_with_a_prior():
+    """NaN: MAP EM on the observed values, the prior from the mean-filled data (as
+    GaussianMixture(prior=...).fit on the same X); the rows are the estimators' fits."""
+    Xn = X.copy()
+    Xn[::17, 0] = np.nan
+    res = select_model(Xn, n_components=[2, 3], covariance_types=["tied", "full"],
+                       prior="default", random_state=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = GaussianMixture(3, covariance_type="tied", prior="default",
+                                 random_state=0).fit(Xn)
+    model = res.estimators_[("tied", 3)]
+    np.testing.assert_allclose(model.prior_.mean, single.prior_.mean, rtol=1e-12)
+    np.testing.assert_allclose(model.prior_.scale, single.prior_.scale, rtol=1e-12)
+    for row in res.table:
+        m = res.estimators_[(row["covariance_type"], row["n_components"])]
+        assert row["bic"] == pytest.approx(m.bic(Xn))
+    row = next(r for r in res.table if (r["covariance_type"], r["n_components"]) == ("tied", 3))
+    assert row["bic"] <= single.bic(Xn) + 1e-3  # at least as good as one MAP fit

@@ -126,7 +126,11 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
 
     reg_covar = params.get("reg_covar", 1e-6)
     user_tol = params.get("tol", 1e-3)
-    mean, cov = data_moments(X, w)
+    # The starts and the default prior see NaN filled with the column means (as
+    # GaussianMixture's start and prior do); MAP EM runs on the observed values.
+    nan = np.isnan(X)
+    filled = np.where(nan, np.nanmean(X, axis=0), X) if nan.any() else X
+    mean, cov = data_moments(filled, w)
     hc = {} if hc is None else hc
     table, estimators = [], {}
     for i, ml_row in enumerate(ml.table, 1):
@@ -142,14 +146,16 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
             for (t2, K2), other in ml.estimators_.items():
                 if K2 == K and t2 != t:
                     try:
-                        starts.append(_cross_start(other, t, K, X, w, resolved, reg_covar))
+                        starts.append(
+                            _cross_start(other, t, K, filled, w, resolved, reg_covar))
                     except (ValueError, np.linalg.LinAlgError):
                         continue
             for labels in hc.get(K, []):
                 if labels.shape[0] != X.shape[0]:
                     continue  # cut on a sample of the rows
                 try:
-                    starts.append(_partition_start(labels, t, K, X, w, resolved, reg_covar))
+                    starts.append(
+                        _partition_start(labels, t, K, filled, w, resolved, reg_covar))
                 except (ValueError, np.linalg.LinAlgError):
                     continue
             if not starts:
@@ -234,7 +240,7 @@ def select_with_prior(select_model, X, n_components, covariance_types, criterion
         random_state) for r in ml.table}
     n = n_points[0] or len(ml.table)
     hc = {}
-    if not np.isnan(Xa).any():  # the Ward cuts mclust-like starts are made from
+    if not np.isnan(Xa).any():  # Ward cuts, starts akin to mclust's (complete rows)
         ks = sorted({r["n_components"] for r in ml.table if r["n_components"] > 1})
         hc = _hierarchical_partitions(Xa, w, ks, entropy if entropy is not None else 0)
     table, estimators = refine(ml, Xa, w, prior, params, seeds, progress, n, 2 * n, hc)

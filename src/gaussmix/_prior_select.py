@@ -101,28 +101,18 @@ def _rank(model, X, w):
     return (not model.degenerate_, value if np.isfinite(value) else -np.inf)
 
 
-def _cross_start(other, t, K, X, w, prior, reg_covar):
-    """One MAP M-step for type ``t`` from another fit's responsibilities."""
+def _resp_start(resp, t, X, w, prior, reg_covar):
+    """One MAP M-step for type ``t`` from responsibilities (another type's fit, or a
+    Ward partition as one-hot rows)."""
     from .stats import m_step, statistics_from_responsibilities
 
-    resp = other.predict_proba(X)
-    stats = statistics_from_responsibilities(X, resp, t, shift=X.mean(axis=0), sample_weight=w)
-    return m_step(stats, reg_covar=reg_covar, prior=prior)
-
-
-def _partition_start(labels, t, K, X, w, prior, reg_covar):
-    """One MAP M-step for type ``t`` from a hard partition (hierarchical starts)."""
-    from .stats import m_step, statistics_from_responsibilities
-
-    resp = np.zeros((X.shape[0], K))
-    resp[np.arange(X.shape[0]), labels] = 1.0
     stats = statistics_from_responsibilities(X, resp, t, shift=X.mean(axis=0), sample_weight=w)
     return m_step(stats, reg_covar=reg_covar, prior=prior)
 
 
 def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, hc=None):
     """The MAP table and estimators from the ML selection ``ml`` (module docstring)."""
-    from .selection import TABLE_KEYS
+    from .selection import TABLE_KEYS, _canonical
 
     reg_covar = params.get("reg_covar", 1e-6)
     user_tol = params.get("tol", 1e-3)
@@ -132,6 +122,7 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
     filled = np.where(nan, np.nanmean(X, axis=0), X) if nan.any() else X
     mean, cov = data_moments(filled, w)
     hc = {} if hc is None else hc
+    resps = {key: model.predict_proba(filled) for key, model in ml.estimators_.items()}
     table, estimators = [], {}
     for i, ml_row in enumerate(ml.table, 1):
         t, K = ml_row["covariance_type"], ml_row["n_components"]
@@ -139,23 +130,31 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
         row.update(covariance_type=t, n_components=K)
         try:
             resolved = resolve_prior(prior, families.get(t), K, mean, cov)
-            starts = []
+            # Starts, one per distinct hard partition (many fits agree on it).
+            starts, seen = [], set()
             own = ml.estimators_.get((t, K))
             if own is not None:
                 starts.append(own._get_parameters())
-            for (t2, K2), other in ml.estimators_.items():
-                if K2 == K and t2 != t:
-                    try:
-                        starts.append(
-                            _cross_start(other, t, K, filled, w, resolved, reg_covar))
-                    except (ValueError, np.linalg.LinAlgError):
-                        continue
-            for labels in hc.get(K, []):
-                if labels.shape[0] != X.shape[0]:
-                    continue  # cut on a sample of the rows
+                seen.add(_canonical(resps[(t, K)].argmax(axis=1)))
+            for t2, K2 in ml.estimators_:
+                if K2 != K or t2 == t:
+                    continue
+                key = _canonical(resps[(t2, K2)].argmax(axis=1))
+                if key in seen:
+                    continue
+                seen.add(key)
                 try:
-                    starts.append(
-                        _partition_start(labels, t, K, filled, w, resolved, reg_covar))
+                    starts.append(_resp_start(resps[(t2, K2)], t, filled, w, resolved,
+                                              reg_covar))
+                except (ValueError, np.linalg.LinAlgError):
+                    continue
+            for labels in hc.get(K, []):
+                if labels.shape[0] != X.shape[0] or _canonical(labels) in seen:
+                    continue  # cut on a sample of the rows, or a partition tried already
+                seen.add(_canonical(labels))
+                try:
+                    starts.append(_resp_start(np.eye(K)[labels], t, filled, w, resolved,
+                                              reg_covar))
                 except (ValueError, np.linalg.LinAlgError):
                     continue
             if not starts:

@@ -8,13 +8,16 @@ reports minus mclust's BIC). gaussmix does the same in two stages:
    without the prior: its starts, race and polish) gives, for every grid point, the ML
    fit, and for every K the ML fits of the other covariance types;
 2. every grid point is then refined by MAP EM (:class:`~gaussmix.GaussianMixture` with
-   the prior) from several starts: its own ML fit, and one MAP M-step from the
-   responsibilities of each other type's ML fit at the same K. Each start runs a few MAP
-   EM iterations; the start with the highest log-posterior (log-likelihood + log prior,
-   the objective MAP EM raises), regular fits before degenerate ones, is run to
-   convergence (1e-8 per sample). The table's log-likelihood, BIC, AIC and ICL are
-   those of that posterior mode, and the fitted estimators carry ``prior`` and
-   ``prior_``.
+   the prior) from several starts, one per distinct hard partition: its own ML fit, one
+   MAP M-step from the responsibilities of each other type's ML fit at the same K, and
+   one from each Ward partition into K groups. Every start runs MAP EM to a change below
+   1e-5 per sample, the best three on to 1e-8. Best: regular before degenerate (an empty
+   component costs the log-posterior nothing, the weights having no prior), then the
+   highest log-likelihood at the mode, the quantity the criteria use (every candidate is
+   a posterior mode). The table's log-likelihood, BIC, AIC and ICL are those of that
+   mode, and the fitted estimators carry ``prior`` and ``prior_``.
+
+See docs/math.md, section 9.1, for the comparison with mclust on Old Faithful.
 
 The grid. mclust has no prior update for VEE, EVE, VVE and EVV, and its ``Mclust`` with a
 prior leaves them out of its 14-model default. So does gaussmix: a grid of all 14 models

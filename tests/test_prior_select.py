@@ -198,3 +198,13 @@ def test_missing_values_with_a_prior():
         assert row["bic"] == pytest.approx(m.bic(Xn))
     row = next(r for r in res.table if (r["covariance_type"], r["n_components"]) == ("tied", 3))
     assert row["bic"] <= single.bic(Xn) + 1e-3  # at least as good as one MAP fit
+
+
+def test_progress_covers_both_stages():
+    calls = []
+    select_model(X, n_components=[1, 2], covariance_types=["tied", "VVI"], prior="default",
+                 random_state=0, progress=lambda *a: calls.append(a))
+    assert [c[0] for c in calls] == list(range(1, 9))
+    assert {c[1] for c in calls} == {8}
+    assert {(c[2], c[3]) for c in calls[4:]} == {(t, k) for t in ("tied", "diag")
+                                                 for k in (1, 2)}

@@ -173,7 +173,9 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
             best, best_value = None, None
             for _, _, model in sorted(reached, reverse=True)[:_FINALISTS]:
                 try:  # ... the best few to the tight one
+                    loose = model.n_iter_
                     model = _run(model, X, w, None, _MAP_MAX_ITER, _MAP_TOL)
+                    model.n_iter_ += loose  # MAP EM iterations from the start
                     value = _rank(model, X, w)
                 except (ValueError, np.linalg.LinAlgError) as exc:
                     errors.append(str(exc) or type(exc).__name__)

@@ -286,8 +286,6 @@ def test_command_line_fit_with_the_default_prior(tmp_path):
                                init_params="robust").fit(X)
     np.testing.assert_array_equal(loaded.covariances_, expected.covariances_)
     assert loaded.prior == expected.prior_.to_dict()
-    refused = _cli("fit", data, "-k", "auto", "--prior", "default", "-o", tmp_path / "o2")
-    assert refused.returncode == 2 and "--prior works with a single fit" in refused.stderr
     refused = _cli("fit", data, "-k", "2", "-c", "VEE", "--prior", "default",
                    "-o", tmp_path / "o3")
     assert refused.returncode == 2 and "no update under the conjugate prior" in refused.stderr

@@ -614,11 +614,6 @@ def _run_selection(
             "model selection fits in float64 whatever --dtype says; remove --dtype float32, "
             "or fit the chosen model again with -k N -c TYPE --dtype float32"
         )
-    if "prior" in params:
-        raise UserError(
-            "--prior works with a single fit for now: give -k N -c TYPE (model selection "
-            "with a prior is not wired to the command line yet)"
-        )
     if "init_params" in params:
         raise UserError(
             "--init applies to a single fit (-k N -c TYPE); model selection makes its own "
@@ -969,7 +964,8 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=["default"],
         help="MAP EM under mclust's default conjugate prior, priorControl() (Fraley & "
-        "Raftery 2007), for a single fit (-k N -c TYPE; not VEE, EVE, VVE, EVV)",
+        "Raftery 2007); not VEE, EVE, VVE, EVV (-c auto and -c all then compare mclust's "
+        "other 10 models, as Mclust with a prior)",
     )
     parser.add_argument(
         "--init",

@@ -1,0 +1,254 @@
+"""Model selection under mclust's conjugate prior: ``select_model(X, prior=...)``.
+
+R's ``Mclust(X, prior = priorControl())`` compares its models by BIC computed at the
+posterior mode: BIC = 2 log L(theta_MAP) - npar log n (lower is better here, as gaussmix
+reports minus mclust's BIC). gaussmix does the same in two stages:
+
+1. the usual maximum-likelihood selection (:func:`gaussmix.selection.select_model`
+   without the prior: its starts, race and polish) gives, for every grid point, the ML
+   fit, and for every K the ML fits of the other covariance types;
+2. every grid point is then refined by MAP EM (:class:`~gaussmix.GaussianMixture` with
+   the prior) from several starts, one per distinct hard partition: its own ML fit, one
+   MAP M-step from the responsibilities of each other type's ML fit at the same K, and
+   one from each Ward partition into K groups. Every start runs MAP EM to a change below
+   1e-5 per sample, the best three on to 1e-8. Best: regular before degenerate (an empty
+   component costs the log-posterior nothing, the weights having no prior), then the
+   highest log-likelihood at the mode, the quantity the criteria use (every candidate is
+   a posterior mode). The table's log-likelihood, BIC, AIC and ICL are those of that
+   mode, and the fitted estimators carry ``prior`` and ``prior_``.
+
+See docs/math.md, section 9.1, for the comparison with mclust on Old Faithful.
+
+The grid. mclust has no prior update for VEE, EVE, VVE and EVV, and its ``Mclust`` with a
+prior leaves them out of its 14-model default. So does gaussmix: a grid of all 14 models
+(the default, ``"all"``, ``"mclust"``) becomes mclust's 10 prior models; naming one of the
+four otherwise is an error.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import families
+from ._criteria import information_criteria, map_entropy
+from ._prior import PRIOR_MODELS, check_prior_spec, data_moments, log_prior, resolve_prior
+
+__all__ = ["prior_grid", "select_with_prior"]
+
+_MAP_TOL = 1e-8  # per-sample change of the log-likelihood ending the final MAP EM
+_MAP_MAX_ITER = 20_000
+_LOOSE_TOL = 1e-5  # ... ending MAP EM from every start
+_FINALISTS = 3  # starts run on to _MAP_TOL
+
+
+def prior_grid(types: list[str]) -> list[str]:
+    """The covariance types of a selection with a prior (see the module docstring)."""
+    names = {t: families.get(t).mclust_name for t in types}
+    if len(set(names.values())) == len(families.MCLUST_MODELS):
+        return [t for t in types if names[t] in PRIOR_MODELS]
+    refused = [t for t in types if names[t] not in PRIOR_MODELS]
+    if refused:
+        raise ValueError(
+            f"covariance_types {refused} have no update under the conjugate prior (as in "
+            f"mclust, which has none for VEE, EVE, VVE and EVV). With a prior, use some of "
+            f"{', '.join(PRIOR_MODELS)} (the default grid, 'all' and 'mclust' mean these "
+            "ten), or prior=None."
+        )
+    return types
+
+
+def _map_model(t, K, prior, params, seed):
+    from .mixture import GaussianMixture
+
+    kept = {k: v for k, v in params.items() if k not in ("tol", "max_iter", "n_init")}
+    return GaussianMixture(n_components=K, covariance_type=t, init_params="robust",
+                           random_state=seed, prior=prior, **kept)
+
+
+def _run(model, X, w, start, max_iter, tol):
+    """MAP EM from ``start`` (MixtureParameters) or from the model's current fit."""
+    from ._exceptions import ConvergenceWarning, DegenerateFitWarning
+
+    if start is not None:
+        model._set_parameters(start)
+        model._fitted_covariance_type = start.covariance_type
+        model.converged_ = False
+        model.lower_bound_ = -np.inf
+    model.set_params(warm_start=True, max_iter=max_iter, tol=tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        model.fit(X, sample_weight=w)
+    return model
+
+
+def _log_likelihood(model, X, w):
+    scores = model.score_samples(X)
+    return float(np.sum(scores if w is None else w * scores))
+
+
+def _log_posterior(model, X, w):
+    prior = model.prior_
+    return _log_likelihood(model, X, w) + log_prior(model._get_parameters(), prior) / prior.weight
+
+
+def _rank(model, X, w):
+    """Among the posterior modes reached from the starts: regular before degenerate (an
+    empty component costs the log-posterior nothing, the weights having no prior), then
+    the highest log-likelihood at the mode (what BIC, AIC and ICL use)."""
+    value = _log_likelihood(model, X, w)
+    return (not model.degenerate_, value if np.isfinite(value) else -np.inf)
+
+
+def _resp_start(resp, t, X, w, prior, reg_covar):
+    """One MAP M-step for type ``t`` from responsibilities (another type's fit, or a
+    Ward partition as one-hot rows)."""
+    from .stats import m_step, statistics_from_responsibilities
+
+    stats = statistics_from_responsibilities(X, resp, t, shift=X.mean(axis=0), sample_weight=w)
+    return m_step(stats, reg_covar=reg_covar, prior=prior)
+
+
+def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, hc=None):
+    """The MAP table and estimators from the ML selection ``ml`` (module docstring)."""
+    from .selection import TABLE_KEYS, _canonical
+
+    reg_covar = params.get("reg_covar", 1e-6)
+    user_tol = params.get("tol", 1e-3)
+    # The starts and the default prior see NaN filled with the column means (as
+    # GaussianMixture's start and prior do); MAP EM runs on the observed values.
+    nan = np.isnan(X)
+    filled = np.where(nan, np.nanmean(X, axis=0), X) if nan.any() else X
+    mean, cov = data_moments(filled, w)
+    hc = {} if hc is None else hc
+    resps = {key: model.predict_proba(filled) for key, model in ml.estimators_.items()}
+    table, estimators = [], {}
+    for i, ml_row in enumerate(ml.table, 1):
+        t, K = ml_row["covariance_type"], ml_row["n_components"]
+        row: dict[str, Any] = dict.fromkeys(TABLE_KEYS)
+        row.update(covariance_type=t, n_components=K)
+        try:
+            resolved = resolve_prior(prior, families.get(t), K, mean, cov)
+            # Starts, one per distinct hard partition (many fits agree on it).
+            starts, seen = [], set()
+            own = ml.estimators_.get((t, K))
+            if own is not None:
+                starts.append(own._get_parameters())
+                seen.add(_canonical(resps[(t, K)].argmax(axis=1)))
+            for t2, K2 in ml.estimators_:
+                if K2 != K or t2 == t:
+                    continue
+                key = _canonical(resps[(t2, K2)].argmax(axis=1))
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    starts.append(_resp_start(resps[(t2, K2)], t, filled, w, resolved,
+                                              reg_covar))
+                except (ValueError, np.linalg.LinAlgError):
+                    continue
+            for labels in hc.get(K, []):
+                if labels.shape[0] != X.shape[0] or _canonical(labels) in seen:
+                    continue  # cut on a sample of the rows, or a partition tried already
+                seen.add(_canonical(labels))
+                try:
+                    starts.append(_resp_start(np.eye(K)[labels], t, filled, w, resolved,
+                                              reg_covar))
+                except (ValueError, np.linalg.LinAlgError):
+                    continue
+            if not starts:
+                raise ValueError(ml_row["error"] or "no start could be made")
+            reached, errors = [], []
+            for start in starts:  # every start to a loose tolerance ...
+                try:
+                    model = _run(_map_model(t, K, prior, params, seeds[(t, K)]), X, w,
+                                 start, _MAP_MAX_ITER, _LOOSE_TOL)
+                    reached.append((_rank(model, X, w), len(reached), model))
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    errors.append(str(exc) or type(exc).__name__)
+            best, best_value = None, None
+            for _, _, model in sorted(reached, reverse=True)[:_FINALISTS]:
+                try:  # ... the best few to the tight one
+                    loose = model.n_iter_
+                    model = _run(model, X, w, None, _MAP_MAX_ITER, _MAP_TOL)
+                    model.n_iter_ += loose  # MAP EM iterations from the start
+                    value = _rank(model, X, w)
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    errors.append(str(exc) or type(exc).__name__)
+                    continue
+                if best is None or value > best_value:
+                    best, best_value = model, value
+            if best is None:
+                raise ValueError("; ".join(dict.fromkeys(errors)) or "MAP EM failed")
+            best.set_params(warm_start=False, tol=user_tol,
+                            max_iter=params.get("max_iter", 100))
+            log_lik = _log_likelihood(best, X, w)
+            n_parameters = int(best._n_parameters())
+            crit = information_criteria(log_lik, n_parameters, float(
+                X.shape[0] if w is None else np.sum(w)))
+            crit["icl"] = crit["bic"] + 2.0 * map_entropy(best.predict_proba(X), w)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            row["error"] = str(exc) or type(exc).__name__
+        else:
+            row.update(log_likelihood=log_lik, n_parameters=n_parameters, **crit,
+                       converged=bool(best.converged_), n_iter=int(best.n_iter_),
+                       degenerate=best.degenerate_reason_)
+            estimators[(t, K)] = best
+        table.append(row)
+        if progress is not None:
+            progress(offset + i, total, t, K)
+    return table, estimators
+
+
+def select_with_prior(select_model, X, n_components, covariance_types, criterion, prior, *,
+                      n_init, random_state, sample_weight, progress, n_jobs, params):
+    """``select_model`` with ``prior`` (module docstring); returns a SelectionResult."""
+    from ._backends import _is_dask_array
+    from ._validation import check_array, check_sample_weight, feature_names_of
+    from .selection import (
+        SelectionResult,
+        _entropy_from,
+        _hierarchical_partitions,
+        covariance_types_of,
+    )
+
+    check_prior_spec(prior)
+    if _is_dask_array(X):
+        raise ValueError(
+            "select_model with a prior needs the data in memory: give X.compute() (and "
+            "sample_weight.compute()), or select without a prior."
+        )
+    types = prior_grid(covariance_types_of(covariance_types))
+    entropy = None if random_state is None else _entropy_from(random_state)
+    if not (random_state is None or isinstance(random_state, numbers.Integral)):
+        random_state = entropy  # a Generator or RandomState: one draw, for both stages
+    n_points = [0]
+
+    def ml_progress(i, n, t, K):
+        n_points[0] = n
+        if progress is not None:
+            progress(i, 2 * n, t, K)
+
+    ml = select_model(X, n_components, types, criterion, n_init=n_init,
+                      random_state=random_state, sample_weight=sample_weight,
+                      progress=ml_progress, n_jobs=n_jobs, **params)
+    feature_names = feature_names_of(X)
+    Xa = np.ascontiguousarray(check_array(X, allow_nan=True), dtype=np.float64)
+    w = check_sample_weight(sample_weight, Xa.shape[0])
+    seeds = {(r["covariance_type"], r["n_components"]): getattr(
+        ml.estimators_.get((r["covariance_type"], r["n_components"])), "random_state",
+        random_state) for r in ml.table}
+    n = n_points[0] or len(ml.table)
+    hc = {}
+    if not np.isnan(Xa).any():  # Ward cuts, starts akin to mclust's (complete rows)
+        ks = sorted({r["n_components"] for r in ml.table if r["n_components"] > 1})
+        hc = _hierarchical_partitions(Xa, w, ks, entropy if entropy is not None else 0)
+    table, estimators = refine(ml, Xa, w, prior, params, seeds, progress, n, 2 * n, hc)
+    if feature_names is not None:
+        for model in estimators.values():
+            model.feature_names_in_ = feature_names
+    return SelectionResult(table, criterion, estimators, ml.n_samples, ml.n_features)

@@ -119,11 +119,20 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
 
     reg_covar = params.get("reg_covar", 1e-6)
     user_tol = params.get("tol", 1e-3)
-    # The starts and the default prior see NaN filled with the column means (as
-    # GaussianMixture's start and prior do); MAP EM runs on the observed values.
+    # The starts see NaN filled with the column means (as GaussianMixture's start does);
+    # the default prior takes one Gaussian's moments of the observed cells, as
+    # GaussianMixture(prior=...) does; MAP EM runs on the observed values.
     nan = np.isnan(X)
     filled = np.where(nan, np.nanmean(X, axis=0), X) if nan.any() else X
-    mean, cov = data_moments(filled, w)
+    if nan.any():
+        from ._backends import ArrayData
+        from .mixture import _streamed_moments
+
+        source = ArrayData(X, w)
+        ratio = 1.0 if w is None else source.weight_sum / float(np.sum(w))
+        mean, cov = _streamed_moments(source, ratio)
+    else:
+        mean, cov = data_moments(X, w)
     hc = {} if hc is None else hc
     resps = {key: model.predict_proba(filled) for key, model in ml.estimators_.items()}
     table, estimators = [], {}

@@ -268,7 +268,8 @@ class Rows:
         return lp
 
     # ------------------------------------------------------------------ M-step
-    def m_step(self, G, types, *, shrink: float = 0.0, previous: Batch | None = None) -> Batch:
+    def m_step(self, G, types, *, shrink: float = 0.0, previous: Batch | None = None,
+               previous_valid: np.ndarray | None = None) -> Batch:
         """New parameters from the feature sums (:func:`gaussmix.stats.m_step`'s formulas).
 
         ``shrink > 0`` (starts only) moves each covariance towards the pooled
@@ -279,7 +280,8 @@ class Rows:
         mclust's other ten models (codes 4 to 13) take their family's constrained update of
         the regularised scatter (:func:`constrained_covariances`); the iterative ones start
         from ``previous`` (the batch the E-step used), so that the step never lowers the
-        expected complete-data log-likelihood.
+        expected complete-data log-likelihood. ``previous_valid`` (S,): the mixtures of
+        ``previous`` whose covariances the E-step factored (finite, positive definite).
         """
         D, reg = self.n_features, self.reg_covar
         nk_exact = G[..., 0]
@@ -325,10 +327,11 @@ class Rows:
             for code in np.unique(types[types > FULL]):
                 members = np.flatnonzero(types == code)
                 prev = None if previous is None else previous.covariances[members]
+                valid = previous_valid is not None and bool(previous_valid[members].all())
                 with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                     cov[members] = constrained_covariances(
                         _CONSTRAINED[code - 4], W[members], n_k[members], reg, self.features,
-                        prev,
+                        prev, previous_valid=valid,
                     )
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
@@ -356,7 +359,7 @@ class Rows:
         (:func:`gaussmix.stats.block_statistics` and :func:`gaussmix.stats.m_step`).
         """
         G, ll, bad = self.e_step(batch)
-        new = self.m_step(G, batch.types, previous=batch)
+        new = self.m_step(G, batch.types, previous=batch, previous_valid=~bad)
         ok = self.accurate(G, batch) | bad
         if not ok.all():
             for s in np.flatnonzero(~ok):
@@ -522,7 +525,7 @@ class Rows:
 #: constrained maxima; more rounds are allowed from a partition. The rounds stop earlier
 #: when the shared piece moves by less than _INNER_TOL (relative; for an orientation, the
 #: sine of every plane rotation).
-_WARM_ROUNDS = 20
+_WARM_ROUNDS = 5  # (20 gave the same fits on Old Faithful's and iris's grids, 10% slower)
 _COLD_ROUNDS = 200
 _INNER_TOL = 1e-9
 #: ... for EVE and VVE, sweeps of plane rotations of the shared orientation (each costs
@@ -531,7 +534,8 @@ _WARM_SWEEPS = 3
 _COLD_SWEEPS = 30
 
 
-def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
+def constrained_covariances(family, W, n_k, reg_covar, features, previous=None,
+                            previous_valid=False):
     """(S, K, D, D) covariances of one of mclust's constrained families, for S mixtures.
 
     ``W`` (S, K, D, D) are the weighted scatters about the new means (only their diagonal
@@ -544,7 +548,9 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
     exact maximiser of one block given the others), vectorised over the mixtures, for
     ``_WARM_ROUNDS`` rounds from ``previous`` (generalised EM: the expected complete-data
     log-likelihood never falls; at EM's fixed point the rounds are at their constrained
-    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start.
+    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start. ``previous_valid``:
+    every covariance of ``previous`` is known to be finite and positive definite (the
+    E-step factored it), so :func:`_usable` need not check it again.
     """
     S, K, D, _ = W.shape
     name = family.name
@@ -556,7 +562,7 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
         diag = np.diagonal(W, axis1=-2, axis2=-1)
     diag = diag + reg_covar * n_k[..., None]  # (S, K, D): the regularised diagonal
     eye = np.eye(D)
-    if previous is not None:
+    if previous is not None and not previous_valid:
         previous = _usable(previous, W, n_k)
     if name == "EII":
         lam = diag.sum(axis=(1, 2)) / (D * n_total)
@@ -690,8 +696,10 @@ def _usable(previous, W, n_k):
 
 
 def _geometric_mean(values, axis=-1):
+    # (sum / n rather than np.mean: this runs a few thousand times per selection, on
+    # small arrays, where np.mean's Python wrapper costs more than the arithmetic)
     with np.errstate(divide="ignore"):
-        return np.exp(np.mean(np.log(values), axis=axis))
+        return np.exp(np.log(values).sum(axis=axis) / values.shape[axis])
 
 
 def _vei(diag, n_k, previous):

@@ -37,6 +37,10 @@ from ._degeneracy import REG_FRACTION, RESOLUTION, degeneracy_reason, min_compon
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
+#: The E-step's row blocks: about this many log-densities (1 MiB) per block, and at
+#: least this many rows (Rows.e_step).
+_E_BLOCK_VALUES = 2**17
+_E_BLOCK_MIN_ROWS = 128
 #: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
 #: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
 _SKLEARN = ("spherical", "diag", "tied", "full")
@@ -240,12 +244,34 @@ class Rows:
         """(G (S, K, F), log-likelihood (S,), invalid mask): ``G = sum_n w_n r_nk q(u_n)``.
 
         Component-major layout, (S, K, n): the reductions over the K components run over
-        contiguous rows of n values.
+        contiguous rows of n values. Many rows are taken in blocks of about
+        ``_E_BLOCK_VALUES / (S K)`` rows, so that each block's (S, K, rows) log-densities
+        stay in the CPU's cache through their six passes (measured: 30% less time for
+        324 mixture-components x 20,000 rows, 25% for 1,800 x 2,000).
         """
         coef, bad = self.coefficients(batch)
         S, K, F = coef.shape
         n = self.QT.shape[1]
-        lp = (coef.reshape(S * K, F) @ self.QT).reshape(S, K, n)
+        C = coef.reshape(S * K, F)
+        block = max(_E_BLOCK_MIN_ROWS, _E_BLOCK_VALUES // (S * K))
+        if n <= 2 * block:  # (small data: one block, no loop)
+            G, log_norm = self._e_block(C, S, K, 0, n)
+        else:
+            G = np.zeros((S * K, F))
+            log_norm = np.empty((S, n))
+            for start in range(0, n, block):
+                stop = min(start + block, n)
+                G_part, log_norm[:, start:stop] = self._e_block(C, S, K, start, stop)
+                G += G_part
+        ll = log_norm.sum(axis=1) if self.w is None else log_norm @ self.w
+        G = G.reshape(S, K, F)
+        bad |= ~np.isfinite(ll)
+        ll[bad] = -np.inf
+        return G, ll, bad
+
+    def _e_block(self, C, S, K, start, stop):
+        """((S K, F) feature sums, (S, rows) log-normalisers) of the rows start:stop."""
+        lp = (C @ self.QT[:, start:stop]).reshape(S, K, stop - start)
         top = lp.max(axis=1)  # finite: the coefficients are (bad mixtures: zeroed)
         lp -= top[:, None]
         np.maximum(lp, -700.0, out=lp)  # see stats._exp_clipped
@@ -254,11 +280,7 @@ class Rows:
         lp /= total[:, None]
         log_norm = np.log(total)
         log_norm += top
-        ll = log_norm.sum(axis=1) if self.w is None else log_norm @ self.w
-        G = (lp.reshape(S * K, n) @ self.Qw).reshape(S, K, F)
-        bad |= ~np.isfinite(ll)
-        ll[bad] = -np.inf
-        return G, ll, bad
+        return lp.reshape(S * K, stop - start) @ self.Qw[start:stop], log_norm
 
     def responsibilities(self, batch: Batch) -> np.ndarray:
         """(n, K) responsibilities of the first mixture of a batch."""
@@ -270,7 +292,8 @@ class Rows:
         return lp
 
     # ------------------------------------------------------------------ M-step
-    def m_step(self, G, types, *, shrink: float = 0.0, previous: Batch | None = None) -> Batch:
+    def m_step(self, G, types, *, shrink: float = 0.0, previous: Batch | None = None,
+               previous_valid: np.ndarray | None = None) -> Batch:
         """New parameters from the feature sums (:func:`gaussmix.stats.m_step`'s formulas).
 
         ``shrink > 0`` (starts only) moves each covariance towards the pooled
@@ -281,7 +304,8 @@ class Rows:
         mclust's other ten models (codes 4 to 13) take their family's constrained update of
         the regularised scatter (:func:`constrained_covariances`); the iterative ones start
         from ``previous`` (the batch the E-step used), so that the step never lowers the
-        expected complete-data log-likelihood.
+        expected complete-data log-likelihood. ``previous_valid`` (S,): the mixtures of
+        ``previous`` whose covariances the E-step factored (finite, positive definite).
         """
         D, reg = self.n_features, self.reg_covar
         nk_exact = G[..., 0]
@@ -327,10 +351,11 @@ class Rows:
             for code in np.unique(types[types > FULL]):
                 members = np.flatnonzero(types == code)
                 prev = None if previous is None else previous.covariances[members]
+                valid = previous_valid is not None and bool(previous_valid[members].all())
                 with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                     cov[members] = constrained_covariances(
                         _CONSTRAINED[code - 4], W[members], n_k[members], reg, self.features,
-                        prev,
+                        prev, previous_valid=valid,
                     )
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
@@ -358,7 +383,7 @@ class Rows:
         (:func:`gaussmix.stats.block_statistics` and :func:`gaussmix.stats.m_step`).
         """
         G, ll, bad = self.e_step(batch)
-        new = self.m_step(G, batch.types, previous=batch)
+        new = self.m_step(G, batch.types, previous=batch, previous_valid=~bad)
         ok = self.accurate(G, batch) | bad
         if not ok.all():
             for s in np.flatnonzero(~ok):
@@ -524,7 +549,7 @@ class Rows:
 #: constrained maxima; more rounds are allowed from a partition. The rounds stop earlier
 #: when the shared piece moves by less than _INNER_TOL (relative; for an orientation, the
 #: sine of every plane rotation).
-_WARM_ROUNDS = 20
+_WARM_ROUNDS = 5  # (20 gave the same fits on Old Faithful's and iris's grids, 10% slower)
 _COLD_ROUNDS = 200
 _INNER_TOL = 1e-9
 #: ... for EVE and VVE, sweeps of plane rotations of the shared orientation (each costs
@@ -533,7 +558,8 @@ _WARM_SWEEPS = 3
 _COLD_SWEEPS = 30
 
 
-def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
+def constrained_covariances(family, W, n_k, reg_covar, features, previous=None,
+                            previous_valid=False):
     """(S, K, D, D) covariances of one of mclust's constrained families, for S mixtures.
 
     ``W`` (S, K, D, D) are the weighted scatters about the new means (only their diagonal
@@ -546,7 +572,9 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
     exact maximiser of one block given the others), vectorised over the mixtures, for
     ``_WARM_ROUNDS`` rounds from ``previous`` (generalised EM: the expected complete-data
     log-likelihood never falls; at EM's fixed point the rounds are at their constrained
-    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start.
+    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start. ``previous_valid``:
+    every covariance of ``previous`` is known to be finite and positive definite (the
+    E-step factored it), so :func:`_usable` need not check it again.
     """
     S, K, D, _ = W.shape
     name = family.name
@@ -558,7 +586,7 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None):
         diag = np.diagonal(W, axis1=-2, axis2=-1)
     diag = diag + reg_covar * n_k[..., None]  # (S, K, D): the regularised diagonal
     eye = np.eye(D)
-    if previous is not None:
+    if previous is not None and not previous_valid:
         previous = _usable(previous, W, n_k)
     if name == "EII":
         lam = diag.sum(axis=(1, 2)) / (D * n_total)
@@ -664,12 +692,12 @@ def project_covariances(name, cov):
             scaled = cov / np.trace(cov, axis1=-2, axis2=-1)[..., None, None]
             mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
             Dm = np.linalg.eigh(0.5 * (mix + np.swapaxes(mix, -1, -2)))[1]
-            sigma = np.einsum("sia,skij,sja->ska", Dm, cov, Dm)
+            sigma = _diagonal_in(Dm, cov)
             if name == "EVE":
                 log_sigma = np.log(sigma)
                 log_vol = log_sigma.mean(axis=-1, keepdims=True)
                 sigma = np.exp(log_sigma - log_vol + log_vol.mean(axis=1, keepdims=True))
-            out = np.einsum("sia,ska,sja->skij", Dm, sigma, Dm)
+            out = _rebuilt(Dm[:, None], sigma)
             return 0.5 * (out + np.swapaxes(out, -1, -2))
     raise ValueError(f"no projection for covariance family {name!r}")  # pragma: no cover
 
@@ -692,8 +720,10 @@ def _usable(previous, W, n_k):
 
 
 def _geometric_mean(values, axis=-1):
+    # (sum / n rather than np.mean: this runs a few thousand times per selection, on
+    # small arrays, where np.mean's Python wrapper costs more than the arithmetic)
     with np.errstate(divide="ignore"):
-        return np.exp(np.mean(np.log(values), axis=axis))
+        return np.exp(np.log(values).sum(axis=axis) / values.shape[axis])
 
 
 def _vei(diag, n_k, previous):
@@ -812,7 +842,7 @@ def _vev(W, n_k, previous):
             volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
             break
     variances = volume[..., None] * shape[:, None]
-    cov = np.einsum("skia,ska,skja->skij", vectors, variances, vectors)
+    cov = _rebuilt(vectors, variances)
     return 0.5 * (cov + np.swapaxes(cov, -1, -2))
 
 
@@ -843,7 +873,7 @@ def _common_orientation(W, n_k, previous, equal_volume):
         rounds = _COLD_SWEEPS
     planes = _round_robin(d)
     for _ in range(rounds):
-        B = np.einsum("sia,skij,sjb->skab", Dm, W, Dm)
+        B = np.swapaxes(Dm, -1, -2)[:, None] @ W @ Dm[:, None]
         largest = 0.0
         for I, J in planes:
             weights = 1.0 / variances(np.diagonal(B, axis1=-2, axis2=-1))
@@ -869,9 +899,22 @@ def _common_orientation(W, n_k, previous, equal_volume):
         if not largest > _INNER_TOL:
             break
     Dm = np.linalg.qr(Dm)[0]
-    sigma = variances(np.einsum("sia,skij,sja->ska", Dm, W, Dm))
-    cov = np.einsum("sia,ska,sja->skij", Dm, sigma, Dm)
+    sigma = variances(_diagonal_in(Dm, W))
+    cov = _rebuilt(Dm[:, None], sigma)
     return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+# (Products of small stacked matrices by matmul: np.einsum with three operands loops in C
+# over every index, 3 to 10 times slower at D = 2 to 5.)
+def _diagonal_in(Dm, W):
+    """(S, K, d) diagonals of ``Dm^T W_k Dm``: ``Dm`` (S, d, d), ``W`` (S, K, d, d)."""
+    return np.sum((W @ Dm[:, None]) * Dm[:, None], axis=-2)
+
+
+def _rebuilt(vectors, values):
+    """(..., d, d) ``V diag(values) V^T``: ``vectors`` (..., d, d) broadcast with the
+    (..., d) ``values``."""
+    return (vectors * values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
 def _storage(code, cov):

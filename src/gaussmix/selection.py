@@ -185,6 +185,10 @@ _FINALISTS_CONSTRAINED = 8
 # EM steps of the accelerated run that screens many finalists before the polish.
 _SCREEN_STEPS = 20
 _SCREEN_CHUNK = 6  # ... looking at the runs (and stopping hopeless ones) every 6 steps
+#: ... a run stops when its log-likelihood plus this many times its last cycle's gain is
+#: below the _FINALISTS-th best of its type (the screen's gains shrink fast: 4 stopped 12%
+#: of the screen's mixture-steps on Old Faithful and iris, the fits unchanged)
+_SCREEN_HORIZON = 4.0
 
 
 def _gaussian_mixture_class():
@@ -611,7 +615,8 @@ def _projected(history, n_iter, converged) -> float:
     return history[-1] + gain
 
 
-def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None):
+def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
+                    horizon=None):
     """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
     mixture that cannot catch up with the best of its covariance type stops.
 
@@ -619,9 +624,10 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None):
     gain (EM's gains shrink geometrically; this assumes a ratio of at most
     ``1 - 1 / _PRUNE_HORIZON``) is below the ``keep``-th best log-likelihood of its type.
     The caller keeps only the best ``keep`` of each type, so this only shortens the runs
-    of losers.
+    of losers. ``horizon`` replaces ``_PRUNE_HORIZON``.
     """
     chunk = _PRUNE_CHUNK if chunk is None else chunk
+    horizon = _PRUNE_HORIZON if horizon is None else horizon
     S = batch.size
     codes = batch.types
     result = batch.copy()
@@ -647,7 +653,7 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None):
             h = history[s]
             last_gain = h[-1] - h[-2] if len(h) >= 2 else np.inf
             rivals = np.sort(ll[(codes == codes[s]) & ~failed])[::-1]
-            if rivals.size > keep and ll[s] + _PRUNE_HORIZON * last_gain < rivals[keep - 1]:
+            if rivals.size > keep and ll[s] + horizon * last_gain < rivals[keep - 1]:
                 done[j] = True
         active = active[~done]
         current = out.batch.take(~done)
@@ -661,7 +667,7 @@ _PRUNE_HORIZON = 10.0
 
 
 def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relative=None,
-            other_rows=False, keep=1, chunk=None):
+            other_rows=False, keep=1, chunk=None, horizon=None):
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
 
     The gain is ``_POLISH_GAIN`` in total log-likelihood, or ``_POLISH_RELATIVE`` of it on
@@ -681,7 +687,8 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
             out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
                               project=rows_check.project)
         else:
-            out = _squarem_pruned(step, batch, gain, max_steps, rows_check.project, keep, chunk)
+            out = _squarem_pruned(step, batch, gain, max_steps, rows_check.project, keep, chunk,
+                                  horizon)
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return [None] * len(cands) if other_rows else cands
@@ -774,7 +781,7 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
             # them, then the best _FINALISTS of each type are polished to the end.
             screened = iter(_polish(step, rows, [c for code in codes for c in winners[code]],
                                     errors, max_steps=_SCREEN_STEPS, keep=_FINALISTS,
-                                    chunk=_SCREEN_CHUNK))
+                                    chunk=_SCREEN_CHUNK, horizon=_SCREEN_HORIZON))
             for code in codes:
                 group = [next(screened) for _ in winners[code]]
                 order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)

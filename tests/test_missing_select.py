@@ -115,3 +115,21 @@ def test_every_one_of_the_fourteen_models_is_fitted_with_nan():
     assert len(res.table) == 3 * 14
     assert [(r["covariance_type"], r["n_components"]) for r in res.table if r["error"]] == []
     assert res.best_params_["n_components"] == 3
+
+
+def test_presets_and_argument_checks_are_select_models():
+    """With NaN, covariance_types takes the same presets and the arguments get the same
+    checks as on complete data (one function checks both; the NaN path's copy refused the
+    presets)."""
+    X, _ = _blobs(n=200)
+    res = select_model(X, n_components=[1, 2], covariance_types="sklearn", random_state=0)
+    assert [r["covariance_type"] for r in res.table] == [
+        "spherical", "spherical", "diag", "diag", "tied", "tied", "full", "full"]
+    for bad, kwargs in [(ValueError, {"n_components": [0]}), (ValueError, {"criterion": "x"}),
+                        (ValueError, {"covariance_types": "XYZ"}),
+                        (TypeError, {"weights_init": [1.0]})]:
+        kwargs.setdefault("n_components", [1, 2])
+        with pytest.raises(bad):
+            select_model(X, **kwargs)
+        with pytest.raises(bad):
+            select_model(np.nan_to_num(X), **kwargs)

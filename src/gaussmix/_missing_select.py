@@ -309,19 +309,8 @@ def select(
             f"Feature {j} of X has no observed value (every row is NaN there): its mean "
             "and variance cannot be estimated. Drop that column."
         )
-    ks, types = _grid(n_components, covariance_types, n_samples, selection)
-    if criterion not in selection._CRITERIA:
-        raise ValueError(f"criterion must be one of {selection._CRITERIA}, got {criterion!r}.")
-    if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 0:
-        raise ValueError(f"n_init must be a non-negative integer, got {n_init!r}.")
-    reserved = [p for p in selection._RESERVED if p in params]
-    if reserved:
-        raise TypeError(
-            f"select_model sets {', '.join(reserved)} itself; remove "
-            f"{'it' if len(reserved) == 1 else 'them'} from the arguments."
-        )
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
+    ks, types = selection._checked_arguments(n_components, covariance_types, criterion,
+                                             n_init, params, progress, n_samples)
     w = check_sample_weight(sample_weight, n_samples)
     w = np.ones(n_samples) if w is None else w
     n_eff = float(w.sum())
@@ -363,39 +352,3 @@ def select(
                 estimators[(t, K)] = model
             table.append(row)
     return selection.SelectionResult(table, criterion, estimators, n_samples, n_features)
-
-
-def _grid(n_components, covariance_types, n_samples, selection):
-    """The sorted numbers of components and the covariance types, validated."""
-    if isinstance(n_components, numbers.Integral):
-        n_components = [n_components]
-    ks = list(n_components)
-    if not ks or any(
-        not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1 for k in ks
-    ):
-        raise ValueError(
-            f"n_components must be positive integers, got {n_components!r}; "
-            "e.g. n_components=range(1, 10)."
-        )
-    ks = sorted({int(k) for k in ks})
-    if ks[-1] > n_samples:
-        raise ValueError(
-            f"n_components={ks[-1]} exceeds n_samples={n_samples}; try fewer components."
-        )
-    if isinstance(covariance_types, str):
-        covariance_types = [covariance_types]
-    types = []
-    for t in covariance_types:
-        name = families.get(t, what="each of covariance_types").name
-        if name not in selection._COVARIANCE_TYPES:
-            raise ValueError(
-                f"select_model compares the covariance types {selection._COVARIANCE_TYPES}; "
-                f"{t!r} is not among them yet."
-            )
-        types.append(name)
-    types = list(dict.fromkeys(types))
-    if not types:
-        raise ValueError(
-            f"covariance_types is empty; give some of {selection._COVARIANCE_TYPES}."
-        )
-    return ks, types

@@ -1368,6 +1368,42 @@ def _entropy_from(random_state) -> int:
     )
 
 
+def _checked_arguments(n_components, covariance_types, criterion, n_init, params, progress,
+                       n_samples):
+    """``(ks, types)``: select_model's arguments checked (also for data with NaN, in
+    :mod:`gaussmix._missing_select`): the sorted numbers of components and the families."""
+    if isinstance(n_components, numbers.Integral):
+        n_components = [n_components]
+    ks = list(n_components)
+    if not ks or any(
+        not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1 for k in ks
+    ):
+        raise ValueError(
+            f"n_components must be positive integers, got {n_components!r}; "
+            "e.g. n_components=range(1, 10)."
+        )
+    ks = sorted({int(k) for k in ks})
+    if ks[-1] > n_samples:
+        raise ValueError(
+            f"n_components={ks[-1]} exceeds n_samples={n_samples}; try fewer components."
+        )
+
+    types = covariance_types_of(covariance_types)
+    if criterion not in _CRITERIA:
+        raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
+    if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 0:
+        raise ValueError(f"n_init must be a non-negative integer, got {n_init!r}.")
+    reserved = [p for p in _RESERVED if p in params]
+    if reserved:
+        raise TypeError(
+            f"select_model sets {', '.join(reserved)} itself; remove "
+            f"{'it' if len(reserved) == 1 else 'them'} from the arguments."
+        )
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
+    return ks, types
+
+
 def covariance_types_of(covariance_types) -> list[str]:
     """The families a ``covariance_types`` argument names, in order, without repeats.
 
@@ -1536,35 +1572,8 @@ def select_model(
     if n_total is not None:
         n_samples = n_total
 
-    if isinstance(n_components, numbers.Integral):
-        n_components = [n_components]
-    ks = list(n_components)
-    if not ks or any(
-        not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1 for k in ks
-    ):
-        raise ValueError(
-            f"n_components must be positive integers, got {n_components!r}; "
-            "e.g. n_components=range(1, 10)."
-        )
-    ks = sorted({int(k) for k in ks})
-    if ks[-1] > n_samples:
-        raise ValueError(
-            f"n_components={ks[-1]} exceeds n_samples={n_samples}; try fewer components."
-        )
-
-    types = covariance_types_of(covariance_types)
-    if criterion not in _CRITERIA:
-        raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
-    if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 0:
-        raise ValueError(f"n_init must be a non-negative integer, got {n_init!r}.")
-    reserved = [p for p in _RESERVED if p in params]
-    if reserved:
-        raise TypeError(
-            f"select_model sets {', '.join(reserved)} itself; remove "
-            f"{'it' if len(reserved) == 1 else 'them'} from the arguments."
-        )
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
+    ks, types = _checked_arguments(n_components, covariance_types, criterion, n_init, params,
+                                   progress, n_samples)
 
     w = check_sample_weight(sample_weight, X.shape[0])
     weights = np.ones(X.shape[0]) if w is None else w

@@ -765,3 +765,19 @@ def test_scheduler_rejects_csv(data_dir, tmp_path):
         "unsupported format for --scheduler",
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_uncertainty_of_confident_rows_is_not_cancelled():
+    # Two far clusters: the other component's probability is ~1e-30, so 1 - max(p) in
+    # floating point is 0 or 1.1e-16; the uncertainty is the other probabilities' sum.
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 15.0]
+    model = GaussianMixture(2, random_state=0).fit(X)
+    buf = io.StringIO()
+    cli._assignments_writer(model, X)(buf)
+    _header, rows = read_csv(buf.getvalue())
+    values = np.array(rows, dtype=float)
+    proba = model.predict_proba(X)
+    others = np.sort(proba, axis=1)[:, 0]
+    assert np.all(others > 0) and np.any(others < 1e-20)
+    np.testing.assert_allclose(values[:, 2], others, rtol=1e-12)

@@ -650,7 +650,10 @@ def _assignments_writer(model: Any, X: Any) -> Callable[[Any], None]:
 
     def columns(labels: np.ndarray, proba: np.ndarray) -> list[np.ndarray]:
         proba = np.asarray(proba, dtype=np.float64)
-        return [labels, 1.0 - proba.max(axis=1), *proba.T]
+        # 1 - max as the sum of the other probabilities: 1.0 - 0.9999999999999999 gave
+        # 1.1e-16 (or 0) where the others sum to 1e-30 (cancellation).
+        largest = np.arange(proba.shape[1]) == proba.argmax(axis=1)[:, None]
+        return [labels, np.where(largest, 0.0, proba).sum(axis=1), *proba.T]
 
     header = ["row", "label", "uncertainty"] + [f"p{j}" for j in range(k)]
     if not is_lazy(X):  # computed and written block by block (bounded memory)

@@ -363,3 +363,19 @@ def test_variable_volume_models_collapse_on_identical_points(model_name):
         gm.fit(X)
     reason = degeneracy_reason_of_estimator(gm, X)
     assert reason is not None and "component 1 " in reason and "identical" in reason, reason
+
+
+def test_pooled_full_covariance_from_too_few_points_is_degenerate():
+    # 5 points in 8 dimensions: at K = 1 the fourteen models' full-matrix members are one
+    # and the same fit, singular but for reg_covar; full, EVE, VVE, EVV were flagged by
+    # the count rule while tied, VEE, EEV and VEV were ranked (and selected).
+    from gaussmix import select_model
+
+    X = np.random.default_rng(5).normal(size=(5, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = select_model(X, n_components=[1])
+    full_matrix = {"full", "tied", "EVE", "VVE", "EVV", "VEE", "EEV", "VEV"}
+    rows = {row["covariance_type"]: row for row in result.table}
+    assert {t for t, row in rows.items() if row["degenerate"]} == full_matrix
+    assert result.best_params_["covariance_type"] not in full_matrix

@@ -530,6 +530,21 @@ def degeneracy_reason(
             f"it is carried by {_fmt(nk[k])} effective points, fewer than the {min_points} "
             f"a {family.name} component needs"
         )
+    # ... or, for a pooled full matrix, too few points in all: the pooled scatter of N points
+    # around K means has rank at most N - K (EEE, VEE); with shared eigenvalues and own
+    # orientations (EEV, VEV), every component's scatter must be singular. (At K = 1 the
+    # same fit as full's, which the rule above flags.)
+    pooled_rule = scatter_rules(family)[1]
+    if pooled_rule == "any" and nk.sum() < n_features + n_components:
+        problems.setdefault(-1, []).append(
+            f"it is pooled from {_fmt(nk.sum())} effective points around {n_components} "
+            f"means, fewer than the {n_features + n_components} it needs"
+        )
+    elif pooled_rule == "each" and np.all(nk < n_features + 1):
+        problems.setdefault(-1, []).append(
+            f"every component is carried by fewer than the {n_features + 1} effective "
+            "points its own orientation needs"
+        )
 
     # 2. A variance (or the smallest along any direction) at the regularisation floor.
     centre = weights @ means / weights.sum() if weights.sum() > 0 else means.mean(axis=0)

@@ -565,3 +565,17 @@ def test_one_constrained_model_alone_reaches_mclust():
         ref = _mclust_log_likelihood_14("VEV", row["n_components"])
         assert row["log_likelihood"] >= ref - 0.01
         assert row["degenerate"] is None
+
+
+def test_evv_on_data_of_scale_1e100_equals_unit_scale():
+    # EVV's M-step multiplied volume (~1e200) by the scatter (~1e200) before dividing by
+    # its determinant root: inf covariances, and select_model died in ZeroDivisionError.
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    scale = 1e100
+    unit = select_model(X, n_components=[1, 2], covariance_types=["EVV"])
+    big = select_model(X * scale, n_components=[1, 2], covariance_types=["EVV"])
+    for a, b in zip(unit.table, big.table, strict=True):
+        assert b["log_likelihood"] == pytest.approx(
+            a["log_likelihood"] - X.size * np.log(scale), rel=1e-5  # reg_covar is absolute
+        )
+    select_model(X * scale, n_components=[1, 2])  # the 14 models: no exception

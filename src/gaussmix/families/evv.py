@@ -37,7 +37,8 @@ class EVV(ConstrainedFull):
         root = _scatter.det_root(W)  # |W_k|^(1/D), (K,)
         volume = root.sum() / n_k.sum()
         # A singular scatter stays singular (the Cholesky factor reports the collapse).
-        return volume * W / np.where(root > 0, root, 1.0)[:, None, None]
+        # Divided first: volume * W overflowed (1e200 * 1e200) on data of scale 1e100.
+        return volume * (W / np.where(root > 0, root, 1.0)[:, None, None])
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)

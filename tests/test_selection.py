@@ -579,3 +579,16 @@ def test_evv_on_data_of_scale_1e100_equals_unit_scale():
             a["log_likelihood"] - X.size * np.log(scale), rel=1e-5  # reg_covar is absolute
         )
     select_model(X * scale, n_components=[1, 2])  # the 14 models: no exception
+
+
+def test_evi_on_data_of_scale_1e80_equals_unit_scale():
+    # The batched EVI M-step multiplied volume (~1e160) by the scatter's diagonal (~1e161)
+    # before dividing by its root: every EVI fit 'lost positive definiteness'.
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    scale = 1e80
+    unit = select_model(X, n_components=[1, 2], covariance_types=["EVI"])
+    big = select_model(X * scale, n_components=[1, 2], covariance_types=["EVI"])
+    for a, b in zip(unit.table, big.table, strict=True):
+        assert b["log_likelihood"] == pytest.approx(
+            a["log_likelihood"] - X.size * np.log(scale), rel=1e-5  # reg_covar is absolute
+        )

@@ -598,7 +598,8 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None,
         with np.errstate(divide="ignore"):
             root = np.exp(np.mean(np.log(diag), axis=-1))  # (S, K)
         volume = root.sum(axis=1) / n_total
-        var = volume[:, None, None] * diag / np.where(root > 0, root, 1.0)[..., None]
+        # Divided first: volume * diag overflowed (1e160 * 1e161) on data of scale 1e80.
+        var = volume[:, None, None] * (diag / np.where(root > 0, root, 1.0)[..., None])
         return var[..., None] * eye
     if name == "VEI":
         return _vei(diag, n_k, previous)[..., None] * eye

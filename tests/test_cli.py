@@ -132,7 +132,10 @@ def test_fit_assignments(fitted):
     proba = values[:, 3:]
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(values[:, 1], proba.argmax(axis=1))
-    np.testing.assert_array_equal(values[:, 2], 1.0 - proba.max(axis=1))
+    # uncertainty = 1 - max, written as the other probabilities' sum (no cancellation)
+    largest = np.arange(proba.shape[1]) == proba.argmax(axis=1)[:, None]
+    np.testing.assert_array_equal(values[:, 2], np.where(largest, 0.0, proba).sum(axis=1))
+    np.testing.assert_allclose(values[:, 2], 1.0 - proba.max(axis=1), rtol=0, atol=1e-15)
 
 
 def test_fit_matches_the_library_exactly(fitted):

@@ -278,7 +278,10 @@ def test_assignments_are_written_block_by_block(tmp_path, capsys, monkeypatch):
     np.testing.assert_array_equal(values[:, 0], np.arange(len(X)))
     np.testing.assert_array_equal(values[:, 1], model.predict(X))
     np.testing.assert_array_equal(values[:, 3:], proba)  # exact: shortest round-trip text
-    np.testing.assert_array_equal(values[:, 2], 1.0 - proba.max(axis=1))
+    # uncertainty = 1 - max, written as the other probabilities' sum (no cancellation)
+    largest = np.arange(proba.shape[1]) == proba.argmax(axis=1)[:, None]
+    np.testing.assert_array_equal(values[:, 2], np.where(largest, 0.0, proba).sum(axis=1))
+    np.testing.assert_allclose(values[:, 2], 1.0 - proba.max(axis=1), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("extra", [[], ["--proba"]])

@@ -517,3 +517,14 @@ def test_partial_fit_on_dask_takes_a_scalar_sample_weight():
     for start in range(0, 800, 200):
         in_memory.partial_fit(X[start:start + 200], sample_weight=2.0)
     np.testing.assert_allclose(on_dask.means_, in_memory.means_, rtol=1e-10)
+
+
+def test_chunked_csv_with_cr_line_ends_reads_every_row(tmp_path):
+    # Lines ended by CR alone (old Mac files): the chunked reader dropped the header by
+    # find("\n") and with it the whole file ('no data rows'); read_data read them.
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    path = tmp_path / "cr.csv"
+    path.write_bytes(("a,b\r" + "".join(f"{float(x)!r},{float(y)!r}\r" for x, y in X)).encode())
+    data = _readers.open_chunked(str(path))
+    np.testing.assert_array_equal(np.concatenate(list(data.chunks())), X)
+    np.testing.assert_array_equal(_readers.read_data(str(path)).X, X)

@@ -1092,14 +1092,20 @@ def _decode_piece(piece: bytes, source: str, first: bool) -> str:
     return text
 
 
+_TEXT_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _drop_header(text: str, line_no: int) -> tuple[str, int]:
     """Text after its first content line (the header), and the lines dropped."""
     pos = 0
     while True:
-        end = text.find("\n", pos)
+        # Lines end with LF, CRLF or CR (a CR-only file is one "line" for find("\n"):
+        # the header and every row were dropped, 'no data rows').
+        match = _TEXT_LINE_END.search(text, pos)
+        end = -1 if match is None else match.start()
         line = text[pos:] if end < 0 else text[pos:end]
         line_no += 1
-        pos = len(text) if end < 0 else end + 1
+        pos = len(text) if match is None else match.end()
         if line.strip() and line[0] != "#":
             return text[pos:], line_no
         if end < 0:

@@ -528,3 +528,12 @@ def test_chunked_csv_with_cr_line_ends_reads_every_row(tmp_path):
     data = _readers.open_chunked(str(path))
     np.testing.assert_array_equal(np.concatenate(list(data.chunks())), X)
     np.testing.assert_array_equal(_readers.read_data(str(path)).X, X)
+
+
+def test_chunked_csv_with_cr_line_ends_names_a_bad_cell(tmp_path):
+    # The line-by-line parse split on LF only: a CR-ended file's bad cell raised the csv
+    # module's "new-line character seen in unquoted field" (an internal error).
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"a,b\r1,2\r3,x\r5,6\r")
+    with pytest.raises(_readers.DataError, match=r"non-numeric value 'x' at line 3"):
+        list(_readers.open_chunked(str(path)).chunks())

@@ -1066,9 +1066,11 @@ class ChunkedData:
         return X
 
     def _parse_slow(self, text: str, line_no: int, rows_before: int) -> np.ndarray:
-        lines = text.split("\n")
+        # Every line end (a CR alone too: inside a line the csv module raised its own
+        # "new-line character seen in unquoted field"), as the whole-file reader splits.
+        lines = text.splitlines()
         body = [
-            (line_no + i + 1, line.rstrip("\r"))
+            (line_no + i + 1, line)
             for i, line in enumerate(lines)
             if line.strip() and line[0] != "#"
         ]

@@ -1576,6 +1576,10 @@ def select_model(
                                    progress, n_samples)
 
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None and source is None and not np.all(w > 0):
+        # Rows of zero weight add nothing to any likelihood or criterion; left in, they
+        # would steer the starts (partitions, k-means, the race) toward other optima.
+        X, w = X[w > 0], w[w > 0]
     weights = np.ones(X.shape[0]) if w is None else w
     n_eff = float(weights.sum()) if source is None else source.weight_sum
 

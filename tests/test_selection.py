@@ -567,31 +567,20 @@ def test_one_constrained_model_alone_reaches_mclust():
         assert row["degenerate"] is None
 
 
-def test_evv_on_data_of_scale_1e100_equals_unit_scale():
-    # EVV's M-step multiplied volume (~1e200) by the scatter (~1e200) before dividing by
-    # its determinant root: inf covariances, and select_model died in ZeroDivisionError.
+@pytest.mark.parametrize(("model", "scale"), [("EVV", 1e100), ("EVI", 1e80)])
+def test_constrained_m_step_on_huge_scales_equals_unit_scale(model, scale):
+    """EVV's M-step multiplied the volume (~1e200) by the scatter (~1e200) before dividing
+    by its determinant root: inf covariances, and select_model died in ZeroDivisionError.
+    The batched EVI M-step did the same with the scatter's diagonal at 1e80: every EVI fit
+    'lost positive definiteness'."""
     X = np.random.default_rng(0).normal(size=(30, 2))
-    scale = 1e100
-    unit = select_model(X, n_components=[1, 2], covariance_types=["EVV"])
-    big = select_model(X * scale, n_components=[1, 2], covariance_types=["EVV"])
+    unit = select_model(X, n_components=[1, 2], covariance_types=[model])
+    big = select_model(X * scale, n_components=[1, 2], covariance_types=[model])
     for a, b in zip(unit.table, big.table, strict=True):
         assert b["log_likelihood"] == pytest.approx(
             a["log_likelihood"] - X.size * np.log(scale), rel=1e-5  # reg_covar is absolute
         )
     select_model(X * scale, n_components=[1, 2])  # the 14 models: no exception
-
-
-def test_evi_on_data_of_scale_1e80_equals_unit_scale():
-    # The batched EVI M-step multiplied volume (~1e160) by the scatter's diagonal (~1e161)
-    # before dividing by its root: every EVI fit 'lost positive definiteness'.
-    X = np.random.default_rng(0).normal(size=(30, 2))
-    scale = 1e80
-    unit = select_model(X, n_components=[1, 2], covariance_types=["EVI"])
-    big = select_model(X * scale, n_components=[1, 2], covariance_types=["EVI"])
-    for a, b in zip(unit.table, big.table, strict=True):
-        assert b["log_likelihood"] == pytest.approx(
-            a["log_likelihood"] - X.size * np.log(scale), rel=1e-5  # reg_covar is absolute
-        )
 
 
 def test_rows_of_zero_weight_change_nothing():

@@ -756,17 +756,23 @@ def _inverses(matrices):
     try:
         return np.linalg.inv(matrices), None
     except np.linalg.LinAlgError:
-        D = matrices.shape[-1]
-        flat = matrices.reshape(-1, D, D)
-        out = np.empty_like(flat)
-        singular = np.zeros(flat.shape[0], dtype=bool)
-        for i, matrix in enumerate(flat):
-            try:
-                out[i] = np.linalg.inv(matrix)
-            except np.linalg.LinAlgError:
-                out[i] = np.eye(D)
-                singular[i] = True
+        out, singular = _each_or_identity(np.linalg.inv, matrices.reshape(-1, *matrices.shape[-2:]))
         return out.reshape(matrices.shape), singular.reshape(matrices.shape[:-2])
+
+
+def _each_or_identity(func, flat):
+    """``func`` (a NumPy linear-algebra routine) of each matrix of a (M, D, D) stack, the
+    identity where it raises LinAlgError, and the mask of those: the slow path once the
+    call on the whole stack has failed."""
+    out = np.empty_like(flat)
+    failed = np.zeros(flat.shape[0], dtype=bool)
+    for i, matrix in enumerate(flat):
+        try:
+            out[i] = func(matrix)
+        except np.linalg.LinAlgError:
+            out[i] = np.eye(flat.shape[-1])
+            failed[i] = True
+    return out, failed
 
 
 def _spd_inverse(matrices):
@@ -957,12 +963,5 @@ def _batched_cholesky(cov):
         return chol.reshape(cov.shape), bad.reshape(cov.shape[:-2])
     except np.linalg.LinAlgError:
         pass
-    chol = np.empty_like(flat)
-    bad = np.zeros(flat.shape[0], dtype=bool)
-    for i, c in enumerate(flat):
-        try:
-            chol[i] = np.linalg.cholesky(c)
-        except np.linalg.LinAlgError:
-            chol[i] = eye
-            bad[i] = True
+    chol, bad = _each_or_identity(np.linalg.cholesky, flat)
     return chol.reshape(cov.shape), bad.reshape(cov.shape[:-2])

@@ -30,6 +30,7 @@ import numpy as np
 from ._backends import sample_indices
 from ._validation import (
     check_finite_or_nan,
+    check_magnitude,
     check_random_state,
     check_sample_weight,
     non_finite_message,
@@ -203,6 +204,8 @@ def _check_chunk(x, w, offset, allow_nan=False):
                 empty = nan.all(axis=1)
                 out["n_empty"] = int(empty.sum())
                 out["first_empty"] = int(np.argmax(empty)) + offset if empty.any() else None
+    if out["first_bad"] is None:
+        check_magnitude(x, row_offset=offset)
     if allow_nan:
         observed = ~np.isnan(x)
         out["col_count"] = observed.sum(axis=0)
@@ -680,6 +683,7 @@ def _finite_block(x, block_info):
     """NaN is a missing value; refuse infinity and rows with no observed value (global
     row numbers; the counts are the block's)."""
     check_finite_or_nan(x, row_offset=_row_offset(block_info))
+    check_magnitude(x, row_offset=_row_offset(block_info))
 
 
 def _impute_block(x, params, block_size, block_info=None):

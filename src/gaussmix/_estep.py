@@ -57,6 +57,7 @@ _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
 # precisions take the quadratic features at all: beyond it their log-densities round by
 # eps * reach^2 > 1e-4 (a component of one far outlier, docs/robustness.md).
 _RESIDUAL_REACH = 1e6
+_STACKED_REACH = 1e10
 # Largest cancellation factor max_{k,i} E_k[(x_i - c_i)^2] / Var_k[x_i] accepted from a
 # quadratic E-step (relative error of the variances ~ eps * factor). Within the reach the
 # factor is at most 1 + reach^2; a larger one means the new means or variances moved far
@@ -136,7 +137,7 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
     # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the points of
     # component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while every mean lies within
     # 100 of its standard deviations of the centre.
-    if work == np.float64 or reach < 100.0:
+    if (work == np.float64 and reach <= _STACKED_REACH) or reach < 100.0:
         return StackedWhitening(params, work, statistic)
     return CentredWhitening(params, work, statistic)
 

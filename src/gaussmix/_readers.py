@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import MAGNITUDE_LIMIT, check_magnitude
+
 __all__ = [
     "ChunkedData",
     "DataError",
@@ -286,6 +288,21 @@ def _check_values(
             f"the first at {where(first_empty)}; a row needs at least one value: "
             "remove such rows"
         )
+    for start in range(0, X.shape[0], CHECK_ROWS):
+        block = np.asarray(X[start : start + CHECK_ROWS])
+        try:
+            check_magnitude(block)
+        except ValueError:
+            limit = MAGNITUDE_LIMIT[block.dtype]
+            with np.errstate(invalid="ignore"):
+                r, c = np.argwhere(np.abs(block) > limit)[0]
+            raise DataError(
+                f"{source}: {block[r, c]:.3g} at {where(start + int(r))}, column "
+                f"{names[c]!r} is too large: gaussmix squares distances, which overflow "
+                f"{block.dtype} beyond about {np.sqrt(np.finfo(block.dtype).max):.1e} "
+                f"(values up to {limit:.0e} are accepted); rescale that column (divide it "
+                "by a power of ten), or drop the row if the value is an error"
+            ) from None
 
 
 def _to_float(cell: str) -> float:
@@ -634,7 +651,11 @@ def _text_layout(
 
 def _accepted(X: np.ndarray, allow_missing: bool) -> bool:
     """True if the values need no error: finite, or NaN allowed (no infinity, no row
-    without an observed value)."""
+    without an observed value) and none too large (``check_magnitude``)."""
+    try:
+        check_magnitude(X)
+    except ValueError:
+        return False
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(X.sum()):
             return True

@@ -137,7 +137,46 @@ def check_array(
         check_finite(arr, name)
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.ascontiguousarray(arr)
+    check_magnitude(arr, name)
     return arr
+
+
+#: The largest magnitude a value of X may have, by dtype: every squared distance gaussmix
+#: computes must stay finite (float64 squares overflow beyond 1.3e154, float32 beyond
+#: 1.8e19), with room for sums over rows and features.
+MAGNITUDE_LIMIT = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
+
+
+def check_magnitude(arr: np.ndarray, name: str = "X", row_offset: int = 0) -> None:
+    """Refuse values too large for squared distances in ``arr``'s dtype (NaN ignored).
+
+    A value of 1e200 is finite, but its square is not: every density involving it would be
+    NaN or infinite. Better a message naming the value than a fit that fails or a NaN.
+    """
+    limit = MAGNITUDE_LIMIT.get(arr.dtype)
+    if limit is None or arr.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        if arr.dtype == np.float64 and arr.flags.c_contiguous:
+            # One BLAS pass: a sum of squares within limit^2 bounds every value.
+            if np.vdot(arr, arr) <= limit * limit:
+                return
+        high = float(np.fmax.reduce(arr, axis=None))
+        low = float(np.fmin.reduce(arr, axis=None))
+    largest = max(abs(high), abs(low)) if np.isfinite(high) else abs(low)
+    if not largest > limit:
+        return
+    value = high if abs(high) >= abs(low) else low
+    row, col = np.argwhere(arr == value)[0]
+    tail = (" or pass the data as float64 (X.astype(np.float64))"
+            if arr.dtype == np.float32 else "")
+    raise ValueError(
+        f"{name} holds {value:.3g} at row {row + row_offset}, column {col}: too large for "
+        f"{arr.dtype} arithmetic (gaussmix squares distances, which overflow beyond about "
+        f"{np.sqrt(np.finfo(arr.dtype).max):.1e}; values up to {limit:.0e} are accepted). "
+        f"Rescale that column (divide it by a power of ten){tail}, or drop the row if the "
+        "value is an error."
+    )
 
 
 def check_finite(arr: np.ndarray, name: str = "X") -> None:

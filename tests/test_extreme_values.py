@@ -1,0 +1,112 @@
+"""Values at the edge of floating point: a far outlier up to 1e150, and values whose squares
+overflow, which are refused by name (not fitted into NaN).
+
+A row 1e30 sd from the others used to break the full model's E-step: the stacked
+whitening subtracts the mixture mean c (pulled to 3.7e27 by the outlier) from every row,
+and x - c rounded away every other row's position (``_estep._STACKED_REACH``).
+"""
+
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from gaussmix import GaussianMixture, select_model
+from gaussmix.datasets import load_faithful
+
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+def _with_far_row(value, dtype=np.float64):
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    return np.vstack([X, [[value, 70.0]]]).astype(dtype)
+
+
+def _fit(X, covariance_type):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_a_far_row_up_to_1e100_gets_its_own_component(covariance_type):
+    reference = _fit(_with_far_row(1e6), covariance_type)
+    for value in (1e30, 1e60, 1e100):
+        model = _fit(_with_far_row(value), covariance_type)
+        X = _with_far_row(value)
+        far = model.predict(X[-1:])[0]
+        assert model.weights_[far] == pytest.approx(1 / X.shape[0], rel=1e-6)
+        assert np.all(model.predict(X[:-1]) != far)
+        others = [k for k in range(3) if k != far]
+        ref_far = reference.predict(_with_far_row(1e6)[-1:])[0]
+        ref_others = [k for k in range(3) if k != ref_far]
+        np.testing.assert_allclose(model.means_[others], reference.means_[ref_others],
+                                   rtol=1e-7)
+        np.testing.assert_allclose(model.weights_[others], reference.weights_[ref_others],
+                                   rtol=1e-7)
+        assert np.isfinite(model.lower_bound_)
+
+
+@pytest.mark.parametrize("dtype, value, limit", [(np.float64, 1e155, "1e+150"),
+                                                 (np.float64, -1e200, "1e+150"),
+                                                 (np.float32, 1e20, "1e+18")])
+def test_values_whose_squares_overflow_are_refused_by_position(dtype, value, limit):
+    X = _with_far_row(value, dtype)
+    pattern = (re.escape(f"holds {value:.3g} at row 272, column 0") + ".*"
+               + re.escape(f"up to {limit} are accepted") + ".*Rescale that column")
+    with pytest.raises(ValueError, match=pattern):
+        GaussianMixture(2).fit(X)
+    with pytest.raises(ValueError, match="too large"):
+        select_model(X, n_components=[1, 2], covariance_types="sklearn")
+    with pytest.raises(ValueError, match="too large"):
+        GaussianMixture(2).partial_fit(X)
+    model = GaussianMixture(2, random_state=0).fit(X[:-1])
+    for method in (model.predict, model.predict_proba, model.score_samples):
+        with pytest.raises(ValueError, match="at row 272, column 0"):
+            method(X)
+
+
+def test_float32_refusal_suggests_float64_and_float64_takes_the_same_rows():
+    X = _with_far_row(1e20, np.float32)
+    with pytest.raises(ValueError, match=r"pass the data as float64"):
+        GaussianMixture(2).fit(X)
+    model = _fit(X.astype(np.float64), "full")
+    assert np.isfinite(model.lower_bound_)
+
+
+def test_missing_values_do_not_hide_a_value_too_large():
+    X = _with_far_row(1e200)
+    X[5, 1] = np.nan
+    with pytest.raises(ValueError, match="holds 1e[+]200 at row 272"):
+        GaussianMixture(2).fit(X)
+
+
+def test_dask_input_is_checked_chunk_by_chunk():
+    da = pytest.importorskip("dask.array")
+    X = _with_far_row(1e200)
+    with pytest.raises(ValueError, match="holds 1e[+]200 at row 272, column 0"):
+        GaussianMixture(2).fit(da.from_array(X, chunks=100))
+    model = GaussianMixture(2, random_state=0).fit(X[:-1])
+    with pytest.raises(ValueError, match="holds 1e[+]200 at row 272, column 0"):
+        model.predict(da.from_array(X, chunks=100)).compute()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_command_line_names_the_line_and_column(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".csv":
+        path.write_text("a,b\n1,2\n3,4\n5,6\n1e200,3\n2,2\n")
+        where = "line 5, column 'a'"
+    else:
+        np.save(path, np.array([[1, 2], [3, 4], [1e200, 3.0], [2, 2]]))
+        where = "row 2 (counting from 0), column 'x0'"
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "gaussmix", "fit", str(path), "-k", "1",
+                          "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert f"1e+200 at {where} is too large" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not out.exists()

@@ -80,17 +80,17 @@ def test_float32_refusal_suggests_float64_and_float64_takes_the_same_rows():
 def test_missing_values_do_not_hide_a_value_too_large():
     X = _with_far_row(1e200)
     X[5, 1] = np.nan
-    with pytest.raises(ValueError, match="holds 1e[+]200 at row 272"):
+    with pytest.raises(ValueError, match=r"holds 1e[+]200 at row 272"):
         GaussianMixture(2).fit(X)
 
 
 def test_dask_input_is_checked_chunk_by_chunk():
     da = pytest.importorskip("dask.array")
     X = _with_far_row(1e200)
-    with pytest.raises(ValueError, match="holds 1e[+]200 at row 272, column 0"):
+    with pytest.raises(ValueError, match=r"holds 1e[+]200 at row 272, column 0"):
         GaussianMixture(2).fit(da.from_array(X, chunks=100))
     model = GaussianMixture(2, random_state=0).fit(X[:-1])
-    with pytest.raises(ValueError, match="holds 1e[+]200 at row 272, column 0"):
+    with pytest.raises(ValueError, match=r"holds 1e[+]200 at row 272, column 0"):
         model.predict(da.from_array(X, chunks=100)).compute()
 
 

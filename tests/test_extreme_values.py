@@ -110,3 +110,18 @@ def test_command_line_names_the_line_and_column(tmp_path, suffix):
     assert f"1e+200 at {where} is too large" in run.stderr
     assert "Traceback" not in run.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
+@pytest.mark.parametrize("offset", [1e9, 1.7e12])
+def test_data_sharing_a_large_offset_fit_as_without_it(init_params, offset):
+    """Millisecond timestamps, projected coordinates: every row shares a large offset.
+    k-means's labels were taken by the distance expansion about the origin, which lost
+    every distance at 1.7e12: all 272 rows in one cluster, the one-Gaussian fit (-1289.8
+    against -1126.9)."""
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    clean = GaussianMixture(3, init_params=init_params, random_state=0).fit(X)
+    shifted = GaussianMixture(3, init_params=init_params, random_state=0).fit(X + offset)
+    # The offset rows hold their values to ~eps * offset (2.4e-4 at 1.7e12).
+    assert shifted.score(X + offset) == pytest.approx(clean.score(X), abs=1e-4)
+    np.testing.assert_allclose(shifted.means_ - offset, clean.means_, atol=1e-3)

@@ -38,7 +38,9 @@ def test_later_batches_blend_the_missing_value_statistics():
     before = gm._get_parameters()
     running = gm.running_statistics_
     gm.partial_fit(second)
-    rho = _online.step_size(2, gm.learning_offset, gm.learning_decay)
+    # (the second batch has fewer rows than the first: its step is scaled by the ratio)
+    rho = _online.step_size(2, gm.learning_offset, gm.learning_decay, second.shape[0],
+                            first.shape[0])
     expected = _online.blend(running, block_statistics(second, before), rho)
     got = gm.running_statistics_.moved_to(expected.shift)
     np.testing.assert_allclose(got.nk, expected.nk, rtol=1e-12)

@@ -30,7 +30,8 @@ import numpy as np
 
 from .stats import MixtureParameters, SufficientStatistics
 
-__all__ = ["blend", "check_schedule", "statistics_of_parameters", "step_size"]
+__all__ = ["blend", "check_schedule", "statistics_of_parameters", "step_size",
+           "typical_weight"]
 
 # Defaults of GaussianMixture(learning_offset=..., learning_decay=...), chosen by
 # `python benchmarks/bench_online.py --sweep --spreads 1.5,2 --seeds 2` (400,000 rows in
@@ -64,9 +65,28 @@ def check_schedule(learning_offset, learning_decay) -> None:
         )
 
 
-def step_size(n_step: int, learning_offset: float, learning_decay: float) -> float:
-    """rho for the ``n_step``-th batch (1-based): ``(n_step + t0) ** -alpha``, at most 1."""
-    return float(min(1.0, (n_step + learning_offset) ** (-learning_decay)))
+def step_size(n_step: int, learning_offset: float, learning_decay: float,
+              batch_weight: float | None = None, typical: float | None = None) -> float:
+    """rho for the ``n_step``-th batch (1-based): ``(n_step + t0) ** -alpha``, at most 1,
+    scaled down for a batch lighter than the ``typical`` one (the mean weight of the
+    batches so far): times ``min(1, batch_weight / typical)``.
+
+    Equal batches take the schedule as it is. A small batch after large ones (the short
+    tail of a file, one row given to ``--resume``) moves the model in proportion to its
+    weight: without the scaling one row after 10,000 took a step of 0.46 and dragged a
+    component's mean 17 sd towards itself.
+    """
+    rho = float(min(1.0, (n_step + learning_offset) ** (-learning_decay)))
+    if batch_weight is not None and typical is not None and typical > 0:
+        rho *= min(1.0, batch_weight / typical)
+    return rho
+
+
+def typical_weight(previous: float | None, n_before: int, batch_weight: float) -> float:
+    """The mean batch weight after one more batch (``previous`` over ``n_before`` batches)."""
+    if previous is None or n_before <= 0:
+        return float(batch_weight)
+    return float((previous * n_before + batch_weight) / (n_before + 1))
 
 
 def normalised(stats: SufficientStatistics) -> SufficientStatistics:
@@ -103,13 +123,15 @@ def blend(
     )
 
 
-def statistics_of_parameters(params: MixtureParameters, reg_covar: float) -> SufficientStatistics:
+def statistics_of_parameters(params: MixtureParameters, reg_covar: float,
+                             log_likelihood: float = 0.0) -> SufficientStatistics:
     """Per-sample statistics whose M-step returns ``params`` (a fixed point of EM).
 
     About the means (``s1 = 0``), ``nk = weights`` and the scatter is the covariance minus
     ``reg_covar`` (the M-step adds it back), times the weight, reduced as the family's
     ``statistic`` says: per component (full), pooled (tied), diagonal, or trace
-    (spherical: ``D`` times the variance).
+    (spherical: ``D`` times the variance). ``log_likelihood``: the fit's mean
+    log-likelihood per sample (``lower_bound_``), which the running value starts from.
     """
     family = params.family
     weights = np.asarray(params.weights, dtype=np.float64)
@@ -127,7 +149,8 @@ def statistics_of_parameters(params: MixtureParameters, reg_covar: float) -> Suf
     else:  # trace
         s2 = weights * n_features * (cov - reg_covar)
     return SufficientStatistics(
-        family.name, means.copy(), weights, np.zeros_like(means), s2, 0.0, 1.0, None
+        family.name, means.copy(), weights, np.zeros_like(means), s2, float(log_likelihood),
+        1.0, None,
     )
 
 

@@ -24,8 +24,9 @@ change (so older gaussmix versions still read them, and refuse a version-3 file 
 "upgrade gaussmix"). Files of versions 1 and 2 still load, of any covariance type.
 
 ``online`` (version 2) holds ``partial_fit``'s running statistics (per-sample averages,
-``s2`` shaped as the covariances) and its step count, so that a loaded model continues
-its stream exactly; it is null for models fitted by ``fit``. Version-1 files (without it)
+``s2`` shaped as the covariances), its step count and (optional, added later) the mean
+weight of its batches, so that a loaded model continues its stream exactly; it is null for
+models fitted by ``fit``. Version-1 files (without it)
 still load.
 
 Every float is written with Python's shortest round-trip representation of the float64
@@ -795,8 +796,10 @@ def _online_to_dict(model: Any) -> dict[str, Any] | None:
     for name, value in fields.items():
         if not np.all(np.isfinite(value)):
             raise ValueError(f"cannot save running statistics whose {name} are not finite")
+    batch_weight = getattr(model, "batch_weight_", None)
     return {
         "n_batch_iter": int(model.n_batch_iter_),
+        **({} if batch_weight is None else {"batch_weight": float(batch_weight)}),
         "statistics": {
             **{name: _float_list(value) for name, value in fields.items()},
             "log_likelihood": float(stats.log_likelihood),
@@ -808,7 +811,8 @@ def _online_to_dict(model: Any) -> dict[str, Any] | None:
 def _online_from_dict(
     chk: _Checker, online: Any, family: families.CovarianceFamily, k: int, d: int
 ) -> tuple[int, Any] | None:
-    """The step count and SufficientStatistics of a file's ``online`` field (or None)."""
+    """The step count, SufficientStatistics and mean batch weight (None if not recorded)
+    of a file's ``online`` field (or None)."""
     if online is None:
         return None
     if not isinstance(online, dict):
@@ -842,7 +846,12 @@ def _online_from_dict(
         family.name, arrays["shift"], arrays["nk"], arrays["s1"], arrays["s2"],
         log_likelihood, weight_sum, None,
     )
-    return n_batch_iter, running
+    batch_weight = online.get("batch_weight")  # absent from files before it existed
+    if batch_weight is not None:
+        batch_weight = chk.number(batch_weight, "online.batch_weight")
+        if not batch_weight > 0:
+            raise chk.fail("online.batch_weight", f"must be > 0, got {batch_weight!r}")
+    return n_batch_iter, running, batch_weight
 
 
 # What the checksum covers: everything that decides the model's predictions.
@@ -1482,7 +1491,9 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
             raise chk.fail("params.prior", str(exc)) from None
     online = _online_from_dict(chk, doc.get("online"), family, k, d)
     if online is not None:
-        model.n_batch_iter_, model.running_statistics_ = online
+        model.n_batch_iter_, model.running_statistics_, batch_weight = online
+        if batch_weight is not None:
+            model.batch_weight_ = batch_weight
     return model
 
 

@@ -185,6 +185,10 @@ default="kmeans"
     running_statistics_ : SufficientStatistics
         :meth:`partial_fit`'s running averages of the sufficient statistics (per sample);
         saved in model files so that a loaded model continues exactly.
+    batch_weight_ : float
+        The mean weight of :meth:`partial_fit`'s batches so far (rows, or the sum of their
+        sample weights; a fit's rows count as the first batch): a lighter batch takes a
+        proportionally smaller step. Saved in model files.
 
     Notes
     -----
@@ -344,6 +348,9 @@ default="kmeans"
             weight_total = float(np.sum(check_sample_weight(sample_weight, data.n_samples)))
         with data.parallel():
             self._fit(data, feature_names, weight_total)
+        # What the fit's rows weigh as a first batch of partial_fit (see _online.step_size).
+        self._fit_weight = (_weight_total(data, sample_weight) if isinstance(data, ArrayData)
+                            else float(data.weight_sum))
         return self
 
     def _check_initial_arrays(self, n_features, dtype):
@@ -553,7 +560,7 @@ default="kmeans"
             del self.feature_names_in_
         # A new fit replaces partial_fit's running statistics (partial_fit after fit
         # starts from the fitted parameters).
-        for name in ("running_statistics_", "n_batch_iter_"):
+        for name in ("running_statistics_", "n_batch_iter_", "batch_weight_"):
             self.__dict__.pop(name, None)
         if self.max_iter > 0:
             self._check_degenerate(data)
@@ -733,7 +740,11 @@ default="kmeans"
         X : array-like of shape (n_samples, n_features)
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; the batch counts as one step whatever its weight.
+            Non-negative weights. A batch lighter than the mean of the batches so far
+            (rows, or the sum of their weights) takes a step scaled down by the ratio,
+            ``rho_t * min(1, W_batch / W_mean)``: the short tail of a file, or one row
+            after a fit on thousands, moves the model in proportion to its weight. After
+            :meth:`fit` the fit's rows count as the first batch.
 
         Returns
         -------
@@ -766,19 +777,29 @@ default="kmeans"
                 "least one row per component. Pass a larger first batch."
             )
         n_done = getattr(self, "n_batch_iter_", 0)
+        batch_weight = _weight_total(data, sample_weight)
+        typical = getattr(self, "batch_weight_", None)
         if started:
             params = self._get_parameters().astype(data.dtype)
             running = getattr(self, "running_statistics_", None)
-            if running is None:  # after fit: the fit counts as the first batch's EM
-                running = _online.statistics_of_parameters(params, self.reg_covar)
-                n_done = 1
             stats = self._batch_statistics(data, params)
+            if running is None:  # after fit: the fit counts as the first batch's EM
+                # Its mean log-likelihood starts the running one (this batch's if unknown).
+                bound = getattr(self, "lower_bound_", -np.inf)
+                running = _online.statistics_of_parameters(
+                    params, self.reg_covar,
+                    bound if np.isfinite(bound) else stats.mean_log_likelihood)
+                n_done = 1
+                # ... and weighs what the fit's rows weighed, when known (fit records it,
+                # a model file's training summary may)
+                typical = getattr(self, "_fit_weight", None) or getattr(
+                    self, "n_samples_fit_", None)
         else:
             running = None
             params, stats = self._first_batch_start(data)
         n_step = n_done + 1
         rho = 1.0 if running is None else _online.step_size(
-            n_step, self.learning_offset, self.learning_decay
+            n_step, self.learning_offset, self.learning_decay, batch_weight, typical
         )
         blended = _online.blend(running, stats, rho)
         new_params = _stats.m_step(blended, reg_covar=self.reg_covar, dtype=data.dtype)
@@ -786,6 +807,8 @@ default="kmeans"
         self._set_parameters(new_params)
         self._fitted_covariance_type = new_params.covariance_type
         self.running_statistics_ = blended
+        self.batch_weight_ = _online.typical_weight(typical, n_done if typical else 0,
+                                                    batch_weight)
         self.n_batch_iter_ = n_step
         self.n_iter_ = getattr(self, "n_iter_", 0) + 1
         self.converged_ = False  # stepwise EM has no convergence test
@@ -1145,6 +1168,14 @@ def _streamed_moments(data, rescale=1.0, max_iter=100, tol=1e-10):
             break
     given = n / rescale
     return centre, cov * (given / max(given - 1.0, 1e-300))
+
+
+def _weight_total(data, sample_weight) -> float:
+    """The weight of a batch of rows in memory: the sum of its sample weights as given,
+    or its number of rows."""
+    if sample_weight is None:
+        return float(data.n_samples)
+    return float(np.sum(check_sample_weight(sample_weight, data.n_samples)))
 
 
 class _WeightOnly:

@@ -49,11 +49,17 @@ def collapse_error(component: str, reg_covar: float, detail: str) -> ValueError:
 
 
 def direction_words(v: np.ndarray) -> str:
-    """``"feature j"`` for a unit vector along an axis, else the vector and its main feature."""
+    """``"feature j"`` for a unit vector along an axis, else the vector and its main
+    feature; beyond 6 features only the 3 largest loadings (a 300-feature vector made a
+    warning of 20 KB)."""
     j = int(np.argmax(np.abs(v)))
     if abs(v[j]) > 1 - 1e-6:
         return f"feature {j}"
-    return f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
+    if v.shape[0] <= 6:
+        return f"direction {np.array2string(v, precision=3)} (mostly feature {j})"
+    top = np.argsort(-np.abs(v), kind="stable")[:3]
+    loadings = ", ".join(f"{int(i)} ({v[i]:+.3f})" for i in top)
+    return f"a direction of {v.shape[0]} features, mostly features {loadings}"
 
 
 class CovarianceFamily:

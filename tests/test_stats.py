@@ -31,6 +31,7 @@ from gaussmix import (
     DegenerateFitWarning,
     GaussianMixture,
     MixtureParameters,
+    RegularizationWarning,
     SufficientStatistics,
     block_statistics,
     m_step,
@@ -610,6 +611,7 @@ def test_em_never_lowers_the_log_likelihood(seed, covariance_type, n_features, n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", DegenerateFitWarning)
+        warnings.simplefilter("ignore", RegularizationWarning)  # reg_covar up to 0.1 here
         try:
             gm.fit(X, sample_weight=sw)
         except ValueError as exc:  # a component emptied out: no longer an EM question

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import COVARIANCE_TYPES, make_blobs
-from gaussmix import DegenerateFitWarning, GaussianMixture, NotFittedError
+from gaussmix import DegenerateFitWarning, GaussianMixture, NotFittedError, RegularizationWarning
 
 
 @pytest.fixture(scope="module")
@@ -405,7 +405,8 @@ def test_constant_feature_without_regularisation():
     # is the degeneracy module's call, tested there)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateFitWarning)
-        gm = GaussianMixture(1, covariance_type="diag").fit(X)
+        with pytest.warns(RegularizationWarning, match="feature 1 is constant"):
+            gm = GaussianMixture(1, covariance_type="diag").fit(X)
     assert np.all(gm.covariances_ > 0)
 
 

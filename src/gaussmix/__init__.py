@@ -11,7 +11,12 @@ optional extras imported when used.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, stats
-from ._exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
+from ._exceptions import (
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    NotFittedError,
+    RegularizationWarning,
+)
 from .io import ModelFileError
 from .io import load_model as load
 from .mixture import GaussianMixture
@@ -30,6 +35,7 @@ __all__ = [
     "MixtureParameters",
     "ModelFileError",
     "NotFittedError",
+    "RegularizationWarning",
     "SelectionResult",
     "SufficientStatistics",
     "__version__",

@@ -4,7 +4,7 @@ They mirror scikit-learn's so that code written against ``sklearn.exceptions`` k
 working, without importing scikit-learn.
 """
 
-__all__ = ["ConvergenceWarning", "DegenerateFitWarning", "NotFittedError"]
+__all__ = ["ConvergenceWarning", "DegenerateFitWarning", "NotFittedError", "RegularizationWarning"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -24,4 +24,13 @@ class DegenerateFitWarning(UserWarning):
 
     Typical causes: a component collapsed onto a handful of (often repeated) points, so
     its covariance sits at the ``reg_covar`` floor and its likelihood is unbounded.
+    """
+
+
+class RegularizationWarning(UserWarning):
+    """Issued when a feature's variance is so small that ``reg_covar`` dominates it.
+
+    ``reg_covar`` is added to every covariance's diagonal in the data's own units (as in
+    scikit-learn); on a feature measured in tiny units (or constant) it swamps the data's
+    spread, and the fit describes ``reg_covar`` more than the data.
     """

@@ -7,6 +7,7 @@ there is one, the fix. Nothing here ever writes into the caller's arrays.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -385,3 +386,67 @@ def check_precisions_init(precisions, covariance_type, n_components, n_features,
     _check_shape(precisions, expected, "precisions_init", family.name)
     family.check_precisions_init(precisions)
     return precisions
+
+
+#: A feature whose variance is below this many times ``reg_covar`` draws a
+#: RegularizationWarning: ``reg_covar`` is then at least a tenth of its spread.
+SMALL_VARIANCE_FACTOR = 10.0
+
+
+def feature_variances(X: np.ndarray, sample_weight=None, block_rows: int = 65536) -> np.ndarray:
+    """Each feature's (weighted) variance over its observed values, in row blocks (no
+    copy of ``X``), about a reference row so that a large common offset does not cancel."""
+    n, d = X.shape
+    reference = np.nan_to_num(np.asarray(X[0], dtype=np.float64))
+    total = np.zeros(d)
+    s1 = np.zeros(d)
+    s2 = np.zeros(d)
+    for start in range(0, n, block_rows):
+        block = np.asarray(X[start:start + block_rows], dtype=np.float64) - reference
+        w = (np.ones(block.shape[0]) if sample_weight is None
+             else np.asarray(sample_weight[start:start + block_rows], dtype=np.float64))
+        observed = ~np.isnan(block)
+        block = np.where(observed, block, 0.0)
+        total += w @ observed
+        s1 += w @ block
+        s2 += w @ (block * block)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / total
+        return np.maximum(s2 / total - mean * mean, 0.0)
+
+
+def warn_small_variances(X: np.ndarray, sample_weight, reg_covar: float,
+                         stacklevel: int = 3) -> None:
+    """A RegularizationWarning naming the features whose variance is below
+    ``SMALL_VARIANCE_FACTOR * reg_covar`` (constant ones said as such)."""
+    if not reg_covar > 0:
+        return
+    positive = X.shape[0] if sample_weight is None else int(np.count_nonzero(sample_weight))
+    if positive < 2:  # one row has no spread to speak of (the fit says what is wrong)
+        return
+    from ._exceptions import RegularizationWarning
+
+    var = feature_variances(X, sample_weight)
+    small = np.flatnonzero(var < SMALL_VARIANCE_FACTOR * reg_covar)
+    if not small.size:
+        return
+    constant = [int(j) for j in small if var[j] == 0.0]
+    tiny = [int(j) for j in small if var[j] > 0.0]
+    parts = []
+    if constant:
+        parts.append(f"feature{'s' if len(constant) > 1 else ''} "
+                     f"{', '.join(map(str, constant))} {'are' if len(constant) > 1 else 'is'} "
+                     "constant: every component's variance there is reg_covar (drop "
+                     f"{'them' if len(constant) > 1 else 'it'})")
+    if tiny:
+        listed = ", ".join(f"{j} ({var[j]:.2g})" for j in tiny[:5])
+        more = f" and {len(tiny) - 5} more" if len(tiny) > 5 else ""
+        parts.append(
+            f"feature{'s' if len(tiny) > 1 else ''} {listed}{more} "
+            f"{'have variances' if len(tiny) > 1 else 'has a variance'} below "
+            f"{SMALL_VARIANCE_FACTOR:g} x reg_covar = {SMALL_VARIANCE_FACTOR * reg_covar:g}: "
+            "reg_covar, added to every covariance's diagonal in the data's units, then "
+            "dominates the spread, so the fit reflects reg_covar more than the data. "
+            "Standardise the features (or multiply them by a power of ten), or lower "
+            "reg_covar")
+    warnings.warn("; ".join(parts) + ".", RegularizationWarning, stacklevel=stacklevel)

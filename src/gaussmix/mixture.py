@@ -26,6 +26,7 @@ from ._validation import (
     check_sample_weight,
     check_weights_init,
     feature_names_of,
+    warn_small_variances,
 )
 from .em import run_em
 from .stats import MixtureParameters, SufficientStatistics
@@ -337,6 +338,8 @@ default="kmeans"
         check_parameters(self)
         feature_names = None if _is_dask_array(X) else feature_names_of(X)
         data = data_source(X, sample_weight, self.block_size, allow_nan=True)
+        if isinstance(getattr(data, "X", None), np.ndarray):  # in memory
+            warn_small_variances(data.X, data.sample_weight, self.reg_covar)
         if data.n_samples < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components, but got n_components = "
@@ -349,7 +352,8 @@ default="kmeans"
         with data.parallel():
             self._fit(data, feature_names, weight_total)
         # What the fit's rows weigh as a first batch of partial_fit (see _online.step_size).
-        self._fit_weight = (_weight_total(data, sample_weight) if isinstance(data, ArrayData)
+        self._fit_weight = (_weight_total(data, sample_weight)
+                            if isinstance(getattr(data, "X", None), np.ndarray)
                             else float(data.weight_sum))
         return self
 
@@ -796,6 +800,7 @@ default="kmeans"
                     self, "n_samples_fit_", None)
         else:
             running = None
+            warn_small_variances(data.X, data.sample_weight, self.reg_covar)
             params, stats = self._first_batch_start(data)
         n_step = n_done + 1
         rho = 1.0 if running is None else _online.step_size(

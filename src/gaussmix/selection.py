@@ -1537,7 +1537,12 @@ def select_model(
     {'covariance_type': 'tied', 'n_components': 3}
     """
     from ._backends import _is_dask_array, data_source
-    from ._validation import check_array, check_sample_weight, feature_names_of
+    from ._validation import (
+        check_array,
+        check_sample_weight,
+        feature_names_of,
+        warn_small_variances,
+    )
 
     if prior is not None:  # ML selection, then MAP EM per grid point (_prior_select)
         from ._prior_select import select_with_prior
@@ -1582,6 +1587,7 @@ def select_model(
         X, w = X[w > 0], w[w > 0]
     weights = np.ones(X.shape[0]) if w is None else w
     n_eff = float(weights.sum()) if source is None else source.weight_sum
+    warn_small_variances(X, w, params.get("reg_covar", 1e-6))
 
     entropy = _entropy_from(random_state)
     # Hierarchical partitions, computed once for every K.

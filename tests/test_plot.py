@@ -274,3 +274,18 @@ def test_bic_plot_of_a_four_model_table_keeps_mclusts_order():
     ax = plot.plot_bic(list(reversed(_table()))).axes[0]
     labels = [line.get_label() for line in ax.lines][:4]
     assert labels == ["spherical (VII)", "diag (VVI)", "tied (EEE)", "full (VVV)"]
+
+
+def test_loglik_of_a_selected_model_says_its_points_are_squarem_cycles():
+    """select_model's estimators keep one value per SQUAREM cycle of the final polish,
+    while n_iter_ counts EM steps (reviewer r1: the plot said "converged after 20
+    iterations" over an "EM iteration" axis of 2 points)."""
+    from gaussmix import select_model
+    from gaussmix.datasets import load_faithful
+
+    best = select_model(load_faithful(), n_components=[3], covariance_types=["tied"],
+                        random_state=0).best_estimator_
+    assert len(best.lower_bounds_) != best.n_iter_
+    ax = plot.plot_loglik(best).axes[0]
+    assert ax.get_xlabel() == "SQUAREM cycle of the final polish (3 EM steps each)"
+    assert f"after {best.n_iter_} iterations" in ax.get_title()

@@ -371,11 +371,15 @@ def test_sample_weight_negative_message_is_readable(X):
     assert "np.float64" not in str(info.value)
 
 
-def test_too_few_weighted_rows_for_random_from_data(X):
+@pytest.mark.parametrize("init_params", ["random_from_data", "kmeans", "robust"])
+def test_too_few_weighted_rows_for_the_components(X, init_params):
+    """Fewer rows of positive weight than components: refused, whatever the start (a
+    kmeans start left a component of weight 2e-17; reviewer r1)."""
     sw = np.zeros(60)
     sw[0] = 1.0
-    with pytest.raises(ValueError, match=r"random_from_data.*positive sample_weight"):
-        GaussianMixture(2, init_params="random_from_data").fit(X, sample_weight=sw)
+    with pytest.raises(ValueError, match=r"Only 1 row of X has a positive sample_weight, "
+                                         r"fewer than n_components=2"):
+        GaussianMixture(2, init_params=init_params).fit(X, sample_weight=sw)
 
 
 # --------------------------------------------------------------------------------------

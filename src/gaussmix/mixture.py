@@ -346,6 +346,16 @@ default="kmeans"
                 f"{self.n_components} and n_samples = {data.n_samples}. Lower "
                 "n_components or provide more data."
             )
+        weights = getattr(data, "sample_weight", None)
+        if isinstance(weights, np.ndarray):
+            positive = int(np.count_nonzero(weights > 0))
+            if positive < self.n_components:
+                raise ValueError(
+                    f"Only {positive} row{'s' if positive != 1 else ''} of X "
+                    f"{'have' if positive != 1 else 'has'} a positive sample_weight, fewer "
+                    f"than n_components={self.n_components}: the other components would "
+                    "hold no data. Lower n_components or give more rows a positive weight."
+                )
         weight_total = None  # the weights' sum as given (ArrayData rescales them to mean 1)
         if self.prior is not None and sample_weight is not None and isinstance(data, ArrayData):
             weight_total = float(np.sum(check_sample_weight(sample_weight, data.n_samples)))

@@ -4,8 +4,9 @@ Text files have their header and delimiter detected; ``columns`` picks columns b
 1-based number, in order. Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``;
 Parquet nulls) are read as NaN when the caller allows them, and refused otherwise. Every
 problem with a file (missing, unreadable, a non-numeric cell, refused missing values,
-infinite values, a row with nothing observed, ragged rows, no data) raises
-:class:`DataError` with one line naming the file, the place and the fix.
+infinite values, a row with nothing observed, ragged rows, no data, two columns used with
+one name, a ``.npy`` file that is not one) raises :class:`DataError` with one line naming
+the file, the place and the fix. Names from a file are quoted escaped (:func:`printable`).
 
 With ``--scheduler``, :func:`read_dask_data` opens ``.npy`` files, folders of them and
 Parquet data as a dask array that stays on the workers.
@@ -149,7 +150,9 @@ def read_data(
     DataError
         For a missing or unreadable file, a non-numeric cell (naming line and column),
         missing values unless ``allow_missing`` (their count and the first position), a row
-        with nothing observed, infinite values, ragged rows or no data.
+        with nothing observed, infinite values, ragged rows, no data, two of the columns
+        read sharing a name (the name and both column numbers), or a file named ``.npy``
+        that is not one.
     """
     source = "stdin" if path == "-" else path
     lower = path.lower()

@@ -904,7 +904,7 @@ def _finish(
     print()
     print("wrote:")
     for path in written:
-        print(f"  {path}")
+        print(f"  {printable(path, limit=sys.maxsize)}")
     if out is not None and out.removed:
         print("removed (written by an earlier run, not by this one):")
         for path in out.removed:
@@ -1363,10 +1363,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: BaseException) -> str:
+    # Escaped: a message may quote a column name, a file name or a file's contents.
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror.lower()}{where}"
-    # Escaped: a message may quote a column name or a file's contents (see printable).
+        return printable(f"{exc.strerror.lower()}{where}", limit=sys.maxsize)
     text = printable(" ".join(str(exc).split()), limit=sys.maxsize)
     return text or type(exc).__name__
 

@@ -4,8 +4,9 @@ Text files have their header and delimiter detected; ``columns`` picks columns b
 1-based number, in order. Missing values (empty, ``NA``, ``nan`` cells; NaN in ``.npy``;
 Parquet nulls) are read as NaN when the caller allows them, and refused otherwise. Every
 problem with a file (missing, unreadable, a non-numeric cell, refused missing values,
-infinite values, a row with nothing observed, ragged rows, no data) raises
-:class:`DataError` with one line naming the file, the place and the fix.
+infinite values, a row with nothing observed, ragged rows, no data, two columns used with
+one name, a ``.npy`` file that is not one) raises :class:`DataError` with one line naming
+the file, the place and the fix. Names from a file are quoted escaped (:func:`printable`).
 
 With ``--scheduler``, :func:`read_dask_data` opens ``.npy`` files, folders of them and
 Parquet data as a dask array that stays on the workers.
@@ -55,6 +56,41 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 class DataError(ValueError):
     """A data file cannot be read as a finite numeric table (a user error, exit code 2)."""
+
+
+def printable(value: Any, limit: int = 200) -> str:
+    """``str(value)`` safe for a terminal: control characters escaped, long text shortened.
+
+    Strings read from a file (column and feature names, versions, settings) may hold
+    terminal escape sequences (``\\x1b[2J`` clears the screen) or other invisible
+    characters; they are shown as Python escapes (``\\x1b``) instead. Every message and
+    summary that shows such a string passes it through here (``info``, ``fit``'s summary,
+    the readers' errors).
+
+    Examples
+    --------
+    >>> printable("bad\\x1b[31mred")
+    'bad\\\\x1b[31mred'
+    """
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _shown(names: Sequence[str]) -> str:
+    """Column or feature names for a message: escaped (see :func:`printable`), comma-separated."""
+    return ", ".join(printable(n, limit=60) for n in names)
+
+
+def _duplicate(names: Sequence[str]) -> tuple[str, int, int] | None:
+    """The first name that occurs twice, with its two 0-based positions; None if unique."""
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names):
+        if name in seen:
+            return name, seen[name], j
+        seen[name] = j
+    return None
 
 
 @dataclass
@@ -114,10 +150,13 @@ def read_data(
     DataError
         For a missing or unreadable file, a non-numeric cell (naming line and column),
         missing values unless ``allow_missing`` (their count and the first position), a row
-        with nothing observed, infinite values, ragged rows or no data.
+        with nothing observed, infinite values, ragged rows, no data, two of the columns
+        read sharing a name (the name and both column numbers), or a file named ``.npy``
+        that is not one.
     """
     source = "stdin" if path == "-" else path
     lower = path.lower()
+    _check_npy_signature(path)
     if lower.endswith((".parquet", ".pq")):
         ds = _read_parquet(path, columns, prefer, allow_missing)
     elif path != "-" and _magic(path) == b"\x93NUMPY":
@@ -177,6 +216,26 @@ def _converted(
     return out
 
 
+def _check_npy_signature(path: str) -> None:
+    """Refuse a file named ``.npy`` that is not one (nor Parquet): read as text, it gave
+    'no data rows' or a wrong table."""
+    if not path.lower().endswith(".npy") or not os.path.isfile(path):
+        return  # not named .npy, or missing or a folder: the reader says why
+    head = _magic(path)
+    if head == b"\x93NUMPY" or head[:4] == b"PAR1":
+        return
+    if not head:
+        why = "it is empty"
+    else:
+        why = "it does not start with the .npy signature \\x93NUMPY"
+        if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+            why += "; it looks like text: if it is CSV or TSV, name it .csv or .tsv"
+    raise DataError(
+        f"{path}: not a valid .npy file: {why}; write it with numpy.save, or give CSV/TSV "
+        "or Parquet data"
+    )
+
+
 def _magic(path: str) -> bytes:
     """The first 6 bytes of a file ("" for a directory or a file that cannot be opened:
     the reader then says why)."""
@@ -208,30 +267,62 @@ def _select_columns(
     source: str,
     prefer: Sequence[str] | None = None,
 ) -> tuple[list[int], list[str]]:
-    """Indices and names of the requested columns (names first, then 1-based numbers)."""
-    if not columns and prefer and len(set(names)) == len(names) and set(prefer) <= set(names):
+    """Indices and names of the requested columns (names first, then 1-based numbers).
+
+    The columns read must have distinct names (a model keeps them as its feature names, and
+    ``predict`` matches columns by name): a header that names two of them alike is refused,
+    with the name and both column numbers, unless ``columns`` (or ``prefer``) picks columns
+    that avoid the repeated name.
+    """
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    if (
+        not columns
+        and prefer
+        and len(set(prefer)) == len(prefer)
+        and all(counts.get(n) == 1 for n in prefer)
+    ):
         picked = [names.index(n) for n in prefer]
     elif not columns:
         picked = list(range(len(names)))
     else:
         picked = []
         for token in columns:
-            if token in names:
-                if names.count(token) > 1:
+            if token in counts:
+                if counts[token] > 1:
+                    numbers = [str(j + 1) for j, n in enumerate(names) if n == token]
                     raise DataError(
-                        f"{source}: column name {token!r} is not unique; use its number"
+                        f"{source}: column name {token!r} is not unique (columns "
+                        f"{', '.join(numbers[:-1])} and {numbers[-1]}); use its number"
                     )
                 picked.append(names.index(token))
             elif token.isdigit() and 1 <= int(token) <= len(names):
                 picked.append(int(token) - 1)
             else:
                 raise DataError(
-                    f"{source}: no column {token!r}; the columns are {', '.join(names)} "
+                    f"{source}: no column {token!r}; the columns are {_shown(names)} "
                     f"(or numbers 1 to {len(names)})"
                 )
         twice = next((j for i, j in enumerate(picked) if j in picked[:i]), None)
         if twice is not None:
-            raise DataError(f"{source}: --columns names column {names[twice]!r} twice")
+            raise DataError(
+                f"{source}: --columns names column {names[twice]!r} twice (column {twice + 1})"
+            )
+    repeated = _duplicate([names[j] for j in picked])
+    if repeated is not None:
+        name, first, second = repeated
+        where = f"columns {picked[first] + 1} and {picked[second] + 1}"
+        if columns:
+            raise DataError(
+                f"{source}: --columns picks two columns named {name!r} ({where}); the columns "
+                "used need distinct names: pick one of them, or rename one in the header"
+            )
+        raise DataError(
+            f"{source}: the header names two columns {name!r} ({where}); the columns used "
+            "need distinct names: rename one in the header, or pick the columns to use with "
+            "--columns (by number)"
+        )
     return picked, [names[j] for j in picked]
 
 
@@ -710,21 +801,30 @@ def _read_parquet(
     prefer: Sequence[str] | None = None,
     allow_missing: bool = False,
 ) -> Dataset:
-    table = _parquet(path, "read_table")
-    names = [str(n) for n in table.column_names]
+    # The schema first: the columns are chosen (and their names checked, see
+    # _select_columns) before any is read, and only the chosen ones are read.
+    schema = _parquet(path, "read_schema")
+    names = [str(n) for n in schema.names]
     picked, kept = _select_columns(names, columns, path, prefer)
+    for j in picked:
+        _check_parquet_numeric(path, names[j], schema.field(j).type)
+    if all(names.count(name) == 1 for name in kept):
+        table = _parquet(path, "read_table", columns=kept)
+        chosen = [table.column(name) for name in kept]
+    else:  # a chosen column shares its name with one not chosen: Arrow reads by name
+        table = _parquet(path, "read_table", whole_file=True)
+        chosen = [table.column(j) for j in picked]
     out = np.empty((table.num_rows, len(picked)))
-    for k, j in enumerate(picked):
-        column = table.column(j)
-        _check_parquet_numeric(path, names[j], column.type)
+    for k, column in enumerate(chosen):
         out[:, k] = _parquet_floats(column)
     _check_values(out, kept, lambda r: f"row {r} (counting from 0)", path, allow_missing)
     return Dataset(out, kept, True, path)
 
 
-def _parquet(path: str, reader: str) -> Any:
-    """``pyarrow.parquet.<reader>(path)`` (read_table or read_schema), with its errors as
-    DataError: pyarrow missing, no such file, or a file pyarrow cannot read."""
+def _parquet(path: str, reader: str, **kwargs: Any) -> Any:
+    """``pyarrow.parquet.<reader>(path, **kwargs)`` (read_table or read_schema; the schema of
+    a folder of Parquet files is its dataset's), with its errors as DataError: pyarrow
+    missing, no such file, or a file pyarrow cannot read."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -734,7 +834,11 @@ def _parquet(path: str, reader: str) -> Any:
     if not os.path.exists(path):
         raise DataError(f"data file not found: {path}")
     try:
-        return getattr(pq, reader)(path)
+        if reader == "read_schema" and os.path.isdir(path):
+            return pq.ParquetDataset(path).schema
+        if kwargs.pop("whole_file", False):  # every column, duplicate names too
+            return pq.ParquetFile(path).read()
+        return getattr(pq, reader)(path, **kwargs)
     except Exception as exc:  # pyarrow raises its own error types
         raise DataError(f"{path}: cannot read the Parquet file ({exc})") from None
 
@@ -796,22 +900,36 @@ def model_columns(
     """
     names = list(feature_names) if feature_names is not None else []
     unique = len(set(ds.names)) == len(ds.names)
-    if names and ds.has_header and unique and set(names) <= set(ds.names):
+    model_unique = len(set(names)) == len(names)
+    if names and ds.has_header and unique and model_unique and set(names) <= set(ds.names):
         if not by_columns or len(ds.names) == len(names):
             return ds.X[:, [ds.names.index(n) for n in names]]
     if ds.X.shape[1] != n_features:
-        expected = f" ({', '.join(feature_names)})" if feature_names else ""
+        expected = f" ({_shown(feature_names)})" if feature_names else ""
         raise DataError(
             f"the model expects {n_features} feature{'s' if n_features != 1 else ''}{expected} "
-            f"but {ds.source} has {ds.X.shape[1]} column{'s' if ds.X.shape[1] != 1 else ''} "
-            f"({', '.join(ds.names)}); choose the columns with --columns"
+            f"but {printable(ds.source)} has {ds.X.shape[1]} "
+            f"column{'s' if ds.X.shape[1] != 1 else ''} ({_shown(ds.names)}); choose the "
+            "columns with --columns"
         )
     if not names or names == [f"x{j}" for j in range(n_features)] or not ds.has_header:
         return ds.X  # no names to check (x0, x1, ... were made up for data without a header)
-    shown, wanted = ", ".join(ds.names), ", ".join(names)
-    if by_columns and set(names) & set(ds.names):
+    shown, wanted = _shown(ds.names), _shown(names)
+    repeated = _duplicate(names)
+    if repeated is not None and not by_columns:
+        # A model file written before names were checked (or by hand): no column can be
+        # matched to a feature named twice.
+        name, first, second = repeated
         raise DataError(
-            f"{ds.source}: --columns {shown} names some of the model's features ({wanted}) but "
+            f"{printable(ds.source)}: the model's feature names ({wanted}) name feature "
+            f"{name!r} twice (features {first + 1} and {second + 1}), so "
+            "the columns cannot be matched by name; choose the columns that stand for the "
+            "model's features with --columns, in the model's order"
+        )
+    if by_columns and repeated is None and set(names) & set(ds.names):
+        raise DataError(
+            f"{printable(ds.source)}: --columns {shown} names some of the model's features "
+            f"({wanted}) but "
             "not all; name all of them (in any order), or only other columns, which are then "
             "taken in the model's order"
         )
@@ -819,10 +937,12 @@ def model_columns(
         case = (
             " (the names differ in case)"
             if sorted(n.lower() for n in names) == sorted(n.lower() for n in ds.names)
+            and sorted(names) != sorted(ds.names)
             else ""
         )
         raise DataError(
-            f"{ds.source}: the columns ({shown}) are not the model's features ({wanted})"
+            f"{printable(ds.source)}: the columns ({shown}) are not the model's features "
+            f"({wanted})"
             f"{case}; rename them in the header, or choose the columns that stand for "
             f"{wanted} with --columns, in that order"
         )
@@ -863,6 +983,7 @@ def check_dask_input(path: str | None) -> None:
             f"{path}: unsupported format for --scheduler; give a .npy file, a folder of .npy "
             "files, or .parquet data"
         )
+    _check_npy_signature(path)
 
 
 def _parquet_names(path: str) -> list[str] | None:
@@ -912,6 +1033,14 @@ def read_dask_data(
                     f"{path}: cannot read the Parquet column names (is pyarrow installed?)"
                 )
         picked, kept = _select_columns(names, columns, path, prefer)
+        shared = next((j for j in picked if names.count(names[j]) > 1), None)
+        if shared is not None:
+            others = [str(i + 1) for i, n in enumerate(names) if n == names[shared] and i != shared]
+            raise DataError(
+                f"{path}: column {shared + 1} ({names[shared]!r}) shares its name with column "
+                f"{', '.join(others)}, and Parquet columns are read by name on Dask; rename one "
+                "of them"
+            )
         X = load_dask_array(path, columns=kept)
         has_header = True
     else:
@@ -1023,13 +1152,18 @@ class ChunkedData:
 
         start = 0
         try:
-            batches = pq.ParquetFile(self.path).iter_batches(
-                batch_size=ARRAY_CHUNK_ROWS, columns=self.names
+            parquet = pq.ParquetFile(self.path)
+            # By name, unless a chosen column shares its name with one not chosen (Arrow
+            # reads by name): then every column, and the chosen ones by position.
+            by_name = all(parquet.schema_arrow.names.count(n) == 1 for n in self.names)
+            batches = parquet.iter_batches(
+                batch_size=ARRAY_CHUNK_ROWS, columns=self.names if by_name else None
             )
             for batch in batches:
                 chunk = np.empty((batch.num_rows, len(self.names)))
                 for k in range(len(self.names)):
-                    chunk[:, k] = _parquet_floats(batch.column(k))
+                    column = batch.column(k if by_name else self.picked[k])
+                    chunk[:, k] = _parquet_floats(column)
                 _check_values(chunk, self.names,
                               lambda r, s=start: f"row {s + r} (counting from 0)", self.source,
                               allow_missing=True)
@@ -1174,6 +1308,7 @@ def open_chunked(
     lower = path.lower()
     if path != "-" and os.path.isdir(path):
         raise DataError(f"{path} is a directory, not a data file")
+    _check_npy_signature(path)
     head = b""
     if path == "-":
         head = sys.stdin.buffer.read(1 << 20)

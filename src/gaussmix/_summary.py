@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gaussmix import _criteria, families
-from gaussmix._readers import no_feature_name_warnings
+from gaussmix._readers import no_feature_name_warnings, printable
 from gaussmix.selection import TABLE_KEYS
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "information_criteria",
     "missing_counts",
     "model_words",
+    "printable",
     "selection_csv",
     "selection_top",
 ]
@@ -79,24 +80,6 @@ def information_criteria(log_likelihood: float, n_parameters: int, n: float) -> 
     """(BIC, AIC) of a total log-likelihood; lower is better (:mod:`gaussmix._criteria`)."""
     criteria = _criteria.information_criteria(log_likelihood, n_parameters, n)
     return criteria["bic"], criteria["aic"]
-
-
-def printable(value: Any, limit: int = 200) -> str:
-    """``str(value)`` safe for a terminal: control characters escaped, long text shortened.
-
-    Strings read from a file (feature names, versions, settings) may hold terminal escape
-    sequences (``\\x1b[2J`` clears the screen) or other invisible characters; they are shown
-    as Python escapes (``\\x1b``) instead.
-
-    Examples
-    --------
-    >>> printable("bad\\x1b[31mred")
-    'bad\\\\x1b[31mred'
-    """
-    text = str(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _prior_words(prior) -> str:
@@ -180,9 +163,10 @@ def describe_fit(
     bic, _ = information_criteria(total, model._n_parameters(), n)
     converged = bool(getattr(model, "converged_", False))
     n_iter = int(getattr(model, "n_iter_", 0))
+    shown = ", ".join(printable(name, limit=60) for name in names)
     lines = [
-        f"Gaussian mixture fitted to {source} ({n} samples, {d} feature{'s' if d != 1 else ''}: "
-        f"{', '.join(names)})",
+        f"Gaussian mixture fitted to {printable(source)} ({n} samples, "
+        f"{d} feature{'s' if d != 1 else ''}: {shown})",
         f"  covariance type  {ct} ({_type_words(family)})",
         f"                   {family.description}",
         f"  components       {k}",

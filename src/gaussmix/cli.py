@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -47,6 +48,7 @@ from gaussmix._readers import (
     is_lazy,
     model_columns,
     no_feature_name_warnings,
+    printable,
     read_dask_data,
     read_data,
 )
@@ -99,6 +101,8 @@ COVARIANCE_HELP = (
 PLOT_INSTALL_HINT = 'pip install "gaussmix[plot]"'
 DEFAULT_SEED = 0
 DEFAULT_N_INIT = 3
+DEFAULT_PASSES = 1  # fit --stream
+DEFAULT_BATCH_SIZE = 5000  # fit --stream
 # Every file fit/select/demo write into an output folder: a run removes those it does not
 # write, so the folder never mixes two runs' files.
 OUTPUT_FILES = (
@@ -119,10 +123,14 @@ class UserError(Exception):
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """gaussmix fit: one model, or automatic selection with -k auto / -c auto."""
+    """gaussmix fit: one model, or automatic selection with -k auto / -c auto|all|sklearn|LIST."""
     args.covariance_given = args.covariance is not None
     if args.covariance is None:
         args.covariance = "full"
+    # One covariance type (a single fit with -k N), or the types selection chooses among.
+    args.single_covariance, types = _fit_covariances(args.covariance)
+    if not (args.stream or args.resume):
+        _refuse_stream_options(args)
     if args.stream or args.resume:
         if getattr(args, "prior", None) is not None:
             raise UserError(
@@ -145,20 +153,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise UserError(f"-k/--n-components must be >= 1; got {k_values[0]}")
         _check_n_components(k_values[0], "-k/--n-components")
     _check_components(k_values, ds.X.shape[0])
+    _refuse_empty_columns(ds)
     params = _estimator_params(args)
-    if args.n_components == "auto" or args.covariance in COVARIANCE_PRESETS:
-        types = _parse_covariances(args.covariance)
-        result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
-        model = result.best_estimator_
-    else:
-        result = None
-        params.update(
-            n_components=k_values[0], covariance_type=families.get(args.covariance).name
-        )
-        # The robust start (select_model's starts) unless --init says otherwise: the
-        # k-means start alone can stop in a poorer local optimum (Old Faithful, tied, K=3).
-        params.setdefault("init_params", "robust")
-        model = _fit_one(ds.X, params, args)
+    with _columns_named_in_errors(ds.source, ds.names, ds.has_header):
+        if args.n_components == "auto" or args.single_covariance is None:
+            # -k auto, or -c naming several types (a set or a list): choose by --criterion,
+            # over the types at the one K of -k N.
+            result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
+            model = result.best_estimator_
+        else:
+            result = None
+            params.update(n_components=k_values[0], covariance_type=args.single_covariance)
+            # The robust start (select_model's starts) unless --init says otherwise: the
+            # k-means start alone can stop in a poorer local optimum (Old Faithful, tied,
+            # K=3).
+            params.setdefault("init_params", "robust")
+            model = _fit_one(ds.X, params, args)
     plots = _want_plots(args)
     with _output_folder(args) as staged:
         _fit_outputs(staged, model, ds, result, plots)
@@ -178,6 +188,10 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
     from gaussmix import GaussianMixture
     from gaussmix._readers import open_chunked
 
+    if args.passes is None:
+        args.passes = DEFAULT_PASSES
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH_SIZE
     if args.passes < 1:
         raise UserError(f"--passes must be >= 1; got {args.passes}")
     if args.batch_size < 1:
@@ -197,8 +211,8 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
             )
         family = families.of_model(model)
         if args.covariance_given and (
-            args.covariance in COVARIANCE_PRESETS
-            or families.get(args.covariance, "-c") is not family
+            args.single_covariance is None
+            or families.get(args.single_covariance) is not family
         ):
             raise UserError(
                 f"--resume continues a {family.name} model; remove -c {args.covariance}"
@@ -209,7 +223,7 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
         data = open_chunked(args.data, args.columns, _model_dtype(model), _model_names(model))
         _align_chunked(model, data, bool(args.columns))
     else:
-        if args.n_components == "auto" or args.covariance in COVARIANCE_PRESETS:
+        if args.n_components == "auto" or args.single_covariance is None:
             raise UserError(
                 "--stream fits one model: give -k N and a covariance type (model selection "
                 "compares fits on all the rows; run 'gaussmix select' on a sample to choose)"
@@ -223,7 +237,7 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
         if k < 1:
             raise UserError(f"-k/--n-components must be >= 1; got {k}")
         params = _estimator_params(args)
-        params.update(n_components=k, covariance_type=families.get(args.covariance).name)
+        params.update(n_components=k, covariance_type=args.single_covariance)
         params.pop("max_iter", None)
         params.pop("tol", None)
         model = GaussianMixture(**params)
@@ -234,7 +248,9 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
     for n_pass in range(1, args.passes + 1):
         start = time.perf_counter()
         n_rows = n_batches = 0
-        with _reported_warnings():
+        with _reported_warnings(), _columns_named_in_errors(
+            data.source, data.names, data.has_header, args.batch_size
+        ):
             for batch in data.batches(args.batch_size):
                 model.partial_fit(batch)
                 n_rows += batch.shape[0]
@@ -275,8 +291,12 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
 def _align_chunked(model: Any, data: Any, by_columns: bool) -> None:
     """Pick the chunked data's columns in the model's feature order (see model_columns)."""
     names = _model_names(model)
-    if names and data.has_header and set(names) == set(data.names) and len(set(data.names)) == len(
-        data.names
+    if (
+        names
+        and data.has_header
+        and set(names) == set(data.names)
+        and len(set(data.names)) == len(data.names)
+        and len(set(names)) == len(names)
     ):
         order = [data.names.index(n) for n in names]
         data.picked = [data.picked[i] for i in order]
@@ -293,7 +313,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     k_values = _parse_components(args.components)
     types = _parse_covariances(args.covariance)
     _check_components(k_values, ds.X.shape[0])
-    result = _run_selection(ds.X, k_values, types, args.criterion, _estimator_params(args), args)
+    _refuse_empty_columns(ds)
+    with _columns_named_in_errors(ds.source, ds.names, ds.has_header):
+        result = _run_selection(
+            ds.X, k_values, types, args.criterion, _estimator_params(args), args
+        )
     model = result.best_estimator_
     plots = _want_plots(args)
     with _output_folder(args) as staged:
@@ -507,7 +531,7 @@ def _reported_warnings() -> Iterator[None]:
         yield
     seen = set()
     for w in caught:
-        text = " ".join(str(w.message).split())
+        text = printable(" ".join(str(w.message).split()), limit=sys.maxsize)
         if text not in seen:
             seen.add(text)
             print(f"{PROG}: warning: {text}", file=sys.stderr)
@@ -563,10 +587,128 @@ def _parse_covariances(text: str) -> tuple[str, ...] | None:
     types = tuple(t.strip() for t in text.split(",") if t.strip())
     if not types:
         raise UserError(f"--covariance needs at least one covariance type; got {text!r}")
-    try:  # scikit-learn's names or mclust's ("EEE" = tied), reported by scikit-learn's name
-        return tuple(dict.fromkeys(families.get(t, what="--covariance").name for t in types))
-    except ValueError as error:
-        raise UserError(f"{error} Or give auto, all or sklearn.") from None
+    found = []
+    for name in types:  # scikit-learn's names or mclust's ("EEE" = tied)
+        try:
+            found.append(families.get(name).name)  # reported by scikit-learn's name
+        except ValueError:
+            every = families.all_families()
+            raise UserError(
+                f"invalid choice: {name!r} (give one of "
+                + ", ".join(repr(f.name) for f in every)
+                + ", or mclust's names "
+                + ", ".join(f"{a!r} (= {f.name!r})" for f in every for a in f.aliases)
+                + "; a list of them such as VVV,EEE,VVE; or auto, all or sklearn)"
+            ) from None
+    return tuple(dict.fromkeys(found))
+
+
+def _covariance_argument(text: str) -> str:
+    """argparse type of -c/--covariance: checked when the arguments are parsed (before any
+    data is read), kept as given."""
+    try:
+        _parse_covariances(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _fit_covariances(text: str) -> tuple[str | None, tuple[str, ...] | None]:
+    """fit's ``-c``: (the one covariance type to fit, (it,)) for a single name (or a list
+    naming one type), else (None, the types model selection chooses among; None = auto)."""
+    types = _parse_covariances(text)
+    if text not in COVARIANCE_PRESETS and types is not None and len(types) == 1:
+        return types[0], types
+    return None, types
+
+
+def _refuse_stream_options(args: argparse.Namespace) -> None:
+    """--checkpoint, --passes and --batch-size belong to online EM: without --stream (or
+    --resume) they did nothing, silently."""
+    given = [
+        flag
+        for flag, value in (
+            ("--checkpoint", args.checkpoint or None),
+            ("--passes", args.passes),
+            ("--batch-size", args.batch_size),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UserError(
+            f"{given[0]} applies to online EM (--stream or --resume), which this fit does not "
+            f"use; add --stream to fit the file in chunks, or remove {given[0]}"
+        )
+
+
+def _refuse_empty_columns(ds: Dataset) -> None:
+    """A column with no observed value cannot be fitted (no mean, no variance): named by
+    its header name and 1-based number (the library's error counts features from 0)."""
+    X = ds.X
+    if is_lazy(X):
+        return  # the library checks Dask data in its first pass (feature index from 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if X.shape[0] == 0 or np.isfinite(np.sum(X, dtype=np.float64)):
+            return
+    observed = np.zeros(X.shape[1], dtype=bool)
+    for start in range(0, X.shape[0], 1 << 16):
+        observed |= ~np.isnan(X[start : start + (1 << 16)]).all(axis=0)
+        if observed.all():
+            return
+    raise UserError(
+        _empty_column_message(
+            ds.source, ds.names, ds.has_header, int(np.argmin(observed)), int((~observed).sum())
+        )
+    )
+
+
+def _empty_column_message(
+    source: str,
+    names: Sequence[str],
+    has_header: bool,
+    j: int,
+    n_empty: int = 1,
+    batch_rows: int | None = None,
+) -> str:
+    column = f"column {j + 1}"
+    if has_header:
+        column = f"column {printable(names[j], limit=60)!r} ({column})"
+    if batch_rows is not None:  # online EM starts from its first batch
+        return (
+            f"{printable(source)}: {column} has no observed value in the first batch "
+            f"(up to {batch_rows:,} rows), from which online EM starts; shuffle the rows (they "
+            "should be in random order), give a larger --batch-size, or drop the column if "
+            "it is empty throughout"
+        )
+    others = f" (and {n_empty - 1} more)" if n_empty > 1 else ""
+    return (
+        f"{printable(source)}: {column}{others} has no observed value (every row is missing "
+        "there), so its mean and variance cannot be estimated; drop it, or choose the other "
+        "columns with --columns"
+    )
+
+
+# The library's error for such a column (features counted from 0, no names).
+_NO_OBSERVED_VALUE = re.compile(r"Feature (\d+) of X has no observed value")
+
+
+@contextlib.contextmanager
+def _columns_named_in_errors(
+    source: str, names: Sequence[str], has_header: bool, batch_rows: int | None = None
+) -> Iterator[None]:
+    """The library's error for a feature with no observed value, said as the command line
+    says columns (by header name and 1-based number): on Dask and with --stream (whose
+    ``batch_rows`` start the fit), where the data are not checked before the fit."""
+    try:
+        yield
+    except ValueError as exc:
+        match = _NO_OBSERVED_VALUE.match(str(exc))
+        if match is None or int(match.group(1)) >= len(names):
+            raise
+        j = int(match.group(1))
+        raise UserError(
+            _empty_column_message(source, names, has_header, j, batch_rows=batch_rows)
+        ) from None
 
 
 def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -757,11 +899,12 @@ def _finish(
 ) -> None:
     if args.quiet:
         return
-    print(summary)
+    # Names from the data are escaped where the summary shows them; this catches the rest.
+    print("\n".join(printable(line, limit=sys.maxsize) for line in summary.split("\n")))
     print()
     print("wrote:")
     for path in written:
-        print(f"  {path}")
+        print(f"  {printable(path, limit=sys.maxsize)}")
     if out is not None and out.removed:
         print("removed (written by an earlier run, not by this one):")
         for path in out.removed:
@@ -1011,19 +1154,24 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
         "--stream", action="store_true", help="fit by online EM, reading DATA in chunks"
     )
     group.add_argument(
-        "--passes", type=int, default=1, metavar="N", help="passes over DATA (with --stream)"
+        "--passes",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"passes over DATA (with --stream; default {DEFAULT_PASSES})",
     )
     group.add_argument(
         "--batch-size",
         type=int,
-        default=5000,
+        default=None,
         metavar="ROWS",
-        help="rows per online EM step (with --stream)",
+        help=f"rows per online EM step (with --stream; default {DEFAULT_BATCH_SIZE})",
     )
     group.add_argument(
         "--checkpoint",
         action="store_true",
-        help="also write OUTDIR/model.json (atomically) after every pass",
+        help="also write OUTDIR/model.json (atomically) after every pass but the last "
+        "(with --stream; an error without it)",
     )
     group.add_argument(
         "--resume",
@@ -1072,11 +1220,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_fit,
         "Fit a Gaussian mixture to DATA. Writes OUTDIR/model.json, "
         "OUTDIR/assignments.csv (row, label, uncertainty = 1 - max probability, one "
-        "probability per component), OUTDIR/clusters.png, OUTDIR/loglik.png and, with auto, "
-        "OUTDIR/bic.png and OUTDIR/selection.csv; prints a summary.",
+        "probability per component), OUTDIR/clusters.png, OUTDIR/loglik.png and, when it "
+        "chooses (-k auto, or -c naming several types), OUTDIR/bic.png and "
+        "OUTDIR/selection.csv; prints a summary.",
         help="fit a mixture to a data file and write the model, assignments and plots",
         epilog="examples:\n  gaussmix fit data.csv -k 3 -c tied -o out\n"
         "  gaussmix fit data.csv -k auto -c auto --components 1-6\n"
+        "  gaussmix fit data.csv -k 3 -c VVV,EEE,VVE -o out   # the best of three at K = 3\n"
         "  gaussmix fit big.csv --stream -k 4 --passes 3 --checkpoint -o out\n"
         "  gaussmix fit --resume out/model.json more.csv -o out",
     )
@@ -1092,13 +1242,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--covariance",
         default=None,
-        choices=[*COVARIANCE_NAMES, *COVARIANCE_PRESETS],
-        metavar="TYPE",
+        type=_covariance_argument,
+        metavar="TYPE|LIST",
         help="covariance type: any of mclust's 14 models ("
         + ", ".join(families.MCLUST_MODELS)
         + ") or scikit-learn's names (spherical = VII, diag = VVI, tied = EEE, full = VVV); "
-        "default full. Or choose it by --criterion among auto (select_model's default set), "
-        "all (the 14) or sklearn (scikit-learn's four)",
+        "default full. Or choose it by --criterion (at the one K of -k N, or with K under "
+        "-k auto) among a list (VVV,EEE,VVE), auto (select_model's default set), all (the "
+        "14) or sklearn (scikit-learn's four)",
     )
     p.add_argument(
         "--components",
@@ -1117,7 +1268,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _fit_options(p)
     p.add_argument("--components", default="1-9", help="numbers of components: 1-9, 2,3,5, ...")
-    p.add_argument("-c", "--covariance", default="auto", help=COVARIANCE_HELP)
+    p.add_argument(
+        "-c", "--covariance", default="auto", type=_covariance_argument, help=COVARIANCE_HELP
+    )
 
     p = command(
         "predict",
@@ -1199,7 +1352,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _output_dir_option(p, default="demo-output", metavar="DIR")
     p.add_argument("--components", default="1-9", help="numbers of components: 1-9, 2,3,5, ...")
-    p.add_argument("-c", "--covariance", default="auto", help=COVARIANCE_HELP)
+    p.add_argument(
+        "-c", "--covariance", default="auto", type=_covariance_argument, help=COVARIANCE_HELP
+    )
     p.add_argument("--n-init", type=int, default=DEFAULT_N_INIT, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     _no_plots_option(p)
@@ -1208,10 +1363,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: BaseException) -> str:
+    # Escaped: a message may quote a column name, a file name or a file's contents.
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror.lower()}{where}"
-    text = " ".join(str(exc).split())
+        return printable(f"{exc.strerror.lower()}{where}", limit=sys.maxsize)
+    text = printable(" ".join(str(exc).split()), limit=sys.maxsize)
     return text or type(exc).__name__
 
 

@@ -43,10 +43,14 @@ evaluated.
 
 Every write goes to a temporary file in the destination directory, is flushed to disk and
 then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
-write leaves no partial file. :func:`staged_outputs` does this for a run's set of files in
-one output directory: they are written into a staging folder and published together under
-a lock on the directory, files an earlier run wrote and this one does not are removed, and
-leftovers of killed runs are cleaned up (:class:`OutputDir`).
+write leaves no partial file; the new file keeps the old one's permissions, a symbolic
+link is followed, and a device or FIFO is written directly instead of replaced.
+:func:`staged_outputs` does this for a run's set of files in one output directory: they
+are written into a staging folder and published together under a lock on the directory,
+files an earlier run wrote and this one does not are removed, and leftovers of killed runs
+are cleaned up (:class:`OutputDir`). Only files gaussmix recorded in the folder's
+:data:`MANIFEST` are ever replaced or removed; any other file in the way stops the run
+before anything is renamed.
 """
 
 from __future__ import annotations
@@ -647,11 +651,17 @@ class OutputDir:
             )
         if problems:
             one = len(problems) == 1
+            record = (
+                f"listed in {MANIFEST}"
+                if os.path.lexists(manifest)
+                else f"listed in {MANIFEST}, which this folder has none of: an older gaussmix "
+                "kept no record, so delete its outputs by hand"
+            )
             raise OutputError(
                 f"the output folder {self.directory} holds {_listed(problems)}, which this "
                 f"run would replace or remove; gaussmix replaces only the files it wrote "
-                f"there (listed in {MANIFEST}): move {'it' if one else 'them'} away, or "
-                "choose another output folder (-o)"
+                f"there ({record}): move {'it' if one else 'them'} away, or choose another "
+                "output folder (-o)"
             )
         return remove
 

@@ -280,3 +280,37 @@ def test_a_publication_cut_short_by_a_kill_is_completed_by_the_next_run(tmp_path
         out.stage("selection.csv", "fourth run")
         out.commit()
     assert _contents(target) == {"selection.csv": "fourth run"}
+
+
+def test_a_killed_publication_is_completed_and_recorded(tmp_path):
+    """(New with the record of outputs.) A run killed after its first rename (its journal
+    holds the files' records, the folder's record is not yet updated): the next run
+    completes it, removes the earlier run's other file, records the new set, and leaves a
+    user's file alone."""
+    from gaussmix.io import OutputDir
+
+    target = tmp_path / "out"
+    names = ("model.json", "assignments.csv", "selection.csv")
+    with staged_outputs(str(target), outputs=names) as out:
+        for name in names:
+            out.stage(name, "first run")
+        out.commit()
+    (target / "notes.txt").write_text("the user's")
+    # Stage a second run by hand, then "kill" it after renaming model.json.
+    killed = OutputDir(str(target), outputs=names)
+    for name in ("model.json", "assignments.csv"):
+        killed.stage(name, "second run")
+    journal = {"files": {name: killed._records[name] for name in ("model.json", "assignments.csv")}}
+    staging = killed._staging
+    with open(os.path.join(staging, ".publishing.json"), "w") as f:
+        json.dump(journal, f)
+    os.replace(os.path.join(staging, "model.json"), target / "model.json")
+    killed._release(remove_staging=False)  # the lock dies with the process
+    with staged_outputs(str(target), outputs=names) as out:
+        out.stage("selection.csv", "third run")
+        out.commit()
+    # The third run replaced the completed set: only its file and the user's remain.
+    assert _contents(target) == {"selection.csv": "third run", "notes.txt": "the user's"}
+    assert sorted(os.path.basename(p) for p in out.removed) == [
+        "assignments.csv", "model.json", "selection.csv"]
+    assert _hidden(target) == []

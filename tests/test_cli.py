@@ -16,7 +16,7 @@ import pytest
 
 from gaussmix import GaussianMixture, cli
 from gaussmix.datasets import load_faithful
-from gaussmix.io import load_model
+from gaussmix.io import MANIFEST, load_model, staged_outputs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HAVE_MATPLOTLIB = True
@@ -104,7 +104,7 @@ def fitted(data_dir, tmp_path_factory):
 
 def test_fit_writes_everything_and_prints_a_summary(fitted):
     out, result = fitted
-    expected = {"model.json", "assignments.csv"}
+    expected = {MANIFEST, "model.json", "assignments.csv"}
     if HAVE_MATPLOTLIB:
         expected |= {"clusters.png", "loglik.png"}
     assert set(os.listdir(out)) == expected
@@ -273,7 +273,8 @@ def test_select(data_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "best by BIC: tied covariance, 3 components" in result.stdout
-    expected = {"model.json", "selection.csv"} | ({"bic.png"} if HAVE_MATPLOTLIB else set())
+    expected = {MANIFEST, "model.json", "selection.csv"}
+    expected |= {"bic.png"} if HAVE_MATPLOTLIB else set()
     assert set(os.listdir(out)) == expected
     model = load_model(out / "model.json")
     assert (model.covariance_type, model.n_components) == ("tied", 3)
@@ -389,7 +390,7 @@ def test_without_matplotlib_everything_but_plots_works(data_dir, tmp_path):
         env={"PYTHONPATH": str(fake)},
     )
     assert result.returncode == 0, result.stderr
-    assert set(os.listdir(out)) == {"model.json", "assignments.csv"}
+    assert set(os.listdir(out)) == {MANIFEST, "model.json", "assignments.csv"}
     assert 'pip install "gaussmix[plot]"' in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -580,10 +581,12 @@ def test_failure_while_writing_leaves_no_partial_output(data_dir, tmp_path, monk
 
     # An existing directory keeps its old files untouched and gets no temporary files.
     existing = tmp_path / "existing"
-    existing.mkdir()
-    (existing / "model.json").write_text("old")
+    with staged_outputs(str(existing)) as earlier:  # an earlier run's (recorded) file
+        earlier.stage("model.json", "old")
+        earlier.commit()
     assert cli.main(["fit", src, "-k", "1", "-q", "-o", str(existing)]) == 2
-    assert os.listdir(existing) == ["model.json"]
+    assert "no space left on device" in capsys.readouterr().err
+    assert sorted(os.listdir(existing)) == [MANIFEST, "model.json"]
     assert (existing / "model.json").read_text() == "old"
 
 

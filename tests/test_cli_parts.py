@@ -15,7 +15,7 @@ from gaussmix import GaussianMixture, select_model
 from gaussmix._readers import DataError, read_data
 from gaussmix._summary import compare_with_mclust, describe_fit
 from gaussmix.datasets import faithful_mclust_bic, load_faithful
-from gaussmix.io import OutputError, staged_outputs
+from gaussmix.io import MANIFEST, OutputError, staged_outputs
 
 
 def run(*args):
@@ -170,7 +170,7 @@ def test_staged_outputs_appear_only_on_commit(tmp_path):
         assert not any(name in os.listdir(target) for name in ("x.csv", "y.txt", "z.bin"))
         written = out.commit()
     assert written == [str(target / n) for n in ("x.csv", "y.txt", "z.bin")]
-    assert sorted(os.listdir(target)) == ["x.csv", "y.txt", "z.bin"]
+    assert sorted(os.listdir(target)) == [MANIFEST, "x.csv", "y.txt", "z.bin"]
     assert (target / "z.bin").read_bytes() == b"\x00\x01"
 
 

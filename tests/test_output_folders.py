@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from gaussmix import cli
-from gaussmix.io import STAGING_PREFIX, staged_outputs
+from gaussmix.io import MANIFEST, STAGING_PREFIX, staged_outputs
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock and signals are POSIX")
 
@@ -38,7 +38,12 @@ def data(tmp_path_factory):
 
 
 def _hidden(directory):
-    return sorted(n for n in os.listdir(directory) if n.startswith("."))
+    """Hidden leftovers (gaussmix's record of its files, MANIFEST, is not one)."""
+    return sorted(n for n in os.listdir(directory) if n.startswith(".") and n != MANIFEST)
+
+
+def _contents(directory):
+    return {n: (directory / n).read_text() for n in os.listdir(directory) if n != MANIFEST}
 
 
 def _n_components(directory):
@@ -56,15 +61,13 @@ def test_second_run_removes_the_first_runs_other_files(data, tmp_path, capsys):
     assert cli.main(["fit", data, "-k", "auto", "--components", "1-2", "--no-plots",
                      "-q", "-o", out]) == 0
     assert "selection.csv" in os.listdir(out)
-    (tmp_path / "out" / "bic.png").write_bytes(b"from an earlier run with plots")
     (tmp_path / "out" / "notes.txt").write_text("the user's own file")
     capsys.readouterr()
     assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", out]) == 0
-    assert sorted(os.listdir(out)) == ["assignments.csv", "model.json", "notes.txt"]
+    assert sorted(os.listdir(out)) == [MANIFEST, "assignments.csv", "model.json", "notes.txt"]
     printed = capsys.readouterr().out
     removed = printed.split("removed (written by an earlier run, not by this one):\n", 1)[1]
     assert os.path.join(out, "selection.csv") in removed
-    assert os.path.join(out, "bic.png") in removed
     assert "notes.txt" not in removed
 
 
@@ -104,7 +107,7 @@ def test_a_second_writer_waits_for_the_first_to_publish(tmp_path):
         t.join(60)
     assert second_done.is_set()
     # One run's files, never a mix: the second's set, the first's selection.csv removed.
-    contents = {n: (tmp_path / "out" / n).read_text() for n in os.listdir(target)}
+    contents = _contents(tmp_path / "out")
     assert contents == {"model.json": "second", "assignments.csv": "second"}
 
 
@@ -171,14 +174,16 @@ def _start_slow_fit(data, out, ready):
 def test_sigterm_during_writing_cleans_up_like_ctrl_c(data, tmp_path):
     """Repro: SIGTERM during writing left hidden .tmp files that were never removed."""
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "model.json").write_text("earlier run")
+    with staged_outputs(str(out)) as earlier:
+        earlier.stage("model.json", "earlier run")
+        earlier.commit()
     proc = _start_slow_fit(data, str(out), tmp_path / "ready")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "gaussmix: terminated" in err
-    assert os.listdir(out) == ["model.json"]  # nothing staged is left, nothing replaced
+    # nothing staged is left, nothing replaced
+    assert sorted(os.listdir(out)) == [MANIFEST, "model.json"]
     assert (out / "model.json").read_text() == "earlier run"
 
 
@@ -196,7 +201,7 @@ def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(data, tmp_path, capsy
     os.utime(stale, (time.time() - 60, time.time() - 60))
     assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", str(out)]) == 0
     assert _hidden(out) == []
-    assert sorted(os.listdir(out)) == ["assignments.csv", "model.json"]
+    assert sorted(os.listdir(out)) == [MANIFEST, "assignments.csv", "model.json"]
     printed = capsys.readouterr().out
     cleaned = printed.split("cleaned up (left by an interrupted run):\n", 1)[1]
     assert leftovers[0] in cleaned and ".assignments.csv.abc123.tmp" in cleaned
@@ -226,7 +231,7 @@ def test_a_failed_run_into_a_new_folder_leaves_nothing_for_a_waiting_run(tmp_pat
         out.commit()
     t.join(30)
     assert results == {"first": "failed"}
-    assert os.listdir(target) == ["model.json"]
+    assert sorted(os.listdir(target)) == [MANIFEST, "model.json"]
     assert (target / "model.json").read_text() == "second"
 
 
@@ -267,6 +272,45 @@ def test_a_publication_cut_short_by_a_kill_is_completed_by_the_next_run(tmp_path
     with pytest.raises(RuntimeError), staged_outputs(str(target), outputs=names) as out:
         out.stage("model.json", "third run")
         raise RuntimeError("the third run fails")
-    contents = {n: (target / n).read_text() for n in os.listdir(target)}
+    contents = _contents(target)
     assert contents == {"model.json": "second run", "assignments.csv": "second run"}
     assert out.removed == [str(target / "selection.csv")]
+    # The completed set is recorded as gaussmix's: a later run replaces and removes it.
+    with staged_outputs(str(target), outputs=names) as out:
+        out.stage("selection.csv", "fourth run")
+        out.commit()
+    assert _contents(target) == {"selection.csv": "fourth run"}
+
+
+def test_a_killed_publication_is_completed_and_recorded(tmp_path):
+    """(New with the record of outputs.) A run killed after its first rename (its journal
+    holds the files' records, the folder's record is not yet updated): the next run
+    completes it, removes the earlier run's other file, records the new set, and leaves a
+    user's file alone."""
+    from gaussmix.io import OutputDir
+
+    target = tmp_path / "out"
+    names = ("model.json", "assignments.csv", "selection.csv")
+    with staged_outputs(str(target), outputs=names) as out:
+        for name in names:
+            out.stage(name, "first run")
+        out.commit()
+    (target / "notes.txt").write_text("the user's")
+    # Stage a second run by hand, then "kill" it after renaming model.json.
+    killed = OutputDir(str(target), outputs=names)
+    for name in ("model.json", "assignments.csv"):
+        killed.stage(name, "second run")
+    journal = {"files": {name: killed._records[name] for name in ("model.json", "assignments.csv")}}
+    staging = killed._staging
+    with open(os.path.join(staging, ".publishing.json"), "w") as f:
+        json.dump(journal, f)
+    os.replace(os.path.join(staging, "model.json"), target / "model.json")
+    killed._release(remove_staging=False)  # the lock dies with the process
+    with staged_outputs(str(target), outputs=names) as out:
+        out.stage("selection.csv", "third run")
+        out.commit()
+    # The third run replaced the completed set: only its file and the user's remain.
+    assert _contents(target) == {"selection.csv": "third run", "notes.txt": "the user's"}
+    assert sorted(os.path.basename(p) for p in out.removed) == [
+        "assignments.csv", "model.json", "selection.csv"]
+    assert _hidden(target) == []

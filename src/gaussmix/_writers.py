@@ -1,6 +1,8 @@
 """Writing the command line's tables: CSV from whole columns, or block by block.
 
-Tables go to stdout or, atomically (temporary file, fsync, rename), to a file. Row-wise
+Tables go to stdout or, atomically (temporary file, fsync, rename), to a file; a file
+that is not a regular one (``/dev/null``, a FIFO) is written directly, a symbolic link is
+followed and an existing file keeps its permissions (:func:`gaussmix.io.atomic_path`). Row-wise
 results over large data (``assignments.csv``, ``predict``, ``score --per-sample``) are
 computed and written ``WRITE_ROWS`` rows at a time (:func:`block_writer`; for a dask
 array, :func:`table_writer` computes one chunk at a time), so memory does not grow with
@@ -66,7 +68,9 @@ def emit_stream(write: Any, output: str | None) -> None:
     except PermissionError:
         raise OutputError(f"cannot write {output}: permission denied") from None
     except OSError as exc:  # name the user's path, not the temporary file next to it
-        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
+        if exc.strerror is None:  # atomic_path's own message names the path and the fix
+            raise OutputError(str(exc)) from None
+        raise OutputError(f"cannot write {output}: {exc.strerror}") from None
 
 
 def emit(text: str, output: str | None) -> None:

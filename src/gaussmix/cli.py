@@ -75,7 +75,6 @@ from gaussmix.io import (
     model_to_json,
     read_model_bytes,
     staged_outputs,
-    write_atomic,
 )
 
 PROG = "gaussmix"
@@ -103,8 +102,9 @@ DEFAULT_SEED = 0
 DEFAULT_N_INIT = 3
 DEFAULT_PASSES = 1  # fit --stream
 DEFAULT_BATCH_SIZE = 5000  # fit --stream
-# Every file fit/select/demo write into an output folder: a run removes those it does not
-# write, so the folder never mixes two runs' files.
+# Every file fit/select/demo write into an output folder: a run removes those an earlier
+# run recorded (in gaussmix.io.MANIFEST) that it does not write, so the folder never mixes
+# two runs' files, and refuses a file of one of these names that gaussmix did not write.
 OUTPUT_FILES = (
     "model.json", "assignments.csv", "selection.csv", "clusters.png", "loglik.png", "bic.png"
 )
@@ -139,7 +139,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             )
         return cmd_fit_stream(args)
     ds = _input(args, args.dtype)
-    OutputDir(args.output).check_writable()
+    _check_output_folder(args)
     if args.n_components == "auto":
         k_values = _parse_components(args.components)
     else:
@@ -196,7 +196,7 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
         raise UserError(f"--passes must be >= 1; got {args.passes}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
-    OutputDir(args.output).check_writable()
+    _check_output_folder(args)
     ignored = [flag for flag, value in (("--tol", args.tol), ("--max-iter", args.max_iter))
                if value is not None]
     if ignored:  # online EM runs --passes over the data, one M-step per batch
@@ -263,15 +263,16 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         if args.checkpoint and n_pass < args.passes:
-            os.makedirs(args.output, exist_ok=True)
-            write_atomic(
-                os.path.join(args.output, "model.json"),
-                model_to_json(model, n_samples=n_rows, feature_names=list(data.names)),
-            )
+            with _output_folder(args) as staged:  # recorded like the final model.json
+                staged.stage(
+                    "model.json",
+                    model_to_json(model, n_samples=n_rows, feature_names=list(data.names)),
+                )
+                staged.commit()
     if data.has_header and not args.resume:
         model.feature_names_in_ = np.asarray(data.names, dtype=object)
     text = model_to_json(model, n_samples=n_rows, feature_names=list(data.names))
-    with staged_outputs(args.output) as staged:
+    with _output_folder(args) as staged:
         path = staged.stage("model.json", text)
         written = staged.commit()
     summary = "\n".join(
@@ -309,7 +310,7 @@ def _align_chunked(model: Any, data: Any, by_columns: bool) -> None:
 def cmd_select(args: argparse.Namespace) -> int:
     """gaussmix select: the model-selection table, the best model and bic.png."""
     ds = _input(args, args.dtype)
-    OutputDir(args.output).check_writable()
+    _check_output_folder(args)
     k_values = _parse_components(args.components)
     types = _parse_covariances(args.covariance)
     _check_components(k_values, ds.X.shape[0])
@@ -442,7 +443,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     X = np.asarray(load_faithful(), dtype=np.float64)
     ds = Dataset(X, ["eruptions", "waiting"], True, "the Old Faithful data")
-    OutputDir(args.output).check_writable()
+    _check_output_folder(args)
     k_values = _parse_components(args.components)
     types = _parse_covariances(args.covariance)
     params = {"n_init": args.n_init, "random_state": args.seed}
@@ -891,7 +892,22 @@ def _output_folder(args: argparse.Namespace) -> contextlib.AbstractContextManage
             file=sys.stderr,
         )
 
-    return staged_outputs(args.output, outputs=OUTPUT_FILES, on_wait=waiting)
+    return staged_outputs(
+        args.output, outputs=OUTPUT_FILES, on_wait=waiting, inputs=_input_files(args)
+    )
+
+
+def _input_files(args: argparse.Namespace) -> list[str]:
+    """The files a run reads that its outputs must not replace (not --resume's model,
+    which a resumed run may continue in place)."""
+    data = getattr(args, "data", None)
+    return [data] if isinstance(data, str) and data != "-" else []
+
+
+def _check_output_folder(args: argparse.Namespace) -> None:
+    """Before the work: the output folder can be written, holds no file of an output name
+    that gaussmix did not write, and none of the inputs is among the outputs."""
+    OutputDir(args.output, OUTPUT_FILES, inputs=_input_files(args)).check_writable()
 
 
 def _finish(

@@ -44,10 +44,14 @@ evaluated.
 
 Every write goes to a temporary file in the destination directory, is flushed to disk and
 then renamed over the destination (:func:`write_atomic`, :func:`atomic_path`), so a failed
-write leaves no partial file. :func:`staged_outputs` does this for a run's set of files in
-one output directory: they are written into a staging folder and published together under
-a lock on the directory, files an earlier run wrote and this one does not are removed, and
-leftovers of killed runs are cleaned up (:class:`OutputDir`).
+write leaves no partial file; the new file keeps the old one's permissions, a symbolic
+link is followed, and a device or FIFO is written directly instead of replaced.
+:func:`staged_outputs` does this for a run's set of files in one output directory: they
+are written into a staging folder and published together under a lock on the directory,
+files an earlier run wrote and this one does not are removed, and leftovers of killed runs
+are cleaned up (:class:`OutputDir`). Only files gaussmix recorded in the folder's
+:data:`MANIFEST` are ever replaced or removed; any other file in the way stops the run
+before anything is renamed.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ import math
 import numbers
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +80,7 @@ from .families._eigen import common_eigenvectors
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MANIFEST",
     "STAGING_PREFIX",
     "ModelFileError",
     "OutputDir",
@@ -165,17 +171,18 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _temporary_file(directory: str, name: str) -> tuple[str, int]:
+def _temporary_file(directory: str, name: str, mode: int | None = None) -> tuple[str, int]:
     """A new empty temporary file for ``name`` in ``directory``, with a new file's mode.
 
-    Returns its path and an open descriptor holding an exclusive ``flock`` on it (where
-    ``flock`` exists) until it is closed: the mark of a live writer, which
-    :func:`_remove_stale_temporaries` leaves alone.
+    ``mode`` (default: what ``open`` gives a new file, :func:`_file_mode`) sets its
+    permission bits. Returns its path and an open descriptor holding an exclusive
+    ``flock`` on it (where ``flock`` exists) until it is closed: the mark of a live writer,
+    which :func:`_remove_stale_temporaries` leaves alone.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
         _flock(fd, blocking=False)
-        os.chmod(tmp, _file_mode())
+        os.chmod(tmp, _file_mode() if mode is None else mode)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -235,6 +242,45 @@ def _fsync_file(path: str) -> None:
         os.fsync(f.fileno())
 
 
+def _write_target(path: str) -> tuple[str, os.stat_result | None, bool]:
+    """Where and how a write of ``path`` goes: (file to replace, its status, write directly).
+
+    A symbolic link is followed: the file it points to is replaced, the link kept. A path
+    that is, or links to, something other than a regular file (a device such as /dev/null,
+    a FIFO, a socket, a /proc/self/fd descriptor) is written directly, never replaced by a
+    regular file. A folder, or a missing parent folder, is an error naming ``path``.
+    """
+    try:
+        status: os.stat_result | None = os.stat(path)  # follows symbolic links
+    except OSError:
+        status = None  # missing (or a dangling link): the checks below name the problem
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        raise IsADirectoryError(
+            f"cannot write {path}: it is a folder; give a file name (a path inside it)"
+        )
+    if status is not None and not stat.S_ISREG(status.st_mode):
+        return path, status, True
+    target = os.path.realpath(path)
+    if target.startswith("/proc/"):  # e.g. /dev/stdout when stdout is a regular file
+        return path, status, True
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        shown = os.path.dirname(path) or "."
+        if target != os.path.abspath(path):
+            shown = f"{shown} (where the link {path} points: {directory})"
+        problem = "is not a folder" if os.path.exists(directory) else "does not exist"
+        error = NotADirectoryError if os.path.exists(directory) else FileNotFoundError
+        raise error(f"cannot write {path}: the folder {shown} {problem}; create it first")
+    return target, status, False
+
+
+def _naming(exc: OSError, tmp: str, path: str) -> OSError:
+    """``exc`` naming ``path`` instead of the temporary file ``tmp`` written for it."""
+    if tmp not in (exc.filename, exc.filename2) or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
@@ -244,6 +290,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     complete new file is at ``path`` or nothing changed. Temporary files for ``path`` left
     by a killed writer (no live process holds their lock) are removed first.
 
+    The new file keeps the permission bits (and, where allowed, the owner) of the file it
+    replaces; a new file gets those a plain ``open`` gives (``0o666`` less the umask). A
+    symbolic link is followed: the file it points to is replaced and the link kept. A
+    ``path`` that is not a regular file (a device such as ``/dev/null``, a FIFO, a socket,
+    ``/dev/stdout``) is yielded itself, to be written directly: replacing it by a regular
+    file would break it.
+
     Parameters
     ----------
     path : str or path-like
@@ -252,7 +305,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     Yields
     ------
     tmp_path : str
-        Where to write the content (the file exists and is empty).
+        Where to write the content (the file exists and is empty, or is ``path`` itself
+        when that is not a regular file).
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is a folder.
+    FileNotFoundError, NotADirectoryError
+        If the folder of ``path`` does not exist, or is not a folder.
+    OSError
+        If writing fails; the error names ``path``, not the temporary file.
 
     Examples
     --------
@@ -266,13 +329,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     'hello'
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temporaries(directory, os.path.basename(path))
-    tmp, lock_fd = _temporary_file(directory, os.path.basename(path))
+    target, status, direct = _write_target(path)
+    if direct:
+        yield path
+        return
+    directory, name = os.path.split(target)
+    _remove_stale_temporaries(directory, name)
+    mode = None if status is None else stat.S_IMODE(status.st_mode)
     try:
+        tmp, lock_fd = _temporary_file(directory, name, mode)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or str(exc), path) from None
+    try:
+        if status is not None and (status.st_uid, status.st_gid) != _owner(lock_fd):
+            with contextlib.suppress(OSError):  # allowed for root, or a group of one's own
+                os.chown(tmp, status.st_uid, status.st_gid)
+                os.chmod(tmp, stat.S_IMODE(status.st_mode))  # chown clears set-id bits
         yield tmp
         _fsync_file(tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _naming(exc, tmp, path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -280,6 +359,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     finally:
         os.close(lock_fd)
     _fsync_directory(directory)
+
+
+def _owner(fd: int) -> tuple[int, int]:
+    status = os.fstat(fd)
+    return status.st_uid, status.st_gid
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
@@ -306,7 +390,78 @@ class OutputError(OSError):
 
 
 STAGING_PREFIX = ".gaussmix-staging-"
-_JOURNAL = ".publishing.json"  # in a staging folder: the names being published
+#: The record, in an output folder, of the files gaussmix wrote there (name, size,
+#: modification time and SHA-256 of each): only those are ever replaced or removed.
+MANIFEST = ".gaussmix-outputs.json"
+_MANIFEST_FORMAT = "gaussmix-outputs"
+_JOURNAL = ".publishing.json"  # in a staging folder: the files being published
+_HASH_BLOCK = 1 << 20
+
+
+def _plain_name(name: Any) -> bool:
+    """A file name of the folder itself (no path, not hidden): what a record may name."""
+    return (
+        isinstance(name, str)
+        and name == os.path.basename(name)
+        and name not in ("", ".", "..")
+        and not name.startswith(".")
+        and "\\" not in name
+        and "\0" not in name
+    )
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record(path: str) -> dict[str, Any]:
+    """What identifies the file gaussmix wrote at ``path``: size, mtime and SHA-256."""
+    status = os.stat(path)
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "sha256": _sha256(path)}
+
+
+def _valid_record(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("size"), int)
+        and isinstance(record.get("sha256"), str)
+    )
+
+
+def _unchanged(path: str, status: os.stat_result, record: dict[str, Any]) -> bool:
+    """Whether the regular file at ``path`` is still the one ``record`` describes.
+
+    The same size and modification time, or (a copied folder has new times) the same
+    size and content.
+    """
+    if not stat.S_ISREG(status.st_mode) or status.st_size != record["size"]:
+        return False
+    if status.st_mtime_ns == record.get("mtime_ns"):
+        return True
+    try:
+        return _sha256(path) == record["sha256"]
+    except OSError:
+        return False
+
+
+def _kind(status: os.stat_result) -> str:
+    """'a folder', 'a symbolic link', ... for a directory entry that is not a regular file."""
+    mode = status.st_mode
+    for test, words in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return words
+    return "not a regular file"
 
 
 class OutputDir:
@@ -314,10 +469,19 @@ class OutputDir:
 
     The files are written into a fresh hidden folder inside the directory
     (``.gaussmix-staging-*``) and flushed to disk. :meth:`commit` renames each into place,
-    then removes the files named in ``outputs`` that this run did not write (they belong to
-    an earlier run, for example its ``selection.csv`` next to a new single-model fit), so
-    the folder holds one run's files, never a mix. :meth:`abort` removes the staging folder
-    and the directories this run created, so a failed run changes nothing.
+    then removes the files an earlier run recorded that this run did not write (for
+    example its ``selection.csv`` next to a new single-model fit), so the folder holds one
+    run's files, never a mix. :meth:`abort` removes the staging folder and the directories
+    this run created, so a failed run changes nothing.
+
+    Only files gaussmix wrote are ever replaced or removed. Each commit records the files
+    it published (name, size, modification time, SHA-256) in :data:`MANIFEST`
+    (``.gaussmix-outputs.json``) in the folder. Before the first rename, :meth:`commit`
+    checks every file it would replace or remove, and every file named in ``outputs``:
+    one that is not in the record, or has changed since, or is not a regular file (a
+    folder, a link), or that is one of the run's ``inputs``, stops the run with an
+    :class:`OutputError` naming it, and nothing is published. :meth:`check_writable` makes
+    the same checks before a long computation.
 
     A lock on the directory (``flock``, released by the operating system even when the
     process is killed) is held from the first :meth:`stage` to :meth:`commit` or
@@ -332,11 +496,14 @@ class OutputDir:
         The output directory; it and its missing parents are created on the first
         :meth:`stage`.
     outputs : iterable of str, optional
-        Every file name a run may write into the directory. Those present from an earlier
-        run and not written by this one are removed on :meth:`commit` and listed in
-        :attr:`removed`.
+        Every file name a run may write into the directory. A file of one of these names
+        that gaussmix did not record is refused (it would look like this run's), even if
+        this run does not write it.
     on_wait : callable, optional
         ``on_wait(directory)`` is called if another run holds the directory's lock.
+    inputs : iterable of str, optional
+        Files the run reads: the run is refused if one of them is a file it would replace
+        or remove.
 
     Attributes
     ----------
@@ -356,12 +523,12 @@ class OutputDir:
     ...     written = out.commit()
     True
     >>> sorted(os.listdir(d))
-    ['a.txt', 'b.txt']
+    ['.gaussmix-outputs.json', 'a.txt', 'b.txt']
     >>> with staged_outputs(d, outputs=["a.txt", "b.txt", "c.txt"]) as out:
     ...     _ = out.stage("c.txt", "a later run writes only c.txt")
     ...     written = out.commit()
     >>> sorted(os.listdir(d)), [os.path.basename(p) for p in out.removed]
-    (['c.txt'], ['a.txt', 'b.txt'])
+    (['.gaussmix-outputs.json', 'c.txt'], ['a.txt', 'b.txt'])
     """
 
     def __init__(
@@ -369,24 +536,32 @@ class OutputDir:
         directory: str,
         outputs: Iterable[str] = (),
         on_wait: Callable[[str], Any] | None = None,
+        inputs: Iterable[str | os.PathLike[str]] = (),
     ):
         self.directory = directory
         self.outputs = tuple(outputs)
         self.on_wait = on_wait
+        self.inputs = tuple(os.fspath(p) for p in inputs)
         self.created: list[str] = []
         self.staged: list[tuple[str, str]] = []
         self.removed: list[str] = []
         self.cleaned: list[str] = []
+        self._records: dict[str, dict[str, Any]] = {}
         self._staging: str | None = None
         self._lock_fd: int | None = None
 
     def check_writable(self) -> None:
         """Fail early (before any long computation) if the directory cannot be written.
 
+        Also makes :meth:`commit`'s checks of the files already there (see the class
+        description), so that a folder holding files gaussmix did not write, or one of
+        the run's inputs, is refused before the run starts.
+
         Raises
         ------
         OutputError
-            If the path is a file, cannot be created, or is not writable.
+            If the path is a file, cannot be created, or is not writable, or holds a file
+            the run would replace or remove that gaussmix did not write.
         """
         path = os.path.abspath(self.directory)
         if os.path.exists(path):
@@ -405,6 +580,109 @@ class OutputDir:
             raise OutputError(
                 f"cannot write to output directory {self.directory}: permission denied"
             )
+        if target == path:
+            self._check_folder(())
+
+    # ---- the record of what gaussmix wrote, and the checks before publishing
+
+    def _read_manifest(self) -> dict[str, dict[str, Any]]:
+        """The folder's record of the files gaussmix wrote ({} if none or unreadable)."""
+        path = self.path(MANIFEST)
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return {}
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict) or doc.get("format") != _MANIFEST_FORMAT:
+            return {}
+        files = doc.get("files")
+        if not isinstance(files, dict):
+            return {}
+        return {
+            name: record
+            for name, record in files.items()
+            if _plain_name(name) and _valid_record(record)
+        }
+
+    def _check_folder(self, written: Iterable[str]) -> list[str]:
+        """Check the files a run writing ``written`` would replace or remove.
+
+        Returns the paths of recorded files to remove (written by an earlier run, not by
+        this one). Raises :class:`OutputError` naming every file in the way: one that
+        gaussmix did not record (or that changed since), one that is not a regular file,
+        an input of the run.
+        """
+        written = list(written)
+        recorded = self._read_manifest()
+        names = list(dict.fromkeys([*self.outputs, *written, *recorded]))
+        remove, problems, inputs = [], [], []
+        for name in names:
+            path = self.path(name)
+            try:
+                status = os.lstat(path)
+            except OSError:
+                continue
+            source = next((p for p in self.inputs if _same_file(p, path)), None)
+            if source is not None:
+                same = os.path.abspath(source) == os.path.abspath(path)
+                inputs.append(source if same else f"{source} (as {path})")
+                continue
+            if name in recorded and _unchanged(path, status, recorded[name]):
+                if name not in written:
+                    remove.append(path)
+                continue
+            if name not in written and name not in self.outputs:
+                continue  # recorded, then changed by someone else: no longer gaussmix's
+            if not stat.S_ISREG(status.st_mode):
+                problems.append(f"{path} ({_kind(status)})")
+            elif name in recorded:
+                problems.append(f"{path} (changed since gaussmix wrote it)")
+            else:
+                problems.append(f"{path} (not written by gaussmix)")
+        manifest = self.path(MANIFEST)
+        if os.path.lexists(manifest) and not os.path.isfile(manifest):
+            problems.append(f"{manifest} (gaussmix's record of its files, but not a file)")
+        if inputs:
+            raise OutputError(
+                f"the input file {_listed(inputs)} is one of the files this run would "
+                f"replace or remove in the output folder {self.directory}: move the input "
+                "elsewhere, or choose another output folder (-o)"
+            )
+        if problems:
+            one = len(problems) == 1
+            record = (
+                f"listed in {MANIFEST}"
+                if os.path.lexists(manifest)
+                else f"listed in {MANIFEST}, which this folder has none of: an older gaussmix "
+                "kept no record, so delete its outputs by hand"
+            )
+            raise OutputError(
+                f"the output folder {self.directory} holds {_listed(problems)}, which this "
+                f"run would replace or remove; gaussmix replaces only the files it wrote "
+                f"there ({record}): move {'it' if one else 'them'} away, or choose another "
+                "output folder (-o)"
+            )
+        return remove
+
+    def _write_manifest(self, records: dict[str, dict[str, Any]], staging: str) -> None:
+        """Record ``records`` as the folder's files (written in ``staging``, then renamed)."""
+        doc = {"format": _MANIFEST_FORMAT, "version": 1, "files": records}
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=staging)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _file_mode())
+            os.replace(tmp, self.path(MANIFEST))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # ---- staging and publishing
 
     def _create_missing(self) -> None:
         path = os.path.abspath(self.directory)
@@ -458,31 +736,44 @@ class OutputDir:
         """Complete the publication a killed run had started (its journal lists its files).
 
         A run killed between its first and last rename would leave a mix of two runs' files;
-        its journal names the whole set, so the rest is renamed into place and the earlier
-        run's other files are removed, as the killed run would have done.
+        its journal names the whole set (checked by that run before its first rename), so
+        the rest is renamed into place, the earlier run's other recorded files are removed
+        and the set is recorded, as the killed run would have done.
         """
         try:
             with open(os.path.join(staging, _JOURNAL), encoding="utf-8") as f:
-                names = json.load(f)
+                journal = json.load(f)
         except (OSError, ValueError):
             return  # killed before publishing: the folder still holds the earlier run
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        if isinstance(journal, list):  # gaussmix versions before the record: names only
+            journal = {"files": {name: None for name in journal if isinstance(name, str)}}
+        files = journal.get("files") if isinstance(journal, dict) else None
+        if not isinstance(files, dict):
             return
-        names = [n for n in names if os.path.basename(n) == n and not n.startswith(".")]
-        for name in names:
+        files = {name: record for name, record in files.items() if _plain_name(name)}
+        for name in files:
             staged = os.path.join(staging, name)
-            if os.path.isfile(staged):
-                os.replace(staged, self.path(name))
-        self._remove_others(names)
-
-    def _remove_others(self, written: Iterable[str]) -> None:
-        """Remove the files named in ``outputs`` that are not in ``written``."""
-        written = set(written)
-        for name in self.outputs:
+            if os.path.isfile(staged) and not os.path.isdir(self.path(name)):
+                with contextlib.suppress(OSError):
+                    os.replace(staged, self.path(name))
+        recorded = self._read_manifest()
+        for name, record in recorded.items():
             path = self.path(name)
-            if name not in written and os.path.isfile(path):
-                os.unlink(path)
-                self.removed.append(path)
+            with contextlib.suppress(OSError):
+                if name not in files and _unchanged(path, os.lstat(path), record):
+                    os.unlink(path)
+                    self.removed.append(path)
+        records = {}
+        for name, record in files.items():
+            path = self.path(name)
+            with contextlib.suppress(OSError):
+                status = os.lstat(path)
+                if _valid_record(record) and _unchanged(path, status, record):
+                    records[name] = record
+                elif record is None and stat.S_ISREG(status.st_mode):
+                    records[name] = _record(path)
+        with contextlib.suppress(OSError):
+            self._write_manifest(records, staging)
 
     def path(self, name: str) -> str:
         """Final path of the file ``name``."""
@@ -501,7 +792,7 @@ class OutputDir:
         Parameters
         ----------
         name : str
-            File name inside the directory.
+            File name inside the directory (not hidden, no folder part).
         text : str, optional
             Content, written as UTF-8.
         writer : callable, optional
@@ -511,6 +802,8 @@ class OutputDir:
             ``save(path)`` writes the content to the (existing, empty) file at ``path``, for
             example a matplotlib figure's ``savefig``.
         """
+        if not _plain_name(name):
+            raise ValueError(f"an output file name must be a plain, not hidden name; got {name!r}")
         self._ensure()
         assert self._staging is not None
         tmp = os.path.join(self._staging, name)
@@ -531,25 +824,47 @@ class OutputDir:
                 else:
                     f.write(text or "")
         _fsync_file(tmp)
+        self._records[name] = _record(tmp)
         return self.path(name)
 
     def commit(self) -> list[str]:
         """Publish: rename every staged file onto its name, remove an earlier run's others.
 
-        Returns the final paths written; the removed files are in :attr:`removed`.
+        Every destination is checked first (see the class description); if one is in the
+        way, :class:`OutputError` names it and nothing is renamed. A file replaced keeps
+        its permission bits. Returns the final paths written; the removed files are in
+        :attr:`removed`.
+
+        Raises
+        ------
+        OutputError
+            If a file this run would replace or remove was not written by gaussmix, or
+            is one of the run's inputs.
         """
         names = [os.path.basename(final) for _, final in self.staged]
-        if self._staging is not None:  # the journal: a killed publication is completed later
-            journal = os.path.join(self._staging, _JOURNAL)
-            with open(journal, "w", encoding="utf-8") as f:
-                json.dump(names, f)
-            _fsync_file(journal)
+        if self._staging is None:  # nothing staged: an empty run publishes nothing
+            self._release(remove_staging=True)
+            return []
+        remove = self._check_folder(names)
+        records = {name: self._records[name] for name in names}
+        journal = os.path.join(self._staging, _JOURNAL)  # a killed publication is completed
+        with open(journal, "w", encoding="utf-8") as f:
+            json.dump({"files": records}, f)
+        _fsync_file(journal)
         done = []
         for tmp, final in self.staged:
-            os.replace(tmp, final)
+            with contextlib.suppress(OSError):  # keep the permissions of the file replaced
+                os.chmod(tmp, stat.S_IMODE(os.lstat(final).st_mode))
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
             done.append(final)
         self.staged = []
-        self._remove_others(names)
+        for path in remove:
+            os.unlink(path)
+            self.removed.append(path)
+        self._write_manifest(records, self._staging)
         _fsync_directory(self.directory)
         self._release(remove_staging=True)
         return done
@@ -576,6 +891,19 @@ class OutputDir:
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _listed(items: list[str]) -> str:
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + f" and {items[-1]}"
 
 
 def _lock_directory(directory: str, on_wait: Callable[[str], Any] | None) -> int | None:
@@ -622,9 +950,10 @@ def staged_outputs(
     directory: str,
     outputs: Iterable[str] = (),
     on_wait: Callable[[str], Any] | None = None,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> Iterator[OutputDir]:
     """An :class:`OutputDir` for ``directory`` that is aborted if the block raises."""
-    out = OutputDir(directory, outputs, on_wait)
+    out = OutputDir(directory, outputs, on_wait, inputs)
     try:
         yield out
     except BaseException:
@@ -933,7 +1262,10 @@ def save_model(
         A fitted model.
     path : str or path-like
         Destination (conventionally ``*.json``). Written to a temporary file in the same
-        directory, flushed and renamed, so a failure leaves no partial file.
+        directory, flushed and renamed, so a failure leaves no partial file; an existing
+        file keeps its permissions, a symbolic link is followed (its target replaced, the
+        link kept), and a device or FIFO (``/dev/null``, a named pipe) is written directly
+        (see :func:`atomic_path`).
     n_samples : int, optional
         Number of training samples, recorded in the training summary.
     feature_names : list of str, optional
@@ -943,8 +1275,11 @@ def save_model(
     ------
     NotFittedError
         If the model is not fitted.
+    FileNotFoundError, IsADirectoryError
+        If the folder of ``path`` does not exist, or ``path`` is a folder (the message
+        names ``path`` and the fix).
     OSError
-        If the directory is missing or not writable.
+        If the directory is not writable, or writing fails (the message names ``path``).
 
     Examples
     --------
@@ -1598,12 +1933,26 @@ def read_model_bytes(path: str | os.PathLike[str], max_bytes: int | None = None)
     ------
     ModelFileError
         If the file is larger than the limit.
+    FileNotFoundError, IsADirectoryError
+        If there is no file at ``path``, or it is a folder (the message names ``path``).
     OSError
         If the file cannot be read.
     """
     limit = _max_model_bytes() if max_bytes is None else int(max_bytes)
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except IsADirectoryError:
+        inside = os.path.join(os.fspath(path), "model.json")
+        hint = f" such as {inside}" if os.path.isfile(inside) else ""
+        raise IsADirectoryError(
+            f"cannot read the model file {os.fspath(path)}: it is a folder; give the model "
+            f"file's name{hint}"
+        ) from None
+    except FileNotFoundError:
+        folder = os.path.dirname(os.fspath(path)) or "."
+        where = "" if os.path.isdir(folder) else f" (the folder {folder} does not exist)"
+        raise FileNotFoundError(f"model file not found: {os.fspath(path)}{where}") from None
     if len(data) > limit:
         raise _Checker(os.fspath(path)).fail(
             None,
@@ -1638,8 +1987,9 @@ def load_model(path: str | os.PathLike[str], *, max_bytes: int | None = None) ->
 
     Raises
     ------
-    FileNotFoundError, PermissionError
-        If the file cannot be read.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If the file cannot be read (missing, a folder, not readable); the message names
+        ``path``.
     ModelFileError
         If the file is not a valid model file (corrupt or truncated JSON, another format or
         a newer version, missing or mistyped fields, wrong shapes, non-finite numbers,

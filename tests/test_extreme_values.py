@@ -125,3 +125,16 @@ def test_data_sharing_a_large_offset_fit_as_without_it(init_params, offset):
     # The offset rows hold their values to ~eps * offset (2.4e-4 at 1.7e12).
     assert shifted.score(X + offset) == pytest.approx(clean.score(X), abs=1e-4)
     np.testing.assert_allclose(shifted.means_ - offset, clean.means_, atol=1e-3)
+
+
+def test_summary_shows_means_of_offset_data_to_their_spread():
+    """The component table printed every mean of data at 1.7e12 as "1.7e+12" (reviewer r1);
+    it now shows each to about a tenth of its component's sd, and ordinary data as before."""
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    model = GaussianMixture(2, random_state=0).fit(X + 1.7e12)
+    table = model.summary(X + 1.7e12).splitlines()[-2:]
+    for line, mean in zip(table, model.means_[:, 0], strict=True):
+        shown = float(line.split()[2])
+        assert abs(shown - mean) < 0.05 * np.sqrt(model.covariances_[:, 0, 0]).min()
+    plain = GaussianMixture(2, random_state=0).fit(X).summary(X).splitlines()[-1].split()
+    assert plain[2] == f"{GaussianMixture(2, random_state=0).fit(X).means_[1, 0]:.5g}"

@@ -120,10 +120,15 @@ def _component_table(model: Any, names: Sequence[str]) -> list[str]:
     names = [printable(n, limit=60) for n in names]
     header = ["component", "weight"] + [f"mean {n}" for n in names] + [f"sd {n}" for n in names]
     rows = [header]
+    # Digits enough to show each mean to about a tenth of the component's sd: data that
+    # share a large offset (timestamps at 1.7e12) printed every mean as "1.7e+12".
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(means) / np.where(sds > 0, sds, np.inf)
+    digits = np.clip(np.ceil(np.log10(np.maximum(ratio, 1.0))) + 2, 5, 17).astype(int)
     for k in range(means.shape[0]):
         rows.append(
             [str(k), f"{float(model.weights_[k]):.4f}"]
-            + [_g(v, 5) for v in means[k]]
+            + [_g(v, d) for v, d in zip(means[k], digits[k], strict=True)]
             + [_g(v, 4) for v in sds[k]]
         )
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]

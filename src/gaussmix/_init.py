@@ -118,33 +118,15 @@ def _one_hot_rows(source, rows, weights, covariance_type):
     nk = np.ones(n_rows) if weights is None else np.asarray(weights, dtype=np.float64)
     family = families.get(covariance_type)
     zeros = np.zeros_like(rows)
-    scatter = family.scatter(zeros, np.diag(nk))
-    if family.name == "tied":
-        # As scikit-learn, whose tied covariance is (sum_n x_n x_n^T - sum_k N_k mu_k
-        # mu_k^T) / sum_k N_k, a formula for responsibilities that sum to one per row: on
-        # these K one-hot rows its first sum still runs over every row of the data, so the
-        # start is far wider than the data (1706 on iris, whose variances are below 4).
-        # Kept for the same results from the same random_state.
-        everything = source.map_reduce(_second_moment, _block_size(source, 1), name="init")
-        scatter = everything - (nk[:, None] * rows).T @ rows
     return SufficientStatistics(
         family.name,
         rows.copy(),
         nk,
         zeros,
-        scatter,
+        family.scatter(zeros, np.diag(nk)),
         0.0,
         source.weight_sum,
     )
-
-
-def _second_moment(X, w, block_size):
-    """sum_n w_n x_n x_n^T about the origin (the tied start of :func:`_one_hot_rows`)."""
-    total = np.zeros((X.shape[1], X.shape[1]))
-    for rows in _blocks(X.shape[0], block_size):
-        Xb = X[rows].astype(np.float64)
-        total += (Xb.T if w is None else Xb.T * w[rows].astype(np.float64)) @ Xb
-    return total
 
 
 # Block functions of ``source.map_reduce`` (module-level: they travel to Dask workers).

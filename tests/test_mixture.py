@@ -221,12 +221,6 @@ def test_every_init_params_fits(init_params, covariance_type):
         # shared covariance: EM stalls at that symmetric point within tol, exactly as
         # scikit-learn does (see test_default_init_semantics_match_sklearn).
         return
-    if covariance_type == "tied" and init_params in ("k-means++", "random_from_data"):
-        # scikit-learn's tied start from K single rows is far wider than the data (its
-        # formula sums every row's second moment): EM ends where scikit-learn's does,
-        # adjusted Rand 0.57 and 0.33 here for both libraries (same lower bound to 1e-15;
-        # test_default_init_semantics_match_sklearn checks the sameness).
-        return
     assert adjusted_rand(labels, gm.predict(X)) >= 0.95
 
 

@@ -50,3 +50,16 @@ def test_variances_are_weighted_nan_aware_and_offset_safe():
         m = np.average(u, weights=w[ok])
         ref = np.average((u - m) ** 2, weights=w[ok])
         assert got[j] == pytest.approx(ref, rel=1e-9)
+
+
+def test_a_missing_first_value_does_not_make_an_offset_column_constant():
+    """Reviewer r2: with row 0 missing the reference was 0, so Old Faithful + 1e9 lost its
+    spread to cancellation and was called constant."""
+    Y = X + 1e9
+    Y[0, 0] = np.nan
+    var = feature_variances(Y)
+    ok = ~np.isnan(Y[:, 0])
+    assert var[0] == pytest.approx(np.var(X[ok, 0]), rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GaussianMixture(2, random_state=0).fit(Y)

@@ -395,9 +395,15 @@ SMALL_VARIANCE_FACTOR = 10.0
 
 def feature_variances(X: np.ndarray, sample_weight=None, block_rows: int = 65536) -> np.ndarray:
     """Each feature's (weighted) variance over its observed values, in row blocks (no
-    copy of ``X``), about a reference row so that a large common offset does not cancel."""
+    copy of ``X``), about each column's first observed value so that a large common offset
+    does not cancel."""
     n, d = X.shape
-    reference = np.nan_to_num(np.asarray(X[0], dtype=np.float64))
+    # Each column's first observed value (row 0 may be missing: a reference of 0 let an
+    # offset of 1e9 cancel, and a varying column was called constant).
+    head = np.asarray(X[:block_rows], dtype=np.float64)
+    observed = ~np.isnan(head)
+    first = np.argmax(observed, axis=0)
+    reference = np.where(observed.any(axis=0), head[first, np.arange(d)], 0.0)
     total = np.zeros(d)
     s1 = np.zeros(d)
     s2 = np.zeros(d)

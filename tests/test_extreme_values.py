@@ -94,6 +94,20 @@ def test_dask_input_is_checked_chunk_by_chunk():
         model.predict(da.from_array(X, chunks=100)).compute()
 
 
+@pytest.mark.parametrize("stream", [[], ["--stream"], ["--stream", "--batch-size", "5"]])
+def test_streamed_csv_names_the_line_and_column(tmp_path, stream):
+    """--stream parsed its chunks by Arrow and let a value of 1e200 through to the library,
+    which named a 0-based row of the batch (reviewer r2)."""
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(20)) + "1e200,3\n"
+                    + "1,2\n" * 5)
+    run = subprocess.run([sys.executable, "-m", "gaussmix", "fit", str(path), "-k", "1",
+                          "-o", str(tmp_path / "out"), *stream],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "1e+200 at line 22, column 'a' is too large" in run.stderr
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".npy"])
 def test_command_line_names_the_line_and_column(tmp_path, suffix):
     path = tmp_path / f"data{suffix}"

@@ -740,12 +740,19 @@ def _text_layout(
     return _TextLayout.detect(content, source, columns, tsv, prefer)
 
 
-def _accepted(X: np.ndarray, allow_missing: bool) -> bool:
-    """True if the values need no error: finite, or NaN allowed (no infinity, no row
-    without an observed value) and none too large (``check_magnitude``)."""
+def _within_magnitude(X: np.ndarray) -> bool:
+    """No value too large for squared distances (:func:`check_magnitude`)."""
     try:
         check_magnitude(X)
     except ValueError:
+        return False
+    return True
+
+
+def _accepted(X: np.ndarray, allow_missing: bool) -> bool:
+    """True if the values need no error: finite, or NaN allowed (no infinity, no row
+    without an observed value) and none too large (``check_magnitude``)."""
+    if not _within_magnitude(X):
         return False
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(X.sum()):
@@ -1218,7 +1225,7 @@ class ChunkedData:
         X = _arrow_body(text.encode("utf-8"), self.layout)
         if X is None:  # a non-numeric cell, ragged rows: name the line
             return self._parse_slow(text, line_no, rows_before)
-        if not np.all(np.isfinite(X)):
+        if not np.all(np.isfinite(X)) or not _within_magnitude(X):
             # Parse again line by line to name the line.
             return self._parse_slow(text, line_no, rows_before)
         return X

@@ -87,3 +87,16 @@ def test_batch_weight_is_saved_and_a_file_without_it_loads(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"online\.batch_weight"):
         load_model(path)
+
+
+def test_a_saved_fit_still_counts_as_a_batch_of_its_rows(tmp_path):
+    """Reviewer r2: through gm.save/load the fit's weight was lost (no n_samples in the
+    file), and one far row moved the means 18.7."""
+    A = _two_clusters()
+    model = GaussianMixture(2, random_state=0).fit(A)
+    model.save(tmp_path / "m.json")
+    loaded = load_model(tmp_path / "m.json")
+    means = loaded.means_.copy()
+    loaded.partial_fit(np.array([[40.0, 40.0]]))
+    assert np.max(np.abs(loaded.means_ - means)) < 0.02
+    assert loaded.batch_weight_ == pytest.approx((10_000 + 1) / 2)

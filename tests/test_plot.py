@@ -289,3 +289,10 @@ def test_loglik_of_a_selected_model_says_its_points_are_squarem_cycles():
     ax = plot.plot_loglik(best).axes[0]
     assert ax.get_xlabel() == "SQUAREM cycle of the final polish (3 EM steps each)"
     assert f"after {best.n_iter_} iterations" in ax.get_title()
+    # fit then partial_fit: one value per EM iteration or batch, whatever n_iter_ says
+    # (reviewer r2: the count rule called it SQUAREM cycles)
+    from gaussmix import GaussianMixture
+
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    model = GaussianMixture(2, random_state=0).fit(X).partial_fit(X)
+    assert plot.plot_loglik(model).axes[0].get_xlabel() == "EM iteration"

@@ -9,7 +9,8 @@ A model file is one JSON object::
      "weights": [...], "means": [[...]], "covariances": ..., "precisions_cholesky": ...,
      "precisions": ...,
      "training": {"converged": true, "n_iter": 7, "lower_bound": ..., "lower_bounds": [...],
-                  "n_samples": 272 | null, "reg_covar": ..., "tol": ..., "random_state": 0 | null,
+                  "n_samples": 272 | null, "weight_sum": 272.0 (optional),
+                  "reg_covar": ..., "tol": ..., "random_state": 0 | null,
                   "degenerate": false, "degenerate_reason": null},
      "params": {...every constructor parameter...},
      "online": null | {"n_batch_iter": 80,
@@ -1082,6 +1083,10 @@ def model_to_dict(
             None if lower_bounds is None else [finite_or_none(x) for x in lower_bounds]
         ),
         "n_samples": None if n_samples is None else int(n_samples),
+        # the fit's total sample weight (rows, without weights): what partial_fit after
+        # loading counts the fit as (gaussmix._online.step_size)
+        **({} if getattr(model, "_fit_weight", None) is None
+           else {"weight_sum": float(model._fit_weight)}),
         "reg_covar": params.get("reg_covar"),
         "tol": params.get("tol"),
         "random_state": params.get("random_state"),
@@ -1762,6 +1767,11 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
     n_samples = training.get("n_samples")
     if n_samples is not None:
         chk.integer(n_samples, "training.n_samples", minimum=1)
+    fit_weight = training.get("weight_sum")  # absent from files before it existed
+    if fit_weight is not None:
+        fit_weight = chk.number(fit_weight, "training.weight_sum")
+        if not fit_weight > 0:
+            raise chk.fail("training.weight_sum", f"must be > 0, got {fit_weight!r}")
     degenerate = chk.boolean(training.get("degenerate", False), "training.degenerate")
     degenerate_reason = training.get("degenerate_reason")
     if degenerate_reason is not None and not isinstance(degenerate_reason, str):
@@ -1805,6 +1815,8 @@ def model_from_dict(doc: Any, source: str = "<model>") -> Any:
         model.feature_names_in_ = np.asarray(feature_names, dtype=object)
     if n_samples is not None:
         model.n_samples_fit_ = n_samples
+    if fit_weight is not None:
+        model._fit_weight = fit_weight
     if getattr(model, "prior", None) is not None:
         from ._prior import resolve_prior
 

@@ -436,9 +436,9 @@ def plot_loglik(
         title = f"EM convergence: {k} components, {families.of_model(model).name} covariance"
         if status:
             title += f"\n{status} after {getattr(model, 'n_iter_', len(values))} iterations"
-    # A model from select_model (or init_params="robust") keeps one value per SQUAREM
-    # cycle of its final polish (three EM steps each), not one per EM iteration.
-    per_cycle = len(values) and len(values) != getattr(model, "n_iter_", len(values))
+    # A model built by select_model keeps one value per SQUAREM cycle of its final polish
+    # (three EM steps each), not one per EM iteration (selection._estimator marks it).
+    per_cycle = bool(len(values)) and getattr(model, "_history_per_cycle", False)
     ax.set_title(title)
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xlabel("SQUAREM cycle of the final polish (3 EM steps each)" if per_cycle

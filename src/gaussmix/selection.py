@@ -1130,6 +1130,7 @@ def _estimator(cand, params, X, w, n_eff, feature_names, seed):
     model.lower_bound_ = cand.log_likelihood / n_eff
     # The polish's trace (one value per SQUAREM cycle of three EM steps), per sample.
     model.lower_bounds_ = [b / n_eff for b in cand.bounds]
+    model._history_per_cycle = True  # for plot_loglik's axis
     model.n_features_in_ = X.shape[1]
     model.degenerate_ = cand.reason is not None
     model.degenerate_reason_ = cand.reason

@@ -509,6 +509,28 @@ def _em_step(rows, batch):
     return rows.step(batch)
 
 
+def _step_each(rows, batch, errors):
+    """:func:`_em_step`, where an exception fails only the mixtures that raise it.
+
+    The engine steps every mixture of the batch in one call: one mixture whose statistics
+    are not finite (a SQUAREM extrapolation far off, say) can make a batched
+    decomposition raise for all of them. The batch is then split in halves until the
+    mixtures that raise are alone; each of those is marked bad (log-likelihood -inf, its
+    parameters unchanged) and its error is recorded under its type in ``errors``.
+    """
+    try:
+        return _em_step(rows, batch)
+    except Exception as exc:  # noqa: BLE001 - a failed mixture is recorded, not raised
+        if batch.size == 1:
+            errors.setdefault(int(batch.types[0]), []).append(f"{type(exc).__name__}: {exc}")
+            return batch.copy(), np.array([-np.inf]), np.array([True])
+        half = batch.size // 2
+        parts = [_step_each(rows, batch.take(np.arange(half)), errors),
+                 _step_each(rows, batch.take(np.arange(half, batch.size)), errors)]
+        return (Batch.stack([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]))
+
+
 def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
     """EM from every start of ``batch`` by successive halving, within each covariance type.
 
@@ -537,12 +559,8 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             idx = np.flatnonzero(alive & ~converged)
             if not idx.size:
                 break
-            try:
-                new, ll, bad = _em_step(rows, current if idx.size == S else current.take(idx))
-            except Exception as exc:  # a failed start is recorded, not raised
-                errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
-                alive[idx] = False
-                break
+            new, ll, bad = _step_each(rows, current if idx.size == S else current.take(idx),
+                                      errors)
             for s in idx[bad]:
                 alive[s] = False
                 errors.setdefault(int(current.types[s]), []).append(_INVALID)
@@ -775,7 +793,7 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
     _add_cross_finalists(winners)
     codes = sorted(winners)
     if codes:
-        step = lambda b: _em_step(rows, b)  # noqa: E731
+        step = lambda b: _step_each(rows, b, errors)  # noqa: E731
         if any(len(winners[c]) > _FINALISTS for c in codes):
             # Many finalists (mclust's other models): a short accelerated run of all of
             # them, then the best _FINALISTS of each type are polished to the end.

@@ -839,15 +839,16 @@ _DONOR_CODES = frozenset(range(14))
 
 def _add_cross_finalists(winners):
     """Add to each of mclust's ten other models the best race finalist of every other type,
-    projected onto it (``from_full``: same weights and means), as one more finalist.
+    projected onto it (``from_full``: same weights and means), as one more finalist (not
+    with one component: its maximum is unique, and its one start reaches it).
 
     These models share a piece (volume, shape or orientation) with several others, whose
     fits are often near their maximum (mclust starts every model from one partition).
     """
     donors = {code: cands[0] for code, cands in winners.items()
               if cands and code in _DONOR_CODES}
-    if len(donors) < 2:
-        return
+    if len(donors) < 2 or next(iter(donors.values())).n_components == 1:
+        return  # one component: every start has the same (the unique) maximum
     for code in [c for c in winners if c > FULL]:
         for other, d in donors.items():
             if other == code:

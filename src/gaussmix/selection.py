@@ -184,6 +184,7 @@ _FINALISTS = 2
 _FINALISTS_CONSTRAINED = 8
 # EM steps of the accelerated run that screens many finalists before the polish.
 _SCREEN_STEPS = 20
+_SCREEN_KEEP = 2  # ... after which the best this many of each type are polished
 _SCREEN_CHUNK = 6  # ... looking at the runs (and stopping hopeless ones) every 6 steps
 #: ... a run stops when its log-likelihood plus this many times its last cycle's gain is
 #: below the _FINALISTS-th best of its type (the screen's gains shrink fast: 4 stopped 12%
@@ -237,94 +238,106 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
     each row keeps its minimum, recomputed only for the rows whose nearest cluster merged.
     When half the clusters of the matrix have merged away, it is compacted to the others.
     """
-    n = Y.shape[0]
-    Y = np.asarray(Y, dtype=np.float64)
-    Y = Y - Y.mean(axis=0)
-    mass = w.astype(np.float64, copy=True)
-    cost = np.empty((n, n))
-    for start in range(0, n, 256):  # direct differences: no cancellation
-        part = slice(start, min(start + 256, n))
-        diff = Y[part, None, :] - Y[None, :, :]
-        cost[part] = np.einsum("ijd,ijd->ij", diff, diff)
-    cost *= mass[:, None] * mass[None, :] / (mass[:, None] + mass[None, :])
-    np.fill_diagonal(cost, np.inf)
-    row_min = cost.min(axis=1)
-    row_arg = cost.argmin(axis=1)
-    merges: list[tuple[int, int, float]] = []
-    ids = np.arange(n)  # original index of each row of the (compacted) matrix
-    active = np.ones(n, dtype=bool)
+    return _ward_trees([Y], [w])[0]
+
+
+def _ward_trees(Ys, ws) -> list[list[tuple[int, int, float]]]:
+    """:func:`_ward_tree` of several data sets of the same number of rows, in lockstep.
+
+    Every tree makes one merge per iteration, so the trees of the views of the data
+    (``_SPACES``) are built by one loop over stacked cost matrices (T, n, n): the same
+    arithmetic element by element, hence the same merges, with a third of the NumPy calls.
+    """
+    T = len(Ys)
+    n = Ys[0].shape[0]
+    cost = np.empty((T, n, n))
+    mass = np.empty((T, n))
+    for t, (Y, w) in enumerate(zip(Ys, ws, strict=True)):
+        Y = np.asarray(Y, dtype=np.float64)
+        Y = Y - Y.mean(axis=0)
+        m = np.asarray(w, dtype=np.float64)
+        mass[t] = m
+        for start in range(0, n, 256):  # direct differences: no cancellation
+            part = slice(start, min(start + 256, n))
+            diff = Y[part, None, :] - Y[None, :, :]
+            cost[t, part] = np.einsum("ijd,ijd->ij", diff, diff)
+        cost[t] *= m[:, None] * m[None, :] / (m[:, None] + m[None, :])
+        np.fill_diagonal(cost[t], np.inf)
+    row_min = cost.min(axis=2)
+    row_arg = cost.argmin(axis=2)
+    tt = np.arange(T)
+    ids = np.broadcast_to(np.arange(n), (T, n)).copy()  # original index of each row
+    active = np.ones((T, n), dtype=bool)
     n_active = n
-    for _ in range(n - 1):
-        if n_active >= 64 and 2 * n_active <= cost.shape[0]:
+    out_a = np.empty((max(n - 1, 0), T), dtype=np.int64)
+    out_b = np.empty_like(out_a)
+    out_c = np.empty((max(n - 1, 0), T))
+    for i in range(n - 1):
+        if n_active >= 64 and 2 * n_active <= cost.shape[1]:
             # drop the merged-away rows and columns (all inf): half the work from here on;
             # the order of the kept rows is unchanged, so every argmin picks the same one
-            keep = np.flatnonzero(active)
-            position = np.full(cost.shape[0], -1)
-            position[keep] = np.arange(keep.size)
-            cost = cost[np.ix_(keep, keep)]
-            mass, row_min, ids = mass[keep], row_min[keep], ids[keep]
-            row_arg = position[row_arg[keep]]
-            active = np.ones(keep.size, dtype=bool)
-        a = int(np.argmin(row_min))
-        b = int(row_arg[a])
-        lo, hi = (a, b) if a < b else (b, a)
-        merge_cost = float(cost[lo, hi])
-        active[hi] = False
+            keep = np.stack([np.flatnonzero(active[t]) for t in range(T)])  # (T, m)
+            position = np.full(active.shape, -1)
+            position[tt[:, None], keep] = np.arange(keep.shape[1])
+            cost = cost[tt[:, None, None], keep[:, :, None], keep[:, None, :]]
+            mass = np.take_along_axis(mass, keep, axis=1)
+            row_min = np.take_along_axis(row_min, keep, axis=1)
+            ids = np.take_along_axis(ids, keep, axis=1)
+            row_arg = np.take_along_axis(position, np.take_along_axis(row_arg, keep, axis=1),
+                                         axis=1)
+            active = np.ones(keep.shape, dtype=bool)
+        a = np.argmin(row_min, axis=1)
+        b = row_arg[tt, a]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        merge_cost = cost[tt, lo, hi]
+        active[tt, hi] = False
         n_active -= 1
-        m_lo, m_hi = mass[lo], mass[hi]
+        m_lo, m_hi = mass[tt, lo][:, None], mass[tt, hi][:, None]
         # inf where a cluster is inactive or at lo and hi (the diagonal is inf)
-        new = ((mass + m_lo) * cost[lo] + (mass + m_hi) * cost[hi] - mass * merge_cost) / (
-            mass + m_lo + m_hi
-        )
-        cost[lo] = new
-        cost[:, lo] = new
-        cost[hi] = np.inf
-        cost[:, hi] = np.inf
-        mass[lo] = m_lo + m_hi
-        row_min[hi] = np.inf
-        merges.append((int(ids[lo]), int(ids[hi]), merge_cost))
-        stale = np.flatnonzero((row_arg == lo) | (row_arg == hi))  # inactive rows: all inf
-        if stale.size:
-            sub = cost[stale]
-            row_arg[stale] = sub.argmin(axis=1)
-            row_min[stale] = sub[np.arange(stale.size), row_arg[stale]]
+        new = ((mass + m_lo) * cost[tt, lo] + (mass + m_hi) * cost[tt, hi]
+               - mass * merge_cost[:, None]) / (mass + m_lo + m_hi)
+        cost[tt, lo] = new
+        cost[tt, :, lo] = new
+        cost[tt, hi] = np.inf
+        cost[tt, :, hi] = np.inf
+        mass[tt, lo] = (m_lo + m_hi)[:, 0]
+        row_min[tt, hi] = np.inf
+        out_a[i], out_b[i], out_c[i] = ids[tt, lo], ids[tt, hi], merge_cost
+        # rows whose nearest cluster merged (inactive rows: all inf)
+        st, sr = np.nonzero((row_arg == lo[:, None]) | (row_arg == hi[:, None]))
+        if st.size:
+            sub = cost[st, sr]
+            arg = sub.argmin(axis=1)
+            row_arg[st, sr] = arg
+            row_min[st, sr] = sub[np.arange(st.size), arg]
         better = new < row_min
         row_min[better] = new[better]
-        row_arg[better] = lo
-        nearest = int(new.argmin())
-        row_arg[lo] = nearest
-        row_min[lo] = new[nearest]
-    return merges
+        row_arg = np.where(better, lo[:, None], row_arg)
+        nearest = new.argmin(axis=1)
+        row_arg[tt, lo] = nearest
+        row_min[tt, lo] = new[tt, nearest]
+    return [list(zip(out_a[:, t].tolist(), out_b[:, t].tolist(), out_c[:, t].tolist(),
+                     strict=True)) for t in range(T)]
 
 
 def _cut_tree(merges, n: int, ks: Iterable[int]) -> dict[int, np.ndarray]:
     """Labels (0..K-1) of the partition into K clusters, for every K in ks."""
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return root
-
+    root = np.arange(n)  # each row's cluster, named by its representative row
     wanted = sorted({k for k in ks if 1 <= k <= n}, reverse=True)
     out: dict[int, np.ndarray] = {}
     n_clusters = n
 
     def snapshot() -> np.ndarray:
-        roots = np.array([find(i) for i in range(n)])
-        return np.unique(roots, return_inverse=True)[1]
+        return np.unique(root, return_inverse=True)[1]
 
     for a, b in [(m[0], m[1]) for m in merges]:
         while wanted and wanted[0] == n_clusters:
             out[wanted.pop(0)] = snapshot()
         if not wanted:
             break
-        ra, rb = find(a), find(b)
+        ra, rb = root[a], root[b]
         if ra != rb:
-            parent[rb] = ra
+            root[root == rb] = ra
             n_clusters -= 1
     while wanted and wanted[0] == n_clusters:
         out[wanted.pop(0)] = snapshot()
@@ -347,20 +360,21 @@ def _centroids(Y: np.ndarray, w: np.ndarray, labels: np.ndarray, K: int) -> np.n
     return sums / np.maximum(mass, np.finfo(float).tiny)[:, None]
 
 
-def _hc_partitions(Y, w, ks, rng) -> dict[int, np.ndarray]:
-    """Ward tree cuts for every K; on a subsample when the data are large."""
-    n = Y.shape[0]
+def _hc_partitions(Ys, w, ks, rng) -> list[dict[int, np.ndarray]]:
+    """Ward tree cuts for every K of each view of the data in ``Ys`` (the trees built in
+    lockstep, :func:`_ward_trees`); each view on its own subsample when the data are large."""
+    n = Ys[0].shape[0]
     positive = np.flatnonzero(w > 0)
-    if positive.size > _HC_MAX_SAMPLES:
-        sub = np.sort(rng.choice(positive, size=_HC_MAX_SAMPLES, replace=False))
-    else:
-        sub = positive
-    cuts = _cut_tree(_ward_tree(Y[sub], w[sub]), sub.size, ks)
-    if sub.size == n:
-        return cuts
-    out = {}
-    for K, lab in cuts.items():
-        out[K] = _nearest(Y, _centroids(Y[sub], w[sub], lab, K))
+    subs = [np.sort(rng.choice(positive, size=_HC_MAX_SAMPLES, replace=False))
+            if positive.size > _HC_MAX_SAMPLES else positive for _ in Ys]
+    trees = _ward_trees([Y[sub] for Y, sub in zip(Ys, subs, strict=True)],
+                        [w[sub] for sub in subs])
+    out = []
+    for Y, sub, merges in zip(Ys, subs, trees, strict=True):
+        cuts = _cut_tree(merges, sub.size, ks)
+        if sub.size != n:
+            cuts = {K: _nearest(Y, _centroids(Y[sub], w[sub], lab, K)) for K, lab in cuts.items()}
+        out.append(cuts)
     return out
 
 
@@ -520,7 +534,7 @@ def _step_each(rows, batch, errors):
     """
     try:
         return _em_step(rows, batch)
-    except Exception as exc:  # noqa: BLE001 - a failed mixture is recorded, not raised
+    except Exception as exc:  # a failed mixture is recorded, not raised
         if batch.size == 1:
             errors.setdefault(int(batch.types[0]), []).append(f"{type(exc).__name__}: {exc}")
             return batch.copy(), np.array([-np.inf]), np.array([True])
@@ -798,12 +812,12 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
             # Many finalists (mclust's other models): a short accelerated run of all of
             # them, then the best _FINALISTS of each type are polished to the end.
             screened = iter(_polish(step, rows, [c for code in codes for c in winners[code]],
-                                    errors, max_steps=_SCREEN_STEPS, keep=_FINALISTS,
+                                    errors, max_steps=_SCREEN_STEPS, keep=_SCREEN_KEEP,
                                     chunk=_SCREEN_CHUNK, horizon=_SCREEN_HORIZON))
             for code in codes:
                 group = [next(screened) for _ in winners[code]]
                 order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)
-                winners[code] = [group[i] for i in sorted(order[:_FINALISTS])]
+                winners[code] = [group[i] for i in sorted(order[:_SCREEN_KEEP])]
         finalists = [cand for c in codes for cand in winners[c]]
         polished = iter(_polish(step, rows, finalists, errors))
         # the best polished finalist of each type (the first of equals: the better ranked)
@@ -1030,8 +1044,9 @@ def _hierarchical_partitions(X, w, ks, entropy):
     Xs = X if sample is None else X[sample]
     weights = np.ones(Xs.shape[0]) if w is None else (w if sample is None else w[sample])
     hc: dict[int, list[np.ndarray]] = {}
-    for transform in _SPACES:
-        for K, labels in _hc_partitions(transform(Xs, weights), weights, ks, rng).items():
+    for cuts in _hc_partitions([transform(Xs, weights) for transform in _SPACES], weights, ks,
+                               rng):
+        for K, labels in cuts.items():
             hc.setdefault(K, []).append(labels)
     return hc
 

@@ -864,12 +864,17 @@ def _add_cross_finalists(winners):
     if len(donors) < 2 or next(iter(donors.values())).n_components == 1:
         return  # one component: every start has the same (the unique) maximum
     for code in [c for c in winners if c > FULL]:
-        for other, d in donors.items():
-            if other == code:
-                continue
-            b = d.batch
-            cov = _reduce_to_type(b.covariances[0], b.weights[0], code)
-            start = Batch(np.array([code]), b.weights.copy(), b.means.copy(), cov[None])
+        given = [d for other, d in donors.items() if other != code]
+        weights = np.concatenate([d.batch.weights for d in given])
+        means = np.concatenate([d.batch.means for d in given])
+        full = np.concatenate([d.batch.covariances for d in given])
+        if TYPES[code] in _ITERATIVE:  # all the donors at once (the same projection)
+            cov = project_covariances(TYPES[code], full)
+        else:
+            cov = np.stack([_reduce_to_type(c, wt, code) for c, wt in zip(full, weights,
+                                                                             strict=True)])
+        for i, d in enumerate(given):
+            start = Batch(np.array([code]), weights[i:i + 1], means[i:i + 1], cov[i:i + 1])
             winners[code].append(_Candidate(start, -np.inf, None, d.n_iter))
 
 

@@ -524,23 +524,30 @@ def _em_step(rows, batch):
 
 
 def _step_each(rows, batch, errors):
-    """:func:`_em_step`, where an exception fails only the mixtures that raise it.
+    """:func:`_em_step`, where an exception fails only the mixtures that raise it
+    (:func:`_split_on_error`)."""
+    return _split_on_error(lambda b: _em_step(rows, b), batch, errors)
+
+
+def _split_on_error(step, batch, errors):
+    """``step(batch)``, where an exception fails only the mixtures that raise it.
 
     The engine steps every mixture of the batch in one call: one mixture whose statistics
     are not finite (a SQUAREM extrapolation far off, say) can make a batched
     decomposition raise for all of them. The batch is then split in halves until the
-    mixtures that raise are alone; each of those is marked bad (log-likelihood -inf, its
-    parameters unchanged) and its error is recorded under its type in ``errors``.
+    mixtures that raise are alone; each of those is marked bad (its parameters unchanged,
+    its log-likelihood NaN: -inf would make :func:`gaussmix.em.run_squarem`'s first gain
+    -inf - -inf) and its error is recorded under its type in ``errors``.
     """
     try:
-        return _em_step(rows, batch)
+        return step(batch)
     except Exception as exc:  # a failed mixture is recorded, not raised
         if batch.size == 1:
             errors.setdefault(int(batch.types[0]), []).append(f"{type(exc).__name__}: {exc}")
-            return batch.copy(), np.array([-np.inf]), np.array([True])
+            return batch.copy(), np.array([np.nan]), np.array([True])
         half = batch.size // 2
-        parts = [_step_each(rows, batch.take(np.arange(half)), errors),
-                 _step_each(rows, batch.take(np.arange(half, batch.size)), errors)]
+        parts = [_split_on_error(step, batch.take(np.arange(half)), errors),
+                 _split_on_error(step, batch.take(np.arange(half, batch.size)), errors)]
         return (Batch.stack([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 np.concatenate([p[2] for p in parts]))
 
@@ -824,7 +831,8 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
         polished = [max([next(polished) for _ in winners[code]],
                         key=lambda cand: cand.log_likelihood) for code in codes]
         if engine.full_step is not None:
-            polished = _polish(engine.full_step, engine.full, polished, errors,
+            full_step = lambda b: _split_on_error(engine.full_step, b, errors)  # noqa: E731
+            polished = _polish(full_step, engine.full, polished, errors,
                                max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE,
                                other_rows=True)
         winners = {c: p for c, p in zip(codes, polished, strict=True) if p is not None}

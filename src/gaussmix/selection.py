@@ -660,8 +660,13 @@ def _map_keys(rows, batch) -> list[bytes]:
     components are numbered), from one product for the whole batch."""
     coef, _ = rows.coefficients(batch)
     S, K, F = coef.shape
-    labels = (rows.Q @ coef.reshape(S * K, F).T).reshape(-1, S, K).argmax(axis=2)
-    return [_canonical(labels[:, s]) for s in range(S)]
+    n = rows.Q.shape[0]
+    labels = (rows.Q @ coef.reshape(S * K, F).T).reshape(n, S, K).argmax(axis=2)  # (n, S)
+    # each row's cluster named by the first row in it: the same for any numbering
+    member = labels.T[:, :, None] == np.arange(K)  # (S, n, K)
+    first = np.where(member.any(axis=1), member.argmax(axis=1), n)  # (S, K)
+    named = np.ascontiguousarray(np.take_along_axis(first, labels.T, axis=1))  # (S, n)
+    return [named[s].tobytes() for s in range(S)]
 
 
 def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,

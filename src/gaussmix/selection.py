@@ -717,13 +717,17 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
                 if key in seen:
                     done[j] = True
                 seen.add(key)
-        for j, s in enumerate(active):
+        # the keep-th best log-likelihood of each type (-inf: too few rivals to stop any)
+        bar = {}
+        for code in np.unique(codes[active]).tolist():
+            rivals = np.sort(ll[(codes == code) & ~failed])[::-1]
+            bar[code] = rivals[keep - 1] if rivals.size > keep else -np.inf
+        for j, s in enumerate(active.tolist()):
             if done[j]:
                 continue
             h = history[s]
             last_gain = h[-1] - h[-2] if len(h) >= 2 else np.inf
-            rivals = np.sort(ll[(codes == codes[s]) & ~failed])[::-1]
-            if rivals.size > keep and ll[s] + horizon * last_gain < rivals[keep - 1]:
+            if ll[s] + horizon * last_gain < bar[codes[s]]:
                 done[j] = True
         active = active[~done]
         current = out.batch.take(~done)

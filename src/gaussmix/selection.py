@@ -681,9 +681,10 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
     of losers. ``horizon`` replaces ``_PRUNE_HORIZON``.
 
     With ``twins`` (the rows, :class:`gaussmix._batch.Rows`), a mixture whose MAP partition
-    of the rows is that of a better one of its type also stops: two runs that assign every
-    row alike are climbing to the same maximum (measured on the screens of Old Faithful's
-    and iris's 14-model grids, after 6 steps: one pair in about 2,500 reached maxima more
+    of the rows is that of a better one of its type also stops (and of starts with the
+    same MAP partition, only the first in the batch runs): two runs that assign every row
+    alike are climbing to the same maximum (measured on the screens of Old Faithful's and
+    iris's 14-model grids, after 6 steps: one pair in about 2,500 reached maxima more
     than 0.01 apart), and the caller wants distinct maxima among the ``keep`` it polishes.
     """
     chunk = _PRUNE_CHUNK if chunk is None else chunk
@@ -697,6 +698,13 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
     history: list[list[float]] = [[] for _ in range(S)]
     active = np.arange(S)
     current = batch
+    if twins is not None:  # starts of one type with one MAP partition: the first runs
+        keys = _map_keys(twins, batch)
+        first = {}
+        for s in range(S):
+            first.setdefault((codes[s], keys[s]), s)
+        active = np.array(sorted(first.values()), dtype=np.int64)
+        current = batch.take(active)
     while active.size:
         budget = min(chunk, max_steps - int(n_iter[active].max()))
         out = run_squarem(step, current, gain=gain, max_steps=budget, project=project)

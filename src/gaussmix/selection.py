@@ -186,6 +186,7 @@ _FINALISTS_CONSTRAINED = 8
 _SCREEN_STEPS = 20
 _SCREEN_KEEP = 2  # ... after which the best this many of each type are polished
 _SCREEN_TWINS = True  # ... stopping the runs whose MAP partition a better one has
+_TWIN_ROWS = 500  # ... judged on at most this many rows
 _SCREEN_CHUNK = 6  # ... looking at the runs (and stopping hopeless ones) every 6 steps
 #: ... a run stops when its log-likelihood plus this many times its last cycle's gain is
 #: below the _FINALISTS-th best of its type (the screen's gains shrink fast: 4 stopped 12%
@@ -656,12 +657,14 @@ def _projected(history, n_iter, converged) -> float:
 
 
 def _map_keys(rows, batch) -> list[bytes]:
-    """Each mixture's MAP partition of ``rows`` (:func:`_canonical`: regardless of how the
-    components are numbered), from one product for the whole batch."""
+    """Each mixture's MAP partition of ``rows`` (of every k-th row, about ``_TWIN_ROWS`` of
+    them, when there are more), regardless of how the components are numbered, from one
+    product for the whole batch."""
     coef, _ = rows.coefficients(batch)
     S, K, F = coef.shape
-    n = rows.Q.shape[0]
-    labels = (rows.Q @ coef.reshape(S * K, F).T).reshape(n, S, K).argmax(axis=2)  # (n, S)
+    Q = rows.Q[::-(-rows.Q.shape[0] // _TWIN_ROWS)]
+    n = Q.shape[0]
+    labels = (Q @ coef.reshape(S * K, F).T).reshape(n, S, K).argmax(axis=2)  # (n, S)
     # each row's cluster named by the first row in it: the same for any numbering
     member = labels.T[:, :, None] == np.arange(K)  # (S, n, K)
     first = np.where(member.any(axis=1), member.argmax(axis=1), n)  # (S, K)

@@ -1586,8 +1586,11 @@ def select_model(
         data with many local maxima; the cost grows about linearly.
     random_state : int, numpy Generator or RandomState, default=None
         Seed of the randomised starts. The fits of scikit-learn's four types do not depend
-        on the rest of the grid or on ``n_jobs``; those of mclust's other models also start
-        from the other models of the grid.
+        on ``n_jobs`` or on which of them are in the grid; in a grid with any of mclust's
+        other models they run through the screen of those models' finalists before their
+        polish, which can end them at another maximum (on Old Faithful 30 of the 36 fits
+        agree within 0.01 in log-likelihood; the others are up to 5.8 higher with them). Those of mclust's other
+        models also start from the other models of the grid.
     sample_weight : array-like or dask array of shape (n_samples,), default=None
         Non-negative weights (frequency weights: ``n`` in BIC is their sum).
     progress : callable, default=None

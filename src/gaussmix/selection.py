@@ -541,6 +541,16 @@ def _split_on_error(step, batch, errors):
     its log-likelihood NaN: -inf would make :func:`gaussmix.em.run_squarem`'s first gain
     -inf - -inf) and its error is recorded under its type in ``errors``.
     """
+    finite = (np.isfinite(batch.covariances).all(axis=(1, 2, 3))
+              & np.isfinite(batch.means).all(axis=(1, 2)) & np.isfinite(batch.weights).all(axis=1))
+    if not finite.all():
+        # Non-finite parameters (a SQUAREM extrapolation projected off its model): invalid
+        # for the engine too, and the usual cause of an exception; they stay out of the call.
+        out, ll, bad = batch.copy(), np.full(batch.size, np.nan), np.ones(batch.size, bool)
+        if finite.any():
+            new, ll[finite], bad[finite] = _split_on_error(step, batch.take(finite), errors)
+            out = out.put(np.flatnonzero(finite), new)
+        return out, ll, bad
     try:
         return step(batch)
     except Exception as exc:  # a failed mixture is recorded, not raised
@@ -1589,8 +1599,8 @@ def select_model(
         on ``n_jobs`` or on which of them are in the grid; in a grid with any of mclust's
         other models they run through the screen of those models' finalists before their
         polish, which can end them at another maximum (on Old Faithful 30 of the 36 fits
-        agree within 0.01 in log-likelihood; the others are up to 5.8 higher with them). Those of mclust's other
-        models also start from the other models of the grid.
+        agree within 0.01 in log-likelihood; the others are up to 5.8 higher with them).
+        Those of mclust's other models also start from the other models of the grid.
     sample_weight : array-like or dask array of shape (n_samples,), default=None
         Non-negative weights (frequency weights: ``n`` in BIC is their sum).
     progress : callable, default=None

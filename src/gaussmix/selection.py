@@ -63,8 +63,11 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    safeguard's monotonicity. Their local maxima are many and close, so the race keeps up
    to ``_FINALISTS_CONSTRAINED`` (8) of their starts, each model also gets the best race
    finalist of every other model projected onto it (mclust starts all its models from one
-   partition), all of these run ``_SCREEN_STEPS`` (20) accelerated EM steps together, and
-   the best two of each model are polished.
+   partition; not with one component, whose maximum is unique), all of these run
+   ``_SCREEN_STEPS`` (20) accelerated EM steps together, and the best two of each model
+   are polished. The screen runs only one of the starts of a model that share a MAP
+   partition of the rows, and stops a run whose MAP partition a better run of its model
+   has (both climb to the same maximum), or that cannot catch up with the second best.
 5. **No spurious maximizers.** Every fit is checked by
    :func:`gaussmix._degeneracy.degeneracy_reason` (a component on fewer points than its
    covariance needs, a variance at the ``reg_covar`` floor, or a spherical component on
@@ -73,7 +76,8 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    points are flat, that third sign too). Degenerate fits leave the race at once; when
    every start of a grid point degenerates, a few random restarts are tried, and if they
    degenerate too the grid point is marked degenerate in the table, with the reason, and is
-   never selected.
+   never selected. A mixture whose parameters are not finite (an extrapolation off its
+   model) or whose EM step raises fails alone: the others of its batch step on.
 
 The engine: all the starts of all the covariance types of one ``K`` step together, one
 E-step and one M-step call per iteration (:mod:`gaussmix._batch`: the rows as quadratic

@@ -164,3 +164,52 @@ def test_selected_models_keep_their_polish_trace():
     assert bounds.size >= 2
     assert np.all(np.diff(bounds) >= -1e-12)
     assert bounds[-1] == model.lower_bound_
+
+
+def _fails_for_diag(real, rows_wanted=None):
+    """A step that raises for any batch holding a diag mixture of 3 components (on the rows
+    of ``rows_wanted`` many, if given), as a batched eigh raises for one bad mixture."""
+
+    def step(rows, batch):
+        if (batch.weights.shape[1] == 3 and np.any(batch.types == TYPES.index("diag"))
+                and (rows_wanted is None or rows.Q.shape[0] == rows_wanted)):
+            raise np.linalg.LinAlgError("injected")
+        return real(rows, batch)
+
+    return step
+
+
+def test_a_mixture_whose_step_raises_fails_alone(monkeypatch):
+    """Every covariance type of a K steps in one batched call: an exception raised by one
+    mixture's statistics (iris's 14-model grid: eigh on an EEV extrapolation with NaN) must
+    fail that mixture only, not every start of the race or every polish of that K."""
+    from gaussmix.datasets import load_faithful
+
+    X = load_faithful()
+    kw = dict(n_components=[2, 3], covariance_types=["spherical", "diag", "EEV"],
+              random_state=0)
+    clean = selection.select_model(X, **kw)
+    monkeypatch.setattr(selection, "_em_step", _fails_for_diag(selection._em_step))
+    hit = selection.select_model(X, **kw)
+    for a, b in zip(clean.table, hit.table, strict=True):
+        if (a["covariance_type"], a["n_components"]) == ("diag", 3):
+            assert b["log_likelihood"] is None and "injected" in b["error"]
+        else:
+            assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], abs=1e-6), a
+
+
+def test_a_mixture_whose_step_raises_on_all_rows_fails_alone(monkeypatch):
+    """The same in the final polish on all the rows of data larger than the race's sample."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 1, (900, 2)) for c in (0, 5, 10)])
+    kw = dict(n_components=[3], covariance_types=["spherical", "diag", "full"], random_state=0)
+    clean = selection.select_model(X, **kw)
+    real = Rows.step
+    failing = _fails_for_diag(lambda rows, batch: real(rows, batch), rows_wanted=X.shape[0])
+    monkeypatch.setattr(Rows, "step", lambda self, batch: failing(self, batch))
+    hit = selection.select_model(X, **kw)
+    for a, b in zip(clean.table, hit.table, strict=True):
+        if a["covariance_type"] == "diag":
+            assert b["log_likelihood"] is None and "injected" in b["error"]
+        else:
+            assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], abs=1e-6), a

@@ -66,7 +66,8 @@ def test_users_files_with_output_names_are_refused_not_deleted(data, tmp_path, c
     assert cli.main(["fit", str(u / "data.csv"), "-k", "3", "-q", "-o", str(u)]) == 2
     err = capsys.readouterr().err
     assert str(u / "selection.csv") in err and str(u / "bic.png") in err
-    assert "not written by gaussmix" in err and "move them away" in err and "-o" in err
+    assert "(not recorded in .gaussmix-outputs.json)" in err
+    assert "move them away" in err and "-o" in err
     assert sorted(os.listdir(u)) == ["bic.png", "data.csv", "selection.csv"]
     assert (u / "selection.csv").read_text() == "mine"
     assert (u / "bic.png").read_text() == "mine too"
@@ -135,7 +136,7 @@ def test_a_foreign_file_appearing_during_the_run_stops_the_commit(tmp_path):
     """The check is repeated under the lock at commit (the early check can be outrun)."""
     target = tmp_path / "out"
     names = ("model.json", "bic.png")
-    with pytest.raises(OutputError, match=r"bic\.png \(not written by gaussmix\)"):
+    with pytest.raises(OutputError, match=r"bic\.png \(not recorded in \.gaussmix-outputs\.json\)"):
         with staged_outputs(str(target), outputs=names) as out:
             out.stage("model.json", "new")
             (target / "bic.png").write_text("the user's")
@@ -167,7 +168,7 @@ def test_stream_fit_refuses_a_users_model_json(data, tmp_path, capsys):
     out.mkdir()
     (out / "model.json").write_text("my own model")
     assert _fit(data, "--stream", "-k", "2", "-c", "diag", "-o", out) == 2
-    assert "not written by gaussmix" in capsys.readouterr().err
+    assert "(not recorded in .gaussmix-outputs.json)" in capsys.readouterr().err
     assert (out / "model.json").read_text() == "my own model"
 
 

@@ -481,14 +481,23 @@ class OutputDir:
     one that is not in the record, or has changed since, or is not a regular file (a
     folder, a link), or that is one of the run's ``inputs``, stops the run with an
     :class:`OutputError` naming it, and nothing is published. :meth:`check_writable` makes
-    the same checks before a long computation.
+    the same checks before a long computation. In a folder without a record (written by a
+    gaussmix before it), the outputs recognisably gaussmix's count as recorded: a
+    ``model.json`` that loads with a valid checksum, CSV files with gaussmix's headers, and
+    the plots next to such a model.json.
+
+    Once the checks pass, the set is listed in a journal in the staging folder, and from
+    then on it is published whole: a commit stopped between its renames (Ctrl-C, SIGTERM,
+    an error) completes them before it raises; a run killed there leaves the journal, and
+    the next run into the folder completes the publication first.
 
     A lock on the directory (``flock``, released by the operating system even when the
     process is killed) is held from the first :meth:`stage` to :meth:`commit` or
-    :meth:`abort`: a second run writing to the same directory waits until the first has
-    published (``on_wait`` is called once when it starts waiting). Staging folders found
-    while holding the lock were left by killed runs; they are removed first and listed in
-    :attr:`cleaned`. Use it through :func:`staged_outputs`.
+    :meth:`abort`, and during :meth:`check_writable`: a second run writing to (or checking)
+    the same directory waits until the first has published (``on_wait`` is called once when
+    it starts waiting). Staging folders found while holding the lock were left by killed
+    runs; they are completed (if they had started publishing) or removed, first, and
+    listed in :attr:`cleaned`. Use it through :func:`staged_outputs`.
 
     Parameters
     ----------
@@ -555,7 +564,9 @@ class OutputDir:
 
         Also makes :meth:`commit`'s checks of the files already there (see the class
         description), so that a folder holding files gaussmix did not write, or one of
-        the run's inputs, is refused before the run starts.
+        the run's inputs, is refused before the run starts. The checks are made under
+        the directory's lock (waiting for a run that is publishing), after completing a
+        publication a killed run cut short.
 
         Raises
         ------

@@ -314,3 +314,195 @@ def test_a_killed_publication_is_completed_and_recorded(tmp_path):
     assert sorted(os.path.basename(p) for p in out.removed) == [
         "assignments.csv", "model.json", "selection.csv"]
     assert _hidden(target) == []
+
+
+# ---------------------------------------------------------------------------------------
+# A publication stopped between its renames is completed (reviewer's report on the record)
+
+
+def _fit_k(data, k, out):
+    return cli.main(["fit", data, "-k", str(k), "-c", "diag", "--no-plots", "-q", "-o", out])
+
+
+def _is_staged(src):
+    """A rename of a staged output (not of the record, whose temporary name is hidden)."""
+    return STAGING_PREFIX in os.fspath(src) and not os.path.basename(os.fspath(src)).startswith(".")
+
+
+def test_a_run_stopped_after_its_first_rename_publishes_its_whole_set(
+    data, tmp_path, monkeypatch
+):
+    """Repro: Ctrl-C just after the first rename of `fit -k 3 -o k` left model.json of K=3
+    with assignments.csv of K=2 (abort removed the journal), and every later run into k was
+    refused: 'k/model.json (changed since gaussmix wrote it) ... move it away'."""
+    out = str(tmp_path / "k")
+    assert _fit_k(data, 2, out) == 0
+    real, renamed = os.replace, []
+
+    def stopped(src, dst):
+        real(src, dst)
+        if _is_staged(src):
+            renamed.append(dst)
+            if len(renamed) == 1:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", stopped)
+    assert _fit_k(data, 3, out) == 130
+    monkeypatch.undo()
+    assert len(renamed) > 1  # stopped after the first, then the rest was completed
+    assert _n_components(out) == (3, 3)
+    assert _hidden(out) == []
+    assert _fit_k(data, 2, out) == 0
+    assert _n_components(out) == (2, 2)
+
+
+def test_a_publication_whose_completion_is_stopped_too_is_completed_by_the_next_check(
+    data, tmp_path, monkeypatch
+):
+    """Repro: the same, stopped again while completing: the staging folder and its journal
+    must stay for the next run, whose early check (before any fit) completes it first."""
+    from gaussmix.io import OutputDir
+
+    out = str(tmp_path / "k")
+    assert _fit_k(data, 2, out) == 0
+    real, renames = os.replace, []
+
+    def stopped(src, dst):
+        if _is_staged(src):
+            renames.append(dst)
+            if len(renames) > 1:  # a second Ctrl-C, as the completion starts
+                raise KeyboardInterrupt
+        real(src, dst)
+        if _is_staged(src):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", stopped)
+    assert _fit_k(data, 3, out) == 130
+    monkeypatch.undo()
+    assert _n_components(out) == (3, 2)  # the mix a second Ctrl-C leaves on disk
+    assert len(_hidden(out)) == 1  # with the journal to complete it
+    OutputDir(out, cli.OUTPUT_FILES).check_writable()
+    assert _n_components(out) == (3, 3)
+    assert _hidden(out) == []
+
+
+_KILLED_AFTER_FIRST_RENAME = textwrap.dedent(
+    """
+    import os, sys, time
+    from gaussmix import cli
+
+    ready, real = sys.argv[1], os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        if ".gaussmix-staging-" in str(src) and not os.path.basename(str(src)).startswith("."):
+            open(ready, "w").close()
+            time.sleep(120)  # killed here, between the first and the second rename
+
+    os.replace = replace
+    sys.exit(cli.main(sys.argv[2:]))
+    """
+)
+
+
+def test_a_run_killed_after_its_first_rename_is_completed_by_the_next_command(
+    data, tmp_path, capsys
+):
+    """Repro: `fit -k 3 -o k` killed (SIGKILL) after its first rename left model.json of K=3
+    next to assignments.csv of K=2 plus its staging folder, and every later `fit -o k` was
+    refused (exit 2) before the code that completes the publication could run."""
+    out = str(tmp_path / "k")
+    assert _fit_k(data, 2, out) == 0
+    ready = tmp_path / "ready"
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_AFTER_FIRST_RENAME, str(ready), "fit", data, "-k", "3",
+         "-c", "diag", "--no-plots", "-q", "-o", out],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the run did not start publishing: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert _n_components(out) == (3, 2)  # the mix the kill left
+    staging = _hidden(out)
+    assert len(staging) == 1 and staging[0].startswith(STAGING_PREFIX)
+    capsys.readouterr()
+    assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", out]) == 0
+    captured = capsys.readouterr()
+    assert "changed since" not in captured.err
+    assert _n_components(out) == (2, 2)
+    assert _hidden(out) == []
+    cleaned = captured.out.split("cleaned up (left by an interrupted run):\n", 1)[1]
+    assert staging[0] in cleaned
+
+
+def test_the_early_check_waits_for_a_run_that_is_publishing(tmp_path):
+    """Repro: a run's check before its work read the folder without the lock: between
+    another run's renames and its record, it refused that run's files ('changed since
+    gaussmix wrote it') instead of waiting."""
+    from gaussmix.io import OutputDir, OutputError
+
+    target = tmp_path / "out"
+    names = ("model.json", "assignments.csv")
+    with staged_outputs(str(target), outputs=names) as out:
+        for name in names:
+            out.stage(name, "first")
+        out.commit()
+    renamed, go_on = threading.Event(), threading.Event()
+
+    def publishing():
+        with staged_outputs(str(target), outputs=names) as out:
+            for name in names:
+                out.stage(name, "the second run")
+            record = out._write_manifest
+
+            def paused(records, staging):  # renamed, not yet recorded
+                renamed.set()
+                go_on.wait(30)
+                record(records, staging)
+
+            out._write_manifest = paused
+            out.commit()
+
+    writer = threading.Thread(target=publishing)
+    writer.start()
+    assert renamed.wait(30)
+    waited, result = threading.Event(), {}
+
+    def check():
+        try:
+            OutputDir(str(target), names, on_wait=lambda d: waited.set()).check_writable()
+            result["ok"] = True
+        except OutputError as exc:
+            result["error"] = str(exc)
+
+    checker = threading.Thread(target=check)
+    checker.start()
+    while not waited.is_set() and checker.is_alive():
+        time.sleep(0.01)
+    go_on.set()
+    writer.join(30)
+    checker.join(30)
+    assert waited.is_set()
+    assert result == {"ok": True}
+    assert _contents(target) == dict.fromkeys(names, "the second run")
+
+
+def test_removed_and_cleaned_paths_are_printed_escaped(data, tmp_path, capsys):
+    """Repro: the 'removed:' list printed a folder name's control characters raw (a
+    terminal escape sequence), unlike the 'wrote:' list."""
+    out = str(tmp_path / "out\x1b[31m")
+    assert cli.main(["fit", data, "-k", "auto", "--components", "1-2", "-c", "diag",
+                     "--no-plots", "-q", "-o", out]) == 0
+    capsys.readouterr()
+    assert cli.main(["fit", data, "-k", "2", "-c", "diag", "--no-plots", "-o", out]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed
+    removed = printed.split("removed (written by an earlier run, not by this one):\n", 1)[1]
+    assert "out\\x1b[31m" in removed and "selection.csv" in removed

@@ -66,7 +66,8 @@ def test_users_files_with_output_names_are_refused_not_deleted(data, tmp_path, c
     assert cli.main(["fit", str(u / "data.csv"), "-k", "3", "-q", "-o", str(u)]) == 2
     err = capsys.readouterr().err
     assert str(u / "selection.csv") in err and str(u / "bic.png") in err
-    assert "not written by gaussmix" in err and "move them away" in err and "-o" in err
+    assert "(not recorded in .gaussmix-outputs.json)" in err
+    assert "move them away" in err and "-o" in err
     assert sorted(os.listdir(u)) == ["bic.png", "data.csv", "selection.csv"]
     assert (u / "selection.csv").read_text() == "mine"
     assert (u / "bic.png").read_text() == "mine too"
@@ -135,7 +136,7 @@ def test_a_foreign_file_appearing_during_the_run_stops_the_commit(tmp_path):
     """The check is repeated under the lock at commit (the early check can be outrun)."""
     target = tmp_path / "out"
     names = ("model.json", "bic.png")
-    with pytest.raises(OutputError, match=r"bic\.png \(not written by gaussmix\)"):
+    with pytest.raises(OutputError, match=r"bic\.png \(not recorded in \.gaussmix-outputs\.json\)"):
         with staged_outputs(str(target), outputs=names) as out:
             out.stage("model.json", "new")
             (target / "bic.png").write_text("the user's")
@@ -167,7 +168,7 @@ def test_stream_fit_refuses_a_users_model_json(data, tmp_path, capsys):
     out.mkdir()
     (out / "model.json").write_text("my own model")
     assert _fit(data, "--stream", "-k", "2", "-c", "diag", "-o", out) == 2
-    assert "not written by gaussmix" in capsys.readouterr().err
+    assert "(not recorded in .gaussmix-outputs.json)" in capsys.readouterr().err
     assert (out / "model.json").read_text() == "my own model"
 
 
@@ -180,6 +181,86 @@ def test_resume_may_continue_a_model_in_its_own_folder(data, tmp_path):
     first = load(out / "model.json").n_batch_iter_
     assert _fit("--resume", out / "model.json", data, "--batch-size", "100", "-o", out) == 0
     assert load(out / "model.json").n_batch_iter_ == 2 * first
+
+
+# ---------------------------------------------------------------------------------------
+# 1b. A folder without a record (written by a gaussmix before it): its outputs taken over
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)  # the signature every PNG file starts with
+
+
+def _without_record(folder):
+    """The folder as an older gaussmix left it: the same files, no record of them."""
+    (folder / MANIFEST).unlink()
+
+
+def test_a_folder_without_a_record_has_its_outputs_taken_over(data, tmp_path, capsys):
+    """Repro: a folder written by the previous gaussmix (no .gaussmix-outputs.json) was
+    refused whole: 'model.json (not written by gaussmix) ... move them away'."""
+    out = tmp_path / "out"
+    assert _fit(data, "-k", "auto", "--components", "1-2", "-c", "diag", "-o", out) == 0
+    for name in ("clusters.png", "loglik.png", "bic.png"):
+        (out / name).write_bytes(PNG)
+    (out / "notes.txt").write_text("the user's")
+    _without_record(out)
+    capsys.readouterr()
+    assert cli.main(["fit", str(data), "-k", "2", "--no-plots", "-o", str(out)]) == 0
+    assert sorted(os.listdir(out)) == [MANIFEST, "assignments.csv", "model.json", "notes.txt"]
+    printed = capsys.readouterr().out
+    removed = printed.split("removed (written by an earlier run, not by this one):\n", 1)[1]
+    for name in ("selection.csv", "clusters.png", "loglik.png", "bic.png"):
+        assert str(out / name) in removed
+
+
+def test_resume_continues_a_model_in_a_folder_without_a_record(data, tmp_path):
+    """Repro: `fit --resume out/model.json -o out` was refused for a folder of the previous
+    gaussmix ('out/model.json (not written by gaussmix)')."""
+    out = tmp_path / "out"
+    assert _fit(data, "--stream", "-k", "2", "-c", "diag", "--batch-size", "100",
+                "-o", out) == 0
+    first = load(out / "model.json").n_batch_iter_
+    _without_record(out)
+    assert _fit("--resume", out / "model.json", data, "--batch-size", "100", "-o", out) == 0
+    assert load(out / "model.json").n_batch_iter_ == 2 * first
+
+
+def test_demo_writes_over_its_folder_from_an_older_version(tmp_path, monkeypatch):
+    """Repro: `gaussmix demo` was refused by the demo-output folder an earlier demo of the
+    previous version had written (its default folder, so every earlier user was blocked)."""
+    monkeypatch.chdir(tmp_path)
+    demo = ["demo", "--components", "1-2", "-c", "diag", "--no-plots", "-q"]
+    assert cli.main(demo) == 0
+    _without_record(tmp_path / "demo-output")
+    assert cli.main(demo) == 0
+    assert (tmp_path / "demo-output" / MANIFEST).is_file()
+
+
+@pytest.mark.parametrize("name", ["model.json", "bic.png", "assignments.csv"])
+def test_files_not_recognisably_gaussmixs_are_refused_in_a_folder_without_a_record(
+    data, tmp_path, capsys, name
+):
+    """Guard of the takeover: a model file whose checksum does not match, a plot with no
+    gaussmix model.json next to it, a CSV with another header are the user's (refused
+    before too, with the message 'not written by gaussmix')."""
+    out = tmp_path / "out"
+    assert _fit(data, "-k", "2", "-o", out) == 0
+    _without_record(out)
+    if name == "model.json":  # edited by hand
+        doc = json.loads((out / "model.json").read_text())
+        doc["checksum"] = "0" * 64
+        (out / "model.json").write_text(json.dumps(doc))
+    elif name == "bic.png":  # a plot of the user's, in a folder without a model.json
+        (out / "model.json").unlink()
+        (out / "bic.png").write_bytes(PNG)
+    else:
+        (out / "assignments.csv").write_text("id,cluster\n1,0\n")
+    before = (out / name).read_bytes()
+    capsys.readouterr()
+    assert _fit(data, "-k", "2", "-o", out) == 2
+    err = capsys.readouterr().err
+    assert f"{out / name} (not recorded in {MANIFEST})" in err
+    assert "recognisably its own" in err
+    assert (out / name).read_bytes() == before
 
 
 # ---------------------------------------------------------------------------------------

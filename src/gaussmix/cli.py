@@ -285,7 +285,7 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
             describe_model_file(model, _document_from_json(text, path), path),
         ]
     )
-    _finish(args, summary, written)
+    _finish(args, summary, written, staged)
     return EXIT_OK
 
 
@@ -882,18 +882,18 @@ def _want_plots(args: argparse.Namespace) -> bool:
     return True
 
 
+def _waiting(directory: str) -> None:
+    print(
+        f"{PROG}: another gaussmix run is writing to {printable(directory, limit=sys.maxsize)}; "
+        "waiting for it to finish (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+
+
 def _output_folder(args: argparse.Namespace) -> contextlib.AbstractContextManager[OutputDir]:
     """The run's output folder, published as one unit (see :class:`gaussmix.io.OutputDir`)."""
-
-    def waiting(directory: str) -> None:
-        print(
-            f"{PROG}: another gaussmix run is writing to {directory}; waiting for it to "
-            "finish (Ctrl-C to stop)",
-            file=sys.stderr,
-        )
-
     return staged_outputs(
-        args.output, outputs=OUTPUT_FILES, on_wait=waiting, inputs=_input_files(args)
+        args.output, outputs=OUTPUT_FILES, on_wait=_waiting, inputs=_input_files(args)
     )
 
 
@@ -906,8 +906,15 @@ def _input_files(args: argparse.Namespace) -> list[str]:
 
 def _check_output_folder(args: argparse.Namespace) -> None:
     """Before the work: the output folder can be written, holds no file of an output name
-    that gaussmix did not write, and none of the inputs is among the outputs."""
-    OutputDir(args.output, OUTPUT_FILES, inputs=_input_files(args)).check_writable()
+    that gaussmix did not write, and none of the inputs is among the outputs.
+
+    Made under the folder's lock (a run publishing there is waited for), after completing
+    a publication an interrupted run cut short; what that cleaned up or removed is listed
+    with the run's own outputs (kept in ``args.output_check``).
+    """
+    out = OutputDir(args.output, OUTPUT_FILES, on_wait=_waiting, inputs=_input_files(args))
+    out.check_writable()
+    args.output_check = out
 
 
 def _finish(
@@ -921,14 +928,17 @@ def _finish(
     print("wrote:")
     for path in written:
         print(f"  {printable(path, limit=sys.maxsize)}")
-    if out is not None and out.removed:
+    runs = [r for r in (getattr(args, "output_check", None), out) if r is not None]
+    removed = [path for r in runs for path in r.removed]
+    cleaned = [path for r in runs for path in r.cleaned]
+    if removed:
         print("removed (written by an earlier run, not by this one):")
-        for path in out.removed:
-            print(f"  {path}")
-    if out is not None and out.cleaned:
+        for path in removed:
+            print(f"  {printable(path, limit=sys.maxsize)}")
+    if cleaned:
         print("cleaned up (left by an interrupted run):")
-        for path in out.cleaned:
-            print(f"  {path}")
+        for path in cleaned:
+            print(f"  {printable(path, limit=sys.maxsize)}")
 
 
 def _read_model(path: str) -> tuple[Any, dict[str, Any], str]:

@@ -482,14 +482,23 @@ class OutputDir:
     one that is not in the record, or has changed since, or is not a regular file (a
     folder, a link), or that is one of the run's ``inputs``, stops the run with an
     :class:`OutputError` naming it, and nothing is published. :meth:`check_writable` makes
-    the same checks before a long computation.
+    the same checks before a long computation. In a folder without a record (written by a
+    gaussmix before it), the outputs recognisably gaussmix's count as recorded: a
+    ``model.json`` that loads with a valid checksum, CSV files with gaussmix's headers, and
+    the plots next to such a model.json.
+
+    Once the checks pass, the set is listed in a journal in the staging folder, and from
+    then on it is published whole: a commit stopped between its renames (Ctrl-C, SIGTERM,
+    an error) completes them before it raises; a run killed there leaves the journal, and
+    the next run into the folder completes the publication first.
 
     A lock on the directory (``flock``, released by the operating system even when the
     process is killed) is held from the first :meth:`stage` to :meth:`commit` or
-    :meth:`abort`: a second run writing to the same directory waits until the first has
-    published (``on_wait`` is called once when it starts waiting). Staging folders found
-    while holding the lock were left by killed runs; they are removed first and listed in
-    :attr:`cleaned`. Use it through :func:`staged_outputs`.
+    :meth:`abort`, and during :meth:`check_writable`: a second run writing to (or checking)
+    the same directory waits until the first has published (``on_wait`` is called once when
+    it starts waiting). Staging folders found while holding the lock were left by killed
+    runs; they are completed (if they had started publishing) or removed, first, and
+    listed in :attr:`cleaned`. Use it through :func:`staged_outputs`.
 
     Parameters
     ----------
@@ -556,7 +565,9 @@ class OutputDir:
 
         Also makes :meth:`commit`'s checks of the files already there (see the class
         description), so that a folder holding files gaussmix did not write, or one of
-        the run's inputs, is refused before the run starts.
+        the run's inputs, is refused before the run starts. The checks are made under
+        the directory's lock (waiting for a run that is publishing), after completing a
+        publication a killed run cut short.
 
         Raises
         ------
@@ -582,12 +593,40 @@ class OutputDir:
                 f"cannot write to output directory {self.directory}: permission denied"
             )
         if target == path:
-            self._check_folder(())
+            # Under the lock: a run publishing now is waited for (between its renames and
+            # its record the folder looks foreign), and a publication a killed or stopped
+            # run cut short is completed first (its files are gaussmix's).
+            with self._locked() as held:
+                if held:
+                    self._clean_leftovers()
+                    self._check_folder(())
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[bool]:
+        """Hold the directory's lock in the block (yields False if the directory is gone)."""
+        if self._lock_fd is not None:
+            yield True
+            return
+        fd = None
+        while fd is None:
+            if not os.path.isdir(self.directory):
+                yield False
+                return
+            fd = _lock_directory(self.directory, self.on_wait)
+        try:
+            yield True
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     # ---- the record of what gaussmix wrote, and the checks before publishing
 
-    def _read_manifest(self) -> dict[str, dict[str, Any]]:
-        """The folder's record of the files gaussmix wrote ({} if none or unreadable)."""
+    def _read_manifest(self) -> dict[str, dict[str, Any]] | None:
+        """The folder's record of the files gaussmix wrote.
+
+        None if the folder has no record (an older gaussmix kept none, or it was deleted) or
+        an unreadable one; {} if the record's name is taken by a folder or a link.
+        """
         path = self.path(MANIFEST)
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
@@ -595,17 +634,52 @@ class OutputDir:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
         except (OSError, ValueError):
-            return {}
+            return None
         if not isinstance(doc, dict) or doc.get("format") != _MANIFEST_FORMAT:
-            return {}
+            return None
         files = doc.get("files")
         if not isinstance(files, dict):
-            return {}
+            return None
         return {
             name: record
             for name, record in files.items()
             if _plain_name(name) and _valid_record(record)
         }
+
+    def _recorded(self) -> dict[str, dict[str, Any]]:
+        """The files gaussmix wrote: its record, or in a folder without one (written by a
+        gaussmix before the record), the outputs recognisable as gaussmix's."""
+        recorded = self._read_manifest()
+        return self._recognised() if recorded is None else recorded
+
+    def _recognised(self) -> dict[str, dict[str, Any]]:
+        """Outputs in a folder without a record that are recognisably gaussmix's.
+
+        A ``model.json`` that loads as a gaussmix model file with a valid checksum; an
+        ``assignments.csv`` or ``selection.csv`` with the header gaussmix writes; the plots
+        (PNG files) next to such a model.json. Their records hold size and modification
+        time (compared within this run; no checksum is computed).
+        """
+        found: dict[str, dict[str, Any]] = {}
+        for name in sorted(self.outputs, key=lambda n: n != "model.json"):
+            recognise = _RECOGNISED.get(name)
+            path = self.path(name)
+            try:
+                status = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(status.st_mode) or recognise is None:
+                continue
+            if name.endswith(".png") and "model.json" not in found:
+                continue
+            try:
+                ok = recognise(path)
+            except Exception:  # anything unreadable or malformed is not recognised
+                ok = False
+            if ok:
+                found[name] = {"size": status.st_size, "mtime_ns": status.st_mtime_ns,
+                               "sha256": ""}
+        return found
 
     def _check_folder(self, written: Iterable[str]) -> list[str]:
         """Check the files a run writing ``written`` would replace or remove.
@@ -616,7 +690,7 @@ class OutputDir:
         an input of the run.
         """
         written = list(written)
-        recorded = self._read_manifest()
+        recorded = self._recorded()
         names = list(dict.fromkeys([*self.outputs, *written, *recorded]))
         remove, problems, inputs = [], [], []
         for name in names:
@@ -641,7 +715,7 @@ class OutputDir:
             elif name in recorded:
                 problems.append(f"{path} (changed since gaussmix wrote it)")
             else:
-                problems.append(f"{path} (not written by gaussmix)")
+                problems.append(f"{path} (not recorded in {MANIFEST})")
         manifest = self.path(MANIFEST)
         if os.path.lexists(manifest) and not os.path.isfile(manifest):
             problems.append(f"{manifest} (gaussmix's record of its files, but not a file)")
@@ -655,9 +729,10 @@ class OutputDir:
             one = len(problems) == 1
             record = (
                 f"listed in {MANIFEST}"
-                if os.path.lexists(manifest)
-                else f"listed in {MANIFEST}, which this folder has none of: an older gaussmix "
-                "kept no record, so delete its outputs by hand"
+                if self._read_manifest() is not None
+                else f"listed in {MANIFEST}; in a folder without it, as here, the outputs "
+                "recognisably its own: a model file with a valid checksum, its CSV headers, "
+                "its plots next to such a model.json"
             )
             raise OutputError(
                 f"the output folder {self.directory} holds {_listed(problems)}, which this "
@@ -733,31 +808,52 @@ class OutputDir:
         for name in self.outputs:  # single files (atomic_path, or older gaussmix versions)
             self.cleaned.extend(_remove_stale_temporaries(self.directory, name))
 
-    def _finish_publishing(self, staging: str) -> None:
-        """Complete the publication a killed run had started (its journal lists its files).
+    def _finish_publishing(self, staging: str) -> bool:
+        """Complete the publication a killed or stopped run had started (its journal lists
+        its files); return whether it is complete (or there was none to complete).
 
-        A run killed between its first and last rename would leave a mix of two runs' files;
-        its journal names the whole set (checked by that run before its first rename), so
-        the rest is renamed into place, the earlier run's other recorded files are removed
-        and the set is recorded, as the killed run would have done.
+        A run stopped between its first and last rename would leave a mix of two runs'
+        files; its journal names the whole set (checked by that run before its first
+        rename), so the rest is renamed into place, the earlier run's other recorded files
+        are removed and the set is recorded, as the stopped run would have done. A file
+        that appeared at one of the names since, and that gaussmix did not write, is left
+        alone (and so not recorded).
         """
         try:
             with open(os.path.join(staging, _JOURNAL), encoding="utf-8") as f:
                 journal = json.load(f)
         except (OSError, ValueError):
-            return  # killed before publishing: the folder still holds the earlier run
+            return True  # killed before publishing: the folder still holds the earlier run
         if isinstance(journal, list):  # gaussmix versions before the record: names only
             journal = {"files": {name: None for name in journal if isinstance(name, str)}}
         files = journal.get("files") if isinstance(journal, dict) else None
         if not isinstance(files, dict):
-            return
+            return True
         files = {name: record for name, record in files.items() if _plain_name(name)}
-        for name in files:
-            staged = os.path.join(staging, name)
-            if os.path.isfile(staged) and not os.path.isdir(self.path(name)):
-                with contextlib.suppress(OSError):
-                    os.replace(staged, self.path(name))
-        recorded = self._read_manifest()
+        recorded = self._recorded()  # the earlier run's files (the record is not updated yet)
+        complete = True
+        for name, record in files.items():
+            staged, final = os.path.join(staging, name), self.path(name)
+            if not os.path.isfile(staged):
+                continue  # renamed already
+            try:
+                status = os.lstat(final)
+            except FileNotFoundError:
+                status = None
+            except OSError:
+                complete = False
+                continue
+            if status is not None and not (
+                (name in recorded and _unchanged(final, status, recorded[name]))
+                or (_valid_record(record) and _unchanged(final, status, record))
+            ):
+                continue  # not gaussmix's: left alone
+            try:
+                if status is not None:  # keep the permissions of the file replaced
+                    os.chmod(staged, stat.S_IMODE(status.st_mode))
+                os.replace(staged, final)
+            except OSError:
+                complete = False
         for name, record in recorded.items():
             path = self.path(name)
             with contextlib.suppress(OSError):
@@ -773,8 +869,12 @@ class OutputDir:
                     records[name] = record
                 elif record is None and stat.S_ISREG(status.st_mode):
                     records[name] = _record(path)
-        with contextlib.suppress(OSError):
+        try:
             self._write_manifest(records, staging)
+            _fsync_directory(self.directory)
+        except OSError:
+            return False
+        return complete
 
     def path(self, name: str) -> str:
         """Final path of the file ``name``."""
@@ -852,23 +952,43 @@ class OutputDir:
         with open(journal, "w", encoding="utf-8") as f:
             json.dump({"files": records}, f)
         _fsync_file(journal)
+        # From here the set is published whole: if the renames are stopped (Ctrl-C,
+        # SIGTERM, an error), the journal is used to complete them now, or, if even that is
+        # stopped, by the next run into the folder (the staging folder is kept for it).
         done = []
-        for tmp, final in self.staged:
-            with contextlib.suppress(OSError):  # keep the permissions of the file replaced
-                os.chmod(tmp, stat.S_IMODE(os.lstat(final).st_mode))
-            try:
-                os.replace(tmp, final)
-            except OSError as exc:
-                raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
-            done.append(final)
-        self.staged = []
-        for path in remove:
-            os.unlink(path)
-            self.removed.append(path)
-        self._write_manifest(records, self._staging)
-        _fsync_directory(self.directory)
+        try:
+            for tmp, final in self.staged:
+                with contextlib.suppress(OSError):  # keep the permissions of the file replaced
+                    os.chmod(tmp, stat.S_IMODE(os.lstat(final).st_mode))
+                try:
+                    os.replace(tmp, final)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
+                done.append(final)
+            self.staged = []
+            for path in remove:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    self.removed.append(path)
+            self._write_manifest(records, self._staging)
+            _fsync_directory(self.directory)
+        except BaseException:
+            self._complete_stopped_publication()
+            raise
         self._release(remove_staging=True)
         return done
+
+    def _complete_stopped_publication(self) -> None:
+        """Complete a publication stopped after its journal was written (see commit)."""
+        staging, self._staging, self.staged = self._staging, None, []
+        complete = False
+        try:
+            assert staging is not None
+            complete = self._finish_publishing(staging)
+        finally:
+            if complete and staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            self._release(remove_staging=False)
 
     def abort(self) -> None:
         """Remove the staging folder and the (empty) directories this run created."""
@@ -892,6 +1012,54 @@ class OutputDir:
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _first_line(path: str, limit: int = 1 << 16) -> str:
+    with open(path, "rb") as f:
+        return f.readline(limit).decode("utf-8").rstrip("\r\n")
+
+
+def _is_model_file(path: str) -> bool:
+    """A gaussmix model file whose checksum matches its numbers (it loads)."""
+    import warnings
+
+    doc = _document_from_json(read_model_bytes(path), path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("checksum"), str):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model_from_dict(doc, path)  # raises if the checksum or any field is wrong
+    return True
+
+
+def _is_assignments(path: str) -> bool:
+    return _first_line(path).split(",")[:4] == ["row", "label", "uncertainty", "p0"]
+
+
+def _is_selection(path: str) -> bool:
+    return _first_line(path).split(",")[:4] == [
+        "covariance_type", "n_components", "log_likelihood", "n_parameters"
+    ]
+
+
+def _is_png(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+
+
+#: How an output of a folder without a record is recognised as gaussmix's (the plots only
+#: next to a recognised model.json).
+_RECOGNISED: dict[str, Callable[[str], bool]] = {
+    "model.json": _is_model_file,
+    "assignments.csv": _is_assignments,
+    "selection.csv": _is_selection,
+    "clusters.png": _is_png,
+    "loglik.png": _is_png,
+    "bic.png": _is_png,
+}
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -27,6 +27,7 @@ step through the general path.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +189,7 @@ class Rows:
             rows, cols = np.triu_indices(D)
             self._pairs = (rows, cols)
             self._twice = np.where(rows == cols, 1.0, 2.0)
+            self._minus_half_twice = -0.5 * self._twice
             self._on_diagonal = np.flatnonzero(rows == cols)
             # flat (D * D) positions of the upper triangle, and of every entry in it
             self._upper_flat = rows * D + cols
@@ -222,18 +224,18 @@ class Rows:
         )
         if singular is not None:  # factored, yet singular to working precision (1e12 apart)
             bad |= np.any(singular, axis=1)
-        logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
         S, K = w.shape
         if self.features == "full":
-            quad = -0.5 * prec.reshape(S, K, D * D)[..., self._upper_flat] * self._twice
+            quad = prec.reshape(S, K, D * D)[..., self._upper_flat] * self._minus_half_twice
         else:
-            quad = -0.5 * np.diagonal(prec, axis1=-2, axis2=-1)
+            quad = -0.5 * _diagonal_view(prec)
             if self.features == "spherical":
                 quad = quad[..., :1]
         lin = np.einsum("skde,ske->skd", prec, m)
         # log of a zero weight: -690 (exp() of it is 0 next to any other component)
         const = np.log(np.maximum(w, 1e-300)) - 0.5 * (
-            D * _LOG_2PI + logdet + np.sum(lin * m, axis=-1)
+            D * _LOG_2PI + logdet + (lin * m).sum(axis=-1)
         )
         coef = np.concatenate([const[..., None], lin, quad], axis=-1)
         if bad.any():
@@ -307,6 +309,10 @@ class Rows:
         expected complete-data log-likelihood. ``previous_valid`` (S,): the mixtures of
         ``previous`` whose covariances the E-step factored (finite, positive definite).
         """
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._m_step(G, types, shrink, previous, previous_valid)
+
+    def _m_step(self, G, types, shrink, previous, previous_valid):
         D, reg = self.n_features, self.reg_covar
         nk_exact = G[..., 0]
         nk = nk_exact + 10 * np.finfo(np.float64).eps
@@ -327,12 +333,16 @@ class Rows:
             cov = (scatter + shrink * within[:, None]) / (nk + shrink)[..., None, None]
         else:
             cov = scatter / nk[..., None, None]
-        tied = types == TIED
-        if tied.any():
-            pooled = scatter[tied].sum(axis=1) / nk[tied].sum(axis=1)[:, None, None]
-            cov[tied] = pooled[:, None]
-        diagonal = types <= DIAG
-        if diagonal.any():
+        groups = _groups(types)
+        diagonal = None
+        for code, members in groups:
+            if code == TIED:
+                pooled = scatter[members].sum(axis=1) / nk[members].sum(axis=1)[:, None, None]
+                cov[members] = pooled[:, None]
+            elif code <= DIAG:
+                diagonal = True
+        if diagonal:
+            diagonal = types <= DIAG
             var = np.diagonal(cov[diagonal], axis1=-2, axis2=-1)
             spherical = types[diagonal] == SPHERICAL
             if spherical.any():
@@ -342,23 +352,52 @@ class Rows:
         else:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         _diagonal_view(cov)[...] += reg
-        if types.max(initial=0) > FULL:
+        if groups[-1][0] > FULL:
             if shrink:
                 W = scatter + shrink * within[:, None]
                 n_k = nk + shrink
             else:
                 W, n_k = scatter, nk
-            for code in np.unique(types[types > FULL]):
-                members = np.flatnonzero(types == code)
-                prev = None if previous is None else previous.covariances[members]
-                valid = previous_valid is not None and bool(previous_valid[members].all())
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    cov[members] = constrained_covariances(
-                        _CONSTRAINED[code - 4], W[members], n_k[members], reg, self.features,
-                        prev, previous_valid=valid,
-                    )
+            self._constrained(W, n_k, groups, cov, previous, previous_valid)
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
+
+    def _constrained(self, W, n_k, groups, cov, previous, previous_valid):
+        """The covariances of mclust's other ten models (codes 4 to 13), into ``cov``.
+
+        The regularised scatters (``W_k + reg_covar n_k I``) and their diagonals are
+        formed once for all the mixtures, then each family's update
+        (:func:`constrained_covariances`) takes its own mixtures.
+        """
+        D, reg = self.n_features, self.reg_covar
+        reg_nk = reg * n_k[..., None]
+        W_diag = _diagonal_view(W)
+        scatters = {}  # statistic -> regularised diagonals (S, K, D) or matrices
+        if previous is not None:
+            previous = previous.covariances
+            if previous_valid is None or not previous_valid.all():
+                previous = _usable(previous, W, n_k)
+        for code, members in groups:
+            if code <= FULL:
+                continue
+            family = _CONSTRAINED[code - 4]
+            form = family.statistic
+            if form == "diagonal" and self.features == "spherical":
+                form = "trace"
+            if form not in scatters:
+                if form == "trace":
+                    scatters[form] = np.repeat(W_diag.sum(axis=-1, keepdims=True) / D, D,
+                                               axis=-1) + reg_nk
+                elif form == "diagonal":
+                    scatters[form] = W_diag + reg_nk
+                else:
+                    Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
+                    _diagonal_view(Wf)[...] += reg_nk
+                    scatters[form] = Wf
+            cov[members] = constrained_covariances(
+                family, scatters[form][members], n_k[members],
+                None if previous is None else previous[members],
+            )
 
     def accurate(self, G, batch: Batch) -> np.ndarray:
         """(S,) whether every component's moments kept float64's accuracy (see module doc)."""
@@ -558,53 +597,45 @@ _WARM_SWEEPS = 3
 _COLD_SWEEPS = 30
 
 
-def constrained_covariances(family, W, n_k, reg_covar, features, previous=None,
-                            previous_valid=False):
+def constrained_covariances(family, scatter, n_k, previous=None):
     """(S, K, D, D) covariances of one of mclust's constrained families, for S mixtures.
 
-    ``W`` (S, K, D, D) are the weighted scatters about the new means (only their diagonal
-    is meaningful with ``features`` "diag", their mean diagonal with "spherical"), ``n_k``
-    (S, K) the divisors; ``previous`` (S, K, D, D) the current covariances (the start of
-    the iterative updates) or None. The scatter is regularised as the family's own
-    M-step does it (``W_k + reg_covar n_k I``, before the constrained update). The closed
-    forms (EII, EEI, EVI, EEV, EVV) are the family's, for all S mixtures at once. The
-    iterative models (VEI, VEE, VEV, EVE, VVE) take the family's block updates (each the
-    exact maximiser of one block given the others), vectorised over the mixtures, for
-    ``_WARM_ROUNDS`` rounds from ``previous`` (generalised EM: the expected complete-data
-    log-likelihood never falls; at EM's fixed point the rounds are at their constrained
-    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start. ``previous_valid``:
-    every covariance of ``previous`` is known to be finite and positive definite (the
-    E-step factored it), so :func:`_usable` need not check it again.
+    ``scatter``: the regularised scatters about the new means, ``W_k + reg_covar n_k I``
+    (the family's own M-step regularises them so, before the constrained update), as
+    (S, K, D) diagonals for the families whose statistic is a diagonal or a trace (the
+    trace's D-th part repeated), else as (S, K, D, D) symmetric matrices; ``n_k`` (S, K)
+    the divisors; ``previous`` (S, K, D, D) the current covariances (finite and positive
+    definite: the start of the iterative updates) or None. The closed forms (EII, EEI,
+    EVI, EEV, EVV) are the family's, for all S mixtures at once. The iterative models
+    (VEI, VEE, VEV, EVE, VVE) take the family's block updates (each the exact maximiser
+    of one block given the others), vectorised over the mixtures, for ``_WARM_ROUNDS``
+    rounds from ``previous`` (generalised EM: the expected complete-data log-likelihood
+    never falls; at EM's fixed point the rounds are at their constrained maximum) or
+    ``_COLD_ROUNDS`` from the family's closed-form start. Runs under the caller's
+    ``np.errstate`` (divisions by zero and invalid values give inf and nan, which the
+    E-step rejects).
     """
-    S, K, D, _ = W.shape
+    S, K, D = scatter.shape[:3]
     name = family.name
-    form = family.statistic  # "trace", "diagonal" or "full"
     n_total = n_k.sum(axis=1)  # (S,)
-    if form == "trace" or (form == "diagonal" and features == "spherical"):
-        diag = np.repeat(np.trace(W, axis1=-2, axis2=-1)[..., None] / D, D, axis=-1)
-    else:
-        diag = np.diagonal(W, axis1=-2, axis2=-1)
-    diag = diag + reg_covar * n_k[..., None]  # (S, K, D): the regularised diagonal
-    eye = np.eye(D)
-    if previous is not None and not previous_valid:
-        previous = _usable(previous, W, n_k)
-    if name == "EII":
-        lam = diag.sum(axis=(1, 2)) / (D * n_total)
-        return lam[:, None, None, None] * eye + np.zeros((S, K, D, D))
-    if name == "EEI":
-        var = diag.sum(axis=1) / n_total[:, None]  # (S, D)
-        return np.broadcast_to((var[:, :, None] * eye)[:, None], (S, K, D, D)).copy()
-    if name == "EVI":
-        with np.errstate(divide="ignore"):
-            root = np.exp(np.mean(np.log(diag), axis=-1))  # (S, K)
-        volume = root.sum(axis=1) / n_total
-        # Divided first: volume * diag overflowed (1e160 * 1e161) on data of scale 1e80.
-        var = volume[:, None, None] * (diag / np.where(root > 0, root, 1.0)[..., None])
-        return var[..., None] * eye
-    if name == "VEI":
-        return _vei(diag, n_k, previous)[..., None] * eye
-    Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
-    _diagonal_view(Wf)[...] += reg_covar * n_k[..., None]
+    if family.statistic != "full":
+        diag = scatter  # (S, K, D)
+        eye = _identity(D)
+        if name == "EII":
+            lam = diag.sum(axis=(1, 2)) / (D * n_total)
+            return lam[:, None, None, None] * eye + np.zeros((S, K, D, D))
+        if name == "EEI":
+            var = diag.sum(axis=1) / n_total[:, None]  # (S, D)
+            return np.broadcast_to((var[:, :, None] * eye)[:, None], (S, K, D, D)).copy()
+        if name == "EVI":
+            root = np.exp(np.log(diag).sum(axis=-1) / D)  # (S, K)
+            volume = root.sum(axis=1) / n_total
+            # Divided first: volume * diag overflowed (1e160 * 1e161) on data of scale 1e80.
+            var = volume[:, None, None] * (diag / np.where(root > 0, root, 1.0)[..., None])
+            return var[..., None] * eye
+        if name == "VEI":
+            return _vei(diag, n_k, previous)[..., None] * eye
+    Wf = scatter
     if name == "EEV":
         eigval, eigvec = np.linalg.eigh(Wf)
         pooled = eigval.sum(axis=1) / n_total[:, None]  # (S, D)
@@ -623,6 +654,11 @@ def constrained_covariances(family, W, n_k, reg_covar, features, previous=None,
     if name in ("EVE", "VVE"):
         return _common_orientation(Wf, n_k, previous, equal_volume=name == "EVE")
     raise ValueError(f"no batched M-step for covariance family {name!r}")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(D):
+    return np.eye(D)
 
 
 def project(batch: Batch) -> Batch:
@@ -722,30 +758,36 @@ def _usable(previous, W, n_k):
 
 def _geometric_mean(values, axis=-1):
     # (sum / n rather than np.mean: this runs a few thousand times per selection, on
-    # small arrays, where np.mean's Python wrapper costs more than the arithmetic)
-    with np.errstate(divide="ignore"):
-        return np.exp(np.log(values).sum(axis=axis) / values.shape[axis])
+    # small arrays, where np.mean's Python wrapper costs more than the arithmetic; the
+    # caller's np.errstate covers log(0))
+    return np.exp(np.log(values).sum(axis=axis) / values.shape[axis])
+
+
+def _largest(values) -> float:
+    """``max(|values|)``, 0 for none (np.max's Python wrapper costs more here)."""
+    return np.maximum.reduce(np.abs(values), axis=None, initial=0.0)
 
 
 def _vei(diag, n_k, previous):
     """VEI (lambda_k B, B diagonal, |B| = 1): alternate volumes and shape (family's rounds)."""
     D = diag.shape[-1]
     if previous is not None:
-        log_shape = np.mean(np.log(np.diagonal(previous, axis1=-2, axis2=-1)), axis=1)
+        log_shape = np.log(_diagonal_view(previous)).sum(axis=1) / previous.shape[1]
         rounds = _WARM_ROUNDS
     else:
         log_shape = np.log(diag.sum(axis=1))
         rounds = _COLD_ROUNDS
-    shape = np.exp(log_shape - log_shape.mean(axis=-1, keepdims=True))  # (S, D)
+    shape = np.exp(log_shape - (log_shape.sum(axis=-1) / D)[:, None])  # (S, D)
+    counts = D * n_k
     for _ in range(rounds):
-        volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)  # (S, K)
+        volumes = (diag / shape[:, None]).sum(axis=-1) / counts  # (S, K)
         weighted = (diag / np.where(volumes > 0, volumes, np.inf)[..., None]).sum(axis=1)
         new = weighted / _geometric_mean(weighted)[:, None]
-        change = np.max(np.abs(new / shape - 1.0), initial=0.0)
+        change = _largest(new / shape - 1.0)
         shape = new
         if not change > _INNER_TOL:
             break
-    volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)
+    volumes = (diag / shape[:, None]).sum(axis=-1) / counts
     return volumes[..., None] * shape[:, None]
 
 
@@ -799,25 +841,26 @@ def _vee(W, n_k, previous):
     """VEE (lambda_k C, |C| = 1): alternate volumes and the shared C (family's rounds)."""
     D = W.shape[-1]
     if previous is not None:
-        shape = _normalised(_normalised(previous).mean(axis=1))
+        shape = _normalised(_normalised(previous).sum(axis=1) / previous.shape[1])
         rounds = _WARM_ROUNDS
     else:
         shape = _normalised(W.sum(axis=1))
         rounds = _COLD_ROUNDS
+    counts = D * n_k
     for _ in range(rounds + 1):
         inv = _spd_inverse(shape)
         trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
-        volume = trace / (D * n_k)  # (S, K)
+        volume = trace / counts  # (S, K)
         if _ == rounds:
             break
         new = _normalised(np.einsum("sk,skij->sij", 1.0 / volume, W))
         new = 0.5 * (new + np.swapaxes(new, -1, -2))
-        change = np.max(np.abs(new - shape), initial=0.0) / max(np.max(np.abs(new)), 1e-300)
+        change = _largest(new - shape) / max(_largest(new), 1e-300)
         shape = new
         if not change > _INNER_TOL:
             inv = _spd_inverse(shape)
             trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
-            volume = trace / (D * n_k)
+            volume = trace / counts
             break
     return volume[..., None, None] * shape[:, None]
 
@@ -831,22 +874,23 @@ def _vev(W, n_k, previous):
     vectors = vectors[..., ::-1]
     if previous is not None:
         eig = np.linalg.eigvalsh(previous)[..., ::-1]
-        shape = (eig / _geometric_mean(eig)[..., None]).mean(axis=1)
+        shape = (eig / _geometric_mean(eig)[..., None]).sum(axis=1) / eig.shape[1]
         rounds = _WARM_ROUNDS
     else:
         shape = (omega / n_k[..., None]).sum(axis=1)
         rounds = _COLD_ROUNDS
     shape = shape / _geometric_mean(shape)[:, None]  # (S, D)
+    counts = D * n_k
     for _ in range(rounds + 1):
-        volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
+        volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / counts
         if _ == rounds:
             break
         new = (omega / volume[..., None]).sum(axis=1)
         new = new / _geometric_mean(new)[:, None]
-        change = np.max(np.abs(new / shape - 1.0), initial=0.0)
+        change = _largest(new / shape - 1.0)
         shape = new
         if not change > _INNER_TOL:
-            volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
+            volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / counts
             break
     variances = volume[..., None] * shape[:, None]
     cov = _rebuilt(vectors, variances)
@@ -856,59 +900,98 @@ def _vev(W, n_k, previous):
 def _common_orientation(W, n_k, previous, equal_volume):
     """EVE and VVE (Sigma_k = D diag(sigma_k) D^T, one orientation D): the variances given
     D (their exact maximiser) alternated with sweeps of plane rotations of D (Jacobi's
-    method, the families' ``common_orientation_sweep``), vectorised over the mixtures."""
-    from .families._eigen import _round_robin
+    method, the families' ``common_orientation_sweep``), vectorised over the mixtures.
 
+    (Runs under the caller's ``np.errstate``; every step is a few NumPy calls on the whole
+    stack, since the stacks are small and the calls' overhead is most of the time.)
+    """
     S, K, d = W.shape[0], W.shape[1], W.shape[-1]
     n_total = n_k.sum(axis=1)
-    eye = np.eye(d)
+    dd = d * d
 
-    def variances(diag):  # (S, K, d)
-        if equal_volume:  # EVE: lambda A_k, |A_k| = 1
-            diag = np.maximum(diag, 1e-300)
-            g = _geometric_mean(diag)  # (S, K)
-            return (g.sum(axis=1) / n_total)[:, None, None] * (diag / g[..., None])
-        return np.maximum(diag, 1e-300) / n_k[..., None]  # VVE
+    def inverse_variances(diag):  # (S, K, d): 1 / the variances given D
+        diag = np.maximum(diag, 1e-300)
+        if equal_volume:  # EVE: lambda A_k, |A_k| = 1; 1 / (lambda diag / g_k)
+            g = np.exp(np.log(diag).sum(axis=-1) / d)  # (S, K)
+            lam = g.sum(axis=1) / n_total
+            return g[..., None] / (lam[:, None, None] * diag)
+        return n_k[..., None] / diag  # VVE
 
     if previous is not None:  # the previous covariances' common eigenvectors
         scaled = previous / np.trace(previous, axis1=-2, axis2=-1)[..., None, None]
-        mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
+        mix = np.einsum("k,skij->sij", _root_weights(K), scaled)
         Dm = np.linalg.eigh(mix)[1]
         rounds = _WARM_SWEEPS
     else:
         Dm = np.linalg.eigh(W.sum(axis=1))[1]
         rounds = _COLD_SWEEPS
-    planes = _round_robin(d)
+    planes = _plane_rounds(d)
+    sign = np.array([1.0, -1.0])[:, None]
     for _ in range(rounds):
         B = np.swapaxes(Dm, -1, -2)[:, None] @ W @ Dm[:, None]
-        largest = 0.0
-        for I, J in planes:
-            weights = 1.0 / variances(np.diagonal(B, axis1=-2, axis2=-1))
-            dw = weights[..., I] - weights[..., J]  # (S, K, m)
-            p = 0.5 * np.sum(dw * (B[..., I, I] - B[..., J, J]), axis=1)  # (S, m)
-            q = np.sum(dw * B[..., I, J], axis=1)
+        sines = []
+        for pairs, m, picks, build, base in planes:
+            Bf = B.reshape(S, K, dd)
+            w = inverse_variances(Bf[..., :: d + 1])[..., pairs]
+            dw = w[..., :m] - w[..., m:]  # (S, K, m)
+            # p = sum_k dw (b_II - b_JJ) / 2 and q = sum_k dw b_IJ, (S, 2, m)
+            pq = np.einsum("skm,skjm->sjm", dw, (Bf @ picks).reshape(S, K, 2, m))
+            p, q = pq[:, 0], pq[:, 1]
             r = np.hypot(p, q)
-            active = p + r > 1e-15 * (np.abs(p) + np.abs(q))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cos2 = np.where(active, -p / r, 1.0)
-                sin2 = np.where(active, -q / r, 0.0)
-            c = np.sqrt(np.maximum(0.5 * (1.0 + cos2), 0.0))
-            s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), sin2)
-            largest = max(largest, float(np.max(np.abs(s), initial=0.0)))
+            active = p + r > 1e-15 * np.abs(pq).sum(axis=1)
+            # (cos 2t, sin 2t) = -(p, q) / r; then cos t, and sin t (with the sign of sin 2t)
+            cs2 = np.where(active[:, None], -pq / r[:, None], _NO_ROTATION)
+            cs = np.sqrt(np.maximum(0.5 * (1.0 + sign * cs2[:, :1]), 0.0))
+            np.copysign(cs[:, 1], cs2[:, 1], out=cs[:, 1])
+            sines.append(cs[:, 1])
             # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
-            R = np.broadcast_to(eye, (S, d, d)).copy()
-            R[:, I, I] = c
-            R[:, J, J] = c
-            R[:, I, J] = -s
-            R[:, J, I] = s
+            R = (cs.reshape(S, 2 * m) @ build + base).reshape(S, d, d)
             Dm = Dm @ R
             B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
-        if not largest > _INNER_TOL:
+        if not np.max(np.abs(np.concatenate(sines, axis=1)), initial=0.0) > _INNER_TOL:
             break
-    Dm = np.linalg.qr(Dm)[0]
-    sigma = variances(_diagonal_in(Dm, W))
+    sigma = 1.0 / inverse_variances(_diagonal_in(Dm, W))
     cov = _rebuilt(Dm[:, None], sigma)
     return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+@functools.lru_cache(maxsize=64)
+def _root_weights(K):
+    """sqrt(2), ..., sqrt(K + 1): distinct irrational weights (common eigenvectors)."""
+    return np.sqrt(np.arange(2, K + 2))
+
+
+_NO_ROTATION = np.array([[1.0], [0.0]])  # (cos 2t, sin 2t) of planes left as they are
+
+
+@functools.lru_cache(maxsize=64)
+def _plane_rounds(d):
+    """Per round of disjoint planes (I, J) (:func:`gaussmix.families._eigen._round_robin`):
+    ``(pairs, m, picks, build, base)``: the indices I then J; the number m of planes;
+    the (d d, 2 m) matrix taking a flattened B to ``(b_II - b_JJ) / 2`` and ``b_IJ``; the
+    (2 m, d d) matrix taking ``(cos t, sin t)`` to the rotation's plane entries; and the
+    flattened identity without them. (Products with these 0, +-1/2 and +-1 matrices are
+    exact: one term of each sum is not zero, or two that are halved.)"""
+    from .families._eigen import _round_robin
+
+    out = []
+    dd = d * d
+    for I, J in _round_robin(d):
+        m = I.size
+        planes = np.arange(m)
+        picks = np.zeros((dd, 2 * m))
+        picks[I * d + I, planes] = 0.5
+        picks[J * d + J, planes] = -0.5
+        picks[I * d + J, m + planes] = 1.0
+        build = np.zeros((2 * m, dd))
+        build[planes, I * d + I] = 1.0  # R_II = R_JJ = c, R_IJ = -s, R_JI = s
+        build[planes, J * d + J] = 1.0
+        build[m + planes, I * d + J] = -1.0
+        build[m + planes, J * d + I] = 1.0
+        base = np.eye(d).ravel()
+        base[np.concatenate((I * d + I, J * d + J))] = 0.0
+        out.append((np.concatenate((I, J)), m, picks, build, base))
+    return tuple(out)
 
 
 # (Products of small stacked matrices by matmul: np.einsum with three operands loops in C
@@ -922,6 +1005,28 @@ def _rebuilt(vectors, values):
     """(..., d, d) ``V diag(values) V^T``: ``vectors`` (..., d, d) broadcast with the
     (..., d) ``values``."""
     return (vectors * values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+
+
+_GROUPS: dict = {}
+
+
+def _groups(types) -> list:
+    """``[(code, members), ...]`` of a ``types`` array, by increasing code: ``members`` a
+    slice when the mixtures of that code are consecutive (views, not copies), else their
+    indices. Cached: a selection steps the same few arrays of types many times."""
+    key = (types.dtype.str, types.tobytes())
+    out = _GROUPS.get(key)
+    if out is None:
+        out = []
+        for code in np.unique(types).tolist():
+            members = np.flatnonzero(types == code)
+            if members[-1] - members[0] + 1 == members.size:
+                members = slice(int(members[0]), int(members[-1]) + 1)
+            out.append((code, members))
+        if len(_GROUPS) > 4096:
+            _GROUPS.clear()
+        _GROUPS[key] = out
+    return out
 
 
 def _storage(code, cov):

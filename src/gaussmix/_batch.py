@@ -217,11 +217,12 @@ class Rows:
         w, cov = batch.weights, batch.covariances
         m = batch.means - self.center
         chol, bad_chol = _batched_cholesky(cov)
-        bad = np.any(bad_chol, axis=1) | ~(w.min(axis=1) >= 0)
+        bad = ~(w.min(axis=1) >= 0)
+        if bad_chol is not None:
+            bad |= bad_chol.any(axis=1)
+        any_bad = bool(bad.any())
         # (the factors of matrices without one are the identity: see _batched_cholesky)
-        prec, singular = _inverses(
-            chol @ np.swapaxes(chol, -1, -2) if bad.any() else cov
-        )
+        prec, singular = _inverses(chol @ np.swapaxes(chol, -1, -2) if any_bad else cov)
         if singular is not None:  # factored, yet singular to working precision (1e12 apart)
             bad |= np.any(singular, axis=1)
         logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
@@ -238,7 +239,7 @@ class Rows:
             D * _LOG_2PI + logdet + (lin * m).sum(axis=-1)
         )
         coef = np.concatenate([const[..., None], lin, quad], axis=-1)
-        if bad.any():
+        if any_bad or singular is not None:
             coef[bad] = 0.0
         return coef, bad
 
@@ -664,13 +665,14 @@ def _identity(D):
 def project(batch: Batch) -> Batch:
     """``batch`` with the covariances of mclust's constrained models moved onto their
     constraint (:func:`project_covariances`); the others are returned as they are."""
-    codes = batch.types
-    if codes.max(initial=0) <= FULL:
+    groups = _groups(batch.types)
+    if groups[-1][0] <= FULL:
         return batch
     out = batch.copy()
-    for code in np.unique(codes[codes > FULL]):
-        members = np.flatnonzero(codes == code)
-        out.covariances[members] = project_covariances(TYPES[code], out.covariances[members])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for code, members in groups:
+            if code > FULL:
+                out.covariances[members] = _project(TYPES[code], out.covariances[members])
     return out
 
 
@@ -683,59 +685,64 @@ def project_covariances(name, cov):
     SQUAREM's extrapolations, whose mixtures need not satisfy the constraint; one that is
     not positive definite gives non-finite values (the E-step then rejects it).
     """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _project(name, cov)
+
+
+def _project(name, cov):
+    """:func:`project_covariances` under the caller's ``np.errstate``."""
     K, D = cov.shape[1], cov.shape[-1]
-    eye = np.eye(D)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        diag = np.diagonal(cov, axis1=-2, axis2=-1)
-        if name == "EII":
-            return np.broadcast_to(diag.mean(axis=(1, 2))[:, None, None, None] * eye,
-                                   cov.shape).copy()
-        if name == "EEI":
-            return np.broadcast_to((diag.mean(axis=1)[..., None] * eye)[:, None],
-                                   cov.shape).copy()
-        if name in ("VEI", "EVI"):
-            log_diag = np.log(diag)
-            log_vol = log_diag.mean(axis=-1, keepdims=True)  # (S, K, 1)
-            log_shape = log_diag - log_vol
-            if name == "VEI":
-                log_shape = np.broadcast_to(log_shape.mean(axis=1, keepdims=True), diag.shape)
-            else:
-                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
-            return np.exp(log_vol + log_shape)[..., None] * eye
-        if name in ("VEE", "EVV"):
-            sign, logdet = np.linalg.slogdet(cov)
-            log_vol = np.where(sign > 0, logdet / D, np.nan)  # (S, K)
-            unit = cov / np.exp(log_vol)[..., None, None]
-            if name == "VEE":
-                unit = np.broadcast_to(_normalised(unit.mean(axis=1))[:, None], cov.shape)
-            else:
-                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
-            out = np.exp(log_vol)[..., None, None] * unit
-            return 0.5 * (out + np.swapaxes(out, -1, -2))
-        if name in ("EEV", "VEV"):
-            eigval, eigvec = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
-            log_eig = np.log(eigval)
-            log_vol = log_eig.mean(axis=-1, keepdims=True)
-            log_shape = np.broadcast_to((log_eig - log_vol).mean(axis=1, keepdims=True),
-                                        eigval.shape)
-            if name == "EEV":
-                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
-            values = np.exp(log_vol + log_shape)
-            out = (eigvec * values[..., None, :]) @ np.swapaxes(eigvec, -1, -2)
-            return 0.5 * (out + np.swapaxes(out, -1, -2))
-        if name in ("EVE", "VVE"):
-            if not np.all(np.isfinite(cov)):
-                return np.full(cov.shape, np.nan)
-            scaled = cov / np.trace(cov, axis1=-2, axis2=-1)[..., None, None]
-            mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
-            Dm = np.linalg.eigh(0.5 * (mix + np.swapaxes(mix, -1, -2)))[1]
-            sigma = _diagonal_in(Dm, cov)
-            if name == "EVE":
-                log_sigma = np.log(sigma)
-                log_vol = log_sigma.mean(axis=-1, keepdims=True)
-                sigma = np.exp(log_sigma - log_vol + log_vol.mean(axis=1, keepdims=True))
-            out = _rebuilt(Dm[:, None], sigma)
-            return 0.5 * (out + np.swapaxes(out, -1, -2))
+    eye = _identity(D)
+    diag = _diagonal_view(cov)
+    if name == "EII":
+        return np.broadcast_to((diag.sum(axis=(1, 2)) / (K * D))[:, None, None, None] * eye,
+                               cov.shape).copy()
+    if name == "EEI":
+        return np.broadcast_to(((diag.sum(axis=1) / K)[..., None] * eye)[:, None],
+                               cov.shape).copy()
+    if name in ("VEI", "EVI"):
+        log_diag = np.log(diag)
+        log_vol = log_diag.sum(axis=-1, keepdims=True) / D  # (S, K, 1)
+        log_shape = log_diag - log_vol
+        if name == "VEI":
+            log_shape = np.broadcast_to(log_shape.sum(axis=1, keepdims=True) / K, diag.shape)
+        else:
+            log_vol = np.broadcast_to(log_vol.sum(axis=1, keepdims=True) / K, log_vol.shape)
+        return np.exp(log_vol + log_shape)[..., None] * eye
+    if name in ("VEE", "EVV"):
+        sign, logdet = np.linalg.slogdet(cov)
+        log_vol = np.where(sign > 0, logdet / D, np.nan)  # (S, K)
+        unit = cov / np.exp(log_vol)[..., None, None]
+        if name == "VEE":
+            unit = np.broadcast_to(_normalised(unit.sum(axis=1) / K)[:, None], cov.shape)
+        else:
+            log_vol = np.broadcast_to(log_vol.sum(axis=1, keepdims=True) / K, log_vol.shape)
+        out = np.exp(log_vol)[..., None, None] * unit
+        return 0.5 * (out + np.swapaxes(out, -1, -2))
+    if name in ("EEV", "VEV"):
+        eigval, eigvec = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+        log_eig = np.log(eigval)
+        log_vol = log_eig.sum(axis=-1, keepdims=True) / D
+        log_shape = np.broadcast_to((log_eig - log_vol).sum(axis=1, keepdims=True) / K,
+                                    eigval.shape)
+        if name == "EEV":
+            log_vol = np.broadcast_to(log_vol.sum(axis=1, keepdims=True) / K, log_vol.shape)
+        values = np.exp(log_vol + log_shape)
+        out = (eigvec * values[..., None, :]) @ np.swapaxes(eigvec, -1, -2)
+        return 0.5 * (out + np.swapaxes(out, -1, -2))
+    if name in ("EVE", "VVE"):
+        if not np.isfinite(cov).all():
+            return np.full(cov.shape, np.nan)
+        scaled = cov / diag.sum(axis=-1)[..., None, None]
+        mix = np.einsum("k,skij->sij", _root_weights(K), scaled)
+        Dm = np.linalg.eigh(0.5 * (mix + np.swapaxes(mix, -1, -2)))[1]
+        sigma = _diagonal_in(Dm, cov)
+        if name == "EVE":
+            log_sigma = np.log(sigma)
+            log_vol = log_sigma.sum(axis=-1, keepdims=True) / D
+            sigma = np.exp(log_sigma - log_vol + log_vol.sum(axis=1, keepdims=True) / K)
+        out = _rebuilt(Dm[:, None], sigma)
+        return 0.5 * (out + np.swapaxes(out, -1, -2))
     raise ValueError(f"no projection for covariance family {name!r}")  # pragma: no cover
 
 
@@ -1050,9 +1057,10 @@ def _diagonal_view(a):
 
 
 def _batched_cholesky(cov):
-    """Cholesky factors of a stack of matrices, and a mask of the ones that have none."""
+    """Cholesky factors of a stack of matrices, and a mask of the ones that have none
+    (None when every matrix has one)."""
     try:
-        return np.linalg.cholesky(cov), np.zeros(cov.shape[:-2], dtype=bool)
+        return np.linalg.cholesky(cov), None
     except np.linalg.LinAlgError:
         pass
     flat = cov.reshape(-1, *cov.shape[-2:])

@@ -27,7 +27,6 @@ step through the general path.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +34,7 @@ import numpy as np
 from . import families as _families
 from . import stats as _stats
 from ._degeneracy import REG_FRACTION, RESOLUTION, degeneracy_reason, min_component_points
+from .families._batched import diagonal_view as _diagonal_view
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
@@ -48,9 +48,9 @@ _SKLEARN = ("spherical", "diag", "tied", "full")
 TYPES = (*_SKLEARN, *(_families.get(m).name for m in _families.MCLUST_MODELS
                       if _families.get(m).name not in _SKLEARN))
 SPHERICAL, DIAG, TIED, FULL = range(4)
-#: The families of the codes 4 to 13, whose M-step is the family's own constrained update
-#: (:meth:`Rows.m_step`).
-_CONSTRAINED = tuple(_families.get(t) for t in TYPES[4:])
+#: The family of each code. Those of the codes 4 to 13 take their M-step and their
+#: projection from the family (``batched_covariances``, ``batched_projection``).
+_FAMILIES = tuple(_families.get(t) for t in TYPES)
 
 
 @dataclass
@@ -305,7 +305,7 @@ class Rows:
         (tied: the pooled covariance itself).
 
         mclust's other ten models (codes 4 to 13) take their family's constrained update of
-        the regularised scatter (:func:`constrained_covariances`); the iterative ones start
+        the regularised scatter (its ``batched_covariances``); the iterative ones start
         from ``previous`` (the batch the E-step used), so that the step never lowers the
         expected complete-data log-likelihood. ``previous_valid`` (S,): the mixtures of
         ``previous`` whose covariances the E-step factored (finite, positive definite).
@@ -368,7 +368,7 @@ class Rows:
 
         The regularised scatters (``W_k + reg_covar n_k I``) and their diagonals are
         formed once for all the mixtures, then each family's update
-        (:func:`constrained_covariances`) takes its own mixtures.
+        (``batched_covariances``) takes its own mixtures.
         """
         D, reg = self.n_features, self.reg_covar
         reg_nk = reg * n_k[..., None]
@@ -381,7 +381,7 @@ class Rows:
         for code, members in groups:
             if code <= FULL:
                 continue
-            family = _CONSTRAINED[code - 4]
+            family = _FAMILIES[code]
             form = family.statistic
             if form == "diagonal" and self.features == "spherical":
                 form = "trace"
@@ -395,8 +395,8 @@ class Rows:
                     Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
                     _diagonal_view(Wf)[...] += reg_nk
                     scatters[form] = Wf
-            cov[members] = constrained_covariances(
-                family, scatters[form][members], n_k[members],
+            cov[members] = family.batched_covariances(
+                scatters[form][members], n_k[members],
                 None if previous is None else previous[members],
             )
 
@@ -583,88 +583,10 @@ class Rows:
         return self._repeated
 
 
-#: Most rounds of the iterative M-steps (VEI, VEE, VEV, EVE, VVE) per EM step when they
-#: start from the current parameters: each round raises the expected complete-data
-#: log-likelihood, so EM stays monotone (generalised EM) and its fixed points are the
-#: constrained maxima; more rounds are allowed from a partition. The rounds stop earlier
-#: when the shared piece moves by less than _INNER_TOL (relative; for an orientation, the
-#: sine of every plane rotation).
-_WARM_ROUNDS = 5  # (20 gave the same fits on Old Faithful's and iris's grids, 10% slower)
-_COLD_ROUNDS = 200
-_INNER_TOL = 1e-9
-#: ... for EVE and VVE, sweeps of plane rotations of the shared orientation (each costs
-#: D - 1 rounds of rotations; fewer per EM step, as generalised EM allows).
-_WARM_SWEEPS = 3
-_COLD_SWEEPS = 30
-
-
-def constrained_covariances(family, scatter, n_k, previous=None):
-    """(S, K, D, D) covariances of one of mclust's constrained families, for S mixtures.
-
-    ``scatter``: the regularised scatters about the new means, ``W_k + reg_covar n_k I``
-    (the family's own M-step regularises them so, before the constrained update), as
-    (S, K, D) diagonals for the families whose statistic is a diagonal or a trace (the
-    trace's D-th part repeated), else as (S, K, D, D) symmetric matrices; ``n_k`` (S, K)
-    the divisors; ``previous`` (S, K, D, D) the current covariances (finite and positive
-    definite: the start of the iterative updates) or None. The closed forms (EII, EEI,
-    EVI, EEV, EVV) are the family's, for all S mixtures at once. The iterative models
-    (VEI, VEE, VEV, EVE, VVE) take the family's block updates (each the exact maximiser
-    of one block given the others), vectorised over the mixtures, for ``_WARM_ROUNDS``
-    rounds from ``previous`` (generalised EM: the expected complete-data log-likelihood
-    never falls; at EM's fixed point the rounds are at their constrained maximum) or
-    ``_COLD_ROUNDS`` from the family's closed-form start. Runs under the caller's
-    ``np.errstate`` (divisions by zero and invalid values give inf and nan, which the
-    E-step rejects).
-    """
-    S, K, D = scatter.shape[:3]
-    name = family.name
-    n_total = n_k.sum(axis=1)  # (S,)
-    if family.statistic != "full":
-        diag = scatter  # (S, K, D)
-        eye = _identity(D)
-        if name == "EII":
-            lam = diag.sum(axis=(1, 2)) / (D * n_total)
-            return lam[:, None, None, None] * eye + np.zeros((S, K, D, D))
-        if name == "EEI":
-            var = diag.sum(axis=1) / n_total[:, None]  # (S, D)
-            return np.broadcast_to((var[:, :, None] * eye)[:, None], (S, K, D, D)).copy()
-        if name == "EVI":
-            root = np.exp(np.log(diag).sum(axis=-1) / D)  # (S, K)
-            volume = root.sum(axis=1) / n_total
-            # Divided first: volume * diag overflowed (1e160 * 1e161) on data of scale 1e80.
-            var = volume[:, None, None] * (diag / np.where(root > 0, root, 1.0)[..., None])
-            return var[..., None] * eye
-        if name == "VEI":
-            return _vei(diag, n_k, previous)[..., None] * eye
-    Wf = scatter
-    if name == "EEV":
-        eigval, eigvec = np.linalg.eigh(Wf)
-        pooled = eigval.sum(axis=1) / n_total[:, None]  # (S, D)
-        cov = (eigvec * pooled[:, None, None, :]) @ np.swapaxes(eigvec, -1, -2)
-        return 0.5 * (cov + np.swapaxes(cov, -1, -2))
-    if name == "EVV":
-        sign, logdet = np.linalg.slogdet(Wf)
-        root = np.where(sign > 0, np.exp(logdet / D), 0.0)  # (S, K)
-        volume = root.sum(axis=1) / n_total
-        scale = volume[:, None] / np.where(root > 0, root, 1.0)
-        return scale[..., None, None] * Wf
-    if name == "VEE":
-        return _vee(Wf, n_k, previous)
-    if name == "VEV":
-        return _vev(Wf, n_k, previous)
-    if name in ("EVE", "VVE"):
-        return _common_orientation(Wf, n_k, previous, equal_volume=name == "EVE")
-    raise ValueError(f"no batched M-step for covariance family {name!r}")  # pragma: no cover
-
-
-@functools.lru_cache(maxsize=64)
-def _identity(D):
-    return np.eye(D)
-
-
 def project(batch: Batch) -> Batch:
     """``batch`` with the covariances of mclust's constrained models moved onto their
-    constraint (:func:`project_covariances`); the others are returned as they are."""
+    constraint (each family's ``batched_projection``); the others are returned as they
+    are (scikit-learn's four constraints are linear: extrapolations keep them)."""
     groups = _groups(batch.types)
     if groups[-1][0] <= FULL:
         return batch
@@ -672,78 +594,16 @@ def project(batch: Batch) -> Batch:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for code, members in groups:
             if code > FULL:
-                out.covariances[members] = _project(TYPES[code], out.covariances[members])
+                family = _FAMILIES[code]
+                out.covariances[members] = family.batched_projection(out.covariances[members])
     return out
 
 
 def project_covariances(name, cov):
-    """(S, K, D, D) covariances moved onto the constraint of mclust's model ``name``.
-
-    Each shared piece becomes the mean of the components' pieces (volumes and shapes as
-    geometric means, orientations as the eigenvectors of a combination of the matrices);
-    covariances that satisfy the constraint are returned unchanged (to rounding). Used on
-    SQUAREM's extrapolations, whose mixtures need not satisfy the constraint; one that is
-    not positive definite gives non-finite values (the E-step then rejects it).
-    """
+    """(S, K, D, D) covariances moved onto the constraint of the family ``name`` (its
+    ``batched_projection``, :meth:`gaussmix.families.CovarianceFamily.batched_projection`)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _project(name, cov)
-
-
-def _project(name, cov):
-    """:func:`project_covariances` under the caller's ``np.errstate``."""
-    K, D = cov.shape[1], cov.shape[-1]
-    eye = _identity(D)
-    diag = _diagonal_view(cov)
-    if name == "EII":
-        return np.broadcast_to((diag.sum(axis=(1, 2)) / (K * D))[:, None, None, None] * eye,
-                               cov.shape).copy()
-    if name == "EEI":
-        return np.broadcast_to(((diag.sum(axis=1) / K)[..., None] * eye)[:, None],
-                               cov.shape).copy()
-    if name in ("VEI", "EVI"):
-        log_diag = np.log(diag)
-        log_vol = log_diag.sum(axis=-1, keepdims=True) / D  # (S, K, 1)
-        log_shape = log_diag - log_vol
-        if name == "VEI":
-            log_shape = np.broadcast_to(log_shape.sum(axis=1, keepdims=True) / K, diag.shape)
-        else:
-            log_vol = np.broadcast_to(log_vol.sum(axis=1, keepdims=True) / K, log_vol.shape)
-        return np.exp(log_vol + log_shape)[..., None] * eye
-    if name in ("VEE", "EVV"):
-        sign, logdet = np.linalg.slogdet(cov)
-        log_vol = np.where(sign > 0, logdet / D, np.nan)  # (S, K)
-        unit = cov / np.exp(log_vol)[..., None, None]
-        if name == "VEE":
-            unit = np.broadcast_to(_normalised(unit.sum(axis=1) / K)[:, None], cov.shape)
-        else:
-            log_vol = np.broadcast_to(log_vol.sum(axis=1, keepdims=True) / K, log_vol.shape)
-        out = np.exp(log_vol)[..., None, None] * unit
-        return 0.5 * (out + np.swapaxes(out, -1, -2))
-    if name in ("EEV", "VEV"):
-        eigval, eigvec = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
-        log_eig = np.log(eigval)
-        log_vol = log_eig.sum(axis=-1, keepdims=True) / D
-        log_shape = np.broadcast_to((log_eig - log_vol).sum(axis=1, keepdims=True) / K,
-                                    eigval.shape)
-        if name == "EEV":
-            log_vol = np.broadcast_to(log_vol.sum(axis=1, keepdims=True) / K, log_vol.shape)
-        values = np.exp(log_vol + log_shape)
-        out = (eigvec * values[..., None, :]) @ np.swapaxes(eigvec, -1, -2)
-        return 0.5 * (out + np.swapaxes(out, -1, -2))
-    if name in ("EVE", "VVE"):
-        if not np.isfinite(cov).all():
-            return np.full(cov.shape, np.nan)
-        scaled = cov / diag.sum(axis=-1)[..., None, None]
-        mix = np.einsum("k,skij->sij", _root_weights(K), scaled)
-        Dm = np.linalg.eigh(0.5 * (mix + np.swapaxes(mix, -1, -2)))[1]
-        sigma = _diagonal_in(Dm, cov)
-        if name == "EVE":
-            log_sigma = np.log(sigma)
-            log_vol = log_sigma.sum(axis=-1, keepdims=True) / D
-            sigma = np.exp(log_sigma - log_vol + log_vol.sum(axis=1, keepdims=True) / K)
-        out = _rebuilt(Dm[:, None], sigma)
-        return 0.5 * (out + np.swapaxes(out, -1, -2))
-    raise ValueError(f"no projection for covariance family {name!r}")  # pragma: no cover
+        return _families.get(name).batched_projection(cov)
 
 
 def _usable(previous, W, n_k):
@@ -761,41 +621,6 @@ def _usable(previous, W, n_k):
     D = W.shape[-1]
     previous[bad] = W[bad] / n_k[bad][..., None, None] + np.eye(D) * 1e-300
     return previous
-
-
-def _geometric_mean(values, axis=-1):
-    # (sum / n rather than np.mean: this runs a few thousand times per selection, on
-    # small arrays, where np.mean's Python wrapper costs more than the arithmetic; the
-    # caller's np.errstate covers log(0))
-    return np.exp(np.log(values).sum(axis=axis) / values.shape[axis])
-
-
-def _largest(values) -> float:
-    """``max(|values|)``, 0 for none (np.max's Python wrapper costs more here)."""
-    return np.maximum.reduce(np.abs(values), axis=None, initial=0.0)
-
-
-def _vei(diag, n_k, previous):
-    """VEI (lambda_k B, B diagonal, |B| = 1): alternate volumes and shape (family's rounds)."""
-    D = diag.shape[-1]
-    if previous is not None:
-        log_shape = np.log(_diagonal_view(previous)).sum(axis=1) / previous.shape[1]
-        rounds = _WARM_ROUNDS
-    else:
-        log_shape = np.log(diag.sum(axis=1))
-        rounds = _COLD_ROUNDS
-    shape = np.exp(log_shape - (log_shape.sum(axis=-1) / D)[:, None])  # (S, D)
-    counts = D * n_k
-    for _ in range(rounds):
-        volumes = (diag / shape[:, None]).sum(axis=-1) / counts  # (S, K)
-        weighted = (diag / np.where(volumes > 0, volumes, np.inf)[..., None]).sum(axis=1)
-        new = weighted / _geometric_mean(weighted)[:, None]
-        change = _largest(new / shape - 1.0)
-        shape = new
-        if not change > _INNER_TOL:
-            break
-    volumes = (diag / shape[:, None]).sum(axis=-1) / counts
-    return volumes[..., None] * shape[:, None]
 
 
 def _inverses(matrices):
@@ -822,196 +647,6 @@ def _each_or_identity(func, flat):
             out[i] = np.eye(flat.shape[-1])
             failed[i] = True
     return out, failed
-
-
-def _spd_inverse(matrices):
-    """Inverses of a stack of symmetric positive semi-definite matrices. ``np.linalg.inv``
-    as a rule; when one of the stack is singular to working precision (a start holding a
-    far outlier: eigenvalues 1e24 apart), the whole stack through eigenvalues floored at
-    eps times the largest, so that one start cannot stop the others."""
-    try:
-        return np.linalg.inv(matrices)
-    except np.linalg.LinAlgError:
-        values, vectors = np.linalg.eigh(matrices)
-        floor = np.finfo(np.float64).eps * np.max(np.abs(values), axis=-1, keepdims=True)
-        values = np.maximum(values, np.maximum(floor, 1e-300))
-        return (vectors / values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
-
-
-def _normalised(matrices):
-    D = matrices.shape[-1]
-    _, log_det = np.linalg.slogdet(matrices)
-    return matrices / np.exp(log_det / D)[..., None, None]
-
-
-def _vee(W, n_k, previous):
-    """VEE (lambda_k C, |C| = 1): alternate volumes and the shared C (family's rounds)."""
-    D = W.shape[-1]
-    if previous is not None:
-        shape = _normalised(_normalised(previous).sum(axis=1) / previous.shape[1])
-        rounds = _WARM_ROUNDS
-    else:
-        shape = _normalised(W.sum(axis=1))
-        rounds = _COLD_ROUNDS
-    counts = D * n_k
-    for _ in range(rounds + 1):
-        inv = _spd_inverse(shape)
-        trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
-        volume = trace / counts  # (S, K)
-        if _ == rounds:
-            break
-        new = _normalised(np.einsum("sk,skij->sij", 1.0 / volume, W))
-        new = 0.5 * (new + np.swapaxes(new, -1, -2))
-        change = _largest(new - shape) / max(_largest(new), 1e-300)
-        shape = new
-        if not change > _INNER_TOL:
-            inv = _spd_inverse(shape)
-            trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
-            volume = trace / counts
-            break
-    return volume[..., None, None] * shape[:, None]
-
-
-def _vev(W, n_k, previous):
-    """VEV (lambda_k D_k A D_k^T, |A| = 1): eigenvalues of each scatter, then alternate
-    volumes and the shared shape A (family's rounds)."""
-    D = W.shape[-1]
-    omega, vectors = np.linalg.eigh(W)
-    omega = np.maximum(omega[..., ::-1], 1e-300)  # decreasing, (S, K, D)
-    vectors = vectors[..., ::-1]
-    if previous is not None:
-        eig = np.linalg.eigvalsh(previous)[..., ::-1]
-        shape = (eig / _geometric_mean(eig)[..., None]).sum(axis=1) / eig.shape[1]
-        rounds = _WARM_ROUNDS
-    else:
-        shape = (omega / n_k[..., None]).sum(axis=1)
-        rounds = _COLD_ROUNDS
-    shape = shape / _geometric_mean(shape)[:, None]  # (S, D)
-    counts = D * n_k
-    for _ in range(rounds + 1):
-        volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / counts
-        if _ == rounds:
-            break
-        new = (omega / volume[..., None]).sum(axis=1)
-        new = new / _geometric_mean(new)[:, None]
-        change = _largest(new / shape - 1.0)
-        shape = new
-        if not change > _INNER_TOL:
-            volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / counts
-            break
-    variances = volume[..., None] * shape[:, None]
-    cov = _rebuilt(vectors, variances)
-    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
-
-
-def _common_orientation(W, n_k, previous, equal_volume):
-    """EVE and VVE (Sigma_k = D diag(sigma_k) D^T, one orientation D): the variances given
-    D (their exact maximiser) alternated with sweeps of plane rotations of D (Jacobi's
-    method, the families' ``common_orientation_sweep``), vectorised over the mixtures.
-
-    (Runs under the caller's ``np.errstate``; every step is a few NumPy calls on the whole
-    stack, since the stacks are small and the calls' overhead is most of the time.)
-    """
-    S, K, d = W.shape[0], W.shape[1], W.shape[-1]
-    n_total = n_k.sum(axis=1)
-    dd = d * d
-
-    def inverse_variances(diag):  # (S, K, d): 1 / the variances given D
-        diag = np.maximum(diag, 1e-300)
-        if equal_volume:  # EVE: lambda A_k, |A_k| = 1; 1 / (lambda diag / g_k)
-            g = np.exp(np.log(diag).sum(axis=-1) / d)  # (S, K)
-            lam = g.sum(axis=1) / n_total
-            return g[..., None] / (lam[:, None, None] * diag)
-        return n_k[..., None] / diag  # VVE
-
-    if previous is not None:  # the previous covariances' common eigenvectors
-        scaled = previous / np.trace(previous, axis1=-2, axis2=-1)[..., None, None]
-        mix = np.einsum("k,skij->sij", _root_weights(K), scaled)
-        Dm = np.linalg.eigh(mix)[1]
-        rounds = _WARM_SWEEPS
-    else:
-        Dm = np.linalg.eigh(W.sum(axis=1))[1]
-        rounds = _COLD_SWEEPS
-    planes = _plane_rounds(d)
-    sign = np.array([1.0, -1.0])[:, None]
-    for _ in range(rounds):
-        B = np.swapaxes(Dm, -1, -2)[:, None] @ W @ Dm[:, None]
-        sines = []
-        for pairs, m, picks, build, base in planes:
-            Bf = B.reshape(S, K, dd)
-            w = inverse_variances(Bf[..., :: d + 1])[..., pairs]
-            dw = w[..., :m] - w[..., m:]  # (S, K, m)
-            # p = sum_k dw (b_II - b_JJ) / 2 and q = sum_k dw b_IJ, (S, 2, m)
-            pq = np.einsum("skm,skjm->sjm", dw, (Bf @ picks).reshape(S, K, 2, m))
-            p, q = pq[:, 0], pq[:, 1]
-            r = np.hypot(p, q)
-            active = p + r > 1e-15 * np.abs(pq).sum(axis=1)
-            # (cos 2t, sin 2t) = -(p, q) / r; then cos t, and sin t (with the sign of sin 2t)
-            cs2 = np.where(active[:, None], -pq / r[:, None], _NO_ROTATION)
-            cs = np.sqrt(np.maximum(0.5 * (1.0 + sign * cs2[:, :1]), 0.0))
-            np.copysign(cs[:, 1], cs2[:, 1], out=cs[:, 1])
-            sines.append(cs[:, 1])
-            # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
-            R = (cs.reshape(S, 2 * m) @ build + base).reshape(S, d, d)
-            Dm = Dm @ R
-            B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
-        if not np.max(np.abs(np.concatenate(sines, axis=1)), initial=0.0) > _INNER_TOL:
-            break
-    sigma = 1.0 / inverse_variances(_diagonal_in(Dm, W))
-    cov = _rebuilt(Dm[:, None], sigma)
-    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
-
-
-@functools.lru_cache(maxsize=64)
-def _root_weights(K):
-    """sqrt(2), ..., sqrt(K + 1): distinct irrational weights (common eigenvectors)."""
-    return np.sqrt(np.arange(2, K + 2))
-
-
-_NO_ROTATION = np.array([[1.0], [0.0]])  # (cos 2t, sin 2t) of planes left as they are
-
-
-@functools.lru_cache(maxsize=64)
-def _plane_rounds(d):
-    """Per round of disjoint planes (I, J) (:func:`gaussmix.families._eigen._round_robin`):
-    ``(pairs, m, picks, build, base)``: the indices I then J; the number m of planes;
-    the (d d, 2 m) matrix taking a flattened B to ``(b_II - b_JJ) / 2`` and ``b_IJ``; the
-    (2 m, d d) matrix taking ``(cos t, sin t)`` to the rotation's plane entries; and the
-    flattened identity without them. (Products with these 0, +-1/2 and +-1 matrices are
-    exact: one term of each sum is not zero, or two that are halved.)"""
-    from .families._eigen import _round_robin
-
-    out = []
-    dd = d * d
-    for I, J in _round_robin(d):
-        m = I.size
-        planes = np.arange(m)
-        picks = np.zeros((dd, 2 * m))
-        picks[I * d + I, planes] = 0.5
-        picks[J * d + J, planes] = -0.5
-        picks[I * d + J, m + planes] = 1.0
-        build = np.zeros((2 * m, dd))
-        build[planes, I * d + I] = 1.0  # R_II = R_JJ = c, R_IJ = -s, R_JI = s
-        build[planes, J * d + J] = 1.0
-        build[m + planes, I * d + J] = -1.0
-        build[m + planes, J * d + I] = 1.0
-        base = np.eye(d).ravel()
-        base[np.concatenate((I * d + I, J * d + J))] = 0.0
-        out.append((np.concatenate((I, J)), m, picks, build, base))
-    return tuple(out)
-
-
-# (Products of small stacked matrices by matmul: np.einsum with three operands loops in C
-# over every index, 3 to 10 times slower at D = 2 to 5.)
-def _diagonal_in(Dm, W):
-    """(S, K, d) diagonals of ``Dm^T W_k Dm``: ``Dm`` (S, d, d), ``W`` (S, K, d, d)."""
-    return np.sum((W @ Dm[:, None]) * Dm[:, None], axis=-2)
-
-
-def _rebuilt(vectors, values):
-    """(..., d, d) ``V diag(values) V^T``: ``vectors`` (..., d, d) broadcast with the
-    (..., d) ``values``."""
-    return (vectors * values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
 _GROUPS: dict = {}
@@ -1045,15 +680,6 @@ def _storage(code, cov):
         return cov.copy()
     diag = np.diagonal(cov, axis1=-2, axis2=-1)
     return diag.copy() if form == "diagonal" else diag.mean(axis=1)
-
-
-def _diagonal_view(a):
-    """A writeable view of the diagonals of a stack of (D, D) matrices (basic slicing when
-    the stack is C-contiguous, else the strided view ``np.einsum`` returns)."""
-    D = a.shape[-1]
-    if a.flags.c_contiguous:
-        return a.reshape(*a.shape[:-2], D * D)[..., :: D + 1]
-    return np.einsum("...ii->...i", a)
 
 
 def _batched_cholesky(cov):

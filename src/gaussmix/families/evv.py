@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import determinant_projection
 from .full import ConstrainedFull
 
 
@@ -47,6 +48,19 @@ class EVV(ConstrainedFull):
             log_det / precisions.shape[-1], "volume", self, "the same determinant",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None):
+        D = W.shape[-1]
+        sign, logdet = np.linalg.slogdet(W)
+        root = np.where(sign > 0, np.exp(logdet / D), 0.0)  # (S, K)
+        volume = root.sum(axis=1) / n_k.sum(axis=1)
+        scale = volume[:, None] / np.where(root > 0, root, 1.0)
+        return scale[..., None, None] * W
+
+    def batched_projection(self, cov):
+        return determinant_projection(cov, "volume")
 
 
 FAMILY = EVV()

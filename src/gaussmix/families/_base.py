@@ -243,6 +243,19 @@ class CovarianceFamily:
         )
         return means, self.solve_scatter(W, n, np.shape(s1)[1], previous)
 
+    # -- mclust's conjugate prior (gaussmix._prior) -------------------------------------
+    def prior_terms(self, dof: float, n_components: int, n_features: int):
+        """``(c_k, f)`` of mclust's conjugate prior for this family (Fraley & Raftery 2007;
+        table in :mod:`gaussmix._prior`): the count ``c_k`` the prior adds to each
+        component and the multiple ``f`` of the prior scale each component's scatter gets;
+        None when the family has no update under the prior (as in mclust)."""
+        return None
+
+    @property
+    def has_prior(self) -> bool:
+        """True when the family has an update under mclust's conjugate prior."""
+        return self.prior_terms(1.0, 1, 1) is not None
+
     # -- many mixtures at once (model selection's lean path, gaussmix._batch) ----------
     def batched_covariances(self, W, n_k, previous=None) -> np.ndarray:
         """(S, K, D, D) covariances of S mixtures maximising the expected complete-data

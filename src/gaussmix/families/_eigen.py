@@ -100,6 +100,9 @@ class EigenFamily(Full):
     inner_tol = 1e-10
     inner_max_iter = 1000
 
+    def prior_terms(self, dof, n_components, n_features):
+        return None  # no update under the conjugate prior (none in mclust either)
+
     def n_covariance_parameters(self, n_components, n_features):
         volume, shape, orientation = self.mclust_name
         d = n_features

@@ -31,6 +31,9 @@ class EEI(ConstrainedDiag):
     volume, shape, orientation = "equal", "equal", "axis-aligned"
     plot_style = ("#8c564b", "<", "--")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + 2) / n_components, 1.0 / n_components
+
     def n_covariance_parameters(self, n_components, n_features):
         return n_features
 

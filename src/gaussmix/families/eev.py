@@ -37,6 +37,9 @@ class EEV(ConstrainedFull):
     volume, shape, orientation = "equal", "equal", "variable"
     plot_style = ("#bcbd22", "*", "--")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + n_features + 2) / n_components, 1.0
+
     def n_covariance_parameters(self, n_components, n_features):
         return n_features + n_components * n_features * (n_features - 1) // 2
 

@@ -28,6 +28,9 @@ class EII(Spherical):
     hides_flat_directions = False  # the variance is pooled: one component cannot collapse
     plot_style = ("#9467bd", "v", "-")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return 1 + (dof + 2) / (n_components * n_features), 0.0
+
     @property
     def words(self) -> str:
         return f"{self.volume} volume, spherical"

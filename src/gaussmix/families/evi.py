@@ -32,6 +32,9 @@ class EVI(ConstrainedDiag):
     volume, shape, orientation = "equal", "variable", "axis-aligned"
     plot_style = ("#7f7f7f", "p", "-.")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + 2) / n_components, 1.0
+
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features - 1)
 

@@ -31,6 +31,9 @@ class EVV(ConstrainedFull):
     volume, shape, orientation = "equal", "variable", "variable"
     plot_style = ("#17becf", "h", "-")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return None  # no update under the conjugate prior (none in mclust either)
+
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features * (n_features + 1) // 2 - 1)
 

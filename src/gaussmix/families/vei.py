@@ -56,6 +56,9 @@ class VEI(ConstrainedDiag):
     #: Most rounds of the alternating updates per M-step.
     max_inner_iter = 1000
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + 3) / n_features, 1.0
+
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + n_features - 1
 

@@ -37,6 +37,9 @@ class VEV(EigenFamily):
     volume, shape, orientation = "variable", "equal", "variable"
     plot_style = ("#637939", "8", "-")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return 0.0, 1.0
+
     def fit_scatter(self, W, n, previous=None):
         """One mixture's update: :meth:`batched_covariances` with S = 1, at most
         ``inner_max_iter`` rounds, to ``inner_tol``."""

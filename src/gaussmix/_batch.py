@@ -378,6 +378,7 @@ class Rows:
             previous = previous.covariances
             if previous_valid is None or not previous_valid.all():
                 previous = _usable(previous, W, n_k)
+        joint = {}  # joint solver -> [(members, family), ...]
         for code, members in groups:
             if code <= FULL:
                 continue
@@ -395,10 +396,28 @@ class Rows:
                     Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
                     _diagonal_view(Wf)[...] += reg_nk
                     scatters[form] = Wf
+            if family.joint_solver is not None:
+                joint.setdefault(family.joint_solver, []).append((members, family, form))
+                continue
             cov[members] = family.batched_covariances(
                 scatters[form][members], n_k[members],
                 None if previous is None else previous[members],
             )
+        for solver, parts in joint.items():
+            if len(parts) == 1:
+                members, family, form = parts[0]
+                cov[members] = family.batched_covariances(
+                    scatters[form][members], n_k[members],
+                    None if previous is None else previous[members],
+                )
+                continue
+            # several families sharing one solver (EVE and VVE): one call for all
+            index = np.concatenate([np.arange(W.shape[0])[members] for members, _, _ in parts])
+            parameter = np.concatenate([np.full(np.arange(W.shape[0])[members].size,
+                                                family.joint_parameter)
+                                        for members, family, _ in parts])
+            cov[index] = solver(scatters[parts[0][2]][index], n_k[index],
+                                None if previous is None else previous[index], parameter)
 
     def accurate(self, G, batch: Batch) -> np.ndarray:
         """(S,) whether every component's moments kept float64's accuracy (see module doc)."""

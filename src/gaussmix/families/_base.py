@@ -271,6 +271,12 @@ class CovarianceFamily:
         """
         raise NotImplementedError(f"no batched M-step for the {self.name} family")
 
+    #: A function solving the mixtures of several families in one call, or None:
+    #: ``joint_solver(W, n_k, previous, parameters)`` with one ``joint_parameter`` per
+    #: mixture (EVE and VVE share the common-orientation sweeps: one loop for both).
+    joint_solver = None
+    joint_parameter = None
+
     def batched_projection(self, cov) -> np.ndarray:
         """(S, K, D, D) covariances moved onto the family's constraint: each shared piece
         becomes the mean of the components' pieces (volumes and shapes as geometric means,

@@ -113,8 +113,8 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
     variances given D (their exact maximiser) alternated with sweeps of plane rotations of
     D (Jacobi's method, exact per plane: module :mod:`gaussmix.families._eigen`),
     vectorised over the mixtures. ``W`` (S, K, d, d) the regularised scatters, ``n_k``
-    (S, K), ``previous`` (S, K, d, d) or None; ``equal_volume``: EVE's variances
-    ``lambda A_k`` (|A_k| = 1), else VVE's ``lambda_k A_k``.
+    (S, K), ``previous`` (S, K, d, d) or None; ``equal_volume`` (a bool, or one per
+    mixture): EVE's variances ``lambda A_k`` (|A_k| = 1), else VVE's ``lambda_k A_k``.
 
     At most ``WARM_SWEEPS`` sweeps from the previous covariances' common eigenvectors,
     else ``COLD_SWEEPS`` from the pooled scatter's, or ``sweeps``; they stop when no
@@ -126,12 +126,22 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
     n_total = n_k.sum(axis=1)
     dd = d * d
 
+    mixed = np.ndim(equal_volume) > 0
+    if mixed:
+        if equal_volume.all() or not equal_volume.any():
+            equal_volume, mixed = bool(equal_volume[0]), False
+        else:
+            eve = equal_volume[:, None, None]
+
     def inverse_variances(diag):  # (S, K, d): 1 / the variances given D
         diag = np.maximum(diag, 1e-300)
-        if equal_volume:  # EVE: lambda A_k, |A_k| = 1; 1 / (lambda diag / g_k)
+        if mixed or equal_volume:  # EVE: lambda A_k, |A_k| = 1; 1 / (lambda diag / g_k)
             g = np.exp(np.log(diag).sum(axis=-1) / d)  # (S, K)
             lam = g.sum(axis=1) / n_total
-            return g[..., None] / (lam[:, None, None] * diag)
+            inverse = g[..., None] / (lam[:, None, None] * diag)
+            if not mixed:
+                return inverse
+            return np.where(eve, inverse, n_k[..., None] / diag)
         return n_k[..., None] / diag  # VVE
 
     if previous is not None:  # the previous covariances' common eigenvectors

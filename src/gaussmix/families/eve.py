@@ -51,6 +51,9 @@ class EVE(EigenFamily):
 
 
     # -- many mixtures at once ---------------------------------------------------------
+    joint_solver = staticmethod(common_orientation)
+    joint_parameter = True  # equal volume
+
     def batched_covariances(self, W, n_k, previous=None):
         return common_orientation(W, n_k, previous, equal_volume=True)
 

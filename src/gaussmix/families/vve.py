@@ -48,6 +48,9 @@ class VVE(EigenFamily):
 
 
     # -- many mixtures at once ---------------------------------------------------------
+    joint_solver = staticmethod(common_orientation)
+    joint_parameter = False  # equal volume
+
     def batched_covariances(self, W, n_k, previous=None):
         return common_orientation(W, n_k, previous, equal_volume=False)
 

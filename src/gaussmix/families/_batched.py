@@ -153,6 +153,7 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
     if sweeps is None:
         sweeps = COLD_SWEEPS if previous is None else WARM_SWEEPS
     old = np.inf
+    frozen = None  # (mixed families) the mixtures whose family's sweeps have stopped
     planes = _plane_rounds(d)
     sign = np.array([1.0, -1.0])[:, None]
     for _ in range(sweeps):
@@ -174,6 +175,8 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
             p, q = pq[:, 0], pq[:, 1]
             r = np.hypot(p, q)
             active = p + r > 1e-15 * np.abs(pq).sum(axis=1)
+            if frozen is not None:
+                active &= ~frozen[:, None]  # a family whose sweeps have stopped
             # (cos 2t, sin 2t) = -(p, q) / r; then cos t, and sin t (with the sign of sin 2t)
             cs2 = np.where(active[:, None], -pq / r[:, None], _NO_ROTATION)
             cs = np.sqrt(np.maximum(0.5 * (1.0 + sign * cs2[:, :1]), 0.0))
@@ -183,7 +186,21 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
             R = (cs.reshape(S, 2 * m) @ build + base).reshape(S, d, d)
             Dm = Dm @ R
             B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
-        if objective_tol is None and not largest(np.concatenate(sines, axis=1)) > INNER_TOL:
+        if objective_tol is not None:
+            continue
+        if not mixed:
+            if not largest(np.concatenate(sines, axis=1)) > INNER_TOL:
+                break
+            continue
+        # EVE's and VVE's mixtures stop as each family's own loop would: a family whose
+        # rotations all fell below INNER_TOL keeps its orientation from now on
+        moved = np.maximum.reduce(np.abs(np.concatenate(sines, axis=1)), axis=1)
+        if frozen is None:
+            frozen = np.zeros(S, dtype=bool)
+        for family in (equal_volume, ~equal_volume):
+            if not frozen[family].all() and not moved[family].max() > INNER_TOL:
+                frozen[family] = True
+        if frozen.all():
             break
     if objective_tol is not None:  # exactly orthogonal again after many rotations
         Dm = np.linalg.qr(Dm)[0]

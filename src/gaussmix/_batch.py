@@ -34,6 +34,7 @@ import numpy as np
 from . import families as _families
 from . import stats as _stats
 from ._degeneracy import REG_FRACTION, RESOLUTION, degeneracy_reason, min_component_points
+from .families._batched import diagonal_view as _diagonal_view
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
@@ -47,9 +48,9 @@ _SKLEARN = ("spherical", "diag", "tied", "full")
 TYPES = (*_SKLEARN, *(_families.get(m).name for m in _families.MCLUST_MODELS
                       if _families.get(m).name not in _SKLEARN))
 SPHERICAL, DIAG, TIED, FULL = range(4)
-#: The families of the codes 4 to 13, whose M-step is the family's own constrained update
-#: (:meth:`Rows.m_step`).
-_CONSTRAINED = tuple(_families.get(t) for t in TYPES[4:])
+#: The family of each code. Those of the codes 4 to 13 take their M-step and their
+#: projection from the family (``batched_covariances``, ``batched_projection``).
+_FAMILIES = tuple(_families.get(t) for t in TYPES)
 
 
 @dataclass
@@ -188,6 +189,7 @@ class Rows:
             rows, cols = np.triu_indices(D)
             self._pairs = (rows, cols)
             self._twice = np.where(rows == cols, 1.0, 2.0)
+            self._minus_half_twice = -0.5 * self._twice
             self._on_diagonal = np.flatnonzero(rows == cols)
             # flat (D * D) positions of the upper triangle, and of every entry in it
             self._upper_flat = rows * D + cols
@@ -215,28 +217,29 @@ class Rows:
         w, cov = batch.weights, batch.covariances
         m = batch.means - self.center
         chol, bad_chol = _batched_cholesky(cov)
-        bad = np.any(bad_chol, axis=1) | ~(w.min(axis=1) >= 0)
+        bad = ~(w.min(axis=1) >= 0)
+        if bad_chol is not None:
+            bad |= bad_chol.any(axis=1)
+        any_bad = bool(bad.any())
         # (the factors of matrices without one are the identity: see _batched_cholesky)
-        prec, singular = _inverses(
-            chol @ np.swapaxes(chol, -1, -2) if bad.any() else cov
-        )
+        prec, singular = _inverses(chol @ np.swapaxes(chol, -1, -2) if any_bad else cov)
         if singular is not None:  # factored, yet singular to working precision (1e12 apart)
             bad |= np.any(singular, axis=1)
-        logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
         S, K = w.shape
         if self.features == "full":
-            quad = -0.5 * prec.reshape(S, K, D * D)[..., self._upper_flat] * self._twice
+            quad = prec.reshape(S, K, D * D)[..., self._upper_flat] * self._minus_half_twice
         else:
-            quad = -0.5 * np.diagonal(prec, axis1=-2, axis2=-1)
+            quad = -0.5 * _diagonal_view(prec)
             if self.features == "spherical":
                 quad = quad[..., :1]
         lin = np.einsum("skde,ske->skd", prec, m)
         # log of a zero weight: -690 (exp() of it is 0 next to any other component)
         const = np.log(np.maximum(w, 1e-300)) - 0.5 * (
-            D * _LOG_2PI + logdet + np.sum(lin * m, axis=-1)
+            D * _LOG_2PI + logdet + (lin * m).sum(axis=-1)
         )
         coef = np.concatenate([const[..., None], lin, quad], axis=-1)
-        if bad.any():
+        if any_bad or singular is not None:
             coef[bad] = 0.0
         return coef, bad
 
@@ -302,11 +305,15 @@ class Rows:
         (tied: the pooled covariance itself).
 
         mclust's other ten models (codes 4 to 13) take their family's constrained update of
-        the regularised scatter (:func:`constrained_covariances`); the iterative ones start
+        the regularised scatter (its ``batched_covariances``); the iterative ones start
         from ``previous`` (the batch the E-step used), so that the step never lowers the
         expected complete-data log-likelihood. ``previous_valid`` (S,): the mixtures of
         ``previous`` whose covariances the E-step factored (finite, positive definite).
         """
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._m_step(G, types, shrink, previous, previous_valid)
+
+    def _m_step(self, G, types, shrink, previous, previous_valid):
         D, reg = self.n_features, self.reg_covar
         nk_exact = G[..., 0]
         nk = nk_exact + 10 * np.finfo(np.float64).eps
@@ -327,12 +334,16 @@ class Rows:
             cov = (scatter + shrink * within[:, None]) / (nk + shrink)[..., None, None]
         else:
             cov = scatter / nk[..., None, None]
-        tied = types == TIED
-        if tied.any():
-            pooled = scatter[tied].sum(axis=1) / nk[tied].sum(axis=1)[:, None, None]
-            cov[tied] = pooled[:, None]
-        diagonal = types <= DIAG
-        if diagonal.any():
+        groups = _groups(types)
+        diagonal = None
+        for code, members in groups:
+            if code == TIED:
+                pooled = scatter[members].sum(axis=1) / nk[members].sum(axis=1)[:, None, None]
+                cov[members] = pooled[:, None]
+            elif code <= DIAG:
+                diagonal = True
+        if diagonal:
+            diagonal = types <= DIAG
             var = np.diagonal(cov[diagonal], axis1=-2, axis2=-1)
             spherical = types[diagonal] == SPHERICAL
             if spherical.any():
@@ -342,23 +353,71 @@ class Rows:
         else:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         _diagonal_view(cov)[...] += reg
-        if types.max(initial=0) > FULL:
+        if groups[-1][0] > FULL:
             if shrink:
                 W = scatter + shrink * within[:, None]
                 n_k = nk + shrink
             else:
                 W, n_k = scatter, nk
-            for code in np.unique(types[types > FULL]):
-                members = np.flatnonzero(types == code)
-                prev = None if previous is None else previous.covariances[members]
-                valid = previous_valid is not None and bool(previous_valid[members].all())
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    cov[members] = constrained_covariances(
-                        _CONSTRAINED[code - 4], W[members], n_k[members], reg, self.features,
-                        prev, previous_valid=valid,
-                    )
+            self._constrained(W, n_k, groups, cov, previous, previous_valid)
         weights = nk / nk.sum(axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
+
+    def _constrained(self, W, n_k, groups, cov, previous, previous_valid):
+        """The covariances of mclust's other ten models (codes 4 to 13), into ``cov``.
+
+        The regularised scatters (``W_k + reg_covar n_k I``) and their diagonals are
+        formed once for all the mixtures, then each family's update
+        (``batched_covariances``) takes its own mixtures.
+        """
+        D, reg = self.n_features, self.reg_covar
+        reg_nk = reg * n_k[..., None]
+        W_diag = _diagonal_view(W)
+        scatters = {}  # statistic -> regularised diagonals (S, K, D) or matrices
+        if previous is not None:
+            previous = previous.covariances
+            if previous_valid is None or not previous_valid.all():
+                previous = _usable(previous, W, n_k)
+        joint = {}  # joint solver -> [(members, family), ...]
+        for code, members in groups:
+            if code <= FULL:
+                continue
+            family = _FAMILIES[code]
+            form = family.statistic
+            if form == "diagonal" and self.features == "spherical":
+                form = "trace"
+            if form not in scatters:
+                if form == "trace":
+                    scatters[form] = np.repeat(W_diag.sum(axis=-1, keepdims=True) / D, D,
+                                               axis=-1) + reg_nk
+                elif form == "diagonal":
+                    scatters[form] = W_diag + reg_nk
+                else:
+                    Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
+                    _diagonal_view(Wf)[...] += reg_nk
+                    scatters[form] = Wf
+            if family.joint_solver is not None:
+                joint.setdefault(family.joint_solver, []).append((members, family, form))
+                continue
+            cov[members] = family.batched_covariances(
+                scatters[form][members], n_k[members],
+                None if previous is None else previous[members],
+            )
+        for solver, parts in joint.items():
+            if len(parts) == 1:
+                members, family, form = parts[0]
+                cov[members] = family.batched_covariances(
+                    scatters[form][members], n_k[members],
+                    None if previous is None else previous[members],
+                )
+                continue
+            # several families sharing one solver (EVE and VVE): one call for all
+            index = np.concatenate([np.arange(W.shape[0])[members] for members, _, _ in parts])
+            parameter = np.concatenate([np.full(np.arange(W.shape[0])[members].size,
+                                                family.joint_parameter)
+                                        for members, family, _ in parts])
+            cov[index] = solver(scatters[parts[0][2]][index], n_k[index],
+                                None if previous is None else previous[index], parameter)
 
     def accurate(self, G, batch: Batch) -> np.ndarray:
         """(S,) whether every component's moments kept float64's accuracy (see module doc)."""
@@ -543,164 +602,27 @@ class Rows:
         return self._repeated
 
 
-#: Most rounds of the iterative M-steps (VEI, VEE, VEV, EVE, VVE) per EM step when they
-#: start from the current parameters: each round raises the expected complete-data
-#: log-likelihood, so EM stays monotone (generalised EM) and its fixed points are the
-#: constrained maxima; more rounds are allowed from a partition. The rounds stop earlier
-#: when the shared piece moves by less than _INNER_TOL (relative; for an orientation, the
-#: sine of every plane rotation).
-_WARM_ROUNDS = 5  # (20 gave the same fits on Old Faithful's and iris's grids, 10% slower)
-_COLD_ROUNDS = 200
-_INNER_TOL = 1e-9
-#: ... for EVE and VVE, sweeps of plane rotations of the shared orientation (each costs
-#: D - 1 rounds of rotations; fewer per EM step, as generalised EM allows).
-_WARM_SWEEPS = 3
-_COLD_SWEEPS = 30
-
-
-def constrained_covariances(family, W, n_k, reg_covar, features, previous=None,
-                            previous_valid=False):
-    """(S, K, D, D) covariances of one of mclust's constrained families, for S mixtures.
-
-    ``W`` (S, K, D, D) are the weighted scatters about the new means (only their diagonal
-    is meaningful with ``features`` "diag", their mean diagonal with "spherical"), ``n_k``
-    (S, K) the divisors; ``previous`` (S, K, D, D) the current covariances (the start of
-    the iterative updates) or None. The scatter is regularised as the family's own
-    M-step does it (``W_k + reg_covar n_k I``, before the constrained update). The closed
-    forms (EII, EEI, EVI, EEV, EVV) are the family's, for all S mixtures at once. The
-    iterative models (VEI, VEE, VEV, EVE, VVE) take the family's block updates (each the
-    exact maximiser of one block given the others), vectorised over the mixtures, for
-    ``_WARM_ROUNDS`` rounds from ``previous`` (generalised EM: the expected complete-data
-    log-likelihood never falls; at EM's fixed point the rounds are at their constrained
-    maximum) or ``_COLD_ROUNDS`` from the family's closed-form start. ``previous_valid``:
-    every covariance of ``previous`` is known to be finite and positive definite (the
-    E-step factored it), so :func:`_usable` need not check it again.
-    """
-    S, K, D, _ = W.shape
-    name = family.name
-    form = family.statistic  # "trace", "diagonal" or "full"
-    n_total = n_k.sum(axis=1)  # (S,)
-    if form == "trace" or (form == "diagonal" and features == "spherical"):
-        diag = np.repeat(np.trace(W, axis1=-2, axis2=-1)[..., None] / D, D, axis=-1)
-    else:
-        diag = np.diagonal(W, axis1=-2, axis2=-1)
-    diag = diag + reg_covar * n_k[..., None]  # (S, K, D): the regularised diagonal
-    eye = np.eye(D)
-    if previous is not None and not previous_valid:
-        previous = _usable(previous, W, n_k)
-    if name == "EII":
-        lam = diag.sum(axis=(1, 2)) / (D * n_total)
-        return lam[:, None, None, None] * eye + np.zeros((S, K, D, D))
-    if name == "EEI":
-        var = diag.sum(axis=1) / n_total[:, None]  # (S, D)
-        return np.broadcast_to((var[:, :, None] * eye)[:, None], (S, K, D, D)).copy()
-    if name == "EVI":
-        with np.errstate(divide="ignore"):
-            root = np.exp(np.mean(np.log(diag), axis=-1))  # (S, K)
-        volume = root.sum(axis=1) / n_total
-        # Divided first: volume * diag overflowed (1e160 * 1e161) on data of scale 1e80.
-        var = volume[:, None, None] * (diag / np.where(root > 0, root, 1.0)[..., None])
-        return var[..., None] * eye
-    if name == "VEI":
-        return _vei(diag, n_k, previous)[..., None] * eye
-    Wf = 0.5 * (W + np.swapaxes(W, -1, -2))
-    _diagonal_view(Wf)[...] += reg_covar * n_k[..., None]
-    if name == "EEV":
-        eigval, eigvec = np.linalg.eigh(Wf)
-        pooled = eigval.sum(axis=1) / n_total[:, None]  # (S, D)
-        cov = (eigvec * pooled[:, None, None, :]) @ np.swapaxes(eigvec, -1, -2)
-        return 0.5 * (cov + np.swapaxes(cov, -1, -2))
-    if name == "EVV":
-        sign, logdet = np.linalg.slogdet(Wf)
-        root = np.where(sign > 0, np.exp(logdet / D), 0.0)  # (S, K)
-        volume = root.sum(axis=1) / n_total
-        scale = volume[:, None] / np.where(root > 0, root, 1.0)
-        return scale[..., None, None] * Wf
-    if name == "VEE":
-        return _vee(Wf, n_k, previous)
-    if name == "VEV":
-        return _vev(Wf, n_k, previous)
-    if name in ("EVE", "VVE"):
-        return _common_orientation(Wf, n_k, previous, equal_volume=name == "EVE")
-    raise ValueError(f"no batched M-step for covariance family {name!r}")  # pragma: no cover
-
-
 def project(batch: Batch) -> Batch:
     """``batch`` with the covariances of mclust's constrained models moved onto their
-    constraint (:func:`project_covariances`); the others are returned as they are."""
-    codes = batch.types
-    if codes.max(initial=0) <= FULL:
+    constraint (each family's ``batched_projection``); the others are returned as they
+    are (scikit-learn's four constraints are linear: extrapolations keep them)."""
+    groups = _groups(batch.types)
+    if groups[-1][0] <= FULL:
         return batch
     out = batch.copy()
-    for code in np.unique(codes[codes > FULL]):
-        members = np.flatnonzero(codes == code)
-        out.covariances[members] = project_covariances(TYPES[code], out.covariances[members])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for code, members in groups:
+            if code > FULL:
+                family = _FAMILIES[code]
+                out.covariances[members] = family.batched_projection(out.covariances[members])
     return out
 
 
 def project_covariances(name, cov):
-    """(S, K, D, D) covariances moved onto the constraint of mclust's model ``name``.
-
-    Each shared piece becomes the mean of the components' pieces (volumes and shapes as
-    geometric means, orientations as the eigenvectors of a combination of the matrices);
-    covariances that satisfy the constraint are returned unchanged (to rounding). Used on
-    SQUAREM's extrapolations, whose mixtures need not satisfy the constraint; one that is
-    not positive definite gives non-finite values (the E-step then rejects it).
-    """
-    K, D = cov.shape[1], cov.shape[-1]
-    eye = np.eye(D)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        diag = np.diagonal(cov, axis1=-2, axis2=-1)
-        if name == "EII":
-            return np.broadcast_to(diag.mean(axis=(1, 2))[:, None, None, None] * eye,
-                                   cov.shape).copy()
-        if name == "EEI":
-            return np.broadcast_to((diag.mean(axis=1)[..., None] * eye)[:, None],
-                                   cov.shape).copy()
-        if name in ("VEI", "EVI"):
-            log_diag = np.log(diag)
-            log_vol = log_diag.mean(axis=-1, keepdims=True)  # (S, K, 1)
-            log_shape = log_diag - log_vol
-            if name == "VEI":
-                log_shape = np.broadcast_to(log_shape.mean(axis=1, keepdims=True), diag.shape)
-            else:
-                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
-            return np.exp(log_vol + log_shape)[..., None] * eye
-        if name in ("VEE", "EVV"):
-            sign, logdet = np.linalg.slogdet(cov)
-            log_vol = np.where(sign > 0, logdet / D, np.nan)  # (S, K)
-            unit = cov / np.exp(log_vol)[..., None, None]
-            if name == "VEE":
-                unit = np.broadcast_to(_normalised(unit.mean(axis=1))[:, None], cov.shape)
-            else:
-                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
-            out = np.exp(log_vol)[..., None, None] * unit
-            return 0.5 * (out + np.swapaxes(out, -1, -2))
-        if name in ("EEV", "VEV"):
-            eigval, eigvec = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
-            log_eig = np.log(eigval)
-            log_vol = log_eig.mean(axis=-1, keepdims=True)
-            log_shape = np.broadcast_to((log_eig - log_vol).mean(axis=1, keepdims=True),
-                                        eigval.shape)
-            if name == "EEV":
-                log_vol = np.broadcast_to(log_vol.mean(axis=1, keepdims=True), log_vol.shape)
-            values = np.exp(log_vol + log_shape)
-            out = (eigvec * values[..., None, :]) @ np.swapaxes(eigvec, -1, -2)
-            return 0.5 * (out + np.swapaxes(out, -1, -2))
-        if name in ("EVE", "VVE"):
-            if not np.all(np.isfinite(cov)):
-                return np.full(cov.shape, np.nan)
-            scaled = cov / np.trace(cov, axis1=-2, axis2=-1)[..., None, None]
-            mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
-            Dm = np.linalg.eigh(0.5 * (mix + np.swapaxes(mix, -1, -2)))[1]
-            sigma = _diagonal_in(Dm, cov)
-            if name == "EVE":
-                log_sigma = np.log(sigma)
-                log_vol = log_sigma.mean(axis=-1, keepdims=True)
-                sigma = np.exp(log_sigma - log_vol + log_vol.mean(axis=1, keepdims=True))
-            out = _rebuilt(Dm[:, None], sigma)
-            return 0.5 * (out + np.swapaxes(out, -1, -2))
-    raise ValueError(f"no projection for covariance family {name!r}")  # pragma: no cover
+    """(S, K, D, D) covariances moved onto the constraint of the family ``name`` (its
+    ``batched_projection``, :meth:`gaussmix.families.CovarianceFamily.batched_projection`)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _families.get(name).batched_projection(cov)
 
 
 def _usable(previous, W, n_k):
@@ -718,35 +640,6 @@ def _usable(previous, W, n_k):
     D = W.shape[-1]
     previous[bad] = W[bad] / n_k[bad][..., None, None] + np.eye(D) * 1e-300
     return previous
-
-
-def _geometric_mean(values, axis=-1):
-    # (sum / n rather than np.mean: this runs a few thousand times per selection, on
-    # small arrays, where np.mean's Python wrapper costs more than the arithmetic)
-    with np.errstate(divide="ignore"):
-        return np.exp(np.log(values).sum(axis=axis) / values.shape[axis])
-
-
-def _vei(diag, n_k, previous):
-    """VEI (lambda_k B, B diagonal, |B| = 1): alternate volumes and shape (family's rounds)."""
-    D = diag.shape[-1]
-    if previous is not None:
-        log_shape = np.mean(np.log(np.diagonal(previous, axis1=-2, axis2=-1)), axis=1)
-        rounds = _WARM_ROUNDS
-    else:
-        log_shape = np.log(diag.sum(axis=1))
-        rounds = _COLD_ROUNDS
-    shape = np.exp(log_shape - log_shape.mean(axis=-1, keepdims=True))  # (S, D)
-    for _ in range(rounds):
-        volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)  # (S, K)
-        weighted = (diag / np.where(volumes > 0, volumes, np.inf)[..., None]).sum(axis=1)
-        new = weighted / _geometric_mean(weighted)[:, None]
-        change = np.max(np.abs(new / shape - 1.0), initial=0.0)
-        shape = new
-        if not change > _INNER_TOL:
-            break
-    volumes = (diag / shape[:, None]).sum(axis=-1) / (D * n_k)
-    return volumes[..., None] * shape[:, None]
 
 
 def _inverses(matrices):
@@ -775,153 +668,26 @@ def _each_or_identity(func, flat):
     return out, failed
 
 
-def _spd_inverse(matrices):
-    """Inverses of a stack of symmetric positive semi-definite matrices. ``np.linalg.inv``
-    as a rule; when one of the stack is singular to working precision (a start holding a
-    far outlier: eigenvalues 1e24 apart), the whole stack through eigenvalues floored at
-    eps times the largest, so that one start cannot stop the others."""
-    try:
-        return np.linalg.inv(matrices)
-    except np.linalg.LinAlgError:
-        values, vectors = np.linalg.eigh(matrices)
-        floor = np.finfo(np.float64).eps * np.max(np.abs(values), axis=-1, keepdims=True)
-        values = np.maximum(values, np.maximum(floor, 1e-300))
-        return (vectors / values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+_GROUPS: dict = {}
 
 
-def _normalised(matrices):
-    D = matrices.shape[-1]
-    _, log_det = np.linalg.slogdet(matrices)
-    return matrices / np.exp(log_det / D)[..., None, None]
-
-
-def _vee(W, n_k, previous):
-    """VEE (lambda_k C, |C| = 1): alternate volumes and the shared C (family's rounds)."""
-    D = W.shape[-1]
-    if previous is not None:
-        shape = _normalised(_normalised(previous).mean(axis=1))
-        rounds = _WARM_ROUNDS
-    else:
-        shape = _normalised(W.sum(axis=1))
-        rounds = _COLD_ROUNDS
-    for _ in range(rounds + 1):
-        inv = _spd_inverse(shape)
-        trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
-        volume = trace / (D * n_k)  # (S, K)
-        if _ == rounds:
-            break
-        new = _normalised(np.einsum("sk,skij->sij", 1.0 / volume, W))
-        new = 0.5 * (new + np.swapaxes(new, -1, -2))
-        change = np.max(np.abs(new - shape), initial=0.0) / max(np.max(np.abs(new)), 1e-300)
-        shape = new
-        if not change > _INNER_TOL:
-            inv = _spd_inverse(shape)
-            trace = np.maximum(np.einsum("skij,sji->sk", W, inv), 1e-300)
-            volume = trace / (D * n_k)
-            break
-    return volume[..., None, None] * shape[:, None]
-
-
-def _vev(W, n_k, previous):
-    """VEV (lambda_k D_k A D_k^T, |A| = 1): eigenvalues of each scatter, then alternate
-    volumes and the shared shape A (family's rounds)."""
-    D = W.shape[-1]
-    omega, vectors = np.linalg.eigh(W)
-    omega = np.maximum(omega[..., ::-1], 1e-300)  # decreasing, (S, K, D)
-    vectors = vectors[..., ::-1]
-    if previous is not None:
-        eig = np.linalg.eigvalsh(previous)[..., ::-1]
-        shape = (eig / _geometric_mean(eig)[..., None]).mean(axis=1)
-        rounds = _WARM_ROUNDS
-    else:
-        shape = (omega / n_k[..., None]).sum(axis=1)
-        rounds = _COLD_ROUNDS
-    shape = shape / _geometric_mean(shape)[:, None]  # (S, D)
-    for _ in range(rounds + 1):
-        volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
-        if _ == rounds:
-            break
-        new = (omega / volume[..., None]).sum(axis=1)
-        new = new / _geometric_mean(new)[:, None]
-        change = np.max(np.abs(new / shape - 1.0), initial=0.0)
-        shape = new
-        if not change > _INNER_TOL:
-            volume = np.einsum("skd,sd->sk", omega, 1.0 / shape) / (D * n_k)
-            break
-    variances = volume[..., None] * shape[:, None]
-    cov = _rebuilt(vectors, variances)
-    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
-
-
-def _common_orientation(W, n_k, previous, equal_volume):
-    """EVE and VVE (Sigma_k = D diag(sigma_k) D^T, one orientation D): the variances given
-    D (their exact maximiser) alternated with sweeps of plane rotations of D (Jacobi's
-    method, the families' ``common_orientation_sweep``), vectorised over the mixtures."""
-    from .families._eigen import _round_robin
-
-    S, K, d = W.shape[0], W.shape[1], W.shape[-1]
-    n_total = n_k.sum(axis=1)
-    eye = np.eye(d)
-
-    def variances(diag):  # (S, K, d)
-        if equal_volume:  # EVE: lambda A_k, |A_k| = 1
-            diag = np.maximum(diag, 1e-300)
-            g = _geometric_mean(diag)  # (S, K)
-            return (g.sum(axis=1) / n_total)[:, None, None] * (diag / g[..., None])
-        return np.maximum(diag, 1e-300) / n_k[..., None]  # VVE
-
-    if previous is not None:  # the previous covariances' common eigenvectors
-        scaled = previous / np.trace(previous, axis1=-2, axis2=-1)[..., None, None]
-        mix = np.einsum("k,skij->sij", np.sqrt(np.arange(2, K + 2)), scaled)
-        Dm = np.linalg.eigh(mix)[1]
-        rounds = _WARM_SWEEPS
-    else:
-        Dm = np.linalg.eigh(W.sum(axis=1))[1]
-        rounds = _COLD_SWEEPS
-    planes = _round_robin(d)
-    for _ in range(rounds):
-        B = np.swapaxes(Dm, -1, -2)[:, None] @ W @ Dm[:, None]
-        largest = 0.0
-        for I, J in planes:
-            weights = 1.0 / variances(np.diagonal(B, axis1=-2, axis2=-1))
-            dw = weights[..., I] - weights[..., J]  # (S, K, m)
-            p = 0.5 * np.sum(dw * (B[..., I, I] - B[..., J, J]), axis=1)  # (S, m)
-            q = np.sum(dw * B[..., I, J], axis=1)
-            r = np.hypot(p, q)
-            active = p + r > 1e-15 * (np.abs(p) + np.abs(q))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cos2 = np.where(active, -p / r, 1.0)
-                sin2 = np.where(active, -q / r, 0.0)
-            c = np.sqrt(np.maximum(0.5 * (1.0 + cos2), 0.0))
-            s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), sin2)
-            largest = max(largest, float(np.max(np.abs(s), initial=0.0)))
-            # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
-            R = np.broadcast_to(eye, (S, d, d)).copy()
-            R[:, I, I] = c
-            R[:, J, J] = c
-            R[:, I, J] = -s
-            R[:, J, I] = s
-            Dm = Dm @ R
-            B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
-        if not largest > _INNER_TOL:
-            break
-    Dm = np.linalg.qr(Dm)[0]
-    sigma = variances(_diagonal_in(Dm, W))
-    cov = _rebuilt(Dm[:, None], sigma)
-    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
-
-
-# (Products of small stacked matrices by matmul: np.einsum with three operands loops in C
-# over every index, 3 to 10 times slower at D = 2 to 5.)
-def _diagonal_in(Dm, W):
-    """(S, K, d) diagonals of ``Dm^T W_k Dm``: ``Dm`` (S, d, d), ``W`` (S, K, d, d)."""
-    return np.sum((W @ Dm[:, None]) * Dm[:, None], axis=-2)
-
-
-def _rebuilt(vectors, values):
-    """(..., d, d) ``V diag(values) V^T``: ``vectors`` (..., d, d) broadcast with the
-    (..., d) ``values``."""
-    return (vectors * values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+def _groups(types) -> list:
+    """``[(code, members), ...]`` of a ``types`` array, by increasing code: ``members`` a
+    slice when the mixtures of that code are consecutive (views, not copies), else their
+    indices. Cached: a selection steps the same few arrays of types many times."""
+    key = (types.dtype.str, types.tobytes())
+    out = _GROUPS.get(key)
+    if out is None:
+        out = []
+        for code in np.unique(types).tolist():
+            members = np.flatnonzero(types == code)
+            if members[-1] - members[0] + 1 == members.size:
+                members = slice(int(members[0]), int(members[-1]) + 1)
+            out.append((code, members))
+        if len(_GROUPS) > 4096:
+            _GROUPS.clear()
+        _GROUPS[key] = out
+    return out
 
 
 def _storage(code, cov):
@@ -935,19 +701,11 @@ def _storage(code, cov):
     return diag.copy() if form == "diagonal" else diag.mean(axis=1)
 
 
-def _diagonal_view(a):
-    """A writeable view of the diagonals of a stack of (D, D) matrices (basic slicing when
-    the stack is C-contiguous, else the strided view ``np.einsum`` returns)."""
-    D = a.shape[-1]
-    if a.flags.c_contiguous:
-        return a.reshape(*a.shape[:-2], D * D)[..., :: D + 1]
-    return np.einsum("...ii->...i", a)
-
-
 def _batched_cholesky(cov):
-    """Cholesky factors of a stack of matrices, and a mask of the ones that have none."""
+    """Cholesky factors of a stack of matrices, and a mask of the ones that have none
+    (None when every matrix has one)."""
     try:
-        return np.linalg.cholesky(cov), np.zeros(cov.shape[:-2], dtype=bool)
+        return np.linalg.cholesky(cov), None
     except np.linalg.LinAlgError:
         pass
     flat = cov.reshape(-1, *cov.shape[-2:])

@@ -33,7 +33,8 @@ For every model the rest of the log-posterior has the form
 the expected complete-data log-likelihood of scatters ``P_k + Lambda_k`` and counts
 ``N_k + c_k``: the posterior mode is the model's maximum-likelihood M-step (closed form or
 iterative, :mod:`gaussmix.families`) applied to them. The counts and scales per model
-(:data:`TERMS`, checked against mclust by ``benchmarks/mclust_prior_reference.py``)::
+(each family's ``prior_terms``, gathered in :data:`TERMS`; checked against mclust by
+``benchmarks/mclust_prior_reference.py``)::
 
     model  c_k                     Lambda_k      Sigma_k's update
     VVV    nu + D + 2              Lambda        (P_k + Lambda) / (N_k + nu + D + 2)
@@ -67,6 +68,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import families as _families
+
 __all__ = [
     "DEFAULT_SHRINKAGE",
     "PRIOR_MODELS",
@@ -79,37 +82,22 @@ __all__ = [
 ]
 
 DEFAULT_SHRINKAGE = 0.01
-#: mclust's models with a prior update, in mclust's order.
-PRIOR_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "EEV", "VEV", "VVV")
-_MATRIX_SCALE = ("EEE", "EEV", "VEV", "VVV")
+#: mclust's models with a prior update, in mclust's order (the families whose
+#: ``prior_terms`` are not None).
+PRIOR_MODELS = tuple(m for m in _families.MCLUST_MODELS if _families.get(m).has_prior)
 _KEYS = ("shrinkage", "mean", "dof", "scale")
 
 
-def _terms_c(model, dof, K, D):
-    """``c_k``, the count the prior adds to component k (see the module docstring)."""
-    return {
-        "VVV": dof + D + 2,
-        "EEE": (dof + D + 1 + K) / K,
-        "EEV": (dof + D + 2) / K,
-        "VEV": 0.0,
-        "VVI": dof + 3,
-        "EEI": (dof + 2) / K,
-        "EVI": (dof + 2) / K,
-        "VEI": (dof + 3) / D,
-        "VII": 1 + (dof + 2) / D,
-        "EII": 1 + (dof + 2) / (K * D),
-    }[model]
+def _matrix_scale(model) -> bool:
+    """The prior scale is a (D, D) matrix (EEE, EEV, VEV, VVV), else a variance."""
+    return _families.get(model).correlated
 
 
-def _terms_scale(model, K, D):
-    """The multiple of the scale each component's scatter gets: ``Lambda_k = f Lambda``
-    (matrix models) or ``f s I`` (variance models); EII none."""
-    return {"EEE": 1.0 / K, "EEI": 1.0 / K, "VII": 1.0 / D, "EII": 0.0}.get(model, 1.0)
-
-
-#: model -> (c_k as a function of (dof, K, D), scale factor as a function of (K, D)).
-TERMS = {m: (lambda dof, K, D, m=m: _terms_c(m, dof, K, D),
-             lambda K, D, m=m: _terms_scale(m, K, D)) for m in PRIOR_MODELS}
+#: model -> (c_k as a function of (dof, K, D), scale factor as a function of (K, D)): each
+#: family's ``prior_terms`` (:meth:`gaussmix.families.CovarianceFamily.prior_terms`).
+TERMS = {m: (lambda dof, K, D, m=m: _families.get(m).prior_terms(dof, K, D)[0],
+             lambda K, D, m=m: _families.get(m).prior_terms(1.0, K, D)[1])
+         for m in PRIOR_MODELS}
 
 
 @dataclass(frozen=True)
@@ -143,13 +131,14 @@ class Prior:
 
     def counts(self, n_components):
         """``c_k``, (K,)."""
-        c = TERMS[self.model][0](self.dof, n_components, self.mean.shape[0])
+        c, _ = _families.get(self.model).prior_terms(self.dof, n_components,
+                                                     self.mean.shape[0])
         return np.full(n_components, self.weight * float(c))
 
     def scatter_term(self, statistic, n_components):
         """``Lambda_k`` reduced as the family's statistic (full, pooled, diagonal, trace)."""
         K, D = n_components, self.mean.shape[0]
-        f = self.weight * TERMS[self.model][1](K, D)
+        f = self.weight * _families.get(self.model).prior_terms(self.dof, K, D)[1]
         scale = np.asarray(self.scale, dtype=np.float64)
         matrix = scale if scale.ndim == 2 else scale * np.eye(D)
         if statistic == "pooled":
@@ -250,7 +239,7 @@ def resolve_prior(spec, family, n_components, data_mean, data_cov) -> Prior | No
     else:
         cov = np.asarray(data_cov, dtype=np.float64).reshape(D, D)
         factor = float(K) ** (2.0 / D)
-        if model in _MATRIX_SCALE:
+        if _matrix_scale(model):
             scale = cov / factor
         else:
             scale = np.array(np.trace(cov) / D / factor)
@@ -265,7 +254,7 @@ def resolve_prior(spec, family, n_components, data_mean, data_cov) -> Prior | No
 
 
 def _check_scale(scale, model, D):
-    if model in _MATRIX_SCALE:
+    if _matrix_scale(model):
         if scale.ndim == 0:
             scale = float(scale) * np.eye(D)
         if scale.shape != (D, D):

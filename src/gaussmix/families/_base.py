@@ -249,6 +249,49 @@ class CovarianceFamily:
         )
         return means, self.solve_scatter(W, n, np.shape(s1)[1], previous)
 
+    # -- mclust's conjugate prior (gaussmix._prior) -------------------------------------
+    def prior_terms(self, dof: float, n_components: int, n_features: int):
+        """``(c_k, f)`` of mclust's conjugate prior for this family (Fraley & Raftery 2007;
+        table in :mod:`gaussmix._prior`): the count ``c_k`` the prior adds to each
+        component and the multiple ``f`` of the prior scale each component's scatter gets;
+        None when the family has no update under the prior (as in mclust)."""
+        return None
+
+    @property
+    def has_prior(self) -> bool:
+        """True when the family has an update under mclust's conjugate prior."""
+        return self.prior_terms(1.0, 1, 1) is not None
+
+    # -- many mixtures at once (model selection's lean path, gaussmix._batch) ----------
+    def batched_covariances(self, W, n_k, previous=None) -> np.ndarray:
+        """(S, K, D, D) covariances of S mixtures maximising the expected complete-data
+        log-likelihood under the family's constraint (:meth:`solve_scatter` for each).
+
+        ``W``: the regularised scatters about the new means, ``W_k + reg_covar n_k I``, as
+        (S, K, D) diagonals when the family's ``statistic`` is "diagonal" or "trace" (for
+        "trace", every entry the D-th part of the trace), else as (S, K, D, D) symmetric
+        matrices; ``n_k`` (S, K) the counts; ``previous`` (S, K, D, D) the current
+        covariances (finite and positive definite: the start of an iterative update) or
+        None. Runs under the caller's ``np.errstate``; conventions and helpers in
+        :mod:`gaussmix.families._batched`.
+        """
+        raise NotImplementedError(f"no batched M-step for the {self.name} family")
+
+    #: A function solving the mixtures of several families in one call, or None:
+    #: ``joint_solver(W, n_k, previous, parameters)`` with one ``joint_parameter`` per
+    #: mixture (EVE and VVE share the common-orientation sweeps: one loop for both).
+    joint_solver = None
+    joint_parameter = None
+
+    def batched_projection(self, cov) -> np.ndarray:
+        """(S, K, D, D) covariances moved onto the family's constraint: each shared piece
+        becomes the mean of the components' pieces (volumes and shapes as geometric means,
+        orientations as common eigenvectors); covariances that satisfy the constraint come
+        back unchanged (to rounding). For SQUAREM's extrapolations, which need not satisfy
+        a constraint that is not linear; one that is not positive definite gives
+        non-finite values. Runs under the caller's ``np.errstate``."""
+        raise NotImplementedError(f"no batched projection for the {self.name} family")
+
     # -- checks ------------------------------------------------------------------------
     def check_precisions_init(self, precisions) -> None:
         """Raise ValueError unless every precision is valid (shape already checked)."""

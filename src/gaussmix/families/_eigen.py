@@ -18,8 +18,23 @@ scikit-learn's ``S_k + reg_covar I``.
 The updates are block-coordinate ascents: each block (volumes, shapes, orientations) is set
 to its exact maximiser given the others, so ``Q`` never decreases. Started from the
 previous covariances (EM's current parameters), the M-step therefore raises the expected
-complete-data log-likelihood and EM stays monotone. They stop when the relative change of
-``Q`` falls below ``inner_tol`` or after ``inner_max_iter`` iterations (class attributes).
+complete-data log-likelihood and EM stays monotone. Each family writes its update once,
+for S mixtures at once (``batched_covariances``, shared pieces in
+:mod:`gaussmix.families._batched`); a single fit is the case S = 1, run until the shared
+piece moves by less than ``inner_tol`` (relative; EVE and VVE: until the relative change
+of ``-2 Q`` is at most ``inner_tol``) or for ``inner_max_iter`` rounds (class attributes).
+
+EVE's and VVE's orientation D is improved by sweeps of plane rotations: with weights
+``w = 1 / variances``, rotating the plane of columns (i, j) by theta changes
+``sum_k sum_j w_kj (D^T W_k D)_jj`` by ``P cos 2theta + Q sin 2theta - P`` with
+``P = sum_k (w_ki - w_kj)(b_kii - b_kjj) / 2`` and ``Q = sum_k (w_ki - w_kj) b_kij``; its
+exact minimiser is ``(cos 2theta, sin 2theta) = -(P, Q) / hypot(P, Q)`` (Jacobi's method,
+as in Flury & Gautschi's common principal components). This is Browne & McNicholas'
+majorise-minimise step with the majoriser restricted to one plane, where it is exact: the
+objective falls at least as much. The planes of a round are disjoint
+(:func:`_round_robin`), so their rotations do not interact and are applied at once; the
+variances are re-solved (their exact maximiser) after every round, so the objective never
+rises. A sweep takes d - 1 rounds (d for odd d).
 """
 
 from __future__ import annotations
@@ -31,7 +46,7 @@ import numpy as np
 from ._scatter import regularised_scatter
 from .full import Full
 
-__all__ = ["EigenFamily", "common_orientation_sweep", "fit_common_orientation", "objective"]
+__all__ = ["EigenFamily", "objective"]
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -65,88 +80,16 @@ def _round_robin(n_features):
     return tuple(rounds)
 
 
-def common_orientation_sweep(B, D, variances):
-    """One sweep of plane rotations of a shared orientation D, each lowering the objective.
-
-    ``B`` (K, d, d) holds ``D^T W_k D`` and ``D`` (d, d) the orthogonal orientation; both are
-    updated in place. ``variances(diag)`` gives the optimal per-axis variances (K, d) for the
-    diagonals ``diag`` (K, d) of ``B`` (the model's volume and shape given D).
-
-    With weights ``w = 1 / variances``, rotating the plane of columns (i, j) by theta changes
-    ``sum_k sum_j w_kj (D^T W_k D)_jj`` by ``P cos 2theta + Q sin 2theta - P`` with
-    ``P = sum_k (w_ki - w_kj)(b_kii - b_kjj) / 2`` and ``Q = sum_k (w_ki - w_kj) b_kij``; its
-    exact minimiser is ``(cos 2theta, sin 2theta) = -(P, Q) / hypot(P, Q)`` (Jacobi's method,
-    as in Flury & Gautschi's common principal components). This is Browne & McNicholas'
-    majorise-minimise step with the majoriser restricted to one plane, where it is exact:
-    the objective falls at least as much.
-
-    The planes of a round are disjoint (:func:`_round_robin`), so their rotations do not
-    interact and are applied at once, vectorised; the variances are re-solved (their exact
-    maximiser) after every round, so the objective never rises. A sweep (d - 1 rounds, or
-    d for odd d) costs O(K d^3) in d NumPy passes.
-    """
-    weights = 1.0 / variances(np.diagonal(B, axis1=1, axis2=2))
-    for I, J in _round_robin(D.shape[0]):
-        dw = weights[:, I] - weights[:, J]
-        p = 0.5 * np.sum(dw * (B[:, I, I] - B[:, J, J]), axis=0)
-        q = np.sum(dw * B[:, I, J], axis=0)
-        r = np.hypot(p, q)
-        active = p + r > 1e-15 * (np.abs(p) + np.abs(q))
-        if not active.any():
-            continue
-        I, J, p, q, r = I[active], J[active], p[active], q[active], r[active]
-        cos2, sin2 = -p / r, -q / r
-        c = np.sqrt(np.maximum(0.5 * (1.0 + cos2), 0.0))
-        s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), sin2)
-        # B <- R^T B R and D <- D R, R the identity with [[c, -s], [s, c]] in each plane.
-        for M, axis in ((D, 1), (B, 2), (B, 1)):
-            first = np.take(M, I, axis=axis)
-            second = np.take(M, J, axis=axis)
-            shape = [1] * M.ndim
-            shape[axis] = -1
-            cc, ss = c.reshape(shape), s.reshape(shape)
-            index = [slice(None)] * M.ndim
-            index[axis] = I
-            M[tuple(index)] = cc * first + ss * second
-            index[axis] = J
-            M[tuple(index)] = cc * second - ss * first
-        weights = 1.0 / variances(np.diagonal(B, axis1=1, axis2=2))
-
-
-def fit_common_orientation(family, W, n, D, variances):
-    """Sigma_k = D diag(variances_k) D^T maximising Q, iterating from orientation ``D``.
-
-    ``variances(diag)`` (K, d) is the exact maximiser of Q over the volumes and shapes for a
-    fixed D, where ``diag`` (K, d) is the diagonal of ``D^T W_k D``. Alternates it with
-    :func:`common_orientation_sweep` until the objective's relative change is below
-    ``family.inner_tol`` (at most ``family.inner_max_iter`` sweeps).
-    """
-    D = np.array(D, dtype=np.float64)
-    old = np.inf
-    for _ in range(family.inner_max_iter):
-        B = np.einsum("ia,kij,jb->kab", D, W, D)  # recomputed: no drift from the sweeps
-        diag = np.diagonal(B, axis1=1, axis2=2)
-        sigma = variances(diag)
-        value = float(np.sum(n[:, None] * np.log(sigma) + diag / sigma))
-        if family._converged(old, value):
-            break
-        old = value
-        common_orientation_sweep(B, D, variances)
-    D, _ = np.linalg.qr(D)  # exactly orthogonal again after the rotations' rounding
-    sigma = variances(np.einsum("ia,kij,ja->ka", D, W, D))
-    cov = np.einsum("ia,ka,ja->kij", D, sigma, D)
-    return 0.5 * (cov + np.swapaxes(cov, 1, 2))
-
-
 class EigenFamily(Full):
     """Base of mclust's models solved iteratively: storage and checks of ``full``, own M-step.
 
     Attributes
     ----------
     inner_tol : float
-        The M-step iterates until the relative change of its objective ``-2 Q`` (module
-        docstring) is below this (1e-10: tight enough that no small perturbation of the
-        result along the constraint raises ``Q`` beyond rounding).
+        A single fit's M-step iterates until its shared piece moves by less than this,
+        relatively (EVE, VVE: until the relative change of ``-2 Q`` is at most this)
+        (1e-10: tight enough that no small perturbation of the result along the
+        constraint raises ``Q`` beyond rounding).
     inner_max_iter : int
         At most this many iterations per M-step.
     """
@@ -156,6 +99,9 @@ class EigenFamily(Full):
     statistic = "full"
     inner_tol = 1e-10
     inner_max_iter = 1000
+
+    def prior_terms(self, dof, n_components, n_features):
+        return None  # no update under the conjugate prior (none in mclust either)
 
     def n_covariance_parameters(self, n_components, n_features):
         volume, shape, orientation = self.mclust_name
@@ -189,9 +135,6 @@ class EigenFamily(Full):
         Starts from ``previous`` (covariances satisfying the constraint) when given.
         """
         raise NotImplementedError
-
-    def _converged(self, old, new) -> bool:
-        return abs(old - new) <= self.inner_tol * max(abs(new), _TINY)
 
     # -- checks ------------------------------------------------------------------------
     def check_precisions_init(self, precisions) -> None:
@@ -233,14 +176,6 @@ def commutator_error(covariances) -> float:
         prod = scaled[i] @ scaled[i + 1:]
         worst = max(worst, float(np.max(np.abs(prod - np.swapaxes(prod, 1, 2)), initial=0.0)))
     return worst
-
-
-def starting_orientation(W, previous=None) -> np.ndarray:
-    """The shared orientation an M-step starts from: the previous covariances' common
-    eigenvectors (so the update never lowers the objective), else the pooled scatter's."""
-    if previous is not None:
-        return common_eigenvectors(np.asarray(previous, dtype=np.float64))
-    return np.linalg.eigh(W.sum(axis=0))[1]
 
 
 def common_eigenvectors(covariances) -> np.ndarray:

@@ -20,6 +20,9 @@ class Diag(VarianceFamily):
     statistic = "diagonal"
     plot_style = ("#ff7f0e", "s", "--")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return dof + 3, 1.0
+
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features)
 

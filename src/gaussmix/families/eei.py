@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import diagonal_view, identity
 from .diag import ConstrainedDiag
 
 
@@ -30,6 +31,9 @@ class EEI(ConstrainedDiag):
     volume, shape, orientation = "equal", "equal", "axis-aligned"
     plot_style = ("#8c564b", "<", "--")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + 2) / n_components, 1.0 / n_components
+
     def n_covariance_parameters(self, n_components, n_features):
         return n_features
 
@@ -45,6 +49,18 @@ class EEI(ConstrainedDiag):
             np.log(precisions), "volume and shape", self, "the same precision of each feature",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None):
+        S, K, D = W.shape
+        var = W.sum(axis=1) / n_k.sum(axis=1)[:, None]  # (S, D)
+        return np.broadcast_to((var[:, :, None] * identity(D))[:, None], (S, K, D, D)).copy()
+
+    def batched_projection(self, cov):
+        K, D = cov.shape[1], cov.shape[-1]
+        var = diagonal_view(cov).sum(axis=1) / K  # (S, D)
+        return np.broadcast_to((var[..., None] * identity(D))[:, None], cov.shape).copy()
 
 
 FAMILY = EEI()

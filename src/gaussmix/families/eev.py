@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import eigenvalue_projection, symmetrised
 from .full import ConstrainedFull
 
 
@@ -36,6 +37,9 @@ class EEV(ConstrainedFull):
     volume, shape, orientation = "equal", "equal", "variable"
     plot_style = ("#bcbd22", "*", "--")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + n_features + 2) / n_components, 1.0
+
     def n_covariance_parameters(self, n_components, n_features):
         return n_features + n_components * n_features * (n_features - 1) // 2
 
@@ -54,6 +58,16 @@ class EEV(ConstrainedFull):
             np.log(eigval), "volume and shape", self, "the same eigenvalues",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None):
+        eigval, eigvec = np.linalg.eigh(W)
+        pooled = eigval.sum(axis=1) / n_k.sum(axis=1)[:, None]  # (S, D)
+        return symmetrised((eigvec * pooled[:, None, None, :]) @ np.swapaxes(eigvec, -1, -2))
+
+    def batched_projection(self, cov):
+        return eigenvalue_projection(cov, pool_volume=True)
 
 
 FAMILY = EEV()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import diagonal_view, identity
 from .spherical import Spherical
 
 
@@ -26,6 +27,9 @@ class EII(Spherical):
     volume, shape, orientation = "equal", "identity", "identity"
     hides_flat_directions = False  # the variance is pooled: one component cannot collapse
     plot_style = ("#9467bd", "v", "-")
+
+    def prior_terms(self, dof, n_components, n_features):
+        return 1 + (dof + 2) / (n_components * n_features), 0.0
 
     @property
     def words(self) -> str:
@@ -56,6 +60,18 @@ class EII(Spherical):
             np.log(precisions), "volume", self, "the single precision 1 / lambda",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None):
+        S, K, D = W.shape
+        lam = W.sum(axis=(1, 2)) / (D * n_k.sum(axis=1))
+        return lam[:, None, None, None] * identity(D) + np.zeros((S, K, D, D))
+
+    def batched_projection(self, cov):
+        K, D = cov.shape[1], cov.shape[-1]
+        lam = diagonal_view(cov).sum(axis=(1, 2)) / (K * D)
+        return np.broadcast_to(lam[:, None, None, None] * identity(D), cov.shape).copy()
 
 
 FAMILY = EII()

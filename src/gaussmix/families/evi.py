@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import diagonal_projection, identity
 from .diag import ConstrainedDiag
 
 
@@ -31,6 +32,9 @@ class EVI(ConstrainedDiag):
     volume, shape, orientation = "equal", "variable", "axis-aligned"
     plot_style = ("#7f7f7f", "p", "-.")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + 2) / n_components, 1.0
+
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features - 1)
 
@@ -49,6 +53,19 @@ class EVI(ConstrainedDiag):
             "volume", self, "the product of each component's precisions",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None):
+        D = W.shape[-1]
+        root = np.exp(np.log(W).sum(axis=-1) / D)  # (S, K)
+        volume = root.sum(axis=1) / n_k.sum(axis=1)
+        # Divided first: volume * W overflowed (1e160 * 1e161) on data of scale 1e80.
+        var = volume[:, None, None] * (W / np.where(root > 0, root, 1.0)[..., None])
+        return var[..., None] * identity(D)
+
+    def batched_projection(self, cov):
+        return diagonal_projection(cov, "volume")
 
 
 FAMILY = EVI()

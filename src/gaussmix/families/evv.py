@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import determinant_projection
 from .full import ConstrainedFull
 
 
@@ -30,6 +31,9 @@ class EVV(ConstrainedFull):
     volume, shape, orientation = "equal", "variable", "variable"
     plot_style = ("#17becf", "h", "-")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return None  # no update under the conjugate prior (none in mclust either)
+
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features * (n_features + 1) // 2 - 1)
 
@@ -47,6 +51,19 @@ class EVV(ConstrainedFull):
             log_det / precisions.shape[-1], "volume", self, "the same determinant",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None):
+        D = W.shape[-1]
+        sign, logdet = np.linalg.slogdet(W)
+        root = np.where(sign > 0, np.exp(logdet / D), 0.0)  # (S, K)
+        volume = root.sum(axis=1) / n_k.sum(axis=1)
+        scale = volume[:, None] / np.where(root > 0, root, 1.0)
+        return scale[..., None, None] * W
+
+    def batched_projection(self, cov):
+        return determinant_projection(cov, "volume")
 
 
 FAMILY = EVV()

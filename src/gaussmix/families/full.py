@@ -20,6 +20,9 @@ class Full(MatrixFamily):
     statistic = "full"
     plot_style = ("#d62728", "D", ":")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return dof + n_features + 2, 1.0
+
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features, n_features)
 

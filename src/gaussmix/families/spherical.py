@@ -20,6 +20,9 @@ class Spherical(VarianceFamily):
     hides_flat_directions = True
     plot_style = ("#1f77b4", "o", "-")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return 1 + (dof + 2) / n_features, 1.0 / n_features
+
     @property
     def words(self) -> str:
         return f"{self.volume} volume, spherical"

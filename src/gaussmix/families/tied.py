@@ -20,6 +20,9 @@ class Tied(MatrixFamily):
     shared = True
     plot_style = ("#2ca02c", "^", "-.")
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + n_features + 1 + n_components) / n_components, 1.0 / n_components
+
     def covariance_shape(self, n_components, n_features):
         return (n_features, n_features)
 

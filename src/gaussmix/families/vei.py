@@ -5,6 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scatter
+from ._batched import (
+    COLD_ROUNDS,
+    INNER_TOL,
+    WARM_ROUNDS,
+    diagonal_projection,
+    diagonal_view,
+    geometric_mean,
+    identity,
+    largest,
+)
 from .diag import ConstrainedDiag
 
 
@@ -46,30 +56,22 @@ class VEI(ConstrainedDiag):
     #: Most rounds of the alternating updates per M-step.
     max_inner_iter = 1000
 
+    def prior_terms(self, dof, n_components, n_features):
+        return (dof + 3) / n_features, 1.0
+
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + n_features - 1
 
     def _constrained(self, W, n_k, previous=None):
-        n_features = W.shape[1]
+        """One mixture's update: :meth:`batched_covariances` with S = 1, at most
+        :attr:`max_inner_iter` rounds, to :attr:`inner_tol`."""
+        start = None
         if previous is not None:
-            log_shape = np.log(np.asarray(previous, dtype=np.float64)).mean(axis=0)
-        else:
-            log_shape = np.log(W.sum(axis=0))
-        shape = np.exp(log_shape - log_shape.mean())
-        volumes = None
-        for _ in range(self.max_inner_iter):
-            volumes = (W / shape).sum(axis=1) / (n_features * n_k)
-            # A component with no scatter at all (volume 0) adds nothing to the shape.
-            weighted = np.divide(
-                W, volumes[:, None], out=np.zeros_like(W), where=volumes[:, None] > 0
-            ).sum(axis=0)
-            new_shape = weighted / _scatter.geometric_mean(weighted)
-            change = np.max(np.abs(new_shape / shape - 1.0))
-            shape = new_shape
-            if not change > self.inner_tol:
-                break
-        volumes = (W / shape).sum(axis=1) / (n_features * n_k)
-        return volumes[:, None] * shape
+            start = (np.asarray(previous, dtype=np.float64)[..., None] * np.eye(W.shape[1]))[None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cov = self.batched_covariances(W[None], np.asarray(n_k, dtype=np.float64)[None],
+                                           start, rounds=self.max_inner_iter, tol=self.inner_tol)
+        return np.diagonal(cov[0], axis1=-2, axis2=-1).copy()
 
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)
@@ -79,6 +81,36 @@ class VEI(ConstrainedDiag):
             "shape", self, "precisions proportional from one component to another",
             _scatter.constraint_tolerance(precisions),
         )
+
+
+    # -- many mixtures at once ---------------------------------------------------------
+    def batched_covariances(self, W, n_k, previous=None, rounds=None, tol=INNER_TOL):
+        """The alternating rounds above for S mixtures: ``W`` (S, K, D) the regularised
+        diagonals; from the shape of ``previous`` at most ``WARM_ROUNDS`` rounds, else
+        ``COLD_ROUNDS`` from EEI's shape (:mod:`gaussmix.families._batched`), or ``rounds``,
+        until the shape moves by less than ``tol``."""
+        D = W.shape[-1]
+        if previous is not None:
+            log_shape = np.log(diagonal_view(previous)).sum(axis=1) / previous.shape[1]
+        else:
+            log_shape = np.log(W.sum(axis=1))
+        if rounds is None:
+            rounds = COLD_ROUNDS if previous is None else WARM_ROUNDS
+        shape = np.exp(log_shape - (log_shape.sum(axis=-1) / D)[:, None])  # (S, D)
+        counts = D * n_k
+        for _ in range(rounds):
+            volumes = (W / shape[:, None]).sum(axis=-1) / counts  # (S, K)
+            weighted = (W / np.where(volumes > 0, volumes, np.inf)[..., None]).sum(axis=1)
+            new = weighted / geometric_mean(weighted)[:, None]
+            change = largest(new / shape - 1.0)
+            shape = new
+            if not change > tol:
+                break
+        volumes = (W / shape[:, None]).sum(axis=-1) / counts
+        return (volumes[..., None] * shape[:, None])[..., None] * identity(D)
+
+    def batched_projection(self, cov):
+        return diagonal_projection(cov, "shape")
 
 
 FAMILY = VEI()

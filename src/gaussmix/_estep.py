@@ -904,26 +904,34 @@ class StackedWhitening(_PerComponentWhitening):
         if counts.sum() > _SPARSE_SHARE * K * n:
             return super()._add_moments(resp, parts)
         self.nk += resp.sum(axis=1, dtype=np.float64)
-        size = (D + 1) * n
-        gathered = self._buffer("g", (size,))
-        whitened = self._buffer("w", (size,))
-        for k in range(K):
-            m = int(counts[k])
-            if m == 0:
-                continue
-            if m > _SPARSE_SHARE * n:  # most rows: the whitened residuals at hand
-                a = whitened.reshape(D + 1, n)
+        dense = counts > _SPARSE_SHARE * n
+        if dense.any():  # most rows: the whitened residuals at hand
+            a = self._buffer("w", ((D + 1) * n,)).reshape(D + 1, n)
+            for k in np.flatnonzero(dense):
                 np.sqrt(resp[k], out=a[D])
                 for first, y in parts:
                     np.multiply(y[k], a[D], out=a[first : first + y.shape[1]])
-            else:
-                rows = np.flatnonzero(held[k])
-                b = gathered[: (D + 1) * m].reshape(D + 1, m)
-                np.take(self._data, rows, axis=1, out=b)
-                b *= np.sqrt(resp[k, rows])
-                a = whitened[: (D + 1) * m].reshape(D + 1, m)
-                np.matmul(self.whole[k], b, out=a)
-            self.augmented_scatter[k] += a @ a.T  # syrk
+                self.augmented_scatter[k] += a @ a.T  # syrk
+            held[dense] = False
+            counts[dense] = 0
+        # The other components' rows gathered in one go, component after component
+        # (a handful of NumPy calls per block rather than per component: the Python
+        # between them holds the GIL the other threads wait for).
+        comps, rows = np.nonzero(held)
+        total = len(rows)
+        if total == 0:
+            return
+        # At most _SPARSE_SHARE K n columns (the test above): one buffer of that size.
+        size = (D + 1) * int(_SPARSE_SHARE * K * n + 1)
+        b = self._buffer("g", (size,))[: (D + 1) * total].reshape(D + 1, total)
+        a = self._buffer("w2", (size,))[: (D + 1) * total].reshape(D + 1, total)
+        np.take(self._data, rows, axis=1, out=b)
+        b *= np.sqrt(resp[comps, rows])
+        ends = np.cumsum(counts)
+        for k in np.flatnonzero(counts):
+            part = slice(int(ends[k] - counts[k]), int(ends[k]))
+            np.matmul(self.whole[k], b[:, part], out=a[:, part])
+            self.augmented_scatter[k] += a[:, part] @ a[:, part].T  # syrk
 
 
 class CentredWhitening(_PerComponentWhitening):

@@ -86,6 +86,38 @@ def test_map_reduce_of_block_statistics_equals_the_whole(data, weights, covarian
         _assert_same_statistics(threaded.statistics(params), whole)
 
 
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_statistics_check_for_nan_once_per_source(data, monkeypatch, with_nan):
+    """The in-memory source looks for NaN once (a sum of X), not in every block at every
+    iteration; data with NaN keep the per-block check and the missing-value E-step."""
+    import gaussmix._backends as backends
+    import gaussmix.stats as gstats
+
+    X = data.copy()
+    if with_nan:
+        X[[3, 500], [0, 2]] = np.nan
+    params = _params("full")
+    want = block_statistics(X, params, block_size=64)
+    calls = {"source": 0, "blocks": 0}
+
+    def counting(where, real):
+        def holds_nan(Xb):
+            calls[where] += 1
+            return real(Xb)
+        return holds_nan
+
+    monkeypatch.setattr(backends, "_holds_nan", counting("source", backends._holds_nan))
+    monkeypatch.setattr(gstats, "_holds_nan", counting("blocks", gstats._holds_nan))
+    source = ArrayData(X, block_size=64)
+    for _ in range(3):
+        _assert_same_statistics(source.statistics(params), want)
+    assert calls["source"] == 1
+    # With NaN every block is checked at every call (16 blocks of 64 rows, and the
+    # complete rows of the blocks left out again); without, none is.
+    assert calls["blocks"] >= (3 * 16 if with_nan else 0)
+    assert (calls["blocks"] > 0) == with_nan
+
+
 def test_map_reduce_blocks_follow_the_executor(data):
     def rows_of(X, w, tag=None):
         return [(len(X), tag)]

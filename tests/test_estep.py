@@ -355,12 +355,15 @@ def test_inverse_of_triangular_factors_by_blocks(n_features):
                                atol=1e-12 * np.abs(np.linalg.inv(full)).max())
 
 
+@pytest.mark.parametrize("shares", [None, (0.7, 0.1, 0.1, 0.1)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_scatter_from_the_rows_each_component_holds(dtype, monkeypatch):
+def test_scatter_from_the_rows_each_component_holds(dtype, shares, monkeypatch):
     """Separated components: each one's scatter is taken from the rows where it holds a
     responsibility above 1e-30 of the row's largest, gathered and whitened again. The
     moments equal those of every row (the all-rows path, forced) and the naive ones; a
-    block where the components overlap takes the all-rows path, with the same result."""
+    block where the components overlap takes the all-rows path, with the same result.
+    With ``shares``, one component holds most rows of every block: its scatter takes
+    the whitened residuals at hand, the others' their gathered rows, in one block."""
     import gaussmix._estep as estep_module
 
     K, D, N = 4, 30, 600
@@ -369,7 +372,9 @@ def test_scatter_from_the_rows_each_component_holds(dtype, monkeypatch):
     params = MixtureParameters.from_covariances("full", params.weights, spread,
                                                 params.covariances)
     rng = np.random.default_rng(32)
-    labels = rng.integers(0, K, N)
+    labels = rng.integers(0, K, N) if shares is None else rng.choice(K, N, p=shares)
+    if shares is not None:  # the mixed block: one component above _SPARSE_SHARE
+        assert all(np.mean(labels[s : s + 128] == 0) > 0.45 for s in range(0, N, 128))
     X = (spread[labels] + rng.normal(0, 0.7, (N, D))).astype(dtype)
     X[:5] = spread.mean(axis=0)  # a few rows between the components
 

@@ -57,7 +57,7 @@ import numpy as np
 
 from ._parallel import block_executor
 from ._validation import check_array, check_random_state, check_sample_weight
-from .stats import MixtureParameters, SufficientStatistics, block_statistics
+from .stats import MixtureParameters, SufficientStatistics, _holds_nan, block_statistics
 
 __all__ = ["ArrayData", "data_source"]
 
@@ -147,6 +147,7 @@ class ArrayData:
         )
         # A common point for the moments of initial assignments: the mean of a few rows.
         self.reference = X[: min(self.n_samples, 1000)].mean(axis=0, dtype=np.float64)
+        self._nan_free = None  # whether X holds no NaN, found on the first E-step
 
     @property
     def kmeans_rows(self) -> int:
@@ -226,10 +227,17 @@ class ArrayData:
         Equal to ``map_reduce`` of :func:`~gaussmix.stats.block_statistics` (up to the
         order of the sums); one call of it spreads its blocks over the executor.
         """
+        if self._nan_free is None:
+            # Once per data source in memory, rather than a sum of every block at every
+            # iteration (a memory-mapped file keeps the per-block check: no extra read).
+            self._nan_free = self.X.dtype.kind != "f" or (
+                not isinstance(self.X, np.memmap) and not _holds_nan(self.X)
+            )
         return block_statistics(
             self.X,
             params,
             self.sample_weight,
             block_size=self.block_size,  # None: sized for the covariance family
             executor=self.executor,
+            nan_free=self._nan_free,
         )

@@ -43,6 +43,7 @@ import functools
 
 import numpy as np
 
+from ._batched import common_orientation, orientation_projection
 from ._scatter import regularised_scatter
 from .full import Full
 
@@ -188,3 +189,42 @@ def common_eigenvectors(covariances) -> np.ndarray:
     weights = np.sqrt(np.arange(2, len(scaled) + 2))
     _, D = np.linalg.eigh(np.tensordot(weights, scaled, axes=1))
     return D
+
+
+class CommonOrientationFamily(EigenFamily):
+    """EVE and VVE: one orientation D shared by the components, a shape per component, the
+    volume equal (EVE, ``equal_volume``) or per component (VVE). Both M-steps are
+    :func:`~gaussmix.families._batched.common_orientation` (Browne & McNicholas 2014:
+    exact plane rotations of D, the variances re-solved after each), for one mixture or
+    many; the two families step together in one loop (``joint_solver``)."""
+
+    equal_volume = False
+
+    def min_points(self, n_features):
+        return n_features + 1  # a shape per component along a shared, free orientation
+
+    def fit_scatter(self, W, n, previous=None):
+        """One mixture's update: :func:`~gaussmix.families._batched.common_orientation`
+        with S = 1, at most ``inner_max_iter`` sweeps, to ``inner_tol`` (objective)."""
+        W = np.asarray(W, dtype=np.float64)
+        if previous is not None:
+            previous = np.asarray(previous, dtype=np.float64)[None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return common_orientation(
+                W[None], np.asarray(n, dtype=np.float64)[None], previous,
+                equal_volume=self.equal_volume, sweeps=self.inner_max_iter,
+                objective_tol=self.inner_tol,
+            )[0]
+
+    # -- many mixtures at once ---------------------------------------------------------
+    joint_solver = staticmethod(common_orientation)
+
+    @property
+    def joint_parameter(self):
+        return self.equal_volume
+
+    def batched_covariances(self, W, n_k, previous=None):
+        return common_orientation(W, n_k, previous, equal_volume=self.equal_volume)
+
+    def batched_projection(self, cov):
+        return orientation_projection(cov, equal_volume=self.equal_volume)

@@ -137,6 +137,17 @@ class EigenFamily(Full):
         """
         raise NotImplementedError
 
+    def _one_of_batch(self, W, n, previous=None, **options):
+        """One mixture's update as :meth:`batched_covariances` with S = 1 (the iterative
+        models' single fit: the same code as model selection's batched M-step)."""
+        W = np.asarray(W, dtype=np.float64)
+        if previous is not None:
+            previous = np.asarray(previous, dtype=np.float64)[None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self.batched_covariances(
+                W[None], np.asarray(n, dtype=np.float64)[None], previous, **options
+            )[0]
+
     # -- checks ------------------------------------------------------------------------
     def check_precisions_init(self, precisions) -> None:
         super().check_precisions_init(precisions)
@@ -206,15 +217,8 @@ class CommonOrientationFamily(EigenFamily):
     def fit_scatter(self, W, n, previous=None):
         """One mixture's update: :func:`~gaussmix.families._batched.common_orientation`
         with S = 1, at most ``inner_max_iter`` sweeps, to ``inner_tol`` (objective)."""
-        W = np.asarray(W, dtype=np.float64)
-        if previous is not None:
-            previous = np.asarray(previous, dtype=np.float64)[None]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return common_orientation(
-                W[None], np.asarray(n, dtype=np.float64)[None], previous,
-                equal_volume=self.equal_volume, sweeps=self.inner_max_iter,
-                objective_tol=self.inner_tol,
-            )[0]
+        return self._one_of_batch(W, n, previous, sweeps=self.inner_max_iter,
+                                  objective_tol=self.inner_tol)
 
     # -- many mixtures at once ---------------------------------------------------------
     joint_solver = staticmethod(common_orientation)
@@ -223,8 +227,9 @@ class CommonOrientationFamily(EigenFamily):
     def joint_parameter(self):
         return self.equal_volume
 
-    def batched_covariances(self, W, n_k, previous=None):
-        return common_orientation(W, n_k, previous, equal_volume=self.equal_volume)
+    def batched_covariances(self, W, n_k, previous=None, sweeps=None, objective_tol=None):
+        return common_orientation(W, n_k, previous, equal_volume=self.equal_volume,
+                                  sweeps=sweeps, objective_tol=objective_tol)
 
     def batched_projection(self, cov):
         return orientation_projection(cov, equal_volume=self.equal_volume)

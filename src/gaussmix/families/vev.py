@@ -43,14 +43,8 @@ class VEV(EigenFamily):
     def fit_scatter(self, W, n, previous=None):
         """One mixture's update: :meth:`batched_covariances` with S = 1, at most
         ``inner_max_iter`` rounds, to ``inner_tol``."""
-        W = np.asarray(W, dtype=np.float64)
-        if previous is not None:
-            previous = np.asarray(previous, dtype=np.float64)[None]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return self.batched_covariances(
-                W[None], np.asarray(n, dtype=np.float64)[None], previous,
-                rounds=self.inner_max_iter, tol=self.inner_tol,
-            )[0]
+        return self._one_of_batch(W, n, previous, rounds=self.inner_max_iter,
+                                  tol=self.inner_tol)
 
     def constraint_violation(self, covariances, rtol=1e-6):
         eig = np.linalg.eigvalsh(covariances)

@@ -435,7 +435,6 @@ def _full_covariances(model) -> np.ndarray:
     return np.stack([covariance_of_component(cov, kind, k, D) for k in range(K)])
 
 
-_ITERATIVE = ("VEI", "VEE", "EVE", "VVE", "VEV")  # M-steps without a closed form
 
 
 def _reduce_to_type(full, weights, type_code):
@@ -445,7 +444,7 @@ def _reduce_to_type(full, weights, type_code):
         return full
     if type_code > FULL:  # mclust's other models: the family's projection (closed forms)
         family = families.get(TYPES[type_code])
-        if family.name in _ITERATIVE:  # or a cheap move onto the constraint (a start only)
+        if family.iterative:  # or a cheap move onto the constraint (a start only)
             return project_covariances(family.name, full[None])[0]
         K = full.shape[0]
         return np.array(family.full_covariances(family.from_full(full, weights), K, D))
@@ -937,7 +936,7 @@ def _add_cross_finalists(winners):
         weights = np.concatenate([d.batch.weights for d in given])
         means = np.concatenate([d.batch.means for d in given])
         full = np.concatenate([d.batch.covariances for d in given])
-        if TYPES[code] in _ITERATIVE:  # all the donors at once (the same projection)
+        if families.get(TYPES[code]).iterative:  # all the donors at once (the same projection)
             cov = project_covariances(TYPES[code], full)
         else:
             cov = np.stack([_reduce_to_type(c, wt, code) for c, wt in zip(full, weights,

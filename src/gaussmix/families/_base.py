@@ -103,6 +103,9 @@ class CovarianceFamily:
     statistic: str = ""
     shared: bool = False
     hides_flat_directions: bool = False
+    #: The M-step has no closed form (VEI, VEE, VEV, EVE, VVE): an iterative update, from
+    #: the current covariances when there are any.
+    iterative: bool = False
     plot_style: tuple[str, str, str] = ("0.3", "o", "-")
 
     def __repr__(self) -> str:

@@ -210,6 +210,7 @@ class CommonOrientationFamily(EigenFamily):
     many; the two families step together in one loop (``joint_solver``)."""
 
     equal_volume = False
+    iterative = True
 
     def min_points(self, n_features):
         return n_features + 1  # a shape per component along a shared, free orientation

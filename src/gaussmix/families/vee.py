@@ -26,6 +26,7 @@ class VEE(EigenFamily):
     ``reg_covar * n_k`` on its diagonal (before the update, so C stays shared).
     """
 
+    iterative = True
     name = "VEE"
     mclust_name = "VEE"
     description = "the components share one shape and orientation, each has its own volume"

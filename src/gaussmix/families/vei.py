@@ -42,6 +42,7 @@ class VEI(ConstrainedDiag):
     before the update.
     """
 
+    iterative = True
     name = "VEI"
     mclust_name = "VEI"
     aliases = ()

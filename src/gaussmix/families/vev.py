@@ -29,6 +29,7 @@ class VEV(EigenFamily):
     ``W_k`` is the scatter plus ``reg_covar * n_k`` on its diagonal.
     """
 
+    iterative = True
     name = "VEV"
     mclust_name = "VEV"
     description = (

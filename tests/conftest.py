@@ -134,3 +134,14 @@ def blobs():
     """Three well separated 2-D clusters (450 points) and their labels."""
     X, labels, _, _ = make_blobs(450, 2, 3, seed=0, spread=5.0)
     return X, labels
+
+
+def publish_outputs(folder, names, text):
+    """A finished run's publication: every file of ``names`` staged with ``text`` and
+    committed into ``folder`` (so recorded as gaussmix's)."""
+    from gaussmix.io import staged_outputs
+
+    with staged_outputs(str(folder), outputs=names) as out:
+        for name in names:
+            out.stage(name, text)
+        out.commit()

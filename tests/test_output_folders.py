@@ -22,6 +22,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import publish_outputs
 from gaussmix import cli
 from gaussmix.io import MANIFEST, STAGING_PREFIX, staged_outputs
 
@@ -258,10 +259,7 @@ def test_a_publication_cut_short_by_a_kill_is_completed_by_the_next_run(tmp_path
     run finish it, so the folder never stays a mix of two runs."""
     target = tmp_path / "out"
     names = ("model.json", "assignments.csv", "selection.csv")
-    with staged_outputs(str(target), outputs=names) as out:
-        for name in names:
-            out.stage(name, "first run")
-        out.commit()
+    publish_outputs(target, names, "first run")
     # The second run was killed after renaming model.json, before assignments.csv.
     staging = target / f"{STAGING_PREFIX}killed"
     staging.mkdir()
@@ -291,10 +289,7 @@ def test_a_killed_publication_is_completed_and_recorded(tmp_path):
 
     target = tmp_path / "out"
     names = ("model.json", "assignments.csv", "selection.csv")
-    with staged_outputs(str(target), outputs=names) as out:
-        for name in names:
-            out.stage(name, "first run")
-        out.commit()
+    publish_outputs(target, names, "first run")
     (target / "notes.txt").write_text("the user's")
     # Stage a second run by hand, then "kill" it after renaming model.json.
     killed = OutputDir(str(target), outputs=names)
@@ -450,10 +445,7 @@ def test_the_early_check_waits_for_a_run_that_is_publishing(tmp_path):
 
     target = tmp_path / "out"
     names = ("model.json", "assignments.csv")
-    with staged_outputs(str(target), outputs=names) as out:
-        for name in names:
-            out.stage(name, "first")
-        out.commit()
+    publish_outputs(target, names, "first")
     renamed, go_on = threading.Event(), threading.Event()
 
     def publishing():

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import publish_outputs
 from gaussmix import GaussianMixture, cli, load
 from gaussmix.io import MANIFEST, OutputError, atomic_path, staged_outputs, write_atomic
 
@@ -289,10 +290,7 @@ def test_commit_checks_every_destination_before_renaming_any(tmp_path):
     the error names the real path."""
     target = tmp_path / "out"
     names = ("model.json", "assignments.csv")
-    with staged_outputs(str(target), outputs=names) as out:
-        for name in names:
-            out.stage(name, "first")
-        out.commit()
+    publish_outputs(target, names, "first")
     (target / "assignments.csv").unlink()
     with pytest.raises(OutputError) as caught:
         with staged_outputs(str(target), outputs=names) as out:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import MAGNITUDE_LIMIT, check_magnitude
+from ._validation import MAGNITUDE_LIMIT, too_large
 
 __all__ = [
     "ChunkedData",
@@ -341,9 +341,14 @@ def _check_values(
     of rows (a memory-mapped file is not loaded whole).
     """
     n_nan = n_empty = 0
-    first_nan = first_inf = first_empty = None
+    first_nan = first_inf = first_empty = first_large = None
     for start in range(0, X.shape[0], CHECK_ROWS):
-        block = X[start : start + CHECK_ROWS]
+        block = np.asarray(X[start : start + CHECK_ROWS])
+        if first_large is None and too_large(block) is not None:
+            limit = MAGNITUDE_LIMIT[block.dtype]
+            with np.errstate(invalid="ignore"):
+                r, c = np.argwhere(np.abs(block) > limit)[0]
+            first_large = (start + int(r), int(c), block[r, c], block.dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             if np.isfinite(np.sum(block, dtype=np.float64)):
                 continue
@@ -379,21 +384,15 @@ def _check_values(
             f"the first at {where(first_empty)}; a row needs at least one value: "
             "remove such rows"
         )
-    for start in range(0, X.shape[0], CHECK_ROWS):
-        block = np.asarray(X[start : start + CHECK_ROWS])
-        try:
-            check_magnitude(block)
-        except ValueError:
-            limit = MAGNITUDE_LIMIT[block.dtype]
-            with np.errstate(invalid="ignore"):
-                r, c = np.argwhere(np.abs(block) > limit)[0]
-            raise DataError(
-                f"{source}: {block[r, c]:.3g} at {where(start + int(r))}, column "
-                f"{names[c]!r} is too large: gaussmix squares distances, which overflow "
-                f"{block.dtype} beyond about {np.sqrt(np.finfo(block.dtype).max):.1e} "
-                f"(values up to {limit:.0e} are accepted); rescale that column (divide it "
-                "by a power of ten), or drop the row if the value is an error"
-            ) from None
+    if first_large is not None:
+        r, c, value, dtype = first_large
+        raise DataError(
+            f"{source}: {value:.3g} at {where(r)}, column {names[c]!r} is too large: gaussmix "
+            f"squares distances, which overflow {dtype} beyond about "
+            f"{np.sqrt(np.finfo(dtype).max):.1e} (values up to {MAGNITUDE_LIMIT[dtype]:.0e} "
+            "are accepted); rescale that column (divide it by a power of ten), or drop the row "
+            "if the value is an error"
+        )
 
 
 def _to_float(cell: str) -> float:
@@ -741,12 +740,8 @@ def _text_layout(
 
 
 def _within_magnitude(X: np.ndarray) -> bool:
-    """No value too large for squared distances (:func:`check_magnitude`)."""
-    try:
-        check_magnitude(X)
-    except ValueError:
-        return False
-    return True
+    """No value too large for squared distances (:func:`gaussmix._validation.too_large`)."""
+    return too_large(X) is None
 
 
 def _accepted(X: np.ndarray, allow_missing: bool) -> bool:

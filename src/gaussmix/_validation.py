@@ -148,27 +148,38 @@ def check_array(
 MAGNITUDE_LIMIT = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
 
 
+def too_large(arr: np.ndarray) -> tuple[int, int, float] | None:
+    """``(row, column, value)`` of the largest value of ``arr`` (2-D, NaN ignored) when it
+    is beyond ``MAGNITUDE_LIMIT`` for its dtype, else None."""
+    limit = MAGNITUDE_LIMIT.get(arr.dtype)
+    if limit is None or arr.size == 0:
+        return None
+    with np.errstate(all="ignore"):
+        if arr.dtype == np.float64 and arr.flags.c_contiguous:
+            # One BLAS pass: a sum of squares within limit^2 bounds every value.
+            if np.vdot(arr, arr) <= limit * limit:
+                return None
+        high = float(np.fmax.reduce(arr, axis=None))
+        low = float(np.fmin.reduce(arr, axis=None))
+    largest = max(abs(high), abs(low)) if np.isfinite(high) else abs(low)
+    if not largest > limit:
+        return None
+    value = high if abs(high) >= abs(low) else low
+    row, col = np.argwhere(arr == value)[0]
+    return int(row), int(col), value
+
+
 def check_magnitude(arr: np.ndarray, name: str = "X", row_offset: int = 0) -> None:
     """Refuse values too large for squared distances in ``arr``'s dtype (NaN ignored).
 
     A value of 1e200 is finite, but its square is not: every density involving it would be
     NaN or infinite. Better a message naming the value than a fit that fails or a NaN.
     """
-    limit = MAGNITUDE_LIMIT.get(arr.dtype)
-    if limit is None or arr.size == 0:
+    found = too_large(arr)
+    if found is None:
         return
-    with np.errstate(all="ignore"):
-        if arr.dtype == np.float64 and arr.flags.c_contiguous:
-            # One BLAS pass: a sum of squares within limit^2 bounds every value.
-            if np.vdot(arr, arr) <= limit * limit:
-                return
-        high = float(np.fmax.reduce(arr, axis=None))
-        low = float(np.fmin.reduce(arr, axis=None))
-    largest = max(abs(high), abs(low)) if np.isfinite(high) else abs(low)
-    if not largest > limit:
-        return
-    value = high if abs(high) >= abs(low) else low
-    row, col = np.argwhere(arr == value)[0]
+    row, col, value = found
+    limit = MAGNITUDE_LIMIT[arr.dtype]
     tail = (" or pass the data as float64 (X.astype(np.float64))"
             if arr.dtype == np.float32 else "")
     raise ValueError(

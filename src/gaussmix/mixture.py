@@ -338,7 +338,8 @@ default="kmeans"
         check_parameters(self)
         feature_names = None if _is_dask_array(X) else feature_names_of(X)
         data = data_source(X, sample_weight, self.block_size, allow_nan=True)
-        if isinstance(getattr(data, "X", None), np.ndarray):  # in memory
+        in_memory = isinstance(getattr(data, "X", None), np.ndarray)
+        if in_memory:
             warn_small_variances(data.X, data.sample_weight, self.reg_covar)
         if data.n_samples < self.n_components:
             raise ValueError(
@@ -362,8 +363,7 @@ default="kmeans"
         with data.parallel():
             self._fit(data, feature_names, weight_total)
         # What the fit's rows weigh as a first batch of partial_fit (see _online.step_size).
-        self._fit_weight = (_weight_total(data, sample_weight)
-                            if isinstance(getattr(data, "X", None), np.ndarray)
+        self._fit_weight = (_weight_total(data, sample_weight) if in_memory
                             else float(data.weight_sum))
         return self
 

@@ -213,3 +213,45 @@ def test_a_mixture_whose_step_raises_on_all_rows_fails_alone(monkeypatch):
             assert b["log_likelihood"] is None and "injected" in b["error"]
         else:
             assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], abs=1e-6), a
+
+
+def _greedy_ward_cuts(Y, w, ks):
+    """The textbook Ward agglomeration: merge the cheapest pair, one pair per step."""
+    clusters = {i: ([i], Y[i].astype(float), float(w[i])) for i in range(len(Y))}
+    cuts = {}
+    while True:
+        if len(clusters) in ks:
+            labels = np.empty(len(Y), dtype=np.int64)
+            for j, (members, _, _) in enumerate(clusters.values()):
+                labels[members] = j
+            cuts[len(clusters)] = labels
+        if len(clusters) == 1:
+            return cuts
+        keys = sorted(clusters)
+        best = min(((ma * mb / (ma + mb) * float(np.sum((ca - cb) ** 2)), a, b)
+                    for i, a in enumerate(keys) for b in keys[i + 1:]
+                    for (_, ca, ma), (_, cb, mb) in [(clusters[a], clusters[b])]))
+        _, a, b = best
+        ia, ca, ma = clusters.pop(a)
+        ib, cb, mb = clusters.pop(b)
+        clusters[a] = (ia + ib, (ma * ca + mb * cb) / (ma + mb), ma + mb)
+
+
+def test_ward_rounds_of_reciprocal_pairs_cut_as_the_greedy_agglomeration():
+    """The tree is built by rounds that merge every pair of mutual nearest neighbours at
+    once; its cuts at every K are the partitions of the one-merge-at-a-time algorithm
+    (weighted rows, values rounded to one decimal so that some rows coincide)."""
+    from gaussmix import selection
+
+    rng = np.random.default_rng(4)
+    Y = np.round(np.vstack([rng.normal(c, 1.0, (25, 2)) for c in (0.0, 3.0, 7.0)]), 1)
+    Y = Y[np.unique(Y, axis=0, return_index=True)[1]]  # distinct rows: no tied costs
+    w = rng.uniform(0.5, 2.0, Y.shape[0])
+    ks = list(range(1, 11))
+    expected = _greedy_ward_cuts(Y, w, ks)
+    merges = selection._ward_tree(Y, w)
+    costs = [c for _, _, c in merges]
+    assert costs == sorted(costs) and all(a < b for a, b, _ in merges)
+    got = selection._cut_tree(merges, Y.shape[0], ks)
+    for K in ks:
+        assert selection._canonical(got[K]) == selection._canonical(expected[K]), K

@@ -233,97 +233,80 @@ _SPACES = (_raw, _standardise, _sphere)
 
 
 def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
-    """Ward agglomeration, greedy on a dense cost matrix; O(n^2) memory, about O(n^2) time.
+    """Ward agglomeration by rounds of reciprocal nearest neighbours; O(n^2) memory.
 
-    Returns the merges ``(a, b, cost)`` in order (non-decreasing cost: Ward's linkage is
-    reducible); the merged cluster keeps index ``a < b``. Ward's cost of merging clusters
-    a and b, ``m_a m_b / (m_a + m_b) ||c_a - c_b||^2``, is the increase of the
-    within-cluster sum of squares (masses m, centroids c). After a merge the costs to the
-    new cluster follow from the Lance-Williams update
-    ``d(i, ab) = ((m_i + m_a) d(i, a) + (m_i + m_b) d(i, b) - m_i d(a, b)) / (m_i + m_a + m_b)``;
-    each row keeps its minimum, recomputed only for the rows whose nearest cluster merged.
-    When half the clusters of the matrix have merged away, it is compacted to the others.
+    Returns the merges ``(a, b, cost)`` in order of non-decreasing cost, each naming the
+    two clusters merged by one of their rows (the merged cluster keeps the smaller,
+    ``a < b``). Ward's cost of merging clusters a and b,
+    ``m_a m_b / (m_a + m_b) ||c_a - c_b||^2`` (masses m, centroids c), is the increase of
+    the within-cluster sum of squares. Ward's linkage is reducible (a merge never brings
+    a cluster closer to the others than the nearer of its parts was), so two clusters
+    that are each other's nearest neighbour merge in the greedy agglomeration too, and
+    every such pair can merge at once (Murtagh 1983; de Rham 1980): each round merges all
+    of them, recomputes the cost rows of the merged clusters from their centroids, and
+    drops the merged-away rows, about 16 rounds for 272 rows where the greedy algorithm
+    makes 271 steps. The merges, sorted by cost, are the greedy algorithm's (its cuts at
+    every K the same partitions); a merge's cost is kept at least those of the merges
+    that formed its clusters, so that rounding cannot order a merge before its parts.
     """
-    return _ward_trees([Y], [w])[0]
+    Y = np.asarray(Y, dtype=np.float64)
+    C = Y - Y.mean(axis=0)
+    M = np.array(w, dtype=np.float64)
+    n = C.shape[0]
+    ids = np.arange(n)  # the smallest row of each cluster (increasing with the position)
+    height = np.zeros(n)  # the cost of the merge that formed each cluster
+    cost = _ward_costs(C, M, np.arange(n))
+    out_c, out_a, out_b = [], [], []
+    while C.shape[0] > 1:
+        m = C.shape[0]
+        nearest = cost.argmin(axis=1)
+        a = np.flatnonzero((nearest[nearest] == np.arange(m)) & (np.arange(m) < nearest))
+        b = nearest[a]  # (the globally nearest pair is always reciprocal: a.size >= 1)
+        c = np.maximum(cost[a, b], np.maximum(height[a], height[b]))
+        out_c.append(c)
+        out_a.append(ids[a])
+        out_b.append(ids[b])
+        Ma, Mb = M[a], M[b]
+        C[a] = (Ma[:, None] * C[a] + Mb[:, None] * C[b]) / (Ma + Mb)[:, None]
+        M[a] = Ma + Mb
+        height[a] = c
+        keep = np.ones(m, dtype=bool)
+        keep[b] = False
+        kept = np.flatnonzero(keep)
+        C, M, ids, height = C[kept], M[kept], ids[kept], height[kept]
+        cost = cost[kept[:, None], kept]
+        merged = np.cumsum(keep)[a] - 1  # the merged clusters' new positions
+        rows = _ward_costs(C, M, merged)
+        cost[merged] = rows
+        cost[:, merged] = rows.T
+    if not out_c:
+        return []
+    c, a, b = np.concatenate(out_c), np.concatenate(out_a), np.concatenate(out_b)
+    order = np.argsort(c, kind="stable")  # (on ties, a cluster's parts come first)
+    return list(zip(a[order].tolist(), b[order].tolist(), c[order].tolist(), strict=True))
+
+
+def _ward_costs(C: np.ndarray, M: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), m) Ward costs between the clusters ``rows`` and all m clusters (inf with
+    themselves): squared distances summed feature by feature (direct differences, no
+    cancellation), in blocks of rows."""
+    out = np.empty((rows.size, C.shape[0]))
+    for start in range(0, rows.size, 256):
+        part = rows[start : start + 256]
+        block = out[start : start + 256]
+        block[...] = 0.0
+        for d in range(C.shape[1]):
+            diff = C[part, d][:, None] - C[:, d]
+            block += diff * diff
+        Mp = M[part][:, None]
+        block *= Mp * M / (Mp + M)
+        block[np.arange(part.size), part] = np.inf
+    return out
 
 
 def _ward_trees(Ys, ws) -> list[list[tuple[int, int, float]]]:
-    """:func:`_ward_tree` of several data sets of the same number of rows, in lockstep.
-
-    Every tree makes one merge per iteration, so the trees of the views of the data
-    (``_SPACES``) are built by one loop over stacked cost matrices (T, n, n): the same
-    arithmetic element by element, hence the same merges, with a third of the NumPy calls.
-    """
-    T = len(Ys)
-    n = Ys[0].shape[0]
-    cost = np.empty((T, n, n))
-    mass = np.empty((T, n))
-    for t, (Y, w) in enumerate(zip(Ys, ws, strict=True)):
-        Y = np.asarray(Y, dtype=np.float64)
-        Y = Y - Y.mean(axis=0)
-        m = np.asarray(w, dtype=np.float64)
-        mass[t] = m
-        for start in range(0, n, 256):  # direct differences: no cancellation
-            part = slice(start, min(start + 256, n))
-            diff = Y[part, None, :] - Y[None, :, :]
-            cost[t, part] = np.einsum("ijd,ijd->ij", diff, diff)
-        cost[t] *= m[:, None] * m[None, :] / (m[:, None] + m[None, :])
-        np.fill_diagonal(cost[t], np.inf)
-    row_min = cost.min(axis=2)
-    row_arg = cost.argmin(axis=2)
-    tt = np.arange(T)
-    ids = np.broadcast_to(np.arange(n), (T, n)).copy()  # original index of each row
-    active = np.ones((T, n), dtype=bool)
-    n_active = n
-    out_a = np.empty((max(n - 1, 0), T), dtype=np.int64)
-    out_b = np.empty_like(out_a)
-    out_c = np.empty((max(n - 1, 0), T))
-    for i in range(n - 1):
-        if n_active >= 64 and 2 * n_active <= cost.shape[1]:
-            # drop the merged-away rows and columns (all inf): half the work from here on;
-            # the order of the kept rows is unchanged, so every argmin picks the same one
-            keep = np.stack([np.flatnonzero(active[t]) for t in range(T)])  # (T, m)
-            position = np.full(active.shape, -1)
-            position[tt[:, None], keep] = np.arange(keep.shape[1])
-            cost = cost[tt[:, None, None], keep[:, :, None], keep[:, None, :]]
-            mass = np.take_along_axis(mass, keep, axis=1)
-            row_min = np.take_along_axis(row_min, keep, axis=1)
-            ids = np.take_along_axis(ids, keep, axis=1)
-            row_arg = np.take_along_axis(position, np.take_along_axis(row_arg, keep, axis=1),
-                                         axis=1)
-            active = np.ones(keep.shape, dtype=bool)
-        a = np.argmin(row_min, axis=1)
-        b = row_arg[tt, a]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        merge_cost = cost[tt, lo, hi]
-        active[tt, hi] = False
-        n_active -= 1
-        m_lo, m_hi = mass[tt, lo][:, None], mass[tt, hi][:, None]
-        # inf where a cluster is inactive or at lo and hi (the diagonal is inf)
-        new = ((mass + m_lo) * cost[tt, lo] + (mass + m_hi) * cost[tt, hi]
-               - mass * merge_cost[:, None]) / (mass + m_lo + m_hi)
-        cost[tt, lo] = new
-        cost[tt, :, lo] = new
-        cost[tt, hi] = np.inf
-        cost[tt, :, hi] = np.inf
-        mass[tt, lo] = (m_lo + m_hi)[:, 0]
-        row_min[tt, hi] = np.inf
-        out_a[i], out_b[i], out_c[i] = ids[tt, lo], ids[tt, hi], merge_cost
-        # rows whose nearest cluster merged (inactive rows: all inf)
-        st, sr = np.nonzero((row_arg == lo[:, None]) | (row_arg == hi[:, None]))
-        if st.size:
-            sub = cost[st, sr]
-            arg = sub.argmin(axis=1)
-            row_arg[st, sr] = arg
-            row_min[st, sr] = sub[np.arange(st.size), arg]
-        better = new < row_min
-        row_min[better] = new[better]
-        row_arg = np.where(better, lo[:, None], row_arg)
-        nearest = new.argmin(axis=1)
-        row_arg[tt, lo] = nearest
-        row_min[tt, lo] = new[tt, nearest]
-    return [list(zip(out_a[:, t].tolist(), out_b[:, t].tolist(), out_c[:, t].tolist(),
-                     strict=True)) for t in range(T)]
+    """:func:`_ward_tree` of each view of the data (``_SPACES``)."""
+    return [_ward_tree(Y, w) for Y, w in zip(Ys, ws, strict=True)]
 
 
 def _cut_tree(merges, n: int, ks: Iterable[int]) -> dict[int, np.ndarray]:
@@ -367,8 +350,8 @@ def _centroids(Y: np.ndarray, w: np.ndarray, labels: np.ndarray, K: int) -> np.n
 
 
 def _hc_partitions(Ys, w, ks, rng) -> list[dict[int, np.ndarray]]:
-    """Ward tree cuts for every K of each view of the data in ``Ys`` (the trees built in
-    lockstep, :func:`_ward_trees`); each view on its own subsample when the data are large."""
+    """Ward tree cuts for every K of each view of the data in ``Ys`` (:func:`_ward_trees`);
+    each view on its own subsample when the data are large."""
     n = Ys[0].shape[0]
     positive = np.flatnonzero(w > 0)
     subs = [np.sort(rng.choice(positive, size=_HC_MAX_SAMPLES, replace=False))

@@ -114,7 +114,19 @@ def _resp_start(resp, t, X, w, prior, reg_covar):
 
 
 def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, hc=None):
-    """The MAP table and estimators from the ML selection ``ml`` (module docstring)."""
+    """The MAP table and estimators from the ML selection ``ml`` (module docstring).
+
+    Complete data take the batched path (:func:`_refine_batched`: every start of every
+    type at one K runs MAP EM as one batch); data with NaN the general one
+    (:func:`_refine_general`: one GaussianMixture fit per start)."""
+    if np.isnan(X).any():
+        return _refine_general(ml, X, w, prior, params, seeds, progress, offset, total, hc)
+    return _refine_batched(ml, X, w, prior, params, seeds, progress, offset, total, hc)
+
+
+def _refine_general(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None,
+                    hc=None):
+    """:func:`refine` through GaussianMixture's MAP EM, start after start."""
     from .selection import TABLE_KEYS, _canonical
 
     reg_covar = params.get("reg_covar", 1e-6)
@@ -211,6 +223,181 @@ def refine(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None, 
         if progress is not None:
             progress(offset + i, total, t, K)
     return table, estimators
+
+
+def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, total=None,
+                    hc=None):
+    """:func:`refine` on complete rows, one K at a time: the starts of every type at that
+    K (the module docstring's) run plain MAP EM together as one batch
+    (:func:`gaussmix._prior_batch.run_map_em`) to a change below ``_LOOSE_TOL`` per sample,
+    converged mixtures leaving the batch; the best ``_FINALISTS`` of every grid point then
+    run on together to ``_MAP_TOL``. The weights are rescaled to mean 1 and the prior
+    weighted by the same factor, as GaussianMixture's fit does, so that every step is the
+    general path's (``tests/test_prior_batch.py``)."""
+    import dataclasses
+
+    from ._batch import TYPES, Batch, Rows, features_for
+    from ._prior_batch import map_m_step, run_map_em
+    from .selection import TABLE_KEYS, _canonical
+
+    reg_covar = params.get("reg_covar", 1e-6)
+    n = X.shape[0]
+    mean, cov = data_moments(X, w)
+    if w is None:
+        wr, rescale, given_total = None, 1.0, float(n)
+    else:
+        given_total = float(np.sum(w, dtype=np.float64))
+        wr = np.asarray(w * (n / given_total), dtype=np.float64)
+        rescale = float(np.sum(wr)) / given_total
+    types = list(dict.fromkeys(r["covariance_type"] for r in ml.table))
+    rows = Rows(X, wr, reg_covar, features_for(types))
+    hc = {} if hc is None else hc
+    resps = {key: model.predict_proba(X) for key, model in ml.estimators_.items()}
+    keys = {key: _canonical(r.argmax(axis=1)) for key, r in resps.items()}
+    points: dict[int, list] = {}
+    for i, ml_row in enumerate(ml.table):
+        points.setdefault(ml_row["n_components"], []).append(i)
+    table: list[Any] = [None] * len(ml.table)
+    estimators = {}
+    done = 0
+    for K, members in points.items():
+        # The distinct hard partitions at K (other types' ML fits, then Ward's cuts), each
+        # with the responsibilities of its first occurrence; their feature sums at once.
+        partitions, resp_list = [], []
+        for key, resp in resps.items():
+            if key[1] == K and keys[key] not in partitions:
+                partitions.append(keys[key])
+                resp_list.append(resp)
+        for labels in hc.get(K, []):
+            if labels.shape[0] != n or _canonical(labels) in partitions:
+                continue  # cut on a sample of the rows, or a partition tried already
+            partitions.append(_canonical(labels))
+            resp_list.append(np.eye(K)[labels])
+        G_parts = None
+        if resp_list:
+            stacked = np.concatenate(resp_list, axis=1)
+            G_parts = (rows.Qw.T @ stacked).T.reshape(len(resp_list), K, -1)
+        priors, errors, starts, owner = {}, {}, [], []
+        for i in members:
+            ml_row = ml.table[i]
+            t = ml_row["covariance_type"]
+            errors[i] = []
+            try:
+                family = families.get(t)
+                resolved = resolve_prior(prior, family, K, mean, cov)
+                if rescale != 1.0:
+                    resolved = dataclasses.replace(resolved, weight=rescale)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                errors[i].append(str(exc) or type(exc).__name__)
+                continue
+            code = TYPES.index(family.name)
+            priors[code] = resolved
+            own = ml.estimators_.get((t, K))
+            chosen = []
+            if own is not None:
+                starts.append(Batch.of(own._get_parameters().astype(np.float64)))
+                owner.append(i)
+            for j, key in enumerate(partitions):
+                if own is None or key != keys[(t, K)]:
+                    chosen.append(j)
+            if chosen:
+                starts.append(map_m_step(rows, G_parts[chosen],
+                                         np.full(len(chosen), code), priors))
+                owner.extend([i] * len(chosen))
+        owner = np.array(owner, dtype=np.int64)
+        finals = {}
+        if starts:
+            batch = Batch.stack(starts)
+            # every start to a loose tolerance ...
+            loose = run_map_em(rows, batch, priors, tol=_LOOSE_TOL, max_iter=_MAP_MAX_ITER)
+            _, value, bad = rows.e_step(loose.batch)
+            ok = ~loose.failed & ~bad
+            picked = []
+            for i in members:
+                mine = np.flatnonzero(owner == i)
+                failed = mine[~ok[mine]]
+                if failed.size:
+                    errors[i].append("MAP EM failed: a covariance is not positive definite")
+                # (under the prior nothing is degenerate: the ranking is the
+                # log-likelihood at the mode, as _rank's)
+                order = sorted(((value[s], s - mine[0]) for s in mine[ok[mine]]),
+                               reverse=True)[:_FINALISTS]
+                picked.extend(int(mine[0] + j) for _, j in order)
+            if picked:  # ... the best few to the tight one
+                picked = np.array(picked, dtype=np.int64)
+                tight = run_map_em(rows, loose.batch.take(picked), priors, tol=_MAP_TOL,
+                                   max_iter=_MAP_MAX_ITER,
+                                   lower_bound=loose.lower_bound[picked], history=True)
+                _, value2, bad2 = rows.e_step(tight.batch)
+                for j, s in enumerate(picked.tolist()):
+                    i = int(owner[s])
+                    if tight.failed[j] or bad2[j]:
+                        errors[i].append("MAP EM failed: a covariance is not positive "
+                                         "definite")
+                        continue
+                    best = finals.get(i)
+                    if best is None or value2[j] > best[0]:
+                        finals[i] = (value2[j], j, s)
+        for i in members:
+            ml_row = ml.table[i]
+            t = ml_row["covariance_type"]
+            row: dict[str, Any] = dict.fromkeys(TABLE_KEYS)
+            row.update(covariance_type=t, n_components=K)
+            try:
+                if i not in finals:
+                    if not np.any(owner == i) and not errors[i]:
+                        raise ValueError(ml_row["error"] or "no start could be made")
+                    raise ValueError("; ".join(dict.fromkeys(errors[i])) or "MAP EM failed")
+                _, j, s = finals[i]
+                code = TYPES.index(families.get(t).name)
+                best = _map_model(t, K, prior, params, seeds[(t, K)])
+                best._set_parameters(tight.batch.member(j))
+                _fitted(best, tight.batch.covariance_type(j), priors[code], rows,
+                        n_iter=int(loose.n_iter[s] + tight.n_iter[j]),
+                        converged=bool(tight.converged[j]),
+                        lower_bound=float(tight.lower_bound[j]),
+                        lower_bounds=tight.lower_bounds[j], fit_weight=given_total)
+                best.set_params(warm_start=False, tol=params.get("tol", 1e-3),
+                                max_iter=params.get("max_iter", 100))
+                log_lik = _log_likelihood(best, X, w)
+                n_parameters = int(best._n_parameters())
+                crit = information_criteria(log_lik, n_parameters, float(
+                    n if w is None else np.sum(w)))
+                crit["icl"] = crit["bic"] + 2.0 * map_entropy(best.predict_proba(X), w)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                row["error"] = str(exc) or type(exc).__name__
+            else:
+                row.update(log_likelihood=log_lik, n_parameters=n_parameters, **crit,
+                           converged=bool(best.converged_), n_iter=int(best.n_iter_),
+                           degenerate=best.degenerate_reason_)
+                estimators[(t, K)] = best
+            table[i] = row
+            done += 1
+            if progress is not None:
+                progress(offset + done, total, t, K)
+    return table, estimators
+
+
+def _fitted(model, covariance_type, prior, rows, *, n_iter, converged, lower_bound,
+            lower_bounds, fit_weight):
+    """Set what GaussianMixture(prior=...).fit sets after its EM (``_run_inits``), for
+    parameters already on the model (``_set_parameters``) reached by batched MAP EM."""
+    from ._degeneracy import outlier_components
+
+    model._fitted_covariance_type = covariance_type
+    model.converged_ = converged
+    model.n_iter_ = n_iter
+    model.lower_bound_ = lower_bound
+    model.lower_bounds_ = [float(b) for b in lower_bounds]
+    model.prior_ = prior
+    model.n_features_in_ = rows.n_features
+    # MAP EM: the prior keeps every covariance regular (GaussianMixture._check_degenerate)
+    model.degenerate_, model.degenerate_reason_ = False, None
+    model.outlier_rows_ = np.array([], dtype=np.intp)
+    found = outlier_components(model.weights_, model.means_, model.covariances_,
+                               model._family(), rows.weight_sum)
+    model.outlier_components_ = np.array([k for k, _, _ in found], dtype=np.intp)
+    model._fit_weight = fit_weight
 
 
 def select_with_prior(select_model, X, n_components, covariance_types, criterion, prior, *,

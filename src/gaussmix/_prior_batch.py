@@ -1,0 +1,269 @@
+"""MAP EM under mclust's conjugate prior for many mixtures at once (the lean path of
+``select_model(X, prior=...)``).
+
+The E-step is :meth:`gaussmix._batch.Rows.e_step`: every mixture's per-component sums
+``(N_k, s1_k, s2_k)`` about the rows' centre. The M-step is the general path's
+(:func:`gaussmix.stats.m_step` with ``prior=``, i.e. :func:`gaussmix._prior.prior_scatter`
+followed by the family's ``solve_scatter``) on arrays with a leading mixture axis:
+
+* the prior-augmented scatters ``P_k + Lambda_k + reg_covar n_k I`` and counts
+  ``n_k + c_k``, and the means' posterior mode ``(N_k xbar_k + kappa mu_P) / (N_k + kappa)``
+  (module :mod:`gaussmix._prior`), reduced as the family's statistic (full, pooled,
+  diagonal, trace);
+* then the constrained update: ``P / n`` reduced to scikit-learn's four types (spherical:
+  trace over ``n D``; diag: the diagonal over ``n``; tied: the pooled scatter over
+  ``sum n``; full: ``P / n``), the family's ``batched_covariances`` for mclust's other
+  models (the iterative ones from the current covariances, so that MAP EM stays monotone).
+
+The weights are ``N_k / N`` (no prior on them). Every mixture of a batch has the same K;
+the prior of each covariance type is resolved once (``priors``: type code -> Prior).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stats as _stats
+from ._batch import _FAMILIES, DIAG, FULL, SPHERICAL, TIED, Batch, _groups, _usable
+from .families._batched import diagonal_view
+
+__all__ = ["MapResult", "map_m_step", "map_step", "run_map_em"]
+
+_GUARD = 10 * np.finfo(np.float64).eps  # as stats.m_step's guard against empty components
+
+
+def _moments(rows, G):
+    """``(nk, s1, s2)`` of the feature sums G (S, K, F): s2 as (S, K, D, D) matrices
+    (full features), (S, K, D) diagonals (diag features) or (S, K) traces (spherical)."""
+    D = rows.n_features
+    S, K, _ = G.shape
+    nk = G[..., 0]
+    s1 = G[..., 1 : D + 1]
+    quad = G[..., D + 1 :]
+    if rows.features == "full":
+        s2 = quad[..., rows._symmetric].reshape(S, K, D, D)
+    elif rows.features == "diag":
+        s2 = quad
+    else:
+        s2 = quad[..., 0]
+    return nk, s1, s2
+
+
+def _reduce(s2, statistic):
+    """``s2`` in whatever form the features hold it, reduced as ``statistic``."""
+    if s2.ndim == 4:
+        if statistic in ("full", "pooled"):
+            return s2
+        diag = np.diagonal(s2, axis1=-2, axis2=-1)
+        return diag if statistic == "diagonal" else diag.sum(axis=-1)
+    if s2.ndim == 3:
+        if statistic == "diagonal":
+            return s2
+        if statistic == "trace":
+            return s2.sum(axis=-1)
+    elif statistic == "trace":
+        return s2
+    raise ValueError(f"the rows' features do not hold the {statistic} statistic")
+
+
+def batched_prior_scatter(statistic, nk, s1, s2, shift, prior, reg_covar, guard=_GUARD):
+    """:func:`gaussmix._prior.prior_scatter` for S mixtures sharing one prior.
+
+    ``nk`` (S, K), ``s1`` (S, K, D) and ``s2`` (as :func:`_reduce` takes it) about
+    ``shift`` (D,). Returns ``(P, counts, means)``: P (S, K, D, D) for "full", (S, D, D)
+    for "pooled", (S, K, D) for "diagonal", (S, K) for "trace"; counts (S, K); means
+    (S, K, D).
+    """
+    K, D = s1.shape[1:]
+    s2 = _reduce(s2, statistic)
+    kappa = prior.shrinkage * prior.weight
+    safe = np.where(nk > 0, nk, 1.0)
+    d = s1 / safe[..., None]  # xbar_k - shift
+    dev = shift + d - prior.mean  # xbar_k - mu_P
+    if kappa > 0:
+        weight = np.where(nk > 0, kappa * nk / (nk + kappa), 0.0)
+    else:
+        weight = np.zeros_like(nk)
+    n_k = nk + guard
+    if kappa > 0:
+        means = shift + (s1 + kappa * (prior.mean - shift)) / (nk + kappa)[..., None]
+    else:
+        means = shift + s1 / n_k[..., None]
+    if statistic == "trace":
+        P = s2 - np.sum(s1 * d, axis=-1) + weight * np.sum(dev * dev, axis=-1)
+        P = P + reg_covar * n_k * D
+    elif statistic == "diagonal":
+        P = s2 - s1 * d + weight[..., None] * dev * dev + reg_covar * n_k[..., None]
+    elif statistic == "pooled":
+        P = (s2.sum(axis=1) - np.einsum("ski,skj->sij", s1, d)
+             + np.einsum("ski,skj->sij", dev * weight[..., None], dev))
+        P = 0.5 * (P + np.swapaxes(P, -1, -2))
+        diagonal_view(P)[...] += reg_covar * n_k.sum(axis=1)[:, None]
+    else:
+        P = s2 - s1[..., :, None] * d[..., None, :] + (
+            weight[..., None, None] * dev[..., :, None] * dev[..., None, :]
+        )
+        P = 0.5 * (P + np.swapaxes(P, -1, -2))
+        diagonal_view(P)[...] += reg_covar * n_k[..., None]
+    P = P + prior.scatter_term(statistic, K)
+    return P, n_k + prior.counts(K), means
+
+
+def map_m_step(rows, G, types, priors, previous: Batch | None = None,
+               previous_valid=None) -> Batch:
+    """The MAP M-step of every mixture from its feature sums ``G`` (S, K, F) about
+    ``rows.center`` (module docstring). ``types`` (S,) codes of
+    :data:`gaussmix._batch.TYPES`; ``priors`` maps each code present to its resolved
+    :class:`gaussmix._prior.Prior` (for this K). ``previous`` (the batch the E-step used)
+    starts the iterative updates; ``previous_valid`` (S,) marks its mixtures whose
+    covariances the E-step factored."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _map_m_step(rows, G, types, priors, previous, previous_valid)
+
+
+def _map_m_step(rows, G, types, priors, previous, previous_valid):
+    D = rows.n_features
+    nk, s1, s2 = _moments(rows, G)
+    S, K = nk.shape
+    cov = np.zeros((S, K, D, D))
+    means = np.empty((S, K, D))
+    prev = None
+    if previous is not None:
+        prev = previous.covariances
+    for code, members in _groups(types):
+        family = _FAMILIES[code]
+        statistic = family.statistic
+        P, n, mu = batched_prior_scatter(statistic, nk[members], s1[members], s2[members],
+                                         rows.center, priors[code], rows.reg_covar)
+        means[members] = mu
+        if code == SPHERICAL:
+            diagonal_view(cov[members])[...] = (P / (n * D))[..., None]
+        elif code == DIAG:
+            diagonal_view(cov[members])[...] = P / n[..., None]
+        elif code == TIED:
+            pooled = P / n.sum(axis=1)[:, None, None]
+            cov[members] = (0.5 * (pooled + np.swapaxes(pooled, -1, -2)))[:, None]
+        elif code == FULL:
+            c = P / n[..., None, None]
+            cov[members] = 0.5 * (c + np.swapaxes(c, -1, -2))
+        else:
+            if statistic == "trace":
+                P = np.repeat((P / D)[..., None], D, axis=-1)
+            start = None
+            if prev is not None and family.iterative:
+                start = prev[members]
+                valid = None if previous_valid is None else previous_valid[members]
+                if valid is None or not np.all(valid):
+                    W = P if P.ndim == 4 else _diagonal_matrices(P)
+                    start = _usable(start, W, n)
+            cov[members] = family.batched_covariances(P, n, start)
+    weights = nk + _GUARD
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    return Batch(types, weights, means, cov)
+
+
+def _diagonal_matrices(diagonals):
+    out = np.zeros((*diagonals.shape, diagonals.shape[-1]))
+    diagonal_view(out)[...] = diagonals
+    return out
+
+
+def map_step(rows, batch: Batch, priors):
+    """One MAP EM iteration of every mixture: ``(new batch, log-likelihood of batch (S,),
+    bad (S,))``. A mixture whose moments would lose accuracy (``Rows.accurate``) takes
+    the step through the general path (:func:`gaussmix.stats.block_statistics` and
+    :func:`gaussmix.stats.m_step` with its prior)."""
+    G, ll, bad = rows.e_step(batch)
+    new = map_m_step(rows, G, batch.types, priors, previous=batch, previous_valid=~bad)
+    ok = rows.accurate(G, batch) | bad
+    if not ok.all():
+        for s in np.flatnonzero(~ok):
+            try:
+                params = batch.member(int(s))
+                stats = _stats.block_statistics(rows.X, params, rows.sample_weight)
+                fresh = Batch.of(_stats.m_step(stats, reg_covar=rows.reg_covar,
+                                               previous=params,
+                                               prior=priors[int(batch.types[s])]))
+            except (ValueError, np.linalg.LinAlgError):
+                bad[s] = True
+                ll[s] = -np.inf
+                continue
+            new = new.put([s], fresh)
+            ll[s] = stats.log_likelihood
+    return new, ll, bad
+
+
+@dataclass
+class MapResult:
+    """Outcome of :func:`run_map_em` for a batch of S mixtures.
+
+    Attributes
+    ----------
+    batch : Batch
+        Parameters after the last M-step of each mixture.
+    lower_bound : ndarray of shape (S,)
+        Mean (weighted) log-likelihood per sample of the parameters the last E-step used
+        (as :class:`gaussmix.em.EMResult`'s ``lower_bound``).
+    n_iter : ndarray of shape (S,)
+    converged : ndarray of shape (S,)
+    failed : ndarray of shape (S,)
+        Mixtures whose parameters became invalid (their results are meaningless).
+    lower_bounds : list of list of float
+        Per mixture, ``lower_bound`` after every iteration.
+    """
+
+    batch: Batch
+    lower_bound: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    failed: np.ndarray
+    lower_bounds: list
+
+
+def run_map_em(rows, batch: Batch, priors, *, tol, max_iter, lower_bound=None,
+               history=False) -> MapResult:
+    """Plain MAP EM on every mixture of ``batch`` until the change of its mean
+    log-likelihood per sample is below ``tol`` (the rule of :func:`gaussmix.em.run_em`),
+    or ``max_iter`` iterations; converged and failed mixtures leave the batch.
+
+    ``lower_bound`` (S,): each mixture's previous lower bound (a warm start), else -inf.
+    ``history``: keep every lower bound (``MapResult.lower_bounds``).
+    """
+    S = batch.size
+    out = batch.copy()
+    bound = np.full(S, -np.inf) if lower_bound is None else np.array(lower_bound, float)
+    n_iter = np.zeros(S, dtype=np.int64)
+    converged = np.zeros(S, dtype=bool)
+    failed = np.zeros(S, dtype=bool)
+    bounds = [[] for _ in range(S)]
+    active = np.arange(S)
+    current = batch.copy()
+    weight_sum = rows.weight_sum
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        new, ll, bad = map_step(rows, current, priors)
+        value = ll / weight_sum
+        change = value - bound[active]
+        n_iter[active] += 1
+        bound[active] = value
+        if history:
+            for j, s in enumerate(active.tolist()):
+                bounds[s].append(float(value[j]))
+        failed[active[bad]] = True
+        done = ~bad & (np.abs(change) < tol)
+        converged[active[done]] = True
+        keep = ~bad & ~done
+        finished = ~bad
+        idx = active[finished]
+        out.weights[idx] = new.weights[finished]
+        out.means[idx] = new.means[finished]
+        out.covariances[idx] = new.covariances[finished]
+        if keep.all():
+            current = new
+        else:
+            current = new.take(keep)
+            active = active[keep]
+    return MapResult(out, bound, n_iter, converged, failed, bounds)

@@ -29,7 +29,7 @@ from . import stats as _stats
 from ._batch import _FAMILIES, DIAG, FULL, SPHERICAL, TIED, Batch, _groups, _usable
 from .families._batched import diagonal_view
 
-__all__ = ["MapResult", "map_m_step", "map_step", "run_map_em"]
+__all__ = ["MapResult", "PriorTerms", "map_m_step", "map_step", "prepared", "run_map_em"]
 
 _GUARD = 10 * np.finfo(np.float64).eps  # as stats.m_step's guard against empty components
 
@@ -68,29 +68,71 @@ def _reduce(s2, statistic):
     raise ValueError(f"the rows' features do not hold the {statistic} statistic")
 
 
-def batched_prior_scatter(statistic, nk, s1, s2, shift, prior, reg_covar, guard=_GUARD):
+class PriorTerms:
+    """The resolved priors of a batch's types at one K (``priors[code]``), with each
+    one's scatter term ``Lambda_k`` reduced as its family's statistic and its counts
+    ``c_k``, computed once for the many M-steps of a run."""
+
+    def __init__(self, priors, n_components):
+        self.priors = dict(priors)
+        self.n_components = K = int(n_components)
+        self.terms = {}
+        for code, prior in self.priors.items():
+            statistic = _FAMILIES[code].statistic
+            self.terms[code] = (np.array(prior.scatter_term(statistic, K)),
+                                prior.counts(K))
+        first = next(iter(self.priors.values()), None)
+        # The pieces every type shares (one spec: the same shrinkage, mean and weight),
+        # computed once for the whole batch.
+        self.shared = first is not None and all(
+            p.shrinkage == first.shrinkage and p.weight == first.weight
+            and np.array_equal(p.mean, first.mean) for p in self.priors.values())
+        self.first = first
+
+    def __getitem__(self, code):
+        return self.priors[code]
+
+
+def prepared(priors, n_components) -> PriorTerms:
+    """``priors`` (a dict code -> Prior, or PriorTerms) as :class:`PriorTerms` for K."""
+    if isinstance(priors, PriorTerms) and priors.n_components == n_components:
+        return priors
+    if isinstance(priors, PriorTerms):
+        priors = priors.priors
+    return PriorTerms(priors, n_components)
+
+
+def _mean_pieces(nk, s1, shift, prior, guard):
+    """``(d, dev, weight, n_k, means)``: ``xbar_k - shift``, ``xbar_k - mu_P``, the
+    weight ``kappa N_k / (N_k + kappa)`` of the mean's shrinkage in the scatter, the
+    guarded counts and the means' posterior mode (:func:`gaussmix._prior.prior_scatter`)."""
+    kappa = prior.shrinkage * prior.weight
+    safe = np.where(nk > 0, nk, 1.0)
+    d = s1 / safe[..., None]  # xbar_k - shift
+    dev = shift + d - prior.mean  # xbar_k - mu_P
+    n_k = nk + guard
+    if kappa > 0:
+        weight = np.where(nk > 0, kappa * nk / (nk + kappa), 0.0)
+        means = shift + (s1 + kappa * (prior.mean - shift)) / (nk + kappa)[..., None]
+    else:
+        weight = np.zeros_like(nk)
+        means = shift + s1 / n_k[..., None]
+    return d, dev, weight, n_k, means
+
+
+def batched_prior_scatter(statistic, nk, s1, s2, shift, prior, reg_covar, guard=_GUARD,
+                          terms=None):
     """:func:`gaussmix._prior.prior_scatter` for S mixtures sharing one prior.
 
     ``nk`` (S, K), ``s1`` (S, K, D) and ``s2`` (as :func:`_reduce` takes it) about
     ``shift`` (D,). Returns ``(P, counts, means)``: P (S, K, D, D) for "full", (S, D, D)
     for "pooled", (S, K, D) for "diagonal", (S, K) for "trace"; counts (S, K); means
-    (S, K, D).
+    (S, K, D). ``terms``: the prior's ``(scatter_term, counts)`` for this statistic and K,
+    if known.
     """
     K, D = s1.shape[1:]
     s2 = _reduce(s2, statistic)
-    kappa = prior.shrinkage * prior.weight
-    safe = np.where(nk > 0, nk, 1.0)
-    d = s1 / safe[..., None]  # xbar_k - shift
-    dev = shift + d - prior.mean  # xbar_k - mu_P
-    if kappa > 0:
-        weight = np.where(nk > 0, kappa * nk / (nk + kappa), 0.0)
-    else:
-        weight = np.zeros_like(nk)
-    n_k = nk + guard
-    if kappa > 0:
-        means = shift + (s1 + kappa * (prior.mean - shift)) / (nk + kappa)[..., None]
-    else:
-        means = shift + s1 / n_k[..., None]
+    d, dev, weight, n_k, means = _mean_pieces(nk, s1, shift, prior, guard)
     if statistic == "trace":
         P = s2 - np.sum(s1 * d, axis=-1) + weight * np.sum(dev * dev, axis=-1)
         P = P + reg_covar * n_k * D
@@ -107,8 +149,31 @@ def batched_prior_scatter(statistic, nk, s1, s2, shift, prior, reg_covar, guard=
         )
         P = 0.5 * (P + np.swapaxes(P, -1, -2))
         diagonal_view(P)[...] += reg_covar * n_k[..., None]
-    P = P + prior.scatter_term(statistic, K)
-    return P, n_k + prior.counts(K), means
+    if terms is None:
+        terms = (prior.scatter_term(statistic, K), prior.counts(K))
+    return P + terms[0], n_k + terms[1], means
+
+
+def _full_scatters(nk, s1, s2, shift, prior, reg_covar):
+    """The full prior-augmented scatters ``P_k + reg_covar n_k I`` (without Lambda_k) of
+    every mixture, ``n_k`` and the means, for priors sharing their mean pieces."""
+    d, dev, weight, n_k, means = _mean_pieces(nk, s1, shift, prior, _GUARD)
+    P = s2 - s1[..., :, None] * d[..., None, :] + (
+        weight[..., None, None] * dev[..., :, None] * dev[..., None, :]
+    )
+    P = 0.5 * (P + np.swapaxes(P, -1, -2))
+    diagonal_view(P)[...] += reg_covar * n_k[..., None]
+    return P, n_k, means
+
+
+def _reduced(P, statistic):
+    """Full scatters (S, K, D, D) reduced as ``statistic`` (as prior_scatter's)."""
+    if statistic == "full":
+        return P
+    if statistic == "pooled":
+        return P.sum(axis=1)
+    diag = np.diagonal(P, axis1=-2, axis2=-1)
+    return diag.copy() if statistic == "diagonal" else diag.sum(axis=-1)
 
 
 def map_m_step(rows, G, types, priors, previous: Batch | None = None,
@@ -116,28 +181,40 @@ def map_m_step(rows, G, types, priors, previous: Batch | None = None,
     """The MAP M-step of every mixture from its feature sums ``G`` (S, K, F) about
     ``rows.center`` (module docstring). ``types`` (S,) codes of
     :data:`gaussmix._batch.TYPES`; ``priors`` maps each code present to its resolved
-    :class:`gaussmix._prior.Prior` (for this K). ``previous`` (the batch the E-step used)
-    starts the iterative updates; ``previous_valid`` (S,) marks its mixtures whose
-    covariances the E-step factored."""
+    :class:`gaussmix._prior.Prior` for this K (a dict, or :class:`PriorTerms`).
+    ``previous`` (the batch the E-step used) starts the iterative updates;
+    ``previous_valid`` (S,) marks its mixtures whose covariances the E-step factored."""
+    terms = prepared(priors, G.shape[1])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _map_m_step(rows, G, types, priors, previous, previous_valid)
+        return _map_m_step(rows, G, types, terms, previous, previous_valid)
 
 
-def _map_m_step(rows, G, types, priors, previous, previous_valid):
+def _map_m_step(rows, G, types, terms, previous, previous_valid):
     D = rows.n_features
     nk, s1, s2 = _moments(rows, G)
     S, K = nk.shape
     cov = np.zeros((S, K, D, D))
-    means = np.empty((S, K, D))
+    shared = terms.shared and rows.features == "full"
+    if shared:
+        full, n_all, means = _full_scatters(nk, s1, s2, rows.center, terms.first,
+                                            rows.reg_covar)
+    else:
+        means = np.empty((S, K, D))
     prev = None
     if previous is not None:
         prev = previous.covariances
     for code, members in _groups(types):
         family = _FAMILIES[code]
         statistic = family.statistic
-        P, n, mu = batched_prior_scatter(statistic, nk[members], s1[members], s2[members],
-                                         rows.center, priors[code], rows.reg_covar)
-        means[members] = mu
+        lam, counts = terms.terms[code]
+        if shared:
+            P = _reduced(full[members], statistic) + lam
+            n = n_all[members] + counts
+        else:
+            P, n, mu = batched_prior_scatter(statistic, nk[members], s1[members],
+                                             s2[members], rows.center, terms[code],
+                                             rows.reg_covar, terms=(lam, counts))
+            means[members] = mu
         if code == SPHERICAL:
             diagonal_view(cov[members])[...] = (P / (n * D))[..., None]
         elif code == DIAG:
@@ -176,6 +253,7 @@ def map_step(rows, batch: Batch, priors):
     the step through the general path (:func:`gaussmix.stats.block_statistics` and
     :func:`gaussmix.stats.m_step` with its prior)."""
     G, ll, bad = rows.e_step(batch)
+    priors = prepared(priors, G.shape[1])
     new = map_m_step(rows, G, batch.types, priors, previous=batch, previous_valid=~bad)
     ok = rows.accurate(G, batch) | bad
     if not ok.all():
@@ -232,6 +310,7 @@ def run_map_em(rows, batch: Batch, priors, *, tol, max_iter, lower_bound=None,
     ``history``: keep every lower bound (``MapResult.lower_bounds``).
     """
     S = batch.size
+    priors = prepared(priors, batch.weights.shape[1])
     out = batch.copy()
     bound = np.full(S, -np.inf) if lower_bound is None else np.array(lower_bound, float)
     n_iter = np.zeros(S, dtype=np.int64)

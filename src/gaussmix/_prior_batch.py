@@ -29,7 +29,8 @@ from . import stats as _stats
 from ._batch import _FAMILIES, DIAG, FULL, SPHERICAL, TIED, Batch, _groups, _usable
 from .families._batched import diagonal_view
 
-__all__ = ["MapResult", "PriorTerms", "map_m_step", "map_step", "prepared", "run_map_em"]
+__all__ = ["MapResult", "PriorTerms", "StagedResult", "map_m_step", "map_step", "prepared",
+           "run_map_em", "run_staged"]
 
 _GUARD = 10 * np.finfo(np.float64).eps  # as stats.m_step's guard against empty components
 
@@ -346,3 +347,124 @@ def run_map_em(rows, batch: Batch, priors, *, tol, max_iter, lower_bound=None,
             current = new.take(keep)
             active = active[keep]
     return MapResult(out, bound, n_iter, converged, failed, bounds)
+
+
+#: Stages of a mixture in :func:`run_staged`.
+LOOSE, RANKING, TIGHT, DONE, FAILED, DROPPED = range(6)
+
+
+@dataclass
+class StagedResult:
+    """Outcome of :func:`run_staged` for a batch of S mixtures.
+
+    Attributes
+    ----------
+    batch : Batch
+        Parameters after each mixture's last M-step.
+    stage : ndarray of shape (S,)
+        DONE (a finalist run to the tight tolerance, or to ``max_iter``), DROPPED (not
+        among its point's finalists) or FAILED (its parameters became invalid).
+    lower_bound : ndarray of shape (S,)
+        Mean log-likelihood per sample of the parameters the last E-step used.
+    n_loose, n_tight : ndarray of shape (S,)
+        Iterations in each stage.
+    converged : ndarray of shape (S,)
+        The finalists whose change fell below the tight tolerance.
+    finalist : ndarray of shape (S,)
+        A finalist's place in its point's ranking after the loose stage (0 the best),
+        else -1.
+    value : ndarray of shape (S,)
+        Log-likelihood (weighted total) of the final parameters of the DONE mixtures, the
+        loose stage's of the others (-inf when invalid).
+    lower_bounds : list of list of float
+        Per mixture, the lower bounds of its tight stage.
+    """
+
+    batch: Batch
+    stage: np.ndarray
+    lower_bound: np.ndarray
+    n_loose: np.ndarray
+    n_tight: np.ndarray
+    converged: np.ndarray
+    finalist: np.ndarray
+    value: np.ndarray
+    lower_bounds: list
+
+
+def run_staged(rows, batch: Batch, priors, points, *, loose_tol, tight_tol, finalists,
+               max_iter) -> StagedResult:
+    """Plain MAP EM in two stages, as :func:`run_map_em` twice: every mixture until its
+    change per sample is below ``loose_tol``; then, as soon as every mixture of a point
+    (``points`` (S,), the grid point of each mixture) has, the best ``finalists`` of that
+    point (highest log-likelihood of the parameters reached, ties to the later start)
+    go on, from there and with their last lower bound, to ``tight_tol``. The two stages
+    of different points overlap in one batch (fewer, fuller steps than two runs one
+    after the other); each mixture's steps are those of the two runs. ``max_iter``
+    bounds each stage."""
+    S = batch.size
+    priors = prepared(priors, batch.weights.shape[1])
+    weight_sum = rows.weight_sum
+    points = np.asarray(points)
+    out = batch.copy()
+    stage = np.full(S, LOOSE, dtype=np.int8)
+    bound = np.full(S, -np.inf)
+    n_loose = np.zeros(S, dtype=np.int64)
+    n_tight = np.zeros(S, dtype=np.int64)
+    converged = np.zeros(S, dtype=bool)
+    finalist = np.full(S, -1, dtype=np.int64)
+    value = np.full(S, -np.inf)
+    tol = np.full(S, float(loose_tol))
+    bounds: list[list[float]] = [[] for _ in range(S)]
+    pending = {int(p): np.flatnonzero(points == p) for p in np.unique(points)}
+    active = np.arange(S)
+    current = batch.copy()
+    while active.size:
+        new, ll, bad = map_step(rows, current, priors)
+        now = ll / weight_sum
+        change = now - bound[active]
+        bound[active] = now
+        tight = stage[active] == TIGHT
+        n_loose[active[~tight]] += 1
+        n_tight[active[tight]] += 1
+        for j in np.flatnonzero(tight).tolist():
+            bounds[int(active[j])].append(float(now[j]))
+        iters = np.where(tight, n_tight[active], n_loose[active])
+        done = ~bad & (np.abs(change) < tol[active])
+        converged[active[done & tight]] = True
+        ended = ~bad & (done | (iters >= max_iter))
+        ok = ~bad
+        index = active[ok]
+        out.weights[index] = new.weights[ok]
+        out.means[index] = new.means[ok]
+        out.covariances[index] = new.covariances[ok]
+        stage[active[bad]] = FAILED
+        stage[active[ended & ~tight]] = RANKING
+        stage[active[ended & tight]] = DONE
+        keep = ~bad & ~ended
+        added = []
+        for p in [p for p, m in pending.items() if not np.any(stage[m] == LOOSE)]:
+            members = pending.pop(p)
+            reached = members[stage[members] == RANKING]
+            if reached.size == 0:
+                continue
+            _, ll_reached, bad_reached = rows.e_step(out.take(reached))
+            value[reached] = np.where(bad_reached, -np.inf, ll_reached)
+            stage[reached[bad_reached]] = FAILED
+            stage[reached[~bad_reached]] = DROPPED
+            order = sorted(((value[s], int(s)) for s in reached[~bad_reached]),
+                           reverse=True)[:finalists]
+            for place, (_, s) in enumerate(order):
+                stage[s], tol[s], finalist[s] = TIGHT, float(tight_tol), place
+                added.append(s)
+        if added or not keep.all():
+            active = np.concatenate([active[keep], np.array(added, dtype=np.int64)])
+            current = out.take(active)
+        else:
+            current = new
+    finished = np.flatnonzero(stage == DONE)
+    if finished.size:
+        _, ll_final, bad_final = rows.e_step(out.take(finished))
+        value[finished] = np.where(bad_final, -np.inf, ll_final)
+        stage[finished[bad_final]] = FAILED
+    return StagedResult(out, stage, bound, n_loose, n_tight, converged, finalist, value,
+                        bounds)

@@ -229,15 +229,16 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                     hc=None):
     """:func:`refine` on complete rows, one K at a time: the starts of every type at that
     K (the module docstring's) run plain MAP EM together as one batch
-    (:func:`gaussmix._prior_batch.run_map_em`) to a change below ``_LOOSE_TOL`` per sample,
-    converged mixtures leaving the batch; the best ``_FINALISTS`` of every grid point then
-    run on together to ``_MAP_TOL``. The weights are rescaled to mean 1 and the prior
+    (:func:`gaussmix._prior_batch.run_staged`) to a change below ``_LOOSE_TOL`` per
+    sample, converged mixtures leaving the batch; the best ``_FINALISTS`` of every grid
+    point run on to ``_MAP_TOL`` in the same batch as soon as all its starts have
+    converged. The weights are rescaled to mean 1 and the prior
     weighted by the same factor, as GaussianMixture's fit does, so that every step is the
     general path's (``tests/test_prior_batch.py``)."""
     import dataclasses
 
     from ._batch import TYPES, Batch, Rows, features_for
-    from ._prior_batch import map_m_step, run_map_em
+    from ._prior_batch import DONE, FAILED, map_m_step, run_staged
     from .selection import TABLE_KEYS, _canonical
 
     reg_covar = params.get("reg_covar", 1e-6)
@@ -307,37 +308,21 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
         owner = np.array(owner, dtype=np.int64)
         finals = {}
         if starts:
-            batch = Batch.stack(starts)
-            # every start to a loose tolerance ...
-            loose = run_map_em(rows, batch, priors, tol=_LOOSE_TOL, max_iter=_MAP_MAX_ITER)
-            _, value, bad = rows.e_step(loose.batch)
-            ok = ~loose.failed & ~bad
-            picked = []
-            for i in members:
-                mine = np.flatnonzero(owner == i)
-                failed = mine[~ok[mine]]
-                if failed.size:
-                    errors[i].append("MAP EM failed: a covariance is not positive definite")
-                # (under the prior nothing is degenerate: the ranking is the
-                # log-likelihood at the mode, as _rank's)
-                order = sorted(((value[s], s - mine[0]) for s in mine[ok[mine]]),
-                               reverse=True)[:_FINALISTS]
-                picked.extend(int(mine[0] + j) for _, j in order)
-            if picked:  # ... the best few to the tight one
-                picked = np.array(picked, dtype=np.int64)
-                tight = run_map_em(rows, loose.batch.take(picked), priors, tol=_MAP_TOL,
-                                   max_iter=_MAP_MAX_ITER,
-                                   lower_bound=loose.lower_bound[picked], history=True)
-                _, value2, bad2 = rows.e_step(tight.batch)
-                for j, s in enumerate(picked.tolist()):
-                    i = int(owner[s])
-                    if tight.failed[j] or bad2[j]:
-                        errors[i].append("MAP EM failed: a covariance is not positive "
-                                         "definite")
-                        continue
-                    best = finals.get(i)
-                    if best is None or value2[j] > best[0]:
-                        finals[i] = (value2[j], j, s)
+            # Every start to a loose tolerance, the best few of each point on to the tight
+            # one (under the prior nothing is degenerate: the ranking is the
+            # log-likelihood at the mode, as _rank's).
+            res = run_staged(rows, Batch.stack(starts), priors, owner, loose_tol=_LOOSE_TOL,
+                             tight_tol=_MAP_TOL, finalists=_FINALISTS,
+                             max_iter=_MAP_MAX_ITER)
+            for s in np.flatnonzero(res.stage == FAILED).tolist():
+                errors[int(owner[s])].append(
+                    "MAP EM failed: a covariance is not positive definite")
+            done = np.flatnonzero(res.stage == DONE)
+            for s in done[np.argsort(res.finalist[done], kind="stable")].tolist():
+                i = int(owner[s])
+                best = finals.get(i)
+                if best is None or res.value[s] > best[0]:
+                    finals[i] = (res.value[s], s)
         for i in members:
             ml_row = ml.table[i]
             t = ml_row["covariance_type"]
@@ -348,15 +333,15 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                     if not np.any(owner == i) and not errors[i]:
                         raise ValueError(ml_row["error"] or "no start could be made")
                     raise ValueError("; ".join(dict.fromkeys(errors[i])) or "MAP EM failed")
-                _, j, s = finals[i]
+                s = finals[i][1]
                 code = TYPES.index(families.get(t).name)
                 best = _map_model(t, K, prior, params, seeds[(t, K)])
-                best._set_parameters(tight.batch.member(j))
-                _fitted(best, tight.batch.covariance_type(j), priors[code], rows,
-                        n_iter=int(loose.n_iter[s] + tight.n_iter[j]),
-                        converged=bool(tight.converged[j]),
-                        lower_bound=float(tight.lower_bound[j]),
-                        lower_bounds=tight.lower_bounds[j], fit_weight=given_total)
+                best._set_parameters(res.batch.member(s))
+                _fitted(best, res.batch.covariance_type(s), priors[code], rows,
+                        n_iter=int(res.n_loose[s] + res.n_tight[s]),
+                        converged=bool(res.converged[s]),
+                        lower_bound=float(res.lower_bound[s]),
+                        lower_bounds=res.lower_bounds[s], fit_weight=given_total)
                 best.set_params(warm_start=False, tol=params.get("tol", 1e-3),
                                 max_iter=params.get("max_iter", 100))
                 log_lik = _log_likelihood(best, X, w)

@@ -140,18 +140,23 @@ _GRID = dict(n_components=[1, 2, 3], covariance_types=["EII", "spherical", "VEI"
              prior="default", random_state=0)
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_selection_equals_the_general_path(monkeypatch, weighted):
+@pytest.mark.parametrize(("weighted", "types"), [
+    (False, _GRID["covariance_types"]), (True, _GRID["covariance_types"]),
+    (False, ["EII", "spherical", "EEI", "VEI", "EVI", "diag"]),  # the rows' squares only
+    (True, ["EII", "spherical"]),  # the rows' squared norms only
+])
+def test_selection_equals_the_general_path(monkeypatch, weighted, types):
     """select_model(prior=...) through the batched MAP EM against the general path (one
     GaussianMixture fit per start): the same modes, table and estimators."""
     w = None
     if weighted:
         w = np.random.default_rng(1).integers(1, 4, size=X_FAITHFUL.shape[0]).astype(float)
+    grid = {**_GRID, "covariance_types": types}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fast = select_model(X_FAITHFUL, sample_weight=w, **_GRID)
+        fast = select_model(X_FAITHFUL, sample_weight=w, **grid)
         monkeypatch.setattr(_prior_select, "_refine_batched", _prior_select._refine_general)
-        slow = select_model(X_FAITHFUL, sample_weight=w, **_GRID)
+        slow = select_model(X_FAITHFUL, sample_weight=w, **grid)
     for a, b in zip(fast.table, slow.table, strict=True):
         assert (a["covariance_type"], a["n_components"]) == (b["covariance_type"],
                                                              b["n_components"])
@@ -179,3 +184,43 @@ def test_selection_equals_the_general_path(monkeypatch, weighted):
         np.testing.assert_array_equal(model.outlier_components_,
                                       slow_model.outlier_components_)
         assert model.n_features_in_ == slow_model.n_features_in_
+
+
+def test_staged_run_equals_two_runs():
+    """run_staged (the finalists' tight stage overlapping the other points' loose one) takes
+    each mixture through the steps of run_map_em to the loose tolerance, then of
+    run_map_em from the best few to the tight one."""
+    from gaussmix._prior_batch import DONE, DROPPED, run_staged
+
+    rng, X, _ = _data(11)
+    rows = Rows(X, None, 1e-6, "full")
+    mean, cov = data_moments(X)
+    codes = [TYPES.index(families.get(m).name) for m in ("VVV", "VEI", "EII")]
+    priors = {c: resolve_prior("default", families.get(TYPES[c]), K, mean, cov)
+              for c in codes}
+    batch = _starts(rows, X, rng, priors, codes)  # 4 starts per type
+    points = np.repeat(np.arange(3), 4)
+    res = run_staged(rows, batch, priors, points, loose_tol=1e-4, tight_tol=1e-8,
+                     finalists=2, max_iter=10_000)
+    loose = run_map_em(rows, batch, priors, tol=1e-4, max_iter=10_000)
+    _, value, _ = rows.e_step(loose.batch)
+    np.testing.assert_array_equal(res.n_loose, loose.n_iter)
+    for p in range(3):
+        mine = np.flatnonzero(points == p)
+        order = [s for _, s in sorted(((value[s], s) for s in mine), reverse=True)[:2]]
+        assert [s for s in mine if res.stage[s] == DONE] == sorted(order)
+        assert all(res.stage[s] == DROPPED for s in mine if s not in order)
+        assert [res.finalist[s] for s in order] == [0, 1]
+        tight = run_map_em(rows, loose.batch.take(order), priors, tol=1e-8,
+                           max_iter=10_000, lower_bound=loose.lower_bound[order],
+                           history=True)
+        np.testing.assert_array_equal(res.n_tight[order], tight.n_iter)
+        np.testing.assert_allclose(res.lower_bound[order], tight.lower_bound, rtol=1e-12)
+        np.testing.assert_allclose(res.batch.take(order).covariances,
+                                   tight.batch.covariances, rtol=1e-9, atol=1e-12)
+        assert res.converged[order].all()
+        for j, s in enumerate(order):
+            np.testing.assert_allclose(res.lower_bounds[s], tight.lower_bounds[j],
+                                       rtol=1e-12)
+        _, final, _ = rows.e_step(tight.batch)
+        np.testing.assert_allclose(res.value[order], final, rtol=1e-12)

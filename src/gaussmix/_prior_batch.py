@@ -442,7 +442,10 @@ def run_staged(rows, batch: Batch, priors, points, *, loose_tol, tight_tol, fina
         stage[active[ended & tight]] = DONE
         keep = ~bad & ~ended
         added = []
-        for p in [p for p, m in pending.items() if not np.any(stage[m] == LOOSE)]:
+        left = ~tight & (bad | ended)  # mixtures that left the loose stage
+        ready = [] if not left.any() else [
+            p for p, m in pending.items() if not np.any(stage[m] == LOOSE)]
+        for p in ready:
             members = pending.pop(p)
             reached = members[stage[members] == RANKING]
             if reached.size == 0:

@@ -232,9 +232,9 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
     (:func:`gaussmix._prior_batch.run_staged`) to a change below ``_LOOSE_TOL`` per
     sample, converged mixtures leaving the batch; the best ``_FINALISTS`` of every grid
     point run on to ``_MAP_TOL`` in the same batch as soon as all its starts have
-    converged. The weights are rescaled to mean 1 and the prior
-    weighted by the same factor, as GaussianMixture's fit does, so that every step is the
-    general path's (``tests/test_prior_batch.py``)."""
+    converged. The weights are rescaled to mean 1 and the prior weighted by the same
+    factor, as GaussianMixture's fit does, so that every step is the general path's
+    (``tests/test_prior_batch.py``). Progress is reported row by row as each K ends."""
     import dataclasses
 
     from ._batch import TYPES, Batch, Rows, features_for
@@ -260,7 +260,7 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
         points.setdefault(ml_row["n_components"], []).append(i)
     table: list[Any] = [None] * len(ml.table)
     estimators = {}
-    done = 0
+    n_done = 0  # rows finished (progress)
     for K, members in points.items():
         # The distinct hard partitions at K (other types' ML fits, then Ward's cuts), each
         # with the responsibilities of its first occurrence; their feature sums at once.
@@ -317,8 +317,8 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
             for s in np.flatnonzero(res.stage == FAILED).tolist():
                 errors[int(owner[s])].append(
                     "MAP EM failed: a covariance is not positive definite")
-            done = np.flatnonzero(res.stage == DONE)
-            for s in done[np.argsort(res.finalist[done], kind="stable")].tolist():
+            ran = np.flatnonzero(res.stage == DONE)
+            for s in ran[np.argsort(res.finalist[ran], kind="stable")].tolist():
                 i = int(owner[s])
                 best = finals.get(i)
                 if best is None or res.value[s] > best[0]:
@@ -357,9 +357,9 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                            degenerate=best.degenerate_reason_)
                 estimators[(t, K)] = best
             table[i] = row
-            done += 1
+            n_done += 1
             if progress is not None:
-                progress(offset + done, total, t, K)
+                progress(offset + n_done, total, t, K)
     return table, estimators
 
 

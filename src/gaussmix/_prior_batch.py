@@ -418,33 +418,45 @@ def run_staged(rows, batch: Batch, priors, points, *, loose_tol, tight_tol, fina
     pending = {int(p): np.flatnonzero(points == p) for p in np.unique(points)}
     active = np.arange(S)
     current = batch.copy()
+    # The state of the active mixtures, aligned with ``active`` (written back when the
+    # active set changes): their bound, tolerance, iterations in their stage, and which
+    # are in the tight stage.
+    a_bound = bound.copy()
+    a_tol = tol.copy()
+    a_iter = np.zeros(S, dtype=np.int64)
+    a_tight = np.zeros(S, dtype=bool)
+    tight_at: list[int] = []  # positions of the tight ones in ``active``
     while active.size:
         new, ll, bad = map_step(rows, current, priors)
         now = ll / weight_sum
-        change = now - bound[active]
-        bound[active] = now
-        tight = stage[active] == TIGHT
-        n_loose[active[~tight]] += 1
-        n_tight[active[tight]] += 1
-        for j in np.flatnonzero(tight).tolist():
+        change = now - a_bound
+        a_bound = now
+        a_iter += 1
+        for j in tight_at:
             bounds[int(active[j])].append(float(now[j]))
-        iters = np.where(tight, n_tight[active], n_loose[active])
-        done = ~bad & (np.abs(change) < tol[active])
-        converged[active[done & tight]] = True
-        ended = ~bad & (done | (iters >= max_iter))
+        ended = bad | (np.abs(change) < a_tol) | (a_iter >= max_iter)
+        if not ended.any():
+            current = new
+            continue
+        # The active set changes: the state back into the arrays of the whole batch.
         ok = ~bad
         index = active[ok]
         out.weights[index] = new.weights[ok]
         out.means[index] = new.means[ok]
         out.covariances[index] = new.covariances[ok]
+        bound[active] = a_bound
+        n_tight[active[a_tight]] = a_iter[a_tight]
+        n_loose[active[~a_tight]] = a_iter[~a_tight]
+        converged[active[ok & a_tight & (np.abs(change) < a_tol)]] = True
         stage[active[bad]] = FAILED
-        stage[active[ended & ~tight]] = RANKING
-        stage[active[ended & tight]] = DONE
-        keep = ~bad & ~ended
+        stage[active[ended & ok & ~a_tight]] = RANKING
+        stage[active[ended & ok & a_tight]] = DONE
+        keep = ~ended
         added = []
-        left = ~tight & (bad | ended)  # mixtures that left the loose stage
-        ready = [] if not left.any() else [
-            p for p, m in pending.items() if not np.any(stage[m] == LOOSE)]
+        if np.any(ended & ~a_tight):  # some left the loose stage: points ready to rank
+            ready = [p for p, m in pending.items() if not np.any(stage[m] == LOOSE)]
+        else:
+            ready = []
         for p in ready:
             members = pending.pop(p)
             reached = members[stage[members] == RANKING]
@@ -459,11 +471,14 @@ def run_staged(rows, batch: Batch, priors, points, *, loose_tol, tight_tol, fina
             for place, (_, s) in enumerate(order):
                 stage[s], tol[s], finalist[s] = TIGHT, float(tight_tol), place
                 added.append(s)
-        if added or not keep.all():
-            active = np.concatenate([active[keep], np.array(added, dtype=np.int64)])
-            current = out.take(active)
-        else:
-            current = new
+        added = np.array(added, dtype=np.int64)
+        active = np.concatenate([active[keep], added])
+        a_bound = np.concatenate([a_bound[keep], bound[added]])
+        a_tol = tol[active]
+        a_tight = stage[active] == TIGHT
+        a_iter = np.concatenate([a_iter[keep], np.zeros(added.size, dtype=np.int64)])
+        tight_at = np.flatnonzero(a_tight).tolist()
+        current = out.take(active) if added.size else new.take(keep)
     finished = np.flatnonzero(stage == DONE)
     if finished.size:
         _, ll_final, bad_final = rows.e_step(out.take(finished))

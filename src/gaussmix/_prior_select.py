@@ -7,12 +7,16 @@ reports minus mclust's BIC). gaussmix does the same in two stages:
 1. the usual maximum-likelihood selection (:func:`gaussmix.selection.select_model`
    without the prior: its starts, race and polish) gives, for every grid point, the ML
    fit, and for every K the ML fits of the other covariance types;
-2. every grid point is then refined by MAP EM (:class:`~gaussmix.GaussianMixture` with
-   the prior) from several starts, one per distinct hard partition: its own ML fit, one
-   MAP M-step from the responsibilities of each other type's ML fit at the same K, and
-   one from each Ward partition into K groups. Every start runs MAP EM to a change below
-   1e-5 per sample, the best three on to 1e-8. Best: regular before degenerate (an empty
-   component costs the log-posterior nothing, the weights having no prior), then the
+2. every grid point is then refined by MAP EM from several starts, one per distinct hard
+   partition: its own ML fit, one MAP M-step from the responsibilities of each other
+   type's ML fit at the same K, and one from each Ward partition into K groups. Every
+   start runs MAP EM to a change below 1e-5 per sample, the best three on to 1e-8. The
+   MAP EM of every start of every type at one K runs as one batch on the selection's
+   lean engine (:mod:`gaussmix._prior_batch`: :class:`gaussmix._batch.Rows`' E-step and
+   the general path's MAP M-step on stacked mixtures; plain EM steps, each mixture
+   leaving the batch at its own tolerance), the steps of :class:`~gaussmix.GaussianMixture`
+   with the prior, which data with NaN still take. Best: regular before degenerate (an
+   empty component costs the log-posterior nothing, the weights having no prior), then the
    highest log-likelihood at the mode, the quantity the criteria use (every candidate is
    a posterior mode). The table's log-likelihood, BIC, AIC and ICL are those of that
    mode, and the fitted estimators carry ``prior`` and ``prior_``.

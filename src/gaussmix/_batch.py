@@ -42,6 +42,12 @@ _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
 #: least this many rows (Rows.e_step).
 _E_BLOCK_VALUES = 2**17
 _E_BLOCK_MIN_ROWS = 128
+#: The E-step factors stacks of at least _SMALL_STACK * D covariances of at most _SMALL_D
+#: features entry by entry over the stack (_small_spd): one NumPy operation on the whole
+#: stack per entry, fewer than LAPACK's per-matrix calls cost there (measured: even at
+#: about 80 matrices for D = 2, 150 for D = 4; 3 times faster at 600).
+_SMALL_D = 4
+_SMALL_STACK = 40
 #: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
 #: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
 _SKLEARN = ("spherical", "diag", "tied", "full")
@@ -216,16 +222,25 @@ class Rows:
         D = self.n_features
         w, cov = batch.weights, batch.covariances
         m = batch.means - self.center
-        chol, bad_chol = _batched_cholesky(cov)
         bad = ~(w.min(axis=1) >= 0)
-        if bad_chol is not None:
-            bad |= bad_chol.any(axis=1)
-        any_bad = bool(bad.any())
-        # (the factors of matrices without one are the identity: see _batched_cholesky)
-        prec, singular = _inverses(chol @ np.swapaxes(chol, -1, -2) if any_bad else cov)
-        if singular is not None:  # factored, yet singular to working precision (1e12 apart)
-            bad |= np.any(singular, axis=1)
-        logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
+        singular = None
+        if D <= _SMALL_D and cov.shape[0] * cov.shape[1] >= _SMALL_STACK * D:
+            prec, logdet, factored = _small_spd(cov)
+            any_bad = not factored.all()
+            if any_bad:
+                bad |= ~factored.all(axis=1)
+                prec[~factored] = self._eye
+            any_bad |= bool(bad.any())
+        else:
+            chol, bad_chol = _batched_cholesky(cov)
+            if bad_chol is not None:
+                bad |= bad_chol.any(axis=1)
+            any_bad = bool(bad.any())
+            # (the factors of matrices without one are the identity: see _batched_cholesky)
+            prec, singular = _inverses(chol @ np.swapaxes(chol, -1, -2) if any_bad else cov)
+            if singular is not None:  # factored, yet singular to working precision (1e12 apart)
+                bad |= np.any(singular, axis=1)
+            logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
         S, K = w.shape
         if self.features == "full":
             quad = prec.reshape(S, K, D * D)[..., self._upper_flat] * self._minus_half_twice
@@ -699,6 +714,56 @@ def _storage(code, cov):
         return cov.copy()
     diag = np.diagonal(cov, axis1=-2, axis2=-1)
     return diag.copy() if form == "diagonal" else diag.mean(axis=1)
+
+
+def _small_spd(cov):
+    """``(inverses, log-determinants, factored)`` of a (S, K, D, D) stack of symmetric
+    matrices (small D) by a Cholesky factorisation ``C C^T`` written out entry by entry,
+    each entry one operation on the whole stack: ``C``, then ``Z = C^-1``, the inverse
+    ``Z^T Z`` and ``log det = sum_j log c_jj^2``. ``factored`` (S, K): every pivot was
+    positive and the inverse finite (LAPACK's test); the other matrices' entries are
+    meaningless (the caller replaces them)."""
+    S, K, D = cov.shape[0], cov.shape[1], cov.shape[-1]
+    M = S * K
+    A = cov.reshape(M, D * D).T  # row i D + j: entry (i, j) of every matrix
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        C = {}
+        inv_c = []
+        logdet = 0.0
+        factored = None
+        for j in range(D):
+            pivot = A[j * D + j]
+            for k in range(j):
+                pivot = pivot - C[j, k] * C[j, k]
+            positive = pivot > 0
+            factored = positive if factored is None else factored & positive
+            logdet = logdet + np.log(pivot)
+            c = np.sqrt(pivot)
+            inv_c.append(1.0 / c)
+            for i in range(j + 1, D):
+                value = A[i * D + j]
+                for k in range(j):
+                    value = value - C[i, k] * C[j, k]
+                C[i, j] = value / c
+        Z = {}
+        for i in range(D):
+            Z[i, i] = inv_c[i]
+            for j in range(i):
+                value = C[i, j] * Z[j, j]
+                for k in range(j + 1, i):
+                    value = value + C[i, k] * Z[k, j]
+                Z[i, j] = -value * inv_c[i]
+        out = np.empty((D * D, M))
+        for i in range(D):
+            for j in range(i, D):
+                value = Z[j, i] * Z[j, j]
+                for k in range(j + 1, D):
+                    value = value + Z[k, i] * Z[k, j]
+                out[i * D + j] = value
+                out[j * D + i] = value
+        finite = np.isfinite(out).all(axis=0)
+    factored = (factored & finite).reshape(S, K)
+    return out.T.reshape(S, K, D, D), logdet.reshape(S, K), factored
 
 
 def _batched_cholesky(cov):

@@ -350,22 +350,18 @@ class Rows:
         else:
             cov = scatter / nk[..., None, None]
         groups = _groups(types)
-        diagonal = None
+        diagonal = False
         for code, members in groups:
             if code == TIED:
                 pooled = scatter[members].sum(axis=1) / nk[members].sum(axis=1)[:, None, None]
                 cov[members] = pooled[:, None]
             elif code <= DIAG:
                 diagonal = True
-        if diagonal:
-            diagonal = types <= DIAG
-            var = np.diagonal(cov[diagonal], axis1=-2, axis2=-1)
-            spherical = types[diagonal] == SPHERICAL
-            if spherical.any():
-                var = var.copy()
-                var[spherical] = var[spherical].mean(axis=-1, keepdims=True)
-            cov[diagonal] = var[..., None] * self._eye
-        else:
+                var = _diagonal_view(cov[members])
+                if code == SPHERICAL:
+                    var = var.mean(axis=-1, keepdims=True)
+                cov[members] = var[..., None] * self._eye
+        if not diagonal:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         _diagonal_view(cov)[...] += reg
         if groups[-1][0] > FULL:
@@ -693,12 +689,18 @@ def _groups(types) -> list:
     key = (types.dtype.str, types.tobytes())
     out = _GROUPS.get(key)
     if out is None:
-        out = []
-        for code in np.unique(types).tolist():
-            members = np.flatnonzero(types == code)
-            if members[-1] - members[0] + 1 == members.size:
-                members = slice(int(members[0]), int(members[-1]) + 1)
-            out.append((code, members))
+        if types.size and not (types[1:] < types[:-1]).any():  # sorted: one slice per code
+            starts = [0, *(np.flatnonzero(types[1:] != types[:-1]) + 1).tolist()]
+            stops = [*starts[1:], types.size]
+            codes = types[starts].tolist()
+            out = [(code, slice(a, b)) for code, a, b in zip(codes, starts, stops, strict=True)]
+        else:
+            out = []
+            for code in np.unique(types).tolist():
+                members = np.flatnonzero(types == code)
+                if members[-1] - members[0] + 1 == members.size:
+                    members = slice(int(members[0]), int(members[-1]) + 1)
+                out.append((code, members))
         if len(_GROUPS) > 4096:
             _GROUPS.clear()
         _GROUPS[key] = out

@@ -295,7 +295,7 @@ class Rows:
         np.maximum(lp, -700.0, out=lp)  # see stats._exp_clipped
         np.exp(lp, out=lp)
         total = lp.sum(axis=1)
-        lp /= total[:, None]
+        lp *= (1.0 / total)[:, None]  # (one division per row and mixture, not per component)
         log_norm = np.log(total)
         log_norm += top
         return lp.reshape(S * K, stop - start) @ self.Qw[start:stop], log_norm

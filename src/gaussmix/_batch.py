@@ -423,10 +423,13 @@ class Rows:
                 )
                 continue
             # several families sharing one solver (EVE and VVE): one call for all
-            index = np.concatenate([np.arange(W.shape[0])[members] for members, _, _ in parts])
-            parameter = np.concatenate([np.full(np.arange(W.shape[0])[members].size,
-                                                family.joint_parameter)
-                                        for members, family, _ in parts])
+            spans = [np.arange(W.shape[0])[members] for members, _, _ in parts]
+            parameter = np.concatenate([np.full(span.size, family.joint_parameter)
+                                        for span, (_, family, _) in zip(spans, parts,
+                                                                        strict=True)])
+            index = np.concatenate(spans)
+            if index[-1] - index[0] + 1 == index.size and (np.diff(index) == 1).all():
+                index = slice(int(index[0]), int(index[-1]) + 1)  # (views, not copies)
             cov[index] = solver(scatters[parts[0][2]][index], n_k[index],
                                 None if previous is None else previous[index], parameter)
 

@@ -381,3 +381,38 @@ def test_pooled_full_covariance_from_too_few_points_is_degenerate():
     rows = {row["covariance_type"]: row for row in result.table}
     assert {t for t, row in rows.items() if row["degenerate"]} == full_matrix
     assert result.best_params_["covariance_type"] not in full_matrix
+
+
+def test_flattest_direction_reads_each_feature_s_mean_as_the_unit_vectors_did():
+    """_flattest_direction's per-feature floors (the squared mean along each axis: one
+    component's mean squared, or the weighted median over several) give the verdicts of
+    the products with the unit vectors, feature by feature."""
+    from gaussmix._degeneracy import _flattest_direction, _weighted_median
+
+    eps = np.finfo(np.float64).eps
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        D = int(rng.integers(1, 5))
+        A = rng.normal(size=(D, D))
+        W = A @ A.T * 10.0 ** rng.integers(-12, 2)
+        K = int(rng.choice([1, 3]))
+        means = rng.normal(size=(K, D)) * 10.0 ** rng.integers(-2, 8)
+        weights = np.full(K, 1.0 / K)
+        varying = np.arange(D)
+        found = _flattest_direction(W, means, weights, varying, 1e-6, eps, 100.0, True)
+        expected = None
+        for j in range(D):
+            floor = max(_floor(1e-6), 100.0 * eps * _weighted_median(
+                (means @ np.eye(D)[j]) ** 2, weights))
+            if W[j, j] <= floor:
+                expected = j
+                break
+        assert (found is None) == (expected is None)
+        if found is not None:
+            assert found[0] == W[expected, expected] and found[1][expected] == 1.0
+
+
+def _floor(reg_covar):
+    from gaussmix._degeneracy import REG_FRACTION
+
+    return REG_FRACTION * reg_covar

@@ -270,6 +270,8 @@ def _varying_features(data_var, centre, reg_covar, eps, resolution):
 
 def _weighted_median(values, weights):
     """The weighted median of ``values`` (the lower one at a tie)."""
+    if values.shape[0] == 1:  # (one component's mean: the check runs ~10 times per fit)
+        return float(values[0])
     order = np.argsort(values)
     cumulative = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
@@ -294,19 +296,26 @@ def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution,
     if varying.size == 0:
         return None
     J = varying
-    WJ = W[np.ix_(J, J)]
-    MJ = np.atleast_2d(means)[:, J]
-
-    def mean_sq(direction):
-        return _weighted_median((MJ @ direction) ** 2, weights)
+    every = J.size == W.shape[0]  # (J is sorted: every feature, in order)
+    WJ = W if every else W[np.ix_(J, J)]
+    MJ = np.atleast_2d(means)
+    if not every:
+        MJ = MJ[:, J]
 
     diag = np.diag(WJ)
-    eye = np.eye(len(J))
-    for i, j in enumerate(J):
-        if diag[i] <= max(REG_FRACTION * reg_covar, resolution * eps * mean_sq(eye[i])):
-            v = np.zeros(W.shape[0])
-            v[j] = 1.0
-            return float(diag[i]), v
+    # each feature's squared mean (weighted median over the components): (m_k . e_j)^2
+    if MJ.shape[0] == 1 and np.isfinite(MJ).all():
+        axis_mean_sq = MJ[0] ** 2
+    else:
+        eye = np.eye(len(J))
+        axis_mean_sq = np.array([_weighted_median((MJ @ e) ** 2, weights) for e in eye])
+    floors = np.fmax(REG_FRACTION * reg_covar, resolution * eps * axis_mean_sq)  # (as max())
+    flat_axes = np.flatnonzero(diag <= floors)
+    if flat_axes.size:
+        i = int(flat_axes[0])
+        v = np.zeros(W.shape[0])
+        v[J[i]] = 1.0
+        return float(diag[i]), v
     if axes_only:
         return None
     sd = np.sqrt(diag)

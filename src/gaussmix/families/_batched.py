@@ -132,17 +132,20 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
             equal_volume, mixed = bool(equal_volume[0]), False
         else:
             eve = equal_volume[:, None, None]
+    add = np.add.reduce
+    n_col = n_k[..., None]
+    n_total_col = n_total[:, None, None]
+    with_volume = mixed or equal_volume
 
     def inverse_variances(diag):  # (S, K, d): 1 / the variances given D
         diag = np.maximum(diag, 1e-300)
-        if mixed or equal_volume:  # EVE: lambda A_k, |A_k| = 1; 1 / (lambda diag / g_k)
-            g = np.exp(np.log(diag).sum(axis=-1) / d)  # (S, K)
-            lam = g.sum(axis=1) / n_total
-            inverse = g[..., None] / (lam[:, None, None] * diag)
+        if with_volume:  # EVE: lambda A_k, |A_k| = 1; 1 / (lambda diag / g_k)
+            g = np.exp(add(np.log(diag), axis=-1) / d)[..., None]  # (S, K, 1)
+            inverse = g / (add(g, axis=1, keepdims=True) / n_total_col * diag)
             if not mixed:
                 return inverse
-            return np.where(eve, inverse, n_k[..., None] / diag)
-        return n_k[..., None] / diag  # VVE
+            return np.where(eve, inverse, n_col / diag)
+        return n_col / diag  # VVE
 
     if previous is not None:  # the previous covariances' common eigenvectors
         scaled = previous / np.trace(previous, axis1=-2, axis2=-1)[..., None, None]
@@ -155,9 +158,12 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
     old = np.inf
     frozen = None  # (mixed families) the mixtures whose family's sweeps have stopped
     planes = _plane_rounds(d)
-    sign = np.array([1.0, -1.0])[:, None]
+    half_sign = _HALF_SIGN
+    no_rotation = _NO_ROTATION
+    matmul, hypot, where, sqrt, maximum = np.matmul, np.hypot, np.where, np.sqrt, np.maximum
     for _ in range(sweeps):
-        B = np.swapaxes(Dm, -1, -2)[:, None] @ W @ Dm[:, None]  # (anew: no drift)
+        Dt = np.swapaxes(Dm, -1, -2)[:, None]
+        B = matmul(matmul(Dt, W), Dm[:, None])  # (anew: no drift)
         if objective_tol is not None:
             diag = diagonal_view(B)
             inverse = inverse_variances(diag)
@@ -171,21 +177,21 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
             w = inverse_variances(Bf[..., :: d + 1])[..., pairs]
             dw = w[..., :m] - w[..., m:]  # (S, K, m)
             # p = sum_k dw (b_II - b_JJ) / 2 and q = sum_k dw b_IJ, (S, 2, m)
-            pq = np.einsum("skm,skjm->sjm", dw, (Bf @ picks).reshape(S, K, 2, m))
+            pq = np.einsum("skm,skjm->sjm", dw, matmul(Bf, picks).reshape(S, K, 2, m))
             p, q = pq[:, 0], pq[:, 1]
-            r = np.hypot(p, q)
-            active = p + r > 1e-15 * np.abs(pq).sum(axis=1)
+            r = hypot(p, q)
+            active = p + r > 1e-15 * (np.abs(p) + np.abs(q))
             if frozen is not None:
                 active &= ~frozen[:, None]  # a family whose sweeps have stopped
             # (cos 2t, sin 2t) = -(p, q) / r; then cos t, and sin t (with the sign of sin 2t)
-            cs2 = np.where(active[:, None], -pq / r[:, None], _NO_ROTATION)
-            cs = np.sqrt(np.maximum(0.5 * (1.0 + sign * cs2[:, :1]), 0.0))
+            cs2 = where(active[:, None], pq / -r[:, None], no_rotation)
+            cs = sqrt(maximum(0.5 + half_sign * cs2[:, :1], 0.0))
             np.copysign(cs[:, 1], cs2[:, 1], out=cs[:, 1])
             sines.append(cs[:, 1])
             # D <- D R and B <- R^T B R, R the identity with [[c, -s], [s, c]] per plane
-            R = (cs.reshape(S, 2 * m) @ build + base).reshape(S, d, d)
-            Dm = Dm @ R
-            B = np.swapaxes(R, -1, -2)[:, None] @ B @ R[:, None]
+            R = (matmul(cs.reshape(S, 2 * m), build) + base).reshape(S, d, d)
+            Dm = matmul(Dm, R)
+            B = matmul(matmul(np.swapaxes(R, -1, -2)[:, None], B), R[:, None])
         if objective_tol is not None:
             continue
         if not mixed:
@@ -234,6 +240,8 @@ def _root_weights(K):
 
 
 _NO_ROTATION = np.array([[1.0], [0.0]])  # (cos 2t, sin 2t) of planes left as they are
+# (cos t, sin t) = sqrt(1/2 +- cos 2t / 2): the same bits as sqrt((1 +- cos 2t) / 2)
+_HALF_SIGN = np.array([[0.5], [-0.5]])
 
 
 @functools.lru_cache(maxsize=64)

@@ -457,19 +457,28 @@ class Rows:
         """
         G, ll, bad = self.e_step(batch)
         new = self.m_step(G, batch.types, previous=batch, previous_valid=~bad)
+        return self.redo_inaccurate(
+            G, batch, new, ll, bad,
+            lambda stats, params, code: _stats.m_step(stats, reg_covar=self.reg_covar))
+
+    def redo_inaccurate(self, G, batch: Batch, new: Batch, ll, bad, m_step):
+        """``(new, ll, bad)`` of a step, with the mixtures whose moments lost accuracy
+        (:meth:`accurate`) stepped again through the general path: the statistics of
+        :func:`gaussmix.stats.block_statistics` and ``m_step(stats, params, code)``
+        (MixtureParameters of the step from ``params``, a mixture of type ``code``). A
+        mixture whose general step raises ValueError (LinAlgError included) is bad."""
         ok = self.accurate(G, batch) | bad
-        if not ok.all():
-            for s in np.flatnonzero(~ok):
-                try:
-                    params = batch.member(int(s))
-                    stats = _stats.block_statistics(self.X, params, self.sample_weight)
-                    fresh = Batch.of(_stats.m_step(stats, reg_covar=self.reg_covar))
-                except ValueError:
-                    bad[s] = True
-                    ll[s] = -np.inf
-                    continue
-                new = new.put([s], fresh)
-                ll[s] = stats.log_likelihood
+        for s in np.flatnonzero(~ok):
+            try:
+                params = batch.member(int(s))
+                stats = _stats.block_statistics(self.X, params, self.sample_weight)
+                fresh = Batch.of(m_step(stats, params, int(batch.types[s])))
+            except ValueError:
+                bad[s] = True
+                ll[s] = -np.inf
+                continue
+            new = new.put([s], fresh)
+            ll[s] = stats.log_likelihood
         return new, ll, bad
 
     def project(self, batch: Batch) -> Batch:

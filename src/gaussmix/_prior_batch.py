@@ -256,22 +256,10 @@ def map_step(rows, batch: Batch, priors):
     G, ll, bad = rows.e_step(batch)
     priors = prepared(priors, G.shape[1])
     new = map_m_step(rows, G, batch.types, priors, previous=batch, previous_valid=~bad)
-    ok = rows.accurate(G, batch) | bad
-    if not ok.all():
-        for s in np.flatnonzero(~ok):
-            try:
-                params = batch.member(int(s))
-                stats = _stats.block_statistics(rows.X, params, rows.sample_weight)
-                fresh = Batch.of(_stats.m_step(stats, reg_covar=rows.reg_covar,
-                                               previous=params,
-                                               prior=priors[int(batch.types[s])]))
-            except (ValueError, np.linalg.LinAlgError):
-                bad[s] = True
-                ll[s] = -np.inf
-                continue
-            new = new.put([s], fresh)
-            ll[s] = stats.log_likelihood
-    return new, ll, bad
+    return rows.redo_inaccurate(
+        G, batch, new, ll, bad,
+        lambda stats, params, code: _stats.m_step(stats, reg_covar=rows.reg_covar,
+                                                  previous=params, prior=priors[code]))
 
 
 @dataclass

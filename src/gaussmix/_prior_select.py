@@ -100,6 +100,20 @@ def _log_posterior(model, X, w):
     return _log_likelihood(model, X, w) + log_prior(model._get_parameters(), prior) / prior.weight
 
 
+def _row_of(model, X, w) -> dict[str, Any]:
+    """A table row's values for a MAP fit: the criteria from the log-likelihood at the
+    mode (X's rows, or the sum of the weights, as n), and the fit's iterations and
+    verdict."""
+    log_lik = _log_likelihood(model, X, w)
+    n_parameters = int(model._n_parameters())
+    crit = information_criteria(log_lik, n_parameters,
+                                float(X.shape[0] if w is None else np.sum(w)))
+    crit["icl"] = crit["bic"] + 2.0 * map_entropy(model.predict_proba(X), w)
+    return dict(log_likelihood=log_lik, n_parameters=n_parameters, **crit,
+                converged=bool(model.converged_), n_iter=int(model.n_iter_),
+                degenerate=model.degenerate_reason_)
+
+
 def _rank(model, X, w):
     """Among the posterior modes reached from the starts: regular before degenerate (an
     empty component costs the log-posterior nothing, the weights having no prior), then
@@ -216,17 +230,11 @@ def _refine_general(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                 raise ValueError("; ".join(dict.fromkeys(errors)) or "MAP EM failed")
             best.set_params(warm_start=False, tol=user_tol,
                             max_iter=params.get("max_iter", 100))
-            log_lik = _log_likelihood(best, X, w)
-            n_parameters = int(best._n_parameters())
-            crit = information_criteria(log_lik, n_parameters, float(
-                X.shape[0] if w is None else np.sum(w)))
-            crit["icl"] = crit["bic"] + 2.0 * map_entropy(best.predict_proba(X), w)
+            filled_row = _row_of(best, X, w)
         except (ValueError, np.linalg.LinAlgError) as exc:
             row["error"] = str(exc) or type(exc).__name__
         else:
-            row.update(log_likelihood=log_lik, n_parameters=n_parameters, **crit,
-                       converged=bool(best.converged_), n_iter=int(best.n_iter_),
-                       degenerate=best.degenerate_reason_)
+            row.update(filled_row)
             estimators[(t, K)] = best
         table.append(row)
         if progress is not None:
@@ -353,17 +361,11 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                         lower_bounds=res.lower_bounds[s], fit_weight=given_total)
                 best.set_params(warm_start=False, tol=params.get("tol", 1e-3),
                                 max_iter=params.get("max_iter", 100))
-                log_lik = _log_likelihood(best, X, w)
-                n_parameters = int(best._n_parameters())
-                crit = information_criteria(log_lik, n_parameters, float(
-                    n if w is None else np.sum(w)))
-                crit["icl"] = crit["bic"] + 2.0 * map_entropy(best.predict_proba(X), w)
+                filled_row = _row_of(best, X, w)
             except (ValueError, np.linalg.LinAlgError) as exc:
                 row["error"] = str(exc) or type(exc).__name__
             else:
-                row.update(log_likelihood=log_lik, n_parameters=n_parameters, **crit,
-                           converged=bool(best.converged_), n_iter=int(best.n_iter_),
-                           degenerate=best.degenerate_reason_)
+                row.update(filled_row)
                 estimators[(t, K)] = best
             table[i] = row
             n_done += 1

@@ -100,10 +100,13 @@ def _log_posterior(model, X, w):
     return _log_likelihood(model, X, w) + log_prior(model._get_parameters(), prior) / prior.weight
 
 
-def _row_of(model, X, w) -> dict[str, Any]:
+def _row_of(model, X, w, params) -> dict[str, Any]:
     """A table row's values for a MAP fit: the criteria from the log-likelihood at the
     mode (X's rows, or the sum of the weights, as n), and the fit's iterations and
-    verdict."""
+    verdict. The model gets the user's ``tol`` and ``max_iter`` back, without warm start
+    (it was refined with the selection's own)."""
+    model.set_params(warm_start=False, tol=params.get("tol", 1e-3),
+                     max_iter=params.get("max_iter", 100))
     log_lik = _log_likelihood(model, X, w)
     n_parameters = int(model._n_parameters())
     crit = information_criteria(log_lik, n_parameters,
@@ -153,7 +156,6 @@ def _refine_general(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
     from .selection import TABLE_KEYS, _canonical
 
     reg_covar = params.get("reg_covar", 1e-6)
-    user_tol = params.get("tol", 1e-3)
     # The starts see NaN filled with the column means (as GaussianMixture's start does);
     # the default prior takes one Gaussian's moments of the observed cells, as
     # GaussianMixture(prior=...) does; MAP EM runs on the observed values.
@@ -228,9 +230,7 @@ def _refine_general(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                     best, best_value = model, value
             if best is None:
                 raise ValueError("; ".join(dict.fromkeys(errors)) or "MAP EM failed")
-            best.set_params(warm_start=False, tol=user_tol,
-                            max_iter=params.get("max_iter", 100))
-            filled_row = _row_of(best, X, w)
+            filled_row = _row_of(best, X, w, params)
         except (ValueError, np.linalg.LinAlgError) as exc:
             row["error"] = str(exc) or type(exc).__name__
         else:
@@ -359,9 +359,7 @@ def _refine_batched(ml, X, w, prior, params, seeds, progress=None, offset=0, tot
                         converged=bool(res.converged[s]),
                         lower_bound=float(res.lower_bound[s]),
                         lower_bounds=res.lower_bounds[s], fit_weight=given_total)
-                best.set_params(warm_start=False, tol=params.get("tol", 1e-3),
-                                max_iter=params.get("max_iter", 100))
-                filled_row = _row_of(best, X, w)
+                filled_row = _row_of(best, X, w, params)
             except (ValueError, np.linalg.LinAlgError) as exc:
                 row["error"] = str(exc) or type(exc).__name__
             else:

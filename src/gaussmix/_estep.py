@@ -918,7 +918,8 @@ class StackedWhitening(_PerComponentWhitening):
                 z[:D] *= root[k]
             else:
                 z = scratch[: (D + 1) * counts[k]].reshape(D + 1, counts[k])
-                np.take(y[k], np.flatnonzero(held[k]), axis=1, out=z)
+                # mode="clip": no bounds check (a buffered copy of z) on valid indices.
+                np.take(y[k], np.flatnonzero(held[k]), axis=1, out=z, mode="clip")
                 z[:D] *= z[D]
             self.augmented_scatter[k] += z @ z.T  # syrk
 

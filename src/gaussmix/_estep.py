@@ -785,7 +785,8 @@ class _PerComponentWhitening(_Whitening):
     W_k = sum_n r_nk y y^T, sy_k = sum_n r_nk y and N_k.
 
     :meth:`log_prob` gives the whitened residuals as a list of (first row, (K, rows, n))
-    parts (rows of y_k, for all k).
+    parts (rows of y_k, for all k); :class:`StackedWhitening` has its own layout and
+    scatter.
     """
 
     accumulators = ("nk", "augmented_scatter")

@@ -268,9 +268,10 @@ def auto_block_size(
     and spherical. Blocks that size keep the passes over a block in cache and make the
     per-block Python overhead (a few dozen NumPy calls) negligible. Measured on
     N = 1e6, D = 2, K = 8 (full, whitened): 2,730 rows per block ran 156 ms per
-    iteration, 8,192 rows 56 ms, 32,768 rows 71 ms. The full family's whitening takes
-    as many rows in float32 as in float64 (2 MiB): its per-component products ran 12%
-    faster on blocks of 963 rows than of 1,927 (one core, D = 64, K = 8).
+    iteration, 8,192 rows 56 ms, 32,768 rows 71 ms. The full family's whitening at
+    D = 64, K = 8 (two threads, whole fits side by side): float32 blocks of 1,927 rows
+    ran 13% faster than of 963 (one core alone prefers the smaller), float64 blocks of
+    963 rows 16% faster than of 640.
     """
     D, K = n_features, n_components
     form = families.get(covariance_type).precision_form
@@ -278,8 +279,6 @@ def auto_block_size(
         per_row = itemsize * 4 * (K + D)
     elif form == "full" and D + 2 <= 4 * K:
         per_row = itemsize * (1 + D + D * (D + 1) // 2 + 2 * K)
-    elif form == "full":
-        per_row = 8 * K * (D + 4)
     else:
         per_row = itemsize * K * (D + 4)
     return int(np.clip((4 << 20) // per_row, 256, 16384))

@@ -359,7 +359,7 @@ def test_inverse_of_triangular_factors_by_blocks(n_features):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_scatter_from_the_rows_each_component_holds(dtype, shares, monkeypatch):
     """Separated components: each one's scatter is taken from the rows where it holds a
-    responsibility above 1e-30 of the row's largest, gathered and whitened again. The
+    responsibility above 1e-30 of the row's largest, its whitened columns gathered. The
     moments equal those of every row (the all-rows path, forced) and the naive ones; a
     block where the components overlap takes the all-rows path, with the same result.
     With ``shares``, one component holds most rows of every block: its scatter takes

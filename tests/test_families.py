@@ -371,3 +371,23 @@ def test_correlated():
 def test_docstring_examples():
     result = doctest.testmod(families, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("shape", [(3, 47, 47), (3, 64, 64), (2, 130, 130), (100, 100)])
+def test_precision_factor_of_many_features_is_the_triangular_inverse(shape):
+    """From 48 features on, the precision factors inv(C).T come from the blocked triangular
+    inverse (a stack, or one shared matrix): exactly upper triangular, equal to LAPACK's
+    solve to rounding, and L L^T is the inverse covariance."""
+    rng = np.random.default_rng(41)
+    D = shape[-1]
+    a = rng.normal(size=shape) / np.sqrt(D)
+    cov = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(D)
+    family = families.get("full" if len(shape) == 3 else "tied")
+    got = family.precision_cholesky(cov)
+    assert got.shape == shape
+    assert not np.any(np.tril(got, -1))
+    chol = np.linalg.cholesky(cov)
+    expected = np.swapaxes(np.linalg.solve(chol, np.broadcast_to(np.eye(D), shape)), -1, -2)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+    identity = got @ np.swapaxes(got, -1, -2) @ cov
+    np.testing.assert_allclose(identity, np.broadcast_to(np.eye(D), shape), atol=1e-9)

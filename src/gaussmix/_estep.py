@@ -758,9 +758,17 @@ def _inverse_factor(chol):
     D = chol.shape[-1]
     if D < _INVERSE_SPLIT or np.any(np.tril(chol, -1)):
         return np.linalg.inv(chol)
+    return _blocked_inverse(chol)
+
+
+def _blocked_inverse(chol):
+    """L^-1 of a stack of upper triangular factors (n, D, D), by blocks (_inverse_factor)."""
+    D = chol.shape[-1]
+    if D < _INVERSE_SPLIT:
+        return np.linalg.inv(chol)
     h = D // 2
-    a_inv = _inverse_factor(chol[:, :h, :h])
-    c_inv = _inverse_factor(chol[:, h:, h:])
+    a_inv = _blocked_inverse(chol[:, :h, :h])
+    c_inv = _blocked_inverse(chol[:, h:, h:])
     inv = np.zeros_like(chol, dtype=np.float64)
     inv[:, :h, :h] = a_inv
     inv[:, h:, h:] = c_inv
@@ -777,7 +785,8 @@ class _PerComponentWhitening(_Whitening):
     W_k = sum_n r_nk y y^T, sy_k = sum_n r_nk y and N_k.
 
     :meth:`log_prob` gives the whitened residuals as a list of (first row, (K, rows, n))
-    parts (rows of y_k, for all k).
+    parts (rows of y_k, for all k); :class:`StackedWhitening` has its own layout and
+    scatter.
     """
 
     accumulators = ("nk", "augmented_scatter")
@@ -831,13 +840,20 @@ _TRIANGLE_PARTS = ((96, 8), (64, 6), (48, 4), (24, 2))
 
 
 class StackedWhitening(_PerComponentWhitening):
-    """y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): one product for all components.
+    """y_k = [L_1^T; ...; L_K^T] (x - c) - L_k^T (mu_k - c): the components' products on
+    one block.
 
     On the block (1, x - c), with the offsets as a first column. Rounding ~ eps
     |L_k^T (x - c)|. The precision factor L_k is upper triangular (scikit-learn's
     ``precisions_cholesky_``), so L_k^T is lower triangular: its rows split into bands,
     band q multiplying only the data rows up to its last row (a contiguous slice of the
     block), which saves up to half the arithmetic at many features.
+
+    The whitened residuals land in one (K, D + 1, n) buffer, component-major (a band's
+    batched product writes its rows of every component), whose last row of each
+    component takes sqrt(r) in :meth:`_add_moments`: the scatter then scales y_k in
+    place and takes the symmetric product of the buffer itself (no weighted copy), or
+    gathers the columns of the rows a component holds straight from it.
     """
 
     mode = "stacked"
@@ -853,86 +869,60 @@ class StackedWhitening(_PerComponentWhitening):
         parts = next((p for d, p in _TRIANGLE_PARTS if D >= d), 1) if lower else 1
         bounds = np.linspace(0, D, parts + 1).astype(int)
         self.bands = [
-            (lo, np.ascontiguousarray(aug[:, lo:hi, : hi + 1].reshape(K * (hi - lo), hi + 1),
-                                      dtype=self.dtype))
+            (lo, hi, np.ascontiguousarray(aug[:, lo:hi, : hi + 1], dtype=self.dtype))
             for lo, hi in itertools.pairwise(bounds)
         ]
-        # [A_k; e_0^T] (K, D + 1, D + 1): maps sqrt(r) (1, x - c) to sqrt(r) (y_k, 1).
-        whole = np.zeros((K, D + 1, D + 1))
-        whole[:, :D] = aug
-        whole[:, D, 0] = 1.0
-        self.whole = whole.astype(self.dtype)
-        self._data = None
 
     def log_prob(self, Xb):
-        """(log_dens (K, n), whitened residuals as (first row, (K, rows, n)) parts)."""
+        """(log_dens (K, n), whitened residuals (K, D + 1, n), the last rows unset)."""
         Xb = np.asarray(Xb).astype(self.dtype, copy=False)
         n, D, K = Xb.shape[0], self.n_features, self.n_components
         data = self._buffer("data", (D + 1, n))  # ones over the centred block, transposed
         data[0] = 1.0
         np.subtract(Xb.T, self.centre[:, None], out=data[1:])
-        self._data = data  # for the moments of the rows a component holds (_add_moments)
-        log_dens, partial = self._kn(n)
-        parts = []
-        for i, (lo, band) in enumerate(self.bands):
-            y = self._buffer(("y", lo), (band.shape[0], n))
-            np.matmul(band, data[: band.shape[1]], out=y)
-            y = y.reshape(K, -1, n)
-            parts.append((lo, y))
-            # Its squared norms now, while the band is still in cache.
-            np.einsum("kdn,kdn->kn", y, y, out=log_dens if i == 0 else partial)
-            if i:
-                log_dens += partial
-        return self._finish_log_dens(log_dens), parts
+        y = self._buffer("y", (K, D + 1, n))
+        for lo, hi, band in self.bands:
+            np.matmul(band, data[: hi + 1], out=y[:, lo:hi])
+        log_dens = self._kn(n)[0]
+        np.einsum("kdn,kdn->kn", y[:, :D], y[:, :D], out=log_dens)
+        return self._finish_log_dens(log_dens), y
 
-
-    def _add_moments(self, resp, parts):
+    def _add_moments(self, resp, y):
         """The scatter of every component from the rows where it holds a responsibility.
 
         A row's term r_nk z z^T for a component it lies far from (r_nk below 1e-30 of the
         row's largest responsibility; its squared distance only grows like -log r_nk)
         changes no digit of the scatter. Once the components separate (a few
         iterations), each row counts for one or two of them: the scatter of component k
-        then takes its m_k rows, sqrt(r) (1, x - c) gathered from the block and whitened
-        again by one product with [A_k; e_0^T], (D + 1)^2 m_k multiply-adds, and the
-        symmetric product of these m_k columns, instead of n. Components holding more
-        than ``_SPARSE_SHARE`` of the rows, and blocks where most do, take the whitened
-        residuals of log_prob as they are.
+        then takes the columns sqrt(r) (y_k, 1) of its m_k rows, gathered from the
+        buffer, and their symmetric product, instead of all n. Components holding more
+        than ``_SPARSE_SHARE`` of the rows, and blocks where most do, take every column.
         """
         K, D, n = self.n_components, self.n_features, resp.shape[1]
+        self.nk += resp.sum(axis=1, dtype=np.float64)
+        root = y[:, D]  # sqrt(r) under y_k: z = sqrt(r) (y_k, 1)
+        np.sqrt(resp, out=root)
         held = resp > _NEGLIGIBLE * resp.max(axis=0)
         counts = np.count_nonzero(held, axis=1)
         if counts.sum() > _SPARSE_SHARE * K * n:
-            return super()._add_moments(resp, parts)
-        self.nk += resp.sum(axis=1, dtype=np.float64)
-        dense = counts > _SPARSE_SHARE * n
-        if dense.any():  # most rows: the whitened residuals at hand
-            a = self._buffer("w", ((D + 1) * n,)).reshape(D + 1, n)
-            for k in np.flatnonzero(dense):
-                np.sqrt(resp[k], out=a[D])
-                for first, y in parts:
-                    np.multiply(y[k], a[D], out=a[first : first + y.shape[1]])
-                self.augmented_scatter[k] += a @ a.T  # syrk
-            held[dense] = False
-            counts[dense] = 0
-        # The other components' rows gathered in one go, component after component
-        # (a handful of NumPy calls per block rather than per component: the Python
-        # between them holds the GIL the other threads wait for).
-        comps, rows = np.nonzero(held)
-        total = len(rows)
-        if total == 0:
+            y[:, :D] *= root[:, None, :]
+            # sum_n z z^T for every k in one call: the symmetric product (syrk) of each
+            # (D + 1, n) matrix and its own transpose.
+            scatter = self._buffer("s", (K, D + 1, D + 1))
+            np.matmul(y, np.swapaxes(y, 1, 2), out=scatter)
+            self.augmented_scatter += scatter
             return
-        # At most _SPARSE_SHARE K n columns (the test above): one buffer of that size.
-        size = (D + 1) * int(_SPARSE_SHARE * K * n + 1)
-        b = self._buffer("g", (size,))[: (D + 1) * total].reshape(D + 1, total)
-        a = self._buffer("w2", (size,))[: (D + 1) * total].reshape(D + 1, total)
-        np.take(self._data, rows, axis=1, out=b)
-        b *= np.sqrt(resp[comps, rows])
-        ends = np.cumsum(counts)
+        scratch = self._buffer("g", ((D + 1) * int(_SPARSE_SHARE * n + 1),))
         for k in np.flatnonzero(counts):
-            part = slice(int(ends[k] - counts[k]), int(ends[k]))
-            np.matmul(self.whole[k], b[:, part], out=a[:, part])
-            self.augmented_scatter[k] += a[:, part] @ a[:, part].T  # syrk
+            if counts[k] > _SPARSE_SHARE * n:  # most rows: every column
+                z = y[k]
+                z[:D] *= root[k]
+            else:
+                z = scratch[: (D + 1) * counts[k]].reshape(D + 1, counts[k])
+                # mode="clip": no bounds check (a buffered copy of z) on valid indices.
+                np.take(y[k], np.flatnonzero(held[k]), axis=1, out=z, mode="clip")
+                z[:D] *= z[D]
+            self.augmented_scatter[k] += z @ z.T  # syrk
 
 
 class CentredWhitening(_PerComponentWhitening):

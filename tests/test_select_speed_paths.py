@@ -255,3 +255,69 @@ def test_ward_rounds_of_reciprocal_pairs_cut_as_the_greedy_agglomeration():
     got = selection._cut_tree(merges, Y.shape[0], ks)
     for K in ks:
         assert selection._canonical(got[K]) == selection._canonical(expected[K]), K
+
+
+# ------------------------------------------------- exact shortcuts of the small grids
+
+
+def test_flattest_directions_of_a_stack_equal_each_matrix_alone():
+    """The degeneracy check's one eigen-decomposition per fit gives, bit for bit, what one
+    call per component gives: flat axes, flat directions, regular matrices, a subset of
+    varying features and a non-finite mean among them."""
+    from gaussmix._degeneracy import _flattest_direction, _flattest_directions
+
+    rng = np.random.default_rng(3)
+    D, K = 4, 7
+    A = rng.normal(size=(K, D, D))
+    W = A @ np.swapaxes(A, 1, 2)
+    W[1, 2, :] = W[1, :, 2] = 0.0  # flat along feature 2
+    low, vectors = np.linalg.eigh(W[3])
+    W[3] = W[3] - low[0] * np.outer(vectors[:, 0], vectors[:, 0])  # flat along a direction
+    means = rng.normal(size=(K, D)) * 10
+    means[5, 1] = np.nan
+    for varying in (np.arange(D), np.array([0, 1, 3]), np.array([], dtype=np.intp)):
+        together = _flattest_directions(W, means, varying, 1e-6, 2.2e-16, 30.0)
+        for k in range(K):
+            alone = _flattest_direction(W[k], means[k], np.ones(1), varying, 1e-6, 2.2e-16,
+                                        30.0)
+            if alone is None:
+                assert together[k] is None
+            else:
+                assert together[k][0] == alone[0]
+                np.testing.assert_array_equal(together[k][1], alone[1])
+    found = _flattest_directions(W, means, np.arange(D), 1e-6, 2.2e-16, 30.0)
+    assert found[1] is not None and found[3] is not None and found[0] is None
+
+
+def test_deferred_degeneracy_verdicts_are_the_full_check_s():
+    """``Rows.degeneracy(defer=True)`` (the race's) defers only mixtures that the full
+    check calls degenerate, and gives the others' reasons (or None) unchanged."""
+    from gaussmix._batch import DEFERRED
+
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(size=(60, 3)), 1)
+    rows = Rows(X, None, 1e-6, "full")
+    labels = [rng.integers(0, 2, size=60) for _ in range(6)]
+    labels.append(np.r_[np.zeros(57, dtype=int), [1, 1, 1]])  # 3 points: full needs 4
+    batch = rows.from_labels(labels, 2, ["full", "diag", "spherical", "tied"])
+    deferred = rows.degeneracy(batch, defer=True)
+    full = rows.degeneracy(batch)
+    assert any(v is DEFERRED for v in deferred)
+    for d, f in zip(deferred, full, strict=True):
+        if d is DEFERRED:
+            assert f is not None and "fewer than" in f
+        else:
+            assert d == f
+
+
+def test_kmeans_plusplus_candidates_together_or_block_by_block_agree():
+    """The seeding scores every candidate centre in one pass when the rows fit one block,
+    else block by block: the same centres either way (weighted too)."""
+    from gaussmix._init import kmeans_plusplus
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 3)) * [1.0, 10.0, 0.1]
+    for w in (None, rng.uniform(0.2, 3.0, size=500)):
+        one = kmeans_plusplus(X, 6, np.random.default_rng(5), w)[1]
+        blocks = kmeans_plusplus(X, 6, np.random.default_rng(5), w, block_size=64)[1]
+        np.testing.assert_array_equal(one, blocks)

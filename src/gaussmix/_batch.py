@@ -33,10 +33,17 @@ import numpy as np
 
 from . import families as _families
 from . import stats as _stats
-from ._degeneracy import REG_FRACTION, RESOLUTION, degeneracy_reason, min_component_points
+from ._degeneracy import (
+    OUTLIER_POINTS,
+    REG_FRACTION,
+    RESOLUTION,
+    degeneracy_reason,
+    min_component_points,
+)
 from .families._batched import diagonal_view as _diagonal_view
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+_EPS = float(np.finfo(np.float64).eps)
 _CANCELLATION = 1e8  # as stats._QUADRATIC_CANCELLATION for float64
 #: The E-step's row blocks: about this many log-densities (1 MiB) per block, and at
 #: least this many rows (Rows.e_step).
@@ -47,6 +54,9 @@ _E_BLOCK_MIN_ROWS = 128
 #: stack per entry, fewer than LAPACK's per-matrix calls cost there (measured: even at
 #: about 80 matrices for D = 2, 150 for D = 4; 3 times faster at 600).
 _SMALL_D = 4
+#: Rows.degeneracy(defer=True)'s verdict for a mixture certainly degenerate, its reason
+#: not yet put into words.
+DEFERRED = "degenerate (its reason is put into words when reported)"
 _SMALL_STACK = 40
 #: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
 #: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
@@ -331,7 +341,7 @@ class Rows:
     def _m_step(self, G, types, shrink, previous, previous_valid):
         D, reg = self.n_features, self.reg_covar
         nk_exact = G[..., 0]
-        nk = nk_exact + 10 * np.finfo(np.float64).eps
+        nk = nk_exact + 10 * _EPS
         S, K = nk.shape
         s1 = G[..., 1 : D + 1]
         quad = G[..., D + 1 :]
@@ -445,9 +455,9 @@ class Rows:
         else:
             second = quad / D
         var = np.diagonal(batch.covariances, axis1=-2, axis2=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = second / (np.where(nk > 0, nk, 1.0)[..., None] * var)
-        return ~np.any(factor > _CANCELLATION, axis=(1, 2))
+        # second / (N_k var) > _CANCELLATION, without a division: N_k = 0 has second = 0
+        # (no row is there), and a variance <= 0 belongs to a mixture the E-step marked bad
+        return ~(second > _CANCELLATION * (nk[..., None] * var)).any(axis=(1, 2))
 
     def step(self, batch: Batch):
         """One EM iteration of every mixture: (new batch, log-likelihood of ``batch``, bad).
@@ -468,6 +478,8 @@ class Rows:
         (MixtureParameters of the step from ``params``, a mixture of type ``code``). A
         mixture whose general step raises ValueError (LinAlgError included) is bad."""
         ok = self.accurate(G, batch) | bad
+        if ok.all():
+            return new, ll, bad
         for s in np.flatnonzero(~ok):
             try:
                 params = batch.member(int(s))
@@ -504,8 +516,13 @@ class Rows:
         return self.m_step(np.tile(G, (len(types), 1, 1)), codes, shrink=shrink)
 
     # ------------------------------------------------------------------ degeneracy
-    def degeneracy(self, batch: Batch) -> list[str | None]:
+    def degeneracy(self, batch: Batch, *, defer: bool = False) -> list[str | None]:
         """:func:`gaussmix._degeneracy.degeneracy_reason` of every mixture, as a fitted model.
+
+        With ``defer``, a mixture that is certainly degenerate by the first sign (a
+        component on more than ``OUTLIER_POINTS`` and fewer than its minimum of effective
+        points: no exception excuses it) gets :data:`DEFERRED` instead of its reason (the
+        race needs only the verdict; :meth:`degeneracy` without ``defer`` gives the words).
 
         A vectorised bound settles the clear cases: every component carries its minimum
         number of points and every variance (smallest eigenvalue) exceeds twice the
@@ -517,7 +534,9 @@ class Rows:
         D, reg = self.n_features, self.reg_covar
         S = batch.size
         nk = self.weight_sum * batch.weights
-        min_points = np.array([min_component_points(t, D) for t in TYPES])[batch.types]
+        if not hasattr(self, "_min_points"):
+            self._min_points = np.array([min_component_points(t, D) for t in TYPES])
+        min_points = self._min_points[batch.types]
         clear = np.all(nk >= min_points[:, None], axis=1)
         cov = batch.covariances
         low = np.linalg.eigvalsh(cov)[..., 0].min(axis=1)
@@ -526,7 +545,7 @@ class Rows:
         spread = np.einsum("sk,sk->s", batch.weights,
                            np.sum((batch.means - centre[:, None]) ** 2, axis=2))
         mean_sq = np.max(np.sum(batch.means**2, axis=2), axis=1)
-        eps = np.finfo(np.float64).eps
+        eps = _EPS
         floor = np.maximum(REG_FRACTION * reg, RESOLUTION * eps * (mean_sq + within + spread))
         clear &= low - reg > 2.0 * floor
         repeated = self._repeated_values()
@@ -539,7 +558,12 @@ class Rows:
             if checked.size:
                 clear[checked] &= self._spread_is_clear(batch.take(checked), eps, reg)
         out: list[str | None] = [None] * S
+        certain = (np.any((nk > OUTLIER_POINTS) & (nk < min_points[:, None]), axis=1)
+                   if defer else np.zeros(S, dtype=bool))
         for s in np.flatnonzero(~clear):
+            if certain[s]:
+                out[s] = DEFERRED
+                continue
             t = batch.covariance_type(s)
             resp = None
             if flat_check[s] and repeated:

@@ -237,6 +237,12 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight=None, *, block_si
         if not potential.sum() > 0:  # every remaining point sits on a centre already
             potential = weights
         candidates = _weighted_choice(random_state, potential, n_trials)
+        if n_samples <= block_size:  # every candidate's distances in one pass
+            diff = X[None, :, :] - X[candidates][:, None, :]
+            dists = np.minimum(closest, np.einsum("tnd,tnd->tn", diff, diff))
+            best_j = int(np.argmin([float(d @ weights) for d in dists]))  # (first of equals)
+            indices[c], closest = candidates[best_j], dists[best_j]
+            continue
         best = None
         for cand in candidates:
             dist = np.minimum(closest, _sq_dist_to_point(X, X[cand], block_size))
@@ -292,20 +298,23 @@ def kmeans(
     centers, _ = kmeans_plusplus(X, n_clusters, random_state, weights, block_size=block_size)
     centers = centers - mean
     labels = np.full(n_samples, -1, dtype=np.intp)
+    # one block: the rows about the mean are made once, not at every iteration
+    whole = X.astype(np.float64) - mean if n_samples <= block_size else None
     for _ in range(max_iter):
         sums = np.zeros((n_clusters, n_features))
         counts = np.zeros(n_clusters)
         changed = 0
         centers_sq = np.einsum("kd,kd->k", centers, centers)
         for rows in _blocks(n_samples, block_size):
-            Xb = X[rows].astype(np.float64) - mean
+            Xb = whole if whole is not None else X[rows].astype(np.float64) - mean
             lab = nearest_center(Xb, centers, centers_sq)
             changed += int(np.count_nonzero(lab != labels[rows]))
             labels[rows] = lab
-            wb = np.ones(len(lab)) if weights is None else weights[rows]
+            wb = None if weights is None else weights[rows]
             counts += np.bincount(lab, weights=wb, minlength=n_clusters)
             for d in range(n_features):
-                sums[:, d] += np.bincount(lab, weights=wb * Xb[:, d], minlength=n_clusters)
+                wd = Xb[:, d] if wb is None else wb * Xb[:, d]
+                sums[:, d] += np.bincount(lab, weights=wd, minlength=n_clusters)
         if changed == 0:
             break
         empty = counts <= 0

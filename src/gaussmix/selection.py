@@ -110,7 +110,17 @@ from typing import Any
 import numpy as np
 
 from . import families
-from ._batch import FULL, SPHERICAL, TIED, TYPES, Batch, Rows, features_for, project_covariances
+from ._batch import (
+    DEFERRED,
+    FULL,
+    SPHERICAL,
+    TIED,
+    TYPES,
+    Batch,
+    Rows,
+    features_for,
+    project_covariances,
+)
 from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
@@ -274,7 +284,7 @@ def _ward_tree(Y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float]]:
         keep[b] = False
         kept = np.flatnonzero(keep)
         C, M, ids, height = C[kept], M[kept], ids[kept], height[kept]
-        cost = cost[kept[:, None], kept]
+        cost = cost.take(kept, axis=0).take(kept, axis=1)  # (twice faster than cost[ix])
         merged = np.cumsum(keep)[a] - 1  # the merged clusters' new positions
         rows = _ward_costs(C, M, merged)
         cost[merged] = rows
@@ -291,15 +301,23 @@ def _ward_costs(C: np.ndarray, M: np.ndarray, rows: np.ndarray) -> np.ndarray:
     themselves): squared distances summed feature by feature (direct differences, no
     cancellation), in blocks of rows."""
     out = np.empty((rows.size, C.shape[0]))
+    unit = bool(np.all(M == 1.0))  # singletons of unit weight: each factor is 1 / 2
     for start in range(0, rows.size, 256):
         part = rows[start : start + 256]
         block = out[start : start + 256]
-        block[...] = 0.0
-        for d in range(C.shape[1]):
-            diff = C[part, d][:, None] - C[:, d]
-            block += diff * diff
-        Mp = M[part][:, None]
-        block *= Mp * M / (Mp + M)
+        Cp = C[part]
+        np.subtract(Cp[:, :1], C[:, 0], out=block)
+        np.multiply(block, block, out=block)
+        diff = np.empty_like(block) if C.shape[1] > 1 else None
+        for d in range(1, C.shape[1]):
+            np.subtract(Cp[:, d : d + 1], C[:, d], out=diff)
+            np.multiply(diff, diff, out=diff)
+            block += diff
+        if unit:
+            block *= 0.5
+        else:
+            Mp = M[part][:, None]
+            block *= Mp * M / (Mp + M)
         block[np.arange(part.size), part] = np.inf
     return out
 
@@ -375,15 +393,25 @@ def _kmeans(Y, w, K, rng) -> np.ndarray:
     return nearest_center(Y, centers, np.einsum("kd,kd->k", centers, centers))
 
 
-def _voronoi(Y, w, K, rng) -> np.ndarray:
-    """Partition around K distinct data points drawn at random (weighted)."""
+def _voronoi(Y, w, K, rng, candidates=None) -> np.ndarray:
+    """Partition around K distinct data points drawn at random (weighted).
+
+    ``candidates``: :func:`_distinct_rows` of ``(Y, w)``, when the caller keeps them (they
+    do not depend on K).
+    """
+    positive, candidates, p = _distinct_rows(Y, w) if candidates is None else candidates
+    if candidates.size < K:
+        return _nearest(Y, Y[rng.choice(positive, size=K, replace=True)])
+    return _nearest(Y, Y[rng.choice(candidates, size=K, replace=False, p=p)])
+
+
+def _distinct_rows(Y, w):
+    """``(rows of positive weight, the first of each distinct one, their probabilities)``
+    for :func:`_voronoi` (a sort of the rows: the costliest part of a draw)."""
     positive = np.flatnonzero(w > 0)
     _, first = np.unique(Y[positive], axis=0, return_index=True)
     candidates = positive[first]
-    if candidates.size < K:
-        return _nearest(Y, Y[rng.choice(positive, size=K, replace=True)])
-    p = w[candidates] / w[candidates].sum()
-    return _nearest(Y, Y[rng.choice(candidates, size=K, replace=False, p=p)])
+    return positive, candidates, w[candidates] / w[candidates].sum()
 
 
 def _canonical(labels: np.ndarray) -> bytes:
@@ -432,8 +460,9 @@ def _reduce_to_type(full, weights, type_code):
         K = full.shape[0]
         return np.array(family.full_covariances(family.from_full(full, weights), K, D))
     if type_code == TIED:
-        pooled = np.tensordot(weights / weights.sum(), full, axes=1)
-        return np.broadcast_to(pooled, full.shape).copy()
+        # (np.tensordot's own product, without its Python)
+        pooled = np.dot((weights / weights.sum())[None], full.reshape(full.shape[0], -1))
+        return np.repeat(pooled.reshape(1, D, D), full.shape[0], axis=0)
     var = np.diagonal(full, axis1=-2, axis2=-1)
     if type_code == SPHERICAL:
         var = np.repeat(var.mean(axis=1, keepdims=True), D, axis=1)
@@ -599,7 +628,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
         idx = np.flatnonzero(alive)
         if not idx.size:
             break
-        verdicts = rows.degeneracy(current.take(idx))
+        verdicts = rows.degeneracy(current.take(idx), defer=True)
         for j, s in enumerate(idx):
             if verdicts[j] is None and _reason is _default_reason:
                 continue
@@ -891,7 +920,10 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
                 )
             out[t] = (winners[code], errs)
         elif degenerate.get(code) and engine.full_step is None:
-            out[t] = (max(degenerate[code], key=lambda c: c.log_likelihood), errs)
+            best = max(degenerate[code], key=lambda c: c.log_likelihood)
+            if best.reason is DEFERRED:  # (the race asked only whether)
+                best.reason = rows.degeneracy(best.batch)[0]
+            out[t] = (best, errs)
         elif degenerate.get(code):  # degenerate on the race's sample: no likelihood of all rows
             out[t] = (None, [*errs, "every start degenerated on the race's sample of rows"])
         else:
@@ -929,12 +961,12 @@ def _add_cross_finalists(winners):
             winners[code].append(_Candidate(start, -np.inf, None, d.n_iter))
 
 
-def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
+def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy, distinct=None):
     """Hard partitions into K clusters shared by every covariance type (seeded by K only).
 
     The randomised ones cycle through the views of the data in ``spaces`` (``_SPACES``
     applied to it): raw (what the spherical model sees), standardised, and sphered (what
-    the full model sees).
+    the full model sees). ``distinct``: :func:`_distinct_rows` of each view, or None.
     """
     if K == 1:
         return [np.zeros(weights.shape[0], dtype=np.int64)]
@@ -946,7 +978,8 @@ def _partitions_for(spaces, weights, K, hc_labels, n_init, entropy):
         labels = _kmeans(spaces[i % len(spaces)], weights, K, rng)
         partitions.setdefault(_canonical(labels), labels)
     for i in range(n_init):
-        labels = _voronoi(spaces[i % len(spaces)], weights, K, rng)
+        labels = _voronoi(spaces[i % len(spaces)], weights, K, rng,
+                          None if distinct is None else distinct[i % len(spaces)])
         partitions.setdefault(_canonical(labels), labels)
     return list(partitions.values())
 
@@ -1011,11 +1044,13 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
     ws = None if w is None else (w if sample is None else w[sample])
     weights = np.ones(Xs.shape[0]) if ws is None else ws
     spaces = [transform(Xs, weights) for transform in _SPACES]
+    distinct = [_distinct_rows(Y, weights) for Y in spaces[:n_init]]  # (the views drawn from)
     groups = [(g, _Engine(X, w, sample, g, reg_covar, source))
               for g in _type_groups(covariance_types, X.shape[1])]
     results = {}
     for K in ks:
-        label_sets = _partitions_for(spaces, weights, K, hc.get(K, []), n_init, entropy)
+        label_sets = _partitions_for(spaces, weights, K, hc.get(K, []), n_init, entropy,
+                                     distinct)
         for types, engine in groups:
             rngs = {
                 t: np.random.default_rng(

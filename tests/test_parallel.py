@@ -44,3 +44,18 @@ def test_threaded_prediction_equals_sequential(monkeypatch):
     got = (gm.predict_proba(X), gm.predict(X), gm.score_samples(X))
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)  # same blocks, same arithmetic: bit-identical
+
+
+def test_one_blas_thread_holds_the_blas_to_one_thread_and_restores_it():
+    """The cached controller limits the BLAS as threadpool_limits does, every time."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    for _ in range(2):  # (the second use: the controller made by the first)
+        limit = parallel.one_blas_thread()
+        with limit:
+            assert all(n == 1 for n in blas_threads())
+        assert blas_threads() == before

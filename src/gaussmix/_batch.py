@@ -319,6 +319,28 @@ class Rows:
         lp /= lp.sum(axis=1, keepdims=True)
         return lp
 
+    def responsibilities_each(self, batch: Batch):
+        """Yield the (n, K) responsibilities of each mixture of ``batch`` in turn: those of
+        :meth:`responsibilities` of each mixture alone, to the bit (the coefficients of a
+        few mixtures at a time, on the path that one mixture takes)."""
+        S, K = batch.weights.shape
+        D = self.n_features
+        size = S
+        if D <= _SMALL_D and K < _SMALL_STACK * D:  # (one mixture: LAPACK's factors)
+            size = max(1, (_SMALL_STACK * D - 1) // K)
+        for start in range(0, S, size):
+            part = batch.take(np.arange(start, min(start + size, S)))
+            coef, bad = self.coefficients(part)
+            if bad.any() and part.size > 1:  # (an invalid one changes the others' path)
+                coef = np.concatenate([self.coefficients(part.take([j]))[0]
+                                       for j in range(part.size)])
+            for c in coef:
+                lp = self.Q @ c.T
+                lp -= lp.max(axis=1, keepdims=True)
+                np.exp(lp, out=lp)
+                lp /= lp.sum(axis=1, keepdims=True)
+                yield lp
+
     # ------------------------------------------------------------------ M-step
     def m_step(self, G, types, *, shrink: float = 0.0, previous: Batch | None = None,
                previous_valid: np.ndarray | None = None) -> Batch:

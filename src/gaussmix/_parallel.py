@@ -21,6 +21,25 @@ from contextlib import contextmanager
 MIN_ROWS_FOR_THREADS = 4096
 
 
+_CONTROLLER: list = []  # threadpoolctl's view of the loaded libraries, made once
+
+
+def one_blas_thread():
+    """A context manager holding the BLAS to one thread, or None without threadpoolctl.
+
+    threadpoolctl's controller is made once: making one scans the loaded libraries
+    (0.2 ms in a bare process, 2 ms once scikit-learn is imported), which
+    ``threadpool_limits`` would do at every call, two per ``select_model``.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -35,10 +54,9 @@ def block_executor(n_samples: int):
     if n_threads < 2 or n_samples < MIN_ROWS_FOR_THREADS:
         yield None
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    limit = one_blas_thread()
+    if limit is None:
         yield None
         return
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+    with limit, ThreadPoolExecutor(n_threads) as pool:
         yield pool

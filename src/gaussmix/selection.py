@@ -124,6 +124,7 @@ from ._batch import (
 from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
+from ._parallel import one_blas_thread
 from .em import m_step_each, run_squarem, statistics_step
 from .stats import MixtureParameters
 
@@ -908,16 +909,17 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
                                max_steps=_FULL_POLISH_MAX_ITER, relative=_FULL_POLISH_RELATIVE,
                                other_rows=True)
         winners = {c: p for c, p in zip(codes, polished, strict=True) if p is not None}
+    if winners and engine.all_rows is not None:  # the ICL's term, by the lean path
+        rows_all = engine.all_rows
+        found = list(winners.values())
+        for cand, resp in zip(found, rows_all.responsibilities_each(
+                Batch.stack([c.batch for c in found])), strict=True):
+            cand.entropy = map_entropy(resp, rows_all.w)
     out = {}
     for t in types:
         code = TYPES.index(t)
         errs = errors.get(code, []) + errors.get("all", [])
         if code in winners:
-            if engine.all_rows is not None:  # the ICL's term, by the lean path
-                rows_all = engine.all_rows
-                winners[code].entropy = map_entropy(
-                    rows_all.responsibilities(winners[code].batch), rows_all.w
-                )
             out[t] = (winners[code], errs)
         elif degenerate.get(code) and engine.full_step is None:
             best = max(degenerate[code], key=lambda c: c.log_likelihood)
@@ -1004,12 +1006,11 @@ def _one_blas_thread():
     times slower than one thread (measured: (2000 x 21) @ (21 x 72) 8.6 ms with 2 threads
     under load, 0.5 ms with one).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    limit = one_blas_thread()
+    if limit is None:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limit:
         yield
 
 

@@ -321,3 +321,22 @@ def test_kmeans_plusplus_candidates_together_or_block_by_block_agree():
         one = kmeans_plusplus(X, 6, np.random.default_rng(5), w)[1]
         blocks = kmeans_plusplus(X, 6, np.random.default_rng(5), w, block_size=64)[1]
         np.testing.assert_array_equal(one, blocks)
+
+
+@pytest.mark.parametrize("D, K", [(2, 3), (2, 9), (4, 7), (6, 5)])
+def test_responsibilities_of_each_mixture_equal_each_alone(D, K):
+    """The ICL's responsibilities of a grid point's winners, from shared coefficient
+    calls, are each winner's alone to the bit (also with an invalid mixture among them)."""
+    rng = np.random.default_rng(D * K)
+    X = rng.normal(size=(120, D))
+    rows = Rows(X, None, 1e-6, "full")
+    labels = [rng.integers(0, K, size=120) for _ in range(5)]
+    batch = rows.from_labels(labels, K, ["full", "spherical", "tied"])
+    for _ in range(3):
+        batch, _, _ = rows.step(batch)
+    for b in (batch, batch.put([1], Batch(batch.types[1:2], -batch.weights[1:2],
+                                             batch.means[1:2], batch.covariances[1:2]))):
+        together = list(rows.responsibilities_each(b))
+        assert len(together) == b.size
+        for s in range(b.size):
+            np.testing.assert_array_equal(together[s], rows.responsibilities(b.take([s])))

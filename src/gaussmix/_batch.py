@@ -218,6 +218,11 @@ class Rows:
             quad = U * U
         else:
             quad = np.einsum("nd,nd->n", U, U)[:, None]
+        # accurate(): variances at least this are far from losing precision (2 max u_i^2 /
+        # _CANCELLATION per feature; spherical features: the squared norm's, over D)
+        top = (U * U).max(axis=0, initial=0.0) if features != "spherical" else np.full(
+            D, quad.max(initial=0.0) / D)
+        self._accuracy_floor = 2.0 * top / _CANCELLATION
         self.Q = np.ascontiguousarray(np.hstack([np.ones((n, 1)), U, quad]))
         self.QT = np.ascontiguousarray(self.Q.T)
         self.Qw = self.Q if w is None else np.ascontiguousarray(self.Q * w[:, None])
@@ -390,8 +395,8 @@ class Rows:
             elif code <= DIAG:
                 diagonal = True
                 var = _diagonal_view(cov[members])
-                if code == SPHERICAL:
-                    var = var.mean(axis=-1, keepdims=True)
+                if code == SPHERICAL:  # (np.mean's own sum and division, without its Python)
+                    var = np.add.reduce(var, axis=-1, keepdims=True) / D
                 cov[members] = var[..., None] * self._eye
         if not diagonal:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
@@ -468,6 +473,11 @@ class Rows:
     def accurate(self, G, batch: Batch) -> np.ndarray:
         """(S,) whether every component's moments kept float64's accuracy (see module doc)."""
         D = self.n_features
+        var = np.diagonal(batch.covariances, axis1=-2, axis2=-1)
+        # second <= N_k max_n u_ni^2: every variance above twice that bound's floor settles
+        # it (the rounding of the sums aside), without the moments
+        if (var >= self._accuracy_floor).all():
+            return np.ones(batch.size, dtype=bool)
         nk = G[..., 0]
         quad = G[..., D + 1 :]
         if self.features == "full":
@@ -476,7 +486,6 @@ class Rows:
             second = quad
         else:
             second = quad / D
-        var = np.diagonal(batch.covariances, axis1=-2, axis2=-1)
         # second / (N_k var) > _CANCELLATION, without a division: N_k = 0 has second = 0
         # (no row is there), and a variance <= 0 belongs to a mixture the E-step marked bad
         return ~(second > _CANCELLATION * (nk[..., None] * var)).any(axis=(1, 2))

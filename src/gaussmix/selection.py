@@ -600,7 +600,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
     converged = np.zeros(S, dtype=bool)
     alive = np.ones(S, dtype=bool)
     last = np.full(S, -np.inf)  # each start's latest log-likelihood
-    current = batch
+    current = batch.copy()  # (written in place below: the caller's batch stays as it is)
     budget = _FIRST_BUDGET
     winners = {}
     while alive.any():
@@ -624,8 +624,11 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
                 history[s].append(value)
             if idx.size == S and not bad.any():
                 current = new
-            else:
-                current = current.put(idx[~bad], new.take(~bad))
+            else:  # (in place: current is the race's own, a copy or a step's output)
+                stepped = idx if not bad.any() else idx[~bad]
+                for name in ("weights", "means", "covariances"):
+                    part = getattr(new, name)
+                    getattr(current, name)[stepped] = part if not bad.any() else part[~bad]
         idx = np.flatnonzero(alive)
         if not idx.size:
             break

@@ -340,3 +340,33 @@ def test_responsibilities_of_each_mixture_equal_each_alone(D, K):
         assert len(together) == b.size
         for s in range(b.size):
             np.testing.assert_array_equal(together[s], rows.responsibilities(b.take([s])))
+
+
+@pytest.mark.parametrize("features", ["full", "diag", "spherical"])
+def test_accuracy_guard_with_its_variance_bound_equals_the_moments_test(features):
+    """The bound that settles the accuracy guard without the moments never changes its
+    verdict: against the guard's definition, E_k[u^2] / Var_k[u] <= 1e8, on mixtures with
+    variances from far above to far below the data's spread (10 km offsets, 1e-9 widths)."""
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.normal(0, 1, size=(100, 3)), rng.normal(1e4, 1e-6, size=(20, 3))])
+    rows = Rows(X, None, 1e-12, features)
+    types = {"full": ["full", "tied"], "diag": ["diag"], "spherical": ["spherical"]}[features]
+    batch = rows.from_labels([np.r_[np.zeros(100, int), np.ones(20, int)],
+                              rng.integers(0, 2, size=120)], 2, types)
+    scaled = batch.copy()
+    factors = np.geomspace(1e3, 1e-9, batch.size)  # the last mixture: far too narrow
+    scaled.covariances *= factors[:, None, None, None]
+    for b in (batch, scaled):
+        G, _, _ = rows.e_step(b)
+        D = X.shape[1]
+        nk, quad = G[..., 0], G[..., D + 1:]
+        if features == "full":
+            second = quad[..., rows._on_diagonal]
+        else:
+            second = quad if features == "diag" else quad / D
+        var = np.diagonal(b.covariances, axis1=-2, axis2=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = second / (np.where(nk > 0, nk, 1.0)[..., None] * var)
+        expected = ~np.any(factor > 1e8, axis=(1, 2))
+        np.testing.assert_array_equal(rows.accurate(G, b), expected)
+    assert not rows.accurate(*rows.e_step(scaled)[:1], scaled).all()

@@ -42,13 +42,14 @@ def test_choose_picks_per_mixture_and_modifies_nothing(mask):
 def test_assign_replaces_exactly_the_indexed_mixtures(index):
     index = np.array(index)
     target, source = _batch(2), _batch(3, S=index.size)
-    keep = _snapshot(target)
-    out = em._assign(target, index, source)
+    before, keep = target.copy(), _snapshot(source)
+    em._assign_into(target, index, source)
     for j, s in enumerate(index):
-        assert np.array_equal(out.means[s], source.means[j])
+        for name in ("weights", "means", "covariances"):
+            assert np.array_equal(getattr(target, name)[s], getattr(source, name)[j])
     for s in set(range(3)) - set(index.tolist()):
-        assert np.array_equal(out.means[s], target.means[s])
-    assert _same(target, keep)
+        assert np.array_equal(target.means[s], before.means[s])
+    assert _same(source, keep)
 
 
 def test_symmetric_take_matches_explicit_scatter():

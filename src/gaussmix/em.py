@@ -207,8 +207,7 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> Ac
     S = theta0.size
     n_iter = np.zeros(S, dtype=np.int64)
     failed = np.zeros(S, dtype=bool)
-    done = np.zeros(S, dtype=bool)
-    result = theta0
+    result = theta0.copy()  # (written in place: each mixture's result so far)
     result_ll = np.full(S, -np.inf)
     previous = np.full(S, -np.inf)
     history: list[list[float]] = [[] for _ in range(S)]
@@ -216,18 +215,22 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> Ac
     while active.size:
         theta1, ll0, bad0 = step(theta0)
         n_iter[active] += 1
-        for i, value, bad in zip(active, ll0, bad0, strict=True):
-            if not bad:
-                history[i].append(float(value))
+        any_bad = bool(bad0.any())
+        good = active[~bad0] if any_bad else active
+        for i, value in zip(good.tolist(), (ll0[~bad0] if any_bad else ll0).tolist(),
+                            strict=True):
+            history[i].append(value)
         # theta0 is the start of this cycle: its log-likelihood is now known.
         gained = ll0 - previous[active]
         finish = bad0 | (gained < gain) | (n_iter[active] >= max_steps)
-        keep_good = ~bad0
         # theta0 (an M-step output, or the start) is each mixture's result so far.
-        result = _assign(result, active[keep_good], _subset(theta0, keep_good))
-        result_ll[active[keep_good]] = ll0[keep_good]
-        failed[active[bad0]] = True
-        done[active[finish]] = True
+        if any_bad:
+            _assign_into(result, good, _subset(theta0, ~bad0))
+            result_ll[good] = ll0[~bad0]
+            failed[active[bad0]] = True
+        else:
+            _assign_into(result, active, theta0)
+            result_ll[active] = ll0
         cont = ~finish
         if not cont.any():
             break
@@ -280,12 +283,13 @@ def _choose(mask, a, b):
     return out
 
 
-def _assign(target, index, source):
-    """``target`` with its mixtures at ``index`` replaced by ``source``'s (no batch modified)."""
-    if index.size == target.size == source.size:  # index: distinct positions
-        return source
-    out = target.take(np.arange(target.size))
-    out.weights[index] = source.weights
-    out.means[index] = source.means
-    out.covariances[index] = source.covariances
-    return out
+def _assign_into(target, index, source):
+    """``target``'s mixtures at ``index`` replaced by ``source``'s, in place."""
+    if index.size == target.size == source.size:  # index: every position, in order
+        target.weights[...] = source.weights
+        target.means[...] = source.means
+        target.covariances[...] = source.covariances
+        return
+    target.weights[index] = source.weights
+    target.means[index] = source.means
+    target.covariances[index] = source.covariances

@@ -420,3 +420,40 @@ def test_pruned_polish_runs_as_one_run_until_it_stops_a_loser():
     for s in np.flatnonzero(stopped):
         rivals = pruned.log_likelihood[start.types == start.types[s]]
         assert pruned.log_likelihood[s] < rivals.max()
+
+
+@pytest.mark.parametrize("code", range(14))
+def test_splits_made_together_equal_each_split_made_alone(code):
+    """The starts split from a fit with K - 1 components, made in one pass, are those of
+    cutting each chosen component alone (written out here), for every model."""
+    import math
+
+    from gaussmix._batch import project
+
+    rng = np.random.default_rng(code)
+    K, D = 4, 3
+    A = rng.normal(size=(1, K, D, D))
+    w = rng.uniform(0.1, 1.0, (1, K))
+    batch = project(Batch(np.array([code]), w / w.sum(), rng.normal(size=(1, K, D)),
+                          A @ np.swapaxes(A, -1, -2) + np.eye(D)))
+    together = selection._splits(batch, 0, 3)
+    weights, means, full = batch.weights[0], batch.means[0], batch.covariances[0]
+    eigval, eigvec = np.linalg.eigh(full)
+    sigma = np.sqrt(np.maximum(eigval[:, -1], 0.0))
+    order = np.argsort(-(weights * sigma), kind="stable")[:3]
+    shift = math.sqrt(2.0 / math.pi)
+    for i, j in enumerate(order):
+        v = eigvec[j, :, -1]
+        offset = shift * sigma[j] * v
+        cov_j = full[j] - shift**2 * sigma[j] ** 2 * np.outer(v, v)
+        new_w = np.append(weights, weights[j] / 2.0)
+        new_w[j] /= 2.0
+        new_m = np.vstack([means, means[j] + offset])
+        new_m[j] = means[j] - offset
+        new_full = np.concatenate([full, cov_j[None]])
+        new_full[j] = cov_j
+        np.testing.assert_array_equal(together.weights[i], new_w)
+        np.testing.assert_array_equal(together.means[i], new_m)
+        np.testing.assert_array_equal(together.covariances[i],
+                                      selection._reduce_to_type(new_full, new_w, code))
+    assert (together.types == code).all()

@@ -298,6 +298,7 @@ def kmeans(
     centers, _ = kmeans_plusplus(X, n_clusters, random_state, weights, block_size=block_size)
     centers = centers - mean
     labels = np.full(n_samples, -1, dtype=np.intp)
+    offsets = np.arange(n_features)
     # one block: the rows about the mean are made once, not at every iteration
     whole = X.astype(np.float64) - mean if n_samples <= block_size else None
     for _ in range(max_iter):
@@ -312,9 +313,12 @@ def kmeans(
             labels[rows] = lab
             wb = None if weights is None else weights[rows]
             counts += np.bincount(lab, weights=wb, minlength=n_clusters)
-            for d in range(n_features):
-                wd = Xb[:, d] if wb is None else wb * Xb[:, d]
-                sums[:, d] += np.bincount(lab, weights=wd, minlength=n_clusters)
+            # every (cluster, feature) sum in one pass, each over the rows in order (as
+            # one bincount per feature would add them)
+            values = Xb if wb is None else wb[:, None] * Xb
+            bins = (lab[:, None] * n_features + offsets).ravel()
+            sums += np.bincount(bins, weights=values.ravel(),
+                                minlength=n_clusters * n_features).reshape(sums.shape)
         if changed == 0:
             break
         empty = counts <= 0

@@ -112,6 +112,7 @@ import numpy as np
 from . import families
 from ._batch import (
     DEFERRED,
+    DIAG,
     FULL,
     SPHERICAL,
     TIED,
@@ -483,20 +484,26 @@ def _splits(batch: Batch, s: int, n_splits: int) -> Batch:
     sigma = np.sqrt(np.maximum(eigval[:, -1], 0.0))
     order = np.argsort(-(weights * sigma), kind="stable")[:n_splits]
     shift = math.sqrt(2.0 / math.pi)
-    out = []
-    for j in order:
-        v = eigvec[j, :, -1]
-        offset = shift * sigma[j] * v
-        cov_j = full[j] - shift**2 * sigma[j] ** 2 * np.outer(v, v)
-        new_w = np.concatenate([weights, [weights[j] / 2.0]])
-        new_w[j] /= 2.0
-        new_m = np.vstack([means, means[j] + offset])
-        new_m[j] = means[j] - offset
-        new_full = np.concatenate([full, cov_j[None]], axis=0)
-        new_full[j] = cov_j
-        out.append(Batch(np.array([code]), new_w[None], new_m[None],
-                         _reduce_to_type(new_full, new_w, code)[None]))
-    return Batch.stack(out)
+    # every split at once (J of them; split j is component order[j] in two)
+    J, K = order.size, weights.size
+    at = (np.arange(J), order)
+    v = eigvec[order, :, -1]  # (J, D)
+    offset = (shift * sigma[order])[:, None] * v
+    cov_j = full[order] - (shift**2 * sigma[order] ** 2)[:, None, None] * (
+        v[:, :, None] * v[:, None, :])
+    new_w = np.concatenate([np.tile(weights, (J, 1)), (weights[order] / 2.0)[:, None]], axis=1)
+    new_w[at] /= 2.0
+    new_m = np.concatenate([np.tile(means, (J, 1, 1)), (means[order] + offset)[:, None]],
+                           axis=1)
+    new_m[at] = means[order] - offset
+    new_full = np.concatenate([np.tile(full, (J, 1, 1, 1)), cov_j[:, None]], axis=1)
+    new_full[at] = cov_j
+    if code in (FULL, DIAG, SPHERICAL):  # (their reductions act on each matrix alone)
+        cov = _reduce_to_type(new_full.reshape(J * (K + 1), *full.shape[1:]), None,
+                              code).reshape(new_full.shape)
+    else:
+        cov = np.stack([_reduce_to_type(new_full[j], new_w[j], code) for j in range(J)])
+    return Batch(np.full(J, code), new_w, new_m, cov)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -872,7 +879,7 @@ class _Engine:
             self.full_step = statistics_step(ArrayData(X, w).statistics, reg_covar)
 
 
-def _fit_components(engine, K, types, starts, rngs, race_tol):
+def _fit_components(engine, K, types, starts, entropy, race_tol):
     """Best regular fit of every type in ``types`` with K components.
 
     Returns ``{type: (candidate or None, errors)}``; a degenerate candidate when every
@@ -887,10 +894,14 @@ def _fit_components(engine, K, types, starts, rngs, race_tol):
     for t in types:
         code = TYPES.index(t)
         tries = 0
+        rng = None  # (made when needed: seeded by K and the type only)
         while code not in winners and tries < _EXTRA_STARTS:
             # every start failed or degenerated: random restarts
+            if rng is None:
+                rng = np.random.default_rng(np.random.SeedSequence(entropy,
+                                                                   spawn_key=(K, code + 1)))
             Ystd = _standardise(rows.X, w)
-            labels = [_voronoi(Ystd, w, K, rngs[t]) for _ in range(2)]
+            labels = [_voronoi(Ystd, w, K, rng) for _ in range(2)]
             tries += 2
             extra = _starts_of_partitions(rows, labels, K, [t])
             if extra is not None:
@@ -1066,12 +1077,6 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
         label_sets = _partitions_for(spaces, weights, K, hc.get(K, []), n_init, entropy,
                                      distinct)
         for types, engine in groups:
-            rngs = {
-                t: np.random.default_rng(
-                    np.random.SeedSequence(entropy, spawn_key=(K, TYPES.index(t) + 1))
-                )
-                for t in types
-            }
             parts = []
             base = _starts_of_partitions(engine.rows, label_sets, K, types)
             if base is not None:
@@ -1081,7 +1086,7 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
                 if _N_SPLITS and previous is not None and previous.reason is None:
                     parts.append(_splits(previous.batch, 0, _N_SPLITS))
             starts = Batch.stack(parts) if parts else None
-            fitted = _fit_components(engine, K, types, starts, rngs, race_tol)
+            fitted = _fit_components(engine, K, types, starts, entropy, race_tol)
             for t in types:
                 results[(t, K)] = fitted[t]
         for t in covariance_types:

@@ -373,55 +373,6 @@ def test_accuracy_guard_with_its_variance_bound_equals_the_moments_test(features
     assert not rows.accurate(*rows.e_step(scaled)[:1], scaled).all()
 
 
-def _faithful_starts(K=4, P=6):
-    from gaussmix.datasets import load_faithful
-
-    X = np.asarray(load_faithful())
-    rows = Rows(X, None, 1e-6, "full")
-    rng = np.random.default_rng(2)
-    labels = [rng.integers(0, K, size=X.shape[0]) for _ in range(P)]
-    return rows, rows.from_labels(labels, K, ["spherical", "full"])
-
-
-def test_squarem_checks_that_stop_nothing_change_nothing():
-    """A look at the runs that stops none leaves run_squarem's results as they were."""
-    rows, start = _faithful_starts()
-    plain = em.run_squarem(rows.step, start, gain=0.01, max_steps=200)
-    looks = []
-
-    def never(active, theta, running, result_ll, failed, history):
-        looks.append(active.size)
-        return np.zeros(active.size, dtype=bool)
-
-    looked = em.run_squarem(rows.step, start, gain=0.01, max_steps=200, check=never,
-                            check_every=5)
-    assert looks  # the check ran
-    np.testing.assert_array_equal(looked.log_likelihood, plain.log_likelihood)
-    np.testing.assert_array_equal(looked.n_iter, plain.n_iter)
-    np.testing.assert_array_equal(looked.batch.covariances, plain.batch.covariances)
-
-
-def test_pruned_polish_runs_as_one_run_until_it_stops_a_loser():
-    """The looks do not restart the runs: a run the pruning does not stop ends where one
-    run of run_squarem ends it, after as many EM steps (its values to rounding: an
-    invalid extrapolation of another mixture in the same step changes how the precisions
-    are computed); the stopped ones spent fewer EM steps and were below the best of their
-    type."""
-    rows, start = _faithful_starts()
-    plain = em.run_squarem(rows.step, start, gain=0.01, max_steps=300)
-    pruned = selection._squarem_pruned(rows.step, start, 0.01, 300, rows.project, keep=1)
-    stopped = pruned.n_iter < plain.n_iter
-    assert stopped.any() and not stopped.all()
-    for s in np.flatnonzero(~stopped):
-        assert pruned.n_iter[s] == plain.n_iter[s]
-        np.testing.assert_allclose(pruned.log_likelihood[s], plain.log_likelihood[s],
-                                   rtol=1e-12)
-        np.testing.assert_allclose(pruned.batch.means[s], plain.batch.means[s], rtol=1e-9)
-    for s in np.flatnonzero(stopped):
-        rivals = pruned.log_likelihood[start.types == start.types[s]]
-        assert pruned.log_likelihood[s] < rivals.max()
-
-
 @pytest.mark.parametrize("code", range(14))
 def test_splits_made_together_equal_each_split_made_alone(code):
     """The starts split from a fit with K - 1 components, made in one pass, are those of

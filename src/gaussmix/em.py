@@ -171,8 +171,7 @@ def m_step_each(batch, summed, reg_covar: float):
     return out, ll, failed
 
 
-def run_squarem(step, batch, *, gain: float, max_steps: int, project=None, check=None,
-                check_every: int = 0) -> AcceleratedResult:
+def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> AcceleratedResult:
     """EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3) with a safeguard.
 
     A cycle takes two EM steps from theta_0 (theta_1, theta_2), extrapolates
@@ -201,17 +200,6 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None, check
         have equal volumes, and EM's monotonicity only holds from a point of the model).
         By default the ``project`` method of the object ``step`` is bound to, if any
         (:meth:`gaussmix._batch.Rows.project`).
-    check : callable, optional
-        ``check(active, theta, running, result_ll, failed, history) -> stop``, called at
-        the start of a cycle once at least ``check_every`` EM steps have run since the
-        last call: ``active`` the indices of the mixtures still running before this cycle,
-        ``theta`` their parameters (the cycle's start), ``running`` (len(active),) those
-        not finishing now anyway, ``result_ll``, ``failed`` (S,) and ``history`` every
-        mixture's results so far. The mixtures where ``stop`` (len(active),) is True
-        finish at ``theta`` (a caller's pruning of runs that cannot win, without
-        restarting the others: a restart would re-run the step at ``theta`` and reset
-        their gains).
-    check_every : int
     """
     if project is None:
         project = getattr(getattr(step, "__self__", None), "project", None)
@@ -224,11 +212,9 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None, check
     previous = np.full(S, -np.inf)
     history: list[list[float]] = [[] for _ in range(S)]
     active = np.arange(S)
-    since_check = 0
     while active.size:
         theta1, ll0, bad0 = step(theta0)
         n_iter[active] += 1
-        since_check += 1
         any_bad = bool(bad0.any())
         good = active[~bad0] if any_bad else active
         for i, value in zip(good.tolist(), (ll0[~bad0] if any_bad else ll0).tolist(),
@@ -245,9 +231,6 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None, check
         else:
             _assign_into(result, active, theta0)
             result_ll[active] = ll0
-        if check is not None and since_check >= check_every and not finish.all():
-            since_check = 0
-            finish = finish | check(active, theta0, ~finish, result_ll, failed, history)
         cont = ~finish
         if not cont.any():
             break
@@ -256,7 +239,6 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None, check
         previous[active] = ll0
         theta2, ll1, bad1 = step(theta1)
         n_iter[active] += 1
-        since_check += 2  # (this step and the one from the extrapolation below)
         t0, t1, t2 = theta0.vector(), theta1.vector(), theta2.vector()
         r = t1 - t0
         v = t2 - t1 - r

@@ -710,16 +710,14 @@ def _map_keys(rows, batch) -> list[bytes]:
 
 def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
                     horizon=None, twins=None):
-    """:func:`gaussmix.em.run_squarem`, looking at the runs every ``_PRUNE_CHUNK`` EM steps
-    (at a cycle's start): a mixture that cannot catch up with the best of its covariance
-    type stops there.
+    """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
+    mixture that cannot catch up with the best of its covariance type stops.
 
     "Cannot catch up": its log-likelihood plus ``_PRUNE_HORIZON`` times its last cycle's
     gain (EM's gains shrink geometrically; this assumes a ratio of at most
     ``1 - 1 / _PRUNE_HORIZON``) is below the ``keep``-th best log-likelihood of its type.
     The caller keeps only the best ``keep`` of each type, so this only shortens the runs
-    of losers. ``horizon`` replaces ``_PRUNE_HORIZON``. The looks do not interrupt the
-    runs: the others go on as one run of :func:`gaussmix.em.run_squarem` would.
+    of losers. ``horizon`` replaces ``_PRUNE_HORIZON``.
 
     With ``twins`` (the rows, :class:`gaussmix._batch.Rows`), a mixture whose MAP partition
     of the rows is that of a better one of its type also stops (and of starts with the
@@ -728,68 +726,60 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
     iris's 14-model grids, after 6 steps: one pair in about 2,500 reached maxima more
     than 0.01 apart), and the caller wants distinct maxima among the ``keep`` it polishes.
     """
-    from .em import AcceleratedResult
-
     chunk = _PRUNE_CHUNK if chunk is None else chunk
     horizon = _PRUNE_HORIZON if horizon is None else horizon
     S = batch.size
     codes = batch.types
-    runs = np.arange(S)  # the mixtures that run (of starts with one MAP partition, the first)
-    if twins is not None:
+    result = batch.copy()
+    ll = np.full(S, -np.inf)
+    n_iter = np.zeros(S, dtype=np.int64)
+    failed = np.zeros(S, dtype=bool)
+    history: list[list[float]] = [[] for _ in range(S)]
+    active = np.arange(S)
+    current = batch
+    if twins is not None:  # starts of one type with one MAP partition: the first runs
         keys = _map_keys(twins, batch)
         first = {}
         for s in range(S):
             first.setdefault((codes[s], keys[s]), s)
-        runs = np.array(sorted(first.values()), dtype=np.int64)
-    ll = np.full(S, -np.inf)  # every mixture's latest log-likelihood (-inf: never ran)
-    run_codes = codes[runs]
-
-    failed_all = np.zeros(S, dtype=bool)
-
-    def check(active, theta, running, result_ll, failed, history):
-        ll[runs] = result_ll
-        failed_all[runs] = failed
-        stop = np.zeros(active.size, dtype=bool)
-        if twins is not None:  # a better run of its type has its MAP partition
-            local = np.flatnonzero(running)
-            found = dict(zip(local.tolist(), _map_keys(twins, theta.take(local)), strict=True))
+        active = np.array(sorted(first.values()), dtype=np.int64)
+        current = batch.take(active)
+    while active.size:
+        budget = min(chunk, max_steps - int(n_iter[active].max()))
+        out = run_squarem(step, current, gain=gain, max_steps=budget, project=project)
+        result = result.put(active, out.batch)
+        ll[active] = out.log_likelihood
+        n_iter[active] += out.n_iter
+        failed[active] |= out.failed
+        for j, s in enumerate(active):
+            history[s].extend(out.history[j])
+        done = out.failed | (out.n_iter < budget) | (n_iter[active] >= max_steps)
+        if twins is not None and not done.all():
+            running = np.flatnonzero(~done)
+            keys = dict(zip(running.tolist(), _map_keys(twins, out.batch.take(running)),
+                            strict=True))
             seen = set()
-            for j in sorted(local.tolist(), key=lambda j: -result_ll[active[j]]):
-                key = (run_codes[active[j]], found[j])
+            for j in sorted(running.tolist(), key=lambda j: -ll[active[j]]):
+                key = (codes[active[j]], keys[j])
                 if key in seen:
-                    stop[j] = True
+                    done[j] = True
                 seen.add(key)
         # the keep-th best log-likelihood of each type (-inf: too few rivals to stop any)
         bar = {}
-        for code in np.unique(run_codes[active]).tolist():
-            rivals = np.sort(ll[(codes == code) & ~failed_all])[::-1]
+        for code in np.unique(codes[active]).tolist():
+            rivals = np.sort(ll[(codes == code) & ~failed])[::-1]
             bar[code] = rivals[keep - 1] if rivals.size > keep else -np.inf
-        for j, a in enumerate(active.tolist()):
-            if stop[j] or not running[j]:
+        for j, s in enumerate(active.tolist()):
+            if done[j]:
                 continue
-            h = history[a]
+            h = history[s]
             last_gain = h[-1] - h[-2] if len(h) >= 2 else np.inf
-            if result_ll[a] + horizon * last_gain < bar[run_codes[a]]:
-                stop[j] = True
-        return stop
+            if ll[s] + horizon * last_gain < bar[codes[s]]:
+                done[j] = True
+        active = active[~done]
+        current = out.batch.take(~done)
+    from .em import AcceleratedResult
 
-    out = run_squarem(step, batch if runs.size == S else batch.take(runs), gain=gain,
-                      max_steps=max_steps, project=project, check=check, check_every=chunk)
-    if runs.size == S:
-        return out
-    result = batch.copy()
-    result.weights[runs] = out.batch.weights
-    result.means[runs] = out.batch.means
-    result.covariances[runs] = out.batch.covariances
-    ll = np.full(S, -np.inf)
-    ll[runs] = out.log_likelihood
-    n_iter = np.zeros(S, dtype=np.int64)
-    n_iter[runs] = out.n_iter
-    failed = np.zeros(S, dtype=bool)
-    failed[runs] = out.failed
-    history: list[list[float]] = [[] for _ in range(S)]
-    for j, s in enumerate(runs.tolist()):
-        history[s] = out.history[j]
     return AcceleratedResult(result, ll, n_iter, failed, history)
 
 

@@ -608,6 +608,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
     alive = np.ones(S, dtype=bool)
     last = np.full(S, -np.inf)  # each start's latest log-likelihood
     current = batch.copy()  # (written in place below: the caller's batch stays as it is)
+    moved = np.ones(S, dtype=bool)  # stepped since their last degeneracy check
     budget = _FIRST_BUDGET
     winners = {}
     while alive.any():
@@ -629,6 +630,7 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             n_iter[good] += 1
             for s, value in zip(good.tolist(), ll_good.tolist(), strict=True):
                 history[s].append(value)
+            moved[good] = True
             if idx.size == S and not bad.any():
                 current = new
             else:  # (in place: current is the race's own, a copy or a step's output)
@@ -636,10 +638,12 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
                 for name in ("weights", "means", "covariances"):
                     part = getattr(new, name)
                     getattr(current, name)[stepped] = part if not bad.any() else part[~bad]
-        idx = np.flatnonzero(alive)
-        if not idx.size:
+        if not alive.any():
             break
-        verdicts = rows.degeneracy(current.take(idx), defer=True)
+        # (a start that has not moved since its last check keeps that verdict: regular)
+        idx = np.flatnonzero(alive & moved)
+        moved[:] = False
+        verdicts = rows.degeneracy(current.take(idx), defer=True) if idx.size else []
         for j, s in enumerate(idx):
             if verdicts[j] is None and _reason is _default_reason:
                 continue

@@ -206,3 +206,23 @@ def test_mclust_bic_presets_round_as_mclust_prints():
             assert abs(value - full[model, g]) <= 0.0005 + 1e-9
     with pytest.raises(ValueError, match="mclust's names"):
         faithful_mclust_bic(["XYZ"])
+
+
+def test_one_feature_every_model_is_equal_or_variable_variance():
+    """With one feature there is no orientation to turn (EVE and VVE's joint solver once
+    raised on it, failing select_model's default grid on 1-D data): every model is one
+    variance per component or one for all, and selection runs over all 14."""
+    from gaussmix import select_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1))
+    X[:20] += 4.0
+    res = select_model(X, n_components=range(1, 4), random_state=0)
+    two = {r["covariance_type"]: r["log_likelihood"] for r in res.table
+           if r["n_components"] == 2}
+    assert len(two) == 14 and all(v is not None for v in two.values())
+    equal = ["EII", "EEI", "EVI", "tied", "EVE", "EEV", "EVV"]
+    variable = ["spherical", "VEI", "diag", "VEE", "VVE", "VEV", "full"]
+    for group in (equal, variable):
+        assert max(two[t] for t in group) - min(two[t] for t in group) < 1e-6
+    assert two["full"] > two["tied"]

@@ -54,6 +54,7 @@ def test_one_blas_thread_holds_the_blas_to_one_thread_and_restores_it():
         return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
     before = blas_threads()
+    assert before  # (NumPy's BLAS is seen)
     for _ in range(2):  # (the second use: the controller made by the first)
         limit = parallel.one_blas_thread()
         with limit:

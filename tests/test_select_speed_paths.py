@@ -324,14 +324,15 @@ def test_kmeans_plusplus_candidates_together_or_block_by_block_agree():
         np.testing.assert_array_equal(one, blocks)
 
 
-@pytest.mark.parametrize("D, K", [(2, 3), (2, 9), (4, 7), (6, 5)])
+@pytest.mark.parametrize("D, K", [(2, 3), (2, 9), (4, 7), (6, 5), (1, 45)])
 def test_responsibilities_of_each_mixture_equal_each_alone(D, K):
     """The ICL's responsibilities of a grid point's winners, from shared coefficient
-    calls, are each winner's alone to the bit (also with an invalid mixture among them)."""
+    calls, are each winner's alone to the bit (also with an invalid mixture among them;
+    K = 45 in 1-D: one mixture alone is factored entry by entry, as the stacks are)."""
     rng = np.random.default_rng(D * K)
-    X = rng.normal(size=(120, D))
+    X = rng.normal(size=(400, D))
     rows = Rows(X, None, 1e-6, "full")
-    labels = [rng.integers(0, K, size=120) for _ in range(5)]
+    labels = [np.r_[np.arange(K), rng.integers(0, K, size=400 - K)] for _ in range(5)]
     batch = rows.from_labels(labels, K, ["full", "spherical", "tied"])
     for _ in range(3):
         batch, _, _ = rows.step(batch)
@@ -357,7 +358,10 @@ def test_accuracy_guard_with_its_variance_bound_equals_the_moments_test(features
     scaled = batch.copy()
     factors = np.geomspace(1e3, 1e-9, batch.size)  # the last mixture: far too narrow
     scaled.covariances *= factors[:, None, None, None]
-    for b in (batch, scaled):
+    bound_used = 0
+    for b in (batch, scaled, *(batch.take([s]) for s in range(batch.size))):
+        var = np.diagonal(b.covariances, axis1=-2, axis2=-1)
+        bound_used += bool((var >= rows._accuracy_floor).all())  # (settled by the bound)
         G, _, _ = rows.e_step(b)
         D = X.shape[1]
         nk, quad = G[..., 0], G[..., D + 1:]
@@ -371,6 +375,7 @@ def test_accuracy_guard_with_its_variance_bound_equals_the_moments_test(features
         expected = ~np.any(factor > 1e8, axis=(1, 2))
         np.testing.assert_array_equal(rows.accurate(G, b), expected)
     assert not rows.accurate(*rows.e_step(scaled)[:1], scaled).all()
+    assert bound_used  # (the wide mixtures alone: the bound settles them)
 
 
 @pytest.mark.parametrize("code", range(14))
@@ -408,3 +413,18 @@ def test_splits_made_together_equal_each_split_made_alone(code):
         np.testing.assert_array_equal(together.covariances[i],
                                       selection._reduce_to_type(new_full, new_w, code))
     assert (together.types == code).all()
+
+
+def test_a_grid_point_whose_starts_all_degenerate_reports_the_reason_in_words():
+    """The race defers the words of certain verdicts; a grid point reported degenerate
+    gets them (full, 5 components on 12 rows in 3-D: every component on fewer than the 4
+    points it needs)."""
+    from gaussmix._batch import DEFERRED
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3))
+    res = selection.select_model(X, n_components=[1, 5], covariance_types=["full"],
+                                 random_state=0)
+    row = next(r for r in res.table if r["n_components"] == 5)
+    assert row["degenerate"] and row["degenerate"] is not DEFERRED
+    assert "fewer than the 4 a full component needs" in row["degenerate"]

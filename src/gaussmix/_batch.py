@@ -486,9 +486,9 @@ class Rows:
             second = quad
         else:
             second = quad / D
-        # second / (N_k var) > _CANCELLATION, without a division: N_k = 0 has second = 0
-        # (no row is there), and a variance <= 0 belongs to a mixture the E-step marked bad
-        return ~(second > _CANCELLATION * (nk[..., None] * var)).any(axis=(1, 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = second / (np.where(nk > 0, nk, 1.0)[..., None] * var)
+        return ~np.any(factor > _CANCELLATION, axis=(1, 2))
 
     def step(self, batch: Batch):
         """One EM iteration of every mixture: (new batch, log-likelihood of ``batch``, bad).

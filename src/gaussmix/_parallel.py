@@ -27,9 +27,12 @@ _CONTROLLER: list = []  # threadpoolctl's view of the loaded libraries, made onc
 def one_blas_thread():
     """A context manager holding the BLAS to one thread, or None without threadpoolctl.
 
-    threadpoolctl's controller is made once: making one scans the loaded libraries
-    (0.2 ms in a bare process, 2 ms once scikit-learn is imported), which
-    ``threadpool_limits`` would do at every call, two per ``select_model``.
+    The limit takes effect when this is called (threadpoolctl's way), so enter it at
+    once: ``with one_blas_thread():``. threadpoolctl's controller is made once: making
+    one scans the loaded libraries (0.2 ms in a bare process, 2 ms once scikit-learn is
+    imported), which ``threadpool_limits`` would do at every call, two per
+    ``select_model``. A BLAS library loaded after the first call is not limited
+    (NumPy's own is loaded before gaussmix).
     """
     try:
         from threadpoolctl import ThreadpoolController

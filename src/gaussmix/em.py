@@ -284,8 +284,9 @@ def _choose(mask, a, b):
 
 
 def _assign_into(target, index, source):
-    """``target``'s mixtures at ``index`` replaced by ``source``'s, in place."""
-    if index.size == target.size == source.size:  # index: every position, in order
+    """``target``'s mixtures at ``index`` (increasing, distinct positions) replaced by
+    ``source``'s, in place."""
+    if index.size == target.size == source.size:  # (so index is every position, in order)
         target.weights[...] = source.weights
         target.means[...] = source.means
         target.covariances[...] = source.covariances

@@ -281,7 +281,7 @@ def auto_block_size(
         per_row = itemsize * (1 + D + D * (D + 1) // 2 + 2 * K)
     else:
         per_row = itemsize * K * (D + 4)
-    return min(max((4 << 20) // per_row, 256), 16384)  # (np.clip costs 40 us on scalars)
+    return int(min(max((4 << 20) // per_row, 256), 16384))  # (np.clip: 40 us on scalars)
 
 
 def _blocks(n_samples: int, block_size: int):

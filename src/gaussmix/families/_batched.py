@@ -158,6 +158,8 @@ def common_orientation(W, n_k, previous, equal_volume, sweeps=None, objective_to
     old = np.inf
     frozen = None  # (mixed families) the mixtures whose family's sweeps have stopped
     planes = _plane_rounds(d)
+    if not planes:  # one feature: no plane to turn in, the orientation is (1)
+        sweeps = 0
     half_sign = _HALF_SIGN
     no_rotation = _NO_ROTATION
     matmul, hypot, where, sqrt, maximum = np.matmul, np.hypot, np.where, np.sqrt, np.maximum

@@ -54,10 +54,10 @@ _E_BLOCK_MIN_ROWS = 128
 #: stack per entry, fewer than LAPACK's per-matrix calls cost there (measured: even at
 #: about 80 matrices for D = 2, 150 for D = 4; 3 times faster at 600).
 _SMALL_D = 4
+_SMALL_STACK = 40
 #: Rows.degeneracy(defer=True)'s verdict for a mixture certainly degenerate, its reason
 #: not yet put into words.
 DEFERRED = "degenerate (its reason is put into words when reported)"
-_SMALL_STACK = 40
 #: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
 #: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
 _SKLEARN = ("spherical", "diag", "tied", "full")

@@ -395,13 +395,13 @@ def _kmeans(Y, w, K, rng) -> np.ndarray:
     return nearest_center(Y, centers, np.einsum("kd,kd->k", centers, centers))
 
 
-def _voronoi(Y, w, K, rng, candidates=None) -> np.ndarray:
+def _voronoi(Y, w, K, rng, distinct=None) -> np.ndarray:
     """Partition around K distinct data points drawn at random (weighted).
 
-    ``candidates``: :func:`_distinct_rows` of ``(Y, w)``, when the caller keeps them (they
-    do not depend on K).
+    ``distinct``: :func:`_distinct_rows` of ``(Y, w)``, when the caller keeps it (it does
+    not depend on K).
     """
-    positive, candidates, p = _distinct_rows(Y, w) if candidates is None else candidates
+    positive, candidates, p = _distinct_rows(Y, w) if distinct is None else distinct
     if candidates.size < K:
         return _nearest(Y, Y[rng.choice(positive, size=K, replace=True)])
     return _nearest(Y, Y[rng.choice(candidates, size=K, replace=False, p=p)])

@@ -63,3 +63,13 @@ def test_a_missing_first_value_does_not_make_an_offset_column_constant():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         GaussianMixture(2, random_state=0).fit(Y)
+
+
+def test_selection_with_missing_values_warns_too():
+    """select_model on data with NaN (exact EM on the observed values) says the same as
+    without them, from the observed values, and points at the caller's line."""
+    Y = X * 1e-4
+    Y[::7, 1] = np.nan
+    with pytest.warns(RegularizationWarning, match="lower reg_covar") as record:
+        select_model(Y, n_components=[1, 2], covariance_types=["diag"], random_state=0)
+    assert any(r.filename == __file__ for r in record)

@@ -291,7 +291,12 @@ def select(
     """:func:`~gaussmix.selection.select_model` for in-memory data holding NaN."""
     from . import selection
     from ._criteria import information_criteria, map_entropy
-    from ._validation import check_array, check_sample_weight, feature_names_of
+    from ._validation import (
+        check_array,
+        check_sample_weight,
+        feature_names_of,
+        warn_small_variances,
+    )
 
     feature_names = feature_names_of(X)
     X = np.ascontiguousarray(check_array(X, allow_nan=True), dtype=np.float64)
@@ -314,6 +319,8 @@ def select(
     w = check_sample_weight(sample_weight, n_samples)
     w = np.ones(n_samples) if w is None else w
     n_eff = float(w.sum())
+    # a feature whose observed values barely vary: reg_covar dominates it (as without NaN)
+    warn_small_variances(X, w, params.get("reg_covar", 1e-6), stacklevel=4)
     entropy = selection._entropy_from(random_state)
     far = _far(X, observed, w, ks[-1] - 1)  # far outliers: a cluster of their own
     partitions = _partitions(X, observed, w, ks, n_init, entropy, far)

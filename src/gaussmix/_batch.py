@@ -317,12 +317,7 @@ class Rows:
 
     def responsibilities(self, batch: Batch) -> np.ndarray:
         """(n, K) responsibilities of the first mixture of a batch."""
-        coef, _ = self.coefficients(batch.take([0]))
-        lp = self.Q @ coef[0].T
-        lp -= lp.max(axis=1, keepdims=True)
-        np.exp(lp, out=lp)
-        lp /= lp.sum(axis=1, keepdims=True)
-        return lp
+        return next(self.responsibilities_each(batch.take([0])))
 
     def responsibilities_each(self, batch: Batch):
         """Yield the (n, K) responsibilities of each mixture of ``batch`` in turn: those of

@@ -324,13 +324,21 @@ def _flattest_direction(W, means, weights, varying, reg_covar, eps, resolution,
     R = WJ / np.outer(sd, sd)
     mu_all, U = np.linalg.eigh(0.5 * (R + R.T))
     mu, u = float(mu_all[0]), U[:, 0]
+    relative_mean_sq = _weighted_median((MJ / sd @ u) ** 2, weights)
+    return _flat_along_eigenvector(mu, u, sd, relative_mean_sq, J, W.shape[0], reg_covar,
+                                   eps, resolution)
+
+
+def _flat_along_eigenvector(mu, u, sd, relative_mean_sq, J, D, reg_covar, eps, resolution):
+    """:func:`_flattest_direction`'s last test: the smallest eigenvalue ``mu`` of the
+    correlation matrix (eigenvector ``u``, the features ``J`` with standard deviations
+    ``sd``) against the rounding floor; ``(variance, unit direction in R^D)`` or None."""
     direction = u / sd
     length_sq = float(direction @ direction)
     variance = mu / length_sq  # u' R u = v' W v |u / sd|^2 with v the unit direction
     direction /= np.sqrt(length_sq)
-    relative_mean_sq = _weighted_median((MJ / sd @ u) ** 2, weights)
     if mu <= resolution * eps * (1.0 + relative_mean_sq) or variance <= REG_FRACTION * reg_covar:
-        v = np.zeros(W.shape[0])
+        v = np.zeros(D)
         v[J] = direction
         return variance, v
     return None
@@ -367,17 +375,10 @@ def _flattest_directions(W, means, varying, reg_covar, eps, resolution):
             alone[rest] = True
             rest = rest[:0]
         for j, k in enumerate(rest.tolist()):
-            mu, u = float(mu_all[j, 0]), U[j, :, 0]
-            direction = u / sd[j]
-            length_sq = float(direction @ direction)
-            variance = mu / length_sq
-            direction /= np.sqrt(length_sq)
-            relative_mean_sq = float((MJ[k : k + 1] / sd[j] @ u)[0] ** 2)
-            if (mu <= resolution * eps * (1.0 + relative_mean_sq)
-                    or variance <= REG_FRACTION * reg_covar):
-                v = np.zeros(W.shape[1])
-                v[J] = direction
-                out[k] = (variance, v)
+            u = U[j, :, 0]
+            out[k] = _flat_along_eigenvector(
+                float(mu_all[j, 0]), u, sd[j], float((MJ[k : k + 1] / sd[j] @ u)[0] ** 2), J,
+                W.shape[1], reg_covar, eps, resolution)
     for k in np.flatnonzero(alone).tolist():
         out[k] = _flattest_direction(W[k], means[k], np.ones(1), varying, reg_covar, eps,
                                      resolution)

@@ -126,7 +126,7 @@ from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
 from ._parallel import one_blas_thread
-from .em import m_step_each, run_squarem, statistics_step
+from .em import _assign_into, m_step_each, run_squarem, statistics_step
 from .stats import MixtureParameters
 
 __all__ = ["MCLUST_NAMES", "PRESETS", "TABLE_KEYS", "SelectionResult", "covariance_types_of",
@@ -633,11 +633,10 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
             moved[good] = True
             if idx.size == S and not bad.any():
                 current = new
-            else:  # (in place: current is the race's own, a copy or a step's output)
-                stepped = idx if not bad.any() else idx[~bad]
-                for name in ("weights", "means", "covariances"):
-                    part = getattr(new, name)
-                    getattr(current, name)[stepped] = part if not bad.any() else part[~bad]
+            elif bad.any():  # (in place: current is the race's own, a copy or a step's output)
+                _assign_into(current, idx[~bad], new.take(~bad))
+            else:
+                _assign_into(current, idx, new)
         if not alive.any():
             break
         # (a start that has not moved since its last check keeps that verdict: regular)

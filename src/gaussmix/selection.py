@@ -208,6 +208,10 @@ _SCREEN_CHUNK = 6  # ... looking at the runs (and stopping hopeless ones) every 
 #: below the _FINALISTS-th best of its type (the screen's gains shrink fast: 4 stopped 12%
 #: of the screen's mixture-steps on Old Faithful and iris, the fits unchanged)
 _SCREEN_HORIZON = 4.0
+#: ... on at most about this many of the race's rows (every k-th): the screen only ranks
+#: the finalists of a type, and its E-steps on many finalists were most of the time of
+#: larger data
+_SCREEN_MAX_SAMPLES = 1000
 
 
 def _gaussian_mixture_class():
@@ -850,6 +854,11 @@ class _Engine:
         ws = None if w is None else (w if sample is None else w[sample])
         self.rows = Rows(Xs, ws, reg_covar, features)
         self.n_eff = self.rows.weight_sum
+        self.screen_rows = self.rows  # the screen's rows: every k-th row of the race's
+        if Xs.shape[0] > _SCREEN_MAX_SAMPLES:
+            every = slice(None, None, -(-Xs.shape[0] // _SCREEN_MAX_SAMPLES))
+            self.screen_rows = Rows(Xs[every], None if ws is None else ws[every], reg_covar,
+                                    features)
         self.full = None
         self.full_step = None
         self.all_rows = None  # every row as features, when they fit in memory
@@ -907,10 +916,12 @@ def _fit_components(engine, K, types, starts, entropy, race_tol):
         if any(len(winners[c]) > _FINALISTS for c in codes):
             # Many finalists (mclust's other models): a short accelerated run of all of
             # them, then the best _FINALISTS of each type are polished to the end.
-            screened = iter(_polish(step, rows, [c for code in codes for c in winners[code]],
+            few = engine.screen_rows
+            screened = iter(_polish(lambda b: _step_each(few, b, errors), few,
+                                    [c for code in codes for c in winners[code]],
                                     errors, max_steps=_SCREEN_STEPS, keep=_SCREEN_KEEP,
                                     chunk=_SCREEN_CHUNK, horizon=_SCREEN_HORIZON,
-                                    twins=rows if _SCREEN_TWINS else None))
+                                    twins=few if _SCREEN_TWINS else None))
             for code in codes:
                 group = [next(screened) for _ in winners[code]]
                 order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)

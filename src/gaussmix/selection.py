@@ -452,8 +452,6 @@ def _full_covariances(model) -> np.ndarray:
     return np.stack([covariance_of_component(cov, kind, k, D) for k in range(K)])
 
 
-
-
 def _reduce_to_type(full, weights, type_code):
     """(K, D, D) covariances reduced to a type, kept as (K, D, D) matrices."""
     D = full.shape[-1]

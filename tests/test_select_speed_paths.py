@@ -457,3 +457,36 @@ def test_the_screen_runs_on_every_kth_row_of_many_and_the_fits_stay_good(monkeyp
     # with p = 11 free parameters, as log-likelihoods
     for key, bic, p in ((("tied", 3), 2314.316, 11), (("full", 2), 2322.192, 11)):
         assert loglik[key] >= -(bic - p * np.log(272)) / 2 - 0.01
+
+
+def test_a_start_the_screen_on_other_rows_returns_unchanged_ranks_last(monkeypatch):
+    """A screen on every k-th row returns a start it could not run (failed or degenerate
+    there) as it was, with its log-likelihood of the race's rows: not comparable with the
+    screened ones', so it must not be picked for its value; and the picked ones enter
+    the polish with their log-likelihood of the race's rows (_rescore)."""
+    from gaussmix.datasets import load_faithful
+
+    X = load_faithful()
+    monkeypatch.setattr(selection, "_SCREEN_MAX_SAMPLES", 100)
+    original = selection._polish
+    planted, finalists = [], []
+
+    def polish(step, rows_check, cands, errors, max_steps=selection._POLISH_MAX_ITER, **kw):
+        out = original(step, rows_check, cands, errors, max_steps, **kw)
+        if max_steps == selection._SCREEN_STEPS:  # the screen: return one start unchanged
+            cands[0].log_likelihood = 1e9  # (far above any screened value)
+            planted.append(cands[0])
+            out[0] = cands[0]
+        elif not kw.get("other_rows"):
+            finalists.append([(c, c.log_likelihood, c.batch) for c in cands])
+        return out
+
+    monkeypatch.setattr(selection, "_polish", polish)
+    selection.select_model(X, n_components=[3], covariance_types=["VEE", "EEV"],
+                           random_state=0)
+    assert planted and finalists
+    chosen = [c for c, _, _ in finalists[0]]
+    assert not any(c is p for c in chosen for p in planted)
+    rows = selection.Rows(X, None, 1e-6, "full")
+    for _, value, batch in finalists[0]:
+        assert value == rows.e_step(batch)[1][0]  # its value on the race's rows

@@ -838,12 +838,13 @@ class _Engine:
     """The data as the race and the polish see them, for a group of covariance types.
 
     The starts and the race use ``rows``: every row when the data are small, else a fixed
-    random subset of ``_RACE_MAX_SAMPLES`` rows. The winners are polished on those rows,
-    then on all the rows (``full_step``) unless they were all the rows: in memory up to
-    ``_LEAN_MAX_SAMPLES`` rows, beyond through the in-memory data source's
-    ``statistics(params)`` (any data source's would do). With ``source`` (a data source
-    not in memory: a Dask array's), ``X`` is a sample of its rows, and the final polish
-    runs on the source (:func:`source_step`).
+    random subset of ``_RACE_MAX_SAMPLES`` rows; the screen of many finalists uses
+    ``screen_rows``, every k-th of those, at most about ``_SCREEN_MAX_SAMPLES``. The
+    winners are polished on ``rows``, then on all the rows (``full_step``) unless they
+    were all the rows: in memory up to ``_LEAN_MAX_SAMPLES`` rows, beyond through the
+    in-memory data source's ``statistics(params)`` (any data source's would do). With
+    ``source`` (a data source not in memory: a Dask array's), ``X`` is a sample of its
+    rows, and the final polish runs on the source (:func:`source_step`).
     """
 
     def __init__(self, X, w, sample, types, reg_covar, source=None):
@@ -922,8 +923,15 @@ def _fit_components(engine, K, types, starts, entropy, race_tol):
                                     twins=few if _SCREEN_TWINS else None))
             for code in codes:
                 group = [next(screened) for _ in winners[code]]
-                order = sorted(range(len(group)), key=lambda i: -group[i].log_likelihood)
+                value = [g.log_likelihood for g in group]
+                if few is not rows:  # a start the screen returned as it was (failed or
+                    # degenerate there) has a value of other rows: it ranks last
+                    value = [-np.inf if g is c else v
+                             for g, c, v in zip(group, winners[code], value, strict=True)]
+                order = sorted(range(len(group)), key=lambda i: -value[i])
                 winners[code] = [group[i] for i in sorted(order[:_SCREEN_KEEP])]
+            if few is not rows:  # the polish compares them with values of its own rows
+                _rescore(rows, [cand for c in codes for cand in winners[c]])
         finalists = [cand for c in codes for cand in winners[c]]
         polished = iter(_polish(step, rows, finalists, errors))
         # the best polished finalist of each type (the first of equals: the better ranked)
@@ -957,6 +965,17 @@ def _fit_components(engine, K, types, starts, entropy, race_tol):
         else:
             out[t] = (None, errs)
     return out
+
+
+def _rescore(rows, cands):
+    """Set each candidate's log-likelihood (and polish trace) to its value on ``rows``
+    (one E-step for all of them): after a screen on other rows."""
+    if not cands:
+        return
+    _, ll, _ = rows.e_step(Batch.stack([c.batch for c in cands]))
+    for cand, value in zip(cands, ll.tolist(), strict=True):
+        cand.log_likelihood = value
+        cand.bounds = [value]
 
 
 _DONOR_CODES = frozenset(range(14))

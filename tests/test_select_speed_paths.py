@@ -490,3 +490,32 @@ def test_a_start_the_screen_on_other_rows_returns_unchanged_ranks_last(monkeypat
     rows = selection.Rows(X, None, 1e-6, "full")
     for _, value, batch in finalists[0]:
         assert value == rows.e_step(batch)[1][0]  # its value on the race's rows
+
+
+def test_the_polish_defers_words_only_where_a_degenerate_result_is_dropped(monkeypatch):
+    """The screen and the polish on the race's rows drop a degenerate result (the
+    candidate keeps its start), so they ask only for the verdict (defer); the final
+    polish on all the rows keeps a degenerate result (never selected, but reported), so
+    it asks for the words. And no reported row carries the deferred placeholder."""
+    import inspect
+
+    from gaussmix._batch import DEFERRED
+
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(0, 1, (1500, 2)), rng.normal(6, 1, (1500, 2)),
+                        np.repeat([[20.0, 20.0]], 3, axis=0)])  # 3 repeated far points
+    calls = []  # (other_rows, defer) of the polish's checks
+    original = Rows.degeneracy
+
+    def recording(self, batch, *, defer=False):
+        caller = inspect.currentframe().f_back
+        if caller.f_code.co_name == "_polish":
+            calls.append((caller.f_locals["other_rows"], defer))
+        return original(self, batch, defer=defer)
+
+    monkeypatch.setattr(Rows, "degeneracy", recording)
+    res = selection.select_model(X, n_components=[2, 3, 4], covariance_types=["full", "VEE"],
+                                 random_state=0)
+    assert {other for other, _ in calls} == {False, True}  # the three polishes ran
+    assert all(defer is (not other) for other, defer in calls)
+    assert all(r["degenerate"] != DEFERRED for r in res.table)

@@ -818,7 +818,9 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
     except Exception as exc:  # keep the race winners
         errors.setdefault("all", []).append(f"{type(exc).__name__}: {exc}")
         return [None] * len(cands) if other_rows else cands
-    verdicts = rows_check.degeneracy(out.batch)
+    # (a degenerate result is dropped for the candidate it came from, except with
+    # other_rows: only then are its words ever reported)
+    verdicts = rows_check.degeneracy(out.batch, defer=not other_rows)
     result = []
     for s, cand in enumerate(cands):
         if out.failed[s]:  # SQUAREM never lowers the log-likelihood; it can only fail

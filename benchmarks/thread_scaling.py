@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""How the E-step's two threads scale, and what limits them (issue 14's diagnosis).
+
+Usage::
+
+    python benchmarks/thread_scaling.py                       # full-64d-f32's data
+    python benchmarks/thread_scaling.py --rows full-128d --blocks 1024,2048,4096
+
+Two measurements, each as the best of ``--repeats`` interleaved timings:
+
+1. **NumPy calls in two threads.** The same loop of calls run twice in one thread, then
+   once in each of two threads (the BLAS pinned to one thread, as gaussmix's block pool
+   does): the scaling is the serial time over the two-thread time (2.0 is perfect). Matrix
+   products (the E-step's bands, the scatter's symmetric products) against small
+   element-wise calls on (8, 512) arrays (the normalisation's kind). A small call releases
+   and retakes the GIL; with two threads doing so, each hand-over costs a wake-up, which
+   can make two threads slower than one.
+2. **The E-step over every row** (``gaussmix.stats._estep_over``) of one of
+   ``benchmarks/bench_em.py``'s rows, from the parameters after ``--iterations`` EM
+   iterations of its start: one thread against the block pool of
+   :func:`gaussmix._parallel.block_executor`, for several rows per block (the default is
+   ``gaussmix.stats.auto_block_size``).
+
+Timings only: nothing is asserted (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROWS = {  # name: (N, D, K, dtype), as bench_em.py's rows
+    "full-32d": (100_000, 32, 16, "f64"),
+    "full-64d": (50_000, 64, 8, "f64"),
+    "full-64d-f32": (50_000, 64, 8, "f32"),
+    "full-96d-f32": (30_000, 96, 8, "f32"),
+    "full-128d": (20_000, 128, 8, "f64"),
+    "full-128d-f32": (20_000, 128, 8, "f32"),
+}
+
+
+def _best(func, repeats):
+    func()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def call_scaling(repeats: int) -> None:
+    """Serial time of two loops over the time of the two loops in two threads."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+
+    def arrays():
+        f32 = np.float32
+        return {
+            "band": rng.standard_normal((8, 11, 65)).astype(f32),
+            "data": rng.standard_normal((65, 512)).astype(f32),
+            "out": np.empty((8, 11, 512), f32),
+            "y": rng.standard_normal((8, 65, 512)).astype(f32),
+            "scatter": np.empty((8, 65, 65), f32),
+            "small": rng.uniform(-5.0, 0.0, (8, 512)).astype(f32),
+        }
+
+    def products(a, n=400):
+        for _ in range(n):
+            np.matmul(a["band"], a["data"], out=a["out"])
+
+    def symmetric(a, n=100):
+        y = a["y"]
+        for _ in range(n):
+            np.matmul(y, np.swapaxes(y, 1, 2), out=a["scatter"])
+
+    def small(a, n=1000):
+        e = a["small"]
+        for _ in range(n):
+            top = e.max(axis=0)
+            np.subtract(e, top, out=e)
+            np.exp(e, out=e)
+            np.log(e, out=e)
+
+    print("| NumPy calls | one thread, twice (ms) | two threads (ms) | scaling |")
+    print("|---|---:|---:|---:|")
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        for name, loop in (("batched products (8 x (11 x 65) @ (65 x 512)), f32", products),
+                           ("symmetric products (8 x (65 x 512) @ its transpose), f32",
+                            symmetric),
+                           ("small element-wise calls on (8, 512), f32", small)):
+            one, two = arrays(), arrays()
+
+            def serial(loop=loop, one=one):
+                loop(one)
+                loop(one)
+
+            def threaded(loop=loop, one=one, two=two):
+                future = pool.submit(loop, two)
+                loop(one)
+                future.result()
+
+            t1, t2 = _best(serial, repeats), _best(threaded, repeats)
+            print(f"| {name} | {1e3 * t1:.1f} | {1e3 * t2:.1f} | {t1 / t2:.2f} |")
+
+
+def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: int) -> None:
+    """The E-step over every row of a bench_em row, one thread against the block pool."""
+    from threadpoolctl import threadpool_limits
+
+    import bench_em
+    from gaussmix import GaussianMixture, stats
+    from gaussmix._parallel import block_executor
+
+    n, d, k, dtype = ROWS[row]
+    X = bench_em.make_data(n, d, k, dtype)
+    init = bench_em.make_init(X, k, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a few iterations: not converged)
+        params = GaussianMixture(k, covariance_type="full", max_iter=iterations, tol=0,
+                                 init_params="random_from_data", **init).fit(X)._get_parameters()
+    default = stats.auto_block_size(d, k, X.dtype.itemsize, "full")
+    print()
+    print(f"E-step over all {n:,} rows of {row} (D = {d}, K = {k}, {dtype}), parameters after "
+          f"{iterations} iterations; default block {default} rows")
+    print()
+    print("| rows per block | one thread (ms) | two threads, block pool (ms) | scaling |")
+    print("|---:|---:|---:|---:|")
+    for block in blocks:
+        size = default if block is None else block
+
+        def pooled(size=size):
+            with block_executor(X.shape[0]) as executor:
+                stats._estep_over(X, params, None, X.dtype, size, executor)
+
+        def alone(size=size):
+            with threadpool_limits(1, user_api="blas"):
+                stats._estep_over(X, params, None, X.dtype, size, None)
+
+        one, two = [], []
+        for _ in range(repeats):  # interleaved: the machine's load moves both alike
+            one.append(_best(alone, 1))
+            two.append(_best(pooled, 1))
+        t1, t2 = min(one), min(two)
+        label = f"{size} (default)" if block is None else f"{size}"
+        print(f"| {label} | {1e3 * t1:.1f} | {1e3 * t2:.1f} | {t1 / t2:.2f} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", default="full-64d-f32", choices=sorted(ROWS),
+                        help="bench_em.py row whose data and start are used")
+    parser.add_argument("--blocks", default="default,1024,4096",
+                        help="comma-separated rows per block ('default': gaussmix's choice)")
+    parser.add_argument("--iterations", type=int, default=5,
+                        help="EM iterations from the start before the E-step is timed")
+    parser.add_argument("--repeats", type=int, default=5, help="timings per measurement")
+    args = parser.parse_args(argv)
+    try:
+        blocks = [None if b == "default" else int(b) for b in args.blocks.split(",") if b]
+    except ValueError:
+        parser.error(f"--blocks: integers or 'default', got {args.blocks!r}")
+    if args.repeats < 1 or args.iterations < 1 or any(b is not None and b < 1 for b in blocks):
+        parser.error("--repeats, --iterations and every block size must be at least 1")
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        parser.error("threadpoolctl is needed (pip install threadpoolctl)")
+    print("# Two threads in the E-step: what scales")
+    print()
+    call_scaling(args.repeats)
+    estep_scaling(args.rows, blocks, args.iterations, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

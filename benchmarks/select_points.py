@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Every grid point of ``select_model`` against mclust's ``mclustBIC``, over several seeds.
+
+Usage::
+
+    python benchmarks/select_points.py                          # Old Faithful and iris
+    python benchmarks/select_points.py --only synthetic-5k --seeds 0,1
+    python benchmarks/select_points.py --seeds 0-4 --grid sklearn
+
+``bench_select.py`` compares the best BIC of a grid and the time; this compares the whole
+table: per data set (those of ``bench_select.py``, the same files) and ``random_state``,
+how many of the grid points gaussmix fits worse than mclust (BIC above mclust's by more
+than ``--tol``), how many better, which are worse and by how much, the summed
+log-likelihood of all its grid points (a single number that moves when any fit moves),
+and the CPU time of the ``select_model`` call (the best of ``--repeats``). mclust's table
+is computed once per data set through ``Rscript`` (it does not depend on a seed); without
+R the script stops with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+R_TABLE = r"""
+suppressPackageStartupMessages(library(mclust))
+args <- commandArgs(trailingOnly = TRUE)
+models <- eval(parse(text = args[1]))
+X <- as.matrix(read.csv(args[2]))
+b <- mclustBIC(X, G = 1:9, modelNames = models, verbose = FALSE)
+write.csv(as.data.frame(unclass(b)[, ]), args[3])
+"""
+
+
+def _seeds(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def mclust_table(path: Path, grid: str, workdir: Path) -> dict[tuple[str, int], float]:
+    """{(mclust model, G): BIC in gaussmix's sign} of mclustBIC on the CSV file."""
+    import bench_select
+
+    script = workdir / "table.R"
+    script.write_text(R_TABLE)
+    out = workdir / f"{path.stem}_{grid}_bic.csv"
+    proc = subprocess.run(["Rscript", str(script), bench_select.GRIDS[grid][1], str(path),
+                           str(out)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Rscript failed:\n{proc.stderr}")
+    table = {}
+    with out.open() as handle:
+        rows = csv.reader(handle)
+        header = next(rows)
+        for row in rows:
+            for model, value in zip(header[1:], row[1:], strict=True):
+                if value != "NA":
+                    table[(model, int(row[0]))] = -float(value)
+    return table
+
+
+def main(argv=None) -> int:
+    import bench_select
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="faithful,iris",
+                        help=f"comma-separated data sets among {', '.join(bench_select.DATASETS)}")
+    parser.add_argument("--seeds", default="0", help="random_state values: 0,3 or 0-4")
+    parser.add_argument("--grid", default="all", choices=sorted(bench_select.GRIDS))
+    parser.add_argument("--tol", type=float, default=0.002,
+                        help="BIC difference counted as worse or better")
+    parser.add_argument("--repeats", type=int, default=1, help="timings per seed (the best)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n]
+    if any(n not in bench_select.DATASETS for n in names):
+        parser.error(f"--only: choose among {', '.join(bench_select.DATASETS)}")
+    seeds = _seeds(args.seeds)
+    if not seeds or args.repeats < 1:
+        parser.error("--seeds must name at least one seed, --repeats be at least 1")
+    why_not = bench_select.mclust_available()
+    if why_not is not None:
+        print(f"mclust is needed: {why_not}", file=sys.stderr)
+        return 2
+
+    from gaussmix.selection import MCLUST_NAMES, select_model
+
+    print(f"# select_model's grid points against mclustBIC ({args.grid} grid, "
+          f"tolerance {args.tol} in BIC)")
+    print()
+    print("| data | seed | CPU s | summed log-lik. | best BIC (mclust) | worse | better | "
+          "worse grid points (BIC above mclust's) |")
+    print("|---|---:|---:|---:|---|---:|---:|---|")
+    with tempfile.TemporaryDirectory(prefix="select_points_") as tmp:
+        workdir = Path(tmp)
+        for name in names:
+            X, columns = bench_select.load(name)
+            path = workdir / f"{name}.csv"
+            X = bench_select.write_csv(path, X, columns)
+            reference = mclust_table(path, args.grid, workdir)
+            for seed in seeds:
+                times = []
+                for _ in range(args.repeats):
+                    start = time.process_time()
+                    result = select_model(X, covariance_types=bench_select.GRIDS[args.grid][0],
+                                          random_state=seed)
+                    times.append(time.process_time() - start)
+                worse, better, total = [], 0, 0.0
+                for row in result.table:
+                    if row["bic"] is None:
+                        continue
+                    model = MCLUST_NAMES.get(row["covariance_type"], row["covariance_type"])
+                    key = (model, row["n_components"])
+                    total += row["log_likelihood"]
+                    if key not in reference:
+                        continue
+                    gap = row["bic"] - reference[key]
+                    if gap > args.tol:
+                        worse.append(f"{model}{key[1]} {gap:+.3f}")
+                    elif gap < -args.tol:
+                        better += 1
+                best = result.ranked()[0]["bic"]
+                print(f"| {name} | {seed} | {min(times):.3f} | {total:.3f} | {best:.3f} "
+                      f"({min(reference.values()):.3f}) | {len(worse)} | {better} | "
+                      f"{', '.join(worse) or '-'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

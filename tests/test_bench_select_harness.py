@@ -1,0 +1,62 @@
+"""benchmarks/bench_select.py's rounds: the libraries alternate which goes first, and the
+ratio shown (and judged) is the median of the per-round ratios. Both libraries' timings
+are replaced by fixed numbers here: no R, no timing, only the harness's arithmetic."""
+
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_select
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_rounds_alternate_and_report_the_median_of_the_per_round_ratios(monkeypatch, capsys,
+                                                                         tmp_path):
+    order = []  # which library ran, in order
+    mclust_seconds = iter([1.0, 2.0, 1.0, 4.0])  # per round (one data set)
+    gaussmix_seconds = iter([0.5, 2.0, 2.0, 1.0])  # ratios 2, 1, 0.5, 4: median 1.5
+
+    def run_mclust(files, repeats, workdir, grid):
+        order.append("mclust")
+        return {files[0].name: (next(mclust_seconds), 10.0)}
+
+    def run_gaussmix(X, repeats, grid):
+        order.append("gaussmix")
+        return next(gaussmix_seconds), 9.0, None
+
+    monkeypatch.setattr(bench_select, "run_mclust", run_mclust)
+    monkeypatch.setattr(bench_select, "run_gaussmix", run_gaussmix)
+    path = tmp_path / "faithful.csv"
+    bench_select.table("sklearn", ["faithful"], [path], {"faithful": np.zeros((5, 2))}, 1,
+                       tmp_path, None, rounds=4)
+    out = capsys.readouterr().out
+    assert order == ["mclust", "gaussmix", "gaussmix", "mclust"] * 2
+    row = next(line for line in out.splitlines() if line.startswith("| faithful |"))
+    cells = _cells(row)
+    assert cells[2] == f"{statistics.median([1.0, 2.0, 1.0, 4.0]):.3f}"  # mclust s
+    assert cells[3] == f"{statistics.median([0.5, 2.0, 2.0, 1.0]):.3f}"  # gaussmix s
+    assert cells[4] == "1.50x"  # the median of the per-round ratios, not 1.5 / 1.5
+    assert "- per-round ratios: faithful 2.00 / 1.00 / 0.50 / 4.00" in out
+    assert "not slower on any data set: PASS" in out  # judged on the median (1.5)
+    assert "best BIC equal or better: PASS" in out  # 9 against mclust's 10
+
+
+def test_one_round_is_the_plain_comparison(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(bench_select, "run_mclust",
+                        lambda files, repeats, workdir, grid: {files[0].name: (0.9, 10.0)})
+    monkeypatch.setattr(bench_select, "run_gaussmix", lambda X, repeats, grid: (1.0, 10.5, None))
+    path = tmp_path / "iris.csv"
+    bench_select.table("all", ["iris"], [path], {"iris": np.zeros((5, 4))}, 1, tmp_path, None)
+    out = capsys.readouterr().out
+    assert _cells(next(line for line in out.splitlines() if line.startswith("| iris |")))[4] \
+        == "0.90x"
+    assert "per-round ratios" not in out
+    assert "not slower on any data set: FAIL (slower on iris)" in out
+    assert "best BIC equal or better: FAIL (worse on iris)" in out

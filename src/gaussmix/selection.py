@@ -855,8 +855,11 @@ class _Engine:
         ws = None if w is None else (w if sample is None else w[sample])
         self.rows = Rows(Xs, ws, reg_covar, features)
         self.n_eff = self.rows.weight_sum
-        self.screen_rows = self.rows  # the screen's rows: every k-th row of the race's
-        if Xs.shape[0] > _SCREEN_MAX_SAMPLES:
+        # the screen's rows (every k-th of the race's): only mclust's ten other models
+        # have more finalists than the polish takes
+        self.screen_rows = self.rows
+        screened = any(TYPES.index(t) > FULL for t in types)
+        if screened and Xs.shape[0] > _SCREEN_MAX_SAMPLES:
             every = slice(None, None, -(-Xs.shape[0] // _SCREEN_MAX_SAMPLES))
             self.screen_rows = Rows(Xs[every], None if ws is None else ws[every], reg_covar,
                                     features)

@@ -44,7 +44,9 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
 2. **Split starts.** The best fit with ``K - 1`` components of the same type, with one
    component cut in two along its major axis (the three widest components in turn), starts
    ``K``. This is what reaches mclust at large ``K`` (VVV with 7 to 9 components on Old
-   Faithful), where random starts rarely do.
+   Faithful), where random starts rarely do. The fit with one component is cut along each
+   of the data's first three principal axes (its own axes can be the coordinates: a
+   diagonal model's).
 3. **A race, then polish.** EM from every start runs 4 iterations; the better half of each
    covariance type runs on for twice as many, and so on until two per type are left
    (successive halving); both are polished and the better polished one is kept. Starts

@@ -153,6 +153,44 @@ def test_final_polish_on_all_rows_never_keeps_a_sample_likelihood(monkeypatch):
         selection.select_model(X, n_components=[2], covariance_types=["full"], random_state=0)
 
 
+def test_finalists_raced_on_a_sample_are_ranked_on_all_the_rows(monkeypatch):
+    """On more rows than the race's sample, the finalist of each type that goes on to the
+    polish on all the rows is the one whose log-likelihood on all the rows is the highest
+    (the sample can rank two maxima the other way): here the polish on the sample reports
+    values that rank them upside down, and the choice does not follow them."""
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(0, 1, (1200, 2)), rng.normal(4, 1.5, (900, 2)),
+                        rng.normal((0, 6), 0.7, (600, 2))])
+    rows_all = Rows(X, None, 1e-6)
+    seen = []
+    original = selection._polish
+
+    def polish(step, rows_check, cands, errors, **kw):
+        out = original(step, rows_check, cands, errors, **kw)
+        if kw.get("other_rows"):  # the final polish: what it started from
+            seen.append(("final", [c.batch for c in cands]))
+        elif not kw:  # the polish on the sample
+            seen.append(("sample", [(int(c.batch.types[0]), c.batch) for c in out]))
+            for c in out:  # values that would rank the finalists upside down
+                c.log_likelihood = -c.log_likelihood
+        return out
+
+    monkeypatch.setattr(selection, "_polish", polish)
+    selection.select_model(X, n_components=[2, 3], covariance_types=["full", "diag"],
+                           random_state=0)
+    checked = 0
+    for (kind, finalists), (final_kind, started) in zip(seen[::2], seen[1::2], strict=True):
+        assert (kind, final_kind) == ("sample", "final")
+        for batch in started:
+            code = int(batch.types[0])
+            mine = [b for c, b in finalists if c == code]
+            values = rows_all.e_step(Batch.stack(mine))[1]
+            chosen = rows_all.e_step(batch)[1][0]
+            assert chosen == values.max()
+            checked += len(mine) > 1
+    assert checked  # (some type had two finalists to rank)
+
+
 def test_selected_models_keep_their_polish_trace():
     """A model built by select_model carries the log-likelihood of its polish, one value per
     SQUAREM cycle (non-decreasing, ending at lower_bound_): the CLI's loglik.png plots it

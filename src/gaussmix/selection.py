@@ -960,7 +960,12 @@ def _fit_components(engine, K, types, starts, entropy, race_tol):
             if few is not rows:  # the polish compares them with values of its own rows
                 _rescore(rows, [cand for c in codes for cand in winners[c]])
         finalists = [cand for c in codes for cand in winners[c]]
-        polished = iter(_polish(step, rows, finalists, errors))
+        polished = _polish(step, rows, finalists, errors)
+        if engine.full_step is not None and engine.all_rows is not None:
+            # The race's rows are a sample: its finalists are ranked by their value on all
+            # the rows (one E-step), where the sample can rank two maxima the other way.
+            _rescore(engine.all_rows, polished)
+        polished = iter(polished)
         # the best polished finalist of each type (the first of equals: the better ranked)
         polished = [max([next(polished) for _ in winners[code]],
                         key=lambda cand: cand.log_likelihood) for code in codes]

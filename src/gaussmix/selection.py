@@ -85,7 +85,9 @@ The engine: all the starts of all the covariance types of one ``K`` step togethe
 E-step and one M-step call per iteration (:mod:`gaussmix._batch`: the rows as quadratic
 features, every mixture's log-densities in one product). On data of more than 2,000 rows
 the starts, the race and a first polish use a fixed random sample of 2,000 rows (the Ward
-trees 1,000); the winners are then polished on all the rows, at most 30 EM steps, until a
+trees 1,000); the best polished finalist of each type by its log-likelihood on all the
+rows (when they are in memory: up to 200,000; the sample can rank two maxima the other
+way) is then polished on all the rows, at most 30 EM steps, until a
 SQUAREM cycle gains less than 1e-6 of the log-likelihood (mclust stops when one iteration
 gains less than 1e-5 of it). Only that last polish needs the full data, through a
 ``statistics(params)`` callable (:func:`gaussmix.em.statistics_step`), so a data source

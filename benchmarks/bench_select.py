@@ -38,7 +38,10 @@ Method
   printed under the table. The targets are judged on those medians.
 * BIC: mclust reports ``2 log L - p log n`` (higher is better), gaussmix ``-2 log L + p log n``
   (lower is better). The table shows both best BICs in gaussmix's sign, so "equal or better"
-  means gaussmix's value is not larger than mclust's.
+  means gaussmix's value is not larger than mclust's. On more than 2,000 rows mclust's
+  hierarchical start runs on a random subset of 2,000 rows (``mclust.options("subset")``,
+  R's generator, not seeded here: what a user gets), so its grid points can move between
+  calls and rounds; its best BIC on the synthetic sets has not in these runs.
 * The machine is shared: the load average at the start and the end is printed.
 """
 

@@ -1363,8 +1363,9 @@ class SelectionResult:
         text of a failed fit, or None). Numbers are None for a failed fit. ``n_iter``
         counts the EM iterations from the winning start to the end of polishing;
         ``converged`` says whether the last polish stopped by its gain rule (a SQUAREM
-        cycle gaining less than 0.01 in log-likelihood, or than 1e-7 of it; on data larger
-        than the race's sample of 2,000 rows, 1e-6 of it on all the rows) rather than at
+        cycle gaining less than 0.01 in log-likelihood or 1e-7 of it, whichever is larger;
+        on data larger than the race's sample of 2,000 rows, 1e-6 of it on all the rows)
+        rather than at
         its cap of EM steps (30 on all the rows of such data: a slow fit, stopped there, can
         be some units of log-likelihood below its maximum).
     criterion : {"bic", "aic", "icl"}

@@ -19,7 +19,9 @@ Two measurements, each as the best of ``--repeats`` interleaved timings:
    ``benchmarks/bench_em.py``'s rows, from the parameters after ``--iterations`` EM
    iterations of its start: one thread against the block pool of
    :func:`gaussmix._parallel.block_executor`, for several rows per block (the default is
-   ``gaussmix.stats.auto_block_size``).
+   ``gaussmix.stats.auto_block_size``), and against two processes (forked, one thread
+   each) each taking half of the rows: what two cores give without a GIL to share, so
+   the gap between the two scalings is what the threads lose to it.
 
 Timings only: nothing is asserted (the machine is shared and noisy).
 """
@@ -113,6 +115,21 @@ def call_scaling(repeats: int) -> None:
             print(f"| {name} | {1e3 * t1:.1f} | {1e3 * t2:.1f} | {t1 / t2:.2f} |")
 
 
+_SHARED: dict = {}  # the forked processes' data (set before the pool is made)
+
+
+def _half_estep(i: int) -> None:
+    """The E-step over half ``i`` of the rows in ``_SHARED``, the BLAS on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from gaussmix import stats
+
+    X, params, size = _SHARED["X"], _SHARED["params"], _SHARED["size"]
+    half = X.shape[0] // 2
+    with threadpool_limits(1, user_api="blas"):
+        stats._estep_over(X[:half] if i == 0 else X[half:], params, None, X.dtype, size, None)
+
+
 def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: int) -> None:
     """The E-step over every row of a bench_em row, one thread against the block pool."""
     from threadpoolctl import threadpool_limits
@@ -133,10 +150,18 @@ def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: 
     print(f"E-step over all {n:,} rows of {row} (D = {d}, K = {k}, {dtype}), parameters after "
           f"{iterations} iterations; default block {default} rows")
     print()
-    print("| rows per block | one thread (ms) | two threads, block pool (ms) | scaling |")
-    print("|---:|---:|---:|---:|")
+    print("| rows per block | one thread (ms) | two threads, block pool (ms) | scaling "
+          "| two processes, half each (ms) | scaling |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    import multiprocessing
+
     for block in blocks:
         size = default if block is None else block
+        _SHARED.update(X=X, params=params, size=size)
+        procs = multiprocessing.get_context("fork").Pool(2)
+
+        def forked(procs=procs):
+            procs.map(_half_estep, [0, 1], chunksize=1)
 
         def pooled(size=size):
             with block_executor(X.shape[0]) as executor:
@@ -146,13 +171,16 @@ def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: 
             with threadpool_limits(1, user_api="blas"):
                 stats._estep_over(X, params, None, X.dtype, size, None)
 
-        one, two = [], []
-        for _ in range(repeats):  # interleaved: the machine's load moves both alike
-            one.append(_best(alone, 1))
-            two.append(_best(pooled, 1))
-        t1, t2 = min(one), min(two)
+        one, two, apart = [], [], []
+        with procs:
+            for _ in range(repeats):  # interleaved: the machine's load moves them alike
+                one.append(_best(alone, 1))
+                two.append(_best(pooled, 1))
+                apart.append(_best(forked, 1))
+        t1, t2, t3 = min(one), min(two), min(apart)
         label = f"{size} (default)" if block is None else f"{size}"
-        print(f"| {label} | {1e3 * t1:.1f} | {1e3 * t2:.1f} | {t1 / t2:.2f} |")
+        print(f"| {label} | {1e3 * t1:.1f} | {1e3 * t2:.1f} | {t1 / t2:.2f} | {1e3 * t3:.1f} "
+              f"| {t1 / t3:.2f} |")
 
 
 def main(argv=None) -> int:

@@ -1365,9 +1365,8 @@ class SelectionResult:
         ``converged`` says whether the last polish stopped by its gain rule (a SQUAREM
         cycle gaining less than 0.01 in log-likelihood or 1e-7 of it, whichever is larger;
         on data larger than the race's sample of 2,000 rows, 1e-6 of it on all the rows)
-        rather than at
-        its cap of EM steps (30 on all the rows of such data: a slow fit, stopped there, can
-        be some units of log-likelihood below its maximum).
+        rather than at its cap of EM steps (30 on all the rows of such data: a slow fit,
+        stopped there, can be some units of log-likelihood below its maximum).
     criterion : {"bic", "aic", "icl"}
         The criterion used to rank (lower is better).
     best_estimator_ : GaussianMixture

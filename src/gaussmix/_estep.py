@@ -859,8 +859,9 @@ class StackedWhitening(_PerComponentWhitening):
     call. Measured against the component-major layout ((K, D + 1, n), a batched product
     per band and a gather per component), E-step over 50,000 x 64, K = 8, in two threads
     (``benchmarks/thread_scaling.py``): 47.8 and 54.4 ms against 34.5 and 32.7 ms in
-    float32; whole fits at D = 64 26 to 28% less time per iteration in float64 and
-    float32, at D = 96 and 128 the same within the machine's noise.
+    float32; ``benchmarks/bench_em.py --rounds 3``, ms per iteration: full-64d-f32 50.3
+    against 43.3, full-64d 84.1 against 77.0, at D = 96 and 128 the same within the
+    machine's noise.
     """
 
     mode = "stacked"

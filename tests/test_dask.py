@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import warnings
@@ -517,7 +518,41 @@ def test_client_from_scheduler(client2):
     try:
         assert set(other.scheduler_info()["workers"]) == set(client2.scheduler_info()["workers"])
     finally:
-        other.close()
+        gdask.close_client(other)
+    # Workers of a cluster given by address keep their logging.
+    assert all(client2.run(_logs_errors).values())
+
+
+def _logs_errors():
+    return logging.getLogger("distributed.worker").isEnabledFor(logging.ERROR)
+
+
+def test_a_cluster_the_client_started_closes_quietly():
+    """Its workers stop logging before it closes: a heartbeat in flight when a worker
+    closes is logged with a traceback, which on the command line reads as a crash."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client = gdask.client_from_scheduler(
+            "local:1", dashboard_address=None, set_as_default=False
+        )
+    before = client.run(_logs_errors)
+    at_close = {}
+    close = client.close
+
+    def close_and_record():
+        at_close.update(client.run(_logs_errors))
+        close()
+
+    client.close = close_and_record
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gdask.close_client(client)
+    finally:
+        del client.close
+    assert len(before) == 1 and all(before.values())
+    assert len(at_close) == 1 and not any(at_close.values())
+    assert client.status == "closed"
 
 
 def test_cluster_failure_is_a_clear_error_and_nothing_is_half_fitted(client2, data, monkeypatch):

@@ -20,10 +20,11 @@ Dask is imported lazily: importing this module needs only NumPy.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import numpy as np
 
@@ -48,6 +49,7 @@ __all__ = [
     "DaskData",
     "DaskFitError",
     "client_from_scheduler",
+    "close_client",
     "load_dask_array",
     "predict",
     "predict_proba",
@@ -908,6 +910,26 @@ def client_from_scheduler(spec, **kwargs):
             "and that `dask scheduler` runs there, or use --scheduler local:N for a cluster "
             "on this machine."
         ) from None
+
+
+def close_client(client):
+    """Close a client of :func:`client_from_scheduler`; a LocalCluster it started goes quietly.
+
+    A worker that closes while its heartbeat to the scheduler is in flight logs the failed
+    heartbeat with a traceback (distributed's own shutdown race). On the command line's
+    short-lived clusters that reads as a crash after the command's own message, so the
+    workers of a cluster the client started stop logging before it closes. The workers of a
+    cluster given by address are left as they are.
+    """
+    if getattr(client, "cluster", None) is not None:
+        with suppress(Exception):
+            client.run(_silence_logging)
+    client.close()
+
+
+def _silence_logging():
+    """On a worker about to close: no more log records up to ERROR (see close_client)."""
+    logging.disable(logging.ERROR)
 
 
 class _NpyRows:

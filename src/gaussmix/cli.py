@@ -1001,7 +1001,7 @@ def _dask_session(args: argparse.Namespace) -> Iterator[Any]:
         yield client
     finally:
         with contextlib.suppress(Exception):
-            client.close()
+            _dask.close_client(client)
 
 
 # --------------------------------------------------------------------------------------

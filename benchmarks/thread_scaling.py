@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/thread_scaling.py                       # full-64d-f32's data
     python benchmarks/thread_scaling.py --rows full-128d --blocks 1024,2048,4096
+    python benchmarks/thread_scaling.py --blocks default --trace 11   # along the fit
 
 Two measurements, each as the best of ``--repeats`` interleaved timings:
 
@@ -22,6 +23,14 @@ Two measurements, each as the best of ``--repeats`` interleaved timings:
    ``gaussmix.stats.auto_block_size``), and against two processes (forked, one thread
    each) each taking half of the rows: what two cores give without a GIL to share, so
    the gap between the two scalings is what the threads lose to it.
+
+3. **The E-step along the fit** (``--trace``): from the parameters after 1, 2, ..., N
+   iterations of the row's start, the E-step over every row in one thread, the number of
+   components each row holds a responsibility for (above ``1e-30`` of its largest, the
+   scatter's rule: ``gaussmix._estep.StackedWhitening``) and the E-step's rate by the
+   4NKD^2 model as a fraction of the one-thread matrix-product rate measured in the same
+   run (``bench_em.matmul_rates``): where ``bench_em.py``'s 10 timed iterations spend
+   their time.
 
 Timings only: nothing is asserted (the machine is shared and noisy).
 """
@@ -183,6 +192,43 @@ def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: 
               f"| {t1 / t3:.2f} |")
 
 
+def estep_trace(row: str, iterations: int, repeats: int) -> None:
+    """The one-thread E-step from the parameters after each of the first iterations."""
+    from threadpoolctl import threadpool_limits
+
+    import bench_em
+    from gaussmix import GaussianMixture, stats
+
+    n, d, k, dtype = ROWS[row]
+    X = bench_em.make_data(n, d, k, dtype)
+    init = bench_em.make_init(X, k, "full")
+    size = stats.auto_block_size(d, k, X.dtype.itemsize, "full")
+    with threadpool_limits(1, user_api="blas"):
+        gemm = bench_em.matmul_rates(2048, max(3, repeats), (dtype,))[dtype] * 1e9
+    model_flops = 4.0 * n * k * d * d
+    print()
+    print(f"E-step over all {n:,} rows of {row} in one thread, along the fit from bench_em's "
+          f"start; one-thread matmul {gemm / 1e9:.0f} GFLOP/s ({dtype})")
+    print()
+    print("| after iterations | components held per row | E-step (ms) | of matmul by 4NKD^2 |")
+    print("|---:|---:|---:|---:|")
+    for it in range(1, iterations + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (a few iterations: not converged)
+            model = GaussianMixture(k, covariance_type="full", max_iter=it, tol=0,
+                                    init_params="random_from_data", **init).fit(X)
+        params = model._get_parameters()
+        resp = model.predict_proba(X)
+        held = float(np.mean(np.sum(resp > 1e-30 * resp.max(axis=1, keepdims=True), axis=1)))
+
+        def alone(params=params):
+            with threadpool_limits(1, user_api="blas"):
+                stats._estep_over(X, params, None, X.dtype, size, None)
+
+        t = _best(alone, repeats)
+        print(f"| {it} | {held:.2f} | {1e3 * t:.1f} | {model_flops / t / gemm:.2f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", default="full-64d-f32", choices=sorted(ROWS),
@@ -192,6 +238,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=5,
                         help="EM iterations from the start before the E-step is timed")
     parser.add_argument("--repeats", type=int, default=5, help="timings per measurement")
+    parser.add_argument("--trace", type=int, default=0, metavar="N",
+                        help="also time the E-step after each of the first N iterations")
     args = parser.parse_args(argv)
     try:
         blocks = [None if b == "default" else int(b) for b in args.blocks.split(",") if b]
@@ -207,6 +255,8 @@ def main(argv=None) -> int:
     print()
     call_scaling(args.repeats)
     estep_scaling(args.rows, blocks, args.iterations, args.repeats)
+    if args.trace:
+        estep_trace(args.rows, args.trace, args.repeats)
     return 0
 
 

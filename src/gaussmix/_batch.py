@@ -223,6 +223,16 @@ class Rows:
         top = (U * U).max(axis=0, initial=0.0) if features != "spherical" else np.full(
             D, quad.max(initial=0.0) / D)
         self._accuracy_floor = 2.0 * top / _CANCELLATION
+        # coefficients(): the quadratic coefficients of every component, -1/2 P_ij (twice
+        # off the diagonal), as one product of the flattened precisions with this map
+        F_quad = quad.shape[1]
+        self._quad_map = np.zeros((D * D, F_quad))
+        if features == "full":
+            self._quad_map[self._upper_flat, np.arange(F_quad)] = self._minus_half_twice
+        elif features == "diag":
+            self._quad_map[self._diag * (D + 1), self._diag] = -0.5
+        else:
+            self._quad_map[0, 0] = -0.5
         self.Q = np.ascontiguousarray(np.hstack([np.ones((n, 1)), U, quad]))
         self.QT = np.ascontiguousarray(self.Q.T)
         self.Qw = self.Q if w is None else np.ascontiguousarray(self.Q * w[:, None])
@@ -257,18 +267,15 @@ class Rows:
                 bad |= np.any(singular, axis=1)
             logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
         S, K = w.shape
-        if self.features == "full":
-            quad = prec.reshape(S, K, D * D)[..., self._upper_flat] * self._minus_half_twice
-        else:
-            quad = -0.5 * _diagonal_view(prec)
-            if self.features == "spherical":
-                quad = quad[..., :1]
-        lin = np.einsum("skde,ske->skd", prec, m)
+        coef = np.empty((S, K, 1 + D + self._quad_map.shape[1]))
+        # (const, P m, -1/2 P_ij) of every component, the last two written in place
+        lin = coef[..., 1 : D + 1]
+        np.matmul(prec, m[..., None], out=lin[..., None])
+        np.matmul(prec.reshape(S, K, D * D), self._quad_map, out=coef[..., D + 1 :])
         # log of a zero weight: -690 (exp() of it is 0 next to any other component)
-        const = np.log(np.maximum(w, 1e-300)) - 0.5 * (
+        coef[..., 0] = np.log(np.maximum(w, 1e-300)) - 0.5 * (
             D * _LOG_2PI + logdet + (lin * m).sum(axis=-1)
         )
-        coef = np.concatenate([const[..., None], lin, quad], axis=-1)
         if any_bad or singular is not None:
             coef[bad] = 0.0
         return coef, bad

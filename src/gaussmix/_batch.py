@@ -247,7 +247,7 @@ class Rows:
         D = self.n_features
         w, cov = batch.weights, batch.covariances
         m = batch.means - self.center
-        bad = ~(w.min(axis=1) >= 0)
+        bad = ~(np.minimum.reduce(w, axis=1) >= 0)
         singular = None
         if D <= _SMALL_D and cov.shape[0] * cov.shape[1] >= _SMALL_STACK * D:
             prec, logdet, factored = _small_spd(cov)
@@ -260,12 +260,12 @@ class Rows:
             chol, bad_chol = _batched_cholesky(cov)
             if bad_chol is not None:
                 bad |= bad_chol.any(axis=1)
-            any_bad = bool(bad.any())
+            any_bad = bool(np.logical_or.reduce(bad))
             # (the factors of matrices without one are the identity: see _batched_cholesky)
             prec, singular = _inverses(chol @ np.swapaxes(chol, -1, -2) if any_bad else cov)
             if singular is not None:  # factored, yet singular to working precision (1e12 apart)
                 bad |= np.any(singular, axis=1)
-            logdet = 2.0 * np.log(_diagonal_view(chol)).sum(axis=-1)
+            logdet = 2.0 * np.add.reduce(np.log(_diagonal_view(chol)), axis=-1)
         S, K = w.shape
         coef = np.empty((S, K, 1 + D + self._quad_map.shape[1]))
         # (const, P m, -1/2 P_ij) of every component, the last two written in place
@@ -274,7 +274,7 @@ class Rows:
         np.matmul(prec.reshape(S, K, D * D), self._quad_map, out=coef[..., D + 1 :])
         # log of a zero weight: -690 (exp() of it is 0 next to any other component)
         coef[..., 0] = np.log(np.maximum(w, 1e-300)) - 0.5 * (
-            D * _LOG_2PI + logdet + (lin * m).sum(axis=-1)
+            D * _LOG_2PI + logdet + np.add.reduce(lin * m, axis=-1)
         )
         if any_bad or singular is not None:
             coef[bad] = 0.0
@@ -303,7 +303,7 @@ class Rows:
                 stop = min(start + block, n)
                 G_part, log_norm[:, start:stop] = self._e_block(C, S, K, start, stop)
                 G += G_part
-        ll = log_norm.sum(axis=1) if self.w is None else log_norm @ self.w
+        ll = np.add.reduce(log_norm, axis=1) if self.w is None else log_norm @ self.w
         G = G.reshape(S, K, F)
         bad |= ~np.isfinite(ll)
         ll[bad] = -np.inf
@@ -312,11 +312,11 @@ class Rows:
     def _e_block(self, C, S, K, start, stop):
         """((S K, F) feature sums, (S, rows) log-normalisers) of the rows start:stop."""
         lp = (C @ self.QT[:, start:stop]).reshape(S, K, stop - start)
-        top = lp.max(axis=1)  # finite: the coefficients are (bad mixtures: zeroed)
+        top = np.maximum.reduce(lp, axis=1)  # finite: the coefficients are (bad mixtures: zeroed)
         lp -= top[:, None]
         np.maximum(lp, -700.0, out=lp)  # see stats._exp_clipped
         np.exp(lp, out=lp)
-        total = lp.sum(axis=1)
+        total = np.add.reduce(lp, axis=1)
         lp *= (1.0 / total)[:, None]  # (one division per row and mixture, not per component)
         log_norm = np.log(total)
         log_norm += top
@@ -392,7 +392,8 @@ class Rows:
         diagonal = False
         for code, members in groups:
             if code == TIED:
-                pooled = scatter[members].sum(axis=1) / nk[members].sum(axis=1)[:, None, None]
+                pooled = (np.add.reduce(scatter[members], axis=1)
+                          / np.add.reduce(nk[members], axis=1)[:, None, None])
                 cov[members] = pooled[:, None]
             elif code <= DIAG:
                 diagonal = True
@@ -410,7 +411,7 @@ class Rows:
             else:
                 W, n_k = scatter, nk
             self._constrained(W, n_k, groups, cov, previous, previous_valid)
-        weights = nk / nk.sum(axis=1, keepdims=True)
+        weights = nk / np.add.reduce(nk, axis=1, keepdims=True)
         return Batch(types, weights, means, cov)
 
     def _constrained(self, W, n_k, groups, cov, previous, previous_valid):
@@ -478,7 +479,7 @@ class Rows:
         var = np.diagonal(batch.covariances, axis1=-2, axis2=-1)
         # second <= N_k max_n u_ni^2: every variance above twice that bound's floor settles
         # it (the rounding of the sums aside), without the moments
-        if (var >= self._accuracy_floor).all():
+        if np.logical_and.reduce(var >= self._accuracy_floor, axis=None):
             return np.ones(batch.size, dtype=bool)
         nk = G[..., 0]
         quad = G[..., D + 1 :]
@@ -511,7 +512,7 @@ class Rows:
         (MixtureParameters of the step from ``params``, a mixture of type ``code``). A
         mixture whose general step raises ValueError (LinAlgError included) is bad."""
         ok = self.accurate(G, batch) | bad
-        if ok.all():
+        if np.logical_and.reduce(ok):
             return new, ll, bad
         for s in np.flatnonzero(~ok):
             try:

@@ -575,6 +575,18 @@ def _step_each(rows, batch, errors):
     return _split_on_error(lambda b: _em_step(rows, b), batch, errors)
 
 
+def _all_finite(batch) -> bool:
+    """Whether every parameter of every mixture is finite: a finite total proves it (a
+    non-finite value makes the sum non-finite; an overflowing sum of finite values
+    falls through to the value-by-value check, as does a non-finite value)."""
+    add = np.add.reduce
+    total = add(batch.covariances, axis=None) + add(batch.means, axis=None)
+    if np.isfinite(total + add(batch.weights, axis=None)):
+        return True
+    return bool(np.isfinite(batch.covariances).all() & np.isfinite(batch.means).all()
+                & np.isfinite(batch.weights).all())
+
+
 def _split_on_error(step, batch, errors):
     """``step(batch)``, where an exception fails only the mixtures that raise it.
 
@@ -585,11 +597,12 @@ def _split_on_error(step, batch, errors):
     its log-likelihood NaN: -inf would make :func:`gaussmix.em.run_squarem`'s first gain
     -inf - -inf) and its error is recorded under its type in ``errors``.
     """
-    finite = (np.isfinite(batch.covariances).all(axis=(1, 2, 3))
-              & np.isfinite(batch.means).all(axis=(1, 2)) & np.isfinite(batch.weights).all(axis=1))
-    if not finite.all():
+    if not _all_finite(batch):
         # Non-finite parameters (a SQUAREM extrapolation projected off its model): invalid
         # for the engine too, and the usual cause of an exception; they stay out of the call.
+        finite = (np.isfinite(batch.covariances).all(axis=(1, 2, 3))
+                  & np.isfinite(batch.means).all(axis=(1, 2))
+                  & np.isfinite(batch.weights).all(axis=1))
         out, ll, bad = batch.copy(), np.full(batch.size, np.nan), np.ones(batch.size, bool)
         if finite.any():
             new, ll[finite], bad[finite] = _split_on_error(step, batch.take(finite), errors)

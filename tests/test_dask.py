@@ -555,6 +555,20 @@ def test_a_cluster_the_client_started_closes_quietly():
     assert client.status == "closed"
 
 
+def test_a_cluster_of_threads_closes_without_silencing_this_process():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client = gdask.client_from_scheduler(
+            "local:1", processes=False, dashboard_address=None, set_as_default=False
+        )
+        try:
+            assert list(client.run(os.getpid).values()) == [os.getpid()]
+        finally:
+            gdask.close_client(client)
+    assert client.status == "closed"
+    assert _logs_errors()
+
+
 def test_cluster_failure_is_a_clear_error_and_nothing_is_half_fitted(client2, data, monkeypatch):
     from distributed.comm.core import CommClosedError
 

@@ -918,18 +918,21 @@ def close_client(client):
     A worker that closes while its heartbeat to the scheduler is in flight logs the failed
     heartbeat with a traceback (distributed's own shutdown race). On the command line's
     short-lived clusters that reads as a crash after the command's own message, so the
-    workers of a cluster the client started stop logging before it closes. The workers of a
-    cluster given by address are left as they are.
+    worker processes of a cluster the client started stop logging before it closes. The
+    workers of a cluster given by address, and workers that are threads of this process,
+    are left as they are.
     """
     if getattr(client, "cluster", None) is not None:
         with suppress(Exception):
-            client.run(_silence_logging)
+            client.run(_silence_logging, os.getpid())
     client.close()
 
 
-def _silence_logging():
-    """On a worker about to close: no more log records up to ERROR (see close_client)."""
-    logging.disable(logging.ERROR)
+def _silence_logging(client_pid):
+    """On a worker process about to close: no more log records up to ERROR (see
+    close_client); nothing in the client's own process."""
+    if os.getpid() != client_pid:
+        logging.disable(logging.ERROR)
 
 
 class _NpyRows:

@@ -7,7 +7,8 @@ Usage::
     python benchmarks/thread_scaling.py --rows full-128d --blocks 1024,2048,4096
     python benchmarks/thread_scaling.py --blocks default --trace 11   # along the fit
 
-Two measurements, each as the best of ``--repeats`` interleaved timings:
+Up to three measurements (the third with ``--trace``), each as the best of ``--repeats``
+timings (the first two interleaved):
 
 1. **NumPy calls in two threads.** The same loop of calls run twice in one thread, then
    once in each of two threads (the BLAS pinned to one thread, as gaussmix's block pool
@@ -247,6 +248,8 @@ def main(argv=None) -> int:
         parser.error(f"--blocks: integers or 'default', got {args.blocks!r}")
     if args.repeats < 1 or args.iterations < 1 or any(b is not None and b < 1 for b in blocks):
         parser.error("--repeats, --iterations and every block size must be at least 1")
+    if args.trace < 0:
+        parser.error("--trace must be 0 (off) or a number of iterations")
     try:
         import threadpoolctl  # noqa: F401
     except ImportError:

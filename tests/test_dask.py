@@ -541,6 +541,8 @@ def test_a_cluster_the_client_started_closes_quietly():
 
     def close_and_record():
         at_close.update(client.run(_logs_errors))
+        at_close["here"] = logging.getLogger("distributed.scheduler").isEnabledFor(
+            logging.ERROR)
         close()
 
     client.close = close_and_record
@@ -551,8 +553,10 @@ def test_a_cluster_the_client_started_closes_quietly():
     finally:
         del client.close
     assert len(before) == 1 and all(before.values())
-    assert len(at_close) == 1 and not any(at_close.values())
+    assert len(at_close) == 2 and not any(at_close.values())
     assert client.status == "closed"
+    # (this process's scheduler logger is back as it was)
+    assert logging.getLogger("distributed.scheduler").isEnabledFor(logging.ERROR)
 
 
 def test_a_cluster_of_threads_closes_without_silencing_this_process():

@@ -918,14 +918,23 @@ def close_client(client):
     A worker that closes while its heartbeat to the scheduler is in flight logs the failed
     heartbeat with a traceback (distributed's own shutdown race). On the command line's
     short-lived clusters that reads as a crash after the command's own message, so the
-    worker processes of a cluster the client started stop logging before it closes. The
-    workers of a cluster given by address, and workers that are threads of this process,
-    are left as they are.
+    worker processes of a cluster the client started stop logging before it closes, and
+    so does this process's ``distributed`` logger (the scheduler's, here) while it closes.
+    The workers of a cluster given by address, and workers that are threads of this
+    process, are left as they are.
     """
-    if getattr(client, "cluster", None) is not None:
-        with suppress(Exception):
-            client.run(_silence_logging, os.getpid())
-    client.close()
+    if getattr(client, "cluster", None) is None:
+        client.close()
+        return
+    with suppress(Exception):
+        client.run(_silence_logging, os.getpid())
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        client.close()
+    finally:
+        logger.setLevel(level)
 
 
 def _silence_logging(client_pid):

@@ -919,9 +919,9 @@ def close_client(client):
     heartbeat with a traceback (distributed's own shutdown race). On the command line's
     short-lived clusters that reads as a crash after the command's own message, so the
     worker processes of a cluster the client started stop logging before it closes, and
-    so does this process's ``distributed`` logger (the scheduler's, here) while it closes.
-    The workers of a cluster given by address, and workers that are threads of this
-    process, are left as they are.
+    this process's ``distributed`` logger (the scheduler's, here; and the workers', when
+    they are threads of this process) is quiet while it closes, then back to its level.
+    The workers of a cluster given by address are left as they are.
     """
     if getattr(client, "cluster", None) is None:
         client.close()

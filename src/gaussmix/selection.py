@@ -576,15 +576,12 @@ def _step_each(rows, batch, errors):
 
 
 def _all_finite(batch) -> bool:
-    """Whether every parameter of every mixture is finite: a finite total proves it (a
-    non-finite value makes the sum non-finite; an overflowing sum of finite values
-    falls through to the value-by-value check, as does a non-finite value)."""
-    add = np.add.reduce
-    total = add(batch.covariances, axis=None) + add(batch.means, axis=None)
-    if np.isfinite(total + add(batch.weights, axis=None)):
-        return True
-    return bool(np.isfinite(batch.covariances).all() & np.isfinite(batch.means).all()
-                & np.isfinite(batch.weights).all())
+    """Whether every parameter of every mixture is finite (whole-array reductions: the
+    per-mixture mask is only needed when one is not)."""
+    every = np.logical_and.reduce
+    return bool(every(np.isfinite(batch.covariances), axis=None)
+                and every(np.isfinite(batch.means), axis=None)
+                and every(np.isfinite(batch.weights), axis=None))
 
 
 def _split_on_error(step, batch, errors):

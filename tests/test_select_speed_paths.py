@@ -1,5 +1,7 @@
 """The shortcuts of the selection engine's fast paths give the same mixtures as the long way."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -235,6 +237,32 @@ def test_a_mixture_whose_step_raises_fails_alone(monkeypatch):
             assert b["log_likelihood"] is None and "injected" in b["error"]
         else:
             assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], abs=1e-6), a
+
+
+@pytest.mark.parametrize("where", ["weights", "means", "covariances"])
+def test_a_mixture_with_a_non_finite_parameter_fails_alone_without_warnings(where):
+    """_split_on_error keeps a mixture with an inf or NaN parameter (a SQUAREM
+    extrapolation gone astray) out of the step, bad with a NaN log-likelihood and its
+    parameters unchanged; the others step as they would alone, and no warning is raised."""
+    from gaussmix.datasets import load_faithful
+
+    rows = Rows(load_faithful()[:80], None, 1e-6, "full")
+    batch = _batch(3, S=4)
+    batch.means += rows.center
+    getattr(batch, where)[2].flat[1] = np.inf
+    getattr(batch, where)[3].flat[0] = np.nan
+    errors = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new, ll, bad = selection._split_on_error(rows.step, batch, errors)
+    assert bad.tolist() == [False, False, True, True] and np.isnan(ll[2:]).all()
+    alone, ll_alone, _ = rows.step(batch.take([0, 1]))
+    assert _same(new.take([0, 1]), _snapshot(alone))
+    np.testing.assert_array_equal(ll[:2], ll_alone)
+    kept, given = new.take([2, 3]), batch.take([2, 3])
+    for a in ("weights", "means", "covariances"):
+        assert np.array_equal(getattr(kept, a), getattr(given, a), equal_nan=True)
+    assert not errors
 
 
 def test_a_mixture_whose_step_raises_on_all_rows_fails_alone(monkeypatch):

@@ -199,40 +199,34 @@ class Rows:
         self.weight_sum = float(n if w is None else w.sum())
         self.center = X.mean(axis=0) if w is None else w @ X / self.weight_sum
         U = X - self.center
-        self._diag = np.arange(D)
         self._eye = np.eye(D)
+        # coefficients(): the quadratic coefficients of every component, -1/2 P_ij (twice
+        # off the diagonal), as one product of the flattened precisions with this map
         if features == "full":
             rows, cols = np.triu_indices(D)
             self._pairs = (rows, cols)
-            self._twice = np.where(rows == cols, 1.0, 2.0)
-            self._minus_half_twice = -0.5 * self._twice
             self._on_diagonal = np.flatnonzero(rows == cols)
-            # flat (D * D) positions of the upper triangle, and of every entry in it
-            self._upper_flat = rows * D + cols
             position = np.empty((D, D), dtype=np.intp)
             position[rows, cols] = np.arange(rows.size)
             position[cols, rows] = np.arange(rows.size)
             self._symmetric = position.ravel()
             quad = U[:, rows] * U[:, cols]
+            self._quad_map = np.zeros((D * D, rows.size))
+            self._quad_map[rows * D + cols, np.arange(rows.size)] = np.where(
+                rows == cols, -0.5, -1.0)
         elif features == "diag":
             quad = U * U
+            self._quad_map = np.zeros((D * D, D))
+            self._quad_map[np.arange(D) * (D + 1), np.arange(D)] = -0.5
         else:
             quad = np.einsum("nd,nd->n", U, U)[:, None]
+            self._quad_map = np.zeros((D * D, 1))
+            self._quad_map[0, 0] = -0.5
         # accurate(): variances at least this are far from losing precision (2 max u_i^2 /
         # _CANCELLATION per feature; spherical features: the squared norm's, over D)
         top = (U * U).max(axis=0, initial=0.0) if features != "spherical" else np.full(
             D, quad.max(initial=0.0) / D)
         self._accuracy_floor = 2.0 * top / _CANCELLATION
-        # coefficients(): the quadratic coefficients of every component, -1/2 P_ij (twice
-        # off the diagonal), as one product of the flattened precisions with this map
-        F_quad = quad.shape[1]
-        self._quad_map = np.zeros((D * D, F_quad))
-        if features == "full":
-            self._quad_map[self._upper_flat, np.arange(F_quad)] = self._minus_half_twice
-        elif features == "diag":
-            self._quad_map[self._diag * (D + 1), self._diag] = -0.5
-        else:
-            self._quad_map[0, 0] = -0.5
         self.Q = np.ascontiguousarray(np.hstack([np.ones((n, 1)), U, quad]))
         self.QT = np.ascontiguousarray(self.Q.T)
         self.Qw = self.Q if w is None else np.ascontiguousarray(self.Q * w[:, None])

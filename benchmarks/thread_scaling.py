@@ -130,31 +130,48 @@ _SHARED: dict = {}  # the forked processes' data (set before the pool is made)
 
 def _half_estep(i: int) -> None:
     """The E-step over half ``i`` of the rows in ``_SHARED``, the BLAS on one thread."""
+    X, params, size = _SHARED["X"], _SHARED["params"], _SHARED["size"]
+    half = X.shape[0] // 2
+    _one_thread_estep(X[:half] if i == 0 else X[half:], params, size)
+
+
+def _row_data(row: str):
+    """(X, start) of a bench_em row: its data and its initial parameters."""
+    import bench_em
+
+    n, d, k, dtype = ROWS[row]
+    X = bench_em.make_data(n, d, k, dtype)
+    return X, bench_em.make_init(X, k, "full")
+
+
+def _fitted(X, k: int, init: dict, iterations: int):
+    """The model after ``iterations`` EM iterations from bench_em's start."""
+    from gaussmix import GaussianMixture
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a few iterations: not converged)
+        return GaussianMixture(k, covariance_type="full", max_iter=iterations, tol=0,
+                               init_params="random_from_data", **init).fit(X)
+
+
+def _one_thread_estep(X, params, size: int) -> None:
+    """The E-step over every row of X in this thread, the BLAS on one thread."""
     from threadpoolctl import threadpool_limits
 
     from gaussmix import stats
 
-    X, params, size = _SHARED["X"], _SHARED["params"], _SHARED["size"]
-    half = X.shape[0] // 2
     with threadpool_limits(1, user_api="blas"):
-        stats._estep_over(X[:half] if i == 0 else X[half:], params, None, X.dtype, size, None)
+        stats._estep_over(X, params, None, X.dtype, size, None)
 
 
-def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: int) -> None:
+def estep_scaling(row: str, X, init: dict, blocks: list[int | None], iterations: int,
+                  repeats: int) -> None:
     """The E-step over every row of a bench_em row, one thread against the block pool."""
-    from threadpoolctl import threadpool_limits
-
-    import bench_em
-    from gaussmix import GaussianMixture, stats
+    from gaussmix import stats
     from gaussmix._parallel import block_executor
 
     n, d, k, dtype = ROWS[row]
-    X = bench_em.make_data(n, d, k, dtype)
-    init = bench_em.make_init(X, k, "full")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # (a few iterations: not converged)
-        params = GaussianMixture(k, covariance_type="full", max_iter=iterations, tol=0,
-                                 init_params="random_from_data", **init).fit(X)._get_parameters()
+    params = _fitted(X, k, init, iterations)._get_parameters()
     default = stats.auto_block_size(d, k, X.dtype.itemsize, "full")
     print()
     print(f"E-step over all {n:,} rows of {row} (D = {d}, K = {k}, {dtype}), parameters after "
@@ -178,8 +195,7 @@ def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: 
                 stats._estep_over(X, params, None, X.dtype, size, executor)
 
         def alone(size=size):
-            with threadpool_limits(1, user_api="blas"):
-                stats._estep_over(X, params, None, X.dtype, size, None)
+            _one_thread_estep(X, params, size)
 
         one, two, apart = [], [], []
         with procs:
@@ -193,16 +209,14 @@ def estep_scaling(row: str, blocks: list[int | None], iterations: int, repeats: 
               f"| {t1 / t3:.2f} |")
 
 
-def estep_trace(row: str, iterations: int, repeats: int) -> None:
+def estep_trace(row: str, X, init: dict, iterations: int, repeats: int) -> None:
     """The one-thread E-step from the parameters after each of the first iterations."""
     from threadpoolctl import threadpool_limits
 
     import bench_em
-    from gaussmix import GaussianMixture, stats
+    from gaussmix import stats
 
     n, d, k, dtype = ROWS[row]
-    X = bench_em.make_data(n, d, k, dtype)
-    init = bench_em.make_init(X, k, "full")
     size = stats.auto_block_size(d, k, X.dtype.itemsize, "full")
     with threadpool_limits(1, user_api="blas"):
         gemm = bench_em.matmul_rates(2048, max(3, repeats), (dtype,))[dtype] * 1e9
@@ -214,19 +228,11 @@ def estep_trace(row: str, iterations: int, repeats: int) -> None:
     print("| after iterations | components held per row | E-step (ms) | of matmul by 4NKD^2 |")
     print("|---:|---:|---:|---:|")
     for it in range(1, iterations + 1):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (a few iterations: not converged)
-            model = GaussianMixture(k, covariance_type="full", max_iter=it, tol=0,
-                                    init_params="random_from_data", **init).fit(X)
+        model = _fitted(X, k, init, it)
         params = model._get_parameters()
         resp = model.predict_proba(X)
         held = float(np.mean(np.sum(resp > 1e-30 * resp.max(axis=1, keepdims=True), axis=1)))
-
-        def alone(params=params):
-            with threadpool_limits(1, user_api="blas"):
-                stats._estep_over(X, params, None, X.dtype, size, None)
-
-        t = _best(alone, repeats)
+        t = _best(lambda params=params: _one_thread_estep(X, params, size), repeats)
         print(f"| {it} | {held:.2f} | {1e3 * t:.1f} | {model_flops / t / gemm:.2f} |")
 
 
@@ -257,9 +263,10 @@ def main(argv=None) -> int:
     print("# Two threads in the E-step: what scales")
     print()
     call_scaling(args.repeats)
-    estep_scaling(args.rows, blocks, args.iterations, args.repeats)
+    X, init = _row_data(args.rows)
+    estep_scaling(args.rows, X, init, blocks, args.iterations, args.repeats)
     if args.trace:
-        estep_trace(args.rows, args.trace, args.repeats)
+        estep_trace(args.rows, X, init, args.trace, args.repeats)
     return 0
 
 

@@ -169,6 +169,39 @@ def test_squarem_never_lowers_the_log_likelihood():
     assert seen[-1] > seen[0]
 
 
+def test_squarem_continued_from_its_step_budget_is_one_run_without_a_repeated_step():
+    """A run stopped by max_steps and continued with ``first=`` (its ``stepped`` result)
+    takes the same path as one longer run: the same parameters, log-likelihoods and
+    cycle-start history, and no EM step spent twice."""
+    X = np.asarray(load_faithful(), dtype=np.float64)
+    rows = Rows(X, None, 1e-6, "full")
+    rng = np.random.default_rng(8)
+    start = rows.from_labels([rng.integers(0, 5, X.shape[0]) for _ in range(2)], 5,
+                             ["full", "tied", "diag"])
+    S = start.size
+    calls = []
+
+    def step(batch):
+        calls.append(batch.size)
+        return rows.step(batch)
+
+    whole = run_squarem(step, start, gain=0.0, max_steps=13)
+    n_whole = len(calls)
+    calls.clear()
+    part = run_squarem(step, start, gain=0.0, max_steps=7)
+    assert part.stepped is not None and (part.n_iter == 7).all()
+    rest = run_squarem(step, part.batch, gain=0.0, max_steps=6, project=None,
+                       first=(part.stepped, part.log_likelihood, np.zeros(S, dtype=bool)))
+    assert len(calls) == n_whole  # (the step that stopped the first run is not repeated)
+    assert (part.n_iter + rest.n_iter == whole.n_iter).all()
+    np.testing.assert_array_equal(rest.log_likelihood, whole.log_likelihood)
+    np.testing.assert_array_equal(rest.batch.covariances, whole.batch.covariances)
+    for s in range(S):
+        assert part.history[s] + rest.history[s] == whole.history[s]
+    # a run that converged within its budget has nothing to continue
+    assert run_squarem(rows.step, whole.batch, gain=np.inf, max_steps=13).stepped is None
+
+
 def test_statistics_step_drives_any_data_source():
     """The same SQUAREM through a data source's statistics(params) reaches the same limit."""
     X = _data(D=2, n=400)

@@ -115,6 +115,10 @@ class AcceleratedResult:
     history : list of list of float
         Per mixture, the total log-likelihood at the start of every cycle (every third EM
         step), non-decreasing; its last value is ``log_likelihood``.
+    stepped : gaussmix._batch.Batch or None
+        One EM step from ``batch``, for the mixtures stopped by ``max_steps`` (their
+        log-likelihood above came from that step's E-step; the other rows are not
+        meaningful): ``run_squarem(..., first=)`` continues them without repeating it.
     """
 
     batch: object
@@ -122,6 +126,7 @@ class AcceleratedResult:
     n_iter: np.ndarray
     failed: np.ndarray
     history: list = field(default_factory=list)
+    stepped: object = None
 
 
 def statistics_step(statistics, reg_covar: float):
@@ -171,7 +176,8 @@ def m_step_each(batch, summed, reg_covar: float):
     return out, ll, failed
 
 
-def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> AcceleratedResult:
+def run_squarem(step, batch, *, gain: float, max_steps: int, project=None,
+                first=None) -> AcceleratedResult:
     """EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3) with a safeguard.
 
     A cycle takes two EM steps from theta_0 (theta_1, theta_2), extrapolates
@@ -200,6 +206,11 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> Ac
         have equal volumes, and EM's monotonicity only holds from a point of the model).
         By default the ``project`` method of the object ``step`` is bound to, if any
         (:meth:`gaussmix._batch.Rows.project`).
+    first : tuple, optional
+        ``step(batch)``, already computed and counted (a run that stopped at its step
+        budget, continued: its result's ``stepped`` and ``log_likelihood``, and no
+        failure); the run then starts without repeating it, and its first cycle is not
+        judged (it was, when that run stopped).
     """
     if project is None:
         project = getattr(getattr(step, "__self__", None), "project", None)
@@ -211,18 +222,30 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> Ac
     result_ll = np.full(S, -np.inf)
     previous = np.full(S, -np.inf)
     history: list[list[float]] = [[] for _ in range(S)]
+    stepped = None  # (for the mixtures stopped by max_steps: one step from their result)
     active = np.arange(S)
     while active.size:
-        theta1, ll0, bad0 = step(theta0)
-        n_iter[active] += 1
-        any_bad = bool(bad0.any())
-        good = active[~bad0] if any_bad else active
-        for i, value in zip(good.tolist(), (ll0[~bad0] if any_bad else ll0).tolist(),
-                            strict=True):
-            history[i].append(value)
-        # theta0 is the start of this cycle: its log-likelihood is now known.
-        gained = ll0 - previous[active]
-        finish = bad0 | (gained < gain) | (n_iter[active] >= max_steps)
+        budget = None  # the mixtures stopped by max_steps alone
+        if first is not None:  # (the caller has its log-likelihood, and judged it)
+            theta1, ll0, bad0 = first
+            first = None
+            any_bad = bool(bad0.any())
+            good = active[~bad0] if any_bad else active
+            finish = bad0
+        else:
+            theta1, ll0, bad0 = step(theta0)
+            n_iter[active] += 1
+            any_bad = bool(bad0.any())
+            good = active[~bad0] if any_bad else active
+            for i, value in zip(good.tolist(), (ll0[~bad0] if any_bad else ll0).tolist(),
+                                strict=True):
+                history[i].append(value)
+            # theta0 is the start of this cycle: its log-likelihood is now known.
+            converged = ll0 - previous[active] < gain
+            over = n_iter[active] >= max_steps
+            finish = bad0 | converged | over
+            if over.any():
+                budget = over & ~bad0
         # theta0 (an M-step output, or the start) is each mixture's result so far.
         if any_bad:
             _assign_into(result, good, _subset(theta0, ~bad0))
@@ -231,6 +254,10 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> Ac
         else:
             _assign_into(result, active, theta0)
             result_ll[active] = ll0
+        if budget is not None and budget.any():  # (kept for a run that continues them)
+            if stepped is None:
+                stepped = result.copy()
+            _assign_into(stepped, active[budget], _subset(theta1, budget))
         cont = ~finish
         if not cont.any():
             break
@@ -262,7 +289,7 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None) -> Ac
             # unless its M-step failed: fall back to theta1 then.
             theta2 = _choose(bad1, theta1, theta2)
         theta0 = _choose(accept, theta3, theta2)
-    return AcceleratedResult(result, result_ll, n_iter, failed, history)
+    return AcceleratedResult(result, result_ll, n_iter, failed, history, stepped)
 
 
 def _subset(batch, mask):

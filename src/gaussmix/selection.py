@@ -66,7 +66,7 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
    to ``_FINALISTS_CONSTRAINED`` (8) of their starts, each model also gets the best race
    finalist of every other model projected onto it (mclust starts all its models from one
    partition; not with one component, whose maximum is unique), all of these run
-   ``_SCREEN_STEPS`` (20) accelerated EM steps together, and the best two of each model
+   ``_SCREEN_STEPS`` (19) accelerated EM steps together, and the best two of each model
    are polished. The screen runs only one of the starts of a model that share a MAP
    partition of the rows, and stops a run whose MAP partition a better run of its model
    has (both climb to the same maximum), or that cannot catch up with the second best.
@@ -203,8 +203,10 @@ _FINALISTS = 2
 # ... for mclust's ten other models, whose local maxima are many and close (their race
 # ranks worse): at most this many are left to polish.
 _FINALISTS_CONSTRAINED = 8
-# EM steps of the accelerated run that screens many finalists before the polish.
-_SCREEN_STEPS = 20
+# EM steps of the accelerated run that screens many finalists before the polish (19: the
+# steps the screen took when it was 20 and each of its chunks after the first repeated
+# the step the last one had stopped on; a chunk now continues from it).
+_SCREEN_STEPS = 19
 _SCREEN_KEEP = 2  # ... after which the best this many of each type are polished
 _SCREEN_TWINS = True  # ... stopping the runs whose MAP partition a better one has
 _TWIN_ROWS = 500  # ... judged on at most this many rows
@@ -745,7 +747,9 @@ def _map_keys(rows, batch) -> list[bytes]:
 def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
                     horizon=None, twins=None):
     """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
-    mixture that cannot catch up with the best of its covariance type stops.
+    mixture that cannot catch up with the best of its covariance type stops. Each run
+    continues where the last one stopped (``first=``: the EM step it stopped on is not
+    taken again).
 
     "Cannot catch up": its log-likelihood plus ``_PRUNE_HORIZON`` times its last cycle's
     gain (EM's gains shrink geometrically; this assumes a ratio of at most
@@ -778,9 +782,11 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
             first.setdefault((codes[s], keys[s]), s)
         active = np.array(sorted(first.values()), dtype=np.int64)
         current = batch.take(active)
+    first = None  # (one step of the runs that go on, from where the last chunk left them)
     while active.size:
         budget = min(chunk, max_steps - int(n_iter[active].max()))
-        out = run_squarem(step, current, gain=gain, max_steps=budget, project=project)
+        out = run_squarem(step, current, gain=gain, max_steps=budget, project=project,
+                          first=first)
         result = result.put(active, out.batch)
         ll[active] = out.log_likelihood
         n_iter[active] += out.n_iter
@@ -812,6 +818,9 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
                 done[j] = True
         active = active[~done]
         current = out.batch.take(~done)
+        # (the ones that go on stopped at the step budget: out.stepped holds their step)
+        first = (out.stepped.take(~done), out.log_likelihood[~done],
+                 np.zeros(active.size, dtype=bool)) if active.size else None
     from .em import AcceleratedResult
 
     return AcceleratedResult(result, ll, n_iter, failed, history)

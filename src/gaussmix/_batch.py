@@ -467,14 +467,19 @@ class Rows:
             cov[index] = solver(scatters[parts[0][2]][index], n_k[index],
                                 None if previous is None else previous[index], parameter)
 
+    def _variances_clear(self, batch: Batch) -> bool:
+        """Whether every variance of ``batch`` is at least ``_accuracy_floor``: then every
+        component's moments kept their accuracy (:meth:`accurate`: the second moment is at
+        most N_k max_n u_ni^2, and the floor is twice that bound's over _CANCELLATION)."""
+        var = _diagonal_view(batch.covariances)
+        return bool(np.logical_and.reduce(var >= self._accuracy_floor, axis=None))
+
     def accurate(self, G, batch: Batch) -> np.ndarray:
         """(S,) whether every component's moments kept float64's accuracy (see module doc)."""
         D = self.n_features
-        var = np.diagonal(batch.covariances, axis1=-2, axis2=-1)
-        # second <= N_k max_n u_ni^2: every variance above twice that bound's floor settles
-        # it (the rounding of the sums aside), without the moments
-        if np.logical_and.reduce(var >= self._accuracy_floor, axis=None):
+        if self._variances_clear(batch):  # (settled without the moments)
             return np.ones(batch.size, dtype=bool)
+        var = np.diagonal(batch.covariances, axis1=-2, axis2=-1)
         nk = G[..., 0]
         quad = G[..., D + 1 :]
         if self.features == "full":
@@ -505,6 +510,8 @@ class Rows:
         :func:`gaussmix.stats.block_statistics` and ``m_step(stats, params, code)``
         (MixtureParameters of the step from ``params``, a mixture of type ``code``). A
         mixture whose general step raises ValueError (LinAlgError included) is bad."""
+        if self._variances_clear(batch):  # (the usual case: accurate() without its mask)
+            return new, ll, bad
         ok = self.accurate(G, batch) | bad
         if np.logical_and.reduce(ok):
             return new, ll, bad

@@ -121,6 +121,47 @@ def test_mixed_types_step_independently():
         np.testing.assert_allclose(alone.covariances[0], together.covariances[s], rtol=1e-12)
 
 
+@pytest.mark.parametrize("n", [2000, 2049])
+def test_threads_share_the_blocks_of_rows_with_the_same_bits(n):
+    """An E-step whose rows make several blocks gives the same bits with a pool of threads
+    as without one: each block's sums computed alone, added in the blocks' order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X = _data(n=n, D=4)
+    w = np.random.default_rng(3).uniform(0.5, 2.0, n)
+    labels = [np.random.default_rng(s).integers(0, 6, n) for s in range(8)]
+    alone = Rows(X, w, 1e-6, "full")
+    batch = alone.from_labels(labels, 6, ("full", "tied", "diag", "spherical"))
+    assert batch.size * 6 * n > 2 * 2**17  # (several blocks: _E_BLOCK_VALUES each)
+    with ThreadPoolExecutor(2) as pool:
+        shared = Rows(X, w, 1e-6, "full", pool)
+        G1, ll1, bad1 = alone.e_step(batch)
+        G2, ll2, bad2 = shared.e_step(batch)
+        new1, _, _ = alone.step(batch)
+        new2, _, _ = shared.step(batch)
+    np.testing.assert_array_equal(G1, G2)
+    np.testing.assert_array_equal(ll1, ll2)
+    np.testing.assert_array_equal(bad1, bad2)
+    np.testing.assert_array_equal(new1.covariances, new2.covariances)
+    # and the blocks are the rows: the same sums as one block of all of them
+    one = Rows(X, w, 1e-6, "full")
+    G_one, ll_one = one._e_block(one.coefficients(batch)[0].reshape(-1, G1.shape[-1]),
+                                 batch.size, 6, 0, n)
+    np.testing.assert_allclose(G1.reshape(G_one.shape), G_one, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(ll1, ll_one @ w, rtol=1e-12)
+
+
+def test_selection_spreads_rows_over_threads_only_on_many_rows():
+    from gaussmix import selection
+
+    with selection._row_threads(selection._THREADS_MIN_ROWS - 1, True) as pool:
+        assert pool is None
+    with selection._row_threads(10 * selection._THREADS_MIN_ROWS, False) as pool:
+        assert pool is None  # (one of several processes, or the BLAS not held to one thread)
+    with selection._row_threads(10 * selection._THREADS_MIN_ROWS, True) as pool:
+        assert (pool is None) == (selection.available_cores() < 2)
+
+
 def test_invalid_covariance_is_flagged_not_raised():
     X = _data(D=2)
     rows = Rows(X, None, 1e-6, "full")

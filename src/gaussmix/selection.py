@@ -83,16 +83,20 @@ How the fits are made (so that every grid point reaches at least mclust's log-li
 
 The engine: all the starts of all the covariance types of one ``K`` step together, one
 E-step and one M-step call per iteration (:mod:`gaussmix._batch`: the rows as quadratic
-features, every mixture's log-densities in one product). On data of more than 2,000 rows
-the starts, the race and a first polish use a fixed random sample of 2,000 rows (the Ward
-trees 1,000); the best polished finalist of each type by its log-likelihood on all the
-rows (when they are in memory: up to 200,000; the sample can rank two maxima the other
-way) is then polished on all the rows, at most 30 EM steps, until a
-SQUAREM cycle gains less than 1e-6 of the log-likelihood (mclust stops when one iteration
-gains less than 1e-5 of it). Only that last polish needs the full data, through a
-``statistics(params)`` callable (:func:`gaussmix.em.statistics_step`), so a data source
-that is not in memory only has to provide a sample of rows and its statistics: a dask
-array is selected this way (its sample from ``sample_rows``, its final polish by
+features, every mixture's log-densities in one product). On data of at least
+``_THREADS_MIN_ROWS`` rows, an E-step that takes its rows in several blocks spreads them
+over one thread per core (the BLAS held to one thread, as for every fit; the sums added in
+the blocks' order, so the results do not depend on the number of cores).
+
+On data of more than 2,000 rows the starts, the race and a first polish use a fixed
+random sample of 2,000 rows (the Ward trees 1,000); the best polished finalist of each
+type by its log-likelihood on all the rows (when they are in memory: up to 200,000; the
+sample can rank two maxima the other way) is then polished on all the rows, at most 30
+EM steps, until a SQUAREM cycle gains less than 1e-6 of the log-likelihood (mclust stops
+when one iteration gains less than 1e-5 of it). Only that last polish needs the full
+data, through a ``statistics(params)`` callable (:func:`gaussmix.em.statistics_step`), so
+a data source that is not in memory only has to provide a sample of rows and its
+statistics: a dask array is selected this way (its sample from ``sample_rows``, its final polish by
 :func:`source_step`, one pass on the cluster per EM step, and one more pass for every
 grid point's log-likelihood and ICL entropy on all the rows). One
 :class:`~gaussmix.GaussianMixture` per grid point is built at the end, from the parameters
@@ -107,7 +111,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any
 
@@ -130,7 +134,7 @@ from ._batch import project as project_batch
 from ._covariance import covariance_of_component
 from ._criteria import information_criteria, map_entropy
 from ._degeneracy import data_covariance
-from ._parallel import one_blas_thread
+from ._parallel import available_cores, one_blas_thread
 from .em import _assign_into, m_step_each, run_squarem, statistics_step
 from .stats import MixtureParameters
 
@@ -189,6 +193,9 @@ _FULL_POLISH_MAX_ITER = 30
 # ... and it stops when a SQUAREM cycle (3 EM steps) gains less than this fraction of the
 # log-likelihood (mclust stops when one EM iteration gains less than 1e-5 of it).
 _FULL_POLISH_RELATIVE = 1e-6
+# Rows from which the E-steps of a selection spread their blocks of rows over the cores
+# (Rows's pool); fewer rows make one block (at most two) in almost every E-step.
+_THREADS_MIN_ROWS = 1000
 _HC_MAX_SAMPLES = 1000  # the agglomeration runs on a subsample beyond this size (n^2 memory)
 _RACE_MAX_SAMPLES = 2000  # starts and race on a random subset of rows beyond this size
 _LEAN_MAX_SAMPLES = 200_000  # final polish on features in memory up to this size
@@ -887,11 +894,11 @@ class _Engine:
     rows, and the final polish runs on the source (:func:`source_step`).
     """
 
-    def __init__(self, X, w, sample, types, reg_covar, source=None):
+    def __init__(self, X, w, sample, types, reg_covar, source=None, pool=None):
         features = features_for(types)
         Xs = X if sample is None else X[sample]
         ws = None if w is None else (w if sample is None else w[sample])
-        self.rows = Rows(Xs, ws, reg_covar, features)
+        self.rows = Rows(Xs, ws, reg_covar, features, pool)
         self.n_eff = self.rows.weight_sum
         # the screen's rows (every k-th of the race's): only mclust's ten other models
         # have more finalists than the polish takes
@@ -900,7 +907,7 @@ class _Engine:
         if screened and Xs.shape[0] > _SCREEN_MAX_SAMPLES:
             every = slice(None, None, -(-Xs.shape[0] // _SCREEN_MAX_SAMPLES))
             self.screen_rows = Rows(Xs[every], None if ws is None else ws[every], reg_covar,
-                                    features)
+                                    features, pool)
         self.full = None
         self.full_step = None
         self.all_rows = None  # every row as features, when they fit in memory
@@ -913,7 +920,7 @@ class _Engine:
             self.all_rows = self.rows
             return
         if X.shape[0] <= _LEAN_MAX_SAMPLES:
-            self.full = self.all_rows = Rows(X, w, reg_covar, features)
+            self.full = self.all_rows = Rows(X, w, reg_covar, features, pool)
             self.full_step = self.full.step
         else:
             from ._backends import ArrayData
@@ -1101,14 +1108,27 @@ def _one_blas_thread():
     """
     limit = one_blas_thread()
     if limit is None:
-        yield
+        yield False
         return
     with limit:
-        yield
+        yield True
+
+
+@contextmanager
+def _row_threads(n_rows: int, wanted: bool):
+    """A pool of one thread per core for the E-steps of many rows (:class:`Rows`'s
+    ``pool``), or None: on small data (every E-step one block of rows), without the BLAS
+    held to one thread, or in one of several processes (``wanted`` False)."""
+    cores = available_cores()
+    if not wanted or cores < 2 or n_rows < _THREADS_MIN_ROWS:
+        yield None
+        return
+    with ThreadPoolExecutor(cores) as pool:
+        yield pool
 
 
 def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=None,
-               source=None):
+               source=None, threads=True):
     """Fit the grid ``ks x covariance_types``, in increasing K (a task of ``n_jobs``).
 
     Returns ``{(covariance_type, K): (candidate or None, errors)}``. Every grid point starts
@@ -1117,9 +1137,9 @@ def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=
     depend on how the grid is divided among processes. ``source``: the data source of
     which ``X`` is a sample (see :class:`_Engine`), or None.
     """
-    with _one_blas_thread():
+    with _one_blas_thread() as limited, _row_threads(X.shape[0], threads and limited) as pool:
         return _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done,
-                               source)
+                               source, pool)
 
 
 def _type_groups(covariance_types, n_features):
@@ -1130,7 +1150,7 @@ def _type_groups(covariance_types, n_features):
 
 
 def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done,
-                    source=None):
+                    source=None, pool=None):
     reg_covar = params.get("reg_covar", 1e-6)
     race_tol = min(params.get("tol", 1e-3), _RACE_TOL)
     sample = _race_sample(X.shape[0], w, entropy)
@@ -1139,7 +1159,7 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
     weights = np.ones(Xs.shape[0]) if ws is None else ws
     spaces = [transform(Xs, weights) for transform in _SPACES]
     distinct = [_distinct_rows(Y, weights) for Y in spaces[:n_init]]  # (the views drawn from)
-    groups = [(g, _Engine(X, w, sample, g, reg_covar, source))
+    groups = [(g, _Engine(X, w, sample, g, reg_covar, source, pool))
               for g in _type_groups(covariance_types, X.shape[1])]
     results = {}
     for K in ks:
@@ -1841,7 +1861,9 @@ def select_model(
         # One task per covariance type: the K-chains are independent of each other.
         with ProcessPoolExecutor(max_workers=min(workers, len(types))) as pool:
             futures = [
-                pool.submit(_fit_chain, X, w, ks, (t,), params, hc, n_init, entropy) for t in types
+                pool.submit(_fit_chain, X, w, ks, (t,), params, hc, n_init, entropy,
+                            threads=False)
+                for t in types
             ]
             for fut in as_completed(futures):
                 collect(fut.result())

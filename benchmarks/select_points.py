@@ -6,6 +6,7 @@ Usage::
     python benchmarks/select_points.py                          # Old Faithful and iris
     python benchmarks/select_points.py --only synthetic-5k --seeds 0,1
     python benchmarks/select_points.py --seeds 0-4 --grid sklearn
+    python benchmarks/select_points.py --grid sklearn --steps   # + the EM steps taken
 
 ``bench_select.py`` compares the best BIC of a grid and the time; this compares the whole
 table: per data set (those of ``bench_select.py``, the same files) and ``random_state``,
@@ -78,6 +79,28 @@ def mclust_table(path: Path, grid: str, workdir: Path) -> dict[tuple[str, int], 
     return table
 
 
+def _count_steps(selection, X, grid: str, seed: int) -> tuple[int, int]:
+    """(batched EM steps, mixtures they stepped) of one select_model call, through the
+    engine's step hook (selection._em_step)."""
+    import bench_select
+
+    counts = [0, 0]
+    original = selection._em_step
+
+    def counted(rows, batch):
+        counts[0] += 1
+        counts[1] += batch.size
+        return original(rows, batch)
+
+    selection._em_step = counted
+    try:
+        selection.select_model(X, covariance_types=bench_select.GRIDS[grid][0],
+                               random_state=seed)
+    finally:
+        selection._em_step = original
+    return counts[0], counts[1]
+
+
 def main(argv=None) -> int:
     import bench_select
 
@@ -89,6 +112,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tol", type=float, default=0.002,
                         help="BIC difference counted as worse or better")
     parser.add_argument("--repeats", type=int, default=1, help="timings per seed (the best)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also count the batched EM steps of one more, untimed call (and "
+                             "the mixture-steps they hold): the race, the screen and the "
+                             "polish on the rows in memory, not a final polish on all rows")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     if any(n not in bench_select.DATASETS for n in names):
@@ -101,14 +128,16 @@ def main(argv=None) -> int:
         print(f"mclust is needed: {why_not}", file=sys.stderr)
         return 2
 
+    from gaussmix import selection
     from gaussmix.selection import MCLUST_NAMES, select_model
 
     print(f"# select_model's grid points against mclustBIC ({args.grid} grid, "
           f"tolerance {args.tol} in BIC)")
     print()
+    steps_head, steps_rule = (" EM steps (mixture-steps) |", "---:|") if args.steps else ("", "")
     print("| data | seed | CPU s | summed log-lik. | best BIC (mclust) | worse | better | "
-          "worse grid points (BIC above mclust's) |")
-    print("|---|---:|---:|---:|---|---:|---:|---|")
+          f"worse grid points (BIC above mclust's) |{steps_head}")
+    print(f"|---|---:|---:|---:|---|---:|---:|---|{steps_rule}")
     with tempfile.TemporaryDirectory(prefix="select_points_") as tmp:
         workdir = Path(tmp)
         for name in names:
@@ -138,9 +167,13 @@ def main(argv=None) -> int:
                     elif gap < -args.tol:
                         better += 1
                 best = result.ranked()[0]["bic"]
+                counted = ""
+                if args.steps:
+                    calls, mixtures = _count_steps(selection, X, args.grid, seed)
+                    counted = f" {calls} ({mixtures}) |"
                 print(f"| {name} | {seed} | {min(times):.3f} | {total:.3f} | {best:.3f} "
                       f"({min(reference.values()):.3f}) | {len(worse)} | {better} | "
-                      f"{', '.join(worse) or '-'} |")
+                      f"{', '.join(worse) or '-'} |{counted}")
     return 0
 
 

@@ -60,3 +60,27 @@ def test_one_round_is_the_plain_comparison(monkeypatch, capsys, tmp_path):
     assert "per-round ratios" not in out
     assert "not slower on any data set: FAIL (slower on iris)" in out
     assert "best BIC equal or better: FAIL (worse on iris)" in out
+
+
+def test_select_points_counts_the_engine_steps_and_puts_its_hook_back():
+    """select_points.py --steps: the batched EM steps of one call, through selection's
+    step hook, which is the engine's own again afterwards (no R needed for the count)."""
+    import select_points
+    from gaussmix import selection
+    from gaussmix.datasets import load_faithful
+
+    X = np.asarray(load_faithful(), dtype=np.float64)[::4]
+    hook = selection._em_step
+    steps = []
+
+    def watched(rows, batch):
+        steps.append(batch.size)
+        return hook(rows, batch)
+
+    selection._em_step = watched
+    try:
+        calls, mixtures = select_points._count_steps(selection, X, "sklearn", 0)
+        assert selection._em_step is watched  # (the hook it found, back in place)
+    finally:
+        selection._em_step = hook
+    assert calls == len(steps) > 0 and mixtures == sum(steps) >= calls

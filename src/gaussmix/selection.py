@@ -891,7 +891,8 @@ class _Engine:
     were all the rows: in memory up to ``_LEAN_MAX_SAMPLES`` rows, beyond through the
     in-memory data source's ``statistics(params)`` (any data source's would do). With
     ``source`` (a data source not in memory: a Dask array's), ``X`` is a sample of its
-    rows, and the final polish runs on the source (:func:`source_step`).
+    rows, and the final polish runs on the source (:func:`source_step`). ``pool``: threads
+    for the E-steps of the rows in memory (:class:`~gaussmix._batch.Rows`), or None.
     """
 
     def __init__(self, X, w, sample, types, reg_covar, source=None, pool=None):
@@ -1135,7 +1136,9 @@ def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=
     from the shared partitions of its K and from splits of the fit with K - 1 components of
     the same type (when that K - 1 is in the grid), so the result of a grid point does not
     depend on how the grid is divided among processes. ``source``: the data source of
-    which ``X`` is a sample (see :class:`_Engine`), or None.
+    which ``X`` is a sample (see :class:`_Engine`), or None. ``threads``: whether the
+    E-steps may spread their blocks of rows over the cores (:func:`_row_threads`; not in
+    one of several processes).
     """
     with _one_blas_thread() as limited, _row_threads(X.shape[0], threads and limited) as pool:
         return _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done,

@@ -64,7 +64,7 @@ def test_one_round_is_the_plain_comparison(monkeypatch, capsys, tmp_path):
 
 def test_select_points_counts_the_engine_steps_and_puts_its_hook_back():
     """select_points.py --steps: the batched EM steps of one call, through selection's
-    step hook, which is the engine's own again afterwards (no R needed for the count)."""
+    step hook, the hook it found back in place afterwards (no R needed for the count)."""
     import select_points
     from gaussmix import selection
     from gaussmix.datasets import load_faithful

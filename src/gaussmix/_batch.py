@@ -305,17 +305,14 @@ class Rows:
             G = np.zeros((S * K, F))
             log_norm = np.empty((S, n))
             starts = range(0, n, block)
-            if self.pool is not None:  # the blocks over the cores, summed in their order
-                errors = np.geterr()
+            errors = np.geterr()  # (a thread starts with NumPy's default error handling)
 
-                def run(start):
-                    with np.errstate(**errors):
-                        return self._e_block(C, S, K, start, min(start + block, n))
+            def run(start):
+                with np.errstate(**errors):
+                    return self._e_block(C, S, K, start, min(start + block, n))
 
-                parts = self.pool.map(run, starts)
-            else:
-                parts = (self._e_block(C, S, K, start, min(start + block, n))
-                         for start in starts)
+            # the blocks over the pool's threads, if any, their sums added in their order
+            parts = (map if self.pool is None else self.pool.map)(run, starts)
             for start, (G_part, part_norm) in zip(starts, parts, strict=True):
                 log_norm[:, start : start + block] = part_norm
                 G += G_part

@@ -789,11 +789,11 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
             first.setdefault((codes[s], keys[s]), s)
         active = np.array(sorted(first.values()), dtype=np.int64)
         current = batch.take(active)
-    first = None  # (one step of the runs that go on, from where the last chunk left them)
+    resume = None  # (one step of the runs that go on, from where the last chunk left them)
     while active.size:
         budget = min(chunk, max_steps - int(n_iter[active].max()))
         out = run_squarem(step, current, gain=gain, max_steps=budget, project=project,
-                          first=first)
+                          first=resume)
         result = result.put(active, out.batch)
         ll[active] = out.log_likelihood
         n_iter[active] += out.n_iter
@@ -826,8 +826,8 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
         active = active[~done]
         current = out.batch.take(~done)
         # (the ones that go on stopped at the step budget: out.stepped holds their step)
-        first = (out.stepped.take(~done), out.log_likelihood[~done],
-                 np.zeros(active.size, dtype=bool)) if active.size else None
+        resume = (out.stepped.take(~done), out.log_likelihood[~done],
+                  np.zeros(active.size, dtype=bool)) if active.size else None
     from .em import AcceleratedResult
 
     return AcceleratedResult(result, ll, n_iter, failed, history)

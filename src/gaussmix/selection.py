@@ -96,9 +96,9 @@ EM steps, until a SQUAREM cycle gains less than 1e-6 of the log-likelihood (mclu
 when one iteration gains less than 1e-5 of it). Only that last polish needs the full
 data, through a ``statistics(params)`` callable (:func:`gaussmix.em.statistics_step`), so
 a data source that is not in memory only has to provide a sample of rows and its
-statistics: a dask array is selected this way (its sample from ``sample_rows``, its final polish by
-:func:`source_step`, one pass on the cluster per EM step, and one more pass for every
-grid point's log-likelihood and ICL entropy on all the rows). One
+statistics: a dask array is selected this way (its sample from ``sample_rows``, its final
+polish by :func:`source_step`, one pass on the cluster per EM step, and one more pass for
+every grid point's log-likelihood and ICL entropy on all the rows). One
 :class:`~gaussmix.GaussianMixture` per grid point is built at the end, from the parameters
 (no refit). ``GaussianMixture(init_params="robust")`` runs the same chain for one type.
 

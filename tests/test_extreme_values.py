@@ -152,3 +152,32 @@ def test_summary_shows_means_of_offset_data_to_their_spread():
         assert abs(shown - mean) < 0.05 * np.sqrt(model.covariances_[:, 0, 0]).min()
     plain = GaussianMixture(2, random_state=0).fit(X).summary(X).splitlines()[-1].split()
     assert plain[2] == f"{GaussianMixture(2, random_state=0).fit(X).means_[1, 0]:.5g}"
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "VVE", "EVV", "VEV"])
+def test_float32_component_stretched_by_one_far_row_stays_finite(covariance_type):
+    """One Gaussian over 32 standard normal rows and a row at (1e6, 1e6), in float32: the
+    covariance is 3e10 along the diagonal and 1.4 across it. The quadratic features'
+    cross terms u_i u_j (about 9e8 for every ordinary row) cancel to that 1.4, below
+    float32's rounding: the log-densities came out as noise, exp() overflowed and every
+    parameter became NaN, silently (found by a random search of fits). Such a component
+    now takes the whitening E-step, and the fit is the float64 one's."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(33, 2))
+    X[0] = 1e6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = GaussianMixture(1, covariance_type=covariance_type,
+                                    init_params="k-means++", random_state=0).fit(X)
+        model = GaussianMixture(1, covariance_type=covariance_type,
+                                init_params="k-means++", random_state=0
+                                ).fit(X.astype(np.float32))
+    assert model.converged_
+    assert np.all(np.isfinite(model.score_samples(X.astype(np.float32))))
+    assert model.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-4)
+    # the narrow direction's variance, from the precision factor
+    across = np.array([1.0, -1.0]) / np.sqrt(2.0)
+    precision = model.precisions_cholesky_[0].astype(np.float64)
+    precision = precision @ precision.T
+    expected = reference.precisions_cholesky_[0] @ reference.precisions_cholesky_[0].T
+    assert across @ precision @ across == pytest.approx(across @ expected @ across, rel=1e-3)

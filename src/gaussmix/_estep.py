@@ -17,7 +17,8 @@ The classes, and when :func:`make_estep` picks them (see each class for its alge
 
 =====================  ==================================================================
 ``QuadraticEStep``     every precision form but the shared one, while the features pay
-                       and the means lie within reach of the centre; moments about c
+                       and the means lie within reach of the centre (full: and the cross
+                       terms u_i u_j resolve the narrowest direction); moments about c
 ``StackedWhitening``   full precisions otherwise (float64, or float32 means within 100 sd)
 ``CentredWhitening``   full float32 with a far mean; shared precision in float32, or in
                        float64 with a mean beyond PooledWhitening's reach
@@ -59,6 +60,10 @@ _QUADRATIC_REACH = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 40.0}
 # eps * reach^2 > 1e-4 (a component of one far outlier, docs/robustness.md).
 _RESIDUAL_REACH = 1e6
 _STACKED_REACH = 1e10
+# Largest eps-free rounding factor lambda_max(P_k) E_k|x - c|^2 of the quadratic features
+# of full precisions (_cross_terms_resolved): their log-densities round by about eps
+# times it, 6e-3 in float32 at 1e5 and 2e-5 in float64 at 1e11.
+_CROSS_TERMS = {np.dtype(np.float64): 1e11, np.dtype(np.float32): 1e5}
 # Largest cancellation factor max_{k,i} E_k[(x_i - c_i)^2] / Var_k[x_i] accepted from a
 # quadratic E-step (relative error of the variances ~ eps * factor). Within the reach the
 # factor is at most 1 + reach^2; a larger one means the new means or variances moved far
@@ -133,7 +138,8 @@ def make_estep(params, dtype, exact: bool = False, about=None) -> EStep:
             work = np.dtype(np.float64)
         return QuadraticEStep(params, work, statistic)
     K, D = params.means.shape
-    if not exact and D + 2 <= 4 * K and reach <= _QUADRATIC_REACH[work]:
+    if (not exact and D + 2 <= 4 * K and reach <= _QUADRATIC_REACH[work]
+            and _cross_terms_resolved(params, work)):
         return QuadraticEStep(params, work, statistic)
     # The stacked product rounds y_k to ~eps |L_k^T (x - c)|, which for the points of
     # component k is ~eps |L_k^T (mu_k - c)|: safe in float32 while every mean lies within
@@ -152,6 +158,32 @@ def _pooled_within_reach(params, work) -> bool:
         params.precisions_cholesky, dtype=np.float64)
     reach_sq = float(np.max(np.sum(m**2, axis=1)))
     return np.finfo(np.float64).eps * reach_sq <= _POOLED_ROUNDING
+
+
+def _cross_terms_resolved(params, work) -> bool:
+    """Whether the quadratic features of full precisions keep the log-densities' accuracy.
+
+    u^T P_k u = sum_ij P_ij u_i u_j (u = x - c) rounds by about eps sum_ij |P_ij u_i u_j|,
+    at most eps lambda_max(P_k) |u|^2; for the points of component k that is
+    eps lambda_max(P_k) E_k|x - c|^2, E_k|x - c|^2 = tr(Sigma_k) + |mu_k - c|^2. The reach
+    of the means bounds the second term, not the first: a component narrow along a
+    direction in which it spreads far (one far outlier stretching a covariance along the
+    diagonal: variances 3e10 with 1.4 across) makes the terms u_i u_j cancel to 1 part in
+    1e10, and float32 log-densities come out as noise (exp() overflows, the parameters
+    NaN). Beyond ``_CROSS_TERMS[work]`` the whitening E-steps take over (exact in
+    whitened coordinates). The Frobenius norm of the factor bounds lambda_max; the
+    eigenvalues only when that bound is over.
+    """
+    means = np.asarray(params.means, dtype=np.float64)
+    spread = np.trace(np.asarray(params.covariances, dtype=np.float64), axis1=1, axis2=2)
+    spread = spread + np.sum((means - _centre(params.weights, means, work)) ** 2, axis=1)
+    chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
+    limit = _CROSS_TERMS[work]
+    if not np.max(np.einsum("kij,kij->k", chol, chol) * spread) > limit:
+        return True
+    with np.errstate(invalid="ignore"):
+        largest = np.linalg.eigvalsh(chol @ np.swapaxes(chol, 1, 2))[:, -1]
+    return bool(np.max(largest * spread) <= limit)
 
 
 def _reach(params, precision_form, work) -> float:

@@ -181,3 +181,22 @@ def test_float32_component_stretched_by_one_far_row_stays_finite(covariance_type
     precision = precision @ precision.T
     expected = reference.precisions_cholesky_[0] @ reference.precisions_cholesky_[0].T
     assert across @ precision @ across == pytest.approx(across @ expected @ across, rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_constant_data_are_fitted_with_a_warning_not_a_crash(dtype):
+    """Every row the same: the sphered view of the data has no direction left, and the
+    Ward tree of select_model (and of init_params='robust') indexed its first feature
+    (an IndexError from inside NumPy; found by a random search of fits). The features are
+    named as constant, and the one-component model is selected."""
+    X = np.full((40, 3), 7.0, dtype=dtype)
+    with pytest.warns(UserWarning, match="features 0, 1, 2 are constant"):
+        result = select_model(X, n_components=[1, 2, 3], random_state=0)
+    assert result.ranked()[0]["n_components"] == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = GaussianMixture(2, init_params="robust", random_state=0).fit(X)
+    words = [str(w.message) for w in caught]
+    assert any("features 0, 1, 2 are constant" in w for w in words)
+    assert any("looks degenerate" in w for w in words)  # (two components on one point)
+    assert np.all(np.isfinite(model.score_samples(X)))

@@ -326,8 +326,11 @@ def _ward_costs(C: np.ndarray, M: np.ndarray, rows: np.ndarray) -> np.ndarray:
         part = rows[start : start + 256]
         block = out[start : start + 256]
         Cp = C[part]
-        np.subtract(Cp[:, :1], C[:, 0], out=block)
-        np.multiply(block, block, out=block)
+        if C.shape[1]:
+            np.subtract(Cp[:, :1], C[:, 0], out=block)
+            np.multiply(block, block, out=block)
+        else:  # no feature (the sphered view of constant data): every cost 0
+            block[...] = 0.0
         diff = np.empty_like(block) if C.shape[1] > 1 else None
         for d in range(1, C.shape[1]):
             np.subtract(Cp[:, d : d + 1], C[:, d], out=diff)

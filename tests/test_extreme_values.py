@@ -200,3 +200,22 @@ def test_constant_data_are_fitted_with_a_warning_not_a_crash(dtype):
     assert any("features 0, 1, 2 are constant" in w for w in words)
     assert any("looks degenerate" in w for w in words)  # (two components on one point)
     assert np.all(np.isfinite(model.score_samples(X)))
+
+
+def test_a_shared_shape_on_one_point_without_reg_covar_raises_not_nan():
+    """VEE (one shape for all components) with reg_covar=0 and a component holding only a
+    far row: that component's volume is 0 and the shared shape 0/0. LAPACK factors a NaN
+    matrix without complaint, so the fit ran on and returned NaN weights, means and
+    covariances without a word (found by a random search of fits). It now stops with the
+    error the other models give there, naming the component and the remedy."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([[[1e6, 1e6]], rng.normal(size=(263, 2))])
+    for seed in range(3):
+        with pytest.raises(ValueError, match=r"component 0 .*not finite.*raise reg_covar"):
+            GaussianMixture(3, covariance_type="VEE", init_params="random_from_data",
+                            random_state=seed, reg_covar=0.0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixture(3, covariance_type="VEE", init_params="random_from_data",
+                                random_state=0).fit(X)  # the default reg_covar
+    assert np.all(np.isfinite(model.covariances_))

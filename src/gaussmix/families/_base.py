@@ -341,7 +341,15 @@ class MatrixFamily(CovarianceFamily):
     @staticmethod
     def _cholesky_or_raise(matrices: np.ndarray, reg_covar: float, names) -> np.ndarray:
         try:
-            return np.linalg.cholesky(matrices)
+            chol = np.linalg.cholesky(matrices)
+            if np.isfinite(chol).all():
+                return chol
+            # LAPACK factors a matrix holding NaN without complaint (an M-step of a
+            # shared shape with a component on one point and reg_covar=0: its volume is
+            # 0, the shape 0/0); the fit would go on with NaN parameters.
+            stack = matrices.reshape(-1, *matrices.shape[-2:])
+            bad = np.flatnonzero(~np.isfinite(chol.reshape(stack.shape)).all(axis=(1, 2)))
+            raise collapse_error(names[int(bad[0])], reg_covar, "its entries are not finite")
         except np.linalg.LinAlgError:
             stack = matrices.reshape(-1, *matrices.shape[-2:])
             for name, matrix in zip(names, stack, strict=True):

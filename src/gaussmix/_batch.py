@@ -58,6 +58,9 @@ _SMALL_STACK = 40
 #: Rows.degeneracy(defer=True)'s verdict for a mixture certainly degenerate, its reason
 #: not yet put into words.
 DEFERRED = "degenerate (its reason is put into words when reported)"
+#: Rows.degeneracy's verdict for a mixture with a parameter not finite (a failed update).
+NOT_FINITE = ("its parameters are not finite: an update failed (a component without spread, "
+              "for example)")
 #: Covariance types by code (the ``types`` array of a Batch): scikit-learn's four first
 #: (codes 0 to 3), then mclust's ten other models in mclust's order (codes 4 to 13).
 _SKLEARN = ("spherical", "diag", "tied", "full")
@@ -587,6 +590,15 @@ class Rows:
         """
         D, reg = self.n_features, self.reg_covar
         S = batch.size
+        finite = _finite_mixtures(batch)
+        if not finite.all():  # (a failed update: no eigenvalues to take)
+            out: list[str | None] = [NOT_FINITE] * S
+            if finite.any():
+                for s, verdict in zip(np.flatnonzero(finite).tolist(),
+                                      self.degeneracy(batch.take(finite), defer=defer),
+                                      strict=True):
+                    out[s] = verdict
+            return out
         nk = self.weight_sum * batch.weights
         if not hasattr(self, "_min_points"):
             self._min_points = np.array([min_component_points(t, D) for t in TYPES])
@@ -724,6 +736,14 @@ def project_covariances(name, cov):
     ``batched_projection``, :meth:`gaussmix.families.CovarianceFamily.batched_projection`)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return _families.get(name).batched_projection(cov)
+
+
+def _finite_mixtures(batch: Batch) -> np.ndarray:
+    """(S,) whether every parameter of each mixture is finite."""
+    every = np.logical_and.reduce
+    return (every(np.isfinite(batch.covariances).reshape(batch.size, -1), axis=1)
+            & every(np.isfinite(batch.means).reshape(batch.size, -1), axis=1)
+            & every(np.isfinite(batch.weights), axis=1))
 
 
 def _usable(previous, W, n_k):

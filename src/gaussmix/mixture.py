@@ -1070,12 +1070,34 @@ default="kmeans"
         parts = []
         for k, count in enumerate(counts):
             cov = self._family().component_covariance(covariances, k, n_features)
-            chol = np.linalg.cholesky(cov)
+            try:
+                chol = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                chol = self._covariance_factor_from_precision(k)
             z = rng.standard_normal(size=(count, n_features))
             parts.append(self.means_[k].astype(np.float64) + z @ chol.T)
         X = np.vstack(parts).astype(self.means_.dtype)
         labels = np.repeat(np.arange(self.n_components), counts)
         return X, labels
+
+    def _covariance_factor_from_precision(self, k):
+        """A factor C of component k's covariance (C C^T = Sigma_k) from its precision's:
+        Sigma = L^-T L^-1 for P = L L^T, so C = L^-T (lower triangular: Cholesky's).
+
+        For a covariance that, rounded to the model's dtype, is no longer positive definite
+        (float32, a component 1e10 times wider along one direction than across it: one far
+        row in its own component's data); the precision factor holds the narrow direction.
+        """
+        factor = np.asarray(self.precisions_cholesky_, dtype=np.float64)
+        if factor.ndim == 3:
+            factor = factor[k]
+        if factor.ndim != 2 or not np.all(np.isfinite(factor)):
+            raise ValueError(
+                f"The covariance of component {k} is not positive definite in "
+                f"{self.means_.dtype}: sample() cannot draw from it. Refit in float64, or "
+                "raise reg_covar."
+            )
+        return np.linalg.inv(factor).T
 
     # ----------------------------------------------------------------------------------
     # Information criteria

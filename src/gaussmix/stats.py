@@ -544,14 +544,29 @@ def m_step(
     start = None
     if previous is not None and previous.family is stats.family:
         start = np.asarray(previous.covariances, dtype=np.float64)
-    cov = stats.family.m_step_covariances(
-        stats.nk, stats.s1, stats.s2, reg_covar, guard, previous=start
-    )
+    try:
+        cov = stats.family.m_step_covariances(
+            stats.nk, stats.s1, stats.s2, reg_covar, guard, previous=start
+        )
+    except np.linalg.LinAlgError as exc:  # (an eigen-decomposition of a non-finite scatter)
+        raise _update_failed(stats.family, reg_covar, exc) from None
     weights = nk / nk.sum()
     params = MixtureParameters.from_covariances(
         stats.covariance_type, weights, means, cov, reg_covar
     )
     return params.astype(dtype)
+
+
+def _update_failed(family, reg_covar, exc) -> ValueError:
+    """The error for a covariance update whose LAPACK call failed: a component without
+    spread (all its rows equal, reg_covar=0) leaves the iterative models' shared pieces 0/0,
+    and their eigen-decompositions then do not converge."""
+    return ValueError(
+        f"The {family.name} covariance update failed ({exc}): a component has "
+        f"collapsed (its rows have no spread, and reg_covar={reg_covar:g} adds none), so "
+        "its covariance is not finite. Lower n_components, raise reg_covar (e.g. to 1e-4), "
+        "or scale the data (standardize features on very different scales)."
+    )
 
 
 def _map_step(stats, reg_covar, dtype, previous, prior, guard):

@@ -1085,8 +1085,8 @@ default="kmeans"
         Sigma = L^-T L^-1 for P = L L^T, so C = L^-T (lower triangular: Cholesky's).
 
         For a covariance that, rounded to the model's dtype, is no longer positive definite
-        (float32, a component 1e10 times wider along one direction than across it: one far
-        row in its own component's data); the precision factor holds the narrow direction.
+        (float32, a component 1e10 times wider along one direction than across it, such as
+        one holding a far row); the precision factor keeps the narrow direction.
         """
         factor = np.asarray(self.precisions_cholesky_, dtype=np.float64)
         if factor.ndim == 3:

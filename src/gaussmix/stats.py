@@ -560,12 +560,12 @@ def m_step(
 def _update_failed(family, reg_covar, exc) -> ValueError:
     """The error for a covariance update whose LAPACK call failed: a component without
     spread (all its rows equal, reg_covar=0) leaves the iterative models' shared pieces 0/0,
-    and their eigen-decompositions then do not converge."""
+    and their eigen-decompositions of the NaN do not converge."""
     return ValueError(
-        f"The {family.name} covariance update failed ({exc}): a component has "
-        f"collapsed (its rows have no spread, and reg_covar={reg_covar:g} adds none), so "
-        "its covariance is not finite. Lower n_components, raise reg_covar (e.g. to 1e-4), "
-        "or scale the data (standardize features on very different scales)."
+        f"The {family.name} covariance update failed ({exc}): a component has collapsed "
+        f"onto rows without spread (reg_covar={reg_covar:g}), or its scatter is not "
+        "finite. Lower n_components, raise reg_covar (e.g. to 1e-4), or scale the data "
+        "(standardize features on very different scales)."
     )
 
 

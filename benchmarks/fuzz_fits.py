@@ -16,6 +16,7 @@ one of the 18 covariance names, a number of components, an initialisation and a
 * ``weights``: integer sample weights give the fit of the rows repeated (same start);
 * ``partial``: ``partial_fit`` on a few chunks, then finite scores;
 * ``select``: ``select_model`` over K = 1..3 of scikit-learn's four or mclust's 14 models;
+* ``prior``: a fit under mclust's default conjugate prior (``prior="default"``);
 * ``save``: a model file round trip predicts the same scores, bit for bit.
 
 A ValueError is the expected way to refuse data (collapsed components, too few rows...): it
@@ -60,6 +61,9 @@ INITS = ("kmeans", "k-means++", "random", "random_from_data", "robust")
 KINDS = ("normal", "repeated", "scaled", "clusters", "flat feature", "duplicated rows",
          "far row", "all equal")
 WHATS = ("fit", "fit", "fit", "missing", "weights", "partial", "select", "save")
+# the names with mclust's conjugate prior (VEE, EVE, VVE and EVV have none)
+PRIOR_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "EEV", "VEV", "VVV", "full",
+                "tied", "diag", "spherical")
 
 
 def draw_data(rng, kind, max_rows=400):
@@ -84,9 +88,10 @@ def draw_data(rng, kind, max_rows=400):
 
 
 def _condition(model) -> float:
+    """The largest condition number of the model's covariances."""
     cov = np.asarray(model.covariances_, dtype=np.float64)
-    if cov.ndim == 1 or model.covariance_type == "diag":  # (K,) or (K, D) variances
-        var = cov.reshape(cov.shape[0], -1) if cov.ndim == 2 else cov[:, None]
+    if cov.ndim == 1 or (cov.ndim == 2 and model.covariance_type not in ("tied", "EEE")):
+        var = cov[:, None] if cov.ndim == 1 else cov  # (K,) or (K, D) variances
         return float(np.max(var.max(axis=1) / var.min(axis=1)))
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.max(np.linalg.cond(cov)))
@@ -126,9 +131,12 @@ def draw_case(rng, case, max_rows=400) -> dict:
     c["repeats"] = rng.integers(0, 3, size=X.shape[0])
     c["chunks"] = int(rng.integers(1, 6))
     c["grid"] = "sklearn" if rng.random() < 0.6 else "all"
+    if c["what"] == "fit" and case % 3 == 2:  # (no draw: the cases of a seed stay the same)
+        c["what"] = "prior"
+        c["prior_model"] = PRIOR_MODELS[case // 3 % len(PRIOR_MODELS)]
     s = c["settings"]
     c["desc"] = (f"case {case}: {c['what']} of {kind} data {X.shape} {X.dtype}, "
-                 f"{s['covariance_type']}, K={s['n_components']}, "
+                 f"{c.get('prior_model', s['covariance_type'])}, K={s['n_components']}, "
                  f"init_params={s['init_params']!r}, reg_covar={s['reg_covar']:g}, "
                  f"random_state={s['random_state']}")
     return c
@@ -168,6 +176,12 @@ def run_case(c, tmp, problems):
                 model.partial_fit(chunk)
         if hasattr(model, "means_") and not np.all(np.isfinite(model.score_samples(X))):
             problems.append((desc, "partial_fit: score_samples not finite"))
+    elif what == "prior":  # MAP EM under mclust's default prior
+        model = GaussianMixture(**dict(settings, covariance_type=c["prior_model"],
+                                       prior="default")).fit(X)
+        if not np.all(np.isfinite(model.score_samples(X))):
+            problems.append((desc, "prior: score_samples not finite"))
+        model.sample(3)
     elif what == "select":
         result = select_model(X, n_components=[1, 2, 3], covariance_types=c["grid"],
                               random_state=settings["random_state"])

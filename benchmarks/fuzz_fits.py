@@ -7,8 +7,9 @@ one of the 18 covariance names, a number of components, an initialisation and a
 
 * ``fit``: then ``predict_proba`` (rows summing to one), ``score_samples`` (finite),
   ``sample`` and ``bic``; and, with ``reg_covar=0`` on a fit not flagged degenerate and
-  without a component of one row, EM never lowering the log-likelihood by more than the
-  rounding of its covariances (10 eps times their largest condition number, relative):
+  without a component of one row, EM never lowering the log-likelihood by more than its
+  rounding (10 eps times the covariances' largest condition number, at least 100 eps,
+  relative: a float32 log-likelihood itself rounds by a few eps per row):
   with ``reg_covar`` > 0 it may fall by the regularisation's gap (docs/math.md, section
   5), and a component on one row (a far row's own) or collapsed on repeated values has an
   unbounded likelihood, whose floor the first step may move;
@@ -111,7 +112,7 @@ def check_fit(model, X, problems, desc):
     if (model.reg_covar == 0.0 and not getattr(model, "degenerate_", False) and not lone
             and bounds.size > 1):
         eps = np.finfo(np.dtype(model.means_.dtype)).eps
-        slack = 10 * eps * max(_condition(model), 1.0) * np.abs(bounds).max() + 1e-12
+        slack = 10 * eps * max(_condition(model), 10.0) * np.abs(bounds).max() + 1e-12
         fall = np.diff(bounds).min()
         if fall < -slack:
             problems.append((desc, f"the log-likelihood fell by {-fall:.3g} per row "

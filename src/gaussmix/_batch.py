@@ -590,8 +590,8 @@ class Rows:
         """
         D, reg = self.n_features, self.reg_covar
         S = batch.size
-        finite = _finite_mixtures(batch)
-        if not finite.all():  # (a failed update: no eigenvalues to take)
+        if not all_finite(batch):  # (a failed update: no eigenvalues to take)
+            finite = finite_mixtures(batch)
             out: list[str | None] = [NOT_FINITE] * S
             if finite.any():
                 for s, verdict in zip(np.flatnonzero(finite).tolist(),
@@ -738,7 +738,16 @@ def project_covariances(name, cov):
         return _families.get(name).batched_projection(cov)
 
 
-def _finite_mixtures(batch: Batch) -> np.ndarray:
+def all_finite(batch: Batch) -> bool:
+    """Whether every parameter of every mixture is finite (whole-array reductions: the
+    per-mixture mask, :func:`finite_mixtures`, is only needed when one is not)."""
+    every = np.logical_and.reduce
+    return bool(every(np.isfinite(batch.covariances), axis=None)
+                and every(np.isfinite(batch.means), axis=None)
+                and every(np.isfinite(batch.weights), axis=None))
+
+
+def finite_mixtures(batch: Batch) -> np.ndarray:
     """(S,) whether every parameter of each mixture is finite."""
     every = np.logical_and.reduce
     return (every(np.isfinite(batch.covariances).reshape(batch.size, -1), axis=1)

@@ -127,7 +127,9 @@ from ._batch import (
     TYPES,
     Batch,
     Rows,
+    all_finite,
     features_for,
+    finite_mixtures,
     project_covariances,
 )
 from ._batch import project as project_batch
@@ -587,15 +589,6 @@ def _step_each(rows, batch, errors):
     return _split_on_error(lambda b: _em_step(rows, b), batch, errors)
 
 
-def _all_finite(batch) -> bool:
-    """Whether every parameter of every mixture is finite (whole-array reductions: the
-    per-mixture mask is only needed when one is not)."""
-    every = np.logical_and.reduce
-    return bool(every(np.isfinite(batch.covariances), axis=None)
-                and every(np.isfinite(batch.means), axis=None)
-                and every(np.isfinite(batch.weights), axis=None))
-
-
 def _split_on_error(step, batch, errors):
     """``step(batch)``, where an exception fails only the mixtures that raise it.
 
@@ -606,12 +599,10 @@ def _split_on_error(step, batch, errors):
     its log-likelihood NaN: -inf would make :func:`gaussmix.em.run_squarem`'s first gain
     -inf - -inf) and its error is recorded under its type in ``errors``.
     """
-    if not _all_finite(batch):
+    if not all_finite(batch):
         # Non-finite parameters (a SQUAREM extrapolation projected off its model): invalid
         # for the engine too, and the usual cause of an exception; they stay out of the call.
-        finite = (np.isfinite(batch.covariances).all(axis=(1, 2, 3))
-                  & np.isfinite(batch.means).all(axis=(1, 2))
-                  & np.isfinite(batch.weights).all(axis=1))
+        finite = finite_mixtures(batch)
         out, ll, bad = batch.copy(), np.full(batch.size, np.nan), np.ones(batch.size, bool)
         if finite.any():
             new, ll[finite], bad[finite] = _split_on_error(step, batch.take(finite), errors)

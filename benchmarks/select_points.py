@@ -7,6 +7,7 @@ Usage::
     python benchmarks/select_points.py --only synthetic-5k --seeds 0,1
     python benchmarks/select_points.py --seeds 0-4 --grid sklearn
     python benchmarks/select_points.py --grid sklearn --steps   # + the EM steps taken
+    python benchmarks/select_points.py --n-init 0 --set _SCREEN_STEPS=12   # other settings
 
 ``bench_select.py`` compares the best BIC of a grid and the time; this compares the whole
 table: per data set (those of ``bench_select.py``, the same files) and ``random_state``,
@@ -21,6 +22,12 @@ one call to the next (measured on synthetic-5k: EEE with 7 components 564 apart 
 between two calls), so the script seeds R (``set.seed(1)``) for a table that reruns the
 same; treat its worse and better counts on those sets as against one draw of mclust's,
 and compare gaussmix with itself there by the summed log-likelihood.
+
+``--n-init`` passes ``select_model``'s ``n_init``; ``--set NAME=VALUE`` (repeatable) sets one
+of the strategy's settings in :mod:`gaussmix.selection` (``SETTINGS``: the module constants
+its functions read when they run, not as default arguments) for this run only: the table
+then shows what a cheaper or costlier strategy gives up or gains against mclust, grid
+point by grid point.
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ def mclust_table(path: Path, grid: str, workdir: Path) -> dict[tuple[str, int], 
     return table
 
 
-def _count_steps(selection, X, grid: str, seed: int) -> tuple[int, int]:
+def _count_steps(selection, X, grid: str, seed: int, options=None) -> tuple[int, int]:
     """(batched EM steps, mixtures they stepped) of one select_model call, through the
     engine's step hook (selection._em_step)."""
     import bench_select
@@ -95,10 +102,36 @@ def _count_steps(selection, X, grid: str, seed: int) -> tuple[int, int]:
     selection._em_step = counted
     try:
         selection.select_model(X, covariance_types=bench_select.GRIDS[grid][0],
-                               random_state=seed)
+                               random_state=seed, **(options or {}))
     finally:
         selection._em_step = original
     return counts[0], counts[1]
+
+
+#: The settings of gaussmix.selection that --set may change: module constants read when the
+#: functions run (a default argument, _POLISH_MAX_ITER's, keeps the value it was defined with).
+SETTINGS = ("_FIRST_BUDGET", "_HALVING", "_RACE_TOL", "_POLISH_GAIN", "_POLISH_RELATIVE",
+            "_N_SPLITS", "_FINALISTS", "_FINALISTS_CONSTRAINED", "_SCREEN_STEPS",
+            "_SCREEN_KEEP", "_SCREEN_CHUNK", "_SCREEN_HORIZON", "_SCREEN_MAX_SAMPLES",
+            "_TWIN_ROWS", "_PRUNE_CHUNK", "_PRUNE_HORIZON", "_EXTRA_STARTS",
+            "_RACE_MAX_SAMPLES", "_HC_MAX_SAMPLES", "_FULL_POLISH_MAX_ITER")
+
+
+def _settings(pairs: list[str]) -> dict[str, int | float]:
+    """{name: value} of ``--set NAME=VALUE`` options; ValueError in words."""
+    from gaussmix import selection
+
+    out: dict[str, int | float] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in SETTINGS:
+            raise ValueError(f"--set {pair}: not NAME=VALUE with NAME one of {', '.join(SETTINGS)}")
+        kind = type(getattr(selection, name))
+        try:
+            out[name] = kind(text)
+        except ValueError:
+            raise ValueError(f"--set {pair}: {text!r} is not a {kind.__name__}") from None
+    return out
 
 
 def main(argv=None) -> int:
@@ -116,7 +149,18 @@ def main(argv=None) -> int:
                         help="also count the batched EM steps of one more, untimed call (and "
                              "the mixture-steps they hold): the race, the screen and the "
                              "polish on the rows in memory, not a final polish on all rows")
+    parser.add_argument("--n-init", type=int, default=None,
+                        help="select_model's n_init (default: select_model's own)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="set one of the strategy's settings in gaussmix.selection "
+                             "for this run (repeatable; see SETTINGS)")
     args = parser.parse_args(argv)
+    try:
+        settings = _settings(args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.n_init is not None and args.n_init < 0:
+        parser.error("--n-init must be at least 0")
     names = [n for n in args.only.split(",") if n]
     if any(n not in bench_select.DATASETS for n in names):
         parser.error(f"--only: choose among {', '.join(bench_select.DATASETS)}")
@@ -129,10 +173,19 @@ def main(argv=None) -> int:
         return 2
 
     from gaussmix import selection
-    from gaussmix.selection import MCLUST_NAMES, select_model
+    from gaussmix.selection import MCLUST_NAMES
 
+    for name, value in settings.items():
+        setattr(selection, name, value)
+    options = {} if args.n_init is None else {"n_init": args.n_init}
+
+    def select_model(X, **kwargs):
+        return selection.select_model(X, **kwargs, **options)
+
+    changed = [f"n_init={args.n_init}"] if options else []
+    changed += [f"{name}={value}" for name, value in settings.items()]
     print(f"# select_model's grid points against mclustBIC ({args.grid} grid, "
-          f"tolerance {args.tol} in BIC)")
+          f"tolerance {args.tol} in BIC{', ' if changed else ''}{', '.join(changed)})")
     print()
     steps_head, steps_rule = (" EM steps (mixture-steps) |", "---:|") if args.steps else ("", "")
     print("| data | seed | CPU s | summed log-lik. | best BIC (mclust) | worse | better | "
@@ -169,7 +222,7 @@ def main(argv=None) -> int:
                 best = result.ranked()[0]["bic"]
                 counted = ""
                 if args.steps:
-                    calls, mixtures = _count_steps(selection, X, args.grid, seed)
+                    calls, mixtures = _count_steps(selection, X, args.grid, seed, options)
                     counted = f" {calls} ({mixtures}) |"
                 print(f"| {name} | {seed} | {min(times):.3f} | {total:.3f} | {best:.3f} "
                       f"({min(reference.values()):.3f}) | {len(worse)} | {better} | "

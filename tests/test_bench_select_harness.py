@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -84,3 +85,32 @@ def test_select_points_counts_the_engine_steps_and_puts_its_hook_back():
     finally:
         selection._em_step = hook
     assert calls == len(steps) > 0 and mixtures == sum(steps) >= calls
+
+
+def test_select_points_settings_are_read_when_selection_runs():
+    """select_points.py --set: only settings of gaussmix.selection that its functions read
+    when they run (none is a default argument, whose value is fixed at definition), each
+    numeric; anything else is refused in words, and values take the setting's type."""
+    import ast
+    import inspect
+
+    import select_points
+    from gaussmix import selection
+
+    tree = ast.parse(inspect.getsource(selection))
+    in_defaults = {
+        node.id
+        for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        for default in [*fn.args.defaults, *fn.args.kw_defaults] if default is not None
+        for node in ast.walk(default) if isinstance(node, ast.Name)
+    }
+    assert "_POLISH_MAX_ITER" in in_defaults  # (the check sees a default that names one)
+    for name in select_points.SETTINGS:
+        value = getattr(selection, name)
+        assert isinstance(value, int | float) and not isinstance(value, bool), name
+        assert name not in in_defaults, name
+    assert select_points._settings(["_SCREEN_STEPS=12", "_POLISH_GAIN=0.1"]) == {
+        "_SCREEN_STEPS": 12, "_POLISH_GAIN": 0.1}
+    for bad in ("_POLISH_MAX_ITER=5", "WARM_ROUNDS=1", "_SCREEN_STEPS", "_SCREEN_STEPS=1.5"):
+        with pytest.raises(ValueError, match="--set"):
+            select_points._settings([bad])

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,6 +135,19 @@ def _settings(pairs: list[str]) -> dict[str, int | float]:
     return out
 
 
+@contextmanager
+def _strategy(selection, settings: dict[str, int | float]):
+    """``selection``'s settings changed to ``settings`` for the duration, then put back."""
+    saved = {name: getattr(selection, name) for name in settings}
+    for name, value in settings.items():
+        setattr(selection, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(selection, name, value)
+
+
 def main(argv=None) -> int:
     import bench_select
 
@@ -175,8 +189,6 @@ def main(argv=None) -> int:
     from gaussmix import selection
     from gaussmix.selection import MCLUST_NAMES
 
-    for name, value in settings.items():
-        setattr(selection, name, value)
     options = {} if args.n_init is None else {"n_init": args.n_init}
 
     def select_model(X, **kwargs):
@@ -191,7 +203,8 @@ def main(argv=None) -> int:
     print("| data | seed | CPU s | summed log-lik. | best BIC (mclust) | worse | better | "
           f"worse grid points (BIC above mclust's) |{steps_head}")
     print(f"|---|---:|---:|---:|---|---:|---:|---|{steps_rule}")
-    with tempfile.TemporaryDirectory(prefix="select_points_") as tmp:
+    with _strategy(selection, settings), tempfile.TemporaryDirectory(
+            prefix="select_points_") as tmp:
         workdir = Path(tmp)
         for name in names:
             X, columns = bench_select.load(name)

@@ -114,3 +114,14 @@ def test_select_points_settings_are_read_when_selection_runs():
     for bad in ("_POLISH_MAX_ITER=5", "WARM_ROUNDS=1", "_SCREEN_STEPS", "_SCREEN_STEPS=1.5"):
         with pytest.raises(ValueError, match="--set"):
             select_points._settings([bad])
+
+
+def test_select_points_strategy_settings_are_put_back():
+    import select_points
+    from gaussmix import selection
+
+    before = selection._SCREEN_STEPS
+    with pytest.raises(RuntimeError), select_points._strategy(selection, {"_SCREEN_STEPS": 3}):
+        assert selection._SCREEN_STEPS == 3
+        raise RuntimeError
+    assert selection._SCREEN_STEPS == before

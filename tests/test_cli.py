@@ -787,3 +787,27 @@ def test_uncertainty_of_confident_rows_is_not_cancelled():
     others = np.sort(proba, axis=1)[:, 0]
     assert np.all(others > 0) and np.any(others < 1e-20)
     np.testing.assert_allclose(values[:, 2], others, rtol=1e-12)
+
+
+def test_blank_and_comment_lines_are_skipped_and_rows_count_the_data_rows(tmp_path):
+    """As the help says: blank lines and # lines are not data (pandas and R skip blank
+    lines), in one column too, so predict's and score's row numbers are those of the data
+    rows; a one-column row with nothing observed (NA) is refused with its line."""
+    values = [1.0, 1.2, 0.9, 5.0, 5.3, 4.8, 1.1, 5.1]
+    clean = tmp_path / "clean.csv"
+    clean.write_text("x\n" + "\n".join(map(str, values)) + "\n")
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("x\n1.0\n1.2\n\n0.9\n# a comment\n5.0\n5.3\n   \n4.8\n1.1\n5.1\n\n")
+    out = tmp_path / "m"
+    fitted = run("fit", clean, "-k", "2", "-c", "diag", "-q", "--no-plots", "-o", out)
+    assert fitted.returncode == 0, fitted.stderr
+    for command in (["predict", "--proba"], ["score", "--per-sample"]):
+        a = run(command[0], out, clean, *command[1:])
+        b = run(command[0], out, gappy, *command[1:])
+        assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+        assert a.stdout == b.stdout
+        header, rows = read_csv(b.stdout)
+        assert header[0] == "row" and [r[0] for r in rows] == [str(i) for i in range(8)]
+    missing = tmp_path / "missing.csv"
+    missing.write_text("x\n1.0\nNA\n0.9\n")
+    assert_user_error(run("predict", out, missing), "the first at line 3")

@@ -1073,7 +1073,8 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "data",
         help="CSV/TSV file (header and delimiter detected; - for stdin), .npy or .parquet; "
-        "empty, NA and nan cells are missing values",
+        "empty, NA and nan cells are missing values; blank lines and lines starting with # "
+        "are skipped (row numbers count the data rows read)",
     )
     parser.add_argument(
         "--columns",

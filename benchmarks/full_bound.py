@@ -94,13 +94,15 @@ def _blocks(X, size: int):
 
 def quadratic_parts(X, params, size: int, repeats: int) -> dict[str, float]:
     """Seconds (best of ``repeats`` passes over all the rows, one thread) of the quadratic
-    E-step's three calls per block."""
+    E-step's three calls per block (those of its ``accumulate``, less the sum of the
+    block's log-likelihoods: one pass over n numbers). Each pass makes its E-step anew,
+    as every EM iteration does."""
     from gaussmix._estep import QuadraticEStep, family_forms
 
     statistic = family_forms(params)[1]
     blocks = _blocks(X, size)
     best: dict[str, float] = {}
-    for _ in range(repeats + 1):  # (the first pass warms the buffers)
+    for _ in range(repeats + 1):  # (the first pass is not counted)
         estep = QuadraticEStep(params, X.dtype, statistic)
         parts = dict.fromkeys(("features and log-density product", "normalisation",
                                "moment product"), 0.0)

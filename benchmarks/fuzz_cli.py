@@ -65,7 +65,8 @@ def _cell(rng, value, missing: float, bad: float) -> str:
 
 
 def write_data(rng, path_stem: str, n: int, d: int, names) -> tuple[str, int]:
-    """A data file of n rows and d features; returns its path and its number of data rows."""
+    """A data file of n rows and d features; returns its path and its number of data rows
+    (the rows the readers keep)."""
     centres = rng.normal(size=(3, d)) * 5.0
     X = centres[rng.integers(0, 3, n)] + rng.normal(size=(n, d)) * rng.uniform(0.1, 2.0, d)
     X = X * 10.0 ** rng.integers(-3, 4) + rng.choice([0.0, 1e3, -7.0])
@@ -99,7 +100,10 @@ def write_data(rng, path_stem: str, n: int, d: int, names) -> tuple[str, int]:
     path = f"{path_stem}.{kind}"
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
-    return path, n
+    # The data rows as the readers count them: blank lines (in one column, also a row whose
+    # one cell is empty) and comment lines are skipped.
+    data_lines = [line for line in lines if line.strip() and not line.startswith("#")]
+    return path, len(data_lines) - (names is not None)
 
 
 def fit_arguments(rng) -> list[str]:

@@ -165,6 +165,14 @@ def make_rows(quick: bool) -> list[Row]:
     return rows
 
 
+def full_rows(min_features: int = 32) -> dict[str, tuple[int, int, int, str]]:
+    """``{name: (N, D, K, dtype)}`` of the full-covariance fit rows with at least
+    ``min_features`` features (issue 14's), for the scripts that take them apart
+    (``thread_scaling.py``, ``full_bound.py``)."""
+    return {r.name: (r.n, r.d, r.k, r.dtype) for r in make_rows(quick=False)
+            if r.kind == "fit" and r.cov == "full" and r.d >= min_features}
+
+
 def flops_per_iter(row: Row) -> float:
     """Flops of one EM iteration (or one predict_proba call) by the dense model."""
     n, d, k = row.n, row.d, row.k

@@ -44,16 +44,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROWS = {  # name: (N, D, K, dtype), as bench_em.py's rows
-    "full-32d": (100_000, 32, 16, "f64"),
-    "full-32d-f32": (100_000, 32, 16, "f32"),
-    "full-64d": (50_000, 64, 8, "f64"),
-    "full-64d-f32": (50_000, 64, 8, "f32"),
-    "full-96d": (30_000, 96, 8, "f64"),
-    "full-96d-f32": (30_000, 96, 8, "f32"),
-    "full-128d": (20_000, 128, 8, "f64"),
-    "full-128d-f32": (20_000, 128, 8, "f32"),
-}
+import bench_em
+
+ROWS = bench_em.full_rows()  # name: (N, D, K, dtype)
 TARGET = 0.9  # issue 14: of the two-thread product rate, by 4NKD² flops
 
 
@@ -77,7 +70,6 @@ def product_rate(n: int, dtype, threads: int, repeats: int) -> float:
 
 def _fitted_parameters(X, k: int, iterations: int):
     """The parameters after ``iterations`` EM iterations of bench_em's start of the row."""
-    import bench_em
     from gaussmix import GaussianMixture
 
     with warnings.catch_warnings():
@@ -187,7 +179,6 @@ def main(argv=None) -> int:
         print("threadpoolctl is needed (pip install threadpoolctl)", file=sys.stderr)
         return 2
 
-    import bench_em
     from gaussmix._estep import make_estep
     from gaussmix.stats import auto_block_size
 

@@ -49,14 +49,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROWS = {  # name: (N, D, K, dtype), as bench_em.py's rows
-    "full-32d": (100_000, 32, 16, "f64"),
-    "full-64d": (50_000, 64, 8, "f64"),
-    "full-64d-f32": (50_000, 64, 8, "f32"),
-    "full-96d-f32": (30_000, 96, 8, "f32"),
-    "full-128d": (20_000, 128, 8, "f64"),
-    "full-128d-f32": (20_000, 128, 8, "f32"),
-}
+import bench_em
+
+ROWS = bench_em.full_rows()  # name: (N, D, K, dtype)
 
 
 def _best(func, repeats):
@@ -137,7 +132,6 @@ def _half_estep(i: int) -> None:
 
 def _row_data(row: str):
     """(X, start) of a bench_em row: its data and its initial parameters."""
-    import bench_em
 
     n, d, k, dtype = ROWS[row]
     X = bench_em.make_data(n, d, k, dtype)
@@ -213,7 +207,6 @@ def estep_trace(row: str, X, init: dict, iterations: int, repeats: int) -> None:
     """The one-thread E-step from the parameters after each of the first iterations."""
     from threadpoolctl import threadpool_limits
 
-    import bench_em
     from gaussmix import stats
 
     n, d, k, dtype = ROWS[row]

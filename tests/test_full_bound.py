@@ -58,3 +58,9 @@ def test_the_timed_quadratic_calls_are_the_e_step(monkeypatch):
     reference = stats._estep_over(X, params, None, X.dtype, 128)[0]
     assert type(reference) is QuadraticEStep and family_forms(params)[1] == "full"
     np.testing.assert_allclose(made[-1].feature_sums, reference.feature_sums, rtol=1e-12)
+
+
+def test_rows_are_bench_ems_full_rows_from_32_features():
+    assert set(full_bound.ROWS) == {f"full-{d}d{s}" for d in (32, 64, 96, 128)
+                                    for s in ("", "-f32")}
+    assert full_bound.ROWS["full-64d-f32"] == (50_000, 64, 8, "f32")

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_em
+import thread_scaling
 
 ROWS = bench_em.full_rows()  # name: (N, D, K, dtype)
 TARGET = 0.9  # issue 14: of the two-thread product rate, by 4NKD² flops
@@ -66,18 +66,6 @@ def product_rate(n: int, dtype, threads: int, repeats: int) -> float:
             np.matmul(a, b, out=c)
             best = min(best, time.perf_counter() - start)
     return 2.0 * n**3 / best / 1e9
-
-
-def _fitted_parameters(X, k: int, iterations: int):
-    """The parameters after ``iterations`` EM iterations of bench_em's start of the row."""
-    from gaussmix import GaussianMixture
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # (a few iterations: not converged)
-        model = GaussianMixture(k, covariance_type="full", max_iter=iterations, tol=0,
-                                init_params="random_from_data",
-                                **bench_em.make_init(X, k, "full")).fit(X)
-    return model._get_parameters()
 
 
 def _blocks(X, size: int):
@@ -199,7 +187,8 @@ def main(argv=None) -> int:
     for name in names:
         n, d, k, dtype = ROWS[name]
         X = bench_em.make_data(n, d, k, dtype)
-        params = _fitted_parameters(X, k, args.iterations)
+        params = thread_scaling._fitted(X, k, bench_em.make_init(X, k, "full"),
+                                        args.iterations)._get_parameters()
         allowed = 4.0 * n * k * d * d / (TARGET * rates[dtype][1] * 1e9)
         quadratic_block = auto_block_size(d, k, X.dtype.itemsize, "full")
         # (the whitening's block: auto_block_size's rule for K (D + 4) numbers per row,

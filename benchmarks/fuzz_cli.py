@@ -43,11 +43,11 @@ import tempfile
 
 import numpy as np
 
+from fuzz_fits import MODELS  # the 18 covariance names
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, os.pardir, "src")
 
-MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV",
-          "EVV", "VVV", "full", "tied", "diag", "spherical")
 FOLLOW_UPS = ("predict", "predict --proba", "score", "score --per-sample", "impute", "sample",
               "info")
 PER_ROW = ("predict", "predict --proba", "score --per-sample", "impute")

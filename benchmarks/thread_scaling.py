@@ -132,7 +132,6 @@ def _half_estep(i: int) -> None:
 
 def _row_data(row: str):
     """(X, start) of a bench_em row: its data and its initial parameters."""
-
     n, d, k, dtype = ROWS[row]
     X = bench_em.make_data(n, d, k, dtype)
     return X, bench_em.make_init(X, k, "full")

@@ -301,6 +301,32 @@ def test_m_step_covariance_is_the_weighted_scatter(family, reg_covar):
         np.testing.assert_array_equal(cov, np.swapaxes(cov, -1, -2))
 
 
+
+@pytest.mark.parametrize("model", families.MCLUST_MODELS)
+def test_covariance_is_scatter_says_what_the_m_step_does(model):
+    """The degeneracy checks read ``covariance_is_scatter``: true exactly for the families
+    whose M-step covariance is the weighted scatter reduced to their storage form plus
+    reg_covar (scikit-learn's four); the constrained models' differ from it."""
+    family = families.get(model)
+    X, resp, w = _data()
+    K, D = resp.shape[1], X.shape[1]
+    stats = statistics_from_responsibilities(X, resp, family.name, shift=X[0], sample_weight=w)
+    cov = family.m_step_covariances(stats.nk, stats.s1, stats.s2, 1e-3)
+    rw = resp * w[:, None]
+    nk = rw.sum(axis=0)
+    mu = rw.T @ X / nk[:, None]
+    sigma = np.stack([(rw[:, k, None] * (X - mu[k])).T @ (X - mu[k]) / nk[k] for k in range(K)])
+    reduced = {
+        "full": sigma,
+        "shared_full": np.einsum("k,kij->ij", nk, sigma) / nk.sum(),
+        "diagonal": np.diagonal(sigma, axis1=1, axis2=2),
+        "scalar": np.trace(sigma, axis1=1, axis2=2) / D,
+    }[family.precision_form]
+    reduced = reduced + (1e-3 * np.eye(D) if reduced.ndim >= 2 and reduced.shape[-1] == D
+                         and family.precision_form != "diagonal" else 1e-3)
+    same = np.allclose(cov, reduced, rtol=1e-9, atol=0.0)
+    assert same == family.covariance_is_scatter
+
 def test_m_step_guard_only_divides(family):
     """The guard enters the divisor, never the centring (MATH.md, M-step)."""
     X, resp, _ = _data(seed=4)

@@ -385,12 +385,6 @@ def _flattest_directions(W, means, varying, reg_covar, eps, resolution):
     return out
 
 
-#: The 4 scikit-learn families: their covariance minus ``reg_covar`` is the scatter, so the
-#: parameters show a collapse (sign 2); the others add ``reg_covar`` to the scatter before a
-#: constrained update, and their collapse shows in the components' scatters (sign 3).
-_SCATTER_IS_COVARIANCE = ("full", "tied", "diag", "spherical")
-
-
 def scatter_rules(covariance_type) -> tuple[str | None, str | None]:
     """Which flat scatters make a fit of this family degenerate: ``(component, pooled)``.
 
@@ -613,7 +607,7 @@ def degeneracy_reason(
     def floor(mean_sq: float) -> float:
         return max(REG_FRACTION * reg_covar, resolution * eps * mean_sq)
 
-    constrained = family.name not in _SCATTER_IS_COVARIANCE
+    constrained = not family.covariance_is_scatter
     with_data = X is not None and resp is not None
     if constrained and with_data:
         pass  # their covariances are not scatter + reg_covar: sign 3 judges the scatters
@@ -744,7 +738,7 @@ def degeneracy_reason_of_estimator(estimator, data=None) -> str | None:
         return None  # max_iter=0: no EM ran, so there is no fit to judge
     family = families.of_model(estimator)
     resp = None
-    if X is not None and family.name not in _SCATTER_IS_COVARIANCE:
+    if X is not None and not family.covariance_is_scatter:
         # The constrained families are judged by their components' scatters (sign 3).
         resp = estimator.predict_proba(X)
     elif X is not None and family.hides_flat_directions and _has_repeated_values(X):

@@ -90,6 +90,11 @@ class CovarianceFamily:
     hides_flat_directions : bool
         The covariance cannot show a direction in which a component's points have no
         spread (spherical): the degeneracy check then looks at the points themselves.
+    covariance_is_scatter : bool
+        The M-step's covariance is the scatter reduced to the family's form plus
+        ``reg_covar`` (scikit-learn's four), so a collapsing component shows in the
+        parameters; mclust's constrained models add ``reg_covar`` to the scatters before
+        their update, and a collapse shows only in the components' own scatters.
     plot_style : tuple of (color, marker, linestyle)
         The family's curve in model-selection plots.
     """
@@ -105,6 +110,7 @@ class CovarianceFamily:
     statistic: str = ""
     shared: bool = False
     hides_flat_directions: bool = False
+    covariance_is_scatter: bool = False
     #: The M-step has no closed form (VEI, VEE, VEV, EVE, VVE): an iterative update, from
     #: the current covariances when there are any.
     iterative: bool = False

@@ -98,6 +98,7 @@ class EigenFamily(Full):
     aliases: tuple[str, ...] = ()
     precision_form = "full"
     statistic = "full"
+    covariance_is_scatter = False
     inner_tol = 1e-10
     inner_max_iter = 1000
 

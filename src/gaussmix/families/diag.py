@@ -18,6 +18,7 @@ class Diag(VarianceFamily):
     volume, shape, orientation = "variable", "variable", "axis-aligned"
     precision_form = "diagonal"
     statistic = "diagonal"
+    covariance_is_scatter = True
     plot_style = ("#ff7f0e", "s", "--")
 
     def prior_terms(self, dof, n_components, n_features):
@@ -71,6 +72,8 @@ class ConstrainedDiag(Diag):
     """A diagonal model with a constraint across components (mclust's EEI, VEI, EVI):
     stored as diag, its M-step and projection are ``_constrained`` applied to the
     regularised diagonal scatters (``_scatter.regularised_scatter``)."""
+
+    covariance_is_scatter = False
 
     def _constrained(self, W, n_k, previous=None):
         """Covariances (K, D) maximising the expected complete-data log-likelihood for

@@ -26,6 +26,7 @@ class EII(Spherical):
     description = "all components share one single variance (round clusters of equal size)"
     volume, shape, orientation = "equal", "identity", "identity"
     hides_flat_directions = False  # the variance is pooled: one component cannot collapse
+    covariance_is_scatter = False
     plot_style = ("#9467bd", "v", "-")
 
     def prior_terms(self, dof, n_components, n_features):

@@ -18,6 +18,7 @@ class Full(MatrixFamily):
     volume, shape, orientation = "variable", "variable", "variable"
     precision_form = "full"
     statistic = "full"
+    covariance_is_scatter = True
     plot_style = ("#d62728", "D", ":")
 
     def prior_terms(self, dof, n_components, n_features):
@@ -65,6 +66,8 @@ class ConstrainedFull(Full):
     """A full-matrix model with a closed-form constraint across components (mclust's EEV,
     EVV): stored as full, its M-step and projection are ``_constrained`` applied to the
     regularised scatters (``_scatter.regularised_scatter``)."""
+
+    covariance_is_scatter = False
 
     def _constrained(self, W, n_k):
         """Covariances (K, D, D) maximising the expected complete-data log-likelihood for

@@ -18,6 +18,7 @@ class Spherical(VarianceFamily):
     precision_form = "scalar"
     statistic = "trace"
     hides_flat_directions = True
+    covariance_is_scatter = True
     plot_style = ("#1f77b4", "o", "-")
 
     def prior_terms(self, dof, n_components, n_features):

@@ -18,6 +18,7 @@ class Tied(MatrixFamily):
     precision_form = "shared_full"
     statistic = "pooled"
     shared = True
+    covariance_is_scatter = True
     plot_style = ("#2ca02c", "^", "-.")
 
     def prior_terms(self, dof, n_components, n_features):

@@ -191,9 +191,9 @@ def minimal_flops_tied(row: Row) -> float:
 def implemented_flops_per_iter(row: Row) -> float:
     """Flops of one EM iteration (or predict_proba call) as gaussmix does it.
 
-    The matrix products and the elementwise products of ``gaussmix.stats._EStep`` (exp/log
-    not counted), per mode (``_EStep._choose_mode``; the benchmark's means lie well within
-    the quadratic mode's reach):
+    The matrix products and the elementwise products of the E-step modes of
+    ``gaussmix._estep`` (exp/log not counted), per mode (``make_estep``; the benchmark's
+    means lie well within the quadratic mode's reach):
 
     * full, quadratic mode (D + 2 <= 4K): F = 1 + D + D(D+1)/2 features, N D (D//2 + 1)
       products to form them, one (K, F) @ (F, N) product for the log-densities and one

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import doctest
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 from conftest import make_blobs
-from gaussmix import GaussianMixture, families
+from gaussmix import ConvergenceWarning, GaussianMixture, families
 from gaussmix.families import CovarianceFamily
 from gaussmix.stats import statistics_from_responsibilities
 
@@ -357,6 +358,29 @@ def test_scatter_shape_and_moving(family):
 # --------------------------------------------------------------------------------------
 # Aliases through the estimator
 # --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", families.MCLUST_MODELS)
+def test_every_model_fits_a_dask_array_as_in_memory(model):
+    """docs/dask.md: every covariance model fits a Dask array as it fits NumPy rows (the
+    chunks' statistics are the family's; its M-step runs on the client)."""
+    da = pytest.importorskip("dask.array")
+    X = make_blobs(300, 2, 3, seed=4)[0]
+    # one start for both: the parameters of a short fit, which satisfy the model's constraint
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = GaussianMixture(3, covariance_type=model, random_state=0, max_iter=2).fit(X)
+    kw = dict(n_components=3, covariance_type=model, weights_init=start.weights_,
+              means_init=start.means_, precisions_init=start.precisions_, tol=0, max_iter=8)
+    with pytest.warns(ConvergenceWarning):
+        eager = GaussianMixture(**kw).fit(X)
+    with pytest.warns(ConvergenceWarning):
+        lazy = GaussianMixture(**kw).fit(da.from_array(X, chunks=70))
+    assert lazy.n_iter_ == eager.n_iter_ == 8
+    np.testing.assert_allclose(lazy.weights_, eager.weights_, rtol=1e-9)
+    np.testing.assert_allclose(lazy.means_, eager.means_, rtol=1e-9)
+    np.testing.assert_allclose(lazy.covariances_, eager.covariances_, rtol=1e-8)
+    np.testing.assert_allclose(lazy.lower_bounds_, eager.lower_bounds_, rtol=1e-10)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_mclust_name_fits_the_same_model_and_shows_the_sklearn_name(name, tmp_path):
     X = make_blobs(400, 2, 3, seed=2)[0]

@@ -302,7 +302,6 @@ def test_m_step_covariance_is_the_weighted_scatter(family, reg_covar):
         np.testing.assert_array_equal(cov, np.swapaxes(cov, -1, -2))
 
 
-
 @pytest.mark.parametrize("model", families.MCLUST_MODELS)
 def test_covariance_is_scatter_says_what_the_m_step_does(model):
     """The degeneracy checks read ``covariance_is_scatter``: true exactly for the families
@@ -327,6 +326,7 @@ def test_covariance_is_scatter_says_what_the_m_step_does(model):
                          and family.precision_form != "diagonal" else 1e-3)
     same = np.allclose(cov, reduced, rtol=1e-9, atol=0.0)
     assert same == family.covariance_is_scatter
+
 
 def test_m_step_guard_only_divides(family):
     """The guard enters the divisor, never the centring (MATH.md, M-step)."""
@@ -356,7 +356,7 @@ def test_scatter_shape_and_moving(family):
 
 
 # --------------------------------------------------------------------------------------
-# Aliases through the estimator
+# Dask arrays
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", families.MCLUST_MODELS)
 def test_every_model_fits_a_dask_array_as_in_memory(model):
@@ -381,6 +381,9 @@ def test_every_model_fits_a_dask_array_as_in_memory(model):
     np.testing.assert_allclose(lazy.lower_bounds_, eager.lower_bounds_, rtol=1e-10)
 
 
+# --------------------------------------------------------------------------------------
+# Aliases through the estimator
+# --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_mclust_name_fits_the_same_model_and_shows_the_sklearn_name(name, tmp_path):
     X = make_blobs(400, 2, 3, seed=2)[0]

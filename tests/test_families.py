@@ -278,6 +278,15 @@ def _data(seed=3, n=60, K=3, D=3):
     return X, resp, weights
 
 
+def _weighted_scatter(X, resp, w):
+    """(N_k, Sigma_k): the textbook weighted counts and scatters about the weighted means."""
+    rw = resp * w[:, None]
+    nk = rw.sum(axis=0)
+    mu = rw.T @ X / nk[:, None]
+    return nk, np.stack([(rw[:, k, None] * (X - mu[k])).T @ (X - mu[k]) / nk[k]
+                         for k in range(resp.shape[1])])
+
+
 @pytest.mark.parametrize("reg_covar", [0.0, 1e-3])
 def test_m_step_covariance_is_the_weighted_scatter(family, reg_covar):
     """MATH.md: Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k, reduced per family."""
@@ -286,10 +295,7 @@ def test_m_step_covariance_is_the_weighted_scatter(family, reg_covar):
     stats = statistics_from_responsibilities(X, resp, family.name, shift=X[0], sample_weight=w)
     cov = family.m_step_covariances(stats.nk, stats.s1, stats.s2, reg_covar)
 
-    rw = resp * w[:, None]
-    nk = rw.sum(axis=0)
-    mu = rw.T @ X / nk[:, None]
-    sigma = np.stack([(rw[:, k, None] * (X - mu[k])).T @ (X - mu[k]) / nk[k] for k in range(K)])
+    nk, sigma = _weighted_scatter(X, resp, w)
     expected = {
         "full": sigma + reg_covar * np.eye(D),
         "tied": np.einsum("k,kij->ij", nk, sigma) / nk.sum() + reg_covar * np.eye(D),
@@ -309,21 +315,16 @@ def test_covariance_is_scatter_says_what_the_m_step_does(model):
     reg_covar (scikit-learn's four); the constrained models' differ from it."""
     family = families.get(model)
     X, resp, w = _data()
-    K, D = resp.shape[1], X.shape[1]
+    D = X.shape[1]
     stats = statistics_from_responsibilities(X, resp, family.name, shift=X[0], sample_weight=w)
     cov = family.m_step_covariances(stats.nk, stats.s1, stats.s2, 1e-3)
-    rw = resp * w[:, None]
-    nk = rw.sum(axis=0)
-    mu = rw.T @ X / nk[:, None]
-    sigma = np.stack([(rw[:, k, None] * (X - mu[k])).T @ (X - mu[k]) / nk[k] for k in range(K)])
+    nk, sigma = _weighted_scatter(X, resp, w)
     reduced = {
-        "full": sigma,
-        "shared_full": np.einsum("k,kij->ij", nk, sigma) / nk.sum(),
-        "diagonal": np.diagonal(sigma, axis1=1, axis2=2),
-        "scalar": np.trace(sigma, axis1=1, axis2=2) / D,
+        "full": sigma + 1e-3 * np.eye(D),
+        "shared_full": np.einsum("k,kij->ij", nk, sigma) / nk.sum() + 1e-3 * np.eye(D),
+        "diagonal": np.diagonal(sigma, axis1=1, axis2=2) + 1e-3,
+        "scalar": np.trace(sigma, axis1=1, axis2=2) / D + 1e-3,
     }[family.precision_form]
-    reduced = reduced + (1e-3 * np.eye(D) if reduced.ndim >= 2 and reduced.shape[-1] == D
-                         and family.precision_form != "diagonal" else 1e-3)
     same = np.allclose(cov, reduced, rtol=1e-9, atol=0.0)
     assert same == family.covariance_is_scatter
 

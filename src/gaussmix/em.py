@@ -198,7 +198,8 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None,
         iteration of every mixture (:meth:`gaussmix._batch.Rows.step`, or
         :func:`statistics_step` for a data source).
     batch : gaussmix._batch.Batch
-    gain : float
+    gain : float or ndarray of shape (S,)
+        The stopping gain, of all the mixtures or of each.
     max_steps : int
     project : callable, optional
         ``project(batch) -> batch``: the extrapolated parameters moved onto each model's
@@ -241,7 +242,7 @@ def run_squarem(step, batch, *, gain: float, max_steps: int, project=None,
                                 strict=True):
                 history[i].append(value)
             # theta0 is the start of this cycle: its log-likelihood is now known.
-            converged = ll0 - previous[active] < gain
+            converged = ll0 - previous[active] < (gain if np.ndim(gain) == 0 else gain[active])
             over = n_iter[active] >= max_steps
             finish = bad0 | converged | over
             if over.any():

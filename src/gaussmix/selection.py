@@ -786,8 +786,8 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
     resume = None  # (one step of the runs that go on, from where the last chunk left them)
     while active.size:
         budget = min(chunk, max_steps - int(n_iter[active].max()))
-        out = run_squarem(step, current, gain=gain, max_steps=budget, project=project,
-                          first=resume)
+        out = run_squarem(step, current, gain=gain if np.ndim(gain) == 0 else gain[active],
+                          max_steps=budget, project=project, first=resume)
         result = result.put(active, out.batch)
         ll[active] = out.log_likelihood
         n_iter[active] += out.n_iter
@@ -836,18 +836,23 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
     """Run the race winners on (SQUAREM, together) until a cycle gains less than the polish gain.
 
     The gain is ``_POLISH_GAIN`` in total log-likelihood, or ``_POLISH_RELATIVE`` of it on
-    large data. A winner whose polish failed or degenerated keeps its race result, except
-    with ``other_rows`` (the final polish on all the rows of a fit raced on a sample): its
-    race result is a log-likelihood of the sample, not of these rows, so a failed winner is
-    dropped (None) and a degenerate one is kept as polished (never selected).
+    large data (of the largest of each type's candidates: a type's polish does not depend
+    on which other types share its batch). A winner whose polish failed or degenerated
+    keeps its race result, except with ``other_rows`` (the final polish on all the rows of
+    a fit raced on a sample): its race result is a log-likelihood of the sample, not of
+    these rows, so a failed winner is dropped (None) and a degenerate one is kept as
+    polished (never selected).
     Returns the candidates in the same order.
     """
     batch = Batch.stack([c.batch for c in cands])
     try:
         relative = _POLISH_RELATIVE if relative is None else relative
-        scale = max((abs(c.log_likelihood) for c in cands if np.isfinite(c.log_likelihood)),
-                    default=0.0)
-        gain = max(_POLISH_GAIN, relative * scale)
+        values = np.abs([c.log_likelihood for c in cands])
+        values[~np.isfinite(values)] = 0.0
+        gain = np.empty(len(cands))
+        for code in np.unique(batch.types).tolist():
+            of = batch.types == code
+            gain[of] = max(_POLISH_GAIN, relative * values[of].max())
         if other_rows:
             out = run_squarem(step, batch, gain=gain, max_steps=max_steps,
                               project=rows_check.project)
@@ -953,7 +958,7 @@ def _fit_components(engine, K, types, starts, entropy, race_tol):
             if extra is not None:
                 winners.update(_run_race(rows, extra, engine.n_eff, race_tol, degenerate,
                                          errors))
-    _add_cross_finalists(winners)
+    _add_cross_finalists(winners, {code: cands[0] for code, cands in winners.items() if cands})
     codes = sorted(winners)
     if codes:
         step = lambda b: _step_each(rows, b, errors)  # noqa: E731
@@ -1028,23 +1033,20 @@ def _rescore(rows, cands):
         cand.bounds = [value]
 
 
-_DONOR_CODES = frozenset(range(14))
-
-
-def _add_cross_finalists(winners):
-    """Add to each of mclust's ten other models the best race finalist of every other type,
+def _add_cross_finalists(winners, donors):
+    """Add to each of mclust's ten other models in ``winners`` the best race finalist of
+    every other type (``donors``: ``{type code: candidate}``, of every type of the grid),
     projected onto it (``from_full``: same weights and means), as one more finalist (not
-    with one component: its maximum is unique, and its one start reaches it).
+    with one component: its maximum is unique, and its one start reaches it). The donors
+    come in the order of their codes, wherever their races ran.
 
     These models share a piece (volume, shape or orientation) with several others, whose
     fits are often near their maximum (mclust starts every model from one partition).
     """
-    donors = {code: cands[0] for code, cands in winners.items()
-              if cands and code in _DONOR_CODES}
     if len(donors) < 2 or next(iter(donors.values())).n_components == 1:
         return  # one component: every start has the same (the unique) maximum
     for code in [c for c in winners if c > FULL]:
-        given = [d for other, d in donors.items() if other != code]
+        given = [donors[other] for other in sorted(donors) if other != code]
         weights = np.concatenate([d.batch.weights for d in given])
         means = np.concatenate([d.batch.means for d in given])
         full = np.concatenate([d.batch.covariances for d in given])

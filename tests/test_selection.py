@@ -546,15 +546,92 @@ def test_ward_tree_matches_brute_force():
     assert len({tuple(np.unique(cuts[3][i * 12 : (i + 1) * 12])) for i in range(3)}) == 3
 
 
-def test_grid_with_mclusts_other_models_is_the_same_with_n_jobs():
-    """mclust's other models start from every model's race at the same K: such a grid runs
-    in one process, so n_jobs does not change it."""
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_grid_with_mclusts_other_models_is_the_same_with_n_jobs(monkeypatch):
+    """mclust's other models start from every model's race finalists at the same K: such a
+    grid is dealt among processes that exchange them at every K, and fits as in one
+    process (up to rounding: a batch holding fewer mixtures can sum the E-step's blocks
+    of rows in another order)."""
     X = load_faithful()
-    kw = dict(n_components=[1, 2, 3], covariance_types=["tied", "VVE", "EEV"], random_state=0)
+    kw = dict(n_components=[1, 2, 3, 4], covariance_types=["tied", "VVE", "EEV", "VEI"],
+              random_state=0)
+    dealt = []
+    fit_dealt = selection._fit_dealt
+    monkeypatch.setattr(selection, "_fit_dealt",
+                        lambda *a: dealt.append(a[3]) or fit_dealt(*a))
     one = select_model(X, **kw)
-    two = select_model(X, n_jobs=2, **kw)
-    assert [r["log_likelihood"] for r in one.table] == [r["log_likelihood"] for r in two.table]
-    assert [r["covariance_type"] for r in one.table[::3]] == ["tied", "VVE", "EEV"]
+    assert not dealt
+    calls = []
+    two = select_model(X, n_jobs=2, progress=lambda *a: calls.append(a), **kw)
+    three = select_model(X, n_jobs=3, **kw)
+    assert [len(shares) for shares in dealt] == [2, 3]
+    for other in (two, three):
+        for a, b in zip(one.table, other.table, strict=True):
+            assert (a["covariance_type"], a["n_components"]) == (
+                b["covariance_type"], b["n_components"])
+            assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], rel=1e-10)
+            assert (a["converged"], a["degenerate"]) == (b["converged"], b["degenerate"])
+        assert other.best_params_ == one.best_params_
+    assert [r["covariance_type"] for r in one.table[::4]] == ["tied", "VVE", "EEV", "VEI"]
+    # every grid point reported once, counted in order
+    assert [c[:2] for c in calls] == [(i, 16) for i in range(1, 17)]
+    assert sorted((c[2], c[3]) for c in calls) == sorted(
+        (r["covariance_type"], r["n_components"]) for r in one.table)
+
+
+def test_deal_shares_the_types_of_a_grid():
+    """Each type in one share, each share in grid order and holding one of mclust's other
+    models (the screen's), the shares' costs within one type's cost of each other."""
+    grid = selection.covariance_types_of("all")
+    for workers in (1, 2, 3, 4, 7, 10, 16):
+        shares = selection._deal(grid, workers)
+        assert len(shares) == min(workers, 10)
+        assert sorted(t for share in shares for t in share) == sorted(grid)
+        for share in shares:
+            assert list(share) == [t for t in grid if t in share]
+            assert any(t not in TYPES for t in share)
+        loads = [sum(selection._TYPE_COST[t] for t in share) for share in shares]
+        assert max(loads) - min(loads) <= max(selection._TYPE_COST.values())
+    assert selection._deal(["tied", "VVE", "full"], 4) == [("tied", "VVE", "full")]
+
+
+def _worker_only(monkeypatch, action):
+    """Make the dealt grid's other processes (forked) run ``action`` in their chain."""
+    import multiprocessing
+    import os
+
+    parent = os.getpid()
+    fit_chain = selection._fit_chain
+
+    def chain(*args, **kwargs):
+        if os.getpid() != parent:
+            action()
+        return fit_chain(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "_fit_chain", chain)
+    monkeypatch.setattr(selection, "_dealt_context", lambda: multiprocessing.get_context("fork"))
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_dealt_grid_raises_what_a_worker_raised(monkeypatch):
+    def fail():
+        raise ValueError("a worker's own words")
+
+    _worker_only(monkeypatch, fail)
+    with pytest.raises(ValueError, match="a worker's own words"):
+        select_model(load_faithful(), n_components=[1, 2], covariance_types=["EEV", "VEV"],
+                     n_jobs=2, random_state=0)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_dealt_grid_says_when_a_worker_died(monkeypatch):
+    import os
+
+    _worker_only(monkeypatch, lambda: os._exit(3))
+    with pytest.raises(RuntimeError, match=r"ended without its results \(exit code 3\).*"
+                                           r"n_jobs=None"):
+        select_model(load_faithful(), n_components=[1, 2], covariance_types=["EEV", "VEV"],
+                     n_jobs=2, random_state=0)
 
 
 def test_one_constrained_model_alone_reaches_mclust():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -257,6 +258,37 @@ def test_selection_refuses_float32(tmp_path):
               "-o", tmp_path / "b")
     assert f32.returncode == 2 and "float64" in f32.stderr
     assert not (tmp_path / "b" / "model.json").exists()
+
+
+def test_jobs_runs_the_selection_in_processes_and_only_the_selection(tmp_path):
+    """--jobs N is select_model's n_jobs: the same table from two processes; a single fit
+    (and --stream) refuses it, and N must be a positive integer or -1."""
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, load_faithful(), delimiter=",", header="eruptions,waiting", comments="")
+    grid = ("--components", "1-3", "-c", "tied,VVE,EEV", "--no-plots", "-q")
+    one = run("select", data, *grid, "-o", tmp_path / "one")
+    two = run("select", data, *grid, "--jobs", "2", "-o", tmp_path / "two")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+
+    def table(folder):
+        with open(folder / "selection.csv", newline="", encoding="utf-8") as f:
+            return {(r["covariance_type"], int(r["n_components"])): float(r["log_likelihood"])
+                    for r in csv.DictReader(f)}
+
+    first, second = table(tmp_path / "one"), table(tmp_path / "two")
+    assert sorted(first) == sorted(second) and len(first) == 9
+    for key, value in first.items():
+        assert second[key] == pytest.approx(value, rel=1e-10)
+    single = run("fit", data, "-k", "2", "-c", "tied", "--jobs", "2", "--no-plots",
+                 "-o", tmp_path / "single")
+    assert single.returncode == 2 and "remove --jobs" in single.stderr
+    assert not (tmp_path / "single").exists()
+    stream = run("fit", data, "-k", "2", "-c", "tied", "--stream", "--jobs", "2",
+                 "--no-plots", "-o", tmp_path / "stream")
+    assert stream.returncode == 2 and "remove --jobs" in stream.stderr
+    for bad in ("0", "-2", "two"):
+        out = run("select", data, "--jobs", bad, "--no-plots", "-o", tmp_path / "bad")
+        assert out.returncode == 2 and "--jobs" in out.stderr and "-1" in out.stderr
 
 
 def test_output_to_a_directory_names_the_users_path(tmp_path):

@@ -162,6 +162,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             result = _run_selection(ds.X, k_values, types, args.criterion, params, args)
             model = result.best_estimator_
         else:
+            if args.jobs is not None:
+                raise UserError(_JOBS_SINGLE_FIT)
             result = None
             params.update(n_components=k_values[0], covariance_type=args.single_covariance)
             # The robust start (select_model's starts) unless --init says otherwise: the
@@ -196,6 +198,8 @@ def cmd_fit_stream(args: argparse.Namespace) -> int:
         raise UserError(f"--passes must be >= 1; got {args.passes}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.jobs is not None:
+        raise UserError(_JOBS_SINGLE_FIT)
     _check_output_folder(args)
     ignored = [flag for flag, value in (("--tol", args.tol), ("--max-iter", args.max_iter))
                if value is not None]
@@ -773,8 +777,16 @@ def _run_selection(
             criterion=criterion,
             **types,
             progress=progress,
+            n_jobs=getattr(args, "jobs", None),
             **params,
         )
+
+
+_JOBS_SINGLE_FIT = (
+    "--jobs applies to model selection (-k auto, or several covariance types with -c); a "
+    "single fit runs in one process (its E-steps use every core from a few thousand rows): "
+    "remove --jobs"
+)
 
 
 def _fit_one(X: np.ndarray, params: dict[str, Any], args: argparse.Namespace) -> Any:
@@ -1053,6 +1065,18 @@ def _seed(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int:
+    """argparse type of --jobs: a positive integer, or -1 (one process per CPU)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or -1 (one per CPU), got {text!r}")
+    return value
+
+
 def _scheduler_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
@@ -1162,6 +1186,14 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
         choices=["bic", "aic", "icl"],
         default="bic",
         help="model-selection criterion (lower is better)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="model selection in up to N processes (-1: one per CPU); worth it from a few "
+        "thousand rows (default: one process)",
     )
     _no_plots_option(parser)
     _scheduler_option(parser)

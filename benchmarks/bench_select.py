@@ -170,7 +170,7 @@ def run_mclust(files: list[Path], repeats: int, workdir: Path,
     return {name: (statistics.median(t), bics[name]) for name, t in times.items()}
 
 
-def run_gaussmix(X: np.ndarray, repeats: int, grid: str = "sklearn"
+def run_gaussmix(X: np.ndarray, repeats: int, grid: str = "sklearn", n_jobs: int | None = None
                  ) -> tuple[float, float, object]:
     from gaussmix.selection import select_model
 
@@ -179,7 +179,7 @@ def run_gaussmix(X: np.ndarray, repeats: int, grid: str = "sklearn"
     for _ in range(repeats):
         start = time.perf_counter()
         result = select_model(X, n_components=GRID_K, covariance_types=GRIDS[grid][0],
-                              random_state=0)
+                              random_state=0, n_jobs=n_jobs)
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds), result.ranked()[0]["bic"], result
 
@@ -203,6 +203,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", help="write the CSV files here (default: a temp dir)")
     parser.add_argument("--grid", default="sklearn,all",
                         help="comma-separated grids among sklearn (4 models), all (14)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="select_model's n_jobs (default: None, one process; mclust "
+                             "always runs in one)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in DATASETS]
@@ -212,6 +215,8 @@ def main(argv=None) -> int:
         parser.error("--repeats must be at least 1")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     grids = [g for g in args.grid.split(",") if g]
     if not grids or any(g not in GRIDS for g in grids):
         parser.error(f"--grid: choose among {', '.join(GRIDS)}; got {args.grid!r}")
@@ -230,7 +235,9 @@ def main(argv=None) -> int:
     print("# Model selection: gaussmix select_model vs mclust mclustBIC")
     print()
     print(f"- gaussmix {gaussmix.__version__} from {Path(gaussmix.__file__).parent}, "
-          f"NumPy {np.__version__}, Python {sys.version.split()[0]}")
+          f"NumPy {np.__version__}, Python {sys.version.split()[0]}; "
+          + (f"select_model(n_jobs={args.jobs}): up to {args.jobs} processes"
+             if args.jobs is not None else "select_model in one process (n_jobs=None)"))
     if why_not is None:
         print(f"- mclust {mclust_version()}; timed inside R around mclustBIC only (proc.time)")
     else:
@@ -258,7 +265,8 @@ def main(argv=None) -> int:
         print()
         print(f"- load average before this grid: {load_average()}")
         print()
-        table(grid, names, files, data, args.repeats, workdir, why_not, args.rounds)
+        table(grid, names, files, data, args.repeats, workdir, why_not, args.rounds,
+              args.jobs)
         print()
     print(f"- load average at end: {load_average()}")
     if tmp is not None:
@@ -266,7 +274,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _rounds(grid, names, files, data, repeats, workdir, with_mclust, rounds):
+def _rounds(grid, names, files, data, repeats, workdir, with_mclust, rounds, n_jobs=None):
     """Per round: {data set: gaussmix seconds}, {file name: (mclust seconds, best BIC)}, and
     gaussmix's best BIC per data set (the same every round: the fit is deterministic)."""
     out = []
@@ -277,16 +285,17 @@ def _rounds(grid, names, files, data, repeats, workdir, with_mclust, rounds):
             mclust = run_mclust(files, repeats, workdir, grid)
         seconds = {}
         for name in names:
-            seconds[name], bics[name], _ = run_gaussmix(data[name], repeats, grid)
+            seconds[name], bics[name], _ = run_gaussmix(data[name], repeats, grid, n_jobs)
         if with_mclust and r % 2 == 1:
             mclust = run_mclust(files, repeats, workdir, grid)
         out.append((seconds, mclust))
     return out, bics
 
 
-def table(grid, names, files, data, repeats, workdir, why_not, rounds=1) -> None:
+def table(grid, names, files, data, repeats, workdir, why_not, rounds=1, n_jobs=None) -> None:
     """Time both libraries on every data set over one grid and print the table."""
-    runs, bics = _rounds(grid, names, files, data, repeats, workdir, why_not is None, rounds)
+    runs, bics = _rounds(grid, names, files, data, repeats, workdir, why_not is None, rounds,
+                         n_jobs)
     median = statistics.median
     mclust = {}
     if why_not is None:

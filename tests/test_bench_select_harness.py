@@ -28,8 +28,9 @@ def test_rounds_alternate_and_report_the_median_of_the_per_round_ratios(monkeypa
         order.append("mclust")
         return {files[0].name: (next(mclust_seconds), 10.0)}
 
-    def run_gaussmix(X, repeats, grid):
+    def run_gaussmix(X, repeats, grid, n_jobs):
         order.append("gaussmix")
+        assert n_jobs is None  # (table's default)
         return next(gaussmix_seconds), 9.0, None
 
     monkeypatch.setattr(bench_select, "run_mclust", run_mclust)
@@ -52,9 +53,13 @@ def test_rounds_alternate_and_report_the_median_of_the_per_round_ratios(monkeypa
 def test_one_round_is_the_plain_comparison(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(bench_select, "run_mclust",
                         lambda files, repeats, workdir, grid: {files[0].name: (0.9, 10.0)})
-    monkeypatch.setattr(bench_select, "run_gaussmix", lambda X, repeats, grid: (1.0, 10.5, None))
+    jobs = []
+    monkeypatch.setattr(bench_select, "run_gaussmix",
+                        lambda X, repeats, grid, n_jobs: jobs.append(n_jobs) or (1.0, 10.5, None))
     path = tmp_path / "iris.csv"
-    bench_select.table("all", ["iris"], [path], {"iris": np.zeros((5, 4))}, 1, tmp_path, None)
+    bench_select.table("all", ["iris"], [path], {"iris": np.zeros((5, 4))}, 1, tmp_path, None,
+                       n_jobs=2)
+    assert jobs == [2]  # --jobs reaches select_model's n_jobs
     out = capsys.readouterr().out
     assert _cells(next(line for line in out.splitlines() if line.startswith("| iris |")))[4] \
         == "0.90x"

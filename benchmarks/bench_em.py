@@ -105,8 +105,9 @@ MARK = "@@BENCH_RESULT@@"
 # gaussmix modules on the path of fit / predict_proba (hashed to detect edits during a run)
 ENGINE_FILES = {
     "stats.py", "em.py", "mixture.py", "_backends.py", "_parallel.py", "_covariance.py",
-    "_init.py", "_validation.py",
+    "_init.py", "_validation.py", "_estep.py", "_degeneracy.py",
 }
+ENGINE_FOLDERS = {"families"}  # every module of these sub-packages too
 FLOP_MODEL = {
     "full": "4NKD^2 (E 2NKD^2 + M 2NKD^2)",
     "tied": "4NKD^2 dense-equivalent (implemented, float64: 4ND^2 + 4NKD)",
@@ -322,11 +323,12 @@ def _package_hash(cls) -> str:
     )
     # only the fitting engine when it is recognisable (edits to the CLI, plots, model files
     # or model selection do not change these timings)
-    engine = [p for p in paths if os.path.basename(p) in ENGINE_FILES]
+    engine = [p for p in paths if os.path.basename(p) in ENGINE_FILES
+              or os.path.relpath(os.path.dirname(p), root) in ENGINE_FOLDERS]
     h = hashlib.sha1()
     for path in engine or paths:
         with open(path, "rb") as fh:
-            h.update(os.path.basename(path).encode() + fh.read())
+            h.update(os.path.relpath(path, root).encode() + fh.read())
     return h.hexdigest()[:12]
 
 

@@ -19,7 +19,9 @@ differences (the figures of the report).
 
 Usage::
 
-    python benchmarks/mclust_prior_reference.py [--compare]
+    python benchmarks/mclust_prior_reference.py [--compare]   # run R, write the file
+    python benchmarks/mclust_prior_reference.py --from-file   # compare with the stored file
+                                                             # (no R; implies --compare)
 """
 
 from __future__ import annotations

@@ -372,3 +372,39 @@ def test_invalid_covariance_in_a_large_stack_is_flagged():
     for s in (0, 8, 59):
         _, ll_alone, _ = rows.step(batch.take([s]))
         assert ll_alone[0] == pytest.approx(ll[s], rel=1e-12)
+
+
+def _far_row_data():
+    """36 standard normal rows and one at (1e6, 1e6, 1e6): the one-component covariance
+    has eigenvalues about 1, 1.4 and 8e10, and every row lies about 2.7e4 from the centre
+    (the far row pulls it), where the quadratic features u_i u_j are about 1e9."""
+    rng = np.random.default_rng(66)
+    X = rng.normal(size=(37, 3))
+    X[0] = 1e6
+    return X
+
+
+@pytest.mark.parametrize("n_mixtures", [1, 150])  # LAPACK's inverse; _small_spd's
+def test_log_densities_of_an_ill_conditioned_covariance(n_mixtures):
+    """The log-likelihood of every row under a covariance of condition number 1e11: the
+    Gaussian log-density computed from a Cholesky factor, within 1e-6. LAPACK's inverse of
+    such a matrix is not symmetric (1e-7 relative); taken as it was, the features' sum
+    of each pair once made the log-likelihood +69,320 where it is -628.07."""
+    X = _far_row_data()
+    mean = X.mean(axis=0)
+    cov = np.cov(X.T, bias=True) + 1e-6 * np.eye(3)
+    assert np.linalg.cond(cov) > 1e10
+    z = np.linalg.solve(np.linalg.cholesky(cov), (X - mean).T)
+    logdet = np.linalg.slogdet(cov)[1]
+    reference = -0.5 * (np.sum(z * z, axis=0) + 3 * np.log(2 * np.pi) + logdet)
+    rows = Rows(X, None, 1e-6, "full")
+    batch = Batch(np.full(n_mixtures, TYPES.index("full")), np.ones((n_mixtures, 1)),
+                  np.repeat(mean[None, None], n_mixtures, axis=0),
+                  np.repeat(cov[None, None], n_mixtures, axis=0))
+    _, ll, bad = rows.e_step(batch)
+    assert not bad.any()
+    np.testing.assert_allclose(ll, reference.sum(), rtol=1e-6)
+    # row by row: the far row's features (about 1e12) leave an error of about
+    # eps x 1e12 x |P| (1e-4) in a sum of -33.5 (every other row's was 52 off, its 68,000)
+    coef, _ = rows.coefficients(batch)
+    np.testing.assert_allclose(rows.Q @ coef[0, 0], reference, rtol=1e-6, atol=1e-3)

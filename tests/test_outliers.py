@@ -155,6 +155,27 @@ def test_select_model_and_auto_type_complete_and_isolate_the_outlier(factor):
             ref.score(clean) * len(clean) - 0.05)
 
 
+def test_selection_log_likelihood_with_a_far_row_in_every_feature():
+    """A far row in all three features: the one-component covariance has condition number
+    1e11 and every row sits 2.7e4 from the data's centre. The selection table's
+    log-likelihood of K = 1 (a unique maximum: the sample mean and covariance) is
+    GaussianMixture's, for each type. (It was +41,072 against -622.52 for tied here:
+    LAPACK's slightly asymmetric inverse times quadratic features of 1e9.)"""
+    rng = np.random.default_rng(66)
+    X = rng.normal(size=(37, 3))
+    X[0] = 1e6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = select_model(X, n_components=[1, 2], covariance_types="sklearn",
+                              random_state=0)
+        for row in result.table:
+            if row["n_components"] != 1:
+                continue
+            single = GaussianMixture(1, covariance_type=row["covariance_type"]).fit(X)
+            assert row["log_likelihood"] == pytest.approx(single.score(X) * len(X),
+                                                          rel=1e-6)
+
+
 def test_command_line_k_auto_reports_the_outlier(tmp_path):
     from gaussmix import cli
 

@@ -265,6 +265,13 @@ class Rows:
             any_bad = bool(np.logical_or.reduce(bad))
             # (the factors of matrices without one are the identity: see _batched_cholesky)
             prec, singular = _inverses(chol @ np.swapaxes(chol, -1, -2) if any_bad else cov)
+            # LAPACK's inverse of an ill-conditioned matrix is not symmetric (relative
+            # differences up to its condition number times eps); the coefficients below
+            # take each pair's product once, so an asymmetry would be multiplied by
+            # u_i u_j: 1e-7 x 1e9 on rows far from the centre (a far row pulls it away).
+            # Its symmetric part gives the quadratic form that the inverse itself gives.
+            prec = prec + np.swapaxes(prec, -1, -2)
+            prec *= 0.5
             if singular is not None:  # factored, yet singular to working precision (1e12 apart)
                 bad |= np.any(singular, axis=1)
             logdet = 2.0 * np.add.reduce(np.log(_diagonal_view(chol)), axis=-1)

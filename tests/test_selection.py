@@ -579,6 +579,29 @@ def test_grid_with_mclusts_other_models_is_the_same_with_n_jobs(monkeypatch):
         (r["covariance_type"], r["n_components"]) for r in one.table)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_n_jobs_beyond_eight_features_runs_one_task_per_type(monkeypatch):
+    """Beyond _SHARED_FEATURES_MAX_D features each type steps alone (no cross finalists):
+    a pool of processes, one task per type, the same table as one process."""
+    rng = np.random.default_rng(7)
+    X = np.vstack([rng.normal(size=(60, 9)), rng.normal(size=(60, 9)) + 4.0])
+    kw = dict(n_components=[1, 2], covariance_types=["spherical", "EEV", "diag"],
+              random_state=0)
+    monkeypatch.setattr(selection, "_fit_dealt", lambda *a: pytest.fail("dealt"))
+    pools = []
+    executor = selection.ProcessPoolExecutor
+    monkeypatch.setattr(selection, "ProcessPoolExecutor",
+                        lambda **kwargs: pools.append(kwargs) or executor(**kwargs))
+    one = select_model(X, **kw)
+    two = select_model(X, n_jobs=2, **kw)
+    assert pools == [{"max_workers": 2}]
+    for a, b in zip(one.table, two.table, strict=True):
+        assert (a["covariance_type"], a["n_components"]) == (
+            b["covariance_type"], b["n_components"])
+        assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], rel=1e-10)
+    assert two.best_params_ == one.best_params_
+
+
 def test_deal_shares_the_types_of_a_grid():
     """Each type in one share, each share in grid order and holding one of mclust's other
     models (the screen's), the shares' costs within one type's cost of each other."""
@@ -593,6 +616,9 @@ def test_deal_shares_the_types_of_a_grid():
         loads = [sum(selection._TYPE_COST[t] for t in share) for share in shares]
         assert max(loads) - min(loads) <= max(selection._TYPE_COST.values())
     assert selection._deal(["tied", "VVE", "full"], 4) == [("tied", "VVE", "full")]
+    # scikit-learn's four alone: any share will do
+    assert selection._deal(list(TYPES), 2) == [("spherical", "tied"), ("diag", "full")]
+    assert selection._deal(list(TYPES), 8) == [(t,) for t in TYPES]
 
 
 def _worker_only(monkeypatch, action):

@@ -87,10 +87,11 @@ features, every mixture's log-densities in one product). On data of at least
 ``_THREADS_MIN_ROWS`` rows, an E-step that takes its rows in several blocks spreads them
 over one thread per core (the BLAS held to one thread, as for every fit; the sums added in
 the blocks' order, so the results do not depend on the number of cores). With ``n_jobs``,
-scikit-learn's four types run one task per type in a process pool (their K-chains are
-independent); a grid with mclust's other models is dealt among processes that run their
-K-chains in step and exchange every type's best race finalist at each K (:func:`_fit_dealt`),
-from which those models take their cross finalists as in one process.
+the grid's types are dealt among processes that run their K-chains in step and exchange
+every type's best race finalist at each K (:func:`_fit_dealt`), from which mclust's other
+models take their cross finalists as in one process; beyond ``_SHARED_FEATURES_MAX_D``
+features (every type in its own batches, no cross finalists) each type is one task of a
+process pool.
 
 On data of more than 2,000 rows the starts, the race and a first polish use a fixed
 random sample of 2,000 rows (the Ward trees 1,000); the best polished finalist of each
@@ -1161,13 +1162,13 @@ _TYPE_COST = {"spherical": 1.0, "diag": 1.0, "tied": 1.0, "full": 1.0, "EII": 2.
 
 
 def _deal(covariance_types, workers) -> list[tuple[str, ...]]:
-    """The types of a grid with mclust's other models dealt into at most ``workers``
-    shares of about equal cost (:data:`_TYPE_COST`; the costliest first, each to the
-    cheapest share so far), each share in grid order. Every share holds one of mclust's
-    other models at least: a share of scikit-learn's types alone would skip the screen
-    they take part in with those models (and so reach other fits)."""
+    """The types of a grid dealt into at most ``workers`` shares of about equal cost
+    (:data:`_TYPE_COST`; the costliest first, each to the cheapest share so far), each
+    share in grid order. When the grid has any of mclust's other models, every share
+    holds one of them at least: a share of scikit-learn's types alone would skip the
+    screen they take part in with those models (and so reach other fits)."""
     constrained = [t for t in covariance_types if TYPES.index(t) > FULL]
-    n = max(1, min(workers, len(constrained)))
+    n = max(1, min(workers, len(constrained) or len(covariance_types)))
     order = sorted(covariance_types, key=lambda t: (-_TYPE_COST[t], covariance_types.index(t)))
     shares: list[list[str]] = [[] for _ in range(n)]
     load = [0.0] * n
@@ -1212,9 +1213,8 @@ def _dealt_context():
 
 
 def _fit_dealt(X, w, ks, shares, params, hc, n_init, entropy, collect):
-    """Fit a grid with mclust's other models in ``len(shares)`` processes, one share of its
-    types each (:func:`_deal`): this process runs the first share and starts one process
-    for each of the others.
+    """Fit a grid in ``len(shares)`` processes, one share of its types each (:func:`_deal`):
+    this process runs the first share and starts one process for each of the others.
 
     The chains run in step: at every K, each sends the best race finalist of each of its
     types, and every chain receives those of all the types, from which its constrained
@@ -1875,20 +1875,23 @@ def select_model(
     progress : callable, default=None
         Called as ``progress(i, n, covariance_type, n_components)`` after each of the
         ``n`` grid points is done (``i`` counts from 1).
-        Number of processes. None or 1 runs in this process; -1 uses all CPUs. A grid of
-        scikit-learn's four types (or of any types, beyond 8 features) runs one task per
-        type in a pool of ``n_jobs`` worker processes. A grid with mclust's other models
-        (up to 8 features) is dealt into at most ``n_jobs`` shares of about equal cost,
-        one of those models at least in each: this process runs the first, one process
-        each of the others, all in step, exchanging at every K the race finalists those
-        models start from, so the fits are those of one process up to rounding (a batch
+    n_jobs : int, default=None
+        Number of processes. None or 1 runs in this process; -1 uses all CPUs. Up to 8
+        features (where the types of a K step together), the grid's types are dealt into
+        at most ``n_jobs`` shares of about equal cost (with mclust's other models in the
+        grid, one of those in each share): this process runs the first, one process each
+        of the others, all in step, exchanging at every K the race finalists mclust's
+        other models also start from. Beyond 8 features each type runs alone, one task
+        per type in a pool of ``n_jobs`` processes. Either way the fits are those of one
+        process up to rounding (a batch
         holding other mixtures can add the E-step's blocks of rows in another order): on
         Old Faithful and iris every grid point agrees within 1e-8 in log-likelihood; on
         20,000 rows x 5 features four EVE and VVE fits, whose maxima are many and close,
         ended at other maxima 0.001 to 0.4 away (higher or lower). Each process holds the
-        data. It pays from a few thousand rows: each process still takes every EM step of
-        the grid, with fewer mixtures in each (see the README's performance section).
-        Ignored for a dask array of more than 2,000 rows (its passes run on the cluster).
+        data. It pays from a few thousand rows: each process takes about as many batched
+        EM steps as one process alone, with fewer mixtures in each (see the README's
+        performance section). Ignored for a dask array of more than 2,000 rows (its
+        passes run on the cluster).
     prior : None, "default" or dict, default=None
         mclust's conjugate prior (``GaussianMixture(prior=...)``): every grid point is
         refined by MAP EM from the maximum-likelihood fits, and the criteria use the
@@ -1996,12 +1999,13 @@ def select_model(
         workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
         if workers < 1:
             raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.")
-    # mclust's other models also start from the other models' race finalists at the same
-    # K (when every type steps together: up to _SHARED_FEATURES_MAX_D features): such a
-    # grid is dealt among processes that exchange those finalists at every K.
-    dealt = (any(t not in _SKLEARN_TYPES for t in types)
-             and n_features <= _SHARED_FEATURES_MAX_D)
-    shares = _deal(types, workers) if workers > 1 and dealt and source is None else []
+    # Up to _SHARED_FEATURES_MAX_D features every type of a K steps together (fewer,
+    # larger batched steps), and mclust's other models also start from the other models'
+    # race finalists at the same K: the grid is dealt among processes that run in step and
+    # exchange those finalists at every K. Beyond, each type's K-chain is independent.
+    dealt = n_features <= _SHARED_FEATURES_MAX_D
+    shares = (_deal(types, workers) if workers > 1 and dealt and source is None
+              and len(types) > 1 else [])
     if len(shares) > 1:
         _fit_dealt(X, w, ks, shares, params, hc, n_init, entropy, collect)
     elif workers > 1 and len(types) > 1 and source is None and not dealt:

@@ -130,3 +130,20 @@ def test_select_points_strategy_settings_are_put_back():
         assert selection._SCREEN_STEPS == 3
         raise RuntimeError
     assert selection._SCREEN_STEPS == before
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_jobs_agreement_reports_the_two_runs_of_a_set(capsys):
+    """benchmarks/jobs_agreement.py: one row per set, the ratio the median of the rounds',
+    and (here, Old Faithful's 14-model grid dealt into two processes) every grid point
+    within its tolerance and the same best model."""
+    import jobs_agreement
+
+    assert jobs_agreement.main(["--only", "faithful", "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    row = _cells(next(line for line in out.splitlines() if line.startswith("| faithful |")))
+    one, two, ratio, rounds = float(row[1]), float(row[2]), row[3], row[4].split(" / ")
+    assert one > 0 and two > 0 and len(rounds) == 2
+    assert ratio == f"{statistics.median(float(r) for r in rounds):.2f}x"
+    assert float(row[5]) < 1e-6 and row[6] == "0" and row[7] == "yes"
+    assert "- every grid point within the tolerance" in out

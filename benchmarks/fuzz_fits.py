@@ -16,7 +16,10 @@ one of the 18 covariance names, a number of components, an initialisation and a
 * ``missing``: a fit of the data with a share of its cells NaN, the same checks;
 * ``weights``: integer sample weights give the fit of the rows repeated (same start);
 * ``partial``: ``partial_fit`` on a few chunks, then finite scores;
-* ``select``: ``select_model`` over K = 1..3 of scikit-learn's four or mclust's 14 models;
+* ``select``: ``select_model`` over K = 1..3 of scikit-learn's four or mclust's 14 models
+  (in odd cases also with ``n_jobs=2``, whose table must be the one process's up to
+  rounding: the same grid points fitted, failed and flagged, log-likelihoods within
+  1e-6, unless the data have a constant feature, whose flat ridges rounding can tip);
 * ``prior``: a fit under mclust's default conjugate prior (``prior="default"``);
 * ``save``: a model file round trip predicts the same scores, bit for bit.
 
@@ -119,6 +122,24 @@ def check_fit(model, X, problems, desc):
                                    f"(rounding allows {slack:.3g})"))
 
 
+def _table_differences(one, other, kind) -> list[str]:
+    """How ``other`` (a selection with n_jobs) departs from ``one`` (in one process) beyond
+    rounding: a grid point fitted in one only, flagged degenerate in one only, or a
+    log-likelihood 1e-6 (relative) away; on data with a constant feature only the first
+    two (its flat ridges make rounding-level differences end at other maxima)."""
+    out = []
+    for a, b in zip(one.table, other.table, strict=True):
+        point = f"{a['covariance_type']},{a['n_components']}"
+        la, lb = a["log_likelihood"], b["log_likelihood"]
+        if (la is None) != (lb is None):
+            out.append(f"{point} fitted in one run only")
+        elif (a["degenerate"] is None) != (b["degenerate"] is None) and kind != "flat feature":
+            out.append(f"{point} flagged degenerate in one run only")
+        elif la is not None and kind != "flat feature" and abs(la - lb) > 1e-6 * max(1, abs(la)):
+            out.append(f"{point}: log-likelihood {la:.6g} in one process, {lb:.6g} dealt")
+    return out
+
+
 def draw_case(rng, case, max_rows=400) -> dict:
     """Every random choice of a case, drawn up front (a case reruns from its number)."""
     kind = KINDS[rng.integers(len(KINDS))]
@@ -188,6 +209,11 @@ def run_case(c, tmp, problems):
                               random_state=settings["random_state"])
         if not np.isfinite(result.ranked()[0]["bic"]):
             problems.append((desc, "select_model: the best BIC is not finite"))
+        if c["case"] % 2:  # the same table from two processes (no draw: see draw_case)
+            dealt = select_model(X, n_components=[1, 2, 3], covariance_types=c["grid"],
+                                 random_state=settings["random_state"], n_jobs=2)
+            problems.extend((desc, f"select_model(n_jobs=2): {what}")
+                            for what in _table_differences(result, dealt, kind=c["kind"]))
     else:
         model = GaussianMixture(**settings).fit(X)
         path = os.path.join(tmp, f"case{c['case']}.gmm")

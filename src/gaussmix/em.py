@@ -176,7 +176,7 @@ def m_step_each(batch, summed, reg_covar: float):
     return out, ll, failed
 
 
-def run_squarem(step, batch, *, gain: float, max_steps: int, project=None,
+def run_squarem(step, batch, *, gain: float | np.ndarray, max_steps: int, project=None,
                 first=None) -> AcceleratedResult:
     """EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3) with a safeguard.
 

@@ -638,7 +638,8 @@ def _run_race(rows, batch, n_eff, race_tol, degenerate, errors):
 
     The race stops for a type when at most ``_FINALISTS`` of its starts are left.
     Returns ``{type code: [finalist candidates, best ranked first]}`` for the types that
-    kept a regular start.
+    kept a regular start (each with the log-likelihood of the parameters its last step
+    started from: the value its history ends with).
     """
     S = batch.size
     history = [[] for _ in range(S)]
@@ -755,7 +756,7 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
     """:func:`gaussmix.em.run_squarem` in runs of ``_PRUNE_CHUNK`` EM steps; between runs, a
     mixture that cannot catch up with the best of its covariance type stops. Each run
     continues where the last one stopped (``first=``: the EM step it stopped on is not
-    taken again).
+    taken again). ``gain``: the stopping gain of each mixture (S,).
 
     "Cannot catch up": its log-likelihood plus ``_PRUNE_HORIZON`` times its last cycle's
     gain (EM's gains shrink geometrically; this assumes a ratio of at most
@@ -791,8 +792,8 @@ def _squarem_pruned(step, batch, gain, max_steps, project, keep=1, chunk=None,
     resume = None  # (one step of the runs that go on, from where the last chunk left them)
     while active.size:
         budget = min(chunk, max_steps - int(n_iter[active].max()))
-        out = run_squarem(step, current, gain=gain if np.ndim(gain) == 0 else gain[active],
-                          max_steps=budget, project=project, first=resume)
+        out = run_squarem(step, current, gain=gain[active], max_steps=budget,
+                          project=project, first=resume)
         result = result.put(active, out.batch)
         ll[active] = out.log_likelihood
         n_iter[active] += out.n_iter
@@ -874,15 +875,26 @@ def _polish(step, rows_check, cands, errors, max_steps=_POLISH_MAX_ITER, relativ
     for s, cand in enumerate(cands):
         if out.failed[s]:  # SQUAREM never lowers the log-likelihood; it can only fail
             errors.setdefault(int(batch.types[s]), []).append(_INVALID)
-            result.append(None if other_rows else cand)
+            result.append(None if other_rows else _as_started(cand, out, s))
             continue
         new = _Candidate(out.batch.take([s]), out.log_likelihood[s], verdicts[s],
                          cand.n_iter + int(out.n_iter[s]),
                          converged=bool(out.n_iter[s] < max_steps))
         if out.history and out.history[s]:
             new.bounds = out.history[s]
-        result.append(cand if new.verdict() is not None and not other_rows else new)
+        result.append(_as_started(cand, out, s) if new.verdict() is not None
+                      and not other_rows else new)
     return result
+
+
+def _as_started(cand, out, s):
+    """``cand`` kept as it came to a run ``out`` (whose result failed or degenerated), with
+    the log-likelihood of its own parameters when the run's first step computed it: a
+    race finalist's value was the one of the parameters its last race step started from."""
+    if out.history and out.history[s]:
+        cand.log_likelihood = out.history[s][0]
+        cand.bounds = [cand.log_likelihood]
+    return cand
 
 
 class _Engine:
@@ -938,9 +950,10 @@ class _Engine:
 def _fit_components(engine, K, types, starts, entropy, race_tol, exchange=None):
     """Best regular fit of every type in ``types`` with K components.
 
-    ``exchange``: when the grid's types are shared among processes, a callable that takes
-    this process's donors (``{type code: best race finalist}``) and returns those of every
-    type of the grid (:func:`_exchanging`); None when ``types`` are the whole grid.
+    ``exchange``: when the grid's types are dealt among processes in step, a callable that
+    takes this process's donors (``{type code: best race finalist}``) and finalist counts
+    (``{type code: number}``) and returns those of every type of the grid
+    (:func:`_fit_dealt`); None when ``types`` are the whole grid.
     Returns ``{type: (candidate or None, errors)}``; a degenerate candidate when every
     start of a type degenerated (also after ``_EXTRA_STARTS`` random restarts).
     """
@@ -967,13 +980,14 @@ def _fit_components(engine, K, types, starts, entropy, race_tol, exchange=None):
                 winners.update(_run_race(rows, extra, engine.n_eff, race_tol, degenerate,
                                          errors))
     donors = {code: cands[0] for code, cands in winners.items() if cands}
-    if exchange is not None:
-        donors = exchange(donors)
+    counts = {code: len(cands) for code, cands in winners.items()}
+    if exchange is not None:  # (every type of the grid's, from every process)
+        donors, counts = exchange(donors, counts)
     _add_cross_finalists(winners, donors)
     codes = sorted(winners)
     if codes:
         step = lambda b: _step_each(rows, b, errors)  # noqa: E731
-        if any(len(winners[c]) > _FINALISTS for c in codes):
+        if _screened(counts, donors):
             # Many finalists (mclust's other models): a short accelerated run of all of
             # them, then the best _FINALISTS of each type are polished to the end.
             few = engine.screen_rows
@@ -1042,6 +1056,17 @@ def _rescore(rows, cands):
     for cand, value in zip(cands, ll.tolist(), strict=True):
         cand.log_likelihood = value
         cand.bounds = [value]
+
+
+def _screened(counts, donors) -> bool:
+    """Whether the finalists of a K go through the screen: when a type of the grid has
+    more than ``_FINALISTS``, its cross finalists included (:func:`_add_cross_finalists`
+    gives each of mclust's other models every other donor). ``counts``: the number of race
+    finalists of every type of the grid, ``donors`` its donors (both from every process
+    of a dealt grid, so that all decide alike)."""
+    crossing = len(donors) >= 2 and next(iter(donors.values())).n_components > 1
+    return any(n + (len(donors) - (code in donors) if crossing and code > FULL else 0)
+               > _FINALISTS for code, n in counts.items())
 
 
 def _add_cross_finalists(winners, donors):
@@ -1145,8 +1170,9 @@ def _fit_chain(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done=
     depend on how the grid is divided among processes. ``source``: the data source of
     which ``X`` is a sample (see :class:`_Engine`), or None. ``threads``: whether the
     E-steps may spread their blocks of rows over the cores (:func:`_row_threads`; not in
-    one of several processes). ``exchange``: this chain's share of a grid dealt among
-    processes (:func:`_fit_dealt`), the donors of every K passing through it.
+    one of several processes). ``exchange``: for a chain that runs one share of a grid
+    dealt among processes in step, the callable through which the donors of every K pass
+    (:func:`_fit_components`, :func:`_fit_dealt`).
     """
     with _one_blas_thread() as limited, _row_threads(X.shape[0], threads and limited) as pool:
         return _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_done,
@@ -1179,29 +1205,47 @@ def _deal(covariance_types, workers) -> list[tuple[str, ...]]:
     return [tuple(t for t in covariance_types if t in share) for share in shares]
 
 
-def _dealt_worker(conn, args):
-    """One process's share of a dealt grid (:func:`_fit_dealt`): its chain, sending its
-    donors and the grid points it has finished through ``conn`` at every K and receiving
-    every type's donors; then ``("done", results)``, or ``("error", exception)``."""
+def _dealt_worker(conn, args, in_step):
+    """One process's share of a dealt grid (:func:`_fit_dealt`): its chain, then
+    ``("done", results)``, or ``("error", (exception, traceback text))``. ``in_step``: at
+    every K it sends its donors and finalist counts and the grid points it has finished
+    through ``conn``, and receives every type's donors and counts. It ends when the
+    process that started it does (waiting on that process, not only on the pipe, whose
+    other end other forked processes may hold too)."""
+    import multiprocessing
+    import traceback
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
     finished = {}
     try:
-        def exchange(donors):
-            conn.send(("donors", donors, dict(finished)))
+        def exchange(donors, counts):
+            conn.send(("donors", (donors, counts), dict(finished)))
             finished.clear()
+            if parent is not None and conn not in wait([conn, parent.sentinel]):
+                raise SystemExit(1)  # the parent is gone: nothing to fit for
             return conn.recv()
 
-        _fit_chain(*args, on_done=finished.__setitem__, threads=False, exchange=exchange)
+        _fit_chain(*args, on_done=finished.__setitem__, threads=False,
+                   exchange=exchange if in_step else None)
         conn.send(("done", dict(finished), None))
     except BaseException as exc:  # (reported to the parent, which raises it)
-        try:
-            conn.send(("error", exc, None))
-        except Exception:  # not picklable, or the parent is gone
-            try:
-                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}"), None))
-            except Exception:
-                pass
+        text = traceback.format_exc()
+        for error in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
+            try:  # (the exception itself, else its words: it may not pickle)
+                conn.send(("error", (error, text), None))
+                break
+            except Exception:  # not picklable, or the parent is gone
+                continue
     finally:
         conn.close()
+
+
+class _RemoteTraceback(Exception):
+    """A worker process's traceback, as the cause of the exception it raised."""
+
+    def __str__(self):
+        return self.args[0]
 
 
 def _dealt_context():
@@ -1216,34 +1260,47 @@ def _fit_dealt(X, w, ks, shares, params, hc, n_init, entropy, collect):
     """Fit a grid in ``len(shares)`` processes, one share of its types each (:func:`_deal`):
     this process runs the first share and starts one process for each of the others.
 
-    The chains run in step: at every K, each sends the best race finalist of each of its
-    types, and every chain receives those of all the types, from which its constrained
-    models take their cross finalists (:func:`_add_cross_finalists`) as in one process.
-    ``collect(results)`` gets the grid points as the chains finish them.
+    With mclust's other models in the grid the chains run in step: at every K, each sends
+    the best race finalist and the number of finalists of each of its types, and every
+    chain receives those of all the types, from which its constrained models take their
+    cross finalists (:func:`_add_cross_finalists`) and every chain decides on the screen
+    (:func:`_screened`) as one process would. Without them the chains are independent.
+    ``collect(results)`` gets the grid points as the chains finish them. On an error here
+    or in a worker, every worker is stopped and the error raised here (a worker's with
+    its traceback as the cause).
     """
     context = _dealt_context()
+    in_step = any(TYPES.index(t) > FULL for share in shares for t in share)
     args = (X, w, ks)
     links = []
+    ended = False
     try:
         for share in shares[1:]:
             mine, theirs = context.Pipe()
+            links.append((mine, None))
             process = context.Process(target=_dealt_worker, daemon=True, args=(
-                theirs, (*args, share, params, hc, n_init, entropy)))
-            process.start()
-            theirs.close()
-            links.append((mine, process))
+                theirs, (*args, share, params, hc, n_init, entropy), in_step))
+            try:
+                process.start()
+            finally:
+                theirs.close()
+            links[-1] = (mine, process)
+
+        def lost(process):
+            process.join(timeout=1.0)
+            return RuntimeError(
+                f"a worker process of select_model ended without its results (exit code "
+                f"{process.exitcode}); run with n_jobs=None to fit in this process")
 
         def receive(conn, process, expected):
             try:
                 kind, value, finished = conn.recv()
             except EOFError:
-                process.join(timeout=1.0)
-                raise RuntimeError(
-                    f"a worker process of select_model ended without its results (exit "
-                    f"code {process.exitcode}); run with n_jobs=None to fit in this "
-                    f"process") from None
+                raise lost(process) from None
             if kind == "error":
-                raise value
+                error, text = value
+                error.__cause__ = _RemoteTraceback(text)
+                raise error
             if kind != expected:
                 raise RuntimeError(f"a worker process of select_model sent {kind!r}, "
                                    f"expected {expected!r}")
@@ -1251,28 +1308,35 @@ def _fit_dealt(X, w, ks, shares, params, hc, n_init, entropy, collect):
                 collect(finished)
             return value
 
-        def exchange(donors):
-            merged = dict(donors)
+        def exchange(donors, counts):
+            donors, counts = dict(donors), dict(counts)
             for conn, process in links:
-                merged.update(receive(conn, process, "donors"))
-            merged = dict(sorted(merged.items()))
-            for conn, _ in links:
-                conn.send(merged)
+                theirs, their_counts = receive(conn, process, "donors")
+                donors.update(theirs)
+                counts.update(their_counts)
+            merged = dict(sorted(donors.items())), dict(sorted(counts.items()))
+            for conn, process in links:
+                try:
+                    conn.send(merged)
+                except OSError:  # (a broken pipe: the worker is gone)
+                    raise lost(process) from None
             return merged
 
         _fit_chain(*args, shares[0], params, hc, n_init, entropy,
                    on_done=lambda key, value: collect({key: value}), threads=False,
-                   exchange=exchange)
+                   exchange=exchange if in_step else None)
         for conn, process in links:
             collect(receive(conn, process, "done"))
+        ended = True
     finally:
         for conn, _ in links:
             conn.close()
         for _, process in links:
-            process.join(timeout=5.0)
-            if process.is_alive():
+            if process is None:
+                continue
+            if not ended:  # (an error: no worker's results are wanted any more)
                 process.terminate()
-                process.join()
+            process.join()
 
 
 def _type_groups(covariance_types, n_features):
@@ -1294,6 +1358,8 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
     distinct = [_distinct_rows(Y, weights) for Y in spaces[:n_init]]  # (the views drawn from)
     groups = [(g, _Engine(X, w, sample, g, reg_covar, source, pool))
               for g in _type_groups(covariance_types, X.shape[1])]
+    # (a chain in step with others exchanges once per K: its types are one group)
+    assert exchange is None or len(groups) == 1, "a dealt grid's chain steps its types together"
     results = {}
     for K in ks:
         label_sets = _partitions_for(spaces, weights, K, hc.get(K, []), n_init, entropy,
@@ -1309,8 +1375,7 @@ def _fit_chain_body(X, w, ks, covariance_types, params, hc, n_init, entropy, on_
                 if _N_SPLITS and previous is not None and previous.reason is None:
                     parts.append(_splits(previous.batch, 0, _N_SPLITS, data_cov))
             starts = Batch.stack(parts) if parts else None
-            fitted = _fit_components(engine, K, types, starts, entropy, race_tol,
-                                     exchange if len(groups) == 1 else None)
+            fitted = _fit_components(engine, K, types, starts, entropy, race_tol, exchange)
             for t in types:
                 results[(t, K)] = fitted[t]
         for t in covariance_types:
@@ -1876,22 +1941,24 @@ def select_model(
         Called as ``progress(i, n, covariance_type, n_components)`` after each of the
         ``n`` grid points is done (``i`` counts from 1).
     n_jobs : int, default=None
-        Number of processes. None or 1 runs in this process; -1 uses all CPUs. Up to 8
-        features (where the types of a K step together), the grid's types are dealt into
-        at most ``n_jobs`` shares of about equal cost (with mclust's other models in the
-        grid, one of those in each share): this process runs the first, one process each
-        of the others, all in step, exchanging at every K the race finalists mclust's
-        other models also start from. Beyond 8 features each type runs alone, one task
-        per type in a pool of ``n_jobs`` processes. Either way the fits are those of one
-        process up to rounding: a batch holding other mixtures can add the E-step's blocks
-        of rows in another order (``benchmarks/jobs_agreement.py`` compares the two grid
-        point by grid point; on its four data sets, both grids, every log-likelihood
-        agreed within 3e-6 but one, 7e-4 apart). Each process holds the data, and takes
-        about as many batched EM steps as one process alone, with fewer mixtures in each:
-        on 2 cores mclust's 14 models ran 1.4 to 1.7 times faster than in one process,
-        scikit-learn's four 1.1 to 1.2 times on 5,000 and 20,000 rows but slower on Old
-        Faithful and iris (see the README's performance section). Ignored for a dask
-        array of more than 2,000 rows (its passes run on the cluster).
+        Number of processes. None or 1 runs in this process; -1 one per CPU this process
+        may use. Up to 8 features (where the types of a K step together), the grid's
+        types are dealt into at most ``n_jobs`` shares of about equal cost (with mclust's
+        other models in the grid, one of those in each share): this process runs the
+        first, one process each of the others. With mclust's other models they run in
+        step, exchanging at every K the race finalists those models also start from and
+        the finalist counts that decide the screen. Beyond 8 features each type runs
+        alone, one task per type in a pool of ``n_jobs`` processes. Either way the fits
+        are those of one process up to rounding: a batch holding other mixtures can add
+        the E-step's blocks of rows in another order (``benchmarks/jobs_agreement.py``
+        compares the two grid point by grid point). Each process holds the data, and
+        takes about as many batched EM steps as one process alone, with fewer mixtures
+        in each: on a 2-core machine with the fork start method, mclust's 14 models ran
+        1.36 to 1.65 times faster than in one process, scikit-learn's four 1.13 and 1.23
+        times on 5,000 and 20,000 rows but slower on Old Faithful and iris (see the
+        README's performance section; with the spawn or forkserver start methods each
+        process also imports NumPy and gaussmix). Ignored for a dask array of more than
+        2,000 rows (its passes run on the cluster) and for data with NaN.
     prior : None, "default" or dict, default=None
         mclust's conjugate prior (``GaussianMixture(prior=...)``): every grid point is
         refined by MAP EM from the maximum-likelihood fits, and the criteria use the
@@ -1994,9 +2061,7 @@ def select_model(
 
     workers = 1
     if n_jobs is not None:
-        import os
-
-        workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+        workers = available_cores() if n_jobs == -1 else int(n_jobs)
         if workers < 1:
             raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.")
     # Up to _SHARED_FEATURES_MAX_D features every type of a K steps together (fewer,

@@ -384,7 +384,7 @@ def _far_row_data():
     return X
 
 
-@pytest.mark.parametrize("n_mixtures", [1, 150])  # LAPACK's inverse; _small_spd's
+@pytest.mark.parametrize("n_mixtures", [1, 150])  # LAPACK's inverse; _small_spd's (a guard)
 def test_log_densities_of_an_ill_conditioned_covariance(n_mixtures):
     """The log-likelihood of every row under a covariance of condition number 1e11: the
     Gaussian log-density computed from a Cholesky factor, within 1e-6. LAPACK's inverse of

@@ -1297,6 +1297,9 @@ def _fit_dealt(X, w, ks, shares, params, hc, n_init, entropy, collect):
                 kind, value, finished = conn.recv()
             except EOFError:
                 raise lost(process) from None
+            except Exception as exc:  # (a message that does not unpickle here)
+                raise RuntimeError(f"could not read a message of a worker process of "
+                                   f"select_model: {type(exc).__name__}: {exc}") from exc
             if kind == "error":
                 error, text = value
                 error.__cause__ = _RemoteTraceback(text)

@@ -1957,7 +1957,7 @@ def select_model(
         compares the two grid point by grid point). Each process holds the data, and
         takes about as many batched EM steps as one process alone, with fewer mixtures
         in each: on a 2-core machine with the fork start method, mclust's 14 models ran
-        1.36 to 1.65 times faster than in one process, scikit-learn's four 1.13 and 1.23
+        1.33 to 1.61 times faster than in one process, scikit-learn's four 1.13 and 1.27
         times on 5,000 and 20,000 rows but slower on Old Faithful and iris (see the
         README's performance section; with the spawn or forkserver start methods each
         process also imports NumPy and gaussmix). Ignored for a dask array of more than

@@ -609,9 +609,9 @@ def test_n_jobs_beyond_eight_features_runs_one_task_per_type(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fourteen_models_dealt_ten_ways():
-    """Ten shares, one of mclust's other models each: every process decides on the screen
-    from every type's finalist counts (a share whose model has no regular finalist at some
-    K still screens its other types' finalists, as one process does)."""
+    """Ten shares, one of mclust's other models each, the same table as one process (each
+    process decides on the screen from every type's finalist counts, so that a share whose
+    model had no regular finalist at some K would still screen its other types')."""
     X = load_faithful()
     kw = dict(n_components=[1, 2, 3], random_state=0)
     one = select_model(X, **kw)

@@ -1064,9 +1064,16 @@ def _screened(counts, donors) -> bool:
     gives each of mclust's other models every other donor). ``counts``: the number of race
     finalists of every type of the grid, ``donors`` its donors (both from every process
     of a dealt grid, so that all decide alike)."""
-    crossing = len(donors) >= 2 and next(iter(donors.values())).n_components > 1
+    crossing = _crossing(donors)
     return any(n + (len(donors) - (code in donors) if crossing and code > FULL else 0)
                > _FINALISTS for code, n in counts.items())
+
+
+def _crossing(donors) -> bool:
+    """Whether mclust's other models take cross finalists from ``donors``: two donors at
+    least, and more than one component (one component has a unique maximum, which its one
+    start reaches)."""
+    return len(donors) >= 2 and next(iter(donors.values())).n_components > 1
 
 
 def _add_cross_finalists(winners, donors):
@@ -1079,8 +1086,8 @@ def _add_cross_finalists(winners, donors):
     These models share a piece (volume, shape or orientation) with several others, whose
     fits are often near their maximum (mclust starts every model from one partition).
     """
-    if len(donors) < 2 or next(iter(donors.values())).n_components == 1:
-        return  # one component: every start has the same (the unique) maximum
+    if not _crossing(donors):
+        return
     for code in [c for c in winners if c > FULL]:
         given = [donors[other] for other in sorted(donors) if other != code]
         weights = np.concatenate([d.batch.weights for d in given])
@@ -2072,11 +2079,11 @@ def select_model(
     # race finalists at the same K: the grid is dealt among processes that run in step and
     # exchange those finalists at every K. Beyond, each type's K-chain is independent.
     dealt = n_features <= _SHARED_FEATURES_MAX_D
-    shares = (_deal(types, workers) if workers > 1 and dealt and source is None
-              and len(types) > 1 else [])
+    parallel = workers > 1 and len(types) > 1 and source is None
+    shares = _deal(types, workers) if parallel and dealt else []
     if len(shares) > 1:
         _fit_dealt(X, w, ks, shares, params, hc, n_init, entropy, collect)
-    elif workers > 1 and len(types) > 1 and source is None and not dealt:
+    elif parallel and not dealt:
         # One task per covariance type: the K-chains are independent of each other.
         with ProcessPoolExecutor(max_workers=min(workers, len(types))) as pool:
             futures = [

@@ -211,13 +211,13 @@ def run_case(c, tmp, problems):
             problems.append((desc, "prior: score_samples not finite"))
         model.sample(3)
     elif what == "select":
-        result = select_model(X, n_components=[1, 2, 3], covariance_types=c["grid"],
-                              random_state=settings["random_state"])
+        grid = dict(n_components=[1, 2, 3], covariance_types=c["grid"],
+                    random_state=settings["random_state"])
+        result = select_model(X, **grid)
         if not np.isfinite(result.ranked()[0]["bic"]):
             problems.append((desc, "select_model: the best BIC is not finite"))
         if c["case"] % 2:  # the same table from two processes (no draw: see draw_case)
-            dealt = select_model(X, n_components=[1, 2, 3], covariance_types=c["grid"],
-                                 random_state=settings["random_state"], n_jobs=2)
+            dealt = select_model(X, n_jobs=2, **grid)
             problems.extend((desc, f"select_model(n_jobs=2): {what}")
                             for what in _table_differences(result, dealt, kind=c["kind"]))
     else:

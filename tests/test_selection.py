@@ -385,16 +385,22 @@ def test_progress_callback_and_criterion():
     assert "ICL diff" in str(res)
 
 
+def _record_dealt(monkeypatch) -> list:
+    """The shares of every grid select_model deals among processes, as it deals them."""
+    dealt = []
+    fit_dealt = selection._fit_dealt
+    monkeypatch.setattr(selection, "_fit_dealt",
+                        lambda *a: dealt.append(a[3]) or fit_dealt(*a))
+    return dealt
+
+
 # Python 3.12 and 3.13 warn when a multi-threaded process (BLAS threads) forks.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_n_jobs_gives_the_same_table(monkeypatch):
     X = load_faithful()
     kw = dict(n_components=[1, 2, 3], covariance_types=["spherical", "tied"], random_state=3)
     serial = select_model(X, **kw)
-    dealt = []
-    fit_dealt = selection._fit_dealt
-    monkeypatch.setattr(selection, "_fit_dealt",
-                        lambda *a: dealt.append(a[3]) or fit_dealt(*a))
+    dealt = _record_dealt(monkeypatch)
     parallel = select_model(X, n_jobs=2, **kw)
     assert dealt == [[("spherical",), ("tied",)]]  # (two processes, independent chains)
     for a, b in zip(serial.table, parallel.table, strict=True):
@@ -560,10 +566,7 @@ def test_grid_with_mclusts_other_models_is_the_same_with_n_jobs(monkeypatch):
     X = load_faithful()
     kw = dict(n_components=[1, 2, 3, 4], covariance_types=["tied", "VVE", "EEV", "VEI"],
               random_state=0)
-    dealt = []
-    fit_dealt = selection._fit_dealt
-    monkeypatch.setattr(selection, "_fit_dealt",
-                        lambda *a: dealt.append(a[3]) or fit_dealt(*a))
+    dealt = _record_dealt(monkeypatch)
     one = select_model(X, **kw)
     assert not dealt
     calls = []
